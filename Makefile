@@ -1,0 +1,75 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is detail.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
+GOOGLE_PROTOS := $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
+GRPC_TOOLS_PROTOS := $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
+
+.PHONY: install run test test-fast lint gen check-gen buf-lint clean bench bench-quick node-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml tests/e2e/node/package.json
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+node-deps:
+	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
+
+run: install
+	$(BIN)/aichat-backend dev-run
+
+test: install check-gen lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
+
+lint: install buf-lint
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+# buf runs offline: the google/api and google/rpc protos come from the
+# googleapis-common-protos wheel, staged next to ours in a temp tree.
+buf-lint: install
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	cp -r proto/aichat $$tmp/; mkdir -p $$tmp/google; \
+	cp -r $(GOOGLE_PROTOS)/google/api $(GOOGLE_PROTOS)/google/rpc $$tmp/google/; \
+	cp proto/buf.yaml $$tmp/; \
+	cd $$tmp && $(CURDIR)/$(BIN)/buf lint --path aichat
+
+gen: install
+	rm -rf gen/aichat gen/aichat.pb && mkdir -p gen/aichat/v1
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLE_PROTOS) -I$(GRPC_TOOLS_PROTOS) \
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+	  --python_out=gen --grpc_python_out=gen \
+	  --mypy_out=gen --mypy_grpc_out=only_async:gen $(PROTO_FILES)
+	# Envoy's transcoder needs every import, plus error_details for convert_grpc_status.
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLE_PROTOS) -I$(GRPC_TOOLS_PROTOS) \
+	  --descriptor_set_out=gen/aichat.pb --include_imports \
+	  $(PROTO_FILES) google/rpc/error_details.proto
+	touch gen/aichat/__init__.py gen/aichat/v1/__init__.py gen/aichat/v1/py.typed
+
+check-gen: install
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \
+	$(MAKE) -s gen >/dev/null; \
+	if ! diff -r $$tmp/before gen >/dev/null; then \
+	  echo "gen/ is stale: run 'make gen' and commit the result"; diff -r $$tmp/before gen | head -20; \
+	  rm -rf gen; cp -r $$tmp/before gen; exit 1; fi
+
+bench: install
+	$(PY) -m aichat_backend.devtools.bench --full
+
+bench-quick: install
+	$(PY) -m aichat_backend.devtools.bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

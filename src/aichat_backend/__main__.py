@@ -1,0 +1,3 @@
+from aichat_backend.cli import main
+
+raise SystemExit(main())
