@@ -1,0 +1,117 @@
+"""Domain objects ⇄ protobuf messages. No logic beyond the mapping itself."""
+
+from __future__ import annotations
+
+from aichat.v1 import resources_pb2 as pb
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
+from aichat_backend import domain
+
+ROLE_TO_PB = {
+    domain.Role.USER: pb.ROLE_USER,
+    domain.Role.ASSISTANT: pb.ROLE_ASSISTANT,
+    domain.Role.TOOL: pb.ROLE_TOOL,
+    domain.Role.SYSTEM: pb.ROLE_SYSTEM,
+}
+STATE_TO_PB = {
+    domain.MessageState.COMPLETE: pb.MESSAGE_STATE_COMPLETE,
+    domain.MessageState.INCOMPLETE: pb.MESSAGE_STATE_INCOMPLETE,
+    domain.MessageState.INTERRUPTED: pb.MESSAGE_STATE_INTERRUPTED,
+    # A message being written is shown as incomplete until its turn ends.
+    domain.MessageState.STREAMING: pb.MESSAGE_STATE_INCOMPLETE,
+}
+TOOL_STATE_TO_PB = {
+    domain.ToolCallState.PENDING_APPROVAL: pb.TOOL_CALL_STATE_PENDING_APPROVAL,
+    domain.ToolCallState.APPROVED: pb.TOOL_CALL_STATE_APPROVED,
+    domain.ToolCallState.DENIED: pb.TOOL_CALL_STATE_DENIED,
+    domain.ToolCallState.RUNNING: pb.TOOL_CALL_STATE_RUNNING,
+    domain.ToolCallState.SUCCEEDED: pb.TOOL_CALL_STATE_SUCCEEDED,
+    domain.ToolCallState.FAILED: pb.TOOL_CALL_STATE_FAILED,
+}
+
+
+def timestamp(us: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def session_to_pb(s: domain.Session) -> pb.Session:
+    return pb.Session(
+        name=s.name,
+        display_name=s.display_name,
+        model=s.model,
+        system_prompt=s.system_prompt,
+        tool_names=s.tool_names,
+        memory_limit=s.memory_limit,
+        labels=s.labels,
+        message_count=s.message_count,
+        create_time=timestamp(s.create_time_us),
+        update_time=timestamp(s.update_time_us),
+        tools_locked=s.tools_locked,
+    )
+
+
+def session_from_pb(s: pb.Session) -> domain.Session:
+    """The caller-settable fields of a Session; output-only fields are ignored."""
+    return domain.Session(
+        user_id="",
+        id="",
+        display_name=s.display_name,
+        model=s.model,
+        system_prompt=s.system_prompt,
+        tool_names=list(s.tool_names),
+        memory_limit=s.memory_limit,
+        labels=dict(s.labels),
+    )
+
+
+def set_fields(s: pb.Session) -> list[str]:
+    """Updatable fields that hold a non-default value (an update without a mask)."""
+    paths = []
+    for path in domain.UPDATABLE_SESSION_FIELDS:
+        value = getattr(s, path)
+        if (hasattr(value, "__len__") and len(value) > 0) or (
+            not hasattr(value, "__len__") and value
+        ):
+            paths.append(path)
+    return paths
+
+
+def tool_call_to_pb(c: domain.ToolCall, preview_chars: int | None = None) -> pb.ToolCall:
+    args = struct_pb2.Struct()
+    args.update(c.arguments)
+    text = c.result_text
+    if preview_chars is not None and len(text) > preview_chars:
+        text = text[:preview_chars] + "…"
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(c.duration_ms)
+    return pb.ToolCall(
+        id=c.id,
+        tool_name=c.tool_name,
+        arguments=args,
+        state=TOOL_STATE_TO_PB[c.state],
+        result_text=text,
+        is_error=c.is_error,
+        duration=duration,
+        server=c.server,
+        approval_reason=c.approval_reason,
+    )
+
+
+def message_to_pb(m: domain.Message) -> pb.Message:
+    return pb.Message(
+        name=m.name,
+        role=ROLE_TO_PB[m.role],
+        text=m.text,
+        attachments=[
+            pb.Attachment(
+                filename=a.filename, mime_type=a.mime_type, size_bytes=a.size_bytes, sha256=a.sha256
+            )
+            for a in m.attachments
+        ],
+        tool_calls=[tool_call_to_pb(c) for c in m.tool_calls],
+        state=STATE_TO_PB[m.state],
+        usage=pb.Usage(input_tokens=m.input_tokens, output_tokens=m.output_tokens),
+        model=m.model,
+        create_time=timestamp(m.create_time_us),
+        finish_reason=m.finish_reason,
+    )

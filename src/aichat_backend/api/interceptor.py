@@ -1,0 +1,229 @@
+"""Every RPC passes through here: request id, identity, errors, access log.
+
+grpc.aio interceptors only see the handler, so we wrap its behaviour: the wrapped
+function runs in the RPC's own task, which is what lets the context variables of
+``request_context`` follow the call into servicers and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+
+from aichat_backend import request_context
+from aichat_backend.api.errors import grpc_code_of, internal_status, to_status
+from aichat_backend.errors import AichatError, InvalidArgument, Unauthenticated
+
+log = logging.getLogger("aichat_backend.access")
+
+# Health and reflection answer anyone: load balancers and grpcurl carry no user.
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not decode."""
+
+
+_MALFORMED = _Malformed()
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def wrapper(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:
+            # grpc would answer INTERNAL/UNKNOWN; we answer INVALID_ARGUMENT in the handler.
+            return _MALFORMED
+
+    return wrapper
+
+
+class _Call:
+    """What the interceptor knows about one RPC."""
+
+    def __init__(self, method: str, metadata: tuple[Any, ...], auth_header: str, max_user: int):
+        self.method = method
+        self.start = time.perf_counter()
+        self.request_id = ""
+        self.user: str | None = None
+        self.error: AichatError | None = None
+        values: dict[str, list[str]] = {}
+        for key, value in metadata or ():
+            values.setdefault(key.lower(), []).append(value if isinstance(value, str) else "")
+        supplied = values.get("x-request-id", [""])[0]
+        self.request_id = supplied if REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+        self.open = method.startswith(OPEN_SERVICES)
+        if not self.open:
+            users = values.get(auth_header, [])
+            if len(users) != 1:
+                self.error = Unauthenticated(
+                    f"exactly one {auth_header} metadata value is required"
+                    + ("" if not users else f", got {len(users)}"),
+                    reason="MISSING_IDENTITY" if not users else "AMBIGUOUS_IDENTITY",
+                )
+            else:
+                user = users[0].strip()
+                if not user or len(user) > max_user or not user.isprintable():
+                    self.error = Unauthenticated(
+                        f"{auth_header} must be 1-{max_user} printable characters",
+                        reason="INVALID_IDENTITY",
+                    )
+                else:
+                    self.user = user
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, auth_header: str = "x-user-id", max_user_id_length: int = 256) -> None:
+        self._auth_header = auth_header.lower()
+        self._max_user = max_user_id_length
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(OPEN_SERVICES):
+            return handler
+        metadata = tuple(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, metadata),
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, metadata),
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # we define no client- or bidi-streaming methods
+
+    def _begin(self, method: str, metadata: tuple[Any, ...], request: Any) -> _Call:
+        call = _Call(method, metadata, self._auth_header, self._max_user)
+        request_context.bind(call.user, call.request_id, method)
+        if call.error is None and isinstance(request, _Malformed):
+            call.error = InvalidArgument(
+                "the request message could not be decoded", reason="MALFORMED_REQUEST"
+            )
+        return call
+
+    def _wrap_unary(
+        self, behavior: Callable[..., Awaitable[Any]], method: str, metadata: tuple[Any, ...]
+    ) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = self._begin(method, metadata, request)
+            code = grpc.StatusCode.OK
+            try:
+                if call.error is not None:
+                    raise call.error
+                response = await behavior(request, context)
+                await _send_headers(context, call)
+                return response
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # the top of the request
+                status = _status_for(call, exc)
+                code = grpc_code_of(status)
+                await abort_with(context, status, call.request_id)
+            finally:
+                _access_log(call, code)
+
+        return wrapped
+
+    def _wrap_stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str, metadata: tuple[Any, ...]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            call = self._begin(method, metadata, request)
+            code = grpc.StatusCode.OK
+            headers_sent = False
+            try:
+                if call.error is not None:
+                    raise call.error
+                async for item in behavior(request, context):
+                    if not headers_sent:
+                        await _send_headers(context, call)
+                        headers_sent = True
+                    yield item
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # the top of the request
+                status = _status_for(call, exc)
+                code = grpc_code_of(status)
+                await abort_with(context, status, call.request_id)
+            finally:
+                _access_log(call, code)
+
+        return wrapped
+
+
+async def _send_headers(context: grpc.aio.ServicerContext, call: _Call) -> None:
+    extra = getattr(context, "_aichat_headers", ())
+    await context.send_initial_metadata((("x-request-id", call.request_id), *extra))
+
+
+def add_response_header(context: grpc.aio.ServicerContext, key: str, value: str) -> None:
+    """Let a servicer add initial metadata; the interceptor sends it with x-request-id."""
+    headers = list(getattr(context, "_aichat_headers", ()))
+    headers.append((key, value))
+    context._aichat_headers = tuple(headers)  # type: ignore[attr-defined]
+
+
+def _status_for(call: _Call, exc: Exception) -> status_pb2.Status:
+    if isinstance(exc, AichatError):
+        call.error = exc
+        return to_status(exc, call.request_id)
+    # The traceback goes to our log, never to the caller.
+    log.error("unhandled exception", exc_info=exc, extra={"method": call.method})
+    return internal_status(call.request_id)
+
+
+async def abort_with(
+    context: grpc.aio.ServicerContext, status: status_pb2.Status, request_id: str
+) -> None:
+    await context.abort(
+        grpc_code_of(status),
+        status.message,
+        trailing_metadata=(
+            (STATUS_DETAILS_KEY, status.SerializeToString()),
+            ("x-request-id", request_id),
+        ),
+    )
+
+
+def _access_log(call: _Call, code: grpc.StatusCode) -> None:
+    log.info(
+        "rpc",
+        extra={
+            "method": call.method,
+            "code": code.name,
+            "reason": call.error.reason if call.error is not None else None,
+            "duration_ms": round((time.perf_counter() - call.start) * 1000, 3),
+            "user": call.user,
+            "request_id": call.request_id,
+        },
+    )

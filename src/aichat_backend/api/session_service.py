@@ -1,0 +1,94 @@
+"""SessionService: proto in, domain call, proto out. Nothing else lives here."""
+
+from __future__ import annotations
+
+import grpc
+from aichat.v1 import session_service_pb2 as spb
+from aichat.v1 import session_service_pb2_grpc
+from google.api import httpbody_pb2
+from google.protobuf import empty_pb2
+
+from aichat_backend.api import convert, export
+from aichat_backend.api.interceptor import add_response_header
+from aichat_backend.engine.sessions import SessionManager
+from aichat_backend.errors import InvalidArgument
+from aichat_backend.request_context import current_user
+
+
+class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
+    def __init__(self, sessions: SessionManager) -> None:
+        self._sessions = sessions
+
+    async def CreateSession(
+        self, request: spb.CreateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> convert.pb.Session:
+        created = await self._sessions.create(
+            current_user(),
+            convert.session_from_pb(request.session),
+            session_id=request.session_id,
+            request_id=request.request_id,
+        )
+        return convert.session_to_pb(created)
+
+    async def GetSession(
+        self, request: spb.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> convert.pb.Session:
+        return convert.session_to_pb(await self._sessions.get(current_user(), request.name))
+
+    async def ListSessions(
+        self, request: spb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ListSessionsResponse:
+        page = await self._sessions.list(current_user(), request.page_size, request.page_token)
+        return spb.ListSessionsResponse(
+            sessions=[convert.session_to_pb(s) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def UpdateSession(
+        self, request: spb.UpdateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> convert.pb.Session:
+        paths = list(request.update_mask.paths)
+        if paths == ["*"]:
+            paths = list(convert.domain.UPDATABLE_SESSION_FIELDS)
+        elif not request.HasField("update_mask"):
+            paths = convert.set_fields(request.session)
+        updated = await self._sessions.update(
+            current_user(), request.session.name, convert.session_from_pb(request.session), paths
+        )
+        return convert.session_to_pb(updated)
+
+    async def DeleteSession(
+        self, request: spb.DeleteSessionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._sessions.delete(current_user(), request.name)
+        return empty_pb2.Empty()
+
+    async def ListMessages(
+        self, request: spb.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ListMessagesResponse:
+        page = await self._sessions.list_messages(
+            current_user(), request.parent, request.page_size, request.page_token
+        )
+        return spb.ListMessagesResponse(
+            messages=[convert.message_to_pb(m) for m in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ClearMessages(
+        self, request: spb.ClearMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._sessions.clear_messages(current_user(), request.name)
+        return empty_pb2.Empty()
+
+    async def ExportSession(
+        self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        if request.format not in spb.ExportFormat.values():
+            raise InvalidArgument(
+                "format must be text, markdown or json", reason="INVALID_FORMAT", field="format"
+            )
+        session, messages = await self._sessions.export(current_user(), request.name)
+        content_type, filename, body = export.render(request.format, session, messages)
+        # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
+        add_response_header(context, "content-disposition", f'attachment; filename="{filename}"')
+        return httpbody_pb2.HttpBody(content_type=content_type, data=body)

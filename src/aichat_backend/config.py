@@ -1,0 +1,194 @@
+"""The one settings object: every knob of the service, read once at start-up.
+
+Sources, strongest first: process environment (``AICHAT_*``), a ``.env`` file, a YAML
+file named by ``AICHAT_CONFIG_FILE``, then the defaults below. ``serve --env-only``
+(seed 001's flag) reads the environment alone. Nothing else in the package reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AICHAT_"
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- server ---------------------------------------------------------------------
+    # Loopback by default: whoever reaches this port directly is trusted to name the user.
+    grpc_address: str = "127.0.0.1:50051"
+    auth_header: str = "x-user-id"
+    max_user_id_length: int = Field(256, ge=1, le=4096)
+    max_message_bytes: int = Field(16 * MIB, ge=1024)
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # Clients may ping this often on idle streams without being cut off.
+    keepalive_min_ping_interval_seconds: float = Field(10.0, gt=0)
+    keepalive_time_seconds: float = Field(30.0, gt=0)
+    keepalive_timeout_seconds: float = Field(10.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    data_dir: Path = Path("./var")
+    config_file: Path | None = None
+
+    # --- database ---------------------------------------------------------------------
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = Field(5432, ge=1, le=65535)
+    db_name: str | None = None
+    db_username: str | None = None
+    db_password: str | None = None
+    db_ssl_mode: str | None = None
+    db_pool_size: int = Field(10, ge=1)
+    # Together these bound how long a request waits on a frozen or unreachable database.
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
+    db_statement_timeout_seconds: float = Field(3.0, gt=0)
+    db_request_timeout_seconds: float = Field(4.5, gt=0)
+    idempotency_ttl_hours: float = Field(24.0, ge=24.0)
+
+    # --- chat -------------------------------------------------------------------------
+    llm_provider: str = "openai"
+    llm_model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    llm_base_url: str | None = None
+    llm_temperature: float | None = Field(None, ge=0, le=2)
+    provider_timeout_seconds: float = Field(30.0, gt=0)
+    provider_max_retries: int = Field(2, ge=0, le=10)
+    models_file: Path | None = None
+    default_system_prompt: str = ""
+    memory_default: int = Field(20, ge=1)
+    memory_max: int = Field(100, ge=1)
+    max_attachment_bytes: int = Field(10 * MIB, ge=1)
+    max_attachments_per_message: int = Field(10, ge=0)
+
+    @field_validator("api_key", "database_url", "llm_base_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # An empty AICHAT_API_KEY counts as none (seed 002's "unconfigured" provider).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        yaml_file = os.environ.get(ENV_PREFIX + "CONFIG_FILE")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    # --- derived ----------------------------------------------------------------------
+
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL, from AICHAT_DATABASE_URL, AICHAT_DB_* or the default."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        if self.db_host:
+            user = quote(self.db_username or "", safe="")
+            password = quote(self.db_password or "", safe="")
+            auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+            query = f"?ssl={self.db_ssl_mode}" if self.db_ssl_mode else ""
+            return (
+                f"postgresql+asyncpg://{auth}{self.db_host}:{self.db_port}/"
+                f"{self.db_name or 'ai_chat'}{query}"
+            )
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'aichat.db').resolve()}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the seeds' plain ``postgresql://…?sslmode=…`` URLs as well as async ones."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        scheme = "postgresql+asyncpg"
+    elif scheme == "sqlite":
+        scheme = "sqlite+aiosqlite"
+    if scheme not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+        raise ValueError(
+            f"unsupported database URL scheme {parts.scheme!r}: "
+            "use postgresql://, postgresql+asyncpg:// or sqlite+aiosqlite://"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if scheme == "postgresql+asyncpg":
+        # libpq spells it sslmode; asyncpg takes the same values as `ssl`.
+        query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in query]
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+def load_settings(*, env_only: bool = False, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once, turning validation errors into one readable message."""
+    env = os.environ if environ is None else environ
+    try:
+        if env_only:
+            values = {
+                k[len(ENV_PREFIX) :].lower(): v
+                for k, v in env.items()
+                if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG_FILE"
+            }
+            settings = _EnvOnlySettings.model_validate(values)
+        elif environ is not None:
+            values = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items()
+                      if k.startswith(ENV_PREFIX)}
+            settings = _EnvOnlySettings.model_validate(values)
+        else:
+            settings = Settings()
+        settings.sqlalchemy_url()  # validate the database URL now, not at first use
+        return settings
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+class _EnvOnlySettings(Settings):
+    """Settings validated from an explicit mapping only: no .env, no YAML."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)

@@ -1,0 +1,121 @@
+"""Domain objects shared by the store, the engine and the API layer.
+
+Plain dataclasses: the proto is the wire contract and the SQL tables are storage; these
+are what the code in between talks about. Times are UTC microseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Role(enum.Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    SYSTEM = "system"
+
+
+class MessageState(enum.Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"  # cut short by cancel, failure or shutdown
+    INTERRUPTED = "interrupted"  # left unfinished by a crash
+    STREAMING = "streaming"  # being written right now (never shown as such)
+
+
+class ToolCallState(enum.Enum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DENIED = "denied"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class Session:
+    user_id: str
+    id: str
+    display_name: str = ""
+    model: str = ""
+    system_prompt: str = ""
+    tool_names: list[str] = field(default_factory=list)
+    memory_limit: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    message_count: int = 0
+    tools_locked: bool = False
+    create_time_us: int = 0
+    update_time_us: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"sessions/{self.id}"
+
+
+@dataclass(slots=True)
+class Attachment:
+    filename: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    content: bytes | None = None  # None when loaded without content
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    state: ToolCallState
+    server: str = ""
+    result_text: str = ""
+    is_error: bool = False
+    duration_ms: int = 0
+    approval_reason: str = ""
+
+
+@dataclass(slots=True)
+class Message:
+    session_id: str
+    id: str
+    seq: int
+    role: Role
+    text: str = ""
+    state: MessageState = MessageState.COMPLETE
+    model: str = ""
+    finish_reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    create_time_us: int = 0
+    attachments: list[Attachment] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"sessions/{self.session_id}/messages/{self.id}"
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str = ""
+
+
+# Fields of a session a caller may change (UpdateSession's update_mask paths).
+UPDATABLE_SESSION_FIELDS = (
+    "display_name",
+    "model",
+    "system_prompt",
+    "tool_names",
+    "memory_limit",
+    "labels",
+)

@@ -1,0 +1,273 @@
+"""Session management: validation, idempotent creation, updates, paging.
+
+Everything here is scoped by the caller's user id; the API layer passes it in and this
+module never learns where it came from.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
+from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
+from aichat_backend.store import page_tokens
+from aichat_backend.store.database import Database
+from aichat_backend.store.idempotency_repo import MAX_REQUEST_ID_LENGTH, IdempotencyRepository
+from aichat_backend.store.messages_repo import MessageRepository
+from aichat_backend.store.sessions_repo import SessionRepository
+
+SESSION_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Server-generated ids are UUIDs; both shapes are accepted in names.
+SESSION_NAME_RE = re.compile(r"^sessions/([a-z0-9][a-z0-9-]{0,62})$")
+LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+MAX_DISPLAY_NAME = 200
+MAX_SYSTEM_PROMPT = 100_000
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 256
+MAX_TOOL_NAMES = 256
+TITLE_FROM_MESSAGE = 60
+
+
+@dataclass(slots=True)
+class SessionLimits:
+    memory_max: int
+    idempotency_ttl_seconds: float
+
+
+def parse_session_name(name: str, field: str = "name") -> str:
+    match = SESSION_NAME_RE.match(name or "")
+    if not match:
+        raise InvalidArgument(
+            f"{field} must look like sessions/{{session}}, got {name[:80]!r}",
+            reason="INVALID_RESOURCE_NAME",
+            field=field,
+        )
+    return match.group(1)
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidArgument(
+            f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters",
+            reason="INVALID_REQUEST_ID",
+            field="request_id",
+        )
+
+
+def title_from_message(text: str) -> str:
+    """A session title from the first user message: its first line, shortened."""
+    first = " ".join(text.strip().split())
+    if len(first) <= TITLE_FROM_MESSAGE:
+        return first
+    cut = first[:TITLE_FROM_MESSAGE].rsplit(" ", 1)[0] or first[:TITLE_FROM_MESSAGE]
+    return cut + "…"
+
+
+class _LostRace(Exception):
+    pass
+
+
+class SessionManager:
+    def __init__(
+        self,
+        db: Database,
+        limits: SessionLimits,
+        model_exists: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._db = db
+        self._limits = limits
+        self._model_exists = model_exists
+
+    # --- validation -----------------------------------------------------------------
+
+    def _validate(self, values: Mapping[str, Any]) -> None:
+        if "display_name" in values and len(values["display_name"]) > MAX_DISPLAY_NAME:
+            raise InvalidArgument(
+                f"display_name must be at most {MAX_DISPLAY_NAME} characters",
+                reason="INVALID_FIELD",
+                field="session.display_name",
+            )
+        if "system_prompt" in values and len(values["system_prompt"]) > MAX_SYSTEM_PROMPT:
+            raise InvalidArgument(
+                f"system_prompt must be at most {MAX_SYSTEM_PROMPT} characters",
+                reason="INVALID_FIELD",
+                field="session.system_prompt",
+            )
+        if "memory_limit" in values:
+            limit = values["memory_limit"]
+            if limit < 0 or limit > self._limits.memory_max:
+                raise InvalidArgument(
+                    f"memory_limit must be between 0 (server default) and "
+                    f"{self._limits.memory_max}",
+                    reason="INVALID_FIELD",
+                    field="session.memory_limit",
+                )
+        if "labels" in values:
+            labels = values["labels"]
+            if len(labels) > MAX_LABELS:
+                raise InvalidArgument(
+                    f"at most {MAX_LABELS} labels", reason="INVALID_FIELD", field="session.labels"
+                )
+            for key, value in labels.items():
+                if not LABEL_KEY_RE.match(key) or len(value) > MAX_LABEL_VALUE:
+                    raise InvalidArgument(
+                        "label keys are 1-63 lowercase letters, digits, '_', '-', '.' "
+                        f"starting with a letter; values at most {MAX_LABEL_VALUE} characters",
+                        reason="INVALID_FIELD",
+                        field="session.labels",
+                    )
+        if "tool_names" in values:
+            names = values["tool_names"]
+            if len(names) > MAX_TOOL_NAMES or any(not n or len(n) > 200 for n in names):
+                raise InvalidArgument(
+                    f"tool_names: at most {MAX_TOOL_NAMES} non-empty names",
+                    reason="INVALID_FIELD",
+                    field="session.tool_names",
+                )
+        model = values.get("model")
+        if model and self._model_exists is not None and not self._model_exists(model):
+            raise InvalidArgument(
+                f"unknown model {model[:80]!r}; ListModels shows the catalogue",
+                reason="UNKNOWN_MODEL",
+                field="session.model",
+            )
+
+    # --- operations -----------------------------------------------------------------
+
+    async def create(
+        self, user_id: str, draft: Session, session_id: str = "", request_id: str = ""
+    ) -> Session:
+        if session_id and not SESSION_ID_RE.match(session_id):
+            raise InvalidArgument(
+                "session_id must be 1-63 lowercase letters, digits or hyphens, starting "
+                "with a letter and not ending with a hyphen",
+                reason="INVALID_SESSION_ID",
+                field="session_id",
+            )
+        check_request_id(request_id)
+        self._validate({f: getattr(draft, f) for f in UPDATABLE_SESSION_FIELDS})
+        draft.id = session_id or str(uuid.uuid4())
+        for _ in range(2):
+            try:
+                async with self._db.transaction() as tx:
+                    keys = IdempotencyRepository(tx, user_id, self._limits.idempotency_ttl_seconds)
+                    repo = SessionRepository(tx, user_id)
+                    if request_id:
+                        first = await keys.get("CreateSession", request_id)
+                        if first is not None:
+                            return await repo.get(first.resource)
+                    created = await repo.create(draft)
+                    if request_id and not await keys.put("CreateSession", request_id, created.id):
+                        raise _LostRace
+                    return created
+            except _LostRace:
+                # A concurrent retry recorded its result first; ours was rolled back, so
+                # the next pass replays theirs.
+                continue
+        raise Aborted("concurrent requests with the same request_id; retry", reason="ABORTED")
+
+    async def get(self, user_id: str, name: str) -> Session:
+        session_id = parse_session_name(name)
+        async with self._db.transaction() as tx:
+            return await SessionRepository(tx, user_id).get(session_id)
+
+    async def list(self, user_id: str, page_size: int, page_token: str) -> Page[Session]:
+        limit = page_tokens.clamp_page_size(page_size)
+        after = None
+        if page_token:
+            t, sid = page_tokens.decode(page_token, "sessions", user_id, 2)
+            if not isinstance(t, int) or not isinstance(sid, str):
+                raise page_tokens.invalid_token()
+            after = (t, sid)
+        async with self._db.transaction() as tx:
+            items = await SessionRepository(tx, user_id).list(limit + 1, after)
+        token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            token = page_tokens.encode("sessions", user_id, [last.update_time_us, last.id])
+        return Page(items, token)
+
+    async def update(
+        self, user_id: str, name: str, patch: Session, paths: list[str]
+    ) -> Session:
+        session_id = parse_session_name(name, "session.name")
+        if not paths:
+            raise InvalidArgument(
+                "nothing to update: set update_mask or some updatable field",
+                reason="EMPTY_UPDATE",
+                field="update_mask",
+            )
+        unknown = [p for p in paths if p not in UPDATABLE_SESSION_FIELDS]
+        if unknown:
+            raise InvalidArgument(
+                f"cannot update {', '.join(unknown)}; updatable fields: "
+                f"{', '.join(UPDATABLE_SESSION_FIELDS)}",
+                reason="INVALID_UPDATE_MASK",
+                field="update_mask",
+            )
+        changes = {p: getattr(patch, p) for p in paths}
+        self._validate(changes)
+        async with self._db.transaction() as tx:
+            repo = SessionRepository(tx, user_id)
+            if "tool_names" in changes:
+                current = await repo.get(session_id, for_update=True)
+                if current.tools_locked and sorted(current.tool_names) != sorted(
+                    changes["tool_names"]
+                ):
+                    raise FailedPrecondition(
+                        "tool_names cannot change after the first message of a session",
+                        reason="TOOLS_LOCKED",
+                        metadata={"resource": current.name},
+                    )
+            return await repo.update(session_id, changes)
+
+    async def delete(self, user_id: str, name: str) -> None:
+        session_id = parse_session_name(name)
+        async with self._db.transaction() as tx:
+            await SessionRepository(tx, user_id).delete(session_id)
+
+    async def list_messages(
+        self, user_id: str, parent: str, page_size: int, page_token: str
+    ) -> Page[Message]:
+        session_id = parse_session_name(parent, "parent")
+        limit = page_tokens.clamp_page_size(page_size)
+        after = None
+        if page_token:
+            (seq,) = page_tokens.decode(page_token, f"messages:{session_id}", user_id, 1)
+            if not isinstance(seq, int):
+                raise page_tokens.invalid_token()
+            after = seq
+        async with self._db.transaction() as tx:
+            await SessionRepository(tx, user_id).get(session_id)
+            items = await MessageRepository(tx, user_id).list(session_id, limit + 1, after)
+        token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            token = page_tokens.encode(f"messages:{session_id}", user_id, [items[-1].seq])
+        return Page(items, token)
+
+    async def clear_messages(self, user_id: str, name: str) -> None:
+        session_id = parse_session_name(name)
+        async with self._db.transaction() as tx:
+            await MessageRepository(tx, user_id).clear(session_id)
+
+    async def export(self, user_id: str, name: str) -> tuple[Session, list[Message]]:
+        """The session and every message (no attachment content), for ExportSession."""
+        session_id = parse_session_name(name)
+        async with self._db.transaction() as tx:
+            session = await SessionRepository(tx, user_id).get(session_id)
+            messages: list[Message] = []
+            repo = MessageRepository(tx, user_id)
+            after: int | None = None
+            while True:
+                batch = await repo.list(session_id, 1000, after)
+                messages.extend(batch)
+                if len(batch) < 1000:
+                    break
+                after = batch[-1].seq
+        return session, messages

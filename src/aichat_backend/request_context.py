@@ -1,0 +1,38 @@
+"""Who is calling and which request this is, for the duration of one RPC (contextvars).
+
+The interceptor sets these context variables; servicers read them. Nothing below the
+API layer touches them: the engine receives the user id as an argument.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+from aichat_backend.errors import Internal
+
+_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("aichat_user", default=None)
+_request: contextvars.ContextVar[str] = contextvars.ContextVar("aichat_request", default="")
+_method: contextvars.ContextVar[str] = contextvars.ContextVar("aichat_method", default="")
+
+
+def current_user() -> str:
+    user = _user.get()
+    if user is None:  # the interceptor guarantees one; reaching here is a wiring bug
+        raise Internal("no caller identity on this request")
+    return user
+
+
+def current_request_id() -> str:
+    return _request.get()
+
+
+def current_method() -> str:
+    return _method.get()
+
+
+def bind(user: str | None, request_id: str, method: str) -> list[contextvars.Token[object]]:
+    return [_user.set(user), _request.set(request_id), _method.set(method)]  # type: ignore[list-item]
+
+
+def peek_user() -> str | None:
+    return _user.get()

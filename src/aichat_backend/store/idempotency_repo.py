@@ -1,0 +1,85 @@
+"""AIP-155 request ids: the first result of a write, kept so a retry can replay it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aichat_backend.domain import now_us
+from aichat_backend.store.tables import idempotency_keys
+
+MAX_REQUEST_ID_LENGTH = 256
+
+
+@dataclass(slots=True)
+class IdempotencyRecord:
+    resource: str
+    response: bytes | None
+    create_time_us: int
+
+
+class IdempotencyRepository:
+    def __init__(self, db: AsyncSession, user_id: str, ttl_seconds: float) -> None:
+        self._db = db
+        self._user = user_id
+        self._ttl_us = int(ttl_seconds * 1_000_000)
+
+    async def get(self, scope: str, request_id: str) -> IdempotencyRecord | None:
+        row = (
+            await self._db.execute(
+                select(idempotency_keys).where(
+                    and_(
+                        idempotency_keys.c.user_id == self._user,
+                        idempotency_keys.c.scope == scope,
+                        idempotency_keys.c.request_id == request_id,
+                        idempotency_keys.c.create_time_us > now_us() - self._ttl_us,
+                    )
+                )
+            )
+        ).mappings().first()
+        if row is None:
+            return None
+        return IdempotencyRecord(row["resource"], row["response"], row["create_time_us"])
+
+    async def put(
+        self, scope: str, request_id: str, resource: str, response: bytes | None = None
+    ) -> bool:
+        """Record the first result; False when another request recorded one first."""
+        # An expired key may still be there: clear it so the id can be used afresh.
+        await self._db.execute(
+            delete(idempotency_keys).where(
+                and_(
+                    idempotency_keys.c.user_id == self._user,
+                    idempotency_keys.c.scope == scope,
+                    idempotency_keys.c.request_id == request_id,
+                    idempotency_keys.c.create_time_us <= now_us() - self._ttl_us,
+                )
+            )
+        )
+        try:
+            async with self._db.begin_nested():
+                await self._db.execute(
+                    insert(idempotency_keys).values(
+                        user_id=self._user,
+                        scope=scope,
+                        request_id=request_id,
+                        resource=resource,
+                        response=response,
+                        create_time_us=now_us(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+async def purge_expired(db: AsyncSession, ttl_seconds: float) -> int:
+    result = await db.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.create_time_us <= now_us() - int(ttl_seconds * 1_000_000)
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,233 @@
+"""Messages with their attachments and tool calls, always scoped by their owner."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aichat_backend.domain import (
+    Attachment,
+    Message,
+    MessageState,
+    Role,
+    ToolCall,
+    ToolCallState,
+    now_us,
+)
+from aichat_backend.store.sessions_repo import session_not_found
+from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _to_message(row: RowMapping) -> Message:
+    return Message(
+        session_id=row["session_id"],
+        id=row["id"],
+        seq=row["seq"],
+        role=Role(row["role"]),
+        text=row["text"],
+        state=MessageState(row["state"]),
+        model=row["model"],
+        finish_reason=row["finish_reason"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        create_time_us=row["create_time_us"],
+    )
+
+
+class MessageRepository:
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self._db = db
+        self._user = user_id
+
+    async def append(
+        self,
+        session_id: str,
+        role: Role,
+        text: str,
+        *,
+        state: MessageState = MessageState.COMPLETE,
+        message_id: str | None = None,
+        model: str = "",
+        attachments_in: Sequence[Attachment] = (),
+        display_name_if_empty: str | None = None,
+        lock_tools: bool = False,
+    ) -> Message:
+        """Add a message at the end of a session (sequence taken atomically)."""
+        t = now_us()
+        values: dict[str, object] = {
+            "last_seq": sessions.c.last_seq + 1,
+            "message_count": sessions.c.message_count + 1,
+            "update_time_us": t,
+        }
+        if lock_tools:
+            values["tools_locked"] = True
+        result = await self._db.execute(
+            update(sessions)
+            .where(and_(sessions.c.user_id == self._user, sessions.c.id == session_id))
+            .values(**values)
+            .returning(sessions.c.last_seq, sessions.c.display_name)
+        )
+        row = result.first()
+        if row is None:
+            raise session_not_found(session_id)
+        seq, display_name = row
+        if display_name_if_empty and not display_name:
+            await self._db.execute(
+                update(sessions)
+                .where(and_(sessions.c.user_id == self._user, sessions.c.id == session_id))
+                .values(display_name=display_name_if_empty)
+            )
+        msg = Message(
+            session_id=session_id,
+            id=message_id or new_message_id(),
+            seq=seq,
+            role=role,
+            text=text,
+            state=state,
+            model=model,
+            create_time_us=t,
+            attachments=list(attachments_in),
+        )
+        await self._db.execute(
+            insert(messages).values(
+                id=msg.id,
+                user_id=self._user,
+                session_id=session_id,
+                seq=seq,
+                role=role.value,
+                text=text,
+                state=state.value,
+                model=model,
+                finish_reason="",
+                input_tokens=0,
+                output_tokens=0,
+                create_time_us=t,
+            )
+        )
+        if attachments_in:
+            await self._db.execute(
+                insert(attachments),
+                [
+                    {
+                        "message_id": msg.id,
+                        "position": i,
+                        "filename": a.filename,
+                        "mime_type": a.mime_type,
+                        "size_bytes": a.size_bytes,
+                        "sha256": a.sha256,
+                        "content": a.content or b"",
+                    }
+                    for i, a in enumerate(attachments_in)
+                ],
+            )
+        return msg
+
+    async def list(
+        self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False
+    ) -> list[Message]:
+        query = select(messages).where(
+            and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
+        )
+        if after_seq is not None:
+            query = query.where(messages.c.seq > after_seq)
+        query = query.order_by(messages.c.seq).limit(limit)
+        rows = (await self._db.execute(query)).mappings().all()
+        result = [_to_message(r) for r in rows]
+        await self._load_children(result, with_content=with_content)
+        return result
+
+    async def recent(self, session_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages, oldest first, with attachment content (context)."""
+        query = (
+            select(messages)
+            .where(and_(messages.c.user_id == self._user, messages.c.session_id == session_id))
+            .order_by(messages.c.seq.desc())
+            .limit(limit)
+        )
+        rows = (await self._db.execute(query)).mappings().all()
+        result = [_to_message(r) for r in reversed(rows)]
+        await self._load_children(result, with_content=True)
+        return result
+
+    async def clear(self, session_id: str) -> None:
+        result = await self._db.execute(
+            update(sessions)
+            .where(and_(sessions.c.user_id == self._user, sessions.c.id == session_id))
+            .values(message_count=0, tools_locked=False, update_time_us=now_us())
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise session_not_found(session_id)
+        await self._db.execute(
+            delete(messages).where(
+                and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
+            )
+        )
+
+    async def _load_children(self, msgs: list[Message], *, with_content: bool) -> None:
+        if not msgs:
+            return
+        by_id = {m.id: m for m in msgs}
+        cols = [
+            attachments.c.message_id,
+            attachments.c.filename,
+            attachments.c.mime_type,
+            attachments.c.size_bytes,
+            attachments.c.sha256,
+        ]
+        if with_content:
+            cols.append(attachments.c.content)
+        att_rows = (
+            await self._db.execute(
+                select(*cols)
+                .where(attachments.c.message_id.in_(list(by_id)))
+                .order_by(attachments.c.message_id, attachments.c.position)
+            )
+        ).mappings().all()
+        for r in att_rows:
+            by_id[r["message_id"]].attachments.append(
+                Attachment(
+                    filename=r["filename"],
+                    mime_type=r["mime_type"],
+                    size_bytes=r["size_bytes"],
+                    sha256=r["sha256"],
+                    content=r["content"] if with_content else None,
+                )
+            )
+        tc_rows = (
+            await self._db.execute(
+                select(tool_calls)
+                .where(
+                    and_(
+                        tool_calls.c.user_id == self._user,
+                        tool_calls.c.message_id.in_(list(by_id)),
+                    )
+                )
+                .order_by(tool_calls.c.message_id, tool_calls.c.position)
+            )
+        ).mappings().all()
+        grouped: dict[str, list[ToolCall]] = defaultdict(list)
+        for r in tc_rows:
+            grouped[r["message_id"]].append(
+                ToolCall(
+                    id=r["id"],
+                    tool_name=r["tool_name"],
+                    arguments=dict(r["arguments"] or {}),
+                    state=ToolCallState(r["state"]),
+                    server=r["server"],
+                    result_text=r["result_text"],
+                    is_error=r["is_error"],
+                    duration_ms=r["duration_ms"],
+                    approval_reason=r["approval_reason"],
+                )
+            )
+        for mid, calls in grouped.items():
+            by_id[mid].tool_calls = calls

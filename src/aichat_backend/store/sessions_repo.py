@@ -1,0 +1,114 @@
+"""Sessions, always scoped by their owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aichat_backend.domain import Session, now_us
+from aichat_backend.errors import AlreadyExists, NotFound
+from aichat_backend.store.tables import sessions
+
+
+def session_not_found(session_id: str) -> NotFound:
+    # The same words whether the session is missing or someone else's.
+    return NotFound(
+        f"session sessions/{session_id} was not found",
+        reason="SESSION_NOT_FOUND",
+        metadata={"resource": f"sessions/{session_id}"},
+    )
+
+
+def _to_session(row: RowMapping) -> Session:
+    return Session(
+        user_id=row["user_id"],
+        id=row["id"],
+        display_name=row["display_name"],
+        model=row["model"],
+        system_prompt=row["system_prompt"],
+        tool_names=list(row["tool_names"] or []),
+        memory_limit=row["memory_limit"],
+        labels=dict(row["labels"] or {}),
+        message_count=row["message_count"],
+        tools_locked=row["tools_locked"],
+        create_time_us=row["create_time_us"],
+        update_time_us=row["update_time_us"],
+    )
+
+
+class SessionRepository:
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self._db = db
+        self._user = user_id
+
+    def _mine(self, session_id: str) -> Any:
+        return and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+
+    async def create(self, s: Session) -> Session:
+        t = now_us()
+        values = {
+            "user_id": self._user,
+            "id": s.id,
+            "display_name": s.display_name,
+            "model": s.model,
+            "system_prompt": s.system_prompt,
+            "tool_names": list(s.tool_names),
+            "memory_limit": s.memory_limit,
+            "labels": dict(s.labels),
+            "message_count": 0,
+            "last_seq": 0,
+            "tools_locked": False,
+            "create_time_us": t,
+            "update_time_us": t,
+        }
+        try:
+            async with self._db.begin_nested():
+                await self._db.execute(insert(sessions).values(**values))
+        except IntegrityError:
+            raise AlreadyExists(
+                f"session sessions/{s.id} already exists",
+                reason="SESSION_ALREADY_EXISTS",
+                metadata={"resource": f"sessions/{s.id}"},
+            ) from None
+        return _to_session(values)  # type: ignore[arg-type]
+
+    async def get(self, session_id: str, *, for_update: bool = False) -> Session:
+        query = select(sessions).where(self._mine(session_id))
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._db.execute(query)).mappings().first()
+        if row is None:
+            raise session_not_found(session_id)
+        return _to_session(row)
+
+    async def list(self, limit: int, after: tuple[int, str] | None) -> list[Session]:
+        query = select(sessions).where(sessions.c.user_id == self._user)
+        if after is not None:
+            t, sid = after
+            query = query.where(
+                or_(
+                    sessions.c.update_time_us < t,
+                    and_(sessions.c.update_time_us == t, sessions.c.id < sid),
+                )
+            )
+        query = query.order_by(sessions.c.update_time_us.desc(), sessions.c.id.desc()).limit(limit)
+        rows = (await self._db.execute(query)).mappings().all()
+        return [_to_session(r) for r in rows]
+
+    async def update(self, session_id: str, changes: dict[str, Any]) -> Session:
+        values = dict(changes, update_time_us=now_us())
+        result = await self._db.execute(
+            update(sessions).where(self._mine(session_id)).values(**values)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise session_not_found(session_id)
+        return await self.get(session_id)
+
+    async def delete(self, session_id: str) -> None:
+        result = await self._db.execute(delete(sessions).where(self._mine(session_id)))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise session_not_found(session_id)

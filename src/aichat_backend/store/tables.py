@@ -1,0 +1,130 @@
+"""SQL tables. The proto is not the schema: these are shaped for the queries we run.
+
+Times are BIGINT microseconds since the epoch (exact keyset comparisons on every
+backend); every row carries the owner's ``user_id`` so that each query is scoped by it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+USER_ID = String(256)
+ID = String(64)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("user_id", USER_ID, primary_key=True),
+    Column("id", ID, primary_key=True),
+    Column("display_name", Text, nullable=False, default=""),
+    Column("model", String(200), nullable=False, default=""),
+    Column("system_prompt", Text, nullable=False, default=""),
+    Column("tool_names", JSON, nullable=False),
+    Column("memory_limit", Integer, nullable=False, default=0),
+    Column("labels", JSON, nullable=False),
+    Column("message_count", Integer, nullable=False, default=0),
+    # Monotonic message sequence: survives ClearMessages so ordering never repeats.
+    Column("last_seq", Integer, nullable=False, default=0),
+    Column("tools_locked", Boolean, nullable=False, default=False),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    # ListSessions: newest activity first, keyset on (update_time_us, id).
+    Index("ix_sessions_user_activity", "user_id", "update_time_us", "id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", USER_ID, nullable=False),
+    Column("session_id", ID, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("text", Text, nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("model", String(200), nullable=False, default=""),
+    Column("finish_reason", String(64), nullable=False, default=""),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("create_time_us", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    # ListMessages and context building: a session's messages in order.
+    UniqueConstraint("user_id", "session_id", "seq"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", ID, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("mime_type", String(200), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
+    Index("ix_attachments_message", "message_id", "position"),
+)
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("message_id", ID, primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("user_id", USER_ID, nullable=False),
+    Column("session_id", ID, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("tool_name", String(128), nullable=False),
+    Column("server", String(128), nullable=False, default=""),
+    Column("arguments", JSON, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("result_text", Text, nullable=False, default=""),
+    Column("is_error", Boolean, nullable=False, default=False),
+    Column("duration_ms", BigInteger, nullable=False, default=0),
+    Column("approval_reason", Text, nullable=False, default=""),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
+    # Pending approvals of a session.
+    Index("ix_tool_calls_session_state", "user_id", "session_id", "state"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", USER_ID, primary_key=True),
+    Column("scope", String(64), primary_key=True),
+    Column("request_id", String(256), primary_key=True),
+    # What the first request produced: a resource name and/or a serialized response.
+    Column("resource", Text, nullable=False, default=""),
+    Column("response", LargeBinary, nullable=True),
+    Column("create_time_us", BigInteger, nullable=False),
+    # Expiry sweep.
+    Index("ix_idempotency_keys_created", "create_time_us"),
+)
