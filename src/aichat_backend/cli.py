@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aichat-backend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gRPC server")
-    serve.add_argument("--env-only", action="store_true",
-                       help="read configuration from the environment only (no .env, no YAML)")
+    serve.add_argument(
+        "--env-only",
+        action="store_true",
+        help="read configuration from the environment only (no .env, no YAML)",
+    )
     serve.set_defaults(func=_cmd_serve)
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--env-only", action="store_true")
@@ -65,5 +68,4 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev-run", help="the local demo: server (+ fake model, Envoy)")
     dev.set_defaults(func=_cmd_dev_run)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return int(args.func(args))

@@ -139,6 +139,9 @@ def normalize_database_url(url: str) -> str:
             f"unsupported database URL scheme {parts.scheme!r}: "
             "use postgresql://, postgresql+asyncpg:// or sqlite+aiosqlite://"
         )
+    if scheme == "sqlite+aiosqlite":
+        # urlunsplit would fold "sqlite:////abs/path" into a host name: swap the scheme only.
+        return scheme + url[len(parts.scheme) :]
     query = parse_qsl(parts.query, keep_blank_values=True)
     if scheme == "postgresql+asyncpg":
         # libpq spells it sslmode; asyncpg takes the same values as `ssl`.
@@ -154,16 +157,14 @@ def load_settings(*, env_only: bool = False, environ: Mapping[str, str] | None =
     """Read the settings once, turning validation errors into one readable message."""
     env = os.environ if environ is None else environ
     try:
-        if env_only:
+        settings: Settings
+        if env_only or environ is not None:
+            # An explicit mapping (or --env-only): nothing but these values counts.
             values = {
                 k[len(ENV_PREFIX) :].lower(): v
                 for k, v in env.items()
-                if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG_FILE"
+                if k.startswith(ENV_PREFIX) and not (env_only and k == ENV_PREFIX + "CONFIG_FILE")
             }
-            settings = _EnvOnlySettings.model_validate(values)
-        elif environ is not None:
-            values = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items()
-                      if k.startswith(ENV_PREFIX)}
             settings = _EnvOnlySettings.model_validate(values)
         else:
             settings = Settings()

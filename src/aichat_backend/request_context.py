@@ -30,8 +30,27 @@ def current_method() -> str:
     return _method.get()
 
 
-def bind(user: str | None, request_id: str, method: str) -> list[contextvars.Token[object]]:
-    return [_user.set(user), _request.set(request_id), _method.set(method)]  # type: ignore[list-item]
+_headers: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "aichat_headers", default=None
+)
+
+
+def bind(user: str | None, request_id: str, method: str) -> None:
+    _user.set(user)
+    _request.set(request_id)
+    _method.set(method)
+    _headers.set([])
+
+
+def add_response_header(key: str, value: str) -> None:
+    """Initial metadata to send with the response (the interceptor sends it)."""
+    headers = _headers.get()
+    if headers is not None:
+        headers.append((key, value))
+
+
+def response_headers() -> list[tuple[str, str]]:
+    return list(_headers.get() or ())
 
 
 def peek_user() -> str | None:

@@ -40,14 +40,18 @@ SERVICE_NAMES = [
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         # Long idle streams (waiting on a model or a tool) must survive clients that
         # ping: allow pings this often and never count them as strikes.
-        ("grpc.http2.min_recv_ping_interval_without_data_ms",
-         ms(settings.keepalive_min_ping_interval_seconds)),
+        (
+            "grpc.http2.min_recv_ping_interval_without_data_ms",
+            ms(settings.keepalive_min_ping_interval_seconds),
+        ),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
         # Our own pings find dead peers on otherwise silent connections.

@@ -42,7 +42,9 @@ def to_status(exc: AichatError, request_id: str = "") -> status_pb2.Status:
     metadata = dict(exc.metadata)
     if request_id:
         metadata.setdefault("request_id", request_id)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))]
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))
+    ]
     if exc.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(exc.retry_after * 1e9))

@@ -48,14 +48,27 @@ def render(
     models = ", ".join(_models_used(session, messages)) or "server default"
     lines: list[str] = []
     if markdown:
-        lines += [f"# {title}", "", f"- Session: `{session.name}`",
-                  f"- Created: {_when(session.create_time_us)}",
-                  f"- Model: {models}", f"- Tools used: {tools}",
-                  f"- Messages: {len(messages)}", ""]
+        lines += [
+            f"# {title}",
+            "",
+            f"- Session: `{session.name}`",
+            f"- Created: {_when(session.create_time_us)}",
+            f"- Model: {models}",
+            f"- Tools used: {tools}",
+            f"- Messages: {len(messages)}",
+            "",
+        ]
     else:
-        lines += [f"Chat: {title}", f"Session: {session.name}",
-                  f"Created: {_when(session.create_time_us)}", f"Model: {models}",
-                  f"Tools used: {tools}", f"Messages: {len(messages)}", "=" * 60, ""]
+        lines += [
+            f"Chat: {title}",
+            f"Session: {session.name}",
+            f"Created: {_when(session.create_time_us)}",
+            f"Model: {models}",
+            f"Tools used: {tools}",
+            f"Messages: {len(messages)}",
+            "=" * 60,
+            "",
+        ]
     for m in messages:
         who = m.role.value.capitalize()
         suffix = "" if m.state is domain.MessageState.COMPLETE else f" ({m.state.value})"
@@ -66,13 +79,21 @@ def render(
         if m.text:
             lines.append(m.text)
         for a in m.attachments:
-            lines.append(f"{'- ' if markdown else '  '}attachment: {a.filename} "
-                         f"({a.mime_type}, {a.size_bytes} bytes)")
+            lines.append(
+                f"{'- ' if markdown else '  '}attachment: {a.filename} "
+                f"({a.mime_type}, {a.size_bytes} bytes)"
+            )
         for c in m.tool_calls:
             args = json.dumps(c.arguments, ensure_ascii=False)
-            lines.append(f"{'- ' if markdown else '  '}tool {c.tool_name}({args}) → "
-                         f"{c.state.value}: {c.result_text[:500]}")
+            lines.append(
+                f"{'- ' if markdown else '  '}tool {c.tool_name}({args}) → "
+                f"{c.state.value}: {c.result_text[:500]}"
+            )
         lines.append("")
     if markdown:
-        return "text/markdown; charset=utf-8", filename_for(session, "md"), "\n".join(lines).encode()
+        return (
+            "text/markdown; charset=utf-8",
+            filename_for(session, "md"),
+            "\n".join(lines).encode(),
+        )
     return "text/plain; charset=utf-8", filename_for(session, "txt"), "\n".join(lines).encode()

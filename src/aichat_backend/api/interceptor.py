@@ -182,15 +182,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _send_headers(context: grpc.aio.ServicerContext, call: _Call) -> None:
-    extra = getattr(context, "_aichat_headers", ())
+    extra = request_context.response_headers()
     await context.send_initial_metadata((("x-request-id", call.request_id), *extra))
-
-
-def add_response_header(context: grpc.aio.ServicerContext, key: str, value: str) -> None:
-    """Let a servicer add initial metadata; the interceptor sends it with x-request-id."""
-    headers = list(getattr(context, "_aichat_headers", ()))
-    headers.append((key, value))
-    context._aichat_headers = tuple(headers)  # type: ignore[attr-defined]
 
 
 def _status_for(call: _Call, exc: Exception) -> status_pb2.Status:

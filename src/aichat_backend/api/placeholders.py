@@ -15,8 +15,11 @@ from aichat_backend.errors import Unimplemented
 
 
 def _not_yet(what: str) -> NoReturn:
-    raise Unimplemented(f"{what} is not available in this version of the server yet",
-                        reason="NOT_YET_AVAILABLE", metadata={"method": what})
+    raise Unimplemented(
+        f"{what} is not available in this version of the server yet",
+        reason="NOT_YET_AVAILABLE",
+        metadata={"method": what},
+    )
 
 
 class PendingChatServicer(chat_service_pb2_grpc.ChatServiceServicer):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import grpc
+from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 from aichat.v1 import session_service_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from aichat_backend.api import convert, export
-from aichat_backend.api.interceptor import add_response_header
+from aichat_backend.domain import UPDATABLE_SESSION_FIELDS
 from aichat_backend.engine.sessions import SessionManager
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.request_context import current_user
+from aichat_backend.request_context import add_response_header, current_user
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
@@ -21,7 +22,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
 
     async def CreateSession(
         self, request: spb.CreateSessionRequest, context: grpc.aio.ServicerContext
-    ) -> convert.pb.Session:
+    ) -> rpb.Session:
         created = await self._sessions.create(
             current_user(),
             convert.session_from_pb(request.session),
@@ -32,13 +33,15 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
 
     async def GetSession(
         self, request: spb.GetSessionRequest, context: grpc.aio.ServicerContext
-    ) -> convert.pb.Session:
+    ) -> rpb.Session:
         return convert.session_to_pb(await self._sessions.get(current_user(), request.name))
 
     async def ListSessions(
         self, request: spb.ListSessionsRequest, context: grpc.aio.ServicerContext
     ) -> spb.ListSessionsResponse:
-        page = await self._sessions.list(current_user(), request.page_size, request.page_token)
+        page = await self._sessions.list_sessions(
+            current_user(), request.page_size, request.page_token
+        )
         return spb.ListSessionsResponse(
             sessions=[convert.session_to_pb(s) for s in page.items],
             next_page_token=page.next_page_token,
@@ -46,10 +49,10 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
 
     async def UpdateSession(
         self, request: spb.UpdateSessionRequest, context: grpc.aio.ServicerContext
-    ) -> convert.pb.Session:
+    ) -> rpb.Session:
         paths = list(request.update_mask.paths)
         if paths == ["*"]:
-            paths = list(convert.domain.UPDATABLE_SESSION_FIELDS)
+            paths = list(UPDATABLE_SESSION_FIELDS)
         elif not request.HasField("update_mask"):
             paths = convert.set_fields(request.session)
         updated = await self._sessions.update(
@@ -90,5 +93,5 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         session, messages = await self._sessions.export(current_user(), request.name)
         content_type, filename, body = export.render(request.format, session, messages)
         # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
-        add_response_header(context, "content-disposition", f'attachment; filename="{filename}"')
+        add_response_header("content-disposition", f'attachment; filename="{filename}"')
         return httpbody_pb2.HttpBody(content_type=content_type, data=body)

@@ -175,7 +175,7 @@ class SessionManager:
         async with self._db.transaction() as tx:
             return await SessionRepository(tx, user_id).get(session_id)
 
-    async def list(self, user_id: str, page_size: int, page_token: str) -> Page[Session]:
+    async def list_sessions(self, user_id: str, page_size: int, page_token: str) -> Page[Session]:
         limit = page_tokens.clamp_page_size(page_size)
         after = None
         if page_token:
@@ -184,7 +184,7 @@ class SessionManager:
                 raise page_tokens.invalid_token()
             after = (t, sid)
         async with self._db.transaction() as tx:
-            items = await SessionRepository(tx, user_id).list(limit + 1, after)
+            items = await SessionRepository(tx, user_id).page(limit + 1, after)
         token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -192,9 +192,7 @@ class SessionManager:
             token = page_tokens.encode("sessions", user_id, [last.update_time_us, last.id])
         return Page(items, token)
 
-    async def update(
-        self, user_id: str, name: str, patch: Session, paths: list[str]
-    ) -> Session:
+    async def update(self, user_id: str, name: str, patch: Session, paths: list[str]) -> Session:
         session_id = parse_session_name(name, "session.name")
         if not paths:
             raise InvalidArgument(
@@ -244,7 +242,7 @@ class SessionManager:
             after = seq
         async with self._db.transaction() as tx:
             await SessionRepository(tx, user_id).get(session_id)
-            items = await MessageRepository(tx, user_id).list(session_id, limit + 1, after)
+            items = await MessageRepository(tx, user_id).page(session_id, limit + 1, after)
         token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -265,7 +263,7 @@ class SessionManager:
             repo = MessageRepository(tx, user_id)
             after: int | None = None
             while True:
-                batch = await repo.list(session_id, 1000, after)
+                batch = await repo.page(session_id, 1000, after)
                 messages.extend(batch)
                 if len(batch) < 1000:
                     break

@@ -29,17 +29,21 @@ class IdempotencyRepository:
 
     async def get(self, scope: str, request_id: str) -> IdempotencyRecord | None:
         row = (
-            await self._db.execute(
-                select(idempotency_keys).where(
-                    and_(
-                        idempotency_keys.c.user_id == self._user,
-                        idempotency_keys.c.scope == scope,
-                        idempotency_keys.c.request_id == request_id,
-                        idempotency_keys.c.create_time_us > now_us() - self._ttl_us,
+            (
+                await self._db.execute(
+                    select(idempotency_keys).where(
+                        and_(
+                            idempotency_keys.c.user_id == self._user,
+                            idempotency_keys.c.scope == scope,
+                            idempotency_keys.c.request_id == request_id,
+                            idempotency_keys.c.create_time_us > now_us() - self._ttl_us,
+                        )
                     )
                 )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         return IdempotencyRecord(row["resource"], row["response"], row["create_time_us"])

@@ -131,7 +131,7 @@ class MessageRepository:
             )
         return msg
 
-    async def list(
+    async def page(
         self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False
     ) -> list[Message]:
         query = select(messages).where(
@@ -186,12 +186,16 @@ class MessageRepository:
         if with_content:
             cols.append(attachments.c.content)
         att_rows = (
-            await self._db.execute(
-                select(*cols)
-                .where(attachments.c.message_id.in_(list(by_id)))
-                .order_by(attachments.c.message_id, attachments.c.position)
+            (
+                await self._db.execute(
+                    select(*cols)
+                    .where(attachments.c.message_id.in_(list(by_id)))
+                    .order_by(attachments.c.message_id, attachments.c.position)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         for r in att_rows:
             by_id[r["message_id"]].attachments.append(
                 Attachment(
@@ -203,17 +207,21 @@ class MessageRepository:
                 )
             )
         tc_rows = (
-            await self._db.execute(
-                select(tool_calls)
-                .where(
-                    and_(
-                        tool_calls.c.user_id == self._user,
-                        tool_calls.c.message_id.in_(list(by_id)),
+            (
+                await self._db.execute(
+                    select(tool_calls)
+                    .where(
+                        and_(
+                            tool_calls.c.user_id == self._user,
+                            tool_calls.c.message_id.in_(list(by_id)),
+                        )
                     )
+                    .order_by(tool_calls.c.message_id, tool_calls.c.position)
                 )
-                .order_by(tool_calls.c.message_id, tool_calls.c.position)
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         grouped: dict[str, list[ToolCall]] = defaultdict(list)
         for r in tc_rows:
             grouped[r["message_id"]].append(

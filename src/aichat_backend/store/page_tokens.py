@@ -42,7 +42,11 @@ def decode(token: str, kind: str, owner: str, arity: int) -> list[Any]:
         body = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad() from None
-    if not isinstance(body, dict) or body.get("k") != kind or body.get("o") != _owner_tag(kind, owner):
+    if (
+        not isinstance(body, dict)
+        or body.get("k") != kind
+        or body.get("o") != _owner_tag(kind, owner)
+    ):
         raise bad()
     keys = body.get("v")
     if not isinstance(keys, list) or len(keys) != arity:

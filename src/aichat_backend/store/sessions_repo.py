@@ -85,7 +85,7 @@ class SessionRepository:
             raise session_not_found(session_id)
         return _to_session(row)
 
-    async def list(self, limit: int, after: tuple[int, str] | None) -> list[Session]:
+    async def page(self, limit: int, after: tuple[int, str] | None) -> list[Session]:
         query = select(sessions).where(sessions.c.user_id == self._user)
         if after is not None:
             t, sid = after

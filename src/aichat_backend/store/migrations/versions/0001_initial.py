@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("update_time_us", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("user_id", "id", name="pk_sessions"),
     )
-    op.create_index(
-        "ix_sessions_user_activity", "sessions", ["user_id", "update_time_us", "id"]
-    )
+    op.create_index("ix_sessions_user_activity", "sessions", ["user_id", "update_time_us", "id"])
     op.create_table(
         "messages",
         sa.Column("id", sa.String(64), nullable=False),
@@ -57,7 +55,9 @@ def upgrade() -> None:
             name="fk_messages_sessions",
             ondelete="CASCADE",
         ),
-        sa.UniqueConstraint("user_id", "session_id", "seq", name="uq_messages_user_id_session_id_seq"),
+        sa.UniqueConstraint(
+            "user_id", "session_id", "seq", name="uq_messages_user_id_session_id_seq"
+        ),
     )
     op.create_table(
         "attachments",
@@ -97,9 +97,7 @@ def upgrade() -> None:
             ["message_id"], ["messages.id"], name="fk_tool_calls_messages", ondelete="CASCADE"
         ),
     )
-    op.create_index(
-        "ix_tool_calls_session_state", "tool_calls", ["user_id", "session_id", "state"]
-    )
+    op.create_index("ix_tool_calls_session_state", "tool_calls", ["user_id", "session_id", "state"])
     op.create_table(
         "idempotency_keys",
         sa.Column("user_id", sa.String(256), nullable=False),

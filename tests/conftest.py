@@ -1,0 +1,62 @@
+"""Fixtures shared by every level of the suite.
+
+`backend` runs a test once on SQLite and once on the machine's real PostgreSQL. In CI
+(CI=true) a missing PostgreSQL fails the run instead of skipping those tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import postgres
+from tests.support.server import Running, make_settings, running_server
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    problem = postgres.available()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    name, url = postgres.create_database()
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}"
+    url: str = request.getfixturevalue("pg_database_url")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}"
+
+
+@pytest.fixture
+async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Running]:
+    settings = make_settings(database_url, data_dir=tmp_path)
+    async with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def user() -> str:
+    """A user id no other test uses: tests share a database but never a user."""
+    return f"user-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def other_user() -> str:
+    return f"other-{uuid.uuid4().hex[:10]}"
