@@ -1,0 +1,228 @@
+"""SDK errors → domain errors, at the edge where an adapter sees them.
+
+Both SDKs (and httpx2 underneath them, whose errors the Anthropic stream lets through
+raw) are translated here and nowhere else, so the engine only ever sees
+``aichat_backend.errors`` types. Messages are written for the caller: never the SDK's
+own text (which embeds the whole upstream body), never anything that could hold a key;
+at most a short, redacted ``error.message`` from upstream where it helps the caller fix
+the request (e.g. "maximum context length is 128000 tokens").
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+
+from aichat_backend.errors import (
+    AichatError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+
+# When a 429 carries no usable retry-after, tell the caller to wait this long.
+DEFAULT_RETRY_AFTER_SECONDS = 2.0
+_MAX_UPSTREAM_MESSAGE = 200
+# Key-like tokens: "sk-…" (also "sk-ant-…", masked "sk-ab***yz"), bearer tokens, and long
+# opaque strings, which upstream messages sometimes echo back.
+_SECRETISH = re.compile(r"(?i)\b(?:sk|pk|rk)-[\w\-*.]{4,}|\bbearer\s+\S+|\b[\w\-]{32,}")
+
+SDK_ERRORS: tuple[type[BaseException], ...] = (
+    openai.OpenAIError,
+    anthropic.AnthropicError,
+    httpx2.HTTPError,
+    json.JSONDecodeError,  # a malformed SSE data line
+)
+
+
+def stream_interrupted(provider: str) -> Unavailable:
+    """The stream ended (or dropped) before the upstream said it was complete."""
+    return Unavailable(
+        "The model provider's stream ended before the answer was complete.",
+        reason="PROVIDER_STREAM_INTERRUPTED",
+        metadata={"provider": provider},
+    )
+
+
+def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> AichatError:
+    """The domain error for an SDK/transport error.
+
+    ``mid_stream``: the response had started streaming, so a dropped connection means
+    an interrupted answer rather than an unreachable provider.
+    """
+    if isinstance(exc, AichatError):
+        return exc
+    meta = {"provider": provider}
+    if isinstance(
+        exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
+    ):
+        return DeadlineExceeded(
+            "The model provider did not answer in time.", reason="PROVIDER_TIMEOUT", metadata=meta
+        )
+    if isinstance(
+        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
+    ):
+        if mid_stream:
+            return stream_interrupted(provider)
+        return Unavailable(
+            "The model provider could not be reached.", reason="PROVIDER_UNAVAILABLE", metadata=meta
+        )
+    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+        if exc.status_code >= 400:
+            return _from_status(exc.status_code, exc.response, exc.body, provider)
+        # An error event inside a 200 stream (Anthropic ``event: error``).
+        return _from_error_type(_error_field(exc.body, "type"), exc.body, provider)
+    if isinstance(exc, openai.APIResponseValidationError | anthropic.APIResponseValidationError):
+        return _bad_response(provider)
+    if isinstance(exc, openai.APIError):
+        # An error object inside an OpenAI stream: ``data: {"error": {...}}``.
+        return _from_error_type(_error_field(exc.body, "type"), exc.body, provider)
+    if isinstance(exc, json.JSONDecodeError):
+        return _bad_response(provider)
+    return Internal(
+        "The model provider call failed unexpectedly.", reason="PROVIDER_ERROR", metadata=meta
+    )
+
+
+def _from_status(
+    status: int, response: httpx2.Response, body: object, provider: str
+) -> AichatError:
+    meta = {"provider": provider, "upstream_status": str(status)}
+    error_type = _error_field(body, "type")
+    if error_type:
+        meta["upstream_error_type"] = error_type
+    request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+    if request_id:
+        meta["upstream_request_id"] = request_id[:64]
+
+    if status == 429:
+        if _error_field(body, "code") == "insufficient_quota":
+            # OpenAI's "out of credit": waiting will not help, so no retry_after.
+            return ResourceExhausted(
+                "The model provider's quota for this service is used up.",
+                reason="PROVIDER_QUOTA_EXHAUSTED",
+                metadata=meta,
+            )
+        return ResourceExhausted(
+            "The model provider is rate limiting this service; retry later.",
+            reason="PROVIDER_RATE_LIMITED",
+            metadata=meta,
+            retry_after=retry_after_seconds(response.headers),
+        )
+    if status in (401, 403):
+        # Our key was rejected: a server-side misconfiguration, never the caller's
+        # credentials, so INTERNAL rather than UNAUTHENTICATED / PERMISSION_DENIED.
+        return Internal(
+            "The model provider rejected this service's credentials.",
+            reason="PROVIDER_AUTH_FAILED",
+            metadata=meta,
+        )
+    if status == 404:
+        # FAILED_PRECONDITION, not INVALID_ARGUMENT: the caller named a model that is in
+        # our catalogue, so their request is valid; the catalogue entry points at an
+        # upstream model (or base URL) that does not exist, which an operator must fix.
+        return FailedPrecondition(
+            _with_upstream("The configured upstream model was not found", body),
+            reason="MODEL_NOT_FOUND",
+            metadata=meta,
+        )
+    if status in (400, 413, 422):
+        return InvalidArgument(
+            _with_upstream("The model provider rejected the request", body),
+            reason="PROVIDER_REJECTED_INPUT",
+            metadata=meta,
+        )
+    if status >= 500 or status == 408:
+        return Unavailable(
+            "The model provider is unavailable or overloaded.",
+            reason="PROVIDER_UNAVAILABLE",
+            metadata=meta,
+        )
+    return Internal(
+        "The model provider refused the request.", reason="PROVIDER_ERROR", metadata=meta
+    )
+
+
+def _from_error_type(error_type: str | None, body: object, provider: str) -> AichatError:
+    """Map an in-stream error event by its type (the HTTP status was already 200)."""
+    meta = {"provider": provider}
+    if error_type:
+        meta["upstream_error_type"] = error_type
+    if error_type in ("rate_limit_error", "rate_limit_exceeded", "requests", "tokens"):
+        return ResourceExhausted(
+            "The model provider is rate limiting this service; retry later.",
+            reason="PROVIDER_RATE_LIMITED",
+            metadata=meta,
+            retry_after=DEFAULT_RETRY_AFTER_SECONDS,
+        )
+    if error_type in ("invalid_request_error", "request_too_large"):
+        return InvalidArgument(
+            _with_upstream("The model provider rejected the request", body),
+            reason="PROVIDER_REJECTED_INPUT",
+            metadata=meta,
+        )
+    # overloaded_error, api_error, server_error, or something new: the answer broke off
+    # on the provider's side and a later attempt may well succeed.
+    return Unavailable(
+        "The model provider failed while answering.", reason="PROVIDER_UNAVAILABLE", metadata=meta
+    )
+
+
+def _bad_response(provider: str) -> Internal:
+    return Internal(
+        "The model provider sent a response this service could not read.",
+        reason="PROVIDER_BAD_RESPONSE",
+        metadata={"provider": provider},
+    )
+
+
+def retry_after_seconds(headers: httpx2.Headers) -> float:
+    """Seconds to wait per ``retry-after-ms`` / ``retry-after`` (delta or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _error_field(body: object, name: str) -> str | None:
+    """``name`` from an error body as either SDK hands it over (wrapped or not)."""
+    if isinstance(body, dict):
+        inner: Any = body.get("error", body)
+        if isinstance(inner, dict):
+            value = inner.get(name)
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _with_upstream(prefix: str, body: object) -> str:
+    detail = _error_field(body, "message")
+    if not detail:
+        return prefix + "."
+    detail = _SECRETISH.sub("[redacted]", " ".join(detail.split()))
+    if len(detail) > _MAX_UPSTREAM_MESSAGE:
+        detail = detail[: _MAX_UPSTREAM_MESSAGE - 1] + "…"
+    return f"{prefix}: {detail}"

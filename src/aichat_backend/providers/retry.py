@@ -1,0 +1,170 @@
+"""Retry and fallback, only while nothing has reached the caller yet.
+
+Before the first event a failed attempt is invisible to the caller, so it is retried
+(transient errors, with backoff) and then handed to the model's fallbacks. After the
+first event a retry would repeat text the caller has already seen: errors propagate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from dataclasses import dataclass
+
+from aichat_backend.errors import (
+    AichatError,
+    Cancelled,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from aichat_backend.providers.base import ChatProvider, ProviderEvent, ProviderRequest
+from aichat_backend.providers.errors import stream_interrupted
+
+
+@dataclass(frozen=True)
+class StreamTarget:
+    """One model to try: the catalogue name, its upstream model id and its provider."""
+
+    label: str
+    model: str
+    # Resolved on first use, so a fallback that is not configured fails (and is
+    # skipped) only when reached. May raise an AichatError.
+    resolve: Callable[[], ChatProvider]
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # per target, first try included
+    base_delay: float = 0.2  # seconds; doubles per attempt
+    max_delay: float = 2.0
+    # A provider's retry-after is honoured up to this; past it, waiting costs the
+    # caller more than trying the fallback.
+    max_retry_after: float = 5.0
+
+
+Sleep = Callable[[float], Awaitable[None]]
+OnRetry = Callable[[StreamTarget, int, AichatError, float], None]
+
+
+def is_transient(error: AichatError) -> bool:
+    """Worth another try at the same target after a pause."""
+    if isinstance(error, Unavailable):
+        return True
+    return isinstance(error, ResourceExhausted) and error.reason == "PROVIDER_RATE_LIMITED"
+
+
+def tries_fallback(error: AichatError) -> bool:
+    """Worth trying the next model: anything but the input itself being refused."""
+    return not isinstance(error, InvalidArgument | Cancelled)
+
+
+def backoff_delay(
+    attempt: int, error: AichatError, policy: RetryPolicy, rand: Callable[[], float]
+) -> float:
+    """Exponential backoff with jitter (half fixed, half random), at least retry_after."""
+    ceiling = min(policy.max_delay, policy.base_delay * 2.0**attempt)
+    delay = ceiling / 2 + rand() * ceiling / 2
+    if error.retry_after:
+        delay = max(delay, min(error.retry_after, policy.max_retry_after))
+    return delay
+
+
+@asynccontextmanager
+async def open_stream_with_retry(
+    request: ProviderRequest,
+    targets: Sequence[StreamTarget],
+    *,
+    policy: RetryPolicy | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+    on_retry: OnRetry | None = None,
+) -> AsyncIterator[AsyncIterator[ProviderEvent]]:
+    """Like ``provider.stream(request)``, over ``targets`` (a model, then its fallbacks).
+
+    Each target gets ``request`` with its own ``model`` (and its ``temperature`` when the
+    request sets none). The stream is open and its first event received before this
+    yields; if every target fails first, the last error is raised.
+    """
+    stack, first, rest = await _first_event(
+        request, targets, policy or RetryPolicy(), sleep, rand, on_retry
+    )
+    async with stack, aclosing(_chain(first, rest)) as events:
+        yield events
+
+
+async def _chain(
+    first: ProviderEvent, rest: AsyncIterator[ProviderEvent]
+) -> AsyncGenerator[ProviderEvent, None]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+async def _first_event(
+    request: ProviderRequest,
+    targets: Sequence[StreamTarget],
+    policy: RetryPolicy,
+    sleep: Sleep,
+    rand: Callable[[], float],
+    on_retry: OnRetry | None,
+) -> tuple[AsyncExitStack, ProviderEvent, AsyncIterator[ProviderEvent]]:
+    reported: AichatError | None = None  # raised if every target fails
+    for target in targets:
+        try:
+            return await _first_event_from(request, target, policy, sleep, rand, on_retry)
+        except AichatError as exc:
+            exc.metadata.setdefault("model", target.label)
+            if not tries_fallback(exc):
+                raise
+            # A fallback nobody configured says less about the failure than the error
+            # that sent us to it.
+            if reported is None or exc.reason != "PROVIDER_NOT_CONFIGURED":
+                reported = exc
+    if reported is None:
+        raise ValueError("no stream targets")
+    raise reported
+
+
+async def _first_event_from(
+    request: ProviderRequest,
+    target: StreamTarget,
+    policy: RetryPolicy,
+    sleep: Sleep,
+    rand: Callable[[], float],
+    on_retry: OnRetry | None,
+) -> tuple[AsyncExitStack, ProviderEvent, AsyncIterator[ProviderEvent]]:
+    """Open ``target`` and read its first event, retrying transient failures."""
+    attempt = 0
+    while True:
+        stack = AsyncExitStack()
+        try:
+            provider = target.resolve()
+            events = await stack.enter_async_context(provider.stream(_request_for(request, target)))
+            iterator = aiter(events)
+            try:
+                first = await anext(iterator)
+            except StopAsyncIteration:
+                raise stream_interrupted(provider.name) from None
+            return stack, first, iterator
+        except AichatError as exc:
+            await stack.aclose()
+            attempt += 1
+            if not is_transient(exc) or attempt >= policy.attempts:
+                raise
+            delay = backoff_delay(attempt - 1, exc, policy, rand)
+            if on_retry is not None:
+                on_retry(target, attempt, exc, delay)
+        except BaseException:
+            await stack.aclose()
+            raise
+        await sleep(delay)
+
+
+def _request_for(request: ProviderRequest, target: StreamTarget) -> ProviderRequest:
+    temperature = request.temperature if request.temperature is not None else target.temperature
+    return dataclasses.replace(request, model=target.model, temperature=temperature)
