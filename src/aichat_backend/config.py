@@ -9,6 +9,7 @@ file named by ``AICHAT_CONFIG_FILE``, then the defaults below. ``serve --env-onl
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     data_dir: Path = Path("./var")
+    # Names this process's running turns, so a restart marks its own unfinished ones.
+    replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
     config_file: Path | None = None
 
     # --- database ---------------------------------------------------------------------
@@ -79,6 +82,8 @@ class Settings(BaseSettings):
     memory_max: int = Field(100, ge=1)
     max_attachment_bytes: int = Field(10 * MIB, ge=1)
     max_attachments_per_message: int = Field(10, ge=0)
+    heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    turn_lease_seconds: float = Field(60.0, ge=3)
 
     @field_validator("api_key", "database_url", "llm_base_url", mode="before")
     @classmethod
@@ -147,6 +152,11 @@ def normalize_database_url(url: str) -> str:
         # libpq spells it sslmode; asyncpg takes the same values as `ssl`.
         query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in query]
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def process_environment() -> dict[str, str]:
+    """The environment, for ``${VAR}`` substitution in the model catalogue file."""
+    return dict(os.environ)
 
 
 class ConfigError(Exception):

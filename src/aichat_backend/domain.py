@@ -68,6 +68,7 @@ class Attachment:
     size_bytes: int
     sha256: str
     content: bytes | None = None  # None when loaded without content
+    text_content: str | None = None  # what the model reads; None for images
 
 
 @dataclass(slots=True)

@@ -22,13 +22,19 @@ from aichat.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from aichat_backend.api import reflection
+from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.interceptor import RequestInterceptor
-from aichat_backend.api.placeholders import PendingChatServicer, PendingToolServicer
+from aichat_backend.api.placeholders import PendingToolServicer
 from aichat_backend.api.session_service import SessionServicer
-from aichat_backend.config import Settings
+from aichat_backend.config import Settings, process_environment
+from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
+from aichat_backend.providers.base import ModelEntry
+from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
+from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
+from aichat_backend.store.turns_repo import sweep_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,28 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def model_catalogue(settings: Settings) -> ModelCatalogue:
+    """The catalogue file if one is set, else the single model the AICHAT_LLM_* describe."""
+    if settings.models_file is not None:
+        catalogue = load_catalogue(
+            settings.models_file,
+            process_environment(),
+            timeout_seconds=settings.provider_timeout_seconds,
+        )
+        return catalogue
+    entry = ModelEntry(
+        name=settings.llm_model,
+        provider=settings.llm_provider,
+        model_name=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.api_key,
+        temperature=settings.llm_temperature,
+    )
+    return ModelCatalogue(
+        [entry], timeout_seconds=settings.provider_timeout_seconds, key_variable="AICHAT_API_KEY"
+    )
+
+
 class App:
     """The running service: start, serve, shut down gracefully."""
 
@@ -74,6 +102,23 @@ class App:
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
             ),
         )
+        self.catalogue = model_catalogue(settings)
+        self.engine = ChatEngine(
+            self.db,
+            self.catalogue,
+            ChatConfig(
+                memory_default=settings.memory_default,
+                memory_max=settings.memory_max,
+                default_system_prompt=settings.default_system_prompt,
+                max_attachment_bytes=settings.max_attachment_bytes,
+                max_attachments=settings.max_attachments_per_message,
+                heartbeat_seconds=settings.heartbeat_seconds,
+                lease_seconds=settings.turn_lease_seconds,
+                replica_id=settings.replica_id,
+                idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+                retry=RetryPolicy(attempts=settings.provider_max_retries + 1),
+            ),
+        )
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -81,6 +126,10 @@ class App:
 
     async def start(self, address: str | None = None) -> int:
         await self.db.migrate()
+        async with self.db.transaction() as tx:
+            interrupted = await sweep_interrupted(tx, starting_owner=self.settings.replica_id)
+        if interrupted:
+            log.warning("marked answers left unfinished by a crash", extra={"count": interrupted})
         server = grpc.aio.server(
             interceptors=[
                 RequestInterceptor(self.settings.auth_header, self.settings.max_user_id_length)
@@ -90,7 +139,7 @@ class App:
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.sessions), server
         )
-        chat_service_pb2_grpc.add_ChatServiceServicer_to_server(PendingChatServicer(), server)
+        chat_service_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
         tool_service_pb2_grpc.add_ToolServiceServicer_to_server(PendingToolServicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable(server, [*SERVICE_NAMES, health.SERVICE_NAME])
@@ -108,15 +157,23 @@ class App:
 
     async def _housekeeping(self) -> None:
         ttl = self.settings.idempotency_ttl_hours * 3600
+        # Often enough that a crashed replica's sessions are freed soon after its leases end.
+        interval = self.settings.turn_lease_seconds
+        rounds = 0
         while True:
             try:
                 async with self.db.transaction() as tx:
-                    purged = await purge_expired(tx, ttl)
-                if purged:
-                    log.info("purged expired request ids", extra={"count": purged})
+                    interrupted = await sweep_interrupted(tx)
+                    purged = await purge_expired(tx, ttl) if rounds % 60 == 0 else 0
+                if interrupted or purged:
+                    log.info(
+                        "housekeeping",
+                        extra={"interrupted": interrupted, "purged_request_ids": purged},
+                    )
             except Exception as exc:  # keep housekeeping alive through database trouble
                 log.warning("housekeeping failed: %s", type(exc).__name__)
-            await asyncio.sleep(3600)
+            rounds += 1
+            await asyncio.sleep(interval)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (load balancers move away), then drain, stop, dispose."""
@@ -128,8 +185,15 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.server is not None:
-            log.info("draining", extra={"grace_seconds": grace})
-            await self.server.stop(grace)
+            log.info("draining", extra={"grace_seconds": grace, "turns": self.engine.active_turns})
+            stopping = asyncio.create_task(self.server.stop(grace + 1.0))
+            # Turns get the grace period to finish; past it they end CANCELLED with what
+            # they have stored and a last event, while the server still delivers it.
+            if not await self.engine.wait_idle(grace):
+                self.engine.stop_all()
+            await stopping
+        await self.engine.drain_writes()
+        await self.catalogue.aclose()
         await self.db.dispose()
         log.info("stopped")
 

@@ -85,3 +85,34 @@ async def test_session_crud_with_grpcurl(server: Running, user: str) -> None:
     assert code != 0 and "Unauthenticated" in err
     code, out, err = await grpcurl(server.target, "grpc.health.v1.Health/Check", data={})
     assert code == 0 and json.loads(out)["status"] == "SERVING"
+
+
+async def test_stream_a_turn_with_grpcurl(sqlite_url: str, user: str) -> None:
+    from aichat_backend.devtools.fake_llm import Script
+    from tests.support.chat import chat_stack
+
+    async with chat_stack("openai", sqlite_url) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(Script(tokens=["Hello ", "operator"]))
+        code, out, err = await grpcurl(
+            stack.server.target,
+            "aichat.v1.ChatService/StreamChat",
+            data={"session": session, "text": "hi"},
+            user=user,
+        )
+        assert code == 0, err
+        decoder = json.JSONDecoder()
+        events, pos = [], 0
+        text = out.strip()
+        while pos < len(text):
+            event, end = decoder.raw_decode(text, pos)
+            events.append(event)
+            pos = end
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+        assert "turn_started" in events[0] and "turn_ended" in events[-1]
+        assert (
+            "".join(e["text_delta"]["text"] for e in events if "text_delta" in e)
+            == "Hello operator"
+        )
+        assert events[-1]["turn_ended"]["outcome"] == "TURN_OUTCOME_COMPLETED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,9 +24,15 @@ def binary(name: str) -> str:
     return found
 
 
-async def run(*argv: str, stdin: bytes | None = None, limit: float = 20) -> tuple[int, str, str]:
+async def run(
+    *argv: str,
+    stdin: bytes | None = None,
+    limit: float = 20,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
+        env=None if env is None else {**os.environ, **env},
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 import grpc
-from aichat.v1 import chat_service_pb2_grpc, tool_service_pb2_grpc
+from aichat.v1 import tool_service_pb2_grpc
 
 from aichat_backend.errors import Unimplemented
 
 
-def _not_yet(what: str) -> NoReturn:
+def not_yet(what: str) -> NoReturn:
     raise Unimplemented(
         f"{what} is not available in this version of the server yet",
         reason="NOT_YET_AVAILABLE",
@@ -22,28 +22,12 @@ def _not_yet(what: str) -> NoReturn:
     )
 
 
-class PendingChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
-    async def StreamChat(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ChatService.StreamChat")
-        yield  # pragma: no cover - makes this a stream handler
-
-    async def SendMessage(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ChatService.SendMessage")
-
-    async def ResolveToolCalls(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ChatService.ResolveToolCalls")
-        yield  # pragma: no cover
-
-    async def ListModels(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ChatService.ListModels")
-
-
 class PendingToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
     async def ListTools(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ToolService.ListTools")
+        not_yet("ToolService.ListTools")
 
     async def ListToolServers(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ToolService.ListToolServers")
+        not_yet("ToolService.ListToolServers")
 
     async def CallTool(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _not_yet("ToolService.CallTool")
+        not_yet("ToolService.CallTool")

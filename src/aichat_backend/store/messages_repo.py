@@ -125,6 +125,7 @@ class MessageRepository:
                         "size_bytes": a.size_bytes,
                         "sha256": a.sha256,
                         "content": a.content or b"",
+                        "text_content": a.text_content,
                     }
                     for i, a in enumerate(attachments_in)
                 ],
@@ -184,7 +185,7 @@ class MessageRepository:
             attachments.c.sha256,
         ]
         if with_content:
-            cols.append(attachments.c.content)
+            cols += [attachments.c.content, attachments.c.text_content]
         att_rows = (
             (
                 await self._db.execute(
@@ -204,6 +205,7 @@ class MessageRepository:
                     size_bytes=r["size_bytes"],
                     sha256=r["sha256"],
                     content=r["content"] if with_content else None,
+                    text_content=r["text_content"] if with_content else None,
                 )
             )
         tc_rows = (

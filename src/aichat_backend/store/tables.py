@@ -49,6 +49,12 @@ sessions = Table(
     # Monotonic message sequence: survives ClearMessages so ordering never repeats.
     Column("last_seq", Integer, nullable=False, default=0),
     Column("tools_locked", Boolean, nullable=False, default=False),
+    # One turn at a time per session, across replicas: the running turn's answer id
+    # and a lease it renews; a crashed replica's lease simply runs out.
+    Column("active_turn_id", ID, nullable=True),
+    Column("active_turn_expires_us", BigInteger, nullable=True),
+    # Which replica runs it: a restarted replica marks its own unfinished turns at once.
+    Column("active_turn_owner", String(128), nullable=True),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
     # ListSessions: newest activity first, keyset on (update_time_us, id).
@@ -75,6 +81,8 @@ messages = Table(
     ),
     # ListMessages and context building: a session's messages in order.
     UniqueConstraint("user_id", "session_id", "seq"),
+    # Start-up sweep for answers a crash left unfinished.
+    Index("ix_messages_state", "state"),
 )
 
 attachments = Table(
@@ -88,6 +96,8 @@ attachments = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False),
+    # What the model is shown (decoded text, text extracted from a PDF); NULL for images.
+    Column("text_content", Text, nullable=True),
     ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
     Index("ix_attachments_message", "message_id", "position"),
 )

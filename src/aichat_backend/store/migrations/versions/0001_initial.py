@@ -29,6 +29,9 @@ def upgrade() -> None:
         sa.Column("message_count", sa.Integer(), nullable=False),
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.Column("tools_locked", sa.Boolean(), nullable=False),
+        sa.Column("active_turn_id", sa.String(64), nullable=True),
+        sa.Column("active_turn_expires_us", sa.BigInteger(), nullable=True),
+        sa.Column("active_turn_owner", sa.String(128), nullable=True),
         sa.Column("create_time_us", sa.BigInteger(), nullable=False),
         sa.Column("update_time_us", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("user_id", "id", name="pk_sessions"),
@@ -59,6 +62,7 @@ def upgrade() -> None:
             "user_id", "session_id", "seq", name="uq_messages_user_id_session_id_seq"
         ),
     )
+    op.create_index("ix_messages_state", "messages", ["state"])
     op.create_table(
         "attachments",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -69,6 +73,7 @@ def upgrade() -> None:
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("text_content", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_attachments"),
         sa.ForeignKeyConstraint(
             ["message_id"], ["messages.id"], name="fk_attachments_messages", ondelete="CASCADE"

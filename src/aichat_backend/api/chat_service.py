@@ -1,0 +1,141 @@
+"""ChatService: requests become engine turns, engine events become stream messages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import grpc
+from aichat.v1 import chat_service_pb2 as cpb
+from aichat.v1 import chat_service_pb2_grpc
+from aichat.v1 import resources_pb2 as rpb
+from google.protobuf import duration_pb2
+
+from aichat_backend.api import convert
+from aichat_backend.api.errors import to_status
+from aichat_backend.engine import events as ev
+from aichat_backend.engine.chat import ChatEngine, TurnRequest
+from aichat_backend.errors import Internal
+from aichat_backend.request_context import current_request_id, current_user
+
+OUTCOME_TO_PB = {
+    ev.TurnOutcome.COMPLETED: cpb.TURN_OUTCOME_COMPLETED,
+    ev.TurnOutcome.AWAITING_APPROVAL: cpb.TURN_OUTCOME_AWAITING_APPROVAL,
+    ev.TurnOutcome.CANCELLED: cpb.TURN_OUTCOME_CANCELLED,
+    ev.TurnOutcome.FAILED: cpb.TURN_OUTCOME_FAILED,
+}
+TOOL_PREVIEW_CHARS = 2000
+
+
+def turn_request(request: cpb.StreamChatRequest | cpb.SendMessageRequest) -> TurnRequest:
+    options = request.options
+    return TurnRequest(
+        user_id=current_user(),
+        session=request.session,
+        text=request.text,
+        attachments=[(a.filename, a.mime_type, a.content) for a in request.attachments],
+        model=options.model,
+        temperature=options.temperature if options.HasField("temperature") else None,
+        max_output_tokens=max(options.max_output_tokens, 0),
+        memory_limit=options.memory_limit,
+        request_id=request.request_id,
+    )
+
+
+def _usage(e: ev.TurnEnded) -> rpb.Usage:
+    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens)
+
+
+def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
+    out = cpb.StreamChatResponse(sequence=sequence)
+    if isinstance(event, ev.TextDelta):
+        out.text_delta.text = event.text
+    elif isinstance(event, ev.TurnStarted):
+        out.turn_started.CopyFrom(
+            cpb.TurnStarted(
+                user_message=event.user_message.name,
+                answer_message=event.answer_name,
+                model=event.model,
+            )
+        )
+    elif isinstance(event, ev.Heartbeat):
+        elapsed = duration_pb2.Duration()
+        elapsed.FromNanoseconds(int(event.elapsed_seconds * 1e9))
+        out.heartbeat.elapsed.CopyFrom(elapsed)
+    elif isinstance(event, ev.ToolCallUpdate):
+        out.tool_call.CopyFrom(convert.tool_call_to_pb(event.call, TOOL_PREVIEW_CHARS))
+    elif isinstance(event, ev.ApprovalRequired):
+        out.approval_required.tool_calls.extend(convert.tool_call_to_pb(c) for c in event.calls)
+    elif isinstance(event, ev.TurnEnded):
+        ended = cpb.TurnEnded(
+            outcome=OUTCOME_TO_PB[event.outcome],
+            message=convert.message_to_pb(event.message),
+            usage=_usage(event),
+        )
+        if event.error is not None:
+            ended.error.CopyFrom(to_status(event.error, current_request_id()))
+        out.turn_ended.CopyFrom(ended)
+    return out
+
+
+class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
+    def __init__(self, engine: ChatEngine) -> None:
+        self._engine = engine
+
+    async def StreamChat(
+        self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        sequence = 0
+        async with aclosing(self._engine.stream_turn(turn_request(request))) as events:
+            async for event in events:
+                sequence += 1
+                yield event_to_pb(event, sequence)
+                if isinstance(event, ev.TurnEnded) and event.error is not None:
+                    # gRPC clients also see the failure as the RPC's status.
+                    raise event.error
+
+    async def SendMessage(
+        self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.SendMessageResponse:
+        async with aclosing(self._engine.stream_turn(turn_request(request))) as events:
+            async for event in events:
+                if not isinstance(event, ev.TurnEnded):
+                    continue
+                if event.error is not None:
+                    raise event.error
+                response = cpb.SendMessageResponse(
+                    message=convert.message_to_pb(event.message),
+                    usage=_usage(event),
+                    outcome=OUTCOME_TO_PB[event.outcome],
+                    pending_tool_calls=[convert.tool_call_to_pb(c) for c in event.pending],
+                )
+                if event.user_message is not None:
+                    response.user_message.CopyFrom(convert.message_to_pb(event.user_message))
+                return response
+        raise Internal("the turn ended without a result", reason="TURN_WITHOUT_RESULT")
+
+    async def ListModels(
+        self, request: cpb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ListModelsResponse:
+        catalogue = self._engine.catalogue
+        return cpb.ListModelsResponse(
+            models=[
+                cpb.Model(
+                    name=e.name,
+                    provider=e.provider,
+                    model_name=e.model_name,
+                    default=e.name == catalogue.default_name,
+                    configured=catalogue.is_configured(e.name),
+                    fallbacks=e.fallbacks,
+                )
+                for e in catalogue.entries()
+            ]
+        )
+
+    async def ResolveToolCalls(
+        self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        from aichat_backend.api.placeholders import not_yet
+
+        not_yet("ChatService.ResolveToolCalls")
+        yield  # pragma: no cover - makes this a stream handler

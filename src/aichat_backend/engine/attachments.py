@@ -1,0 +1,128 @@
+"""Files sent with a message: checked, fingerprinted, and turned into what a model reads.
+
+Text-like files go to the model as text, images as image parts, PDFs as their extracted
+text; anything else is refused before anything is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from aichat_backend.domain import Attachment
+from aichat_backend.errors import InvalidArgument
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+TEXT_APPLICATION_TYPES = {
+    "application/json",
+    "application/ld+json",
+    "application/xml",
+    "application/yaml",
+    "application/x-yaml",
+    "application/toml",
+    "application/sql",
+    "application/javascript",
+    "application/typescript",
+    "application/x-python",
+    "application/x-sh",
+    "application/x-shellscript",
+    "application/graphql",
+    "application/x-ndjson",
+}
+PDF_TYPE = "application/pdf"
+# Magic numbers, so a file that merely claims to be an image is not sent as one.
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+MAX_FILENAME = 255
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    max_bytes: int
+    max_count: int
+
+
+def _unsupported(filename: str, why: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"attachment {filename[:80]!r}: {why}",
+        reason="UNSUPPORTED_ATTACHMENT",
+        field="attachments",
+        metadata={"filename": filename[:255]},
+    )
+
+
+def is_text_type(mime: str) -> bool:
+    return mime.startswith("text/") or mime in TEXT_APPLICATION_TYPES or mime.endswith("+json")
+
+
+def prepare(files: list[tuple[str, str, bytes]], limits: AttachmentLimits) -> list[Attachment]:
+    """(filename, mime type, content) → stored attachments, or INVALID_ARGUMENT."""
+    if len(files) > limits.max_count:
+        raise InvalidArgument(
+            f"at most {limits.max_count} attachments per message",
+            reason="TOO_MANY_ATTACHMENTS",
+            field="attachments",
+        )
+    prepared = []
+    for filename, raw_mime, content in files:
+        mime = raw_mime.split(";", 1)[0].strip().lower()
+        if not filename or len(filename) > MAX_FILENAME or "/" in filename or "\\" in filename:
+            raise InvalidArgument(
+                "attachment filename must be 1-255 characters without path separators",
+                reason="INVALID_ATTACHMENT",
+                field="attachments.filename",
+            )
+        if len(content) > limits.max_bytes:
+            raise InvalidArgument(
+                f"attachment {filename[:80]!r} is {len(content)} bytes; the limit is "
+                f"{limits.max_bytes}",
+                reason="ATTACHMENT_TOO_LARGE",
+                field="attachments.content",
+                metadata={"filename": filename, "limit_bytes": str(limits.max_bytes)},
+            )
+        text: str | None
+        if mime in IMAGE_TYPES:
+            if not content.startswith(IMAGE_MAGIC[mime]):
+                raise _unsupported(filename, f"content is not a {mime} image")
+            text = None
+        elif mime == PDF_TYPE:
+            text = _pdf_text(filename, content)
+        elif is_text_type(mime):
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _unsupported(filename, "text files must be UTF-8") from None
+        else:
+            raise _unsupported(
+                filename,
+                f"type {mime or '(none)'} is not supported: send text, JSON, CSV, Markdown, "
+                "source code, PNG/JPEG/GIF/WebP images or PDF",
+            )
+        prepared.append(
+            Attachment(
+                filename=filename,
+                mime_type=mime,
+                size_bytes=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                content=content,
+                text_content=text,
+            )
+        )
+    return prepared
+
+
+def _pdf_text(filename: str, content: bytes) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(content))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise _unsupported(filename, f"not a readable PDF ({type(exc).__name__})") from None
+    return "\n\n".join(p.strip() for p in pages if p.strip())

@@ -1,0 +1,57 @@
+"""What a chat turn tells its caller, in order. Plain data: the API layer renders it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from aichat_backend.domain import Message, ToolCall
+from aichat_backend.errors import AichatError
+
+
+class TurnOutcome(enum.Enum):
+    COMPLETED = "completed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class TurnStarted:
+    user_message: Message
+    answer_name: str
+    model: str
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallUpdate:
+    call: ToolCall
+
+
+@dataclass(slots=True)
+class ApprovalRequired:
+    calls: list[ToolCall]
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    elapsed_seconds: float
+
+
+@dataclass(slots=True)
+class TurnEnded:
+    outcome: TurnOutcome
+    message: Message
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: AichatError | None = None
+    user_message: Message | None = None
+    pending: list[ToolCall] = field(default_factory=list)
+
+
+TurnEvent = TurnStarted | TextDelta | ToolCallUpdate | ApprovalRequired | Heartbeat | TurnEnded

@@ -1,0 +1,114 @@
+// A second-language client for aichat: @grpc/grpc-js with stubs built at run time from
+// our .proto files, the way a Node service would use the contract.
+//
+// Usage: node client.js <scenario>   (TARGET, AICHAT_USER, PROTO_ROOT, GOOGLE_PROTOS in env)
+// Prints one JSON object with what it observed; the Python test asserts on it.
+"use strict";
+
+const path = require("path");
+const grpc = require("@grpc/grpc-js");
+const protoLoader = require("@grpc/proto-loader");
+const protobuf = require("protobufjs");
+
+const target = process.env.TARGET;
+const user = process.env.AICHAT_USER;
+const protoRoot = process.env.PROTO_ROOT;
+const googleProtos = process.env.GOOGLE_PROTOS;
+
+const definition = protoLoader.loadSync(
+  ["aichat/v1/session_service.proto", "aichat/v1/chat_service.proto"],
+  { includeDirs: [protoRoot, googleProtos], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+);
+const aichat = grpc.loadPackageDefinition(definition).aichat.v1;
+const creds = grpc.credentials.createInsecure();
+const sessions = new aichat.SessionService(target, creds);
+const chat = new aichat.ChatService(target, creds);
+
+// google.rpc.Status and its details, to read ErrorInfo from grpc-status-details-bin.
+const rpcRoot = new protobuf.Root();
+rpcRoot.resolvePath = (_origin, target) => path.join(googleProtos, target);
+rpcRoot.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto"]);
+const Status = rpcRoot.lookupType("google.rpc.Status");
+const ErrorInfo = rpcRoot.lookupType("google.rpc.ErrorInfo");
+
+function metadata() {
+  const md = new grpc.Metadata();
+  md.set("x-user-id", user);
+  return md;
+}
+
+function errorInfo(err) {
+  const raw = err.metadata && err.metadata.get("grpc-status-details-bin")[0];
+  if (!raw) return null;
+  const status = Status.decode(raw);
+  for (const detail of status.details) {
+    if (detail.type_url.endsWith("google.rpc.ErrorInfo")) {
+      const info = ErrorInfo.decode(detail.value);
+      return { reason: info.reason, domain: info.domain, metadata: info.metadata };
+    }
+  }
+  return null;
+}
+
+function unary(client, method, request, options = {}) {
+  return new Promise((resolve, reject) => {
+    client[method](request, metadata(), options, (err, response) => (err ? reject(err) : resolve(response)));
+  });
+}
+
+function streamTurn(request, { cancelAfterDeltas = null, deadlineMs = null } = {}) {
+  return new Promise((resolve) => {
+    const options = deadlineMs ? { deadline: new Date(Date.now() + deadlineMs) } : {};
+    const call = chat.StreamChat(request, metadata(), options);
+    const events = [];
+    let deltas = 0;
+    call.on("data", (event) => {
+      events.push(event);
+      if (event.event === "text_delta") {
+        deltas += 1;
+        if (cancelAfterDeltas !== null && deltas >= cancelAfterDeltas) call.cancel();
+      }
+    });
+    call.on("error", (err) => resolve({ events, code: grpc.status[err.code], errorInfo: errorInfo(err) }));
+    call.on("end", () => resolve({ events, code: "OK", errorInfo: null }));
+  });
+}
+
+function summary(result) {
+  return {
+    code: result.code,
+    errorInfo: result.errorInfo,
+    kinds: result.events.map((e) => e.event),
+    text: result.events.filter((e) => e.event === "text_delta").map((e) => e.text_delta.text).join(""),
+    outcome: (result.events.find((e) => e.event === "turn_ended") || { turn_ended: {} }).turn_ended.outcome || null,
+  };
+}
+
+async function main() {
+  const scenario = process.argv[2];
+  const out = { scenario };
+  const session = await unary(sessions, "CreateSession", { session: { display_name: "from node" } });
+  out.session = session.name;
+  if (scenario === "turn") {
+    out.turn = summary(await streamTurn({ session: session.name, text: "hello from node" }));
+  } else if (scenario === "cancel") {
+    out.turn = summary(await streamTurn({ session: session.name, text: "long please" }, { cancelAfterDeltas: 2 }));
+  } else if (scenario === "deadline") {
+    out.turn = summary(await streamTurn({ session: session.name, text: "hang please" }, { deadlineMs: 500 }));
+  } else if (scenario === "errors") {
+    try {
+      await unary(sessions, "GetSession", { name: "sessions/missing-one" });
+      out.error = null;
+    } catch (err) {
+      out.error = { code: grpc.status[err.code], errorInfo: errorInfo(err) };
+    }
+  }
+  console.log(JSON.stringify(out));
+  sessions.close();
+  chat.close();
+}
+
+main().catch((err) => {
+  console.error(err && err.stack ? err.stack : String(err));
+  process.exit(1);
+});

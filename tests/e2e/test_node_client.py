@@ -1,0 +1,67 @@
+"""The contract from another language: a Node @grpc/grpc-js client against the real server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import google.api
+import pytest
+
+from aichat_backend.devtools.fake_llm import Script
+from tests.support.chat import ChatStack, chat_stack
+from tests.support.tools import ROOT, run
+
+pytestmark = pytest.mark.timeout(60)
+
+NODE_DIR = ROOT / "tests" / "e2e" / "node"
+GOOGLE_PROTOS = Path(google.api.__path__[0]).parent.parent
+
+
+@pytest.fixture
+async def stack(sqlite_url: str) -> AsyncIterator[ChatStack]:
+    async with chat_stack("openai", sqlite_url) as s:
+        yield s
+
+
+async def node(stack: ChatStack, scenario: str, user: str) -> dict:  # type: ignore[type-arg]
+    env = {
+        "TARGET": stack.server.target,
+        "AICHAT_USER": user,
+        "PROTO_ROOT": str(ROOT / "proto"),
+        "GOOGLE_PROTOS": str(GOOGLE_PROTOS),
+    }
+    code, out, err = await run("node", str(NODE_DIR / "client.js"), scenario, limit=30, env=env)
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def test_node_streams_a_turn(stack: ChatStack, user: str) -> None:
+    stack.fake.enqueue(Script(tokens=["Hi ", "from ", "Python"]))
+    result = await node(stack, "turn", user)
+    turn = result["turn"]
+    assert turn["code"] == "OK"
+    assert turn["kinds"][0] == "turn_started" and turn["kinds"][-1] == "turn_ended"
+    assert turn["text"] == "Hi from Python"
+    assert turn["outcome"] == "TURN_OUTCOME_COMPLETED"
+
+
+async def test_node_cancels_a_stream(stack: ChatStack, user: str) -> None:
+    stack.fake.enqueue(Script(tokens=[f"t{i} " for i in range(300)], token_delay=0.01))
+    result = await node(stack, "cancel", user)
+    assert result["turn"]["code"] == "CANCELLED"
+    await stack.fake.wait_disconnect(within=2.0)
+
+
+async def test_node_hits_a_deadline(stack: ChatStack, user: str) -> None:
+    stack.fake.enqueue(Script(tokens=["stuck"], hang_after=1))
+    result = await node(stack, "deadline", user)
+    assert result["turn"]["code"] == "DEADLINE_EXCEEDED"
+
+
+async def test_node_reads_error_info(stack: ChatStack, user: str) -> None:
+    result = await node(stack, "errors", user)
+    assert result["error"]["code"] == "NOT_FOUND"
+    assert result["error"]["errorInfo"]["reason"] == "SESSION_NOT_FOUND"
+    assert result["error"]["errorInfo"]["domain"] == "aichat.example.com"
