@@ -29,13 +29,9 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
         async with server.app.db.transaction() as tx:
             repo = TurnRepository(tx, user)
             # As if replica-a crashed mid-answer, and replica-b is still answering.
-            await repo.begin(mine.name[9:], TurnClaim("ans-a", "replica-a", 60), "q", [], "m", "t")
-            await repo.begin(
-                theirs.name[9:], TurnClaim("ans-b", "replica-b", 60), "q", [], "m", "t"
-            )
-            await repo.begin(
-                expired.name[9:], TurnClaim("ans-c", "replica-c", 60), "q", [], "m", "t"
-            )
+            for s, x in ((mine, "a"), (theirs, "b"), (expired, "c")):
+                claim = TurnClaim(f"turn-{x}", f"replica-{x}", 60)
+                await repo.begin(s.name[9:], claim, "q", [], "m", "t", f"ans-{x}")
     async with running_server(settings) as server:
         page = await server.sessions.ListMessages(
             spb.ListMessagesRequest(parent=mine.name), metadata=md(user)
@@ -47,7 +43,7 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
         # Still being written by a live replica: shown as incomplete, left alone.
         assert page.messages[1].state == rpb.MESSAGE_STATE_INCOMPLETE
         async with server.app.db.transaction() as tx:
-            answer_b = (await TurnRepository(tx, user).answer("ans-b"))[1]
+            answer_b = (await TurnRepository(tx, user).turn_result("ans-b"))[1]
         assert answer_b is not None and answer_b.state is MessageState.STREAMING
         # Once replica-c's lease has run out, the periodic sweep takes its turn too.
         from sqlalchemy import update
@@ -57,9 +53,9 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
         async with server.app.db.transaction() as tx:
             await tx.execute(
                 update(sessions)
-                .where(sessions.c.active_turn_id == "ans-c")
+                .where(sessions.c.active_turn_id == "turn-c")
                 .values(active_turn_expires_us=0)
             )
             assert await sweep_interrupted(tx) == 1
-            answer_c = (await TurnRepository(tx, user).answer("ans-c"))[1]
+            answer_c = (await TurnRepository(tx, user).turn_result("ans-c"))[1]
         assert answer_c is not None and answer_c.state is MessageState.INTERRUPTED

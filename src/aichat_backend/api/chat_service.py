@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 import grpc
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc
 from aichat.v1 import resources_pb2 as rpb
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 
 from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
 from aichat_backend.engine import events as ev
-from aichat_backend.engine.chat import ChatEngine, TurnRequest
+from aichat_backend.engine.chat import ChatEngine, Decision, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
 from aichat_backend.request_context import current_request_id, current_user
 
@@ -27,7 +28,14 @@ OUTCOME_TO_PB = {
 TOOL_PREVIEW_CHARS = 2000
 
 
-def turn_request(request: cpb.StreamChatRequest | cpb.SendMessageRequest) -> TurnRequest:
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def turn_request(
+    request: cpb.StreamChatRequest | cpb.SendMessageRequest, context: grpc.aio.ServicerContext
+) -> TurnRequest:
     options = request.options
     return TurnRequest(
         user_id=current_user(),
@@ -39,6 +47,31 @@ def turn_request(request: cpb.StreamChatRequest | cpb.SendMessageRequest) -> Tur
         max_output_tokens=max(options.max_output_tokens, 0),
         memory_limit=options.memory_limit,
         request_id=request.request_id,
+        deadline=_deadline(context),
+    )
+
+
+def resolve_request(
+    request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
+) -> ResolveRequest:
+    return ResolveRequest(
+        user_id=current_user(),
+        session=request.session,
+        decisions=[
+            Decision(
+                tool_call_id=d.tool_call_id,
+                approved=d.approved,
+                edited_arguments=(
+                    json_format.MessageToDict(d.edited_arguments)
+                    if d.HasField("edited_arguments")
+                    else None
+                ),
+                reason=d.reason,
+            )
+            for d in request.decisions
+        ],
+        request_id=request.request_id,
+        deadline=_deadline(context),
     )
 
 
@@ -85,19 +118,19 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     async def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        sequence = 0
-        async with aclosing(self._engine.stream_turn(turn_request(request))) as events:
-            async for event in events:
-                sequence += 1
-                yield event_to_pb(event, sequence)
-                if isinstance(event, ev.TurnEnded) and event.error is not None:
-                    # gRPC clients also see the failure as the RPC's status.
-                    raise event.error
+        async for message in _stream(self._engine.stream_turn(turn_request(request, context))):
+            yield message
+
+    async def ResolveToolCalls(
+        self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        async for message in _stream(self._engine.resolve(resolve_request(request, context))):
+            yield message
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SendMessageResponse:
-        async with aclosing(self._engine.stream_turn(turn_request(request))) as events:
+        async with aclosing(self._engine.stream_turn(turn_request(request, context))) as events:
             async for event in events:
                 if not isinstance(event, ev.TurnEnded):
                     continue
@@ -132,10 +165,15 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             ]
         )
 
-    async def ResolveToolCalls(
-        self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[cpb.StreamChatResponse]:
-        from aichat_backend.api.placeholders import not_yet
 
-        not_yet("ChatService.ResolveToolCalls")
-        yield  # pragma: no cover - makes this a stream handler
+async def _stream(
+    events: AsyncGenerator[ev.TurnEvent, None],
+) -> AsyncIterator[cpb.StreamChatResponse]:
+    sequence = 0
+    async with aclosing(events):
+        async for event in events:
+            sequence += 1
+            yield event_to_pb(event, sequence)
+            if isinstance(event, ev.TurnEnded) and event.error is not None:
+                # gRPC clients also see the failure as the RPC's status.
+                raise event.error

@@ -1,61 +1,81 @@
-"""The chat turn: context → provider stream → events → the answer stored once.
+"""The chat turn: context → model → tools → approval → the answer stored once per round.
 
-No protobuf or gRPC here: the engine takes a ``TurnRequest`` and yields ``TurnEvent``s.
-Whatever ends the turn (the model, the client going away, a failure, shutdown), the user
-message and every token produced so far are stored, and the last event says how it ended.
+No protobuf or gRPC here: the engine takes a ``TurnRequest`` (or a ``ResolveRequest``)
+and yields ``TurnEvent``s. Whatever ends a turn (the model, the client going away, a
+failure, shutdown), the user message and every token produced so far are stored, and
+the last event says how it ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aichat_backend.domain import Attachment, Message, MessageState
+from aichat_backend.domain import (
+    Attachment,
+    Message,
+    MessageState,
+    Role,
+    ToolCall,
+    ToolCallState,
+    now_us,
+)
 from aichat_backend.engine import attachments as attachment_rules
-from aichat_backend.engine.context import memory_window, to_chat_messages, with_attachments
+from aichat_backend.engine.context import (
+    assistant_message,
+    memory_window,
+    to_chat_messages,
+    tool_result_message,
+    with_attachments,
+)
 from aichat_backend.engine.events import (
-    Heartbeat,
-    TextDelta,
+    ApprovalRequired,
+    ToolCallUpdate,
     TurnEnded,
     TurnEvent,
     TurnOutcome,
     TurnStarted,
 )
+from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.sessions import check_request_id, parse_session_name, title_from_message
+from aichat_backend.engine.tool_runner import run_calls
 from aichat_backend.errors import (
     Aborted,
     AichatError,
     Cancelled,
+    FailedPrecondition,
     Internal,
     InvalidArgument,
+    NotFound,
     Unavailable,
 )
-from aichat_backend.providers.base import (
-    ChatMessage,
-    ChatRole,
-    ProviderRequest,
-    StreamFinished,
-    TextChunk,
-    ToolCallRequest,
-    ToolCallsReady,
-)
+from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
-from aichat_backend.providers.retry import RetryPolicy, StreamTarget, open_stream_with_retry
+from aichat_backend.providers.retry import RetryPolicy, StreamTarget
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.sessions_repo import SessionRepository, session_not_found
-from aichat_backend.store.turns_repo import TurnClaim, TurnRepository
+from aichat_backend.store.turns_repo import PendingCall, TurnClaim, TurnRepository
+from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 log = logging.getLogger(__name__)
 
 TURN_SCOPE = "ChatTurn"
+RESOLVE_SCOPE = "ResolveToolCalls"
 MAX_TEXT_CHARS = 1_000_000
+NO_MORE_TOOLS = (
+    "You have used the maximum number of tool rounds for this message. Answer the user now "
+    "with what you have, without calling tools."
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +89,24 @@ class TurnRequest:
     max_output_tokens: int = 0
     memory_limit: int = 0
     request_id: str = ""
+    deadline: float | None = None  # time.monotonic() by which the caller stops listening
+
+
+@dataclass(slots=True)
+class Decision:
+    tool_call_id: str
+    approved: bool
+    edited_arguments: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ResolveRequest:
+    user_id: str
+    session: str
+    decisions: list[Decision]
+    request_id: str = ""
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -83,42 +121,60 @@ class ChatConfig:
     replica_id: str = "local"
     idempotency_ttl_seconds: float = 24 * 3600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    tool_timeout_seconds: float = 30.0
+    max_tool_rounds: int = 8
+    approval_ttl_seconds: float = 24 * 3600
 
 
-class _Turn:
-    """The live state of one running turn, shared by its relay and its producer."""
+# Hooks for metrics: (model, seconds) and (model, input tokens, output tokens).
+TtftHook = Callable[[str, float], None]
+UsageHook = Callable[[str, int, int], None]
 
-    __slots__ = (
-        "answer_id",
-        "done",
-        "error",
-        "finished",
-        "pending",
-        "ready",
-        "stop_requested",
-        "tool_calls",
-    )
 
-    def __init__(self, answer_id: str) -> None:
-        self.answer_id = answer_id
-        self.pending: list[str] = []
-        self.ready = asyncio.Event()
-        self.done = False
-        self.stop_requested = False
-        self.error: AichatError | None = None
-        self.finished: StreamFinished | None = None
-        self.tool_calls: tuple[ToolCallRequest, ...] = ()
+@dataclass(slots=True, eq=False)  # identity-hashed: runs live in a set
+class _Run:
+    """The live state of one turn (one StreamChat, or one ResolveToolCalls)."""
+
+    user_id: str
+    session_id: str
+    turn_id: str
+    model: str
+    targets: list[StreamTarget]
+    tools: dict[str, ToolInfo]
+    request: ProviderRequest
+    message: Message  # the answer of the current round (a stored placeholder)
+    started: float
+    deadline: float | None
+    rounds: int = 0
+    stream: RoundStream | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_requested: bool = False
+    claimed: asyncio.Task[Any] | None = None  # the claim (and first writes), when in flight
+    user_message: Message | None = None
+    finalized: bool = False  # the current answer's final write has been started
 
 
 class ChatEngine:
-    def __init__(self, db: Database, catalogue: ModelCatalogue, config: ChatConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalogue: ModelCatalogue,
+        config: ChatConfig,
+        tools: ToolProvider | None = None,
+        on_first_token: TtftHook | None = None,
+        on_usage: UsageHook | None = None,
+    ) -> None:
         self._db = db
         self._catalogue = catalogue
         self._config = config
+        self._tools = tools
+        self._on_first_token = on_first_token
+        self._on_usage = on_usage
         self._limits = attachment_rules.AttachmentLimits(
             config.max_attachment_bytes, config.max_attachments
         )
-        self._active: set[_Turn] = set()
+        self._active: set[_Run] = set()
         self._finalizers: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -144,16 +200,17 @@ class ChatEngine:
 
     def stop_all(self) -> None:
         """Ask every running turn to end now (CANCELLED, partial answer stored)."""
-        for turn in self._active:
-            turn.stop_requested = True
-            turn.ready.set()
+        for run in self._active:
+            run.stop_requested = True
+            if run.stream is not None:
+                run.stream.stop()
 
     async def drain_writes(self) -> None:
         """Let the final writes of cancelled turns reach the database."""
         while self._finalizers:
             await asyncio.gather(*list(self._finalizers), return_exceptions=True)
 
-    # --- the turn ------------------------------------------------------------------
+    # --- StreamChat / SendMessage --------------------------------------------------
 
     async def stream_turn(self, req: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         session_id = parse_session_name(req.session, "session")
@@ -172,9 +229,7 @@ class ChatEngine:
 
         async with self._db.transaction() as tx:
             if req.request_id:
-                first = await IdempotencyRepository(
-                    tx, req.user_id, self._config.idempotency_ttl_seconds
-                ).get(TURN_SCOPE, req.request_id)
+                first = await self._keys(tx, req.user_id).get(TURN_SCOPE, req.request_id)
                 if first is not None:
                     yield await self._replay(tx, req.user_id, first.resource)
                     return
@@ -187,289 +242,551 @@ class ChatEngine:
             )
             history = await MessageRepository(tx, req.user_id).recent(session_id, window)
 
-        model_name = req.model or session.model or self._catalogue.default_name
-        targets = self._catalogue.stream_targets(model_name)
-        if not any(self._catalogue.is_configured(t.label) for t in targets):
-            self._catalogue.provider_for(model_name)  # raises PROVIDER_NOT_CONFIGURED
-        current_text, images = with_attachments(req.text, files)
+        model = req.model or session.model or self._catalogue.default_name
+        targets = self._targets(model)
+        tools = self._offered_tools(session.tool_names)
+        text, images = with_attachments(req.text, files)
         request = ProviderRequest(
-            model=model_name,
+            model=model,
             messages=(
                 *to_chat_messages(history),
-                ChatMessage(role=ChatRole.USER, text=current_text, images=images),
+                ChatMessage(role=ChatRole.USER, text=text, images=images),
             ),
             system_prompt=session.system_prompt or self._config.default_system_prompt,
+            tools=_specs(tools),
             temperature=req.temperature,
             max_output_tokens=req.max_output_tokens or None,
         )
-
-        turn = _Turn(new_message_id())
-        started = time.monotonic()
+        answer_id = new_message_id()
+        run = _Run(
+            user_id=req.user_id,
+            session_id=session_id,
+            turn_id=uuid.uuid4().hex,
+            model=model,
+            targets=targets,
+            tools=tools,
+            request=request,
+            message=Message(session_id=session_id, id=answer_id, seq=0, role=Role.ASSISTANT),
+            started=time.monotonic(),
+            deadline=req.deadline,
+        )
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
-        producer = asyncio.create_task(self._produce(turn, request, targets))
-        begin = asyncio.create_task(
-            self._begin(req, session_id, turn.answer_id, model_name, req.text, files)
-        )
-        self._active.add(turn)
-        self._idle.clear()
-        renewer: asyncio.Task[None] | None = None
-        text_parts: list[str] = []
-        outcome: TurnOutcome | None = None
+        run.stream = RoundStream(request, targets, self._config.retry)
+        run.claimed = asyncio.create_task(self._begin(run, req, files, answer_id))
+        async for event in self._drive(run, self._first_round(run)):
+            yield event
+
+    async def _first_round(self, run: _Run) -> AsyncGenerator[TurnEvent, None]:
+        assert run.claimed is not None and run.stream is not None
         try:
-            try:
-                user_msg, answer = await begin
-            except BaseException:
-                producer.cancel()
-                raise
-            renewer = asyncio.create_task(self._renew(req.user_id, session_id, turn.answer_id))
-            yield TurnStarted(user_message=user_msg, answer_name=answer.name, model=model_name)
+            user_msg, answer, denied = await run.claimed
+        except BaseException:
+            run.stream.cancel()
+            raise
+        run.user_message, run.message = user_msg, answer
+        yield TurnStarted(user_message=user_msg, answer_name=answer.name, model=run.model)
+        for call in denied:
+            yield ToolCallUpdate(call)
+        async for event in self._rounds(run):
+            yield event
 
-            heartbeat = self._config.heartbeat_seconds
-            while True:
-                if not turn.pending and not turn.done and not turn.stop_requested:
-                    try:
-                        async with asyncio.timeout(heartbeat):
-                            await turn.ready.wait()
-                    except TimeoutError:
-                        yield Heartbeat(time.monotonic() - started)
-                        continue
-                turn.ready.clear()
-                if turn.pending:
-                    # Whatever piled up while the client was busy goes as one event.
-                    chunk = "".join(turn.pending)
-                    turn.pending.clear()
-                    text_parts.append(chunk)
-                    yield TextDelta(chunk)
-                    continue
-                if turn.stop_requested or turn.done:
-                    break
+    async def _begin(
+        self, run: _Run, req: TurnRequest, files: list[Attachment], answer_id: str
+    ) -> tuple[Message, Message, list[ToolCall]]:
+        title = title_from_message(req.text) or (files[0].filename if files else "")
+        async with self._db.transaction() as tx:
+            if req.request_id and not await self._keys(tx, req.user_id).put(
+                TURN_SCOPE, req.request_id, answer_id
+            ):
+                raise _turn_in_progress()
+            turns = TurnRepository(tx, req.user_id)
+            user_msg, answer = await turns.begin(
+                run.session_id, self._claim(run), req.text, files, run.model, title, answer_id
+            )
+            # A new message answers any question still open: the waiting calls are denied.
+            denied = await self._deny_pending(turns, run.session_id, "the user sent a new message")
+        return user_msg, answer, denied
 
-            error: AichatError | None
-            if turn.stop_requested and not turn.done:
-                producer.cancel()
-                outcome, error = (
-                    TurnOutcome.CANCELLED,
-                    Unavailable(
-                        "the server is shutting down; the partial answer was stored: send "
-                        "the next message again (another replica will take it)",
-                        reason="SERVER_SHUTTING_DOWN",
-                        retry_after=1.0,
-                    ),
-                )
-            elif turn.error is not None:
-                outcome, error = TurnOutcome.FAILED, turn.error
-            elif turn.finished is None:
-                outcome, error = (
-                    TurnOutcome.FAILED,
-                    Internal(
-                        "the model's answer ended unexpectedly",
-                        reason="PROVIDER_STREAM_INTERRUPTED",
-                    ),
-                )
-            else:
-                outcome, error = TurnOutcome.COMPLETED, None
-            finished = turn.finished or StreamFinished(finish_reason="")
-            completed = outcome is TurnOutcome.COMPLETED
-            state = MessageState.COMPLETE if completed else MessageState.INCOMPLETE
-            reason = finished.finish_reason if outcome is TurnOutcome.COMPLETED else outcome.value
-            stored = await self._finish_shielded(
-                begin,
-                req.user_id,
-                session_id,
-                turn.answer_id,
-                "".join(text_parts),
-                state,
-                reason,
-                finished,
-                model_name,
-            )
-            answer.text, answer.state, answer.finish_reason = "".join(text_parts), state, reason
-            answer.input_tokens = finished.input_tokens
-            answer.output_tokens = finished.output_tokens
-            if not stored:
-                raise Internal("the answer could not be stored", reason="ANSWER_NOT_STORED")
-            yield TurnEnded(
-                outcome=outcome,
-                message=answer,
-                input_tokens=finished.input_tokens,
-                output_tokens=finished.output_tokens,
-                error=error,
-                user_message=user_msg,
-            )
+    # --- ResolveToolCalls ----------------------------------------------------------
+
+    async def resolve(self, req: ResolveRequest) -> AsyncGenerator[TurnEvent, None]:
+        session_id = parse_session_name(req.session, "session")
+        check_request_id(req.request_id)
+        _check_decisions(req.decisions)
+        if req.request_id:
+            async with self._db.transaction() as tx:
+                first = await self._keys(tx, req.user_id).get(RESOLVE_SCOPE, req.request_id)
+                if first is not None:
+                    yield await self._replay(tx, req.user_id, first.resource)
+                    return
+        await self._expire_pending(req.user_id, session_id)
+        turn_id = uuid.uuid4().hex
+        async with self._db.transaction() as tx:
+            turns = TurnRepository(tx, req.user_id)
+            session = await SessionRepository(tx, req.user_id).get(session_id)
+            pending = {p.call.id: p for p in await turns.pending_calls(session_id)}
+            await self._check_known(tx, req.user_id, session_id, req.decisions, pending)
+            message_id = next(iter(pending.values())).message_id
+            messages = MessageRepository(tx, req.user_id)
+            round_msg = await messages.get(session_id, message_id)
+            user_msg = await messages.last_user_before(session_id, round_msg.seq) or round_msg
+            model = round_msg.model or session.model or self._catalogue.default_name
+            targets = self._targets(model)
+            claim = TurnClaim(turn_id, self._config.replica_id, self._config.lease_seconds)
+            await turns.claim(session_id, claim)
+            # Running again: a crash while the approved tools run is swept like any other.
+            await _write(turns, round_msg, state=MessageState.STREAMING)
+            approved: list[tuple[ToolCall, ToolInfo]] = []
+            decided: list[ToolCall] = []
+            for d in req.decisions:
+                p = pending.pop(d.tool_call_id)
+                call, info = p.call, self._tool_info(p.call.tool_name)
+                if d.approved and d.edited_arguments is not None:
+                    _validate_arguments(info, d.edited_arguments)
+                    call.arguments = d.edited_arguments
+                if d.approved and info is None:
+                    call.state, call.is_error = ToolCallState.FAILED, True
+                    call.result_text = "the tool is no longer available"
+                elif d.approved:
+                    call.state = ToolCallState.APPROVED
+                else:
+                    call.state = ToolCallState.DENIED
+                    call.result_text = f"Reason given: {d.reason}" if d.reason else ""
+                if not await turns.decide(p.message_id, call, approved=d.approved):
+                    raise _already_decided(call.id)
+                if call.state is ToolCallState.APPROVED and info is not None:
+                    approved.append((call, info))
+                decided.append(call)
+            if req.request_id and not await self._keys(tx, req.user_id).put(
+                RESOLVE_SCOPE, req.request_id, message_id
+            ):
+                raise _turn_in_progress()
+        history_limit = memory_window(
+            0, session.memory_limit, self._config.memory_default, self._config.memory_max
+        )
+        run = _Run(
+            user_id=req.user_id,
+            session_id=session_id,
+            turn_id=turn_id,
+            model=model,
+            targets=targets,
+            tools=self._offered_tools(session.tool_names),
+            request=ProviderRequest(
+                model=model,
+                messages=(),
+                system_prompt=session.system_prompt or self._config.default_system_prompt,
+            ),
+            message=round_msg,
+            started=time.monotonic(),
+            deadline=req.deadline,
+            user_message=user_msg,
+        )
+        remaining = list(pending.values())
+        async for event in self._drive(
+            run, self._resume(run, decided, approved, remaining, history_limit)
+        ):
+            yield event
+
+    async def _resume(
+        self,
+        run: _Run,
+        decided: list[ToolCall],
+        approved: list[tuple[ToolCall, ToolInfo]],
+        remaining: list[PendingCall],
+        history_limit: int,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        assert run.user_message is not None
+        yield TurnStarted(
+            user_message=run.user_message, answer_name=run.message.name, model=run.model
+        )
+        for call in decided:
+            if call.state is not ToolCallState.APPROVED:
+                yield ToolCallUpdate(call)
+        async for event in self._run_tools(run, approved):
+            yield event
+        if remaining:
+            async for event in self._await_approval(run, [p.call for p in remaining]):
+                yield event
+            return
+        async with self._db.transaction() as tx:
+            history = await MessageRepository(tx, run.user_id).recent(run.session_id, history_limit)
+            turns = TurnRepository(tx, run.user_id)
+            await self._complete_round_message(turns, run)
+            run.message = await turns.placeholder(run.session_id, run.model)
+        run.request = dataclasses.replace(
+            run.request, messages=tuple(to_chat_messages(history)), tools=_specs(run.tools)
+        )
+        run.rounds = 1
+        run.stream = RoundStream(run.request, run.targets, self._config.retry)
+        async for event in self._rounds(run):
+            yield event
+
+    # --- the rounds of a turn ------------------------------------------------------
+
+    async def _drive(
+        self, run: _Run, events: AsyncGenerator[TurnEvent, None]
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Run a turn's events with the bookkeeping every turn needs, whatever ends it."""
+        self._active.add(run)
+        self._idle.clear()
+        renewer = asyncio.create_task(self._renew(run))
+        ended = False
+        try:
+            async for event in events:
+                if isinstance(event, TurnEnded):
+                    ended = True
+                yield event
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away or its deadline passed: close upstream now, keep
-            # every token produced so far.
-            producer.cancel()
-            if outcome is None:
-                self._finish_in_background(
-                    begin,
-                    req.user_id,
-                    session_id,
-                    turn.answer_id,
-                    "".join(text_parts),
-                    turn.finished,
-                    model_name,
-                )
+            # every token produced so far, free the session.
+            if not ended:
+                self._finalize_in_background(run)
+            raise
+        except BaseException:
+            if not ended:
+                self._finalize_in_background(run, reason="error")
             raise
         finally:
-            producer.cancel()
-            if renewer is not None:
-                renewer.cancel()
-            self._active.discard(turn)
+            if run.stream is not None:
+                run.stream.cancel()
+            renewer.cancel()
+            self._active.discard(run)
             if not self._active:
                 self._idle.set()
 
+    async def _rounds(self, run: _Run) -> AsyncGenerator[TurnEvent, None]:
+        heartbeat = self._config.heartbeat_seconds
+        while True:
+            stream = run.stream
+            assert stream is not None
+            async for delta in stream.relay(heartbeat, run.started):
+                yield delta
+            if stream.first_token_at is not None and self._on_first_token and run.rounds == 0:
+                self._on_first_token(run.model, stream.first_token_at - run.started)
+            finished = stream.finished
+            if finished is not None:
+                run.input_tokens += finished.input_tokens
+                run.output_tokens += finished.output_tokens
+                if self._on_usage:
+                    self._on_usage(run.model, finished.input_tokens, finished.output_tokens)
+            error: AichatError | None = None
+            if stream.stopped and not stream.done:
+                stream.cancel()
+                error = Unavailable(
+                    "the server is shutting down; the partial answer was stored: send the "
+                    "next message again (another replica will take it)",
+                    reason="SERVER_SHUTTING_DOWN",
+                    retry_after=1.0,
+                )
+                outcome = TurnOutcome.CANCELLED
+            elif stream.error is not None:
+                outcome, error = TurnOutcome.FAILED, stream.error
+            elif finished is None:
+                outcome = TurnOutcome.FAILED
+                error = Internal(
+                    "the model's answer ended unexpectedly", reason="PROVIDER_STREAM_INTERRUPTED"
+                )
+            elif stream.tool_calls and run.tools:
+                async for event in self._tool_round(run, stream):
+                    yield event
+                if run.stream is stream:  # the round ended the turn (approval asked)
+                    return
+                continue
+            else:
+                outcome = TurnOutcome.COMPLETED
+            async for event in self._end(run, outcome, error, stream):
+                yield event
+            return
+
+    async def _end(
+        self, run: _Run, outcome: TurnOutcome, error: AichatError | None, stream: RoundStream
+    ) -> AsyncGenerator[TurnEvent, None]:
+        completed = outcome is TurnOutcome.COMPLETED
+        m = run.message
+        m.text = stream.text
+        m.state = MessageState.COMPLETE if completed else MessageState.INCOMPLETE
+        m.finish_reason = (
+            stream.finished.finish_reason if completed and stream.finished else outcome.value
+        )
+        if stream.finished is not None:
+            m.input_tokens, m.output_tokens = (
+                stream.finished.input_tokens,
+                stream.finished.output_tokens,
+            )
+        m.model = run.model
+
+        async def write() -> None:
+            async with self._db.transaction() as tx:
+                turns = TurnRepository(tx, run.user_id)
+                await _write(turns, m)
+                await turns.release(run.session_id, run.turn_id)
+
+        # Shielded: a client leaving right now must not lose the answer.
+        run.finalized = True
+        await self._shielded(write())
+        yield TurnEnded(
+            outcome=outcome,
+            message=m,
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            error=error,
+            user_message=run.user_message,
+        )
+
+    async def _tool_round(self, run: _Run, stream: RoundStream) -> AsyncGenerator[TurnEvent, None]:
+        """Store the calls, run the allowed ones, then ask approval or start the next round."""
+        m = run.message
+        m.text, m.model, m.finish_reason = stream.text, run.model, "tool_calls"
+        if stream.finished is not None:
+            m.input_tokens = stream.finished.input_tokens
+            m.output_tokens = stream.finished.output_tokens
+        calls: list[ToolCall] = []
+        runnable: list[tuple[ToolCall, ToolInfo]] = []
+        for request in stream.tool_calls:
+            info = run.tools.get(request.name)
+            call = ToolCall(
+                id=request.id or f"call_{uuid.uuid4().hex[:12]}",
+                tool_name=request.name,
+                arguments=dict(request.arguments),
+                state=ToolCallState.RUNNING,
+                server=info.server if info else "",
+            )
+            reason = info.approval_reason() if info else None
+            if info is None:
+                call.state, call.is_error = ToolCallState.FAILED, True
+                call.result_text = f"unknown tool {request.name!r}: it is not offered here"
+            elif reason is not None:
+                # Whatever the model read (tool output included), only the user approves.
+                call.state, call.approval_reason = ToolCallState.PENDING_APPROVAL, reason
+            else:
+                runnable.append((call, info))
+            calls.append(call)
+        m.tool_calls = calls
+        async with self._db.transaction() as tx:
+            turns = TurnRepository(tx, run.user_id)
+            await _write(turns, m, state=MessageState.STREAMING)
+            await turns.add_calls(run.session_id, m.id, calls)
+        for call in calls:
+            yield ToolCallUpdate(call)
+        async for event in self._run_tools(run, runnable):
+            yield event
+        pending = [c for c in calls if c.state is ToolCallState.PENDING_APPROVAL]
+        if pending:
+            async for event in self._await_approval(run, pending):
+                yield event
+            return
+        await self._next_round(run, stream, calls)
+
+    async def _run_tools(
+        self, run: _Run, runnable: list[tuple[ToolCall, ToolInfo]]
+    ) -> AsyncGenerator[TurnEvent, None]:
+        if not runnable or self._tools is None:
+            return
+        for call, _ in runnable:
+            call.state = ToolCallState.RUNNING
+            yield ToolCallUpdate(call)
+        async for event in run_calls(
+            self._tools,
+            runnable,
+            user_id=run.user_id,
+            timeout=self._tool_timeout(run),
+            heartbeat=self._config.heartbeat_seconds,
+            started=run.started,
+        ):
+            if isinstance(event, ToolCallUpdate):
+                async with self._db.transaction() as tx:
+                    await TurnRepository(tx, run.user_id).update_call(run.message.id, event.call)
+            yield event
+
+    async def _await_approval(
+        self, run: _Run, pending: list[ToolCall]
+    ) -> AsyncGenerator[TurnEvent, None]:
+        run.finalized = True
+        async with self._db.transaction() as tx:
+            turns = TurnRepository(tx, run.user_id)
+            await self._complete_round_message(turns, run)
+            await turns.release(run.session_id, run.turn_id)
+        yield ApprovalRequired(pending)
+        yield TurnEnded(
+            outcome=TurnOutcome.AWAITING_APPROVAL,
+            message=run.message,
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            user_message=run.user_message,
+            pending=pending,
+        )
+
+    async def _complete_round_message(self, turns: TurnRepository, run: _Run) -> None:
+        run.message.state = MessageState.COMPLETE
+        await _write(turns, run.message)
+
+    async def _next_round(self, run: _Run, stream: RoundStream, calls: list[ToolCall]) -> None:
+        async with self._db.transaction() as tx:
+            turns = TurnRepository(tx, run.user_id)
+            await self._complete_round_message(turns, run)
+            placeholder = await turns.placeholder(run.session_id, run.model)
+        run.rounds += 1
+        messages = [*run.request.messages, assistant_message(stream.text, calls)]
+        messages += [tool_result_message(c) for c in calls]
+        tools = _specs(run.tools)
+        if run.rounds >= self._config.max_tool_rounds:
+            tools = ()
+            messages.append(ChatMessage(role=ChatRole.USER, text=NO_MORE_TOOLS))
+        run.request = dataclasses.replace(run.request, messages=tuple(messages), tools=tools)
+        run.message = placeholder
+        run.stream = RoundStream(run.request, run.targets, self._config.retry)
+
     # --- helpers -------------------------------------------------------------------
 
-    async def _produce(
-        self, turn: _Turn, request: ProviderRequest, targets: Sequence[StreamTarget]
-    ) -> None:
-        try:
-            policy = self._config.retry
-            async with open_stream_with_retry(request, targets, policy=policy) as events:
-                async for event in events:
-                    if isinstance(event, TextChunk):
-                        if event.text:
-                            turn.pending.append(event.text)
-                            turn.ready.set()
-                    elif isinstance(event, ToolCallsReady):
-                        turn.tool_calls = event.calls
-                    elif isinstance(event, StreamFinished):
-                        turn.finished = event
-        except AichatError as exc:
-            turn.error = exc
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("provider stream failed unexpectedly")
-            turn.error = Internal("the model call failed unexpectedly", reason="PROVIDER_FAILED")
-        finally:
-            turn.done = True
-            turn.ready.set()
+    def _keys(self, tx: AsyncSession, user_id: str) -> IdempotencyRepository:
+        return IdempotencyRepository(tx, user_id, self._config.idempotency_ttl_seconds)
 
-    async def _begin(
-        self,
-        req: TurnRequest,
-        session_id: str,
-        answer_id: str,
-        model: str,
-        text: str,
-        files: list[Attachment],
-    ) -> tuple[Message, Message]:
-        title = title_from_message(text) or (files[0].filename if files else "")
+    def _claim(self, run: _Run) -> TurnClaim:
+        return TurnClaim(run.turn_id, self._config.replica_id, self._config.lease_seconds)
+
+    def _targets(self, model: str) -> list[StreamTarget]:
+        targets = self._catalogue.stream_targets(model)
+        if not any(self._catalogue.is_configured(t.label) for t in targets):
+            self._catalogue.provider_for(model)  # raises PROVIDER_NOT_CONFIGURED
+        return targets
+
+    def _offered_tools(self, names: list[str]) -> dict[str, ToolInfo]:
+        if self._tools is None:
+            return {}
+        tools = self._tools.tools()
+        if names:
+            wanted = set(names)
+            tools = [t for t in tools if t.model_name in wanted or t.resource_name in wanted]
+        return {t.model_name: t for t in tools}
+
+    def _tool_info(self, model_name: str) -> ToolInfo | None:
+        return self._tools.find(model_name) if self._tools is not None else None
+
+    def _tool_timeout(self, run: _Run) -> float:
+        timeout = self._config.tool_timeout_seconds
+        if run.deadline is not None:
+            # Never past the caller's deadline: leave a moment to report the result.
+            timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
+        return timeout
+
+    async def _deny_pending(
+        self, turns: TurnRepository, session_id: str, why: str
+    ) -> list[ToolCall]:
+        denied = []
+        for p in await turns.pending_calls(session_id):
+            p.call.state = ToolCallState.DENIED
+            p.call.result_text = f"Not approved: {why}."
+            if await turns.decide(p.message_id, p.call, approved=False):
+                denied.append(p.call)
+        return denied
+
+    async def _expire_pending(self, user_id: str, session_id: str) -> None:
+        ttl_us = int(self._config.approval_ttl_seconds * 1e6)
         async with self._db.transaction() as tx:
-            if req.request_id and not await IdempotencyRepository(
-                tx, req.user_id, self._config.idempotency_ttl_seconds
-            ).put(TURN_SCOPE, req.request_id, answer_id):
-                raise _turn_in_progress()
-            return await TurnRepository(tx, req.user_id).begin(
-                session_id,
-                TurnClaim(answer_id, self._config.replica_id, self._config.lease_seconds),
-                text,
-                files,
-                model,
-                title,
-            )
+            turns = TurnRepository(tx, user_id)
+            now = now_us()
+            for p in await turns.pending_calls(session_id):
+                if now - p.create_time_us > ttl_us:
+                    p.call.state = ToolCallState.DENIED
+                    p.call.result_text = "Not approved: the approval request expired."
+                    await turns.decide(p.message_id, p.call, approved=False)
 
-    async def _renew(self, user_id: str, session_id: str, answer_id: str) -> None:
+    async def _check_known(
+        self,
+        tx: AsyncSession,
+        user_id: str,
+        session_id: str,
+        decisions: list[Decision],
+        pending: dict[str, PendingCall],
+    ) -> None:
+        for d in decisions:
+            if d.tool_call_id in pending:
+                continue
+            state = await _call_state(tx, user_id, session_id, d.tool_call_id)
+            if state is None:
+                raise NotFound(
+                    f"tool call {d.tool_call_id[:80]!r} was not found in this session",
+                    reason="TOOL_CALL_NOT_FOUND",
+                    metadata={"tool_call_id": d.tool_call_id[:128]},
+                )
+            if state is ToolCallState.DENIED:
+                # Expired, superseded by a new message, or denied before.
+                raise FailedPrecondition(
+                    f"tool call {d.tool_call_id[:80]!r} is no longer waiting for approval",
+                    reason="TOOL_CALL_NOT_PENDING",
+                    metadata={"tool_call_id": d.tool_call_id[:128], "state": state.value},
+                )
+            raise _already_decided(d.tool_call_id)
+
+    async def _renew(self, run: _Run) -> None:
         lease = self._config.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
             try:
                 async with self._db.transaction() as tx:
-                    await TurnRepository(tx, user_id).renew(session_id, answer_id, lease)
+                    await TurnRepository(tx, run.user_id).renew(run.session_id, run.turn_id, lease)
             except AichatError:
                 log.warning("could not renew the turn's lease")
 
-    async def _finish(
-        self,
-        begin: asyncio.Task[tuple[Message, Message]],
-        user_id: str,
-        session_id: str,
-        answer_id: str,
-        text: str,
-        state: MessageState,
-        reason: str,
-        finished: StreamFinished | None,
-        model: str,
-    ) -> None:
-        try:
-            await begin
-        except BaseException:
-            return  # nothing was stored, so there is nothing to finish
-        async with self._db.transaction() as tx:
-            await TurnRepository(tx, user_id).finish(
-                session_id,
-                answer_id,
-                text=text,
-                state=state,
-                finish_reason=reason,
-                input_tokens=finished.input_tokens if finished else 0,
-                output_tokens=finished.output_tokens if finished else 0,
-                model=model,
-            )
-
-    async def _finish_shielded(self, *args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(self._finish(*args, **kwargs))
+    async def _shielded(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
-        try:
-            await asyncio.shield(task)
-        except AichatError:
-            log.error("could not store the answer")
-            return False
-        return True
+        await asyncio.shield(task)
 
-    def _finish_in_background(
-        self,
-        begin: asyncio.Task[tuple[Message, Message]],
-        user_id: str,
-        session_id: str,
-        answer_id: str,
-        text: str,
-        finished: StreamFinished | None,
-        model: str,
-    ) -> None:
-        task = asyncio.create_task(
-            self._finish(
-                begin,
-                user_id,
-                session_id,
-                answer_id,
-                text,
-                MessageState.INCOMPLETE,
-                TurnOutcome.CANCELLED.value,
-                finished,
-                model,
-            )
-        )
+    def _finalize_in_background(self, run: _Run, reason: str = "cancelled") -> None:
+        """Store what a turn had when it was cut off, and free its session."""
+        stream = run.stream
+        if stream is not None:
+            stream.cancel()
+        text = stream.text if stream is not None else ""
+        finished = stream.finished if stream is not None else None
+
+        async def finalize() -> None:
+            if run.claimed is not None:
+                try:
+                    await run.claimed
+                except BaseException:
+                    return  # nothing was stored, so there is nothing to finish
+            m = run.message
+            async with self._db.transaction() as tx:
+                turns = TurnRepository(tx, run.user_id)
+                if not run.finalized:
+                    m.text, m.state, m.finish_reason = text, MessageState.INCOMPLETE, reason
+                    if finished is not None:
+                        m.input_tokens = finished.input_tokens
+                        m.output_tokens = finished.output_tokens
+                    m.model = m.model or run.model
+                    await _write(turns, m)
+                await turns.fail_unfinished_calls(m.id, f"the turn was {reason} while the tool ran")
+                await turns.release(run.session_id, run.turn_id)
+
+        task = asyncio.create_task(finalize())
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
         task.add_done_callback(_log_failure)
 
     async def _replay(self, tx: AsyncSession, user_id: str, answer_id: str) -> TurnEnded:
-        user_msg, answer = await TurnRepository(tx, user_id).answer(answer_id)
+        user_msg, answer = await TurnRepository(tx, user_id).turn_result(answer_id)
         if answer is None:
             raise session_not_found("(deleted)")
         if answer.state is MessageState.STREAMING:
             raise _turn_in_progress()
-        error: AichatError | None
-        if answer.state is MessageState.COMPLETE:
-            outcome, error = TurnOutcome.COMPLETED, None
+        error: AichatError | None = None
+        pending = [c for c in answer.tool_calls if c.state is ToolCallState.PENDING_APPROVAL]
+        if pending:
+            outcome = TurnOutcome.AWAITING_APPROVAL
+        elif answer.state is MessageState.COMPLETE:
+            outcome = TurnOutcome.COMPLETED
         elif answer.finish_reason == TurnOutcome.CANCELLED.value:
-            outcome, error = (
-                TurnOutcome.CANCELLED,
-                Cancelled("this request's turn was cancelled", reason="TURN_CANCELLED"),
-            )
+            outcome = TurnOutcome.CANCELLED
+            error = Cancelled("this request's turn was cancelled", reason="TURN_CANCELLED")
         else:
-            outcome, error = (
-                TurnOutcome.FAILED,
-                Aborted(
-                    "this request's turn failed earlier; send the message again with a new "
-                    "request_id",
-                    reason="TURN_FAILED",
-                ),
+            outcome = TurnOutcome.FAILED
+            error = Aborted(
+                "this request's turn failed earlier; send the message again with a new request_id",
+                reason="TURN_FAILED",
             )
         return TurnEnded(
             outcome=outcome,
@@ -478,7 +795,85 @@ class ChatEngine:
             output_tokens=answer.output_tokens,
             error=error,
             user_message=user_msg,
+            pending=pending,
         )
+
+
+async def _write(turns: TurnRepository, m: Message, state: MessageState | None = None) -> None:
+    await turns.write_answer(
+        m.id,
+        text=m.text,
+        state=state or m.state,
+        finish_reason=m.finish_reason,
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        model=m.model,
+    )
+
+
+async def _call_state(
+    tx: AsyncSession, user_id: str, session_id: str, call_id: str
+) -> ToolCallState | None:
+    from sqlalchemy import and_, select
+
+    from aichat_backend.store.tables import tool_calls
+
+    state = await tx.scalar(
+        select(tool_calls.c.state).where(
+            and_(
+                tool_calls.c.user_id == user_id,
+                tool_calls.c.session_id == session_id,
+                tool_calls.c.id == call_id,
+            )
+        )
+    )
+    return ToolCallState(state) if state is not None else None
+
+
+def _specs(tools: dict[str, ToolInfo]) -> tuple[ToolSpec, ...]:
+    return tuple(
+        ToolSpec(name=t.model_name, description=t.description, input_schema=t.input_schema)
+        for t in tools.values()
+    )
+
+
+def _check_decisions(decisions: list[Decision]) -> None:
+    if not decisions:
+        raise InvalidArgument(
+            "decisions must name at least one tool call", reason="NO_DECISIONS", field="decisions"
+        )
+    ids = [d.tool_call_id for d in decisions]
+    if any(not i for i in ids) or len(set(ids)) != len(ids):
+        raise InvalidArgument(
+            "each decision needs a tool_call_id, each call at most once",
+            reason="INVALID_DECISIONS",
+            field="decisions.tool_call_id",
+        )
+
+
+def _validate_arguments(info: ToolInfo | None, arguments: dict[str, Any]) -> None:
+    if info is None:
+        return
+    import jsonschema
+
+    try:
+        jsonschema.validate(arguments, info.input_schema or {"type": "object"})
+    except jsonschema.ValidationError as exc:
+        raise InvalidArgument(
+            f"edited_arguments do not match the tool's schema: {exc.message[:200]}",
+            reason="INVALID_TOOL_ARGUMENTS",
+            field="decisions.edited_arguments",
+        ) from None
+    except jsonschema.SchemaError:
+        return  # the server's schema is broken; the tool itself will judge
+
+
+def _already_decided(call_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"tool call {call_id[:80]!r} was already decided",
+        reason="TOOL_CALL_ALREADY_DECIDED",
+        metadata={"tool_call_id": call_id[:128]},
+    )
 
 
 def _turn_in_progress() -> Aborted:
@@ -490,5 +885,5 @@ def _turn_in_progress() -> Aborted:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error(
-            "could not store a cancelled turn's partial answer: %s", type(task.exception()).__name__
+            "could not store a cut-off turn's partial answer: %s", type(task.exception()).__name__
         )

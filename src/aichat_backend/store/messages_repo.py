@@ -19,6 +19,7 @@ from aichat_backend.domain import (
     ToolCallState,
     now_us,
 )
+from aichat_backend.errors import NotFound
 from aichat_backend.store.sessions_repo import session_not_found
 from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
 
@@ -145,6 +146,53 @@ class MessageRepository:
         result = [_to_message(r) for r in rows]
         await self._load_children(result, with_content=with_content)
         return result
+
+    async def get(self, session_id: str, message_id: str) -> Message:
+        row = (
+            (
+                await self._db.execute(
+                    select(messages).where(
+                        and_(
+                            messages.c.user_id == self._user,
+                            messages.c.session_id == session_id,
+                            messages.c.id == message_id,
+                        )
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound(
+                f"message sessions/{session_id}/messages/{message_id} was not found",
+                reason="MESSAGE_NOT_FOUND",
+            )
+        result = [_to_message(row)]
+        await self._load_children(result, with_content=False)
+        return result[0]
+
+    async def last_user_before(self, session_id: str, seq: int) -> Message | None:
+        row = (
+            (
+                await self._db.execute(
+                    select(messages)
+                    .where(
+                        and_(
+                            messages.c.user_id == self._user,
+                            messages.c.session_id == session_id,
+                            messages.c.seq < seq,
+                            messages.c.role == Role.USER.value,
+                        )
+                    )
+                    .order_by(messages.c.seq.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _to_message(row) if row is not None else None
 
     async def recent(self, session_id: str, limit: int) -> list[Message]:
         """The last ``limit`` messages, oldest first, with attachment content (context)."""

@@ -1,30 +1,50 @@
-"""The storage side of a chat turn: claim the session, store the question, store the answer.
+"""The storage side of a chat turn.
 
-A turn costs two writes: ``begin`` (claim + user message + answer placeholder, one
-transaction, overlapped with the upstream request) and ``finish`` (the answer, once).
-Tokens are never written one by one.
+A turn claims its session (a lease, so one turn runs per session across replicas and a
+crashed replica's claim runs out), stores the user message with a placeholder answer in
+one transaction overlapped with the upstream request, and writes each answer once when
+its round ends. Tokens are never written one by one. A round that asks for tools stores
+the calls with the answer; their results are written as each call ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
+from aichat_backend.domain import (
+    Attachment,
+    Message,
+    MessageState,
+    Role,
+    ToolCall,
+    ToolCallState,
+    now_us,
+)
 from aichat_backend.errors import Aborted
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.sessions_repo import session_not_found
-from aichat_backend.store.tables import messages, sessions
+from aichat_backend.store.tables import messages, sessions, tool_calls
+
+UNFINISHED_CALL_STATES = (ToolCallState.APPROVED.value, ToolCallState.RUNNING.value)
 
 
 @dataclass(slots=True)
 class TurnClaim:
-    answer_id: str
+    turn_id: str
     owner: str
     lease_seconds: float
+
+
+@dataclass(slots=True)
+class PendingCall:
+    message_id: str
+    call: ToolCall
+    create_time_us: int
 
 
 class TurnRepository:
@@ -32,19 +52,12 @@ class TurnRepository:
         self._db = db
         self._user = user_id
 
-    def _session(self, session_id: str):  # type: ignore[no-untyped-def]
+    def _session(self, session_id: str) -> Any:
         return and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
 
-    async def begin(
-        self,
-        session_id: str,
-        claim: TurnClaim,
-        text: str,
-        attachments_in: Sequence[Attachment],
-        model: str,
-        title: str,
-    ) -> tuple[Message, Message]:
-        """Claim the session for this turn and store the user message and a placeholder."""
+    # --- the session's claim ---------------------------------------------------------
+
+    async def claim(self, session_id: str, claim: TurnClaim) -> None:
         now = now_us()
         claimed = await self._db.execute(
             update(sessions)
@@ -58,7 +71,7 @@ class TurnRepository:
                 )
             )
             .values(
-                active_turn_id=claim.answer_id,
+                active_turn_id=claim.turn_id,
                 active_turn_owner=claim.owner,
                 active_turn_expires_us=now + int(claim.lease_seconds * 1e6),
             )
@@ -73,6 +86,40 @@ class TurnRepository:
                 metadata={"resource": f"sessions/{session_id}"},
                 retry_after=1.0,
             )
+
+    async def renew(self, session_id: str, turn_id: str, lease_seconds: float) -> None:
+        await self._db.execute(
+            update(sessions)
+            .where(and_(self._session(session_id), sessions.c.active_turn_id == turn_id))
+            .values(active_turn_expires_us=now_us() + int(lease_seconds * 1e6))
+        )
+
+    async def release(self, session_id: str, turn_id: str) -> None:
+        await self._db.execute(
+            update(sessions)
+            .where(and_(self._session(session_id), sessions.c.active_turn_id == turn_id))
+            .values(
+                active_turn_id=None,
+                active_turn_owner=None,
+                active_turn_expires_us=None,
+                update_time_us=now_us(),
+            )
+        )
+
+    # --- messages -------------------------------------------------------------------
+
+    async def begin(
+        self,
+        session_id: str,
+        claim: TurnClaim,
+        text: str,
+        attachments_in: Sequence[Attachment],
+        model: str,
+        title: str,
+        answer_id: str,
+    ) -> tuple[Message, Message]:
+        """Claim the session and store the user message and a placeholder answer."""
+        await self.claim(session_id, claim)
         repo = MessageRepository(self._db, self._user)
         user_msg = await repo.append(
             session_id,
@@ -82,20 +129,24 @@ class TurnRepository:
             display_name_if_empty=title,
             lock_tools=True,
         )
-        answer = await repo.append(
+        answer = await self.placeholder(session_id, model, answer_id)
+        return user_msg, answer
+
+    async def placeholder(
+        self, session_id: str, model: str, message_id: str | None = None
+    ) -> Message:
+        return await MessageRepository(self._db, self._user).append(
             session_id,
             Role.ASSISTANT,
             "",
             state=MessageState.STREAMING,
-            message_id=claim.answer_id,
+            message_id=message_id or new_message_id(),
             model=model,
         )
-        return user_msg, answer
 
-    async def finish(
+    async def write_answer(
         self,
-        session_id: str,
-        answer_id: str,
+        message_id: str,
         *,
         text: str,
         state: MessageState,
@@ -104,10 +155,9 @@ class TurnRepository:
         output_tokens: int,
         model: str,
     ) -> None:
-        """Write the answer once and release the session."""
         await self._db.execute(
             update(messages)
-            .where(and_(messages.c.user_id == self._user, messages.c.id == answer_id))
+            .where(and_(messages.c.user_id == self._user, messages.c.id == message_id))
             .values(
                 text=text,
                 state=state.value,
@@ -117,39 +167,153 @@ class TurnRepository:
                 model=model,
             )
         )
+
+    # --- tool calls -----------------------------------------------------------------
+
+    async def add_calls(self, session_id: str, message_id: str, calls: Sequence[ToolCall]) -> None:
+        now = now_us()
         await self._db.execute(
-            update(sessions)
-            .where(and_(self._session(session_id), sessions.c.active_turn_id == answer_id))
+            insert(tool_calls),
+            [
+                {
+                    "message_id": message_id,
+                    "id": c.id,
+                    "user_id": self._user,
+                    "session_id": session_id,
+                    "position": i,
+                    "tool_name": c.tool_name,
+                    "server": c.server,
+                    "arguments": c.arguments,
+                    "state": c.state.value,
+                    "result_text": c.result_text,
+                    "is_error": c.is_error,
+                    "duration_ms": c.duration_ms,
+                    "approval_reason": c.approval_reason,
+                    "create_time_us": now,
+                    "update_time_us": now,
+                }
+                for i, c in enumerate(calls)
+            ],
+        )
+
+    async def update_call(self, message_id: str, call: ToolCall) -> None:
+        await self._db.execute(
+            update(tool_calls)
+            .where(
+                and_(
+                    tool_calls.c.user_id == self._user,
+                    tool_calls.c.message_id == message_id,
+                    tool_calls.c.id == call.id,
+                )
+            )
             .values(
-                active_turn_id=None,
-                active_turn_owner=None,
-                active_turn_expires_us=None,
+                state=call.state.value,
+                arguments=call.arguments,
+                result_text=call.result_text,
+                is_error=call.is_error,
+                duration_ms=call.duration_ms,
                 update_time_us=now_us(),
             )
         )
 
-    async def renew(self, session_id: str, answer_id: str, lease_seconds: float) -> None:
+    async def fail_unfinished_calls(self, message_id: str, text: str) -> None:
         await self._db.execute(
-            update(sessions)
-            .where(and_(self._session(session_id), sessions.c.active_turn_id == answer_id))
-            .values(active_turn_expires_us=now_us() + int(lease_seconds * 1e6))
+            update(tool_calls)
+            .where(
+                and_(
+                    tool_calls.c.user_id == self._user,
+                    tool_calls.c.message_id == message_id,
+                    tool_calls.c.state.in_(UNFINISHED_CALL_STATES),
+                )
+            )
+            .values(
+                state=ToolCallState.FAILED.value,
+                result_text=text,
+                is_error=True,
+                update_time_us=now_us(),
+            )
         )
 
-    async def answer(self, answer_id: str) -> tuple[Message | None, Message | None]:
-        """(the user message before it, the answer) for replaying a finished turn."""
+    async def pending_calls(self, session_id: str) -> list[PendingCall]:
+        rows = (
+            (
+                await self._db.execute(
+                    select(tool_calls)
+                    .where(
+                        and_(
+                            tool_calls.c.user_id == self._user,
+                            tool_calls.c.session_id == session_id,
+                            tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
+                        )
+                    )
+                    .order_by(tool_calls.c.create_time_us, tool_calls.c.position)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        return [
+            PendingCall(
+                message_id=r["message_id"],
+                call=ToolCall(
+                    id=r["id"],
+                    tool_name=r["tool_name"],
+                    arguments=dict(r["arguments"] or {}),
+                    state=ToolCallState.PENDING_APPROVAL,
+                    server=r["server"],
+                    approval_reason=r["approval_reason"],
+                ),
+                create_time_us=r["create_time_us"],
+            )
+            for r in rows
+        ]
+
+    async def decide(self, message_id: str, call: ToolCall, *, approved: bool) -> bool:
+        """Record a decision once: False when the call was no longer pending."""
+        state = ToolCallState.APPROVED if approved else ToolCallState.DENIED
+        result = await self._db.execute(
+            update(tool_calls)
+            .where(
+                and_(
+                    tool_calls.c.user_id == self._user,
+                    tool_calls.c.message_id == message_id,
+                    tool_calls.c.id == call.id,
+                    tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
+                )
+            )
+            .values(
+                state=state.value,
+                arguments=call.arguments,
+                result_text=call.result_text,
+                is_error=call.is_error,
+                update_time_us=now_us(),
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- replay ---------------------------------------------------------------------
+
+    async def turn_result(self, first_answer_id: str) -> tuple[Message | None, Message | None]:
+        """(the turn's user message, its last answer) for replaying a finished turn."""
         row = (
             await self._db.execute(
                 select(messages.c.session_id, messages.c.seq).where(
-                    and_(messages.c.user_id == self._user, messages.c.id == answer_id)
+                    and_(messages.c.user_id == self._user, messages.c.id == first_answer_id)
                 )
             )
         ).first()
         if row is None:
             return None, None
         session_id, seq = row
-        found = await MessageRepository(self._db, self._user).page(session_id, 2, seq - 2)
-        by_seq = {m.seq: m for m in found}
-        return by_seq.get(seq - 1), by_seq.get(seq)
+        repo = MessageRepository(self._db, self._user)
+        found = await repo.page(session_id, 1000, seq - 2)
+        user_msg = found[0] if found and found[0].role is Role.USER else None
+        last: Message | None = None
+        for m in found[1:]:
+            if m.role is Role.USER:
+                break
+            last = m
+        return user_msg, last
 
 
 async def sweep_interrupted(db: AsyncSession, starting_owner: str | None = None) -> int:
@@ -162,26 +326,41 @@ async def sweep_interrupted(db: AsyncSession, starting_owner: str | None = None)
     live = [
         sessions.c.user_id == messages.c.user_id,
         sessions.c.id == messages.c.session_id,
-        sessions.c.active_turn_id == messages.c.id,
+        sessions.c.active_turn_id.is_not(None),
         sessions.c.active_turn_expires_us >= now,
     ]
     stale = [sessions.c.active_turn_expires_us < now]
     if starting_owner is not None:
         live.append(sessions.c.active_turn_owner != starting_owner)
         stale.append(sessions.c.active_turn_owner == starting_owner)
-    result = await db.execute(
-        update(messages)
-        .where(
-            and_(messages.c.state == MessageState.STREAMING.value, ~exists().where(and_(*live)))
+    abandoned = and_(messages.c.state == MessageState.STREAMING.value, ~exists().where(and_(*live)))
+    ids = [r[0] for r in (await db.execute(select(messages.c.id).where(abandoned))).all()]
+    if ids:
+        await db.execute(
+            update(messages)
+            .where(messages.c.id.in_(ids))
+            .values(state=MessageState.INTERRUPTED.value, finish_reason="interrupted")
         )
-        .values(state=MessageState.INTERRUPTED.value, finish_reason="interrupted")
-    )
+        await db.execute(
+            update(tool_calls)
+            .where(
+                and_(
+                    tool_calls.c.message_id.in_(ids),
+                    tool_calls.c.state.in_(UNFINISHED_CALL_STATES),
+                )
+            )
+            .values(
+                state=ToolCallState.FAILED.value,
+                result_text="interrupted: the server stopped while the tool ran",
+                is_error=True,
+            )
+        )
     await db.execute(
         update(sessions)
         .where(and_(sessions.c.active_turn_id.is_not(None), or_(*stale)))
         .values(active_turn_id=None, active_turn_owner=None, active_turn_expires_us=None)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(ids)
 
 
-__all__ = ["TurnClaim", "TurnRepository", "new_message_id", "sweep_interrupted"]
+__all__ = ["PendingCall", "TurnClaim", "TurnRepository", "new_message_id", "sweep_interrupted"]
