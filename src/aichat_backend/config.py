@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = Field(10 * MIB, ge=1)
     max_attachments_per_message: int = Field(10, ge=0)
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+
+    # --- tools ------------------------------------------------------------------------
+    mcp_servers_file: Path | None = None
+    tool_timeout_seconds: float = Field(30.0, gt=0)
+    max_tool_rounds: int = Field(8, ge=1, le=100)
+    approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
     turn_lease_seconds: float = Field(60.0, ge=3)
 
     @field_validator("api_key", "database_url", "llm_base_url", mode="before")

@@ -24,10 +24,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from aichat_backend.api import reflection
 from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.interceptor import RequestInterceptor
-from aichat_backend.api.placeholders import PendingToolServicer
 from aichat_backend.api.session_service import SessionServicer
+from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.config import Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
+from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
@@ -35,6 +36,7 @@ from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
 from aichat_backend.store.turns_repo import sweep_interrupted
+from aichat_backend.tools.base import ToolProvider
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class App:
             ),
         )
         self.catalogue = model_catalogue(settings)
+        self.tools: ToolProvider | None = None
         self.engine = ChatEngine(
             self.db,
             self.catalogue,
@@ -117,7 +120,17 @@ class App:
                 replica_id=settings.replica_id,
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
                 retry=RetryPolicy(attempts=settings.provider_max_retries + 1),
+                tool_timeout_seconds=settings.tool_timeout_seconds,
+                max_tool_rounds=settings.max_tool_rounds,
+                approval_ttl_seconds=settings.approval_ttl_seconds,
             ),
+            tools=self.tools,
+        )
+        self.direct_calls = DirectToolCaller(
+            self.db,
+            self.tools,
+            timeout_seconds=settings.tool_timeout_seconds,
+            idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
         )
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -140,7 +153,9 @@ class App:
             SessionServicer(self.sessions), server
         )
         chat_service_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
-        tool_service_pb2_grpc.add_ToolServiceServicer_to_server(PendingToolServicer(), server)
+        tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
+            ToolServicer(self.tools, self.direct_calls), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable(server, [*SERVICE_NAMES, health.SERVICE_NAME])
         address = address or self.settings.grpc_address

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,6 +78,30 @@ class IdempotencyRepository:
         except IntegrityError:
             return False
         return True
+
+    async def set_response(self, scope: str, request_id: str, response: bytes) -> None:
+        await self._db.execute(
+            update(idempotency_keys)
+            .where(
+                and_(
+                    idempotency_keys.c.user_id == self._user,
+                    idempotency_keys.c.scope == scope,
+                    idempotency_keys.c.request_id == request_id,
+                )
+            )
+            .values(response=response)
+        )
+
+    async def forget(self, scope: str, request_id: str) -> None:
+        await self._db.execute(
+            delete(idempotency_keys).where(
+                and_(
+                    idempotency_keys.c.user_id == self._user,
+                    idempotency_keys.c.scope == scope,
+                    idempotency_keys.c.request_id == request_id,
+                )
+            )
+        )
 
 
 async def purge_expired(db: AsyncSession, ttl_seconds: float) -> int:
