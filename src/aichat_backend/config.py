@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     keepalive_timeout_seconds: float = Field(10.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    # host:port for Prometheus /metrics; unset = off. Keep it private like the gRPC port.
+    metrics_address: str | None = None
     data_dir: Path = Path("./var")
     # Names this process's running turns, so a restart marks its own unfinished ones.
     replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
     approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
     turn_lease_seconds: float = Field(60.0, ge=3)
 
-    @field_validator("api_key", "database_url", "llm_base_url", mode="before")
+    @field_validator("api_key", "database_url", "llm_base_url", "metrics_address", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # An empty AICHAT_API_KEY counts as none (seed 002's "unconfigured" provider).

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from aichat_backend import request_context
 
@@ -54,8 +54,25 @@ class TextFormatter(logging.Formatter):
         return base + ("  " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else "")
 
 
-def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+NOISY_LIBRARIES = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "sqlalchemy.engine",
+    "alembic",
+    "mcp",
+    "aiosqlite",
+    "asyncpg",
+    "openai",
+    "anthropic",
+    "grpc",
+    "asyncio",
+)
+
+
+def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -64,6 +81,7 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Library chatter at INFO (SQL echo, HTTP client lines) would drown the access log.
-    for noisy in ("httpx", "httpx2", "httpcore", "sqlalchemy.engine", "alembic", "mcp"):
+    # Library chatter drowns the access log, and at DEBUG some of it prints SQL parameters
+    # and request bodies: message text must never reach the logs, whatever the level.
+    for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.WARNING)

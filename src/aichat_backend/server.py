@@ -30,6 +30,7 @@ from aichat_backend.config import Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
+from aichat_backend.metrics import Metrics
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
 from aichat_backend.providers.retry import RetryPolicy
@@ -105,6 +106,8 @@ class App:
             ),
         )
         self.catalogue = model_catalogue(settings)
+        self.metrics = Metrics()
+        self.metrics_port = 0
         self.tools: ToolProvider | None = None
         self.engine = ChatEngine(
             self.db,
@@ -125,6 +128,7 @@ class App:
                 approval_ttl_seconds=settings.approval_ttl_seconds,
             ),
             tools=self.tools,
+            observer=self.metrics,
         )
         self.direct_calls = DirectToolCaller(
             self.db,
@@ -145,14 +149,20 @@ class App:
             log.warning("marked answers left unfinished by a crash", extra={"count": interrupted})
         server = grpc.aio.server(
             interceptors=[
-                RequestInterceptor(self.settings.auth_header, self.settings.max_user_id_length)
+                RequestInterceptor(
+                    self.settings.auth_header,
+                    self.settings.max_user_id_length,
+                    observer=self.metrics,
+                )
             ],
             options=server_options(self.settings),
         )
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.sessions), server
         )
-        chat_service_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.engine), server)
+        chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
+            ChatServicer(self.engine, self.metrics.active_streams), server
+        )
         tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
             ToolServicer(self.tools, self.direct_calls), server
         )
@@ -164,6 +174,8 @@ class App:
             raise OSError(f"cannot listen on {address}")
         await server.start()
         self.server = server
+        if self.settings.metrics_address:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_address)
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._background.append(asyncio.create_task(self._housekeeping()))
@@ -209,6 +221,7 @@ class App:
             await stopping
         await self.engine.drain_writes()
         await self.catalogue.aclose()
+        self.metrics.close()
         await self.db.dispose()
         log.info("stopped")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from typing import Protocol
 
 import grpc
 from aichat.v1 import chat_service_pb2 as cpb
@@ -112,19 +113,24 @@ def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
 
 
 class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
-    def __init__(self, engine: ChatEngine) -> None:
+    def __init__(self, engine: ChatEngine, streams: StreamGauge | None = None) -> None:
         self._engine = engine
+        self._streams = streams
 
     async def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        async for message in _stream(self._engine.stream_turn(turn_request(request, context))):
+        async for message in _stream(
+            self._engine.stream_turn(turn_request(request, context)), self._streams
+        ):
             yield message
 
     async def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        async for message in _stream(self._engine.resolve(resolve_request(request, context))):
+        async for message in _stream(
+            self._engine.resolve(resolve_request(request, context)), self._streams
+        ):
             yield message
 
     async def SendMessage(
@@ -166,14 +172,25 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         )
 
 
+class StreamGauge(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+    def dec(self, amount: float = 1) -> None: ...
+
+
 async def _stream(
-    events: AsyncGenerator[ev.TurnEvent, None],
+    events: AsyncGenerator[ev.TurnEvent, None], gauge: StreamGauge | None
 ) -> AsyncIterator[cpb.StreamChatResponse]:
     sequence = 0
-    async with aclosing(events):
-        async for event in events:
-            sequence += 1
-            yield event_to_pb(event, sequence)
-            if isinstance(event, ev.TurnEnded) and event.error is not None:
-                # gRPC clients also see the failure as the RPC's status.
-                raise event.error
+    if gauge is not None:
+        gauge.inc()
+    try:
+        async with aclosing(events):
+            async for event in events:
+                sequence += 1
+                yield event_to_pb(event, sequence)
+                if isinstance(event, ev.TurnEnded) and event.error is not None:
+                    # gRPC clients also see the failure as the RPC's status.
+                    raise event.error
+    finally:
+        if gauge is not None:
+            gauge.dec()

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.rpc import status_pb2
@@ -56,6 +56,7 @@ class _Call:
 
     def __init__(self, method: str, metadata: tuple[Any, ...], auth_header: str, max_user: int):
         self.method = method
+        self.kind = "unary"
         self.start = time.perf_counter()
         self.request_id = ""
         self.user: str | None = None
@@ -85,10 +86,38 @@ class _Call:
                     self.user = user
 
 
+class RpcObserver(Protocol):
+    """Told when RPCs start and end (metrics)."""
+
+    def rpc_started(self, grpc_type: str, method: str) -> None: ...
+
+    def rpc_handled(self, grpc_type: str, method: str, code: str, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def rpc_started(self, grpc_type: str, method: str) -> None:
+        pass
+
+    def rpc_handled(self, grpc_type: str, method: str, code: str, seconds: float) -> None:
+        pass
+
+
+# Runs after identity is known, before the servicer: rate limits live here.
+Gate = Callable[[str], Awaitable[None]]
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth_header: str = "x-user-id", max_user_id_length: int = 256) -> None:
+    def __init__(
+        self,
+        auth_header: str = "x-user-id",
+        max_user_id_length: int = 256,
+        observer: RpcObserver | None = None,
+        gate: Gate | None = None,
+    ) -> None:
         self._auth_header = auth_header.lower()
         self._max_user = max_user_id_length
+        self._observer: RpcObserver = observer or _Unobserved()
+        self._gate = gate
 
     async def intercept_service(
         self,
@@ -114,8 +143,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # we define no client- or bidi-streaming methods
 
-    def _begin(self, method: str, metadata: tuple[Any, ...], request: Any) -> _Call:
+    def _begin(self, method: str, metadata: tuple[Any, ...], request: Any, kind: str) -> _Call:
         call = _Call(method, metadata, self._auth_header, self._max_user)
+        call.kind = kind
+        self._observer.rpc_started(kind, method)
         request_context.bind(call.user, call.request_id, method)
         if call.error is None and isinstance(request, _Malformed):
             call.error = InvalidArgument(
@@ -127,11 +158,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., Awaitable[Any]], method: str, metadata: tuple[Any, ...]
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = self._begin(method, metadata, request)
+            call = self._begin(method, metadata, request, "unary")
             code = grpc.StatusCode.OK
             try:
                 if call.error is not None:
                     raise call.error
+                if self._gate is not None and call.user is not None:
+                    await self._gate(call.user)
                 response = await behavior(request, context)
                 await _send_headers(context, call)
                 return response
@@ -146,7 +179,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc_code_of(status)
                 await abort_with(context, status, call.request_id)
             finally:
-                _access_log(call, code)
+                self._finish(call, code)
 
         return wrapped
 
@@ -154,12 +187,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, metadata: tuple[Any, ...]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = self._begin(method, metadata, request)
+            call = self._begin(method, metadata, request, "server_stream")
             code = grpc.StatusCode.OK
             headers_sent = False
             try:
                 if call.error is not None:
                     raise call.error
+                if self._gate is not None and call.user is not None:
+                    await self._gate(call.user)
                 async for item in behavior(request, context):
                     if not headers_sent:
                         await _send_headers(context, call)
@@ -176,9 +211,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc_code_of(status)
                 await abort_with(context, status, call.request_id)
             finally:
-                _access_log(call, code)
+                self._finish(call, code)
 
         return wrapped
+
+    def _finish(self, call: _Call, code: grpc.StatusCode) -> None:
+        seconds = time.perf_counter() - call.start
+        self._observer.rpc_handled(call.kind, call.method, code.name, seconds)
+        _access_log(call, code, seconds)
 
 
 async def _send_headers(context: grpc.aio.ServicerContext, call: _Call) -> None:
@@ -208,14 +248,14 @@ async def abort_with(
     )
 
 
-def _access_log(call: _Call, code: grpc.StatusCode) -> None:
+def _access_log(call: _Call, code: grpc.StatusCode, seconds: float) -> None:
     log.info(
         "rpc",
         extra={
             "method": call.method,
             "code": code.name,
             "reason": call.error.reason if call.error is not None else None,
-            "duration_ms": round((time.perf_counter() - call.start) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
             "user": call.user,
             "request_id": call.request_id,
         },

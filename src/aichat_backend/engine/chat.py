@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from aichat_backend.engine.events import (
     TurnOutcome,
     TurnStarted,
 )
+from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.sessions import check_request_id, parse_session_name, title_from_message
 from aichat_backend.engine.tool_runner import run_calls
@@ -90,6 +91,7 @@ class TurnRequest:
     memory_limit: int = 0
     request_id: str = ""
     deadline: float | None = None  # time.monotonic() by which the caller stops listening
+    received: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass(slots=True)
@@ -126,11 +128,6 @@ class ChatConfig:
     approval_ttl_seconds: float = 24 * 3600
 
 
-# Hooks for metrics: (model, seconds) and (model, input tokens, output tokens).
-TtftHook = Callable[[str, float], None]
-UsageHook = Callable[[str, int, int], None]
-
-
 @dataclass(slots=True, eq=False)  # identity-hashed: runs live in a set
 class _Run:
     """The live state of one turn (one StreamChat, or one ResolveToolCalls)."""
@@ -162,15 +159,13 @@ class ChatEngine:
         catalogue: ModelCatalogue,
         config: ChatConfig,
         tools: ToolProvider | None = None,
-        on_first_token: TtftHook | None = None,
-        on_usage: UsageHook | None = None,
+        observer: TurnObserver | None = None,
     ) -> None:
         self._db = db
         self._catalogue = catalogue
         self._config = config
         self._tools = tools
-        self._on_first_token = on_first_token
-        self._on_usage = on_usage
+        self._observer = observer or TurnObserver()
         self._limits = attachment_rules.AttachmentLimits(
             config.max_attachment_bytes, config.max_attachments
         )
@@ -267,7 +262,7 @@ class ChatEngine:
             tools=tools,
             request=request,
             message=Message(session_id=session_id, id=answer_id, seq=0, role=Role.ASSISTANT),
-            started=time.monotonic(),
+            started=req.received,
             deadline=req.deadline,
         )
         # The upstream request leaves now; the user's message is stored meanwhile, and
@@ -462,14 +457,16 @@ class ChatEngine:
             assert stream is not None
             async for delta in stream.relay(heartbeat, run.started):
                 yield delta
-            if stream.first_token_at is not None and self._on_first_token and run.rounds == 0:
-                self._on_first_token(run.model, stream.first_token_at - run.started)
+            if stream.first_token_at is not None and run.rounds == 0:
+                self._observer.first_token(run.model, stream.first_token_at - run.started)
             finished = stream.finished
             if finished is not None:
                 run.input_tokens += finished.input_tokens
                 run.output_tokens += finished.output_tokens
-                if self._on_usage:
-                    self._on_usage(run.model, finished.input_tokens, finished.output_tokens)
+                self._observer.tokens(run.model, finished.input_tokens, finished.output_tokens)
+            if stream.error is not None:
+                provider = stream.error.metadata.get("provider", "unknown")
+                self._observer.provider_error(provider, stream.error.reason)
             error: AichatError | None = None
             if stream.stopped and not stream.done:
                 stream.cancel()
@@ -593,6 +590,7 @@ class ChatEngine:
             timeout=self._tool_timeout(run),
             heartbeat=self._config.heartbeat_seconds,
             started=run.started,
+            observer=self._observer,
         ):
             if isinstance(event, ToolCallUpdate):
                 async with self._db.transaction() as tx:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from aichat_backend.domain import ToolCall, ToolCallState
 from aichat_backend.engine.events import Heartbeat, ToolCallUpdate
+from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.tools.base import ToolInfo, ToolProvider, ToolResult
 
 
@@ -23,8 +24,10 @@ async def run_calls(
     timeout: float,
     heartbeat: float,
     started: float,
+    observer: TurnObserver,
 ) -> AsyncGenerator[ToolCallUpdate | Heartbeat, None]:
     running: dict[asyncio.Task[ToolResult], ToolCall] = {}
+    infos = {id(call): info for call, info in calls}
     for call, info in calls:
         call.state = ToolCallState.RUNNING
         task = asyncio.create_task(
@@ -46,6 +49,9 @@ async def run_calls(
                 call.is_error = result.is_error
                 call.duration_ms = result.duration_ms
                 call.state = ToolCallState.FAILED if result.is_error else ToolCallState.SUCCEEDED
+                info = infos[id(call)]
+                outcome = "timeout" if result.timed_out else ("error" if result.is_error else "ok")
+                observer.tool_call(info.server, info.tool, outcome, result.duration_ms / 1000)
                 yield ToolCallUpdate(call)
     finally:
         for task in running:

@@ -70,6 +70,7 @@ class ToolResult:
     is_error: bool
     duration_ms: int
     structured: dict[str, Any] | None = None
+    timed_out: bool = False  # is_error because the call ran out of time
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,7 @@ class ToolProvider(Protocol):
         """Re-read every connected server's tool list (ListTools force_refresh)."""
         ...
 
-    def servers(self) -> list[ToolServerInfo]:
-        ...
+    def servers(self) -> list[ToolServerInfo]: ...
 
     def find(self, name: str) -> ToolInfo | None:
         """A tool by its model name ("srv__tool") or resource name ("toolServers/s/tools/t")."""
