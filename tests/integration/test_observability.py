@@ -124,3 +124,28 @@ async def test_logs_never_carry_content_or_secrets(sqlite_url: str, user: str) -
     for line in lines:
         for secret in (secret_key, secret_text, "SECRET-TITLE", "SECRET-", "Bearer"):
             assert secret not in line, line
+
+
+async def test_usage_is_recorded_per_user_and_model(database_url: str, user: str) -> None:
+    from aichat_backend.store.usage_repo import tokens_today
+
+    async with chat_stack("openai", database_url) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(
+            Script(tokens=["a"], input_tokens=10, output_tokens=2),
+            Script(tokens=["b"], input_tokens=20, output_tokens=3),
+        )
+        await stack.turn(user, session, "one")
+        await stack.turn(user, session, "two")
+        async with stack.server.app.db.transaction() as tx:
+            assert await tokens_today(tx, user) == 35
+            from sqlalchemy import select
+
+            from aichat_backend.store.tables import usage_daily
+
+            rows = (
+                await tx.execute(select(usage_daily).where(usage_daily.c.user_id == user))
+            ).all()
+        assert [(r.model, r.input_tokens, r.output_tokens, r.turns) for r in rows] == [
+            ("gpt-test", 30, 5, 2)
+        ]

@@ -66,6 +66,7 @@ from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.sessions_repo import SessionRepository, session_not_found
 from aichat_backend.store.turns_repo import PendingCall, TurnClaim, TurnRepository
+from aichat_backend.store.usage_repo import add_usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 log = logging.getLogger(__name__)
@@ -518,6 +519,7 @@ class ChatEngine:
                 turns = TurnRepository(tx, run.user_id)
                 await _write(turns, m)
                 await turns.release(run.session_id, run.turn_id)
+                await _record_usage(tx, run, stream)
 
         # Shielded: a client leaving right now must not lose the answer.
         run.finalized = True
@@ -564,6 +566,7 @@ class ChatEngine:
             turns = TurnRepository(tx, run.user_id)
             await _write(turns, m, state=MessageState.STREAMING)
             await turns.add_calls(run.session_id, m.id, calls)
+            await _record_usage(tx, run, stream)
         for call in calls:
             yield ToolCallUpdate(call)
         async for event in self._run_tools(run, runnable):
@@ -807,6 +810,12 @@ async def _write(turns: TurnRepository, m: Message, state: MessageState | None =
         output_tokens=m.output_tokens,
         model=m.model,
     )
+
+
+async def _record_usage(tx: AsyncSession, run: _Run, stream: RoundStream) -> None:
+    finished = stream.finished
+    if finished is not None and (finished.input_tokens or finished.output_tokens):
+        await add_usage(tx, run.user_id, run.model, finished.input_tokens, finished.output_tokens)
 
 
 async def _call_state(

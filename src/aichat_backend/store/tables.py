@@ -125,6 +125,18 @@ tool_calls = Table(
     Index("ix_tool_calls_session_state", "user_id", "session_id", "state"),
 )
 
+# Tokens per user, model and UTC day, as providers report them (budgets and billing).
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("user_id", USER_ID, primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("model", String(200), primary_key=True),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("turns", Integer, nullable=False, default=0),
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

@@ -104,6 +104,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_tool_calls_session_state", "tool_calls", ["user_id", "session_id", "state"])
     op.create_table(
+        "usage_daily",
+        sa.Column("user_id", sa.String(256), nullable=False),
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("turns", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "day", "model", name="pk_usage_daily"),
+    )
+    op.create_table(
         "idempotency_keys",
         sa.Column("user_id", sa.String(256), nullable=False),
         sa.Column("scope", sa.String(64), nullable=False),
@@ -118,6 +128,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("idempotency_keys")
+    op.drop_table("usage_daily")
     op.drop_table("tool_calls")
     op.drop_table("attachments")
     op.drop_table("messages")

@@ -1,0 +1,50 @@
+"""Token usage per user, model and UTC day: recorded whether or not a budget is set."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aichat_backend.store.tables import usage_daily
+
+
+def utc_day(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+
+
+async def add_usage(
+    db: AsyncSession, user_id: str, model: str, input_tokens: int, output_tokens: int
+) -> None:
+    """Add one model call's tokens (an upsert: one row per user, day and model)."""
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(usage_daily).values(
+        user_id=user_id,
+        day=utc_day(),
+        model=model[:200],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        turns=1,
+    )
+    await db.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["user_id", "day", "model"],
+            set_={
+                "input_tokens": usage_daily.c.input_tokens + stmt.excluded.input_tokens,
+                "output_tokens": usage_daily.c.output_tokens + stmt.excluded.output_tokens,
+                "turns": usage_daily.c.turns + 1,
+            },
+        )
+    )
+
+
+async def tokens_today(db: AsyncSession, user_id: str) -> int:
+    total = await db.scalar(
+        select(
+            func.coalesce(func.sum(usage_daily.c.input_tokens + usage_daily.c.output_tokens), 0)
+        ).where(and_(usage_daily.c.user_id == user_id, usage_daily.c.day == utc_day()))
+    )
+    return int(total or 0)
