@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # Loopback by default: whoever reaches this port directly is trusted to name the user.
     grpc_address: str = "127.0.0.1:50051"
     auth_header: str = "x-user-id"
-    max_user_id_length: int = Field(256, ge=1, le=4096)
+    max_user_id_length: int = Field(256, ge=1, le=256)  # the user_id columns hold 256
     max_message_bytes: int = Field(16 * MIB, ge=1024)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     # Clients may ping this often on idle streams without being cut off.

@@ -37,8 +37,13 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+# Statuses travel in trailers, which clients cap (16 KiB by default): keep them small.
+MAX_MESSAGE_CHARS = 1024
+
+
 def to_status(exc: AichatError, request_id: str = "") -> status_pb2.Status:
     code = GRPC_CODE[exc.kind]
+    message = exc.message[:MAX_MESSAGE_CHARS]
     metadata = dict(exc.metadata)
     if request_id:
         metadata.setdefault("request_id", request_id)
@@ -55,7 +60,7 @@ def to_status(exc: AichatError, request_id: str = "") -> status_pb2.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=exc.field, description=exc.message, reason=exc.reason
+                            field=exc.field, description=message, reason=exc.reason
                         )
                     ]
                 )
@@ -63,7 +68,7 @@ def to_status(exc: AichatError, request_id: str = "") -> status_pb2.Status:
         )
     if request_id:
         details.append(_pack(error_details_pb2.RequestInfo(request_id=request_id)))
-    return status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+    return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
 def internal_status(request_id: str) -> status_pb2.Status:

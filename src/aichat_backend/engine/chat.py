@@ -46,7 +46,12 @@ from aichat_backend.engine.events import (
 )
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.round_stream import RoundStream
-from aichat_backend.engine.sessions import check_request_id, parse_session_name, title_from_message
+from aichat_backend.engine.sessions import (
+    check_request_id,
+    check_text,
+    parse_session_name,
+    title_from_message,
+)
 from aichat_backend.engine.tool_runner import run_calls
 from aichat_backend.errors import (
     Aborted,
@@ -211,6 +216,7 @@ class ChatEngine:
     async def stream_turn(self, req: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         session_id = parse_session_name(req.session, "session")
         check_request_id(req.request_id)
+        check_text("text", req.text)
         if not req.text.strip() and not req.attachments:
             raise InvalidArgument("text must not be empty", reason="EMPTY_MESSAGE", field="text")
         if len(req.text) > MAX_TEXT_CHARS:
@@ -544,9 +550,10 @@ class ChatEngine:
         runnable: list[tuple[ToolCall, ToolInfo]] = []
         for request in stream.tool_calls:
             info = run.tools.get(request.name)
+            # Model-chosen strings are cut to what their columns hold.
             call = ToolCall(
-                id=request.id or f"call_{uuid.uuid4().hex[:12]}",
-                tool_name=request.name,
+                id=(request.id or f"call_{uuid.uuid4().hex[:12]}")[:128],
+                tool_name=request.name[:128],
                 arguments=dict(request.arguments),
                 state=ToolCallState.RUNNING,
                 server=info.server if info else "",
@@ -805,7 +812,7 @@ async def _write(turns: TurnRepository, m: Message, state: MessageState | None =
         m.id,
         text=m.text,
         state=state or m.state,
-        finish_reason=m.finish_reason,
+        finish_reason=m.finish_reason[:64],
         input_tokens=m.input_tokens,
         output_tokens=m.output_tokens,
         model=m.model,

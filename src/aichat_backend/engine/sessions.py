@@ -29,6 +29,7 @@ MAX_SYSTEM_PROMPT = 100_000
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 256
 MAX_TOOL_NAMES = 256
+MAX_MODEL_NAME = 200
 TITLE_FROM_MESSAGE = 60
 
 
@@ -49,7 +50,16 @@ def parse_session_name(name: str, field: str = "name") -> str:
     return match.group(1)
 
 
+def check_text(field: str, value: str, reason: str = "INVALID_FIELD") -> None:
+    """Refuse characters no database stores (PostgreSQL text cannot hold NUL)."""
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"{field} must not contain NUL characters", reason=reason, field=field
+        )
+
+
 def check_request_id(request_id: str) -> None:
+    check_text("request_id", request_id, "INVALID_REQUEST_ID")
     if len(request_id) > MAX_REQUEST_ID_LENGTH:
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters",
@@ -85,6 +95,19 @@ class SessionManager:
     # --- validation -----------------------------------------------------------------
 
     def _validate(self, values: Mapping[str, Any]) -> None:
+        for name in ("display_name", "model", "system_prompt"):
+            if name in values:
+                check_text(f"session.{name}", values[name])
+        for name, value in values.get("labels", {}).items():
+            check_text("session.labels", name + value)
+        for name in values.get("tool_names", ()):
+            check_text("session.tool_names", name)
+        if len(values.get("model", "")) > MAX_MODEL_NAME:
+            raise InvalidArgument(
+                f"model must be at most {MAX_MODEL_NAME} characters",
+                reason="INVALID_FIELD",
+                field="session.model",
+            )
         if "display_name" in values and len(values["display_name"]) > MAX_DISPLAY_NAME:
             raise InvalidArgument(
                 f"display_name must be at most {MAX_DISPLAY_NAME} characters",
@@ -202,8 +225,11 @@ class SessionManager:
             )
         unknown = [p for p in paths if p not in UPDATABLE_SESSION_FIELDS]
         if unknown:
+            # Quote a few, shortened: the message travels in trailers, which are small.
+            named = ", ".join(repr(p[:64]) for p in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             raise InvalidArgument(
-                f"cannot update {', '.join(unknown)}; updatable fields: "
+                f"cannot update {named}{more}; updatable fields: "
                 f"{', '.join(UPDATABLE_SESSION_FIELDS)}",
                 reason="INVALID_UPDATE_MASK",
                 field="update_mask",

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from aichat_backend.config import Settings
-from aichat_backend.errors import DatabaseUnavailable
+from aichat_backend.errors import DatabaseUnavailable, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ def _is_unavailable(exc: BaseException) -> bool:
             "QueryCanceledError",
         }
     return False
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """SQLSTATE class 22 (data exception): NUL in text, a string too long, and the like."""
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if sqlstate is None:
+        sqlstate = getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 class Database:
@@ -89,6 +99,12 @@ class Database:
                 async with self._sessions() as session, session.begin():
                     yield session
         except Exception as exc:
+            if _is_bad_data(exc):
+                # A value the database refuses (a backstop: validation should catch it first).
+                raise InvalidArgument(
+                    "a value in the request cannot be stored (invalid characters or too long)",
+                    reason="INVALID_DATA",
+                ) from exc
             if _is_unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 raise DatabaseUnavailable(
