@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     max_attachments_per_message: int = Field(10, ge=0)
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
 
+    # --- limits -----------------------------------------------------------------------
+    rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off
+    rate_burst: int = Field(20, ge=1)
+    max_concurrent_turns_per_user: int = Field(2, ge=0)  # 0 = unlimited
+    daily_token_budget: int = Field(0, ge=0)  # input + output tokens per user per UTC day
+    # Identities exempt from every limit (internal services), comma separated.
+    limits_exempt_users: str = ""
+    redis_url: str | None = None  # shares the limits between replicas
+
     # --- tools ------------------------------------------------------------------------
     mcp_servers_file: Path | None = None
     tool_timeout_seconds: float = Field(30.0, gt=0)
@@ -93,7 +102,9 @@ class Settings(BaseSettings):
     approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
     turn_lease_seconds: float = Field(60.0, ge=3)
 
-    @field_validator("api_key", "database_url", "llm_base_url", "metrics_address", mode="before")
+    @field_validator(
+        "api_key", "database_url", "llm_base_url", "metrics_address", "redis_url", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # An empty AICHAT_API_KEY counts as none (seed 002's "unconfigured" provider).
@@ -122,6 +133,9 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # --- derived ----------------------------------------------------------------------
+
+    def exempt_users(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.limits_exempt_users.split(",") if u.strip())
 
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL, from AICHAT_DATABASE_URL, AICHAT_DB_* or the default."""

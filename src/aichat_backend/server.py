@@ -26,10 +26,13 @@ from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
+from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
+from aichat_backend.limits.base import LimitSettings
+from aichat_backend.limits.factory import build_limiter
 from aichat_backend.metrics import Metrics
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
@@ -37,9 +40,13 @@ from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
 from aichat_backend.store.turns_repo import sweep_interrupted
-from aichat_backend.tools.base import ToolProvider
+from aichat_backend.tools.base import ServerState, ToolProvider
 
 log = logging.getLogger(__name__)
+
+# Health service names of optional dependencies (degraded, never NOT_SERVING overall).
+LIMITS_HEALTH = "aichat.limits.shared"
+TOOLS_HEALTH = "aichat.tools"
 
 SERVICE_NAMES = [
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
@@ -107,6 +114,19 @@ class App:
         )
         self.catalogue = model_catalogue(settings)
         self.metrics = Metrics()
+        self.limiter = build_limiter(
+            LimitSettings(
+                rate_rps=settings.rate_rps,
+                rate_burst=settings.rate_burst,
+                max_concurrent_turns=settings.max_concurrent_turns_per_user,
+                daily_token_budget=settings.daily_token_budget,
+                exempt_users=settings.exempt_users(),
+            ),
+            settings.redis_url,
+        )
+        self.limits = TurnLimits(
+            self.limiter, lambda reason: self.metrics.rate_limited.labels(reason).inc()
+        )
         self.metrics_port = 0
         self.tools: ToolProvider | None = None
         self.engine = ChatEngine(
@@ -143,6 +163,9 @@ class App:
 
     async def start(self, address: str | None = None) -> int:
         await self.db.migrate()
+        probe = getattr(self.limiter, "probe", None)
+        if probe is not None:
+            await probe()  # a Redis that is down at boot shows in health at once
         async with self.db.transaction() as tx:
             interrupted = await sweep_interrupted(tx, starting_owner=self.settings.replica_id)
         if interrupted:
@@ -153,6 +176,7 @@ class App:
                     self.settings.auth_header,
                     self.settings.max_user_id_length,
                     observer=self.metrics,
+                    gate=self.limits.check_rate,
                 )
             ],
             options=server_options(self.settings),
@@ -161,7 +185,7 @@ class App:
             SessionServicer(self.sessions), server
         )
         chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-            ChatServicer(self.engine, self.metrics.active_streams), server
+            ChatServicer(self.engine, self.limits, self.metrics.active_streams), server
         )
         tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
             ToolServicer(self.tools, self.direct_calls), server
@@ -178,7 +202,9 @@ class App:
             self.metrics_port = self.metrics.serve(self.settings.metrics_address)
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._report_dependencies()
         self._background.append(asyncio.create_task(self._housekeeping()))
+        self._background.append(asyncio.create_task(self._watch_dependencies()))
         log.info("serving", extra={"address": address, "port": self.port})
         return self.port
 
@@ -202,6 +228,29 @@ class App:
             rounds += 1
             await asyncio.sleep(interval)
 
+    async def _watch_dependencies(self) -> None:
+        """Say in health (and logs) what is degraded, without going NOT_SERVING overall.
+
+        Each optional dependency has its own health service name, so load balancers keep
+        routing (checking "") while operators see exactly what is wrong.
+        """
+        while True:
+            await self._report_dependencies()
+            await asyncio.sleep(2.0)
+
+    async def _report_dependencies(self) -> None:
+        serving, not_serving = (
+            health_pb2.HealthCheckResponse.SERVING,
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+        if self.settings.redis_url:
+            degraded = self.limiter.degraded()
+            await self.health.set(LIMITS_HEALTH, not_serving if degraded else serving)
+        if self.tools is not None:
+            for server in self.tools.servers():
+                state = serving if server.state is ServerState.CONNECTED else not_serving
+                await self.health.set(f"{TOOLS_HEALTH}/{server.name}", state)
+
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (load balancers move away), then drain, stop, dispose."""
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
@@ -221,6 +270,7 @@ class App:
             await stopping
         await self.engine.drain_writes()
         await self.catalogue.aclose()
+        await self.limiter.aclose()
         self.metrics.close()
         await self.db.dispose()
         log.info("stopped")

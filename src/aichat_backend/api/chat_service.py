@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2, json_format
 
 from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
+from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.chat import ChatEngine, Decision, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
@@ -113,15 +114,28 @@ def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
 
 
 class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
-    def __init__(self, engine: ChatEngine, streams: StreamGauge | None = None) -> None:
+    def __init__(
+        self,
+        engine: ChatEngine,
+        limits: TurnLimits | None = None,
+        streams: StreamGauge | None = None,
+    ) -> None:
         self._engine = engine
+        self._limits = limits
         self._streams = streams
+
+    def _guarded(
+        self, events: AsyncGenerator[ev.TurnEvent, None]
+    ) -> AsyncGenerator[ev.TurnEvent, None]:
+        if self._limits is None:
+            return events
+        return self._limits.guard(current_user(), events)
 
     async def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         async for message in _stream(
-            self._engine.stream_turn(turn_request(request, context)), self._streams
+            self._guarded(self._engine.stream_turn(turn_request(request, context))), self._streams
         ):
             yield message
 
@@ -129,14 +143,15 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         async for message in _stream(
-            self._engine.resolve(resolve_request(request, context)), self._streams
+            self._guarded(self._engine.resolve(resolve_request(request, context))), self._streams
         ):
             yield message
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SendMessageResponse:
-        async with aclosing(self._engine.stream_turn(turn_request(request, context))) as events:
+        turn = self._guarded(self._engine.stream_turn(turn_request(request, context)))
+        async with aclosing(turn) as events:
             async for event in events:
                 if not isinstance(event, ev.TurnEnded):
                     continue

@@ -1,0 +1,1 @@
+"""Fair limits per user: request rate, concurrent turns, daily token budget."""

@@ -1,0 +1,166 @@
+"""Per-process limits: the default with one replica, and the fallback when Redis is down.
+
+Everything happens on the event loop without an ``await`` between reading and writing a
+counter, so no lock is needed. Memory stays bounded by the users seen recently: a bucket
+that has refilled completely is indistinguishable from no bucket and is dropped, and the
+token counters of past UTC days are dropped when the day changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from aichat_backend.limits import refusals
+from aichat_backend.limits.base import LimitSettings
+
+Clock = Callable[[], float]
+
+
+class _Bucket:
+    __slots__ = ("stamp", "tokens")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+
+
+class LocalLimiter:
+    """In-process token buckets, turn counters and daily token counters.
+
+    ``monotonic`` times the buckets (never jumps with the wall clock); ``wall`` (Unix
+    seconds) decides the UTC day. Both are injectable so tests need no sleeps.
+    """
+
+    def __init__(
+        self,
+        settings: LimitSettings,
+        *,
+        monotonic: Clock = time.monotonic,
+        wall: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self._monotonic = monotonic
+        self._wall = wall
+        self._burst = max(1, settings.rate_burst)
+        # Seconds for an empty bucket to fill: after that an idle bucket can be forgotten.
+        self._refill_seconds = self._burst / settings.rate_rps if settings.rate_rps > 0 else 0.0
+        self._sweep_every = min(60.0, max(1.0, self._refill_seconds))
+        self._last_sweep = monotonic()
+        self._buckets: dict[str, _Bucket] = {}
+        self._turns: dict[str, int] = {}
+        self._day = ""
+        self._usage: dict[str, int] = {}
+
+    # --- request rate ------------------------------------------------------------------
+
+    async def check_rate(self, user_id: str) -> None:
+        self.take_token(user_id)
+
+    def take_token(self, user_id: str) -> None:
+        """``check_rate`` without the coroutine: it never waits."""
+        rps = self.settings.rate_rps
+        if rps <= 0 or user_id in self.settings.exempt_users:
+            return
+        now = self._monotonic()
+        if now - self._last_sweep >= self._sweep_every:
+            self._sweep_buckets(now)
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self._buckets[user_id] = _Bucket(float(self._burst), now)
+        elif now > bucket.stamp:
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.stamp) * rps)
+            bucket.stamp = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return
+        raise refusals.rate_limited(rps, self._burst, (1.0 - bucket.tokens) / rps)
+
+    def _sweep_buckets(self, now: float) -> None:
+        self._last_sweep = now
+        full_since = now - self._refill_seconds
+        idle = [user for user, b in self._buckets.items() if b.stamp <= full_since]
+        for user in idle:
+            del self._buckets[user]
+
+    # --- concurrent turns --------------------------------------------------------------
+
+    @asynccontextmanager
+    async def turn_slot(self, user_id: str) -> AsyncIterator[None]:
+        limit = self.settings.max_concurrent_turns
+        if limit <= 0 or user_id in self.settings.exempt_users:
+            yield
+            return
+        held = self._turns.get(user_id, 0)
+        if held >= limit:
+            raise refusals.concurrency_limited(limit)
+        self._turns[user_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self._turns.get(user_id, 1) - 1
+            if left > 0:
+                self._turns[user_id] = left
+            else:
+                self._turns.pop(user_id, None)
+
+    def active_turns(self, user_id: str) -> int:
+        """Turn slots the user holds in this process (for tests and health pages)."""
+        return self._turns.get(user_id, 0)
+
+    # --- daily token budget ------------------------------------------------------------
+
+    def _today(self) -> str:
+        day = refusals.utc_day(self._wall())
+        if day != self._day:
+            # A new UTC day: yesterday's counters are dead weight.
+            self._day = day
+            self._usage = {}
+        return day
+
+    async def check_budget(self, user_id: str) -> None:
+        budget = self.settings.daily_token_budget
+        if budget <= 0 or user_id in self.settings.exempt_users:
+            return
+        self._today()
+        used = self._usage.get(user_id, 0)
+        if used >= budget:
+            raise refusals.budget_exhausted(budget, used, self._wall())
+
+    async def add_usage(self, user_id: str, tokens: int) -> None:
+        self.count_usage(user_id, tokens)
+
+    def count_usage(self, user_id: str, tokens: int) -> None:
+        """``add_usage`` without the coroutine."""
+        if (
+            tokens <= 0
+            or self.settings.daily_token_budget <= 0
+            or user_id in self.settings.exempt_users
+        ):
+            return
+        self._today()
+        self._usage[user_id] = self._usage.get(user_id, 0) + tokens
+
+    def remember_usage(self, user_id: str, used: int) -> None:
+        """Raise today's count to a total learnt elsewhere (the shared store), so a
+        fallback to this limiter does not hand out a fresh budget."""
+        self._today()
+        if used > self._usage.get(user_id, 0):
+            self._usage[user_id] = used
+
+    def used_today(self, user_id: str) -> int:
+        self._today()
+        return self._usage.get(user_id, 0)
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def degraded(self) -> str | None:
+        return None  # per-process limits are what was configured, not a fallback
+
+    def tracked_users(self) -> int:
+        """How many per-user entries are held in memory (for tests of the bound)."""
+        return len(self._buckets) + len(self._turns) + len(self._usage)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,75 @@
+"""The three refusals every limiter raises, worded once so all backends say the same thing.
+
+Each is ``ResourceExhausted`` with the ErrorInfo reason clients switch on, ``retry_after``
+seconds for RetryInfo, and string metadata (ErrorInfo metadata is a string map).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from aichat_backend.errors import ResourceExhausted
+
+RATE_LIMITED = "RATE_LIMITED"
+CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
+TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
+
+# A turn slot frees when some turn ends, which nobody can predict: suggest a short wait.
+CONCURRENCY_RETRY_AFTER = 1.0
+
+SECONDS_PER_DAY = 86_400
+
+
+def utc_day(wall_seconds: float) -> str:
+    """The UTC calendar day (YYYY-MM-DD) of a Unix time: the key of a daily budget."""
+    return datetime.fromtimestamp(wall_seconds, UTC).strftime("%Y-%m-%d")
+
+
+def next_utc_midnight(wall_seconds: float) -> datetime:
+    day = datetime.fromtimestamp(wall_seconds, UTC).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return day + timedelta(days=1)
+
+
+def seconds_until_utc_midnight(wall_seconds: float) -> float:
+    return max(0.0, next_utc_midnight(wall_seconds).timestamp() - wall_seconds)
+
+
+def rate_limited(rate_rps: float, burst: int, retry_after: float) -> ResourceExhausted:
+    # Round up to the millisecond: a client that waits exactly this long finds a token.
+    wait = max(0.001, math.ceil(retry_after * 1000) / 1000)
+    return ResourceExhausted(
+        f"Too many requests: at most {rate_rps:g} per second per user, in bursts of up to "
+        f"{burst}. Retry in {wait:g} s.",
+        reason=RATE_LIMITED,
+        retry_after=wait,
+        metadata={"limit": f"{rate_rps:g}/s", "burst": str(burst)},
+    )
+
+
+def concurrency_limited(max_turns: int) -> ResourceExhausted:
+    plural = "turn" if max_turns == 1 else "turns"
+    return ResourceExhausted(
+        f"Too many chat turns at once: at most {max_turns} running {plural} per user. "
+        "Retry when one has finished.",
+        reason=CONCURRENCY_LIMITED,
+        retry_after=CONCURRENCY_RETRY_AFTER,
+        metadata={"limit": str(max_turns)},
+    )
+
+
+def budget_exhausted(budget: int, used: int, wall_seconds: float) -> ResourceExhausted:
+    resets = next_utc_midnight(wall_seconds)
+    return ResourceExhausted(
+        f"Daily token budget used up: {used} of {budget} tokens today. It resets at "
+        f"{resets:%H:%M} UTC.",
+        reason=TOKEN_BUDGET_EXHAUSTED,
+        retry_after=max(1, math.ceil(seconds_until_utc_midnight(wall_seconds))),
+        metadata={
+            "limit": str(budget),
+            "used": str(used),
+            "resets_at": resets.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )

@@ -1,0 +1,191 @@
+"""Shared limits while Redis answers, per-process limits while it does not.
+
+Refusing all traffic because the limit store is down would turn a Redis outage into a
+full outage; running without limits would let one user starve the rest. So when a Redis
+call fails the request is judged by a ``LocalLimiter`` instead, one warning is logged for
+the whole outage, ``degraded()`` says why, and a background task pings Redis with a
+growing back-off until it answers; then shared limits resume and recovery is logged.
+
+For the daily budget the fallback starts from the last total read from Redis, and tokens
+counted during the outage are replayed into Redis on recovery, so the budget still sees
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from aichat_backend.limits import refusals
+from aichat_backend.limits.local import LocalLimiter
+from aichat_backend.limits.redis_limits import LimitStoreUnavailable, RedisLimiter
+
+log = logging.getLogger(__name__)
+
+
+class ResilientLimiter:
+    def __init__(
+        self,
+        shared: RedisLimiter,
+        local: LocalLimiter,
+        *,
+        probe_backoff: float = 1.0,
+        max_probe_backoff: float = 10.0,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.shared = shared
+        self.local = local
+        self._probe_backoff = probe_backoff
+        self._max_probe_backoff = max(probe_backoff, max_probe_backoff)
+        self._wall = wall
+        self._monotonic = monotonic
+        self._reason: str | None = None
+        self._down_since = 0.0
+        self._prober: asyncio.Task[None] | None = None
+        # (UTC day, user) -> tokens counted locally while Redis was away.
+        self._unsynced: dict[tuple[str, str], int] = {}
+        # Set while shared limits are in force; tests and health checks may wait on it.
+        self.shared_in_force = asyncio.Event()
+        self.shared_in_force.set()
+
+    # --- state -------------------------------------------------------------------------
+
+    def degraded(self) -> str | None:
+        return self._reason
+
+    def _mark_down(self, exc: LimitStoreUnavailable) -> None:
+        if self._reason is None:
+            self._reason = (
+                f"redis limits unavailable ({exc.cause_type}); per-process limits in force"
+            )
+            self._down_since = self._monotonic()
+            self.shared_in_force.clear()
+            log.warning(
+                "redis unreachable: falling back to per-process limits",
+                extra={"error": exc.cause_type},
+            )
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_back())
+
+    def _mark_up(self) -> None:
+        if self._reason is None:
+            return
+        outage = self._monotonic() - self._down_since
+        self._reason = None
+        self.shared_in_force.set()
+        log.info(
+            "redis reachable again: shared limits restored",
+            extra={"outage_seconds": round(outage, 3)},
+        )
+        prober = self._prober
+        if prober is not None and prober is not asyncio.current_task():
+            prober.cancel()
+        self._prober = None
+
+    async def probe(self) -> bool:
+        """Ask Redis now; True (and shared limits back in force) if it answered."""
+        try:
+            await self.shared.ping()
+            await self._replay_unsynced()
+        except LimitStoreUnavailable as exc:
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        return True
+
+    async def _probe_until_back(self) -> None:
+        delay = self._probe_backoff
+        while self._reason is not None:
+            await asyncio.sleep(delay)
+            try:
+                await self.shared.ping()
+                await self._replay_unsynced()
+            except Exception as exc:  # the top of a background task: it must not die
+                # (a dead prober would leave the process on local limits for good)
+                if not isinstance(exc, LimitStoreUnavailable):
+                    log.exception("redis probe failed unexpectedly")
+                delay = min(delay * 2, self._max_probe_backoff)
+                continue
+            self._mark_up()
+
+    async def _replay_unsynced(self) -> None:
+        while self._unsynced:
+            (day, user), tokens = next(iter(self._unsynced.items()))
+            await self.shared.add_usage_on(user, tokens, day)
+            # Only forget it once Redis has it: a failure mid-replay keeps the rest.
+            if self._unsynced.get((day, user)) == tokens:
+                del self._unsynced[(day, user)]
+            else:
+                self._unsynced[(day, user)] -= tokens
+
+    # --- limits ------------------------------------------------------------------------
+
+    async def check_rate(self, user_id: str) -> None:
+        if self._reason is None:
+            try:
+                await self.shared.check_rate(user_id)
+                return
+            except LimitStoreUnavailable as exc:
+                self._mark_down(exc)
+        self.local.take_token(user_id)
+
+    @asynccontextmanager
+    async def turn_slot(self, user_id: str) -> AsyncIterator[None]:
+        # The slot is given back to the backend that granted it, whatever happens to
+        # Redis in between: each backend's context manager owns its own release.
+        async with AsyncExitStack() as stack:
+            taken = False
+            if self._reason is None:
+                try:
+                    await stack.enter_async_context(self.shared.turn_slot(user_id))
+                    taken = True
+                except LimitStoreUnavailable as exc:
+                    self._mark_down(exc)
+            if not taken:
+                await stack.enter_async_context(self.local.turn_slot(user_id))
+            yield
+
+    async def check_budget(self, user_id: str) -> None:
+        settings = self.local.settings
+        budget = settings.daily_token_budget
+        if budget <= 0 or user_id in settings.exempt_users:
+            return
+        if self._reason is None:
+            try:
+                used = await self.shared.used_today(user_id)
+            except LimitStoreUnavailable as exc:
+                self._mark_down(exc)
+            else:
+                # Remembered locally: if Redis goes away, the fallback starts from here
+                # instead of handing every user a fresh budget.
+                self.local.remember_usage(user_id, used)
+                if used >= budget:
+                    raise refusals.budget_exhausted(budget, used, self._wall())
+                return
+        await self.local.check_budget(user_id)
+
+    async def add_usage(self, user_id: str, tokens: int) -> None:
+        if self._reason is None:
+            try:
+                await self.shared.add_usage(user_id, tokens)
+                return
+            except LimitStoreUnavailable as exc:
+                self._mark_down(exc)
+        settings = self.local.settings
+        if tokens <= 0 or settings.daily_token_budget <= 0 or user_id in settings.exempt_users:
+            return
+        self.local.count_usage(user_id, tokens)
+        key = (refusals.utc_day(self._wall()), user_id)
+        self._unsynced[key] = self._unsynced.get(key, 0) + tokens
+
+    async def aclose(self) -> None:
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            prober.cancel()
+            await asyncio.wait([prober])  # its CancelledError stays inside; ours would not
+        await self.shared.aclose()
+        await self.local.aclose()
