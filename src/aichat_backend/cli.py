@@ -21,11 +21,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)  # before the heavy imports: a bad setting fails at once
     from aichat_backend.server import serve
 
-    settings = _settings(args)
     logs.configure(settings.log_level, settings.log_format)
-    return asyncio.run(serve(settings))
+    try:
+        return asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"aichat-backend: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.api.turn_limits import TurnLimits
-from aichat_backend.config import Settings, process_environment
+from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
@@ -41,6 +41,7 @@ from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
 from aichat_backend.store.turns_repo import sweep_interrupted
 from aichat_backend.tools.base import ServerState, ToolProvider
+from aichat_backend.tools.pool import MCPPool
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,10 @@ class App:
             self.limiter, lambda reason: self.metrics.rate_limited.labels(reason).inc()
         )
         self.metrics_port = 0
-        self.tools: ToolProvider | None = None
+        self.pool: MCPPool | None = None
+        if settings.mcp_servers_file is not None:
+            self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
+        self.tools: ToolProvider | None = self.pool
         self.engine = ChatEngine(
             self.db,
             self.catalogue,
@@ -163,6 +167,8 @@ class App:
 
     async def start(self, address: str | None = None) -> int:
         await self.db.migrate()
+        if self.pool is not None:
+            await self.pool.start()  # connects in the background; never delays start-up
         probe = getattr(self.limiter, "probe", None)
         if probe is not None:
             await probe()  # a Redis that is down at boot shows in health at once
@@ -271,13 +277,18 @@ class App:
         await self.engine.drain_writes()
         await self.catalogue.aclose()
         await self.limiter.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
         self.metrics.close()
         await self.db.dispose()
         log.info("stopped")
 
 
 async def serve(settings: Settings) -> int:
-    app = App(settings)
+    try:
+        app = App(settings)
+    except ValueError as exc:  # a bad model catalogue or MCP servers file
+        raise ConfigError(str(exc)) from None
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -34,6 +34,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "grpc_address": "127.0.0.1:0",
         "shutdown_grace_seconds": 1.0,
         "log_format": "text",
+        # Tests send bursts no user would; the limit tests turn it back on.
+        "rate_rps": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

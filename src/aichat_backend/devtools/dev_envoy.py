@@ -136,7 +136,7 @@ def start(env: dict[str, str]) -> subprocess.Popen[str] | None:
     binary = envoy_binary()
     if binary is None or not CONFIG.exists():
         return None
-    var = ROOT / "var"
+    var = Path("var").resolve()  # where dev-token (run from the same directory) looks too
     keys, _created = dev_token.ensure_keys(var)
     config = render(
         ports={BACKEND_PORT: _backend_port(env)},

@@ -7,6 +7,7 @@ front of it when the Envoy binary and envoy.yaml are there.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,20 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, limit: float) -> No
     raise RuntimeError(f"child did not say {needle!r} within {limit} s")
 
 
+def _bundled_tools_file() -> Path:
+    """An MCP servers file with the bundled tasks server, so a newcomer sees tools run."""
+    var = Path("var")
+    var.mkdir(exist_ok=True)
+    path = var / "dev-mcp-servers.json"
+    entry = {
+        "description": "Tasks and a calculator (bundled with aichat)",
+        "command": sys.executable,
+        "args": ["-m", "aichat_backend", "mcp-tasks", "--db", str(var.resolve() / "mcp-tasks.db")],
+    }
+    path.write_text(json.dumps({"mcpServers": {"tasks": entry}}, indent=2))
+    return path
+
+
 def run() -> int:
     env = dict(os.environ)
     env.setdefault("AICHAT_LOG_FORMAT", "text")
@@ -81,6 +96,8 @@ def run() -> int:
                 AICHAT_LLM_BASE_URL=f"http://127.0.0.1:{FAKE_PORT}/v1",
             )
             print(FAKE_WARNING.format(port=FAKE_PORT), file=sys.stderr, flush=True)
+        if not env.get("AICHAT_MCP_SERVERS_FILE"):
+            env["AICHAT_MCP_SERVERS_FILE"] = str(_bundled_tools_file())
         backend = subprocess.Popen(
             [sys.executable, "-m", "aichat_backend", "serve"], env=env, text=True
         )
@@ -96,6 +113,8 @@ def run() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C must not leave children behind half-stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

@@ -100,15 +100,40 @@ class RecordedRequest:
 DefaultBehaviour = Callable[[RecordedRequest], Script]
 
 
+# The demo model's two tricks, so `make run` shows a tool call and an approval without a
+# real model: "calculate <expr>" calls the calculator (read-only: runs at once), "add task
+# <title>" calls add_task (asks for approval). Chat Completions request shape only.
+DEMO_TOOL_COMMANDS = (("calculate ", "calculate", "expression"), ("add task ", "add_task", "title"))
+
+
 def echo_behaviour(ttft: float = 0.0, token_delay: float = 0.0) -> DefaultBehaviour:
     """Reply ``Echo: <last user text>`` word by word (the demo's default)."""
 
     def script(request: RecordedRequest) -> Script:
-        return Script(
-            text="Echo: " + last_user_text(request.body),
-            ttft=ttft,
-            token_delay=token_delay,
-        )
+        body = request.body if isinstance(request.body, dict) else {}
+        messages = body.get("messages") or []
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        if last.get("role") == "tool":
+            content = str(last.get("content", ""))
+            inner = re.search(r"<tool_output[^>]*>\n?(.*?)\n?</tool_output>", content, re.S)
+            last = {"content": inner.group(1) if inner else content}
+            return Script(
+                text=f"The tool answered: {last.get('content', '')}",
+                ttft=ttft,
+                token_delay=token_delay,
+            )
+        text = last_user_text(body)
+        offered = [
+            t.get("function", {}).get("name", "")
+            for t in body.get("tools") or []
+            if isinstance(t, dict)
+        ]
+        for prefix, tool, argument in DEMO_TOOL_COMMANDS:
+            name = next((n for n in offered if n.endswith("__" + tool)), None)
+            if name and text.lower().startswith(prefix):
+                call = (f"call_{len(messages)}", name, {argument: text[len(prefix) :].strip()})
+                return Script(tool_calls=[call], ttft=ttft, token_delay=token_delay)
+        return Script(text="Echo: " + text, ttft=ttft, token_delay=token_delay)
 
     return script
 

@@ -71,11 +71,7 @@ def prepare(files: list[tuple[str, str, bytes]], limits: AttachmentLimits) -> li
     prepared = []
     for filename, raw_mime, content in files:
         mime = raw_mime.split(";", 1)[0].strip().lower()
-        if (
-            not filename
-            or len(filename) > MAX_FILENAME
-            or any(c in filename for c in "/\\\x00")
-        ):
+        if not filename or len(filename) > MAX_FILENAME or any(c in filename for c in "/\\\x00"):
             raise InvalidArgument(
                 "attachment filename must be 1-255 characters without path separators",
                 reason="INVALID_ATTACHMENT",

@@ -412,9 +412,9 @@ class ChatEngine:
                 yield event
             return
         async with self._db.transaction() as tx:
-            history = await MessageRepository(tx, run.user_id).recent(run.session_id, history_limit)
             turns = TurnRepository(tx, run.user_id)
             await self._complete_round_message(turns, run)
+            history = await MessageRepository(tx, run.user_id).recent(run.session_id, history_limit)
             run.message = await turns.placeholder(run.session_id, run.model)
         run.request = dataclasses.replace(
             run.request, messages=tuple(to_chat_messages(history)), tools=_specs(run.tools)
@@ -575,7 +575,8 @@ class ChatEngine:
             await turns.add_calls(run.session_id, m.id, calls)
             await _record_usage(tx, run, stream)
         for call in calls:
-            yield ToolCallUpdate(call)
+            if call.state is not ToolCallState.RUNNING:  # runnable ones report as they start
+                yield ToolCallUpdate(call)
         async for event in self._run_tools(run, runnable):
             yield event
         pending = [c for c in calls if c.state is ToolCallState.PENDING_APPROVAL]
