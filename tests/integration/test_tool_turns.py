@@ -380,3 +380,29 @@ async def test_expired_approval(sqlite_url: str, tmp_path: Path, user: str) -> N
             )
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert error_info(err.value).reason == "TOOL_CALL_NOT_PENDING"
+
+
+async def test_pending_approval_survives_a_restart(
+    sqlite_url: str, tmp_path: Path, user: str
+) -> None:
+    async with tool_stack("openai", sqlite_url, tmp_path) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(
+            Script(tool_calls=[("r1", "tasks__add_task", {"title": "after restart"})])
+        )
+        events = await stack.turn(user, session, "add it")
+        assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_AWAITING_APPROVAL
+        await stack.server.app.stop()  # the SIGTERM path
+        settings = stack.server.app.settings
+        async with running_server(settings) as restarted:
+            assert await restarted.app.pool.wait_ready(20)
+            stack.fake.enqueue(Script(tokens=["Added after the restart."]))
+            call = restarted.chat.ResolveToolCalls(
+                cpb.ResolveToolCallsRequest(
+                    session=session,
+                    decisions=[cpb.ToolCallDecision(tool_call_id="r1", approved=True)],
+                ),
+                metadata=md(user),
+            )
+            resumed = [e async for e in call]
+            assert resumed[-1].turn_ended.message.text == "Added after the restart."
