@@ -17,7 +17,8 @@ from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
 from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.engine import events as ev
-from aichat_backend.engine.chat import ChatEngine, Decision, ResolveRequest, TurnRequest
+from aichat_backend.engine.approvals import Decision
+from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
 from aichat_backend.request_context import current_request_id, current_user
 

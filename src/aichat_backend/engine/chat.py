@@ -29,6 +29,12 @@ from aichat_backend.domain import (
     now_us,
 )
 from aichat_backend.engine import attachments as attachment_rules
+from aichat_backend.engine.approvals import (
+    Decision,
+    already_decided,
+    check_decisions,
+    validate_arguments,
+)
 from aichat_backend.engine.context import (
     assistant_message,
     memory_window,
@@ -98,14 +104,6 @@ class TurnRequest:
     request_id: str = ""
     deadline: float | None = None  # time.monotonic() by which the caller stops listening
     received: float = field(default_factory=time.monotonic)  # when the request arrived
-
-
-@dataclass(slots=True)
-class Decision:
-    tool_call_id: str
-    approved: bool
-    edited_arguments: dict[str, Any] | None = None
-    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -315,7 +313,7 @@ class ChatEngine:
     async def resolve(self, req: ResolveRequest) -> AsyncGenerator[TurnEvent, None]:
         session_id = parse_session_name(req.session, "session")
         check_request_id(req.request_id)
-        _check_decisions(req.decisions)
+        check_decisions(req.decisions)
         if req.request_id:
             async with self._db.transaction() as tx:
                 first = await self._keys(tx, req.user_id).get(RESOLVE_SCOPE, req.request_id)
@@ -345,7 +343,7 @@ class ChatEngine:
                 p = pending.pop(d.tool_call_id)
                 call, info = p.call, self._tool_info(p.call.tool_name)
                 if d.approved and d.edited_arguments is not None:
-                    _validate_arguments(info, d.edited_arguments)
+                    validate_arguments(info, d.edited_arguments)
                     call.arguments = d.edited_arguments
                 if d.approved and info is None:
                     call.state, call.is_error = ToolCallState.FAILED, True
@@ -356,7 +354,7 @@ class ChatEngine:
                     call.state = ToolCallState.DENIED
                     call.result_text = f"Reason given: {d.reason}" if d.reason else ""
                 if not await turns.decide(p.message_id, call, approved=d.approved):
-                    raise _already_decided(call.id)
+                    raise already_decided(call.id)
                 if call.state is ToolCallState.APPROVED and info is not None:
                     approved.append((call, info))
                 decided.append(call)
@@ -712,7 +710,7 @@ class ChatEngine:
         for d in decisions:
             if d.tool_call_id in pending:
                 continue
-            state = await _call_state(tx, user_id, session_id, d.tool_call_id)
+            state = await TurnRepository(tx, user_id).call_state(session_id, d.tool_call_id)
             if state is None:
                 raise NotFound(
                     f"tool call {d.tool_call_id[:80]!r} was not found in this session",
@@ -726,7 +724,7 @@ class ChatEngine:
                     reason="TOOL_CALL_NOT_PENDING",
                     metadata={"tool_call_id": d.tool_call_id[:128], "state": state.value},
                 )
-            raise _already_decided(d.tool_call_id)
+            raise already_decided(d.tool_call_id)
 
     async def _renew(self, run: _Run) -> None:
         lease = self._config.lease_seconds
@@ -826,68 +824,10 @@ async def _record_usage(tx: AsyncSession, run: _Run, stream: RoundStream) -> Non
         await add_usage(tx, run.user_id, run.model, finished.input_tokens, finished.output_tokens)
 
 
-async def _call_state(
-    tx: AsyncSession, user_id: str, session_id: str, call_id: str
-) -> ToolCallState | None:
-    from sqlalchemy import and_, select
-
-    from aichat_backend.store.tables import tool_calls
-
-    state = await tx.scalar(
-        select(tool_calls.c.state).where(
-            and_(
-                tool_calls.c.user_id == user_id,
-                tool_calls.c.session_id == session_id,
-                tool_calls.c.id == call_id,
-            )
-        )
-    )
-    return ToolCallState(state) if state is not None else None
-
-
 def _specs(tools: dict[str, ToolInfo]) -> tuple[ToolSpec, ...]:
     return tuple(
         ToolSpec(name=t.model_name, description=t.description, input_schema=t.input_schema)
         for t in tools.values()
-    )
-
-
-def _check_decisions(decisions: list[Decision]) -> None:
-    if not decisions:
-        raise InvalidArgument(
-            "decisions must name at least one tool call", reason="NO_DECISIONS", field="decisions"
-        )
-    ids = [d.tool_call_id for d in decisions]
-    if any(not i for i in ids) or len(set(ids)) != len(ids):
-        raise InvalidArgument(
-            "each decision needs a tool_call_id, each call at most once",
-            reason="INVALID_DECISIONS",
-            field="decisions.tool_call_id",
-        )
-
-
-def _validate_arguments(info: ToolInfo | None, arguments: dict[str, Any]) -> None:
-    if info is None:
-        return
-    import jsonschema
-
-    try:
-        jsonschema.validate(arguments, info.input_schema or {"type": "object"})
-    except jsonschema.ValidationError as exc:
-        raise InvalidArgument(
-            f"edited_arguments do not match the tool's schema: {exc.message[:200]}",
-            reason="INVALID_TOOL_ARGUMENTS",
-            field="decisions.edited_arguments",
-        ) from None
-    except jsonschema.SchemaError:
-        return  # the server's schema is broken; the tool itself will judge
-
-
-def _already_decided(call_id: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"tool call {call_id[:80]!r} was already decided",
-        reason="TOOL_CALL_ALREADY_DECIDED",
-        metadata={"tool_call_id": call_id[:128]},
     )
 
 

@@ -291,6 +291,18 @@ class TurnRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def call_state(self, session_id: str, call_id: str) -> ToolCallState | None:
+        state = await self._db.scalar(
+            select(tool_calls.c.state).where(
+                and_(
+                    tool_calls.c.user_id == self._user,
+                    tool_calls.c.session_id == session_id,
+                    tool_calls.c.id == call_id,
+                )
+            )
+        )
+        return ToolCallState(state) if state is not None else None
+
     # --- replay ---------------------------------------------------------------------
 
     async def turn_result(self, first_answer_id: str) -> tuple[Message | None, Message | None]:
