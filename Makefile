@@ -1,4 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`. Everything else is detail.
+# Paths inside .venv are recursively expanded (=): on a fresh clone they exist only once
+# `install` has run, which make does before it expands a recipe that needs them.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,8 +8,8 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
-GOOGLE_PROTOS := $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
-GRPC_TOOLS_PROTOS := $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
+GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
+GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
 .PHONY: install run test test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick node-deps
 
