@@ -154,6 +154,7 @@ class _Run:
     claimed: asyncio.Task[Any] | None = None  # the claim (and first writes), when in flight
     user_message: Message | None = None
     finalized: bool = False  # the current answer's final write has been started
+    first_token_seen: bool = False
 
 
 class ChatEngine:
@@ -462,7 +463,9 @@ class ChatEngine:
             assert stream is not None
             async for delta in stream.relay(heartbeat, run.started):
                 yield delta
-            if stream.first_token_at is not None and run.rounds == 0:
+            if stream.first_token_at is not None and not run.first_token_seen:
+                # The first text of the answer, in whichever round (tools may come first).
+                run.first_token_seen = True
                 self._observer.first_token(run.model, stream.first_token_at - run.started)
             finished = stream.finished
             if finished is not None:
