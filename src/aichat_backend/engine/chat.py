@@ -306,7 +306,9 @@ class ChatEngine:
                 run.session_id, self._claim(run), req.text, files, run.model, title, answer_id
             )
             # A new message answers any question still open: the waiting calls are denied.
-            denied = await self._deny_pending(turns, run.session_id, "the user sent a new message")
+            denied = await turns.deny_all_pending(
+                run.session_id, "Not approved: the user sent a new message."
+            )
         return user_msg, answer, denied
 
     # --- ResolveToolCalls ----------------------------------------------------------
@@ -679,17 +681,6 @@ class ChatEngine:
             # Never past the caller's deadline: leave a moment to report the result.
             timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
         return timeout
-
-    async def _deny_pending(
-        self, turns: TurnRepository, session_id: str, why: str
-    ) -> list[ToolCall]:
-        denied = []
-        for p in await turns.pending_calls(session_id):
-            p.call.state = ToolCallState.DENIED
-            p.call.result_text = f"Not approved: {why}."
-            if await turns.decide(p.message_id, p.call, approved=False):
-                denied.append(p.call)
-        return denied
 
     async def _expire_pending(self, user_id: str, session_id: str) -> None:
         ttl_us = int(self._config.approval_ttl_seconds * 1e6)

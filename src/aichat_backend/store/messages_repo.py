@@ -98,28 +98,39 @@ class MessageRepository:
             create_time_us=t,
             attachments=list(attachments_in),
         )
+        await self.insert([msg])
+        return msg
+
+    async def insert(self, new: Sequence[Message]) -> None:
+        """Store messages whose sequence numbers were taken already (one statement each
+        for messages and, if any, attachments)."""
         await self._db.execute(
-            insert(messages).values(
-                id=msg.id,
-                user_id=self._user,
-                session_id=session_id,
-                seq=seq,
-                role=role.value,
-                text=text,
-                state=state.value,
-                model=model,
-                finish_reason="",
-                input_tokens=0,
-                output_tokens=0,
-                create_time_us=t,
-            )
+            insert(messages),
+            [
+                {
+                    "id": m.id,
+                    "user_id": self._user,
+                    "session_id": m.session_id,
+                    "seq": m.seq,
+                    "role": m.role.value,
+                    "text": m.text,
+                    "state": m.state.value,
+                    "model": m.model,
+                    "finish_reason": m.finish_reason,
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "create_time_us": m.create_time_us,
+                }
+                for m in new
+            ],
         )
-        if attachments_in:
+        files = [(m, i, a) for m in new for i, a in enumerate(m.attachments)]
+        if files:
             await self._db.execute(
                 insert(attachments),
                 [
                     {
-                        "message_id": msg.id,
+                        "message_id": m.id,
                         "position": i,
                         "filename": a.filename,
                         "mime_type": a.mime_type,
@@ -128,10 +139,9 @@ class MessageRepository:
                         "content": a.content or b"",
                         "text_content": a.text_content,
                     }
-                    for i, a in enumerate(attachments_in)
+                    for m, i, a in files
                 ],
             )
-        return msg
 
     async def page(
         self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False

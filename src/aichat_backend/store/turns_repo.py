@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, case, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aichat_backend.domain import (
@@ -47,6 +47,10 @@ class PendingCall:
     create_time_us: int
 
 
+def _claimable(now: int) -> Any:
+    return or_(sessions.c.active_turn_id.is_(None), sessions.c.active_turn_expires_us < now)
+
+
 class TurnRepository:
     def __init__(self, db: AsyncSession, user_id: str) -> None:
         self._db = db
@@ -61,15 +65,7 @@ class TurnRepository:
         now = now_us()
         claimed = await self._db.execute(
             update(sessions)
-            .where(
-                and_(
-                    self._session(session_id),
-                    or_(
-                        sessions.c.active_turn_id.is_(None),
-                        sessions.c.active_turn_expires_us < now,
-                    ),
-                )
-            )
+            .where(and_(self._session(session_id), _claimable(now)))
             .values(
                 active_turn_id=claim.turn_id,
                 active_turn_owner=claim.owner,
@@ -77,15 +73,18 @@ class TurnRepository:
             )
         )
         if claimed.rowcount == 0:  # type: ignore[attr-defined]
-            found = await self._db.scalar(select(sessions.c.id).where(self._session(session_id)))
-            if found is None:
-                raise session_not_found(session_id)
-            raise Aborted(
-                f"sessions/{session_id} is answering another message; wait for that turn",
-                reason="SESSION_BUSY",
-                metadata={"resource": f"sessions/{session_id}"},
-                retry_after=1.0,
-            )
+            await self._refuse_claim(session_id)
+
+    async def _refuse_claim(self, session_id: str) -> NoReturn:
+        found = await self._db.scalar(select(sessions.c.id).where(self._session(session_id)))
+        if found is None:
+            raise session_not_found(session_id)
+        raise Aborted(
+            f"sessions/{session_id} is answering another message; wait for that turn",
+            reason="SESSION_BUSY",
+            metadata={"resource": f"sessions/{session_id}"},
+            retry_after=1.0,
+        )
 
     async def renew(self, session_id: str, turn_id: str, lease_seconds: float) -> None:
         await self._db.execute(
@@ -118,18 +117,54 @@ class TurnRepository:
         title: str,
         answer_id: str,
     ) -> tuple[Message, Message]:
-        """Claim the session and store the user message and a placeholder answer."""
-        await self.claim(session_id, claim)
-        repo = MessageRepository(self._db, self._user)
-        user_msg = await repo.append(
-            session_id,
-            Role.USER,
-            text,
-            attachments_in=attachments_in,
-            display_name_if_empty=title,
-            lock_tools=True,
+        """Claim the session and store the user message and a placeholder answer.
+
+        This is the only write before the first token, so it is kept to one UPDATE
+        (claim, both sequence numbers, title, tool lock) and one multi-row INSERT.
+        """
+        now = now_us()
+        row = (
+            await self._db.execute(
+                update(sessions)
+                .where(and_(self._session(session_id), _claimable(now)))
+                .values(
+                    active_turn_id=claim.turn_id,
+                    active_turn_owner=claim.owner,
+                    active_turn_expires_us=now + int(claim.lease_seconds * 1e6),
+                    last_seq=sessions.c.last_seq + 2,
+                    message_count=sessions.c.message_count + 2,
+                    update_time_us=now,
+                    tools_locked=True,
+                    # The first message names an untitled session.
+                    display_name=case(
+                        (sessions.c.display_name == "", title), else_=sessions.c.display_name
+                    ),
+                )
+                .returning(sessions.c.last_seq)
+            )
+        ).first()
+        if row is None:
+            await self._refuse_claim(session_id)
+        seq = row[0]
+        user_msg = Message(
+            session_id=session_id,
+            id=new_message_id(),
+            seq=seq - 1,
+            role=Role.USER,
+            text=text,
+            create_time_us=now,
+            attachments=list(attachments_in),
         )
-        answer = await self.placeholder(session_id, model, answer_id)
+        answer = Message(
+            session_id=session_id,
+            id=answer_id,
+            seq=seq,
+            role=Role.ASSISTANT,
+            state=MessageState.STREAMING,
+            model=model,
+            create_time_us=now,
+        )
+        await MessageRepository(self._db, self._user).insert([user_msg, answer])
         return user_msg, answer
 
     async def placeholder(
@@ -233,6 +268,46 @@ class TurnRepository:
                 update_time_us=now_us(),
             )
         )
+
+    async def deny_all_pending(self, session_id: str, text: str) -> list[ToolCall]:
+        """Deny every call still waiting in the session, in one statement."""
+        rows = (
+            await self._db.execute(
+                update(tool_calls)
+                .where(
+                    and_(
+                        tool_calls.c.user_id == self._user,
+                        tool_calls.c.session_id == session_id,
+                        tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
+                    )
+                )
+                .values(
+                    state=ToolCallState.DENIED.value,
+                    result_text=text,
+                    is_error=False,
+                    update_time_us=now_us(),
+                )
+                .returning(
+                    tool_calls.c.id,
+                    tool_calls.c.tool_name,
+                    tool_calls.c.arguments,
+                    tool_calls.c.server,
+                    tool_calls.c.approval_reason,
+                )
+            )
+        ).all()
+        return [
+            ToolCall(
+                id=r.id,
+                tool_name=r.tool_name,
+                arguments=dict(r.arguments or {}),
+                state=ToolCallState.DENIED,
+                server=r.server,
+                result_text=text,
+                approval_reason=r.approval_reason,
+            )
+            for r in rows
+        ]
 
     async def pending_calls(self, session_id: str) -> list[PendingCall]:
         rows = (
