@@ -1,0 +1,91 @@
+"""The backend, run as ``aichat-backend serve``, with every SQL statement written down.
+
+For the benchmark's "database statements and time per turn": SQLAlchemy's cursor events
+(count, verb, table, time from send to result) and every ``Database.transaction()`` (wall
+time from entering to committed), each tagged with the RPC's request id and stamped with
+CLOCK_MONOTONIC, which every process on the machine shares — so the benchmark can line
+statements up with the moment the upstream saw the request and the moment the client got
+its first token. Used only in its own phase: the timing arms run the plain CLI.
+
+    BENCH_DBPROBE_OUT=/tmp/x.jsonl python -m aichat_backend.devtools.bench_dbprobe
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def install(path: str) -> None:
+    from aichat_backend import request_context
+    from aichat_backend.store.database import Database
+
+    out = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    starts: dict[int, float] = {}
+
+    def write(record: list[Any]) -> None:
+        out.write(json.dumps(record) + "\n")
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        starts[id(cursor)] = time.monotonic()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        end = time.monotonic()
+        start = starts.pop(id(cursor), end)
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        table = _TABLE.search(statement)
+        write(
+            [
+                "stmt",
+                start,
+                end - start,
+                verb,
+                table.group(1) if table else "",
+                request_context.current_request_id(),
+                " ".join(statement.split())[:160],
+            ]
+        )
+
+    @event.listens_for(Engine, "commit")
+    def commit(conn: Any) -> None:
+        write(["commit", time.monotonic(), request_context.current_request_id()])
+
+    original = Database.transaction
+
+    @asynccontextmanager
+    async def timed(self: Database) -> AsyncIterator[AsyncSession]:
+        start = time.monotonic()
+        ok = False
+        try:
+            async with original(self) as session:
+                yield session
+            ok = True
+        finally:
+            write(["tx", start, time.monotonic(), request_context.current_request_id(), ok])
+
+    Database.transaction = timed  # type: ignore[method-assign]
+
+
+def main() -> None:
+    install(os.environ["BENCH_DBPROBE_OUT"])
+    from aichat_backend.cli import main as cli_main
+
+    raise SystemExit(cli_main(sys.argv[1:] or ["serve", "--env-only"]))
+
+
+if __name__ == "__main__":
+    main()

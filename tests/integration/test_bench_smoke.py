@@ -1,0 +1,45 @@
+"""The benchmark harness runs end to end at toy size, so it never rots.
+
+Only that it completes and writes its report: the numbers of a toy run on a busy test
+machine mean nothing, and are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.serve_process import child_env
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+KEYS = (
+    "added_ttft_ms_p50",
+    "added_ttft_ms_p99",
+    "ttft_ratio_p50",
+    "streams_held",
+    "cpu_us_per_token",
+    "rss_kib_per_stream",
+    "unary_rps",
+)
+
+
+def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aichat_backend.devtools.bench", "--toy", "--out", str(out)],
+        env=child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in report, key
+    assert {"cpu_model", "cores", "python"} <= report["machine"].keys()
+    assert {"A", "F", "B-sqlite"} <= report["arms"].keys()
