@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import grpc
 from aichat.v1 import (
@@ -41,7 +42,9 @@ from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
 from aichat_backend.store.turns_repo import sweep_interrupted
 from aichat_backend.tools.base import ServerState, ToolProvider
-from aichat_backend.tools.pool import MCPPool
+
+if TYPE_CHECKING:
+    from aichat_backend.tools.pool import MCPPool
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,9 @@ class App:
         self.metrics_port = 0
         self.pool: MCPPool | None = None
         if settings.mcp_servers_file is not None:
+            # Imported only when tools are configured: the MCP SDK costs ~25 MB to load.
+            from aichat_backend.tools.pool import MCPPool
+
             self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
         self.tools: ToolProvider | None = self.pool
         self.engine = ChatEngine(

@@ -39,8 +39,11 @@ from aichat_backend.providers.base import (
     ToolCallsReady,
     ToolSpec,
 )
-from aichat_backend.providers.errors import SDK_ERRORS, stream_interrupted, translate_error
+from aichat_backend.providers.errors import SDK_ERRORS as _COMMON_SDK_ERRORS
+from aichat_backend.providers.errors import stream_interrupted, translate_error
 from aichat_backend.providers.openai_adapter import parse_arguments
+
+SDK_ERRORS: tuple[type[BaseException], ...] = (*_COMMON_SDK_ERRORS, anthropic.AnthropicError)
 
 # Anthropic requires max_tokens on every request.
 DEFAULT_MAX_TOKENS = 4096

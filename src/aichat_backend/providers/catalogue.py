@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import anthropic
 import openai
 import yaml
 
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
-from aichat_backend.providers.anthropic_adapter import AnthropicProvider
 from aichat_backend.providers.base import ChatProvider, ModelEntry
 from aichat_backend.providers.openai_adapter import MaxTokensParam, OpenAIProvider
 from aichat_backend.providers.retry import StreamTarget
@@ -80,6 +78,11 @@ def build_provider(entry: ModelEntry, timeout_seconds: float, max_retries: int =
     if not api_key or not base_url:
         raise _not_configured(entry, [DEFAULT_KEY_VARIABLE if not api_key else "base_url"])
     if kind.family == "anthropic":
+        # Imported on first use: the SDK costs ~40 MB of memory to load.
+        import anthropic
+
+        from aichat_backend.providers.anthropic_adapter import AnthropicProvider
+
         return AnthropicProvider(
             anthropic.AsyncAnthropic(
                 api_key=api_key,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+import sys
 import time
 from typing import Any
 
-import anthropic
 import httpx2
 import openai
 
@@ -37,12 +37,22 @@ _MAX_UPSTREAM_MESSAGE = 200
 # opaque strings, which upstream messages sometimes echo back.
 _SECRETISH = re.compile(r"(?i)\b(?:sk|pk|rk)-[\w\-*.]{4,}|\bbearer\s+\S+|\b[\w\-]{32,}")
 
+# The anthropic SDK costs ~40 MB to import: it is loaded only when an anthropic model is
+# built, and its error classes are looked up only once it is (none can exist before).
 SDK_ERRORS: tuple[type[BaseException], ...] = (
     openai.OpenAIError,
-    anthropic.AnthropicError,
     httpx2.HTTPError,
     json.JSONDecodeError,  # a malformed SSE data line
 )
+
+
+def _sdk_classes(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` from every provider SDK loaded so far (openai always, anthropic if used)."""
+    found: list[type[BaseException]] = [getattr(openai, name)]
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is not None:
+        found.append(getattr(anthropic, name))
+    return tuple(found)
 
 
 def stream_interrupted(provider: str) -> Unavailable:
@@ -63,26 +73,24 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
     if isinstance(exc, AichatError):
         return exc
     meta = {"provider": provider}
-    if isinstance(
-        exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
-    ):
+    if isinstance(exc, (*_sdk_classes("APITimeoutError"), httpx2.TimeoutException)):
         return DeadlineExceeded(
             "The model provider did not answer in time.", reason="PROVIDER_TIMEOUT", metadata=meta
         )
-    if isinstance(
-        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
-    ):
+    if isinstance(exc, (*_sdk_classes("APIConnectionError"), httpx2.TransportError)):
         if mid_stream:
             return stream_interrupted(provider)
         return Unavailable(
             "The model provider could not be reached.", reason="PROVIDER_UNAVAILABLE", metadata=meta
         )
-    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
-        if exc.status_code >= 400:
-            return _from_status(exc.status_code, exc.response, exc.body, provider)
+    if isinstance(exc, _sdk_classes("APIStatusError")):
+        # Both SDKs' APIStatusError carry status_code, response and body.
+        status: Any = exc
+        if status.status_code >= 400:
+            return _from_status(status.status_code, status.response, status.body, provider)
         # An error event inside a 200 stream (Anthropic ``event: error``).
-        return _from_error_type(_error_field(exc.body, "type"), exc.body, provider)
-    if isinstance(exc, openai.APIResponseValidationError | anthropic.APIResponseValidationError):
+        return _from_error_type(_error_field(status.body, "type"), status.body, provider)
+    if isinstance(exc, _sdk_classes("APIResponseValidationError")):
         return _bad_response(provider)
     if isinstance(exc, openai.APIError):
         # An error object inside an OpenAI stream: ``data: {"error": {...}}``.
