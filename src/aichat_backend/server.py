@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -296,6 +297,10 @@ async def serve(settings: Settings) -> int:
     except ValueError as exc:  # a bad model catalogue or MCP servers file
         raise ConfigError(str(exc)) from None
     await app.start()
+    # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
+    # out of the collector's generations so each collection walks only request garbage.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
