@@ -559,9 +559,16 @@ class Run:
         """Fresh sessions in place of those whose turns failed or were cut off."""
         for name, setup in self.arms.items():
             if isinstance(setup.arm, GrpcArm):
+                before = dict(setup.arm.create_failures)
                 made = await setup.arm.top_up()
                 if made:
                     log(f"{name}: {made} sessions replaced (their turns failed or were cut)")
+                if setup.arm.create_failures != before:
+                    self.flags.append(
+                        f"{name}: CreateSession failed while refilling (retried): "
+                        f"{setup.arm.create_failures} — the service was still busy storing "
+                        "the ends of the previous phase's cut-off turns"
+                    )
 
     async def warmup(self) -> None:
         text = scenario_text(0, 0, self.profile.idle_tokens)

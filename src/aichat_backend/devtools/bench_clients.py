@@ -178,6 +178,7 @@ class GrpcArm(Arm):
         self.sessions = session_service_pb2_grpc.SessionServiceStub(self.channel)
         self.pool = SessionPool([("bench-user", "sessions/none")])
         self.turns = 0  # turns started (stream and unary)
+        self.create_failures: dict[str, int] = {}  # CreateSession errors (retried)
 
     async def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -216,13 +217,25 @@ class GrpcArm(Arm):
 
         async def one(i: int) -> None:
             user = f"bench-{i % users}"
-            async with sem:
-                s = await self.sessions.CreateSession(
-                    spb.CreateSessionRequest(session=rpb.Session(display_name=f"bench {i}")),
-                    metadata=(("x-user-id", user),),
-                    timeout=30,
-                )
-            pairs.append((user, s.name))
+            for attempt in range(6):
+                try:
+                    async with sem:
+                        s = await self.sessions.CreateSession(
+                            spb.CreateSessionRequest(
+                                session=rpb.Session(display_name=f"bench {i}")
+                            ),
+                            metadata=(("x-user-id", user),),
+                            timeout=30,
+                        )
+                    pairs.append((user, s.name))
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    # A backend still storing the ends of cut-off turns may say
+                    # UNAVAILABLE for a while: wait, then give up on this one session.
+                    self.create_failures[exc.code().name] = (
+                        self.create_failures.get(exc.code().name, 0) + 1
+                    )
+                    await asyncio.sleep(0.5 * (attempt + 1))
 
         await asyncio.gather(*(one(i) for i in range(count)))
         return pairs
