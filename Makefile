@@ -68,8 +68,8 @@ gen: install
 check-gen: install
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \
 	$(MAKE) -s gen >/dev/null; \
-	if ! diff -r $$tmp/before gen >/dev/null; then \
-	  echo "gen/ is stale: run 'make gen' and commit the result"; diff -r $$tmp/before gen | head -20; \
+	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null; then \
+	  echo "gen/ is stale: run 'make gen' and commit the result"; diff -r -x __pycache__ $$tmp/before gen | head -20; \
 	  rm -rf gen; cp -r $$tmp/before gen; exit 1; fi
 
 bench: install
