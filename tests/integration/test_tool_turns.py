@@ -406,3 +406,29 @@ async def test_pending_approval_survives_a_restart(
             )
             resumed = [e async for e in call]
             assert resumed[-1].turn_ended.message.text == "Added after the restart."
+
+
+async def test_call_tool_reservation_of_a_dead_call_expires(stack: ChatStack, user: str) -> None:
+    """A request_id reserved by a call whose server died mid-call does not block forever."""
+    from aichat_backend.store.idempotency_repo import IdempotencyRepository
+    from aichat_backend.store.tables import idempotency_keys
+
+    async with stack.server.app.db.transaction() as tx:
+        await IdempotencyRepository(tx, user, 3600).put(
+            "CallTool", "stuck-1", "toolServers/tasks/tools/list_tasks"
+        )
+    request = tpb.CallToolRequest(name="toolServers/tasks/tools/list_tasks", request_id="stuck-1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.server.tools.CallTool(request, metadata=md(user))
+    assert error_info(err.value).reason == "CALL_IN_PROGRESS"
+    # Age the reservation past the tool timeout: the server that held it is gone.
+    from sqlalchemy import update
+
+    async with stack.server.app.db.transaction() as tx:
+        await tx.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.request_id == "stuck-1")
+            .values(create_time_us=idempotency_keys.c.create_time_us - 3_600_000_000)
+        )
+    result = await stack.server.tools.CallTool(request, metadata=md(user))
+    assert not result.is_error

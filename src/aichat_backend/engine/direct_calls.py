@@ -11,10 +11,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from aichat_backend.domain import now_us
 from aichat_backend.engine.sessions import check_request_id
 from aichat_backend.errors import Aborted, AichatError, InvalidArgument, NotFound
 from aichat_backend.store.database import Database
-from aichat_backend.store.idempotency_repo import IdempotencyRepository
+from aichat_backend.store.idempotency_repo import IdempotencyRecord, IdempotencyRepository
 from aichat_backend.tools.base import ToolInfo, ToolProvider, ToolResult
 
 SCOPE = "CallTool"
@@ -33,6 +34,11 @@ class DirectToolCaller:
         self._tools = tools
         self._timeout = timeout_seconds
         self._ttl = idempotency_ttl_seconds
+
+    def _abandoned(self, record: IdempotencyRecord) -> bool:
+        # A call cannot outlive its timeout; a minute's margin covers clock skew.
+        age_seconds = (now_us() - record.create_time_us) / 1e6
+        return age_seconds > self._timeout + 60
 
     def find(self, name: str) -> ToolInfo:
         if not name.startswith("toolServers/") or name.count("/") != 3:
@@ -60,6 +66,11 @@ class DirectToolCaller:
             async with self._db.transaction() as tx:
                 keys = IdempotencyRepository(tx, user_id, self._ttl)
                 first = await keys.get(SCOPE, request_id)
+                if first is not None and first.response is None and self._abandoned(first):
+                    # Reserved by a call whose server died before it answered: the call
+                    # can no longer be running, so this retry may run it.
+                    await keys.forget(SCOPE, request_id)
+                    first = None
                 # Reserve the key before running, so a concurrent retry cannot run it too.
                 if first is None and not await keys.put(SCOPE, request_id, tool.resource_name):
                     first = await keys.get(SCOPE, request_id)
