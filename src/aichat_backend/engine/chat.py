@@ -274,7 +274,10 @@ class ChatEngine:
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
         run.stream = RoundStream(request, targets, self._config.retry)
-        run.claimed = asyncio.create_task(self._begin(run, req, files, answer_id))
+        pending = any(
+            c.state is ToolCallState.PENDING_APPROVAL for m in history for c in m.tool_calls
+        )
+        run.claimed = asyncio.create_task(self._begin(run, req, files, answer_id, pending))
         async for event in self._drive(run, self._first_round(run)):
             yield event
 
@@ -293,7 +296,12 @@ class ChatEngine:
             yield event
 
     async def _begin(
-        self, run: _Run, req: TurnRequest, files: list[Attachment], answer_id: str
+        self,
+        run: _Run,
+        req: TurnRequest,
+        files: list[Attachment],
+        answer_id: str,
+        pending_calls: bool,
     ) -> tuple[Message, Message, list[ToolCall]]:
         title = title_from_message(req.text) or (files[0].filename if files else "")
         async with self._db.transaction() as tx:
@@ -306,9 +314,13 @@ class ChatEngine:
                 run.session_id, self._claim(run), req.text, files, run.model, title, answer_id
             )
             # A new message answers any question still open: the waiting calls are denied.
-            denied = await turns.deny_all_pending(
-                run.session_id, "Not approved: the user sent a new message."
-            )
+            # Waiting calls belong to the session's last message, which the history read
+            # always includes, so most turns skip this statement.
+            denied: list[ToolCall] = []
+            if pending_calls:
+                denied = await turns.deny_all_pending(
+                    run.session_id, "Not approved: the user sent a new message."
+                )
         return user_msg, answer, denied
 
     # --- ResolveToolCalls ----------------------------------------------------------
