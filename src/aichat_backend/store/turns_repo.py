@@ -269,18 +269,19 @@ class TurnRepository:
             )
         )
 
+    def _pending_in(self, session_id: str) -> Any:
+        return and_(
+            tool_calls.c.user_id == self._user,
+            tool_calls.c.session_id == session_id,
+            tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
+        )
+
     async def deny_all_pending(self, session_id: str, text: str) -> list[ToolCall]:
         """Deny every call still waiting in the session, in one statement."""
         rows = (
             await self._db.execute(
                 update(tool_calls)
-                .where(
-                    and_(
-                        tool_calls.c.user_id == self._user,
-                        tool_calls.c.session_id == session_id,
-                        tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
-                    )
-                )
+                .where(self._pending_in(session_id))
                 .values(
                     state=ToolCallState.DENIED.value,
                     result_text=text,
@@ -314,13 +315,7 @@ class TurnRepository:
             (
                 await self._db.execute(
                     select(tool_calls)
-                    .where(
-                        and_(
-                            tool_calls.c.user_id == self._user,
-                            tool_calls.c.session_id == session_id,
-                            tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
-                        )
-                    )
+                    .where(self._pending_in(session_id))
                     .order_by(tool_calls.c.create_time_us, tool_calls.c.position)
                 )
             )
