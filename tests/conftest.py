@@ -34,14 +34,14 @@ def pg_database_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}"
+        return f"sqlite:///{tmp_path / 'aichat.db'}"
     url: str = request.getfixturevalue("pg_database_url")
     return url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}"
+    return f"sqlite:///{tmp_path / 'aichat.db'}"
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         return frozenset(u.strip() for u in self.limits_exempt_users.split(",") if u.strip())
 
     def sqlalchemy_url(self) -> str:
-        """The async SQLAlchemy URL, from AICHAT_DATABASE_URL, AICHAT_DB_* or the default."""
+        """The SQLAlchemy URL, from AICHAT_DATABASE_URL, AICHAT_DB_* or the default."""
         if self.database_url:
             return normalize_database_url(self.database_url)
         if self.db_host:
@@ -150,7 +150,7 @@ class Settings(BaseSettings):
                 f"postgresql+asyncpg://{auth}{self.db_host}:{self.db_port}/"
                 f"{self.db_name or 'ai_chat'}{query}"
             )
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'aichat.db').resolve()}"
+        return f"sqlite+pysqlite:///{(self.data_dir / 'aichat.db').resolve()}"
 
 
 def normalize_database_url(url: str) -> str:
@@ -159,14 +159,16 @@ def normalize_database_url(url: str) -> str:
     scheme = parts.scheme
     if scheme in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
         scheme = "postgresql+asyncpg"
-    elif scheme == "sqlite":
-        scheme = "sqlite+aiosqlite"
-    if scheme not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+    elif scheme in ("sqlite", "sqlite+aiosqlite"):
+        # SQLite runs inline on the event loop (store/database.py), not through aiosqlite;
+        # the aiosqlite spelling of earlier configurations still names the same file.
+        scheme = "sqlite+pysqlite"
+    if scheme not in ("postgresql+asyncpg", "sqlite+pysqlite"):
         raise ValueError(
             f"unsupported database URL scheme {parts.scheme!r}: "
-            "use postgresql://, postgresql+asyncpg:// or sqlite+aiosqlite://"
+            "use postgresql://, postgresql+asyncpg:// or sqlite://"
         )
-    if scheme == "sqlite+aiosqlite":
+    if scheme == "sqlite+pysqlite":
         # urlunsplit would fold "sqlite:////abs/path" into a host name: swap the scheme only.
         return scheme + url[len(parts.scheme) :]
     query = parse_qsl(parts.query, keep_blank_values=True)

@@ -62,7 +62,6 @@ NOISY_LIBRARIES = (
     "sqlalchemy.engine",
     "alembic",
     "mcp",
-    "aiosqlite",
     "asyncpg",
     "openai",
     "anthropic",

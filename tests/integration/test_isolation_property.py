@@ -86,7 +86,7 @@ class LiveServer:
 @pytest.fixture(params=["sqlite", "postgres"])
 def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}"
+        url = f"sqlite:///{tmp_path / 'aichat.db'}"
     else:
         url = request.getfixturevalue("pg_database_url")
     loop = LoopThread()

@@ -245,7 +245,7 @@ async def test_debug_log_level_does_not_leak_request_text(tmp_path: Path) -> Non
     try:
         logs.configure("debug", "json", stream)
         settings = make_settings(
-            f"sqlite+aiosqlite:///{tmp_path / 'aichat.db'}", data_dir=tmp_path, log_level="debug"
+            f"sqlite:///{tmp_path / 'aichat.db'}", data_dir=tmp_path, log_level="debug"
         )
         async with running_server(settings) as server:
             created = await server.sessions.CreateSession(

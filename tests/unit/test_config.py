@@ -10,7 +10,7 @@ from aichat_backend.config import ConfigError, load_settings, normalize_database
 def test_defaults_are_embedded_sqlite_on_loopback() -> None:
     s = load_settings(environ={})
     assert s.grpc_address == "127.0.0.1:50051"
-    assert s.sqlalchemy_url().startswith("sqlite+aiosqlite:///")
+    assert s.sqlalchemy_url().startswith("sqlite+pysqlite:///")
     assert s.sqlalchemy_url().endswith("/var/aichat.db")
     assert s.shutdown_grace_seconds == 10
     assert s.max_message_bytes == 16 * 1024 * 1024
@@ -31,8 +31,9 @@ def test_empty_api_key_counts_as_none() -> None:
         ),
         ("postgres://h/db", "postgresql+asyncpg://h/db"),
         ("postgresql+asyncpg://h/db", "postgresql+asyncpg://h/db"),
-        ("sqlite:////abs/path.db", "sqlite+aiosqlite:////abs/path.db"),
-        ("sqlite+aiosqlite:///rel.db", "sqlite+aiosqlite:///rel.db"),
+        ("sqlite:////abs/path.db", "sqlite+pysqlite:////abs/path.db"),
+        ("sqlite+aiosqlite:///rel.db", "sqlite+pysqlite:///rel.db"),
+        ("sqlite+pysqlite:///rel.db", "sqlite+pysqlite:///rel.db"),
     ],
 )
 def test_database_urls_from_the_seeds(url: str, expected: str) -> None:

@@ -343,7 +343,7 @@ class Run:
             starts.append((name, arm))
             return arm
 
-        sqlite_url = f"sqlite+aiosqlite:///{self.workdir / 'b-sqlite' / 'aichat.db'}"
+        sqlite_url = f"sqlite:///{self.workdir / 'b-sqlite' / 'aichat.db'}"
         if "A" in want:
             self.arms["A"] = ArmSetup(DirectArm("A", self.upstream_url + "/v1"), ())
         if "F" in want:
@@ -375,7 +375,7 @@ class Run:
         self.probes: dict[str, tuple[GrpcArm, Path]] = {}
         if "B-sqlite" in want and p.db_turns:
             path = probe_out / "sqlite.jsonl"
-            probe_url = f"sqlite+aiosqlite:///{self.workdir / 'probe-sqlite' / 'aichat.db'}"
+            probe_url = f"sqlite:///{self.workdir / 'probe-sqlite' / 'aichat.db'}"
             arm = backend(
                 "probe-sqlite",
                 probe_url,

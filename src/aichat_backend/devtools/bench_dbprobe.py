@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from aichat_backend.store.database import Tx
 
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
 
@@ -67,7 +68,7 @@ def install(path: str) -> None:
     original = Database.transaction
 
     @asynccontextmanager
-    async def timed(self: Database) -> AsyncIterator[AsyncSession]:
+    async def timed(self: Database) -> AsyncIterator[Tx]:
         start = time.monotonic()
         ok = False
         try:

@@ -148,7 +148,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("MemTotal"):
                 mem_kib = int(line.split()[1])
     versions: dict[str, str] = {}
-    for dist in ("grpcio", "openai", "protobuf", "SQLAlchemy", "aiosqlite", "asyncpg"):
+    for dist in ("grpcio", "openai", "protobuf", "SQLAlchemy", "asyncpg"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 

@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from aichat_backend.domain import (
     Attachment,
     Message,
@@ -72,7 +70,7 @@ from aichat_backend.errors import (
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import RetryPolicy, StreamTarget
-from aichat_backend.store.database import Database
+from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.sessions_repo import SessionRepository, session_not_found
@@ -663,7 +661,7 @@ class ChatEngine:
 
     # --- helpers -------------------------------------------------------------------
 
-    def _keys(self, tx: AsyncSession, user_id: str) -> IdempotencyRepository:
+    def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:
         return IdempotencyRepository(tx, user_id, self._config.idempotency_ttl_seconds)
 
     def _claim(self, run: _Run) -> TurnClaim:
@@ -707,7 +705,7 @@ class ChatEngine:
 
     async def _check_known(
         self,
-        tx: AsyncSession,
+        tx: Tx,
         user_id: str,
         session_id: str,
         decisions: list[Decision],
@@ -780,7 +778,7 @@ class ChatEngine:
         task.add_done_callback(self._finalizers.discard)
         task.add_done_callback(_log_failure)
 
-    async def _replay(self, tx: AsyncSession, user_id: str, answer_id: str) -> TurnEnded:
+    async def _replay(self, tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         user_msg, answer = await TurnRepository(tx, user_id).turn_result(answer_id)
         if answer is None:
             raise session_not_found("(deleted)")
@@ -824,7 +822,7 @@ async def _write(turns: TurnRepository, m: Message, state: MessageState | None =
     )
 
 
-async def _record_usage(tx: AsyncSession, run: _Run, stream: RoundStream) -> None:
+async def _record_usage(tx: Tx, run: _Run, stream: RoundStream) -> None:
     finished = stream.finished
     if finished is not None and (finished.input_tokens or finished.output_tokens):
         await add_usage(tx, run.user_id, run.model, finished.input_tokens, finished.output_tokens)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from aichat_backend.domain import now_us
+from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import idempotency_keys
 
 MAX_REQUEST_ID_LENGTH = 256
@@ -22,7 +22,7 @@ class IdempotencyRecord:
 
 
 class IdempotencyRepository:
-    def __init__(self, db: AsyncSession, user_id: str, ttl_seconds: float) -> None:
+    def __init__(self, db: Tx, user_id: str, ttl_seconds: float) -> None:
         self._db = db
         self._user = user_id
         self._ttl_us = int(ttl_seconds * 1_000_000)
@@ -104,7 +104,7 @@ class IdempotencyRepository:
         )
 
 
-async def purge_expired(db: AsyncSession, ttl_seconds: float) -> int:
+async def purge_expired(db: Tx, ttl_seconds: float) -> int:
     result = await db.execute(
         delete(idempotency_keys).where(
             idempotency_keys.c.create_time_us <= now_us() - int(ttl_seconds * 1_000_000)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from aichat_backend.domain import (
     Attachment,
@@ -20,6 +19,7 @@ from aichat_backend.domain import (
     now_us,
 )
 from aichat_backend.errors import NotFound
+from aichat_backend.store.database import Tx
 from aichat_backend.store.sessions_repo import session_not_found
 from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
 
@@ -45,7 +45,7 @@ def _to_message(row: RowMapping) -> Message:
 
 
 class MessageRepository:
-    def __init__(self, db: AsyncSession, user_id: str) -> None:
+    def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
         self._user = user_id
 

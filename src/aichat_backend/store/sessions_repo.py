@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from aichat_backend.domain import Session, now_us
 from aichat_backend.errors import AlreadyExists, NotFound
+from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
 
 
@@ -41,7 +41,7 @@ def _to_session(row: RowMapping) -> Session:
 
 
 class SessionRepository:
-    def __init__(self, db: AsyncSession, user_id: str) -> None:
+    def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
         self._user = user_id
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sqlalchemy import and_, case, exists, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from aichat_backend.domain import (
     Attachment,
@@ -26,6 +25,7 @@ from aichat_backend.domain import (
     now_us,
 )
 from aichat_backend.errors import Aborted
+from aichat_backend.store.database import Tx
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.sessions_repo import session_not_found
 from aichat_backend.store.tables import messages, sessions, tool_calls
@@ -52,7 +52,7 @@ def _claimable(now: int) -> Any:
 
 
 class TurnRepository:
-    def __init__(self, db: AsyncSession, user_id: str) -> None:
+    def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
         self._user = user_id
 
@@ -398,7 +398,7 @@ class TurnRepository:
         return user_msg, last
 
 
-async def sweep_interrupted(db: AsyncSession, starting_owner: str | None = None) -> int:
+async def sweep_interrupted(db: Tx, starting_owner: str | None = None) -> int:
     """Mark answers a crash left unfinished as INTERRUPTED and free their sessions.
 
     A turn is abandoned when its lease ran out, or, at start-up, when it belongs to the

@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import usage_daily
 
 
@@ -16,10 +16,10 @@ def utc_day(now: dt.datetime | None = None) -> str:
 
 
 async def add_usage(
-    db: AsyncSession, user_id: str, model: str, input_tokens: int, output_tokens: int
+    db: Tx, user_id: str, model: str, input_tokens: int, output_tokens: int
 ) -> None:
     """Add one model call's tokens (an upsert: one row per user, day and model)."""
-    dialect = db.get_bind().dialect.name
+    dialect = db.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(usage_daily).values(
         user_id=user_id,
@@ -41,7 +41,7 @@ async def add_usage(
     )
 
 
-async def tokens_today(db: AsyncSession, user_id: str) -> int:
+async def tokens_today(db: Tx, user_id: str) -> int:
     total = await db.scalar(
         select(
             func.coalesce(func.sum(usage_daily.c.input_tokens + usage_daily.c.output_tokens), 0)

@@ -40,7 +40,7 @@ def token(dev_keys: DevKeys, user: str) -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChatStack]:
     db = tmp_path_factory.mktemp("db") / "aichat.db"
-    async with chat_stack("openai", f"sqlite+aiosqlite:///{db}") as s:
+    async with chat_stack("openai", f"sqlite:///{db}") as s:
         yield s
 
 

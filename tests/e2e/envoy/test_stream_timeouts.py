@@ -28,7 +28,7 @@ HEARTBEAT = 0.3
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChatStack]:
     db = tmp_path_factory.mktemp("db") / "aichat.db"
-    async with chat_stack("openai", f"sqlite+aiosqlite:///{db}", heartbeat_seconds=HEARTBEAT) as s:
+    async with chat_stack("openai", f"sqlite:///{db}", heartbeat_seconds=HEARTBEAT) as s:
         yield s
 
 
