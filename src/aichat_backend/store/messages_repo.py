@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from aichat_backend.domain import (
@@ -42,6 +43,47 @@ def _to_message(row: RowMapping) -> Message:
         output_tokens=row["output_tokens"],
         create_time_us=row["create_time_us"],
     )
+
+
+_INSERT_MESSAGES = insert(messages)
+# The history read of every turn, built once (see sessions_repo._GET).
+_RECENT = (
+    select(messages)
+    .where(
+        and_(messages.c.user_id == bindparam("p_user"), messages.c.session_id == bindparam("p_sid"))
+    )
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("p_limit", type_=Integer))
+)
+_ATTACHMENT_COLUMNS = (
+    attachments.c.message_id,
+    attachments.c.filename,
+    attachments.c.mime_type,
+    attachments.c.size_bytes,
+    attachments.c.sha256,
+)
+
+
+def _attachments_of(*extra: Any) -> Any:
+    return (
+        select(*_ATTACHMENT_COLUMNS, *extra)
+        .where(attachments.c.message_id.in_(bindparam("p_ids", expanding=True)))
+        .order_by(attachments.c.message_id, attachments.c.position)
+    )
+
+
+_ATTACHMENTS = _attachments_of()
+_ATTACHMENTS_WITH_CONTENT = _attachments_of(attachments.c.content, attachments.c.text_content)
+_TOOL_CALLS = (
+    select(tool_calls)
+    .where(
+        and_(
+            tool_calls.c.user_id == bindparam("p_user"),
+            tool_calls.c.message_id.in_(bindparam("p_ids", expanding=True)),
+        )
+    )
+    .order_by(tool_calls.c.message_id, tool_calls.c.position)
+)
 
 
 class MessageRepository:
@@ -105,7 +147,7 @@ class MessageRepository:
         """Store messages whose sequence numbers were taken already (one statement each
         for messages and, if any, attachments)."""
         await self._db.execute(
-            insert(messages),
+            _INSERT_MESSAGES,
             [
                 {
                     "id": m.id,
@@ -206,13 +248,8 @@ class MessageRepository:
 
     async def recent(self, session_id: str, limit: int) -> list[Message]:
         """The last ``limit`` messages, oldest first, with attachment content (context)."""
-        query = (
-            select(messages)
-            .where(and_(messages.c.user_id == self._user, messages.c.session_id == session_id))
-            .order_by(messages.c.seq.desc())
-            .limit(limit)
-        )
-        rows = (await self._db.execute(query)).mappings().all()
+        params = {"p_user": self._user, "p_sid": session_id, "p_limit": limit}
+        rows = (await self._db.execute(_RECENT, params)).mappings().all()
         result = [_to_message(r) for r in reversed(rows)]
         await self._load_children(result, with_content=True)
         return result
@@ -235,26 +272,9 @@ class MessageRepository:
         if not msgs:
             return
         by_id = {m.id: m for m in msgs}
-        cols = [
-            attachments.c.message_id,
-            attachments.c.filename,
-            attachments.c.mime_type,
-            attachments.c.size_bytes,
-            attachments.c.sha256,
-        ]
-        if with_content:
-            cols += [attachments.c.content, attachments.c.text_content]
-        att_rows = (
-            (
-                await self._db.execute(
-                    select(*cols)
-                    .where(attachments.c.message_id.in_(list(by_id)))
-                    .order_by(attachments.c.message_id, attachments.c.position)
-                )
-            )
-            .mappings()
-            .all()
-        )
+        ids = list(by_id)
+        query = _ATTACHMENTS_WITH_CONTENT if with_content else _ATTACHMENTS
+        att_rows = (await self._db.execute(query, {"p_ids": ids})).mappings().all()
         for r in att_rows:
             by_id[r["message_id"]].attachments.append(
                 Attachment(
@@ -266,22 +286,8 @@ class MessageRepository:
                     text_content=r["text_content"] if with_content else None,
                 )
             )
-        tc_rows = (
-            (
-                await self._db.execute(
-                    select(tool_calls)
-                    .where(
-                        and_(
-                            tool_calls.c.user_id == self._user,
-                            tool_calls.c.message_id.in_(list(by_id)),
-                        )
-                    )
-                    .order_by(tool_calls.c.message_id, tool_calls.c.position)
-                )
-            )
-            .mappings()
-            .all()
-        )
+        params = {"p_user": self._user, "p_ids": ids}
+        tc_rows = (await self._db.execute(_TOOL_CALLS, params)).mappings().all()
         grouped: dict[str, list[ToolCall]] = defaultdict(list)
         for r in tc_rows:
             grouped[r["message_id"]].append(

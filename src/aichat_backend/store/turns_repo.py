@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import and_, case, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, insert, or_, select, update
 
 from aichat_backend.domain import (
     Attachment,
@@ -49,6 +49,58 @@ class PendingCall:
 
 def _claimable(now: int) -> Any:
     return or_(sessions.c.active_turn_id.is_(None), sessions.c.active_turn_expires_us < now)
+
+
+# The statements of every turn, built once (see sessions_repo._GET).
+_THIS_SESSION = and_(sessions.c.user_id == bindparam("p_user"), sessions.c.id == bindparam("p_sid"))
+_BEGIN = (
+    update(sessions)
+    .where(
+        and_(
+            _THIS_SESSION,
+            or_(
+                sessions.c.active_turn_id.is_(None),
+                sessions.c.active_turn_expires_us < bindparam("p_now"),
+            ),
+        )
+    )
+    .values(
+        active_turn_id=bindparam("p_turn"),
+        active_turn_owner=bindparam("p_owner"),
+        active_turn_expires_us=bindparam("p_expires"),
+        last_seq=sessions.c.last_seq + 2,
+        message_count=sessions.c.message_count + 2,
+        update_time_us=bindparam("p_now"),
+        tools_locked=True,
+        # The first message names an untitled session.
+        display_name=case(
+            (sessions.c.display_name == "", bindparam("p_title")), else_=sessions.c.display_name
+        ),
+    )
+    .returning(sessions.c.last_seq)
+)
+_RELEASE = (
+    update(sessions)
+    .where(and_(_THIS_SESSION, sessions.c.active_turn_id == bindparam("p_turn")))
+    .values(
+        active_turn_id=None,
+        active_turn_owner=None,
+        active_turn_expires_us=None,
+        update_time_us=bindparam("p_now"),
+    )
+)
+_WRITE_ANSWER = (
+    update(messages)
+    .where(and_(messages.c.user_id == bindparam("p_user"), messages.c.id == bindparam("p_id")))
+    .values(
+        text=bindparam("p_text"),
+        state=bindparam("p_state"),
+        finish_reason=bindparam("p_finish"),
+        input_tokens=bindparam("p_in"),
+        output_tokens=bindparam("p_out"),
+        model=bindparam("p_model"),
+    )
+)
 
 
 class TurnRepository:
@@ -94,16 +146,8 @@ class TurnRepository:
         )
 
     async def release(self, session_id: str, turn_id: str) -> None:
-        await self._db.execute(
-            update(sessions)
-            .where(and_(self._session(session_id), sessions.c.active_turn_id == turn_id))
-            .values(
-                active_turn_id=None,
-                active_turn_owner=None,
-                active_turn_expires_us=None,
-                update_time_us=now_us(),
-            )
-        )
+        params = {"p_user": self._user, "p_sid": session_id, "p_turn": turn_id, "p_now": now_us()}
+        await self._db.execute(_RELEASE, params)
 
     # --- messages -------------------------------------------------------------------
 
@@ -123,26 +167,16 @@ class TurnRepository:
         (claim, both sequence numbers, title, tool lock) and one multi-row INSERT.
         """
         now = now_us()
-        row = (
-            await self._db.execute(
-                update(sessions)
-                .where(and_(self._session(session_id), _claimable(now)))
-                .values(
-                    active_turn_id=claim.turn_id,
-                    active_turn_owner=claim.owner,
-                    active_turn_expires_us=now + int(claim.lease_seconds * 1e6),
-                    last_seq=sessions.c.last_seq + 2,
-                    message_count=sessions.c.message_count + 2,
-                    update_time_us=now,
-                    tools_locked=True,
-                    # The first message names an untitled session.
-                    display_name=case(
-                        (sessions.c.display_name == "", title), else_=sessions.c.display_name
-                    ),
-                )
-                .returning(sessions.c.last_seq)
-            )
-        ).first()
+        params = {
+            "p_user": self._user,
+            "p_sid": session_id,
+            "p_now": now,
+            "p_turn": claim.turn_id,
+            "p_owner": claim.owner,
+            "p_expires": now + int(claim.lease_seconds * 1e6),
+            "p_title": title,
+        }
+        row = (await self._db.execute(_BEGIN, params)).first()
         if row is None:
             await self._refuse_claim(session_id)
         seq = row[0]
@@ -190,18 +224,17 @@ class TurnRepository:
         output_tokens: int,
         model: str,
     ) -> None:
-        await self._db.execute(
-            update(messages)
-            .where(and_(messages.c.user_id == self._user, messages.c.id == message_id))
-            .values(
-                text=text,
-                state=state.value,
-                finish_reason=finish_reason,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                model=model,
-            )
-        )
+        params = {
+            "p_user": self._user,
+            "p_id": message_id,
+            "p_text": text,
+            "p_state": state.value,
+            "p_finish": finish_reason,
+            "p_in": input_tokens,
+            "p_out": output_tokens,
+            "p_model": model,
+        }
+        await self._db.execute(_WRITE_ANSWER, params)
 
     # --- tool calls -----------------------------------------------------------------
 

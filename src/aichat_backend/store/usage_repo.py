@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aichat_backend.store.database import Tx
@@ -15,30 +16,42 @@ def utc_day(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
 
 
+def _upsert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(usage_daily).values(
+        user_id=bindparam("p_user"),
+        day=bindparam("p_day"),
+        model=bindparam("p_model"),
+        input_tokens=bindparam("p_in"),
+        output_tokens=bindparam("p_out"),
+        turns=1,
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["user_id", "day", "model"],
+        set_={
+            "input_tokens": usage_daily.c.input_tokens + stmt.excluded.input_tokens,
+            "output_tokens": usage_daily.c.output_tokens + stmt.excluded.output_tokens,
+            "turns": usage_daily.c.turns + 1,
+        },
+    )
+
+
+# Built once per dialect (see sessions_repo._GET): every model call runs it.
+_UPSERTS = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+
+
 async def add_usage(
     db: Tx, user_id: str, model: str, input_tokens: int, output_tokens: int
 ) -> None:
     """Add one model call's tokens (an upsert: one row per user, day and model)."""
-    dialect = db.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(usage_daily).values(
-        user_id=user_id,
-        day=utc_day(),
-        model=model[:200],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        turns=1,
-    )
-    await db.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["user_id", "day", "model"],
-            set_={
-                "input_tokens": usage_daily.c.input_tokens + stmt.excluded.input_tokens,
-                "output_tokens": usage_daily.c.output_tokens + stmt.excluded.output_tokens,
-                "turns": usage_daily.c.turns + 1,
-            },
-        )
-    )
+    params = {
+        "p_user": user_id,
+        "p_day": utc_day(),
+        "p_model": model[:200],
+        "p_in": input_tokens,
+        "p_out": output_tokens,
+    }
+    await db.execute(_UPSERTS[db.dialect.name], params)
 
 
 async def tokens_today(db: Tx, user_id: str) -> int:
