@@ -8,8 +8,11 @@ database is unreachable" turned into ``DatabaseUnavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +129,7 @@ class Database:
         kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
         self._engine: AsyncEngine | None = None
         self._inline: Engine | None = None
+        self._checkpoints: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +147,8 @@ class Database:
             )
             self._inline_lock = asyncio.Lock()
             event.listen(self._inline, "connect", _sqlite_pragmas)
+            if url.database and url.database != ":memory:":
+                self._checkpoints = WalCheckpointer(url.database)
         else:
             kwargs.update(
                 pool_size=settings.db_pool_size,
@@ -169,6 +175,8 @@ class Database:
                     async with self._inline_lock:
                         with self._inline.begin() as conn:
                             yield InlineConnection(conn)
+                    if self._checkpoints is not None:
+                        self._checkpoints.wrote()
                 else:
                     assert self._engine is not None
                     async with self._engine.begin() as aconn:
@@ -204,6 +212,8 @@ class Database:
             await tx.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._checkpoints is not None:
+            await self._checkpoints.stop()
         if self._inline is not None:
             self._inline.dispose()
         if self._engine is not None:
@@ -227,4 +237,74 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # No checkpoint on commit: it fsyncs, and this connection runs on the event loop
+    # (a commit that checkpointed took up to 52 ms, stalling every stream). The
+    # WalCheckpointer does it from a thread instead.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
+
+
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+
+
+class WalCheckpointer:
+    """Copies the WAL into the database file from a worker thread, off the event loop.
+
+    Runs once a second while transactions are happening; a PASSIVE checkpoint never
+    waits for, or blocks, the writer. Its own connection lives in that one thread.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._dirty = False
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._conn: sqlite3.Connection | None = None
+        self._stopped = False
+        self.checkpointed = asyncio.Event()  # set after each background checkpoint
+
+    def wrote(self) -> None:
+        self._dirty = True
+        if self._task is None and not self._stopped:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_SECONDS)
+            if not self._dirty:
+                continue
+            self._dirty = False
+            try:
+                await loop.run_in_executor(self._executor, self._checkpoint, "PASSIVE")
+                self.checkpointed.set()
+            except sqlite3.Error as exc:  # busy or locked: the next round tries again
+                log.debug("WAL checkpoint skipped: %s", exc)
+
+    def _checkpoint(self, mode: str) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, timeout=1.0, check_same_thread=False)
+        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        loop = asyncio.get_running_loop()
+        try:
+            # Leave a small WAL behind: the file is whole without it.
+            await loop.run_in_executor(self._executor, self._checkpoint, "TRUNCATE")
+        except sqlite3.Error as exc:
+            log.debug("final WAL checkpoint skipped: %s", exc)
+        finally:
+            if self._conn is not None:
+                await loop.run_in_executor(self._executor, self._conn.close)
+                self._conn = None
+            self._executor.shutdown(wait=False)
