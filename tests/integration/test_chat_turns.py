@@ -320,7 +320,9 @@ async def test_attachments_reach_the_model(stack: ChatStack, user: str) -> None:
     # The next turn still shows the model the earlier files.
     stack.fake.enqueue(Script(tokens=["again"]))
     await stack.turn(user, session, "and now?")
-    assert "Quarterly revenue grew" in str(stack.fake.requests[-1].body)
+    again = str(stack.fake.requests[-1].body)
+    assert "Quarterly revenue grew" in again and base64.b64encode(PNG).decode() in again
+    assert again.index("notes.csv") < again.index("Quarterly revenue grew")  # in order
 
 
 @pytest.mark.parametrize(

@@ -226,20 +226,25 @@ class ChatEngine:
         if req.model:
             self._catalogue.get(req.model)
 
-        async with self._db.transaction() as tx:
+        replay: TurnEnded | None = None
+        async with self._db.read() as tx:
+            first = None
             if req.request_id:
                 first = await self._keys(tx, req.user_id).get(TURN_SCOPE, req.request_id)
-                if first is not None:
-                    yield await self._replay(tx, req.user_id, first.resource)
-                    return
-            session = await SessionRepository(tx, req.user_id).get(session_id)
-            window = memory_window(
-                req.memory_limit,
-                session.memory_limit,
-                self._config.memory_default,
-                self._config.memory_max,
-            )
-            history = await MessageRepository(tx, req.user_id).recent(session_id, window)
+            if first is not None:
+                replay = await self._replay(tx, req.user_id, first.resource)
+            else:
+                session = await SessionRepository(tx, req.user_id).get(session_id)
+                window = memory_window(
+                    req.memory_limit,
+                    session.memory_limit,
+                    self._config.memory_default,
+                    self._config.memory_max,
+                )
+                history = await MessageRepository(tx, req.user_id).recent(session_id, window)
+        if replay is not None:  # yielded outside: the client may be slow to read it
+            yield replay
+            return
 
         model = req.model or session.model or self._catalogue.default_name
         targets = self._targets(model)
@@ -328,11 +333,14 @@ class ChatEngine:
         check_request_id(req.request_id)
         check_decisions(req.decisions)
         if req.request_id:
-            async with self._db.transaction() as tx:
+            replay: TurnEnded | None = None
+            async with self._db.read() as tx:
                 first = await self._keys(tx, req.user_id).get(RESOLVE_SCOPE, req.request_id)
                 if first is not None:
-                    yield await self._replay(tx, req.user_id, first.resource)
-                    return
+                    replay = await self._replay(tx, req.user_id, first.resource)
+            if replay is not None:  # yielded outside: the client may be slow to read it
+                yield replay
+                return
         await self._expire_pending(req.user_id, session_id)
         turn_id = uuid.uuid4().hex
         async with self._db.transaction() as tx:

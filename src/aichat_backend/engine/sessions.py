@@ -195,7 +195,7 @@ class SessionManager:
 
     async def get(self, user_id: str, name: str) -> Session:
         session_id = parse_session_name(name)
-        async with self._db.transaction() as tx:
+        async with self._db.read() as tx:
             return await SessionRepository(tx, user_id).get(session_id)
 
     async def list_sessions(self, user_id: str, page_size: int, page_token: str) -> Page[Session]:
@@ -206,7 +206,7 @@ class SessionManager:
             if not isinstance(t, int) or not isinstance(sid, str):
                 raise page_tokens.invalid_token()
             after = (t, sid)
-        async with self._db.transaction() as tx:
+        async with self._db.read() as tx:
             items = await SessionRepository(tx, user_id).page(limit + 1, after)
         token = ""
         if len(items) > limit:
@@ -266,7 +266,7 @@ class SessionManager:
             if not isinstance(seq, int):
                 raise page_tokens.invalid_token()
             after = seq
-        async with self._db.transaction() as tx:
+        async with self._db.read() as tx:
             await SessionRepository(tx, user_id).get(session_id)
             items = await MessageRepository(tx, user_id).page(session_id, limit + 1, after)
         token = ""
@@ -283,7 +283,7 @@ class SessionManager:
     async def export(self, user_id: str, name: str) -> tuple[Session, list[Message]]:
         """The session and every message (no attachment content), for ExportSession."""
         session_id = parse_session_name(name)
-        async with self._db.transaction() as tx:
+        async with self._db.read() as tx:
             session = await SessionRepository(tx, user_id).get(session_id)
             messages: list[Message] = []
             repo = MessageRepository(tx, user_id)

@@ -169,18 +169,44 @@ class Database:
         A Core connection, not an ORM session: the repositories speak Core statements
         only, and a session's unit-of-work bookkeeping is cost without use.
         """
+        async with self._bounded():
+            if self._inline is not None:
+                async with self._inline_lock:
+                    with self._inline.begin() as conn:
+                        yield InlineConnection(conn)
+                if self._checkpoints is not None:
+                    self._checkpoints.wrote()
+            else:
+                assert self._engine is not None
+                async with self._engine.begin() as aconn:
+                    yield aconn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        """A connection for reads only, each statement seeing committed data.
+
+        On PostgreSQL it runs in autocommit mode: no BEGIN and COMMIT round trips (two
+        of the six before a turn's upstream request could leave). Under READ COMMITTED,
+        statements in a transaction see no more consistent a picture than this. SQLite
+        opens no transaction for a SELECT either way.
+        """
+        async with self._bounded():
+            if self._inline is not None:
+                async with self._inline_lock:
+                    with self._inline.connect() as conn:
+                        yield InlineConnection(conn)
+            else:
+                assert self._engine is not None
+                async with self._engine.connect() as aconn:
+                    await aconn.execution_options(isolation_level="AUTOCOMMIT")
+                    yield aconn
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """Bounded in time; driver errors become the service's own."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                if self._inline is not None:
-                    async with self._inline_lock:
-                        with self._inline.begin() as conn:
-                            yield InlineConnection(conn)
-                    if self._checkpoints is not None:
-                        self._checkpoints.wrote()
-                else:
-                    assert self._engine is not None
-                    async with self._engine.begin() as aconn:
-                        yield aconn
+                yield
         except Exception as exc:
             if _is_bad_data(exc):
                 # A value the database refuses (a backstop: validation should catch it first).
@@ -208,7 +234,7 @@ class Database:
             await aconn.run_sync(_upgrade_to_head)
 
     async def ping(self) -> None:
-        async with self.transaction() as tx:
+        async with self.read() as tx:
             await tx.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

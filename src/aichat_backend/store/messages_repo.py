@@ -46,14 +46,49 @@ def _to_message(row: RowMapping) -> Message:
 
 
 _INSERT_MESSAGES = insert(messages)
-# The history read of every turn, built once (see sessions_repo._GET).
-_RECENT = (
+# The history read of every turn, built once (see sessions_repo._GET): the last messages
+# with their attachments and tool calls in one statement, not three. A message has one
+# kind of child or none (user messages carry files, answers carry calls); rows repeat
+# only if one had both, and _children() takes each child once either way.
+_WINDOW = (
     select(messages)
     .where(
         and_(messages.c.user_id == bindparam("p_user"), messages.c.session_id == bindparam("p_sid"))
     )
     .order_by(messages.c.seq.desc())
     .limit(bindparam("p_limit", type_=Integer))
+    .subquery("w")
+)
+_RECENT = (
+    select(
+        _WINDOW,
+        attachments.c.position.label("a_position"),
+        attachments.c.filename.label("a_filename"),
+        attachments.c.mime_type.label("a_mime_type"),
+        attachments.c.size_bytes.label("a_size_bytes"),
+        attachments.c.sha256.label("a_sha256"),
+        attachments.c.content.label("a_content"),
+        attachments.c.text_content.label("a_text_content"),
+        tool_calls.c.id.label("t_id"),
+        tool_calls.c.tool_name.label("t_tool_name"),
+        tool_calls.c.arguments.label("t_arguments"),
+        tool_calls.c.state.label("t_state"),
+        tool_calls.c.server.label("t_server"),
+        tool_calls.c.result_text.label("t_result_text"),
+        tool_calls.c.is_error.label("t_is_error"),
+        tool_calls.c.duration_ms.label("t_duration_ms"),
+        tool_calls.c.approval_reason.label("t_approval_reason"),
+    )
+    .select_from(
+        _WINDOW.outerjoin(attachments, attachments.c.message_id == _WINDOW.c.id).outerjoin(
+            tool_calls,
+            and_(
+                tool_calls.c.message_id == _WINDOW.c.id,
+                tool_calls.c.user_id == bindparam("p_user"),
+            ),
+        )
+    )
+    .order_by(_WINDOW.c.seq, attachments.c.position, tool_calls.c.position)
 )
 _ATTACHMENT_COLUMNS = (
     attachments.c.message_id,
@@ -250,9 +285,43 @@ class MessageRepository:
         """The last ``limit`` messages, oldest first, with attachment content (context)."""
         params = {"p_user": self._user, "p_sid": session_id, "p_limit": limit}
         rows = (await self._db.execute(_RECENT, params)).mappings().all()
-        result = [_to_message(r) for r in reversed(rows)]
-        await self._load_children(result, with_content=True)
-        return result
+        by_id: dict[str, Message] = {}
+        files: set[tuple[str, int]] = set()
+        calls: set[tuple[str, str]] = set()
+        for r in rows:
+            m = by_id.get(r["id"])
+            if m is None:
+                m = by_id[r["id"]] = _to_message(r)
+            position = r["a_position"]
+            if position is not None and (m.id, position) not in files:
+                files.add((m.id, position))
+                m.attachments.append(
+                    Attachment(
+                        filename=r["a_filename"],
+                        mime_type=r["a_mime_type"],
+                        size_bytes=r["a_size_bytes"],
+                        sha256=r["a_sha256"],
+                        content=r["a_content"],
+                        text_content=r["a_text_content"],
+                    )
+                )
+            call_id = r["t_id"]
+            if call_id is not None and (m.id, call_id) not in calls:
+                calls.add((m.id, call_id))
+                m.tool_calls.append(
+                    ToolCall(
+                        id=call_id,
+                        tool_name=r["t_tool_name"],
+                        arguments=dict(r["t_arguments"] or {}),
+                        state=ToolCallState(r["t_state"]),
+                        server=r["t_server"],
+                        result_text=r["t_result_text"],
+                        is_error=r["t_is_error"],
+                        duration_ms=r["t_duration_ms"],
+                        approval_reason=r["t_approval_reason"],
+                    )
+                )
+        return list(by_id.values())
 
     async def clear(self, session_id: str) -> None:
         result = await self._db.execute(
