@@ -89,6 +89,7 @@ def model_catalogue(settings: Settings) -> ModelCatalogue:
             settings.models_file,
             process_environment(),
             timeout_seconds=settings.provider_timeout_seconds,
+            http_client=settings.llm_http_client,
         )
         return catalogue
     entry = ModelEntry(
@@ -100,7 +101,10 @@ def model_catalogue(settings: Settings) -> ModelCatalogue:
         temperature=settings.llm_temperature,
     )
     return ModelCatalogue(
-        [entry], timeout_seconds=settings.provider_timeout_seconds, key_variable="AICHAT_API_KEY"
+        [entry],
+        timeout_seconds=settings.provider_timeout_seconds,
+        http_client=settings.llm_http_client,
+        key_variable="AICHAT_API_KEY",
     )
 
 

@@ -98,8 +98,14 @@ class DirectArm(Arm):
 
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
+        # The SDK on the same HTTP client as the backend's default: the direct call
+        # is the fastest the SDK allows, not a slower baseline that flatters B.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key="bench", max_retries=0, timeout=120
+            base_url=base_url,
+            api_key="bench",
+            max_retries=0,
+            timeout=120,
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def stream(

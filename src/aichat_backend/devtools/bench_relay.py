@@ -5,7 +5,8 @@ one ``StreamChatResponse`` — no identity, no database, no events, no coalescin
 real backend adds on top of this is what we could still remove; this is the floor. It
 reads the stream the cheapest way the SDK allows (the body posted as plain JSON, chunks
 kept as dicts: no per-request parameter transform, no pydantic model per chunk), as the
-backend's adapter does, so the floor is not the SDK's own overhead.
+backend's adapter does, on the same HTTP client (aiohttp), so the floor is not the SDK's own
+overhead.
 Only the generated message classes are shared with the service, so both speak the same
 wire format to the same client.
 
@@ -30,7 +31,14 @@ from aichat.v1 import chat_service_pb2 as cpb
 
 class Relay:
     def __init__(self, upstream: str) -> None:
-        self._client = openai.AsyncOpenAI(base_url=upstream, api_key="bench", max_retries=0)
+        # The same HTTP client as the backend's default (AICHAT_LLM_HTTP_CLIENT=aiohttp),
+        # so the floor is not a slower HTTP stack than the service's.
+        self._client = openai.AsyncOpenAI(
+            base_url=upstream,
+            api_key="bench",
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(),
+        )
 
     async def stream_chat(
         self, request: cpb.StreamChatRequest, context: Any

@@ -65,7 +65,33 @@ _ENTRY_KEYS = {"name", "provider", "model_name", "base_url", "api_key", "fallbac
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def build_provider(entry: ModelEntry, timeout_seconds: float, max_retries: int = 0) -> ChatProvider:
+HttpClientKind = Literal["aiohttp", "httpx"]
+
+
+def sdk_http_client(family: str, kind: HttpClientKind = "aiohttp") -> Any:
+    """The HTTP client under an SDK: aiohttp (the SDKs' own `aiohttp` option), or httpx.
+
+    aiohttp parses HTTP in C: measured here, a streamed chunk costs ~190 µs of CPU
+    against ~316 µs through httpx, and a short request 1.3-1.7 ms against 2.2 ms.
+    Both keep the SDK's defaults (timeouts, connection limits, redirects).
+    """
+    if family == "anthropic":
+        import anthropic
+
+        return (
+            anthropic.DefaultAioHttpClient()
+            if kind == "aiohttp"
+            else anthropic.DefaultAsyncHttpxClient()
+        )
+    return openai.DefaultAioHttpClient() if kind == "aiohttp" else openai.DefaultAsyncHttpxClient()
+
+
+def build_provider(
+    entry: ModelEntry,
+    timeout_seconds: float,
+    max_retries: int = 0,
+    http_client: HttpClientKind = "aiohttp",
+) -> ChatProvider:
     """One SDK client (one connection pool) wrapped in its adapter.
 
     ``max_retries`` defaults to 0: the SDKs would retry silently, even mid-turn; our
@@ -89,6 +115,7 @@ def build_provider(entry: ModelEntry, timeout_seconds: float, max_retries: int =
                 base_url=base_url,
                 timeout=timeout_seconds,
                 max_retries=max_retries,
+                http_client=sdk_http_client("anthropic", http_client),
             ),
             name=entry.provider,
         )
@@ -98,6 +125,7 @@ def build_provider(entry: ModelEntry, timeout_seconds: float, max_retries: int =
             base_url=base_url,
             timeout=timeout_seconds,
             max_retries=max_retries,
+            http_client=sdk_http_client("openai", http_client),
         ),
         name=entry.provider,
         max_tokens_param=kind.max_tokens_param,
@@ -131,6 +159,7 @@ class ModelCatalogue:
         *,
         default_name: str | None = None,
         timeout_seconds: float = 60.0,
+        http_client: HttpClientKind = "aiohttp",
         key_variable: str = DEFAULT_KEY_VARIABLE,
         setup_hints: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
@@ -156,6 +185,7 @@ class ModelCatalogue:
             raise ValueError(f"default model {default_name!r} is not in the catalogue")
         self.default_name = default_name or entries[0].name
         self._timeout = timeout_seconds
+        self._http_client: HttpClientKind = http_client
         self._key_variable = key_variable
         self._hints = {name: list(hint) for name, hint in (setup_hints or {}).items()}
         self._providers: dict[str, ChatProvider] = {}
@@ -185,7 +215,7 @@ class ModelCatalogue:
             missing = self._missing_setup(entry)
             if missing:
                 raise _not_configured(entry, missing)
-            provider = build_provider(entry, self._timeout)
+            provider = build_provider(entry, self._timeout, http_client=self._http_client)
             self._providers[name] = provider
         return provider
 
@@ -254,14 +284,20 @@ def _validate_entry(entry: ModelEntry) -> None:
 
 
 def load_catalogue(
-    path: str | Path, env: Mapping[str, str], *, timeout_seconds: float = 60.0
+    path: str | Path,
+    env: Mapping[str, str],
+    *,
+    timeout_seconds: float = 60.0,
+    http_client: HttpClientKind = "aiohttp",
 ) -> ModelCatalogue:
     """Read and validate a catalogue file; ``env`` supplies ``${VAR}`` values."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read the model catalogue {str(path)!r}: {exc.strerror}") from None
-    return parse_catalogue(text, env, source=str(path), timeout_seconds=timeout_seconds)
+    return parse_catalogue(
+        text, env, source=str(path), timeout_seconds=timeout_seconds, http_client=http_client
+    )
 
 
 def parse_catalogue(
@@ -270,6 +306,7 @@ def parse_catalogue(
     *,
     source: str = "<catalogue>",
     timeout_seconds: float = 60.0,
+    http_client: HttpClientKind = "aiohttp",
 ) -> ModelCatalogue:
     try:
         document = yaml.safe_load(text)
@@ -302,6 +339,7 @@ def parse_catalogue(
             entries,
             default_name=default_name,
             timeout_seconds=timeout_seconds,
+            http_client=http_client,
             setup_hints=hints,
         )
     except ValueError as exc:

@@ -73,7 +73,9 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
     if isinstance(exc, AichatError):
         return exc
     meta = {"provider": provider}
-    if isinstance(exc, (*_sdk_classes("APITimeoutError"), httpx2.TimeoutException)):
+    if isinstance(
+        exc, (*_sdk_classes("APITimeoutError"), httpx2.TimeoutException)
+    ) and not _refused(exc):
         return DeadlineExceeded(
             "The model provider did not answer in time.", reason="PROVIDER_TIMEOUT", metadata=meta
         )
@@ -100,6 +102,24 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
     return Internal(
         "The model provider call failed unexpectedly.", reason="PROVIDER_ERROR", metadata=meta
     )
+
+
+def _refused(exc: BaseException) -> bool:
+    """A connection that failed at once, reported as a timeout.
+
+    The SDKs' aiohttp transport maps every aiohttp connection error, a refused
+    connection included, to httpx's ConnectTimeout; the original error is on the chain.
+    """
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionError) or (
+            isinstance(seen, OSError) and not isinstance(seen, TimeoutError) and seen.errno
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _from_status(

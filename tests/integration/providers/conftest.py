@@ -22,20 +22,32 @@ async def fake() -> AsyncIterator[FakeLLMServer]:
         yield server
 
 
-async def _upstream(family: str, fake: FakeLLMServer) -> AsyncIterator[Upstream]:
+async def _upstream(
+    family: str, fake: FakeLLMServer, http: str = "aiohttp"
+) -> AsyncIterator[Upstream]:
     provider: OpenAIProvider | AnthropicProvider
     if family == "openai":
-        provider = openai_provider(fake.base_url)
+        provider = openai_provider(fake.base_url, http=http)
     else:
-        provider = anthropic_provider(fake.root_url)
+        provider = anthropic_provider(fake.root_url, http=http)
     yield Upstream(family, provider, fake)
     await provider.aclose()
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(
+    params=[
+        ("openai", "aiohttp"),
+        ("anthropic", "aiohttp"),
+        # The SDKs' default HTTP client, which AICHAT_LLM_HTTP_CLIENT=httpx selects.
+        ("openai", "httpx"),
+        ("anthropic", "httpx"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 async def upstream(request: pytest.FixtureRequest, fake: FakeLLMServer) -> AsyncIterator[Upstream]:
-    """Each adapter in turn: tests that hold for both API families."""
-    async for up in _upstream(request.param, fake):
+    """Each adapter over each HTTP client in turn: tests that hold for all of them."""
+    family, http = request.param
+    async for up in _upstream(family, fake, http):
         yield up
 
 

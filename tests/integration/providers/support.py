@@ -18,6 +18,7 @@ from aichat_backend.providers.base import (
     ProviderRequest,
     TextChunk,
 )
+from aichat_backend.providers.catalogue import sdk_http_client
 from aichat_backend.providers.openai_adapter import OpenAIProvider
 
 # Short enough that the timeout tests finish quickly, long enough for a loaded CI box.
@@ -25,14 +26,28 @@ SDK_TIMEOUT = 0.5
 API_KEY = "sk-test-secret-0123456789"
 
 
-def openai_provider(base_url: str, timeout: float = SDK_TIMEOUT) -> OpenAIProvider:
-    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=timeout)
+def openai_provider(
+    base_url: str, timeout: float = SDK_TIMEOUT, http: str = "aiohttp"
+) -> OpenAIProvider:
+    client = openai.AsyncOpenAI(
+        api_key=API_KEY,
+        base_url=base_url,
+        max_retries=0,
+        timeout=timeout,
+        http_client=sdk_http_client("openai", http),
+    )
     return OpenAIProvider(client)
 
 
-def anthropic_provider(root_url: str, timeout: float = SDK_TIMEOUT) -> AnthropicProvider:
+def anthropic_provider(
+    root_url: str, timeout: float = SDK_TIMEOUT, http: str = "aiohttp"
+) -> AnthropicProvider:
     client = anthropic.AsyncAnthropic(
-        api_key=API_KEY, base_url=root_url, max_retries=0, timeout=timeout
+        api_key=API_KEY,
+        base_url=root_url,
+        max_retries=0,
+        timeout=timeout,
+        http_client=sdk_http_client("anthropic", http),
     )
     return AnthropicProvider(client)
 
