@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
 from aichat_backend.tools.base import ToolInfo
 
@@ -36,6 +34,9 @@ def check_decisions(decisions: list[Decision]) -> None:
 def validate_arguments(info: ToolInfo | None, arguments: dict[str, Any]) -> None:
     if info is None:
         return
+    # Imported when first needed: edited arguments are rare, jsonschema is ~2 MB resident.
+    import jsonschema
+
     try:
         jsonschema.validate(arguments, info.input_schema or {"type": "object"})
     except jsonschema.ValidationError as exc:

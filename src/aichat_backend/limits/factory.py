@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from aichat_backend.limits.base import Limiter, LimitSettings
 from aichat_backend.limits.local import LocalLimiter
-from aichat_backend.limits.redis_limits import DEFAULT_PREFIX, RedisLimiter
-from aichat_backend.limits.resilient import ResilientLimiter
 
 
 def build_limiter(
     settings: LimitSettings,
     redis_url: str | None,
     *,
-    prefix: str = DEFAULT_PREFIX,
+    prefix: str | None = None,
 ) -> Limiter:
     """Per-process limits without a Redis URL; otherwise limits shared by every replica
     through Redis, falling back to per-process limits while Redis is unreachable.
@@ -23,4 +21,9 @@ def build_limiter(
     local = LocalLimiter(settings)
     if not redis_url:
         return local
-    return ResilientLimiter(RedisLimiter(settings, redis_url, prefix=prefix), local)
+    # Imported only when configured: the redis client is ~6 MB of an idle process.
+    from aichat_backend.limits.redis_limits import DEFAULT_PREFIX, RedisLimiter
+    from aichat_backend.limits.resilient import ResilientLimiter
+
+    remote = RedisLimiter(settings, redis_url, prefix=prefix or DEFAULT_PREFIX)
+    return ResilientLimiter(remote, local)

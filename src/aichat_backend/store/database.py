@@ -35,6 +35,9 @@ from aichat_backend.errors import DatabaseUnavailable, InvalidArgument
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The newest migration's revision: a database there needs no alembic at start-up.
+# tests/unit/test_schema_revision.py fails when a new migration is added without this.
+SCHEMA_REVISION = "0001"
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -223,7 +226,13 @@ class Database:
             raise
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent; run at every start)."""
+        """Bring the schema to the newest revision (idempotent; run at every start).
+
+        A database already at ``SCHEMA_REVISION`` is left alone without loading alembic,
+        which would stay resident (~10 MB) in a process that needed it for one query.
+        """
+        if await self._schema_revision() == SCHEMA_REVISION:
+            return
         if self._inline is not None:
             async with self._inline_lock:
                 with self._inline.begin() as conn:
@@ -232,6 +241,20 @@ class Database:
         assert self._engine is not None
         async with self._engine.begin() as aconn:
             await aconn.run_sync(_upgrade_to_head)
+
+    async def _schema_revision(self) -> str | None:
+        query = text("SELECT version_num FROM alembic_version")
+        try:  # not through read(): a new database has no table, which is no outage
+            if self._inline is not None:
+                with self._inline.connect() as conn:
+                    found = conn.scalar(query)
+            else:
+                assert self._engine is not None
+                async with asyncio.timeout(self.request_timeout), self._engine.connect() as aconn:
+                    found = await aconn.scalar(query)
+        except Exception:  # no table yet, or unreachable: alembic will say what is wrong
+            return None
+        return str(found) if found is not None else None
 
     async def ping(self) -> None:
         async with self.read() as tx:
