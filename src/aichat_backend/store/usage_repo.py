@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from aichat_backend.limits import refusals
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import usage_daily
 
 
 def utc_day(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+    return refusals.utc_day(now.timestamp() if now is not None else time.time())
 
 
 def _upsert(dialect: str) -> Any:
