@@ -307,7 +307,11 @@ class ChatEngine:
         pending_calls: bool,
     ) -> tuple[Message, Message, list[ToolCall]]:
         title = title_from_message(req.text) or (files[0].filename if files else "")
-        async with self._db.transaction() as tx:
+        # The common turn (no files, no request id, nothing waiting) is one statement on
+        # PostgreSQL (TurnRepository.begin), sent without BEGIN and COMMIT.
+        one_statement = not files and not req.request_id and not pending_calls
+        unit = self._db.statement() if one_statement else self._db.transaction()
+        async with unit as tx:
             if req.request_id and not await self._keys(tx, req.user_id).put(
                 TURN_SCOPE, req.request_id, answer_id
             ):

@@ -13,7 +13,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import and_, bindparam, case, exists, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from aichat_backend.domain import (
     Attachment,
@@ -78,6 +93,70 @@ _BEGIN = (
         ),
     )
     .returning(sessions.c.last_seq)
+)
+
+
+def _turn_row(
+    id_param: str, seq_back: int, role: Role, text: Any, state: MessageState, model: Any
+) -> Any:
+    claimed = _CLAIMED.c.last_seq
+    return select(
+        cast(bindparam(id_param), String),
+        cast(bindparam("p_user"), String),
+        cast(bindparam("p_sid"), String),
+        claimed - seq_back,
+        literal(role.value, String),
+        text,
+        literal(state.value, String),
+        model,
+        literal("", String),
+        literal(0, BigInteger),
+        literal(0, BigInteger),
+        cast(bindparam("p_now"), BigInteger),
+    ).select_from(_CLAIMED)
+
+
+# PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
+# which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
+# first token instead of four.
+_CLAIMED = _BEGIN.cte("claimed")
+_BEGIN_ONE_STATEMENT = (
+    insert(messages)
+    .from_select(
+        [
+            messages.c.id,
+            messages.c.user_id,
+            messages.c.session_id,
+            messages.c.seq,
+            messages.c.role,
+            messages.c.text,
+            messages.c.state,
+            messages.c.model,
+            messages.c.finish_reason,
+            messages.c.input_tokens,
+            messages.c.output_tokens,
+            messages.c.create_time_us,
+        ],
+        union_all(
+            _turn_row(
+                "p_user_msg",
+                1,
+                Role.USER,
+                cast(bindparam("p_text"), Text),
+                MessageState.COMPLETE,
+                literal("", String),
+            ),
+            _turn_row(
+                "p_answer",
+                0,
+                Role.ASSISTANT,
+                literal("", Text),
+                MessageState.STREAMING,
+                cast(bindparam("p_model"), String),
+            ),
+        ),
+    )
+    .returning(messages.c.seq)
 )
 _RELEASE = (
     update(sessions)
@@ -164,7 +243,9 @@ class TurnRepository:
         """Claim the session and store the user message and a placeholder answer.
 
         This is the only write before the first token, so it is kept to one UPDATE
-        (claim, both sequence numbers, title, tool lock) and one multi-row INSERT.
+        (claim, both sequence numbers, title, tool lock) and one multi-row INSERT; on
+        PostgreSQL without attachments, to one statement that does both, which the
+        caller may run in ``Database.statement()``.
         """
         now = now_us()
         params = {
@@ -176,13 +257,20 @@ class TurnRepository:
             "p_expires": now + int(claim.lease_seconds * 1e6),
             "p_title": title,
         }
-        row = (await self._db.execute(_BEGIN, params)).first()
+        user_msg_id = new_message_id()
+        one_statement = not attachments_in and self._db.dialect.name == "postgresql"
+        if one_statement:
+            params.update(p_user_msg=user_msg_id, p_answer=answer_id, p_text=text, p_model=model)
+            seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
+            row = (max(seqs),) if seqs else None
+        else:
+            row = (await self._db.execute(_BEGIN, params)).first()
         if row is None:
             await self._refuse_claim(session_id)
         seq = row[0]
         user_msg = Message(
             session_id=session_id,
-            id=new_message_id(),
+            id=user_msg_id,
             seq=seq - 1,
             role=Role.USER,
             text=text,
@@ -198,7 +286,8 @@ class TurnRepository:
             model=model,
             create_time_us=now,
         )
-        await MessageRepository(self._db, self._user).insert([user_msg, answer])
+        if not one_statement:
+            await MessageRepository(self._db, self._user).insert([user_msg, answer])
         return user_msg, answer
 
     async def placeholder(
