@@ -27,6 +27,28 @@ from sqlalchemy.engine import Engine
 from aichat_backend.store.database import Tx
 
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+_MAIN_VERB = re.compile(r"\b(INSERT|UPDATE|DELETE|SELECT)\b", re.IGNORECASE)
+
+
+def _classify(statement: str) -> tuple[str, str]:
+    """(verb, table) of a statement; a ``WITH`` statement is named by its main part
+    (``WITH claimed AS (UPDATE …) INSERT INTO messages …`` is an INSERT into messages),
+    so a write hidden behind a CTE still counts as a write."""
+    text = statement.strip()
+    if not text:
+        return "?", ""
+    body = text
+    if text[:4].upper() == "WITH":
+        depth, main = 0, len(text)
+        for i, ch in enumerate(text):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i > 4 and _MAIN_VERB.match(text, i):
+                main = i
+                break
+        body = text[main:]
+    verb = body.split(None, 1)[0].upper() if body else "?"
+    table = _TABLE.search(body)
+    return verb, table.group(1) if table else ""
 
 
 def install(path: str) -> None:
@@ -47,15 +69,14 @@ def install(path: str) -> None:
     def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         end = time.monotonic()
         start = starts.pop(id(cursor), end)
-        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
-        table = _TABLE.search(statement)
+        verb, table = _classify(statement)
         write(
             [
                 "stmt",
                 start,
                 end - start,
                 verb,
-                table.group(1) if table else "",
+                table,
                 request_context.current_request_id(),
                 " ".join(statement.split())[:160],
             ]
