@@ -12,6 +12,7 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 
 from aichat_backend.devtools.fake_llm import Script
+from aichat_backend.store.usage_repo import tokens_today
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import error_info, md
 
@@ -440,3 +441,28 @@ async def test_shutdown_ends_running_turn_cancelled(sqlite_url: str, user: str) 
         assert ended.outcome == cpb.TURN_OUTCOME_CANCELLED
         assert ended.message.text == "before shutdown"
         assert ended.message.state == rpb.MESSAGE_STATE_INCOMPLETE
+
+
+async def test_the_last_write_stores_answer_usage_and_frees_the_session(
+    stack: ChatStack, user: str
+) -> None:
+    # On PostgreSQL the answer, the release and the usage row are one statement.
+    session = await stack.new_session(user)
+    before = await _tokens_today(stack, user)
+    stack.fake.enqueue(
+        Script(tokens=["one ", "two"], input_tokens=11, output_tokens=2),
+        Script(tokens=["three"], input_tokens=13, output_tokens=1),
+    )
+    await stack.turn(user, session, "count")
+    events = await stack.turn(user, session, "again")  # the session was released
+    assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+    stored = await stack.messages(user, session)
+    assert [m.text for m in stored] == ["count", "one two", "again", "three"]
+    assert stored[1].state == rpb.MESSAGE_STATE_COMPLETE
+    assert (stored[3].usage.input_tokens, stored[3].usage.output_tokens) == (13, 1)
+    assert await _tokens_today(stack, user) - before == 11 + 2 + 13 + 1
+
+
+async def _tokens_today(stack: ChatStack, user: str) -> int:
+    async with stack.server.app.db.read() as tx:
+        return await tokens_today(tx, user)

@@ -545,12 +545,15 @@ class ChatEngine:
             )
         m.model = run.model
 
+        finished = stream.finished
+        usage = None
+        if finished is not None and (finished.input_tokens or finished.output_tokens):
+            usage = (run.model, finished.input_tokens, finished.output_tokens)
+
         async def write() -> None:
-            async with self._db.transaction() as tx:
-                turns = TurnRepository(tx, run.user_id)
-                await _write(turns, m)
-                await turns.release(run.session_id, run.turn_id)
-                await _record_usage(tx, run, stream)
+            # One statement on PostgreSQL (TurnRepository.finish).
+            async with self._db.statement() as tx:
+                await TurnRepository(tx, run.user_id).finish(run.session_id, run.turn_id, m, usage)
 
         # Shielded: a client leaving right now must not lose the answer.
         run.finalized = True

@@ -18,14 +18,16 @@ def utc_day(now: dt.datetime | None = None) -> str:
     return refusals.utc_day(now.timestamp() if now is not None else time.time())
 
 
-def _upsert(dialect: str) -> Any:
+def usage_upsert(dialect: str, prefix: str = "p_") -> Any:
+    """The upsert with bind parameters ``{prefix}user``, ``day``, ``model``, ``in``, ``out``
+    (a prefix of its own when it joins other statements in one)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(usage_daily).values(
-        user_id=bindparam("p_user"),
-        day=bindparam("p_day"),
-        model=bindparam("p_model"),
-        input_tokens=bindparam("p_in"),
-        output_tokens=bindparam("p_out"),
+        user_id=bindparam(f"{prefix}user"),
+        day=bindparam(f"{prefix}day"),
+        model=bindparam(f"{prefix}model"),
+        input_tokens=bindparam(f"{prefix}in"),
+        output_tokens=bindparam(f"{prefix}out"),
         turns=1,
     )
     return stmt.on_conflict_do_update(
@@ -39,20 +41,26 @@ def _upsert(dialect: str) -> Any:
 
 
 # Built once per dialect (see sessions_repo._GET): every model call runs it.
-_UPSERTS = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+_UPSERTS = {dialect: usage_upsert(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def usage_params(
+    user_id: str, model: str, input_tokens: int, output_tokens: int, prefix: str = "p_"
+) -> dict[str, Any]:
+    return {
+        f"{prefix}user": user_id,
+        f"{prefix}day": utc_day(),
+        f"{prefix}model": model[:200],
+        f"{prefix}in": input_tokens,
+        f"{prefix}out": output_tokens,
+    }
 
 
 async def add_usage(
     db: Tx, user_id: str, model: str, input_tokens: int, output_tokens: int
 ) -> None:
     """Add one model call's tokens (an upsert: one row per user, day and model)."""
-    params = {
-        "p_user": user_id,
-        "p_day": utc_day(),
-        "p_model": model[:200],
-        "p_in": input_tokens,
-        "p_out": output_tokens,
-    }
+    params = usage_params(user_id, model, input_tokens, output_tokens)
     await db.execute(_UPSERTS[db.dialect.name], params)
 
 
