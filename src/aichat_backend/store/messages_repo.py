@@ -121,6 +121,33 @@ _TOOL_CALLS = (
 )
 
 
+def _to_attachment(row: RowMapping, prefix: str, *, with_content: bool) -> Attachment:
+    """An attachment from its columns, named ``{prefix}filename`` and so on."""
+    return Attachment(
+        filename=row[f"{prefix}filename"],
+        mime_type=row[f"{prefix}mime_type"],
+        size_bytes=row[f"{prefix}size_bytes"],
+        sha256=row[f"{prefix}sha256"],
+        content=row[f"{prefix}content"] if with_content else None,
+        text_content=row[f"{prefix}text_content"] if with_content else None,
+    )
+
+
+def _to_tool_call(row: RowMapping, prefix: str) -> ToolCall:
+    """A tool call from its columns, named ``{prefix}id`` and so on."""
+    return ToolCall(
+        id=row[f"{prefix}id"],
+        tool_name=row[f"{prefix}tool_name"],
+        arguments=dict(row[f"{prefix}arguments"] or {}),
+        state=ToolCallState(row[f"{prefix}state"]),
+        server=row[f"{prefix}server"],
+        result_text=row[f"{prefix}result_text"],
+        is_error=row[f"{prefix}is_error"],
+        duration_ms=row[f"{prefix}duration_ms"],
+        approval_reason=row[f"{prefix}approval_reason"],
+    )
+
+
 class MessageRepository:
     def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
@@ -295,32 +322,11 @@ class MessageRepository:
             position = r["a_position"]
             if position is not None and (m.id, position) not in files:
                 files.add((m.id, position))
-                m.attachments.append(
-                    Attachment(
-                        filename=r["a_filename"],
-                        mime_type=r["a_mime_type"],
-                        size_bytes=r["a_size_bytes"],
-                        sha256=r["a_sha256"],
-                        content=r["a_content"],
-                        text_content=r["a_text_content"],
-                    )
-                )
+                m.attachments.append(_to_attachment(r, "a_", with_content=True))
             call_id = r["t_id"]
             if call_id is not None and (m.id, call_id) not in calls:
                 calls.add((m.id, call_id))
-                m.tool_calls.append(
-                    ToolCall(
-                        id=call_id,
-                        tool_name=r["t_tool_name"],
-                        arguments=dict(r["t_arguments"] or {}),
-                        state=ToolCallState(r["t_state"]),
-                        server=r["t_server"],
-                        result_text=r["t_result_text"],
-                        is_error=r["t_is_error"],
-                        duration_ms=r["t_duration_ms"],
-                        approval_reason=r["t_approval_reason"],
-                    )
-                )
+                m.tool_calls.append(_to_tool_call(r, "t_"))
         return list(by_id.values())
 
     async def clear(self, session_id: str) -> None:
@@ -346,31 +352,12 @@ class MessageRepository:
         att_rows = (await self._db.execute(query, {"p_ids": ids})).mappings().all()
         for r in att_rows:
             by_id[r["message_id"]].attachments.append(
-                Attachment(
-                    filename=r["filename"],
-                    mime_type=r["mime_type"],
-                    size_bytes=r["size_bytes"],
-                    sha256=r["sha256"],
-                    content=r["content"] if with_content else None,
-                    text_content=r["text_content"] if with_content else None,
-                )
+                _to_attachment(r, "", with_content=with_content)
             )
         params = {"p_user": self._user, "p_ids": ids}
         tc_rows = (await self._db.execute(_TOOL_CALLS, params)).mappings().all()
         grouped: dict[str, list[ToolCall]] = defaultdict(list)
         for r in tc_rows:
-            grouped[r["message_id"]].append(
-                ToolCall(
-                    id=r["id"],
-                    tool_name=r["tool_name"],
-                    arguments=dict(r["arguments"] or {}),
-                    state=ToolCallState(r["state"]),
-                    server=r["server"],
-                    result_text=r["result_text"],
-                    is_error=r["is_error"],
-                    duration_ms=r["duration_ms"],
-                    approval_reason=r["approval_reason"],
-                )
-            )
+            grouped[r["message_id"]].append(_to_tool_call(r, ""))
         for mid, calls in grouped.items():
             by_id[mid].tool_calls = calls

@@ -5,20 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anthropic
-import openai
-
 from aichat_backend.devtools.fake_llm import FakeLLMServer
 from aichat_backend.providers.anthropic_adapter import AnthropicProvider
 from aichat_backend.providers.base import (
     ChatMessage,
     ChatProvider,
     ChatRole,
+    ModelEntry,
     ProviderEvent,
     ProviderRequest,
     TextChunk,
 )
-from aichat_backend.providers.catalogue import sdk_http_client
+from aichat_backend.providers.catalogue import HttpClientKind, build_provider
 from aichat_backend.providers.openai_adapter import OpenAIProvider
 
 # Short enough that the timeout tests finish quickly, long enough for a loaded CI box.
@@ -27,29 +25,27 @@ API_KEY = "sk-test-secret-0123456789"
 
 
 def openai_provider(
-    base_url: str, timeout: float = SDK_TIMEOUT, http: str = "aiohttp"
+    base_url: str, timeout: float = SDK_TIMEOUT, http: HttpClientKind = "aiohttp"
 ) -> OpenAIProvider:
-    client = openai.AsyncOpenAI(
-        api_key=API_KEY,
-        base_url=base_url,
-        max_retries=0,
-        timeout=timeout,
-        http_client=sdk_http_client("openai", http),
-    )
-    return OpenAIProvider(client)
+    provider = _built("openai", base_url, timeout, http)
+    assert isinstance(provider, OpenAIProvider)
+    return provider
 
 
 def anthropic_provider(
-    root_url: str, timeout: float = SDK_TIMEOUT, http: str = "aiohttp"
+    root_url: str, timeout: float = SDK_TIMEOUT, http: HttpClientKind = "aiohttp"
 ) -> AnthropicProvider:
-    client = anthropic.AsyncAnthropic(
-        api_key=API_KEY,
-        base_url=root_url,
-        max_retries=0,
-        timeout=timeout,
-        http_client=sdk_http_client("anthropic", http),
+    provider = _built("anthropic", root_url, timeout, http)
+    assert isinstance(provider, AnthropicProvider)
+    return provider
+
+
+def _built(family: str, url: str, timeout: float, http: HttpClientKind) -> ChatProvider:
+    """Through the service's own builder: the same SDK client, options and HTTP client."""
+    entry = ModelEntry(
+        name="test-model", provider=family, model_name="test-model", base_url=url, api_key=API_KEY
     )
-    return AnthropicProvider(client)
+    return build_provider(entry, timeout, http_client=http)
 
 
 @dataclass
