@@ -21,10 +21,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, Engine, Result, create_engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.util.typing import TupleAny
@@ -196,7 +193,7 @@ class Database:
             async with self.transaction() as tx:
                 yield tx
             return
-        async with self.read() as tx:
+        async with self._bounded(), self._autocommit() as tx:
             yield tx
 
     @asynccontextmanager
@@ -214,10 +211,16 @@ class Database:
                     with self._inline.connect() as conn:
                         yield InlineConnection(conn)
             else:
-                assert self._engine is not None
-                async with self._engine.connect() as aconn:
-                    await aconn.execution_options(isolation_level="AUTOCOMMIT")
+                async with self._autocommit() as aconn:
                     yield aconn
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A PostgreSQL connection whose every statement commits on its own."""
+        assert self._engine is not None
+        async with self._engine.connect() as aconn:
+            await aconn.execution_options(isolation_level="AUTOCOMMIT")
+            yield aconn
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
