@@ -361,7 +361,7 @@ class ChatEngine:
             claim = TurnClaim(turn_id, self._config.replica_id, self._config.lease_seconds)
             await turns.claim(session_id, claim)
             # Running again: a crash while the approved tools run is swept like any other.
-            await _write(turns, round_msg, state=MessageState.STREAMING)
+            await turns.write_message(round_msg, state=MessageState.STREAMING)
             approved: list[tuple[ToolCall, ToolInfo]] = []
             decided: list[ToolCall] = []
             for d in req.decisions:
@@ -545,10 +545,7 @@ class ChatEngine:
             )
         m.model = run.model
 
-        finished = stream.finished
-        usage = None
-        if finished is not None and (finished.input_tokens or finished.output_tokens):
-            usage = (run.model, finished.input_tokens, finished.output_tokens)
+        usage = _usage_of(run, stream)
 
         async def write() -> None:
             # One statement on PostgreSQL (TurnRepository.finish).
@@ -599,7 +596,7 @@ class ChatEngine:
         m.tool_calls = calls
         async with self._db.transaction() as tx:
             turns = TurnRepository(tx, run.user_id)
-            await _write(turns, m, state=MessageState.STREAMING)
+            await turns.write_message(m, state=MessageState.STREAMING)
             await turns.add_calls(run.session_id, m.id, calls)
             await _record_usage(tx, run, stream)
         for call in calls:
@@ -656,7 +653,7 @@ class ChatEngine:
 
     async def _complete_round_message(self, turns: TurnRepository, run: _Run) -> None:
         run.message.state = MessageState.COMPLETE
-        await _write(turns, run.message)
+        await turns.write_message(run.message)
 
     async def _next_round(self, run: _Run, stream: RoundStream, calls: list[ToolCall]) -> None:
         async with self._db.transaction() as tx:
@@ -784,7 +781,7 @@ class ChatEngine:
                         m.input_tokens = finished.input_tokens
                         m.output_tokens = finished.output_tokens
                     m.model = m.model or run.model
-                    await _write(turns, m)
+                    await turns.write_message(m)
                 await turns.fail_unfinished_calls(m.id, f"the turn was {reason} while the tool ran")
                 await turns.release(run.session_id, run.turn_id)
 
@@ -825,22 +822,18 @@ class ChatEngine:
         )
 
 
-async def _write(turns: TurnRepository, m: Message, state: MessageState | None = None) -> None:
-    await turns.write_answer(
-        m.id,
-        text=m.text,
-        state=state or m.state,
-        finish_reason=m.finish_reason[:64],
-        input_tokens=m.input_tokens,
-        output_tokens=m.output_tokens,
-        model=m.model,
-    )
+def _usage_of(run: _Run, stream: RoundStream) -> tuple[str, int, int] | None:
+    """(model, input tokens, output tokens) of a model call that reported any."""
+    finished = stream.finished
+    if finished is None or not (finished.input_tokens or finished.output_tokens):
+        return None
+    return run.model, finished.input_tokens, finished.output_tokens
 
 
 async def _record_usage(tx: Tx, run: _Run, stream: RoundStream) -> None:
-    finished = stream.finished
-    if finished is not None and (finished.input_tokens or finished.output_tokens):
-        await add_usage(tx, run.user_id, run.model, finished.input_tokens, finished.output_tokens)
+    usage = _usage_of(run, stream)
+    if usage is not None:
+        await add_usage(tx, run.user_id, *usage)
 
 
 def _specs(tools: dict[str, ToolInfo]) -> tuple[ToolSpec, ...]:

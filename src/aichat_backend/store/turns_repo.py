@@ -63,7 +63,7 @@ class PendingCall:
     create_time_us: int
 
 
-def _claimable(now: int) -> Any:
+def _claimable(now: Any) -> Any:
     return or_(sessions.c.active_turn_id.is_(None), sessions.c.active_turn_expires_us < now)
 
 
@@ -71,15 +71,7 @@ def _claimable(now: int) -> Any:
 _THIS_SESSION = and_(sessions.c.user_id == bindparam("p_user"), sessions.c.id == bindparam("p_sid"))
 _BEGIN = (
     update(sessions)
-    .where(
-        and_(
-            _THIS_SESSION,
-            or_(
-                sessions.c.active_turn_id.is_(None),
-                sessions.c.active_turn_expires_us < bindparam("p_now"),
-            ),
-        )
-    )
+    .where(and_(_THIS_SESSION, _claimable(bindparam("p_now"))))
     .values(
         active_turn_id=bindparam("p_turn"),
         active_turn_owner=bindparam("p_owner"),
@@ -95,6 +87,11 @@ _BEGIN = (
     )
     .returning(sessions.c.last_seq)
 )
+
+# PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
+# which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
+# first token instead of four.
+_CLAIMED = _BEGIN.cte("claimed")
 
 
 def _turn_row(
@@ -117,10 +114,6 @@ def _turn_row(
     ).select_from(_CLAIMED)
 
 
-# PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
-# which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
-# first token instead of four.
-_CLAIMED = _BEGIN.cte("claimed")
 _BEGIN_ONE_STATEMENT = (
     insert(messages)
     .from_select(
@@ -192,6 +185,17 @@ _FINISH_ONE_STATEMENT = {
     ),
     False: _RELEASE.add_cte(_ANSWER_CTE),
 }
+
+
+def _answer_fields(m: Message) -> dict[str, Any]:
+    return {
+        "text": m.text,
+        "state": m.state,
+        "finish_reason": m.finish_reason[:64],
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "model": m.model,
+    }
 
 
 class TurnRepository:
@@ -324,26 +328,25 @@ class TurnRepository:
         """A turn's last write: the answer, the session released, the usage (model, input
         and output tokens) if any. One statement on PostgreSQL, which the caller may run
         in ``Database.statement()``."""
-        answer_params = {
-            "p_user": self._user,
-            "p_id": answer.id,
-            "p_text": answer.text,
-            "p_state": answer.state.value,
-            "p_finish": answer.finish_reason[:64],
-            "p_in": answer.input_tokens,
-            "p_out": answer.output_tokens,
-            "p_model": answer.model,
-        }
+        fields = _answer_fields(answer)
         if self._db.dialect.name == "postgresql":
-            params = {**answer_params, "p_sid": session_id, "p_turn": turn_id, "p_now": now_us()}
+            params = self._answer_params(answer.id, **fields)
+            params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
                 params.update(usage_params(self._user, *usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        await self._db.execute(_WRITE_ANSWER, answer_params)
+        await self.write_answer(answer.id, **fields)
         await self.release(session_id, turn_id)
         if usage is not None:
             await add_usage(self._db, self._user, *usage)
+
+    async def write_message(self, m: Message, state: MessageState | None = None) -> None:
+        """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
+        fields = _answer_fields(m)
+        if state is not None:
+            fields["state"] = state
+        await self.write_answer(m.id, **fields)
 
     async def write_answer(
         self,
@@ -356,7 +359,29 @@ class TurnRepository:
         output_tokens: int,
         model: str,
     ) -> None:
-        params = {
+        params = self._answer_params(
+            message_id,
+            text=text,
+            state=state,
+            finish_reason=finish_reason,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=model,
+        )
+        await self._db.execute(_WRITE_ANSWER, params)
+
+    def _answer_params(
+        self,
+        message_id: str,
+        *,
+        text: str,
+        state: MessageState,
+        finish_reason: str,
+        input_tokens: int,
+        output_tokens: int,
+        model: str,
+    ) -> dict[str, Any]:
+        return {
             "p_user": self._user,
             "p_id": message_id,
             "p_text": text,
@@ -366,7 +391,6 @@ class TurnRepository:
             "p_out": output_tokens,
             "p_model": model,
         }
-        await self._db.execute(_WRITE_ANSWER, params)
 
     # --- tool calls -----------------------------------------------------------------
 
