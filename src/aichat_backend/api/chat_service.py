@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from typing import Protocol
 
 import grpc
@@ -132,21 +132,19 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             return events
         return self._limits.guard(current_user(), events)
 
-    async def StreamChat(
+    # The streaming methods return the response generator rather than being generators
+    # themselves: one layer less that every message of every held stream passes through.
+    def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        async for message in _stream(
-            self._guarded(self._engine.stream_turn(turn_request(request, context))), self._streams
-        ):
-            yield message
+        turn = self._engine.stream_turn(turn_request(request, context))
+        return _stream(turn, self._limits, self._streams)
 
-    async def ResolveToolCalls(
+    def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        async for message in _stream(
-            self._guarded(self._engine.resolve(resolve_request(request, context))), self._streams
-        ):
-            yield message
+        turn = self._engine.resolve(resolve_request(request, context))
+        return _stream(turn, self._limits, self._streams)
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
@@ -194,14 +192,21 @@ class StreamGauge(Protocol):
 
 
 async def _stream(
-    events: AsyncGenerator[ev.TurnEvent, None], gauge: StreamGauge | None
+    events: AsyncGenerator[ev.TurnEvent, None],
+    limits: TurnLimits | None,
+    gauge: StreamGauge | None,
 ) -> AsyncIterator[cpb.StreamChatResponse]:
+    """A turn's events as stream messages, inside the user's limits (``TurnLimits.guard``
+    inlined: one generator per held stream instead of two)."""
+    user = current_user()
     sequence = 0
     if gauge is not None:
         gauge.inc()
     try:
-        async with aclosing(events):
+        async with limits.turn(user) if limits is not None else nullcontext(), aclosing(events):
             async for event in events:
+                if isinstance(event, ev.TurnEnded) and limits is not None:
+                    await limits.count(user, event)
                 sequence += 1
                 yield event_to_pb(event, sequence)
                 if isinstance(event, ev.TurnEnded) and event.error is not None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, aclosing
 
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import ResourceExhausted
@@ -25,19 +25,15 @@ class TurnLimits:
             self._refused(exc)
             raise
 
-    @asynccontextmanager
-    async def turn(self, user_id: str) -> AsyncIterator[None]:
-        try:
-            await self._limiter.check_budget(user_id)
-            slot = self._limiter.turn_slot(user_id)
-            await slot.__aenter__()
-        except ResourceExhausted as exc:
-            self._refused(exc)
-            raise
-        try:
-            yield
-        finally:
-            await slot.__aexit__(None, None, None)
+    def turn(self, user_id: str) -> _Turn:
+        """The budget checked and a concurrency slot held, for the ``async with`` body."""
+        return _Turn(self, user_id)
+
+    async def count(self, user_id: str, ended: ev.TurnEnded) -> None:
+        """The tokens a finished turn reported, against the user's budget."""
+        used = ended.input_tokens + ended.output_tokens
+        if used:
+            await self._limiter.add_usage(user_id, used)
 
     async def guard(
         self, user_id: str, events: AsyncGenerator[ev.TurnEvent, None]
@@ -46,11 +42,36 @@ class TurnLimits:
         async with self.turn(user_id), aclosing(events):
             async for event in events:
                 if isinstance(event, ev.TurnEnded):
-                    used = event.input_tokens + event.output_tokens
-                    if used:
-                        await self._limiter.add_usage(user_id, used)
+                    await self.count(user_id, event)
                 yield event
 
     def _refused(self, exc: ResourceExhausted) -> None:
         if self._on_refused is not None:
             self._on_refused(exc.reason)
+
+
+class _Turn:
+    """A class, not a generator-based context manager: every held stream keeps one."""
+
+    __slots__ = ("_limits", "_slot", "_user")
+
+    def __init__(self, limits: TurnLimits, user_id: str) -> None:
+        self._limits = limits
+        self._user = user_id
+        self._slot: AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        limiter = self._limits._limiter
+        try:
+            await limiter.check_budget(self._user)
+            slot = limiter.turn_slot(self._user)
+            await slot.__aenter__()
+        except ResourceExhausted as exc:
+            self._limits._refused(exc)
+            raise
+        self._slot = slot
+
+    async def __aexit__(self, *exc: object) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            await slot.__aexit__(None, None, None)

@@ -9,8 +9,7 @@ token counters of past UTC days are dropped when the day changes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from aichat_backend.limits import refusals
 from aichat_backend.limits.base import LimitSettings
@@ -24,6 +23,26 @@ class _Bucket:
     def __init__(self, tokens: float, stamp: float) -> None:
         self.tokens = tokens
         self.stamp = stamp
+
+
+class _TurnSlot:
+    """One concurrent-turn slot, held for a turn (a class, not a generator-based context
+    manager: every held stream keeps one alive, and this is a fifth of the size)."""
+
+    __slots__ = ("_counted", "_limiter", "_user")
+
+    def __init__(self, limiter: LocalLimiter, user_id: str) -> None:
+        self._limiter = limiter
+        self._user = user_id
+        self._counted = False
+
+    async def __aenter__(self) -> None:
+        self._counted = self._limiter._take_turn(self._user)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._counted:
+            self._counted = False
+            self._limiter._give_back_turn(self._user)
 
 
 class LocalLimiter:
@@ -86,24 +105,26 @@ class LocalLimiter:
 
     # --- concurrent turns --------------------------------------------------------------
 
-    @asynccontextmanager
-    async def turn_slot(self, user_id: str) -> AsyncIterator[None]:
+    def turn_slot(self, user_id: str) -> _TurnSlot:
+        return _TurnSlot(self, user_id)
+
+    def _take_turn(self, user_id: str) -> bool:
+        """Count one more turn for the user (False: not counted, no limit applies)."""
         limit = self.settings.max_concurrent_turns
         if limit <= 0 or user_id in self.settings.exempt_users:
-            yield
-            return
+            return False
         held = self._turns.get(user_id, 0)
         if held >= limit:
             raise refusals.concurrency_limited(limit)
         self._turns[user_id] = held + 1
-        try:
-            yield
-        finally:
-            left = self._turns.get(user_id, 1) - 1
-            if left > 0:
-                self._turns[user_id] = left
-            else:
-                self._turns.pop(user_id, None)
+        return True
+
+    def _give_back_turn(self, user_id: str) -> None:
+        left = self._turns.get(user_id, 1) - 1
+        if left > 0:
+            self._turns[user_id] = left
+        else:
+            self._turns.pop(user_id, None)
 
     def active_turns(self, user_id: str) -> int:
         """Turn slots the user holds in this process (for tests and health pages)."""
