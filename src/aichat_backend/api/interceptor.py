@@ -54,6 +54,8 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
 class _Call:
     """What the interceptor knows about one RPC."""
 
+    __slots__ = ("error", "kind", "method", "open", "request_id", "start", "user")
+
     def __init__(self, method: str, metadata: tuple[Any, ...], auth_header: str, max_user: int):
         self.method = method
         self.kind = "unary"
@@ -118,6 +120,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         self._max_user = max_user_id_length
         self._observer: RpcObserver = observer or _Unobserved()
         self._gate = gate
+        # One wrapped handler per method, built on its first call: the wrapper reads the
+        # call's metadata from its context, so nothing in it is per call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -128,22 +133,30 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method  # type: ignore[attr-defined]
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
-        metadata = tuple(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, metadata),
+                self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=_safe_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, metadata),
+                self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=_safe_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # we define no client- or bidi-streaming methods
 
-    def _begin(self, method: str, metadata: tuple[Any, ...], request: Any, kind: str) -> _Call:
+    def _begin(
+        self, method: str, context: grpc.aio.ServicerContext, request: Any, kind: str
+    ) -> _Call:
+        metadata = tuple(context.invocation_metadata() or ())
         call = _Call(method, metadata, self._auth_header, self._max_user)
         call.kind = kind
         self._observer.rpc_started(kind, method)
@@ -155,10 +168,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _wrap_unary(
-        self, behavior: Callable[..., Awaitable[Any]], method: str, metadata: tuple[Any, ...]
+        self, behavior: Callable[..., Awaitable[Any]], method: str
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = self._begin(method, metadata, request, "unary")
+            call = self._begin(method, context, request, "unary")
             code = grpc.StatusCode.OK
             try:
                 if call.error is not None:
@@ -184,10 +197,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap_stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str, metadata: tuple[Any, ...]
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = self._begin(method, metadata, request, "server_stream")
+            call = self._begin(method, context, request, "server_stream")
             code = grpc.StatusCode.OK
             headers_sent = False
             try:
