@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from aichat_backend.errors import (
@@ -93,16 +93,33 @@ async def open_stream_with_retry(
     stack, first, rest = await _first_event(
         request, targets, policy or RetryPolicy(), sleep, rand, on_retry
     )
-    async with stack, aclosing(_chain(first, rest)) as events:
-        yield events
+    async with stack:
+        yield _Prepended(first, rest)
 
 
-async def _chain(
-    first: ProviderEvent, rest: AsyncIterator[ProviderEvent]
-) -> AsyncGenerator[ProviderEvent, None]:
-    yield first
-    async for event in rest:
-        yield event
+class _Prepended:
+    """``first``, then the events of ``rest``. A class, not a generator re-yielding each
+    event: every event of a stream would pass through one more generator layer."""
+
+    __slots__ = ("_first", "_rest")
+
+    def __init__(self, first: ProviderEvent, rest: AsyncIterator[ProviderEvent]) -> None:
+        self._first: ProviderEvent | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Prepended:
+        return self
+
+    def __anext__(self) -> Awaitable[ProviderEvent]:
+        first = self._first
+        if first is None:
+            return self._rest.__anext__()
+        self._first = None
+        return _ready(first)
+
+
+async def _ready(event: ProviderEvent) -> ProviderEvent:
+    return event
 
 
 async def _first_event(
