@@ -48,6 +48,7 @@ from aichat_backend.engine.events import (
     TurnOutcome,
     TurnStarted,
 )
+from aichat_backend.engine.leases import Lease, LeaseKeeper
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.sessions import (
@@ -153,6 +154,7 @@ class _Run:
     user_message: Message | None = None
     finalized: bool = False  # the current answer's final write has been started
     first_token_seen: bool = False
+    ended: bool = False  # the last event (TurnEnded) has been given to the caller
 
 
 class ChatEngine:
@@ -173,6 +175,7 @@ class ChatEngine:
             config.max_attachment_bytes, config.max_attachments
         )
         self._active: set[_Run] = set()
+        self._leases = LeaseKeeper(db, config.lease_seconds)
         self._finalizers: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -207,6 +210,7 @@ class ChatEngine:
         """Let the final writes of cancelled turns reach the database."""
         while self._finalizers:
             await asyncio.gather(*list(self._finalizers), return_exceptions=True)
+        await self._leases.close()
 
     # --- StreamChat / SendMessage --------------------------------------------------
 
@@ -226,6 +230,37 @@ class ChatEngine:
         if req.model:
             self._catalogue.get(req.model)
 
+        started = await self._start_turn(req, session_id, files)
+        if isinstance(started, TurnEnded):  # an idempotent replay
+            yield started
+            return
+        run = started
+        async with _Driving(self, run):
+            assert run.claimed is not None and run.stream is not None
+            try:
+                user_msg, answer, denied = await run.claimed
+            except BaseException:
+                run.stream.cancel()
+                raise
+            # Stored: a cut-off turn's finalizer has nothing to wait for, and the task is
+            # not kept alive by every held stream.
+            run.claimed = None
+            run.user_message, run.message = user_msg, answer
+            yield TurnStarted(user_message=user_msg, answer_name=answer.name, model=run.model)
+            for call in denied:
+                yield ToolCallUpdate(call)
+            async for event in self._rounds(run):
+                yield event
+
+    async def _start_turn(
+        self, req: TurnRequest, session_id: str, files: list[Attachment]
+    ) -> _Run | TurnEnded:
+        """Read the context, send the model request and start storing the user's message;
+        or the stored result of a request_id seen before.
+
+        A coroutine of its own, so what only the start needs (the history's rows, the
+        connection) is freed when it returns rather than held by every running stream.
+        """
         replay: TurnEnded | None = None
         async with self._db.read() as tx:
             first = None
@@ -243,8 +278,7 @@ class ChatEngine:
                 )
                 history = await MessageRepository(tx, req.user_id).recent(session_id, window)
         if replay is not None:  # yielded outside: the client may be slow to read it
-            yield replay
-            return
+            return replay
 
         model = req.model or session.model or self._catalogue.default_name
         targets = self._targets(model)
@@ -276,27 +310,12 @@ class ChatEngine:
         )
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
-        run.stream = RoundStream(request, targets, self._config.retry)
+        run.stream = self._round_stream(run)
         pending = any(
             c.state is ToolCallState.PENDING_APPROVAL for m in history for c in m.tool_calls
         )
         run.claimed = asyncio.create_task(self._begin(run, req, files, answer_id, pending))
-        async for event in self._drive(run, self._first_round(run)):
-            yield event
-
-    async def _first_round(self, run: _Run) -> AsyncGenerator[TurnEvent, None]:
-        assert run.claimed is not None and run.stream is not None
-        try:
-            user_msg, answer, denied = await run.claimed
-        except BaseException:
-            run.stream.cancel()
-            raise
-        run.user_message, run.message = user_msg, answer
-        yield TurnStarted(user_message=user_msg, answer_name=answer.name, model=run.model)
-        for call in denied:
-            yield ToolCallUpdate(call)
-        async for event in self._rounds(run):
-            yield event
+        return run
 
     async def _begin(
         self,
@@ -408,10 +427,9 @@ class ChatEngine:
             user_message=user_msg,
         )
         remaining = list(pending.values())
-        async for event in self._drive(
-            run, self._resume(run, decided, approved, remaining, history_limit)
-        ):
-            yield event
+        async with _Driving(self, run):
+            async for event in self._resume(run, decided, approved, remaining, history_limit):
+                yield event
 
     async def _resume(
         self,
@@ -443,49 +461,17 @@ class ChatEngine:
             run.request, messages=tuple(to_chat_messages(history)), tools=_specs(run.tools)
         )
         run.rounds = 1
-        run.stream = RoundStream(run.request, run.targets, self._config.retry)
+        run.stream = self._round_stream(run)
         async for event in self._rounds(run):
             yield event
 
     # --- the rounds of a turn ------------------------------------------------------
 
-    async def _drive(
-        self, run: _Run, events: AsyncGenerator[TurnEvent, None]
-    ) -> AsyncGenerator[TurnEvent, None]:
-        """Run a turn's events with the bookkeeping every turn needs, whatever ends it."""
-        self._active.add(run)
-        self._idle.clear()
-        renewer = asyncio.create_task(self._renew(run))
-        ended = False
-        try:
-            async for event in events:
-                if isinstance(event, TurnEnded):
-                    ended = True
-                yield event
-        except (asyncio.CancelledError, GeneratorExit):
-            # The client went away or its deadline passed: close upstream now, keep
-            # every token produced so far, free the session.
-            if not ended:
-                self._finalize_in_background(run)
-            raise
-        except BaseException:
-            if not ended:
-                self._finalize_in_background(run, reason="error")
-            raise
-        finally:
-            if run.stream is not None:
-                run.stream.cancel()
-            renewer.cancel()
-            self._active.discard(run)
-            if not self._active:
-                self._idle.set()
-
     async def _rounds(self, run: _Run) -> AsyncGenerator[TurnEvent, None]:
-        heartbeat = self._config.heartbeat_seconds
         while True:
             stream = run.stream
             assert stream is not None
-            async for delta in stream.relay(heartbeat, run.started):
+            while (delta := await stream.next_event()) is not None:
                 yield delta
             if stream.first_token_at is not None and not run.first_token_seen:
                 # The first text of the answer, in whichever round (tools may come first).
@@ -555,6 +541,7 @@ class ChatEngine:
         # Shielded: a client leaving right now must not lose the answer.
         run.finalized = True
         await self._shielded(write())
+        run.ended = True
         yield TurnEnded(
             outcome=outcome,
             message=m,
@@ -642,6 +629,7 @@ class ChatEngine:
             await self._complete_round_message(turns, run)
             await turns.release(run.session_id, run.turn_id)
         yield ApprovalRequired(pending)
+        run.ended = True
         yield TurnEnded(
             outcome=TurnOutcome.AWAITING_APPROVAL,
             message=run.message,
@@ -669,9 +657,18 @@ class ChatEngine:
             messages.append(ChatMessage(role=ChatRole.USER, text=NO_MORE_TOOLS))
         run.request = dataclasses.replace(run.request, messages=tuple(messages), tools=tools)
         run.message = placeholder
-        run.stream = RoundStream(run.request, run.targets, self._config.retry)
+        run.stream = self._round_stream(run)
 
     # --- helpers -------------------------------------------------------------------
+
+    def _round_stream(self, run: _Run) -> RoundStream:
+        return RoundStream(
+            run.request,
+            run.targets,
+            self._config.retry,
+            self._config.heartbeat_seconds,
+            run.started,
+        )
 
     def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:
         return IdempotencyRepository(tx, user_id, self._config.idempotency_ttl_seconds)
@@ -742,16 +739,6 @@ class ChatEngine:
                 )
             raise already_decided(d.tool_call_id)
 
-    async def _renew(self, run: _Run) -> None:
-        lease = self._config.lease_seconds
-        while True:
-            await asyncio.sleep(lease / 3)
-            try:
-                async with self._db.transaction() as tx:
-                    await TurnRepository(tx, run.user_id).renew(run.session_id, run.turn_id, lease)
-            except AichatError:
-                log.warning("could not renew the turn's lease")
-
     async def _shielded(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._finalizers.add(task)
@@ -820,6 +807,47 @@ class ChatEngine:
             user_message=user_msg,
             pending=pending,
         )
+
+
+class _Driving:
+    """The bookkeeping every running turn needs, whatever ends it.
+
+    Entered around a turn's events: the turn counts as active and its lease is renewed.
+    If the events stop before the last one (the client went away, its deadline passed,
+    an error), the upstream call is closed and what the turn had is stored in the
+    background, and its session freed. A class rather than a generator layer around the
+    events: each message of every held stream would pass through that layer.
+    """
+
+    __slots__ = ("_engine", "_lease", "_run")
+
+    def __init__(self, engine: ChatEngine, run: _Run) -> None:
+        self._engine = engine
+        self._run = run
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> None:
+        engine, run = self._engine, self._run
+        engine._active.add(run)
+        engine._idle.clear()
+        self._lease = engine._leases.hold(run.user_id, run.session_id, run.turn_id)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        engine, run = self._engine, self._run
+        try:
+            if kind is not None and not run.ended:
+                cut_off = issubclass(kind, asyncio.CancelledError | GeneratorExit)
+                engine._finalize_in_background(run, "cancelled" if cut_off else "error")
+        finally:
+            if run.stream is not None:
+                run.stream.cancel()
+            if self._lease is not None:
+                engine._leases.drop(self._lease)
+            engine._active.discard(run)
+            if not engine._active:
+                engine._idle.set()
 
 
 def _usage_of(run: _Run, stream: RoundStream) -> tuple[str, int, int] | None:

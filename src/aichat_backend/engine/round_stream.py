@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 
 from aichat_backend.engine.events import Heartbeat, TextDelta
 from aichat_backend.errors import AichatError, Internal
@@ -28,17 +28,34 @@ log = logging.getLogger(__name__)
 
 class RoundStream:
     def __init__(
-        self, request: ProviderRequest, targets: Sequence[StreamTarget], policy: RetryPolicy
+        self,
+        request: ProviderRequest,
+        targets: Sequence[StreamTarget],
+        policy: RetryPolicy,
+        heartbeat: float,
+        started: float,
     ) -> None:
         self.pending: list[str] = []
         self.text_parts: list[str] = []
-        self.ready = asyncio.Event()
         self.done = False
         self.stopped = False
         self.error: AichatError | None = None
         self.finished: StreamFinished | None = None
         self.tool_calls: tuple[ToolCallRequest, ...] = ()
         self.first_token_at: float | None = None
+        self._loop = asyncio.get_running_loop()
+        # The relay sleeps on a bare future only while nothing is pending; the producer
+        # wakes it. Text arriving while the relay is busy just piles up (no wake-up).
+        self._waiter: asyncio.Future[None] | None = None
+        # One heartbeat timer per round, moved only when it fires: a timeout around each
+        # wait would add and cancel a timer for every token.
+        self._heartbeat = heartbeat
+        self._started = started  # time.monotonic() of the request, for Heartbeat.elapsed
+        self._beat_due = False
+        self._last_sent = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            self._last_sent + heartbeat, self._beat
+        )
         # The upstream request leaves now, before anything else of the turn happens.
         self._task = asyncio.create_task(self._produce(request, targets, policy))
 
@@ -49,11 +66,54 @@ class RoundStream:
     def cancel(self) -> None:
         """Close the upstream stream now (the SDK stream is left via ``async with``)."""
         self._task.cancel()
+        self._stop_beating()
 
     def stop(self) -> None:
         """End the relay early (shutdown); the caller decides what the turn says."""
         self.stopped = True
-        self.ready.set()
+        self._wake()
+
+    async def next_event(self) -> TextDelta | Heartbeat | None:
+        """Text as it comes (joined when the reader is slower), a heartbeat when quiet;
+        None once the model call is over (or stopped)."""
+        if not (self.pending or self.done or self.stopped or self._beat_due):
+            self._waiter = waiter = self._loop.create_future()
+            await waiter
+            self._waiter = None
+        if self.pending:
+            chunk = "".join(self.pending)
+            self.pending.clear()
+            self.text_parts.append(chunk)
+            self._last_sent = self._loop.time()
+            self._beat_due = False  # text says the turn is alive
+            return TextDelta(chunk)
+        if self.stopped or self.done:
+            self._stop_beating()
+            return None
+        self._beat_due = False
+        self._last_sent = self._loop.time()
+        return Heartbeat(time.monotonic() - self._started)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _beat(self) -> None:
+        """The heartbeat timer: due when nothing was sent for a whole period."""
+        now = self._loop.time()
+        if now - self._last_sent >= self._heartbeat:
+            self._beat_due = True
+            self._wake()
+            next_at = now + self._heartbeat
+        else:
+            next_at = self._last_sent + self._heartbeat
+        self._timer = self._loop.call_at(next_at, self._beat)
+
+    def _stop_beating(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _produce(
         self, request: ProviderRequest, targets: Sequence[StreamTarget], policy: RetryPolicy
@@ -66,7 +126,7 @@ class RoundStream:
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
                             self.pending.append(event.text)
-                            self.ready.set()
+                            self._wake()
                     elif isinstance(event, ToolCallsReady):
                         self.tool_calls = event.calls
                     elif isinstance(event, StreamFinished):
@@ -80,26 +140,4 @@ class RoundStream:
             self.error = Internal("the model call failed unexpectedly", reason="PROVIDER_FAILED")
         finally:
             self.done = True
-            self.ready.set()
-
-    async def relay(
-        self, heartbeat: float, started: float
-    ) -> AsyncGenerator[TextDelta | Heartbeat, None]:
-        """Text as it comes (joined when the reader is slower), heartbeats when quiet."""
-        while True:
-            if not self.pending and not self.done and not self.stopped:
-                try:
-                    async with asyncio.timeout(heartbeat):
-                        await self.ready.wait()
-                except TimeoutError:
-                    yield Heartbeat(time.monotonic() - started)
-                    continue
-            self.ready.clear()
-            if self.pending:
-                chunk = "".join(self.pending)
-                self.pending.clear()
-                self.text_parts.append(chunk)
-                yield TextDelta(chunk)
-                continue
-            if self.stopped or self.done:
-                return
+            self._wake()
