@@ -11,8 +11,9 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 
 from aichat_backend.errors import (
     AichatError,
@@ -49,6 +50,8 @@ class RetryPolicy:
 
 Sleep = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[StreamTarget, int, AichatError, float], None]
+# A provider's stream, entered: left by the caller when the events are done with.
+Opened = AbstractAsyncContextManager[AsyncIterator[ProviderEvent]]
 
 
 def is_transient(error: AichatError) -> bool:
@@ -74,8 +77,7 @@ def backoff_delay(
     return delay
 
 
-@asynccontextmanager
-async def open_stream_with_retry(
+def open_stream_with_retry(
     request: ProviderRequest,
     targets: Sequence[StreamTarget],
     *,
@@ -83,18 +85,47 @@ async def open_stream_with_retry(
     sleep: Sleep = asyncio.sleep,
     rand: Callable[[], float] = random.random,
     on_retry: OnRetry | None = None,
-) -> AsyncIterator[AsyncIterator[ProviderEvent]]:
+) -> OpenStream:
     """Like ``provider.stream(request)``, over ``targets`` (a model, then its fallbacks).
 
     Each target gets ``request`` with its own ``model`` (and its ``temperature`` when the
-    request sets none). The stream is open and its first event received before this
-    yields; if every target fails first, the last error is raised.
+    request sets none). The stream is open and its first event received when the
+    ``async with`` body starts; if every target fails first, the last error is raised.
     """
-    stack, first, rest = await _first_event(
-        request, targets, policy or RetryPolicy(), sleep, rand, on_retry
-    )
-    async with stack:
-        yield _Prepended(first, rest)
+    return OpenStream(request, targets, policy or RetryPolicy(), sleep, rand, on_retry)
+
+
+class OpenStream:
+    """The ``async with`` of ``open_stream_with_retry``: a class rather than a
+    generator-based context manager with an exit stack, as every running model call
+    keeps one alive."""
+
+    __slots__ = ("_args", "_opened")
+
+    def __init__(
+        self,
+        request: ProviderRequest,
+        targets: Sequence[StreamTarget],
+        policy: RetryPolicy,
+        sleep: Sleep,
+        rand: Callable[[], float],
+        on_retry: OnRetry | None,
+    ) -> None:
+        self._args = (request, targets, policy, sleep, rand, on_retry)
+        self._opened: Opened | None = None
+
+    async def __aenter__(self) -> AsyncIterator[ProviderEvent]:
+        opened, first, rest = await _first_event(*self._args)
+        self._opened = opened
+        return _Prepended(first, rest)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        opened, self._opened = self._opened, None
+        if opened is None:
+            return None
+        return await opened.__aexit__(kind, exc, tb)
 
 
 class _Prepended:
@@ -129,7 +160,7 @@ async def _first_event(
     sleep: Sleep,
     rand: Callable[[], float],
     on_retry: OnRetry | None,
-) -> tuple[AsyncExitStack, ProviderEvent, AsyncIterator[ProviderEvent]]:
+) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
     reported: AichatError | None = None  # raised if every target fails
     for target in targets:
         try:
@@ -154,22 +185,23 @@ async def _first_event_from(
     sleep: Sleep,
     rand: Callable[[], float],
     on_retry: OnRetry | None,
-) -> tuple[AsyncExitStack, ProviderEvent, AsyncIterator[ProviderEvent]]:
+) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
     """Open ``target`` and read its first event, retrying transient failures."""
     attempt = 0
     while True:
-        stack = AsyncExitStack()
+        opened: Opened | None = None
         try:
             provider = target.resolve()
-            events = await stack.enter_async_context(provider.stream(_request_for(request, target)))
-            iterator = aiter(events)
+            opened = provider.stream(_request_for(request, target))
+            iterator = aiter(await opened.__aenter__())
             try:
                 first = await anext(iterator)
             except StopAsyncIteration:
                 raise stream_interrupted(provider.name) from None
-            return stack, first, iterator
+            return opened, first, iterator
         except AichatError as exc:
-            await stack.aclose()
+            if opened is not None:
+                await opened.__aexit__(None, None, None)
             attempt += 1
             if not is_transient(exc) or attempt >= policy.attempts:
                 raise
@@ -177,7 +209,8 @@ async def _first_event_from(
             if on_retry is not None:
                 on_retry(target, attempt, exc, delay)
         except BaseException:
-            await stack.aclose()
+            if opened is not None:
+                await opened.__aexit__(None, None, None)
             raise
         await sleep(delay)
 
