@@ -1017,6 +1017,8 @@ class Run:
             "streams_held": d.get("held", {}).get(b, {}).get("streams_held"),
             # Relaying only (no turn starts in the window), one token per message.
             "cpu_us_per_token": _held_cpu(d.get("held", {}).get(b, {}), coalesced=False),
+            # The same figure for the floor relay F (no project code), for comparison.
+            "cpu_us_per_token_floor": _held_cpu(d.get("held", {}).get("F", {}), coalesced=False),
             # The service core saturated, deltas joined into fuller messages.
             "cpu_us_per_token_coalesced": _held_cpu(d.get("held", {}).get(b, {}), coalesced=True),
             "tokens_per_message_coalesced": _held_row(d.get("held", {}).get(b, {}), True).get(
@@ -1363,6 +1365,15 @@ def print_table(result: dict[str, Any]) -> None:
             *(cell(a, "realistic_half_knee", "loadgen_cpu_us_per_token") for a in arms),
         ],
         ["paced streams held", *(cell(a, "held", "streams_held") for a in arms)],
+        # The floor F beside B: what relaying a token costs with no project code at all.
+        [
+            "held CPU µs/token (first level)",
+            *(_held_cpu(cell(a, "held") or {}, coalesced=False) for a in arms),
+        ],
+        [
+            "held CPU µs/token (coalesced)",
+            *(_held_cpu(cell(a, "held") or {}, coalesced=True) for a in arms),
+        ],
         ["RSS KiB per held stream", *(cell(a, "rss", "rss_kib_per_stream") for a in arms)],
         ["idle RSS KiB", *(cell(a, "idle_rss_kib") for a in arms)],
         ["unary SendMessage rps (p99<50ms)", *(cell(a, "unary", "unary_rps") for a in arms)],
