@@ -1,10 +1,17 @@
-"""The benchmark's database probe names statements by what they do to which table."""
+"""The benchmark's database probe: statements named by what they do to which table, and
+every unit of work timed once."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
-from aichat_backend.devtools.bench_dbprobe import _classify
+import pytest
+from sqlalchemy import text
+
+from aichat_backend.config import Settings
+from aichat_backend.devtools.bench_dbprobe import _classify, timed_unit
+from aichat_backend.store.database import Database
 
 
 @pytest.mark.parametrize(
@@ -27,3 +34,24 @@ from aichat_backend.devtools.bench_dbprobe import _classify
 )
 def test_statements_are_named_by_their_main_part(statement: str, expected: tuple[str, str]) -> None:
     assert _classify(statement) == expected
+
+
+async def test_each_unit_of_work_is_timed_once(database_url: str, tmp_path: Path) -> None:
+    records: list[list[Any]] = []
+
+    class Probed(Database):
+        pass
+
+    for name in ("transaction", "read", "statement"):
+        setattr(Probed, name, timed_unit(getattr(Database, name), records.append))
+    db = Probed(Settings(database_url=database_url, data_dir=str(tmp_path)))
+    try:
+        # statement() (the begin and the finish of a turn on PostgreSQL) is a unit of its
+        # own there; on SQLite it is a transaction() inside, which must not count twice.
+        for unit in (db.statement, db.transaction, db.read):
+            async with unit() as tx:
+                await tx.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+    assert [r[0] for r in records] == ["tx", "tx", "tx"]
+    assert all(r[1] <= r[2] and r[4] is True for r in records)

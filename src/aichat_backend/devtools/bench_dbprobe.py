@@ -17,8 +17,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
@@ -86,23 +87,39 @@ def install(path: str) -> None:
     def commit(conn: Any) -> None:
         write(["commit", time.monotonic(), request_context.current_request_id()])
 
-    def timed(original: Any) -> Any:
-        @asynccontextmanager
-        async def wrapper(self: Database) -> AsyncIterator[Tx]:
-            start = time.monotonic()
-            ok = False
-            try:
-                async with original(self) as tx:
-                    yield tx
-                ok = True
-            finally:
+    # Reads and one-statement units count as units of work too (the begin of a turn is
+    # one statement on PostgreSQL), so the figures compare with earlier runs.
+    for name in ("transaction", "read", "statement"):
+        setattr(Database, name, timed_unit(getattr(Database, name), write))
+
+
+# Depth of probed units in this task: SQLite's statement() is a transaction(), which
+# must count once.
+_unit_depth: ContextVar[int] = ContextVar("bench_dbprobe_depth", default=0)
+
+
+def timed_unit(original: Any, write: Callable[[list[Any]], None]) -> Any:
+    """``original`` (a ``Database`` unit-of-work method), writing ``["tx", start, end,
+    request id, ok]`` for each outermost unit."""
+
+    @asynccontextmanager
+    async def wrapper(self: Any) -> AsyncIterator[Tx]:
+        from aichat_backend import request_context
+
+        depth = _unit_depth.get()
+        token = _unit_depth.set(depth + 1)
+        start = time.monotonic()
+        ok = False
+        try:
+            async with original(self) as tx:
+                yield tx
+            ok = True
+        finally:
+            _unit_depth.reset(token)
+            if depth == 0:
                 write(["tx", start, time.monotonic(), request_context.current_request_id(), ok])
 
-        return wrapper
-
-    # Reads count as units of work too, so the figures compare with earlier runs.
-    Database.transaction = timed(Database.transaction)  # type: ignore[method-assign]
-    Database.read = timed(Database.read)  # type: ignore[method-assign]
+    return wrapper
 
 
 def main() -> None:
