@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -42,6 +41,7 @@ from aichat_backend.providers.base import (
 from aichat_backend.providers.errors import SDK_ERRORS as _COMMON_SDK_ERRORS
 from aichat_backend.providers.errors import stream_interrupted, translate_error
 from aichat_backend.providers.openai_adapter import parse_arguments
+from aichat_backend.providers.sdk_stream import SdkEvents
 
 SDK_ERRORS: tuple[type[BaseException], ...] = (*_COMMON_SDK_ERRORS, anthropic.AnthropicError)
 
@@ -85,11 +85,15 @@ class AnthropicProvider:
     # ``request.temperature`` is not sent: the Messages API of anthropic 2.x has no
     # sampling parameters (the SDK dropped ``temperature``), and sending it through
     # ``extra_body`` would turn a harmless preference into a 400 for every turn.
-    @asynccontextmanager
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[AsyncIterator[ProviderEvent]]:
+    def stream(
+        self, request: ProviderRequest
+    ) -> SdkEvents[anthropic.AsyncStream[RawMessageStreamEvent]]:
+        return SdkEvents(self._open, request, self._events)
+
+    async def _open(self, request: ProviderRequest) -> anthropic.AsyncStream[RawMessageStreamEvent]:
         system, messages = to_anthropic_messages(request.system_prompt, request.messages)
         try:
-            sdk_stream = await self._client.messages.create(
+            return await self._client.messages.create(
                 model=request.model,
                 max_tokens=request.max_output_tokens or self._default_max_tokens,
                 messages=messages,
@@ -101,10 +105,6 @@ class AnthropicProvider:
             )
         except SDK_ERRORS as exc:
             raise translate_error(exc, provider=self._name, mid_stream=False) from exc
-        # The SDK stream's exit closes the HTTP response: leaving this block for any
-        # reason, cancellation included, hangs up on the upstream at once.
-        async with sdk_stream, aclosing(self._events(sdk_stream)) as events:
-            yield events
 
     async def _events(
         self, stream: anthropic.AsyncStream[RawMessageStreamEvent]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from aichat_backend.providers.base import (
     ToolSpec,
 )
 from aichat_backend.providers.errors import SDK_ERRORS, stream_interrupted, translate_error
+from aichat_backend.providers.sdk_stream import SdkEvents
 
 # OpenAI deprecated ``max_tokens`` (its reasoning models reject it) but many
 # OpenAI-compatible servers only know ``max_tokens``: the catalogue picks per provider.
@@ -58,8 +58,10 @@ class OpenAIProvider:
         """Close the client's connection pool (the catalogue does, at shutdown)."""
         await self._client.close()
 
-    @asynccontextmanager
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[AsyncIterator[ProviderEvent]]:
+    def stream(self, request: ProviderRequest) -> SdkEvents[openai.AsyncStream[Any]]:
+        return SdkEvents(self._open, request, self._events)
+
+    async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
         limit = request.max_output_tokens
         body: dict[str, Any] = {
             "model": request.model,
@@ -79,7 +81,7 @@ class OpenAIProvider:
             # (~0.3 ms each: most of our CPU per token, measured with cProfile). Our body
             # is plain JSON already and we read four fields of each chunk, so we post it
             # through the same client (same retries, errors, auth) and keep chunks as dicts.
-            sdk_stream = await self._client.post(
+            return await self._client.post(
                 "/chat/completions",
                 body=body,
                 cast_to=object,
@@ -88,10 +90,6 @@ class OpenAIProvider:
             )
         except SDK_ERRORS as exc:
             raise translate_error(exc, provider=self._name, mid_stream=False) from exc
-        # The SDK stream's exit closes the HTTP response: leaving this block for any
-        # reason, cancellation included, hangs up on the upstream at once.
-        async with sdk_stream, aclosing(self._events(sdk_stream)) as events:
-            yield events
 
     async def _events(self, chunks: openai.AsyncStream[Any]) -> AsyncGenerator[ProviderEvent, None]:
         calls: dict[int, _PartialCall] = {}
