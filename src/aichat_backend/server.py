@@ -295,6 +295,9 @@ class App:
         log.info("stopped")
 
 
+FULL_COLLECTION_AFTER = 100  # gen-1 collections between full ones (CPython's default: 10)
+
+
 async def serve(settings: Settings) -> int:
     try:
         app = App(settings)
@@ -305,6 +308,12 @@ async def serve(settings: Settings) -> int:
     # out of the collector's generations so each collection walks only request garbage.
     gc.collect()
     gc.freeze()
+    # A full collection walks every object of every held stream (~30 ms with 200 held,
+    # measured), pausing all of them at once. After 10 young-generation passes (the
+    # default) that happened every few seconds while streams were being added; after 100
+    # it did not happen in the same run, and the young generations stay as they were.
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
