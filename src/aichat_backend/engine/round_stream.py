@@ -27,6 +27,25 @@ log = logging.getLogger(__name__)
 
 
 class RoundStream:
+    __slots__ = (
+        "_beat_due",
+        "_heartbeat",
+        "_last_sent",
+        "_loop",
+        "_started",
+        "_task",
+        "_timer",
+        "_waiter",
+        "done",
+        "error",
+        "finished",
+        "first_token_at",
+        "pending",
+        "stopped",
+        "text_parts",
+        "tool_calls",
+    )
+
     def __init__(
         self,
         request: ProviderRequest,
