@@ -120,3 +120,15 @@ UPDATABLE_SESSION_FIELDS = (
     "memory_limit",
     "labels",
 )
+
+
+def memory_window(requested: int, session_limit: int, default: int, maximum: int) -> int:
+    """Messages of context: the turn's request, else the session's, else the default.
+
+    PostgreSQL applies the same rule inside the turn's context read
+    (``messages_repo._CONTEXT``); a test holds the two to the same answers.
+    """
+    for value in (requested, session_limit):
+        if value > 0:
+            return min(value, maximum)
+    return min(default, maximum)

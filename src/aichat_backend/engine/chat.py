@@ -24,6 +24,7 @@ from aichat_backend.domain import (
     Role,
     ToolCall,
     ToolCallState,
+    memory_window,
     now_us,
 )
 from aichat_backend.engine import attachments as attachment_rules
@@ -35,7 +36,6 @@ from aichat_backend.engine.approvals import (
 )
 from aichat_backend.engine.context import (
     assistant_message,
-    memory_window,
     to_chat_messages,
     tool_result_message,
     with_attachments,
@@ -269,14 +269,12 @@ class ChatEngine:
             if first is not None:
                 replay = await self._replay(tx, req.user_id, first.resource)
             else:
-                session = await SessionRepository(tx, req.user_id).get(session_id)
-                window = memory_window(
+                session, history = await MessageRepository(tx, req.user_id).context(
+                    session_id,
                     req.memory_limit,
-                    session.memory_limit,
                     self._config.memory_default,
                     self._config.memory_max,
                 )
-                history = await MessageRepository(tx, req.user_id).recent(session_id, window)
         if replay is not None:  # yielded outside: the client may be slow to read it
             return replay
 

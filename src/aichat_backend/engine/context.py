@@ -76,11 +76,3 @@ def to_chat_messages(history: Sequence[Message]) -> list[ChatMessage]:
     while result and result[0].role is not ChatRole.USER:
         result.pop(0)
     return result
-
-
-def memory_window(requested: int, session_limit: int, default: int, maximum: int) -> int:
-    """Messages of context: the turn's request, else the session's, else the default."""
-    for value in (requested, session_limit):
-        if value > 0:
-            return min(value, maximum)
-    return min(default, maximum)

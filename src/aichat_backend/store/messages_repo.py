@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, case, delete, func, insert, select, true, update
 from sqlalchemy.engine import RowMapping
 
 from aichat_backend.domain import (
@@ -15,13 +15,19 @@ from aichat_backend.domain import (
     Message,
     MessageState,
     Role,
+    Session,
     ToolCall,
     ToolCallState,
+    memory_window,
     now_us,
 )
 from aichat_backend.errors import NotFound
 from aichat_backend.store.database import Tx
-from aichat_backend.store.sessions_repo import session_not_found
+from aichat_backend.store.sessions_repo import (
+    SessionRepository,
+    session_from_row,
+    session_not_found,
+)
 from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
 
 
@@ -90,6 +96,44 @@ _RECENT = (
     )
     .order_by(_WINDOW.c.seq, attachments.c.position, tool_calls.c.position)
 )
+# PostgreSQL only: a turn's whole context read, the session and its last messages (with
+# files and calls), in one statement instead of two round trips. The window is
+# domain.memory_window with the session's own limit read in the same statement.
+_P_REQUESTED = bindparam("p_requested", type_=Integer)
+_P_MAX = bindparam("p_max", type_=Integer)
+_CONTEXT_WINDOW = (
+    select(messages)
+    .where(and_(messages.c.user_id == sessions.c.user_id, messages.c.session_id == sessions.c.id))
+    .order_by(messages.c.seq.desc())
+    .limit(
+        case(
+            (_P_REQUESTED > 0, func.least(_P_REQUESTED, _P_MAX)),
+            (sessions.c.memory_limit > 0, func.least(sessions.c.memory_limit, _P_MAX)),
+            else_=func.least(bindparam("p_default", type_=Integer), _P_MAX),
+        )
+    )
+    .lateral("w")
+)
+_CONTEXT = (
+    select(
+        *(c.label(f"s_{c.name}") for c in sessions.c),
+        _CONTEXT_WINDOW,
+        *(c for c in _RECENT.selected_columns if c.name.startswith(("a_", "t_"))),
+    )
+    .select_from(
+        sessions.outerjoin(_CONTEXT_WINDOW, true())
+        .outerjoin(attachments, attachments.c.message_id == _CONTEXT_WINDOW.c.id)
+        .outerjoin(
+            tool_calls,
+            and_(
+                tool_calls.c.message_id == _CONTEXT_WINDOW.c.id,
+                tool_calls.c.user_id == bindparam("p_user"),
+            ),
+        )
+    )
+    .where(and_(sessions.c.user_id == bindparam("p_user"), sessions.c.id == bindparam("p_sid")))
+    .order_by(_CONTEXT_WINDOW.c.seq, attachments.c.position, tool_calls.c.position)
+)
 _ATTACHMENT_COLUMNS = (
     attachments.c.message_id,
     attachments.c.filename,
@@ -146,6 +190,27 @@ def _to_tool_call(row: RowMapping, prefix: str) -> ToolCall:
         duration_ms=row[f"{prefix}duration_ms"],
         approval_reason=row[f"{prefix}approval_reason"],
     )
+
+
+def _with_children(rows: Iterable[RowMapping]) -> list[Message]:
+    """Messages from rows of a message joined with its attachments and tool calls
+    (``a_``/``t_`` columns), each child taken once, in row order."""
+    by_id: dict[str, Message] = {}
+    files: set[tuple[str, int]] = set()
+    calls: set[tuple[str, str]] = set()
+    for r in rows:
+        m = by_id.get(r["id"])
+        if m is None:
+            m = by_id[r["id"]] = _to_message(r)
+        position = r["a_position"]
+        if position is not None and (m.id, position) not in files:
+            files.add((m.id, position))
+            m.attachments.append(_to_attachment(r, "a_", with_content=True))
+        call_id = r["t_id"]
+        if call_id is not None and (m.id, call_id) not in calls:
+            calls.add((m.id, call_id))
+            m.tool_calls.append(_to_tool_call(r, "t_"))
+    return list(by_id.values())
 
 
 class MessageRepository:
@@ -308,26 +373,36 @@ class MessageRepository:
         )
         return _to_message(row) if row is not None else None
 
+    async def context(
+        self, session_id: str, requested: int, default: int, maximum: int
+    ) -> tuple[Session, list[Message]]:
+        """A turn's context: the session, and its last ``domain.memory_window`` messages,
+        oldest first, with attachment content. NOT_FOUND if the session is not the user's.
+
+        One statement on PostgreSQL (``_CONTEXT``); two on SQLite, which runs in-process
+        and has no LATERAL join.
+        """
+        if self._db.dialect.name == "postgresql":
+            params = {
+                "p_user": self._user,
+                "p_sid": session_id,
+                "p_requested": requested,
+                "p_default": default,
+                "p_max": maximum,
+            }
+            rows = (await self._db.execute(_CONTEXT, params)).mappings().all()
+            if not rows:
+                raise session_not_found(session_id)
+            session = session_from_row({k[2:]: v for k, v in rows[0].items() if k[:2] == "s_"})
+            return session, _with_children(r for r in rows if r["id"] is not None)
+        session = await SessionRepository(self._db, self._user).get(session_id)
+        window = memory_window(requested, session.memory_limit, default, maximum)
+        return session, await self.recent(session_id, window)
+
     async def recent(self, session_id: str, limit: int) -> list[Message]:
         """The last ``limit`` messages, oldest first, with attachment content (context)."""
         params = {"p_user": self._user, "p_sid": session_id, "p_limit": limit}
-        rows = (await self._db.execute(_RECENT, params)).mappings().all()
-        by_id: dict[str, Message] = {}
-        files: set[tuple[str, int]] = set()
-        calls: set[tuple[str, str]] = set()
-        for r in rows:
-            m = by_id.get(r["id"])
-            if m is None:
-                m = by_id[r["id"]] = _to_message(r)
-            position = r["a_position"]
-            if position is not None and (m.id, position) not in files:
-                files.add((m.id, position))
-                m.attachments.append(_to_attachment(r, "a_", with_content=True))
-            call_id = r["t_id"]
-            if call_id is not None and (m.id, call_id) not in calls:
-                calls.add((m.id, call_id))
-                m.tool_calls.append(_to_tool_call(r, "t_"))
-        return list(by_id.values())
+        return _with_children((await self._db.execute(_RECENT, params)).mappings().all())
 
     async def clear(self, session_id: str) -> None:
         result = await self._db.execute(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend.domain import Session, now_us
@@ -23,7 +23,7 @@ def session_not_found(session_id: str) -> NotFound:
     )
 
 
-def _to_session(row: RowMapping) -> Session:
+def session_from_row(row: Mapping[Any, Any]) -> Session:
     return Session(
         user_id=row["user_id"],
         id=row["id"],
@@ -82,7 +82,7 @@ class SessionRepository:
                 reason="SESSION_ALREADY_EXISTS",
                 metadata={"resource": f"sessions/{s.id}"},
             ) from None
-        return _to_session(values)  # type: ignore[arg-type]
+        return session_from_row(values)  # type: ignore[arg-type]
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session:
         query = _GET_FOR_UPDATE if for_update else _GET
@@ -90,7 +90,7 @@ class SessionRepository:
         row = (await self._db.execute(query, params)).mappings().first()
         if row is None:
             raise session_not_found(session_id)
-        return _to_session(row)
+        return session_from_row(row)
 
     async def page(self, limit: int, after: tuple[int, str] | None) -> list[Session]:
         query = select(sessions).where(sessions.c.user_id == self._user)
@@ -104,7 +104,7 @@ class SessionRepository:
             )
         query = query.order_by(sessions.c.update_time_us.desc(), sessions.c.id.desc()).limit(limit)
         rows = (await self._db.execute(query)).mappings().all()
-        return [_to_session(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     async def update(self, session_id: str, changes: dict[str, Any]) -> Session:
         values = dict(changes, update_time_us=now_us())
