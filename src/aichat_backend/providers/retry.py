@@ -92,7 +92,19 @@ def open_stream_with_retry(
     request sets none). The stream is open and its first event received when the
     ``async with`` body starts; if every target fails first, the last error is raised.
     """
-    return OpenStream(request, targets, policy or RetryPolicy(), sleep, rand, on_retry)
+    return OpenStream(_Plan(request, targets, policy or RetryPolicy(), sleep, rand, on_retry))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to open and how to retry it (the arguments of ``open_stream_with_retry``)."""
+
+    request: ProviderRequest
+    targets: Sequence[StreamTarget]
+    policy: RetryPolicy
+    sleep: Sleep
+    rand: Callable[[], float]
+    on_retry: OnRetry | None
 
 
 class OpenStream:
@@ -100,22 +112,14 @@ class OpenStream:
     generator-based context manager with an exit stack, as every running model call
     keeps one alive."""
 
-    __slots__ = ("_args", "_opened")
+    __slots__ = ("_opened", "_plan")
 
-    def __init__(
-        self,
-        request: ProviderRequest,
-        targets: Sequence[StreamTarget],
-        policy: RetryPolicy,
-        sleep: Sleep,
-        rand: Callable[[], float],
-        on_retry: OnRetry | None,
-    ) -> None:
-        self._args = (request, targets, policy, sleep, rand, on_retry)
+    def __init__(self, plan: _Plan) -> None:
+        self._plan = plan
         self._opened: Opened | None = None
 
     async def __aenter__(self) -> AsyncIterator[ProviderEvent]:
-        opened, first, rest = await _first_event(*self._args)
+        opened, first, rest = await _first_event(self._plan)
         self._opened = opened
         return _Prepended(first, rest)
 
@@ -153,18 +157,11 @@ async def _ready(event: ProviderEvent) -> ProviderEvent:
     return event
 
 
-async def _first_event(
-    request: ProviderRequest,
-    targets: Sequence[StreamTarget],
-    policy: RetryPolicy,
-    sleep: Sleep,
-    rand: Callable[[], float],
-    on_retry: OnRetry | None,
-) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
+async def _first_event(plan: _Plan) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
     reported: AichatError | None = None  # raised if every target fails
-    for target in targets:
+    for target in plan.targets:
         try:
-            return await _first_event_from(request, target, policy, sleep, rand, on_retry)
+            return await _first_event_from(plan, target)
         except AichatError as exc:
             exc.metadata.setdefault("model", target.label)
             if not tries_fallback(exc):
@@ -179,12 +176,7 @@ async def _first_event(
 
 
 async def _first_event_from(
-    request: ProviderRequest,
-    target: StreamTarget,
-    policy: RetryPolicy,
-    sleep: Sleep,
-    rand: Callable[[], float],
-    on_retry: OnRetry | None,
+    plan: _Plan, target: StreamTarget
 ) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
     """Open ``target`` and read its first event, retrying transient failures."""
     attempt = 0
@@ -192,7 +184,7 @@ async def _first_event_from(
         opened: Opened | None = None
         try:
             provider = target.resolve()
-            opened = provider.stream(_request_for(request, target))
+            opened = provider.stream(_request_for(plan.request, target))
             iterator = aiter(await opened.__aenter__())
             try:
                 first = await anext(iterator)
@@ -203,16 +195,16 @@ async def _first_event_from(
             if opened is not None:
                 await opened.__aexit__(None, None, None)
             attempt += 1
-            if not is_transient(exc) or attempt >= policy.attempts:
+            if not is_transient(exc) or attempt >= plan.policy.attempts:
                 raise
-            delay = backoff_delay(attempt - 1, exc, policy, rand)
-            if on_retry is not None:
-                on_retry(target, attempt, exc, delay)
+            delay = backoff_delay(attempt - 1, exc, plan.policy, plan.rand)
+            if plan.on_retry is not None:
+                plan.on_retry(target, attempt, exc, delay)
         except BaseException:
             if opened is not None:
                 await opened.__aexit__(None, None, None)
             raise
-        await sleep(delay)
+        await plan.sleep(delay)
 
 
 def _request_for(request: ProviderRequest, target: StreamTarget) -> ProviderRequest:
