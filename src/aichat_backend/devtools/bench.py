@@ -1223,14 +1223,16 @@ def analyse_db(turns: dict[str, StreamResult], probe: Path, arrivals: Path) -> d
         )
         writes_early = [s for s, _, v, _ in ss if v in ("INSERT", "UPDATE", "DELETE") and s < first]
         # The answer's one write (after the upstream's last token) may start before the
-        # client has read the first text when the whole answer came in one message.
+        # client has read the first text when the whole answer came in one message. On
+        # PostgreSQL it is one statement whose main part is the usage upsert, with the
+        # answer's UPDATE in a CTE: found by its text.
+        answer_writes = [
+            s
+            for (s, _, v, t), text in zip(ss, sql.get(tag, []), strict=False)
+            if (v == "UPDATE" and t == "messages") or "UPDATE messages" in text
+        ]
         finish = next(
-            (
-                (a, b)
-                for a, b in ts
-                if (a, b) != begin
-                and any(a <= s <= b and v == "UPDATE" and t == "messages" for s, _, v, t in ss)
-            ),
+            ((a, b) for a, b in ts if (a, b) != begin and any(a <= s <= b for s in answer_writes)),
             None,
         )
         if finish is not None and finish[0] < first:
