@@ -181,11 +181,12 @@ async def _first_event_from(
     """Open ``target`` and read its first event, retrying transient failures."""
     attempt = 0
     while True:
-        opened: Opened | None = None
+        opened: Opened | None = None  # set once entered: only then is there an exit
         try:
             provider = target.resolve()
-            opened = provider.stream(_request_for(plan.request, target))
-            iterator = aiter(await opened.__aenter__())
+            stream = provider.stream(_request_for(plan.request, target))
+            iterator = aiter(await stream.__aenter__())
+            opened = stream
             try:
                 first = await anext(iterator)
             except StopAsyncIteration:
