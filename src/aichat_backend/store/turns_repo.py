@@ -187,17 +187,6 @@ _FINISH_ONE_STATEMENT = {
 }
 
 
-def _answer_fields(m: Message) -> dict[str, Any]:
-    return {
-        "text": m.text,
-        "state": m.state,
-        "finish_reason": m.finish_reason[:64],
-        "input_tokens": m.input_tokens,
-        "output_tokens": m.output_tokens,
-        "model": m.model,
-    }
-
-
 class TurnRepository:
     def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
@@ -328,68 +317,32 @@ class TurnRepository:
         """A turn's last write: the answer, the session released, the usage (model, input
         and output tokens) if any. One statement on PostgreSQL, which the caller may run
         in ``Database.statement()``."""
-        fields = _answer_fields(answer)
         if self._db.dialect.name == "postgresql":
-            params = self._answer_params(answer.id, **fields)
+            params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
                 params.update(usage_params(self._user, *usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        await self.write_answer(answer.id, **fields)
+        await self.write_message(answer)
         await self.release(session_id, turn_id)
         if usage is not None:
             await add_usage(self._db, self._user, *usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
         """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
-        fields = _answer_fields(m)
-        if state is not None:
-            fields["state"] = state
-        await self.write_answer(m.id, **fields)
+        await self._db.execute(_WRITE_ANSWER, self._answer_params(m, state))
 
-    async def write_answer(
-        self,
-        message_id: str,
-        *,
-        text: str,
-        state: MessageState,
-        finish_reason: str,
-        input_tokens: int,
-        output_tokens: int,
-        model: str,
-    ) -> None:
-        params = self._answer_params(
-            message_id,
-            text=text,
-            state=state,
-            finish_reason=finish_reason,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            model=model,
-        )
-        await self._db.execute(_WRITE_ANSWER, params)
-
-    def _answer_params(
-        self,
-        message_id: str,
-        *,
-        text: str,
-        state: MessageState,
-        finish_reason: str,
-        input_tokens: int,
-        output_tokens: int,
-        model: str,
-    ) -> dict[str, Any]:
+    def _answer_params(self, m: Message, state: MessageState | None = None) -> dict[str, Any]:
         return {
             "p_user": self._user,
-            "p_id": message_id,
-            "p_text": text,
-            "p_state": state.value,
-            "p_finish": finish_reason,
-            "p_in": input_tokens,
-            "p_out": output_tokens,
-            "p_model": model,
+            "p_id": m.id,
+            "p_text": m.text,
+            "p_state": (state or m.state).value,
+            "p_finish": m.finish_reason[:64],
+            "p_in": m.input_tokens,
+            "p_out": m.output_tokens,
+            "p_model": m.model,
         }
 
     # --- tool calls -----------------------------------------------------------------
