@@ -23,6 +23,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before the heavy imports: a bad setting fails at once
     from aichat_backend.server import serve
+    from aichat_backend.store.migrate_process import MigrationFailed
 
     logs.configure(settings.log_level, settings.log_format)
     try:
@@ -30,6 +31,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aichat-backend: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except MigrationFailed as exc:
+        print(f"aichat-backend: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -45,7 +49,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # unreachable, refused, a failing migration: said in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"aichat-backend: migrate failed: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return 1
     print("database schema is up to date")
     return 0
 

@@ -186,6 +186,14 @@ def process_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
+def child_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """An environment for a child of ours: this one without its ``AICHAT_*`` values, plus
+    ``settings`` (names without the prefix). The child sees those settings and no others."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update((ENV_PREFIX + name.upper(), value) for name, value in settings.items())
+    return env
+
+
 class ConfigError(Exception):
     """A setting has a bad value; the message names the variable."""
 

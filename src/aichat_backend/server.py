@@ -41,6 +41,7 @@ from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
 from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
+from aichat_backend.store.migrate_process import migrate_in_child
 from aichat_backend.store.turns_repo import sweep_interrupted
 from aichat_backend.tools.base import ServerState, ToolProvider
 
@@ -303,6 +304,9 @@ async def serve(settings: Settings) -> int:
         app = App(settings)
     except ValueError as exc:  # a bad model catalogue or MCP servers file
         raise ConfigError(str(exc)) from None
+    # Out of process: what alembic imports would stay in this one for good (App.start
+    # then finds the schema current and loads nothing).
+    await migrate_in_child(settings, app.db)
     await app.start()
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
     # out of the collector's generations so each collection walks only request garbage.

@@ -249,7 +249,7 @@ class Database:
         A database already at ``SCHEMA_REVISION`` is left alone without loading alembic,
         which would stay resident (~10 MB) in a process that needed it for one query.
         """
-        if await self._schema_revision() == SCHEMA_REVISION:
+        if await self.at_newest_revision():
             return
         if self._inline is not None:
             async with self._inline_lock:
@@ -259,6 +259,9 @@ class Database:
         assert self._engine is not None
         async with self._engine.begin() as aconn:
             await aconn.run_sync(_upgrade_to_head)
+
+    async def at_newest_revision(self) -> bool:
+        return await self._schema_revision() == SCHEMA_REVISION
 
     async def _schema_revision(self) -> str | None:
         query = text("SELECT version_num FROM alembic_version")
