@@ -49,6 +49,7 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.engine.leases import Lease, LeaseKeeper
+from aichat_backend.engine.loop_load import LoopLoad
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.sessions import (
@@ -122,6 +123,8 @@ class ChatConfig:
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_attachments: int = 10
     heartbeat_seconds: float = 5.0
+    # While the event loop is saturated a stream sends at most one delta this often.
+    busy_flush_seconds: float = 0.05
     lease_seconds: float = 60.0
     replica_id: str = "local"
     idempotency_ttl_seconds: float = 24 * 3600
@@ -176,6 +179,7 @@ class ChatEngine:
         )
         self._active: set[_Run] = set()
         self._leases = LeaseKeeper(db, config.lease_seconds)
+        self._load = LoopLoad()
         self._finalizers: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -211,6 +215,7 @@ class ChatEngine:
         while self._finalizers:
             await asyncio.gather(*list(self._finalizers), return_exceptions=True)
         await self._leases.close()
+        self._load.close()
 
     # --- StreamChat / SendMessage --------------------------------------------------
 
@@ -666,6 +671,8 @@ class ChatEngine:
             self._config.retry,
             self._config.heartbeat_seconds,
             run.started,
+            self._load,
+            self._config.busy_flush_seconds,
         )
 
     def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:
@@ -828,6 +835,7 @@ class _Driving:
         engine, run = self._engine, self._run
         engine._active.add(run)
         engine._idle.clear()
+        engine._load.hold()
         self._lease = engine._leases.hold(run.user_id, run.session_id, run.turn_id)
 
     async def __aexit__(
@@ -843,6 +851,7 @@ class _Driving:
                 run.stream.cancel()
             if self._lease is not None:
                 engine._leases.drop(self._lease)
+            engine._load.release()
             engine._active.discard(run)
             if not engine._active:
                 engine._idle.set()

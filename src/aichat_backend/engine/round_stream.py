@@ -2,7 +2,9 @@
 
 The producer appends text to a buffer and wakes the relay; the relay sends whatever has
 piled up as one delta. So a fast provider and a slow client cost one event per client
-write, not one per token, and the provider is never held back by the client.
+write, not one per token, and the provider is never held back by the client. While the
+event loop is saturated (``LoopLoad.busy``) the producer wakes the relay at most once per
+``busy_flush`` seconds: deltas are coalesced on purpose, not only when a client is slow.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from aichat_backend.engine.events import Heartbeat, TextDelta
+from aichat_backend.engine.loop_load import LoopLoad
 from aichat_backend.errors import AichatError, Internal
 from aichat_backend.providers.base import (
     ProviderRequest,
@@ -29,8 +32,11 @@ log = logging.getLogger(__name__)
 class RoundStream:
     __slots__ = (
         "_beat_due",
+        "_busy_flush",
+        "_flush",
         "_heartbeat",
         "_last_sent",
+        "_load",
         "_loop",
         "_started",
         "_task",
@@ -53,6 +59,8 @@ class RoundStream:
         policy: RetryPolicy,
         heartbeat: float,
         started: float,
+        load: LoopLoad | None = None,
+        busy_flush: float = 0.0,
     ) -> None:
         self.pending: list[str] = []
         self.text_parts: list[str] = []
@@ -75,6 +83,9 @@ class RoundStream:
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(
             self._last_sent + heartbeat, self._beat
         )
+        self._load = load
+        self._busy_flush = busy_flush
+        self._flush: asyncio.TimerHandle | None = None  # the coalesced wake-up, when set
         # The upstream request leaves now, before anything else of the turn happens.
         self._task = asyncio.create_task(self._produce(request, targets, policy))
 
@@ -118,6 +129,23 @@ class RoundStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _text_arrived(self) -> None:
+        load = self._load
+        if load is None or not load.busy or not self.text_parts:
+            self._wake()  # the first text never waits: time to first token comes first
+            return
+        if self._waiter is None or self._flush is not None:
+            return  # the relay is writing (it takes the text after) or will be woken
+        due = self._last_sent + self._busy_flush
+        if due <= self._loop.time():
+            self._wake()
+        else:
+            self._flush = self._loop.call_at(due, self._flushed)
+
+    def _flushed(self) -> None:
+        self._flush = None
+        self._wake()
+
     def _beat(self) -> None:
         """The heartbeat timer: due when nothing was sent for a whole period."""
         now = self._loop.time()
@@ -133,6 +161,9 @@ class RoundStream:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
 
     async def _produce(
         self, request: ProviderRequest, targets: Sequence[StreamTarget], policy: RetryPolicy
@@ -145,7 +176,7 @@ class RoundStream:
                             if self.first_token_at is None:
                                 self.first_token_at = time.monotonic()
                             self.pending.append(event.text)
-                            self._wake()
+                            self._text_arrived()
                     elif isinstance(event, ToolCallsReady):
                         self.tool_calls = event.calls
                     elif isinstance(event, StreamFinished):
