@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -41,7 +41,7 @@ from aichat_backend.providers.base import (
 from aichat_backend.providers.errors import SDK_ERRORS as _COMMON_SDK_ERRORS
 from aichat_backend.providers.errors import stream_interrupted, translate_error
 from aichat_backend.providers.openai_adapter import parse_arguments
-from aichat_backend.providers.sdk_stream import SdkEvents
+from aichat_backend.providers.sdk_stream import SdkEvents, stall_seconds, without_read_timeout
 
 SDK_ERRORS: tuple[type[BaseException], ...] = (*_COMMON_SDK_ERRORS, anthropic.AnthropicError)
 
@@ -73,6 +73,8 @@ class AnthropicProvider:
         self._client = client
         self._name = name
         self._default_max_tokens = default_max_tokens
+        self._stall = stall_seconds(client.timeout)
+        self._stream_timeout = without_read_timeout(self._stall)
 
     @property
     def name(self) -> str:
@@ -88,7 +90,7 @@ class AnthropicProvider:
     def stream(
         self, request: ProviderRequest
     ) -> SdkEvents[anthropic.AsyncStream[RawMessageStreamEvent]]:
-        return SdkEvents(self._open, request, self._events)
+        return SdkEvents(self._open, request, self._events, self._name, self._stall)
 
     async def _open(self, request: ProviderRequest) -> anthropic.AsyncStream[RawMessageStreamEvent]:
         system, messages = to_anthropic_messages(request.system_prompt, request.messages)
@@ -102,12 +104,13 @@ class AnthropicProvider:
                 if request.tools
                 else anthropic.omit,
                 stream=True,
+                timeout=self._stream_timeout,  # SdkEvents watches for stalls
             )
         except SDK_ERRORS as exc:
             raise translate_error(exc, provider=self._name, mid_stream=False) from exc
 
     async def _events(
-        self, stream: anthropic.AsyncStream[RawMessageStreamEvent]
+        self, stream: AsyncIterator[RawMessageStreamEvent]
     ) -> AsyncGenerator[ProviderEvent, None]:
         calls: dict[int, _PartialToolUse] = {}
         stop_reason: str | None = None

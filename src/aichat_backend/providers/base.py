@@ -113,7 +113,10 @@ class ChatProvider(Protocol):
         Used as ``async with provider.stream(req) as events: async for ev in events``.
         Leaving the ``async with`` (normally, by exception or by cancellation) closes the
         upstream HTTP stream at once. Errors, whether raised on open or mid-stream, are
-        ``aichat_backend.errors.AichatError`` subclasses (see ``providers/errors.py``).
+        ``aichat_backend.errors.AichatError`` subclasses (see ``providers/errors.py``). An
+        upstream that goes silent is stopped by cancelling the reading task, which leaving
+        the ``async with`` turns into ``PROVIDER_TIMEOUT`` (``providers/sdk_stream.py``):
+        pass the exception to ``__aexit__`` when leaving by hand.
         """
         ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from aichat_backend.providers.base import (
     ToolSpec,
 )
 from aichat_backend.providers.errors import SDK_ERRORS, stream_interrupted, translate_error
-from aichat_backend.providers.sdk_stream import SdkEvents
+from aichat_backend.providers.sdk_stream import SdkEvents, stall_seconds, without_read_timeout
 
 # OpenAI deprecated ``max_tokens`` (its reasoning models reject it) but many
 # OpenAI-compatible servers only know ``max_tokens``: the catalogue picks per provider.
@@ -49,6 +49,8 @@ class OpenAIProvider:
         self._client = client
         self._name = name
         self._max_tokens_param = max_tokens_param
+        self._stall = stall_seconds(client.timeout)
+        self._stream_timeout = without_read_timeout(self._stall)
 
     @property
     def name(self) -> str:
@@ -59,7 +61,7 @@ class OpenAIProvider:
         await self._client.close()
 
     def stream(self, request: ProviderRequest) -> SdkEvents[openai.AsyncStream[Any]]:
-        return SdkEvents(self._open, request, self._events)
+        return SdkEvents(self._open, request, self._events, self._name, self._stall)
 
     async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
         limit = request.max_output_tokens
@@ -87,11 +89,12 @@ class OpenAIProvider:
                 cast_to=object,
                 stream=True,
                 stream_cls=openai.AsyncStream[object],
+                options={"timeout": self._stream_timeout},  # SdkEvents watches for stalls
             )
         except SDK_ERRORS as exc:
             raise translate_error(exc, provider=self._name, mid_stream=False) from exc
 
-    async def _events(self, chunks: openai.AsyncStream[Any]) -> AsyncGenerator[ProviderEvent, None]:
+    async def _events(self, chunks: AsyncIterator[Any]) -> AsyncGenerator[ProviderEvent, None]:
         calls: dict[int, _PartialCall] = {}
         finish_reason: str | None = None
         input_tokens = output_tokens = 0

@@ -192,19 +192,21 @@ async def _first_event_from(
             except StopAsyncIteration:
                 raise stream_interrupted(provider.name) from None
             return opened, first, iterator
-        except AichatError as exc:
+        except BaseException as exc:
+            error = exc
             if opened is not None:
-                await opened.__aexit__(None, None, None)
-            attempt += 1
-            if not is_transient(exc) or attempt >= plan.policy.attempts:
+                try:
+                    await opened.__aexit__(type(exc), exc, exc.__traceback__)
+                except AichatError as stalled:  # the stream's own stall watch stopped it
+                    error = stalled
+            if not isinstance(error, AichatError):
                 raise
-            delay = backoff_delay(attempt - 1, exc, plan.policy, plan.rand)
+            attempt += 1
+            if not is_transient(error) or attempt >= plan.policy.attempts:
+                raise error from error.__cause__
+            delay = backoff_delay(attempt - 1, error, plan.policy, plan.rand)
             if plan.on_retry is not None:
-                plan.on_retry(target, attempt, exc, delay)
-        except BaseException:
-            if opened is not None:
-                await opened.__aexit__(None, None, None)
-            raise
+                plan.on_retry(target, attempt, error, delay)
         await plan.sleep(delay)
 
 

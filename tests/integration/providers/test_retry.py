@@ -78,6 +78,20 @@ async def test_retries_when_the_stream_drops_before_any_token(upstream: Upstream
     assert await run([target(upstream.provider, "m")], Sleeps()) == "second try"
 
 
+async def test_an_upstream_silent_before_its_first_token_falls_back(upstream: Upstream) -> None:
+    # Headers, then nothing for longer than the timeout: the stall watch stops the first
+    # try as a timeout, which (as the SDK's own timeout did) is not waited out twice at
+    # the same model but sends the turn to its fallback.
+    upstream.server.enqueue(
+        Script(text="too late", ttft=5.0, ttft_after_headers=True), Script(text="fallback")
+    )
+    sleeps = Sleeps()
+    targets = [target(upstream.provider, "primary"), target(upstream.provider, "backup")]
+    assert await run(targets, sleeps) == "fallback"
+    assert models_asked(upstream) == ["primary", "backup"]
+    assert sleeps.delays == []
+
+
 async def test_honours_retry_after_up_to_the_cap(upstream: Upstream) -> None:
     upstream.server.enqueue(
         Script(error_status=429, retry_after=2),
