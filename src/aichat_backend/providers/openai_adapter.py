@@ -16,6 +16,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
 )
 
+from aichat_backend.providers import openai_sse
 from aichat_backend.providers.base import (
     ChatMessage,
     ChatRole,
@@ -61,7 +62,9 @@ class OpenAIProvider:
         await self._client.close()
 
     def stream(self, request: ProviderRequest) -> SdkEvents[openai.AsyncStream[Any]]:
-        return SdkEvents(self._open, request, self._events, self._name, self._stall)
+        return SdkEvents(
+            self._open, request, self._events, self._name, self._stall, _response_chunks
+        )
 
     async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
         limit = request.max_output_tokens
@@ -82,7 +85,8 @@ class OpenAIProvider:
             # TypedDict transform (~3 ms a request) and builds a pydantic model per chunk
             # (~0.3 ms each: most of our CPU per token, measured with cProfile). Our body
             # is plain JSON already and we read four fields of each chunk, so we post it
-            # through the same client (same retries, errors, auth) and keep chunks as dicts.
+            # through the same client (same retries, errors, auth) and read the chunks
+            # from its response ourselves (``openai_sse``).
             return await self._client.post(
                 "/chat/completions",
                 body=body,
@@ -134,6 +138,10 @@ class OpenAIProvider:
             if finish_reason in ("stop", "function_call"):
                 finish_reason = "tool_calls"
         yield StreamFinished(finish_reason, input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def _response_chunks(stream: openai.AsyncStream[Any]) -> AsyncIterator[Any]:
+    return openai_sse.chunks(stream.response)
 
 
 @dataclass

@@ -68,7 +68,17 @@ S = TypeVar("S", bound=SdkStream)
 
 
 class SdkEvents(Generic[S]):
-    __slots__ = ("_events", "_open", "_provider", "_read", "_request", "_sdk", "_stall", "_watch")
+    __slots__ = (
+        "_chunks",
+        "_events",
+        "_open",
+        "_provider",
+        "_read",
+        "_request",
+        "_sdk",
+        "_stall",
+        "_watch",
+    )
 
     def __init__(
         self,
@@ -77,10 +87,12 @@ class SdkEvents(Generic[S]):
         read: Callable[[AsyncIterator[Any]], AsyncGenerator[ProviderEvent, None]],
         provider: str,
         stall_timeout: float,
+        chunks: Callable[[S], AsyncIterator[Any]] = aiter,
     ) -> None:
         self._open = open_stream  # sends the request; raises the service's own errors
         self._request = request
-        self._read = read  # the SDK's chunks as provider events
+        self._chunks = chunks  # what is read from the open SDK stream
+        self._read = read  # those chunks as provider events
         self._provider = provider
         self._stall = stall_timeout
         self._sdk: S | None = None
@@ -95,7 +107,7 @@ class SdkEvents(Generic[S]):
             raise provider_timeout(self._provider) from None
         await sdk.__aenter__()
         self._sdk = sdk
-        self._watch = watch = StallWatch(self._stall, aiter(sdk))
+        self._watch = watch = StallWatch(self._stall, self._chunks(sdk))
         await watch.start()
         self._events = self._read(watch)
         return self._events
@@ -156,6 +168,17 @@ class StallWatch:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        close = getattr(self._inner, "aclose", None)
+        try:
+            if close is not None:  # now, rather than by the collector
+                await close()
+        finally:
+            stalled = await self._left(kind, exc, tb)
+        return stalled
+
+    async def _left(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         try:
             await self._timeout.__aexit__(kind, exc, tb)
         except TimeoutError:
