@@ -157,6 +157,32 @@ async def test_deadline_stores_partial_answer(stack: ChatStack, user: str) -> No
     assert stored[1].text == "partial answer"
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_upstream_silent_mid_answer_fails_the_turn_and_keeps_the_text(
+    provider: str, sqlite_url: str, user: str
+) -> None:
+    # The stall watch, not the HTTP client's read timeout, ends it: a whole period of
+    # silence after two tokens.
+    async with chat_stack(provider, sqlite_url, provider_timeout_seconds=0.5) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(Script(tokens=["partial ", "answer", " never"], hang_after=2))
+        call = stack.server.chat.StreamChat(
+            cpb.StreamChatRequest(session=session, text="hang"), metadata=md(user)
+        )
+        events = []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for event in call:
+                events.append(event)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert error_info(err.value).reason == "PROVIDER_TIMEOUT"
+        assert streamed_text(events) == "partial answer"
+        assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_FAILED
+        await stack.fake.wait_disconnect(within=2.0)
+        stored = await stack.messages(user, session)
+        assert stored[1].state == rpb.MESSAGE_STATE_INCOMPLETE
+        assert stored[1].text == "partial answer"
+
+
 async def test_provider_503_before_stream(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(error_status=503), Script(error_status=503))

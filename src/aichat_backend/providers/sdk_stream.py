@@ -108,9 +108,9 @@ class SdkEvents(Generic[S]):
         await sdk.__aenter__()
         self._sdk = sdk
         self._watch = watch = StallWatch(self._stall, self._chunks(sdk))
-        await watch.start()
-        self._events = self._read(watch)
-        return self._events
+        self._events = events = self._read(watch)
+        await watch.start()  # last: once started, only __aexit__ stops it
+        return events
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
