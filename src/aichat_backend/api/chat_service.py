@@ -37,7 +37,9 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 def turn_request(
-    request: cpb.StreamChatRequest | cpb.SendMessageRequest, context: grpc.aio.ServicerContext
+    request: cpb.StreamChatRequest | cpb.SendMessageRequest,
+    context: grpc.aio.ServicerContext,
+    relay_text: bool = True,
 ) -> TurnRequest:
     options = request.options
     return TurnRequest(
@@ -51,6 +53,7 @@ def turn_request(
         memory_limit=options.memory_limit,
         request_id=request.request_id,
         deadline=_deadline(context),
+        relay_text=relay_text,
     )
 
 
@@ -149,7 +152,9 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SendMessageResponse:
-        turn = self._guarded(self._engine.stream_turn(turn_request(request, context)))
+        # The answer is returned whole: no delta per token on the way.
+        request_turn = turn_request(request, context, relay_text=False)
+        turn = self._guarded(self._engine.stream_turn(request_turn))
         async with aclosing(turn) as events:
             async for event in events:
                 if not isinstance(event, ev.TurnEnded):

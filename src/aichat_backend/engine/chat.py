@@ -104,6 +104,9 @@ class TurnRequest:
     request_id: str = ""
     deadline: float | None = None  # time.monotonic() by which the caller stops listening
     received: float = field(default_factory=time.monotonic)  # when the request arrived
+    # False when the caller wants the answer, not its tokens (SendMessage): the text is
+    # handed over once per round instead of token by token.
+    relay_text: bool = True
 
 
 @dataclass(slots=True)
@@ -148,6 +151,7 @@ class _Run:
     message: Message  # the answer of the current round (a stored placeholder)
     started: float
     deadline: float | None
+    relay_text: bool = True
     rounds: int = 0
     stream: RoundStream | None = None
     input_tokens: int = 0
@@ -310,6 +314,7 @@ class ChatEngine:
             message=Message(session_id=session_id, id=answer_id, seq=0, role=Role.ASSISTANT),
             started=req.received,
             deadline=req.deadline,
+            relay_text=req.relay_text,
         )
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
@@ -673,6 +678,7 @@ class ChatEngine:
             run.started,
             self._load,
             self._config.busy_flush_seconds,
+            run.relay_text,
         )
 
     def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:

@@ -38,6 +38,7 @@ class RoundStream:
         "_last_sent",
         "_load",
         "_loop",
+        "_relay",
         "_started",
         "_task",
         "_timer",
@@ -61,6 +62,7 @@ class RoundStream:
         started: float,
         load: LoopLoad | None = None,
         busy_flush: float = 0.0,
+        relay_text: bool = True,
     ) -> None:
         self.pending: list[str] = []
         self.text_parts: list[str] = []
@@ -86,6 +88,10 @@ class RoundStream:
         self._load = load
         self._busy_flush = busy_flush
         self._flush: asyncio.TimerHandle | None = None  # the coalesced wake-up, when set
+        # Off: the text piles up until the model call ends, then goes out as one delta
+        # (a unary caller reads nothing before; waking it per token was most of the
+        # engine's work per token).
+        self._relay = relay_text
         # The upstream request leaves now, before anything else of the turn happens.
         self._task = asyncio.create_task(self._produce(request, targets, policy))
 
@@ -130,6 +136,8 @@ class RoundStream:
             waiter.set_result(None)
 
     def _text_arrived(self) -> None:
+        if not self._relay:
+            return
         load = self._load
         if load is None or not load.busy or not self.text_parts:
             self._wake()  # the first text never waits: time to first token comes first

@@ -1,4 +1,5 @@
-"""Under load a stream coalesces its deltas on purpose; when calm, every token goes out.
+"""How a round hands its text to the relay: each token when calm, coalesced on purpose
+under load, and once per round for a caller that wants the answer, not its tokens.
 
 A real adapter reads the fake upstream's real SSE stream; ``LoopLoad`` is the engine's
 own load sensor, driven by really blocking the event loop.
@@ -27,13 +28,15 @@ TOKEN_DELAY = 0.004  # the upstream's pace: 40 tokens over ~160 ms
 FLUSH = 0.05
 
 
-async def _deltas(fake: FakeLLMServer, load: LoopLoad) -> list[tuple[float, str]]:
+async def _deltas(
+    fake: FakeLLMServer, load: LoopLoad, relay_text: bool = True
+) -> list[tuple[float, str]]:
     """Each delta the relay gets, with the loop time it got it."""
     provider = openai_provider(fake.base_url, timeout=5.0)
     target = StreamTarget(label="m", model="test-model", resolve=lambda: provider)
     loop = asyncio.get_running_loop()
     stream = RoundStream(
-        ask(), [target], RetryPolicy(attempts=1), 5.0, time.monotonic(), load, FLUSH
+        ask(), [target], RetryPolicy(attempts=1), 5.0, time.monotonic(), load, FLUSH, relay_text
     )
     out: list[tuple[float, str]] = []
     while (event := await stream.next_event()) is not None:
@@ -77,6 +80,11 @@ async def test_a_calm_loop_sends_each_token_as_it_comes(fake: FakeLLMServer) -> 
     assert "".join(text for _, text in deltas) == _expected_text()
     # Tokens 4 ms apart, a relay that does nothing else: most arrive alone.
     assert len(deltas) > TOKENS / 2, len(deltas)
+
+
+async def test_a_unary_caller_gets_the_text_once_per_round(fake: FakeLLMServer) -> None:
+    deltas = await _deltas(fake, LoopLoad(), relay_text=False)
+    assert [text for _, text in deltas] == [_expected_text()]
 
 
 class _Watched(LoopLoad):
