@@ -71,6 +71,7 @@ PACE_KEPT = 0.9  # a level is held only if at least this share of the tokens mad
 LOAD_CORE_LIMIT = 0.85  # the load core's busy fraction past which a phase is rejected
 NOISE_LIMIT = 0.25  # cores' worth of CPU that was not ours: a noisy phase
 UNARY_P99_S = 0.050
+UNARY_EXTRA_STEPS = 8  # past the profile's unary_factors, while steps keep passing
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 HEADLINE = "B-sqlite"
 BENCH_LIMITS = {
@@ -851,23 +852,35 @@ class Run:
         self.data["held"] = out
 
     async def unary(self) -> None:
-        """SendMessage requests/s at p99 < 50 ms (open loop, stepping up the rate)."""
+        """SendMessage requests/s at p99 < 50 ms (open loop, stepping up the rate); F's
+        relay answers the same request with no project code, the floor for the B arms."""
         p = self.profile
         text = scenario_text(0, 0, 8)
         out: dict[str, Any] = {}
-        for name in ("B-sqlite", "B-postgres"):
+        for name in ("F", "B-sqlite", "B-postgres"):
             if name not in self.arms:
                 continue
             arm = self.arms[name].arm
-            # Capacity from the measured CPU of one turn (the idle phase: the same engine
-            # path, streamed); the steps then climb through fractions of it.
-            per_req = (self.data.get("idle_ttft", {}).get(name) or {}).get(
-                "service_cpu_us_per_turn"
-            ) or 20000.0
+            # Capacity from the CPU of a unary request itself, measured at a light load
+            # first. The idle phase's streamed turn (16 messages) overstated it by half
+            # or more, so the climb stopped below the rate the service could really take.
+            idle = (self.data.get("idle_ttft", {}).get(name) or {}).get("service_cpu_us_per_turn")
+            light = min(50.0, 0.3e6 / idle) if idle else 20.0
+            calibration, _ = await self._unary_step(name, arm, text, light)
+            calibration["calibration"] = True
+            cpu = calibration["service_cpu_fraction"]
+            offered = calibration["offered_rps"]
+            per_req = cpu / offered * 1e6 if cpu and offered else 20000.0
             capacity = 1e6 / per_req
-            steps: list[dict[str, Any]] = []
+            steps: list[dict[str, Any]] = [calibration]
             best: float | None = None
-            for factor in p.unary_factors:
+            bound = "p99 over the limit, or errors"
+            # The profile's steps, then on by a fifth each while they pass: CPU per request
+            # falls as the load grows (the calibration's includes the idle process's own),
+            # so the estimate is where the climb starts, not where it ends.
+            last = p.unary_factors[-1]
+            climb = [*p.unary_factors, *(last * 1.2**k for k in range(1, UNARY_EXTRA_STEPS + 1))]
+            for factor in climb:
                 rate = capacity * factor
                 # A step that fails is run once more before the climb stops: one pause
                 # (a collector run after the phases before) can spoil a 5 s window's
@@ -878,12 +891,17 @@ class Run:
                     steps.append(s)
                     if s["passed"] or saturated:
                         break
+                if saturated:
+                    bound = "load core saturated: a lower bound"
                 if not s["passed"] or saturated:
                     break
                 best = s["offered_rps"]
+            else:
+                bound = "every rate tried passed: a lower bound"
             out[name] = {
                 "unary_rps": best,
-                "service_cpu_us_per_turn_idle": rnd(per_req, 1),
+                "bound": bound,
+                "service_cpu_us_per_request": rnd(per_req, 1),
                 "capacity_estimate_rps": rnd(capacity, 1),
                 "steps": steps,
             }
@@ -1030,6 +1048,7 @@ class Run:
             "rss_kib_per_stream": d.get("rss", {}).get(b, {}).get("rss_kib_per_stream"),
             "idle_rss_mib": rnd((d.get("idle_rss_kib", {}).get(b) or 0) / 1024, 1) or None,
             "unary_rps": d.get("unary", {}).get(b, {}).get("unary_rps"),
+            "unary_rps_floor": d.get("unary", {}).get("F", {}).get("unary_rps"),
         }
         db = d.get("db", {}).get("sqlite" if b == "B-sqlite" else "postgres", {})
         headline["db_statements_per_turn"] = db.get("statements_per_turn")
@@ -1379,6 +1398,10 @@ def print_table(result: dict[str, Any]) -> None:
         ["RSS KiB per held stream", *(cell(a, "rss", "rss_kib_per_stream") for a in arms)],
         ["idle RSS KiB", *(cell(a, "idle_rss_kib") for a in arms)],
         ["unary SendMessage rps (p99<50ms)", *(cell(a, "unary", "unary_rps") for a in arms)],
+        [
+            "unary service CPU µs/request",
+            *(cell(a, "unary", "service_cpu_us_per_request") for a in arms),
+        ],
     ]
     print(table(per_arm_rows, ["per arm", *arms]))
     db = result.get("db") or {}

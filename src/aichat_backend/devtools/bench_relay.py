@@ -1,8 +1,10 @@
 """Arm F of the benchmark: the smallest grpc.aio relay there is, with no project code.
 
 ``StreamChat`` opens the openai SDK stream to the upstream and relays each text chunk as
-one ``StreamChatResponse`` — no identity, no database, no events, no coalescing. What the
-real backend adds on top of this is what we could still remove; this is the floor. It
+one ``StreamChatResponse`` — no identity, no database, no events, no coalescing;
+``SendMessage`` reads the same stream whole and answers once, as the backend's unary turn
+does. What the real backend adds on top of this is what we could still remove; this is
+the floor. It
 reads the stream the cheapest way the SDK allows (the body posted as plain JSON, chunks
 kept as dicts: no per-request parameter transform, no pydantic model per chunk), as the
 backend's adapter does, on the same HTTP client (aiohttp), so the floor is not the SDK's own
@@ -27,6 +29,7 @@ from typing import Any
 import grpc
 import openai
 from aichat.v1 import chat_service_pb2 as cpb
+from aichat.v1 import resources_pb2 as rpb
 
 
 class Relay:
@@ -40,30 +43,40 @@ class Relay:
             http_client=openai.DefaultAioHttpClient(),
         )
 
-    async def stream_chat(
-        self, request: cpb.StreamChatRequest, context: Any
-    ) -> AsyncIterator[cpb.StreamChatResponse]:
+    async def _texts(self, prompt: str) -> AsyncIterator[str]:
         stream = await self._client.post(
             "/chat/completions",
             body={
                 "model": "bench",
-                "messages": [{"role": "user", "content": request.text}],
+                "messages": [{"role": "user", "content": prompt}],
                 "stream": True,
             },
             cast_to=object,
             stream=True,
             stream_cls=openai.AsyncStream[object],
         )
-        sequence = 0
         async with stream:
             async for chunk in stream:
                 choices = chunk.get("choices") if isinstance(chunk, dict) else None
                 text = (choices[0].get("delta") or {}).get("content") if choices else None
                 if text:
-                    sequence += 1
-                    yield cpb.StreamChatResponse(
-                        sequence=sequence, text_delta=cpb.TextDelta(text=text)
-                    )
+                    yield text
+
+    async def stream_chat(
+        self, request: cpb.StreamChatRequest, context: Any
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        sequence = 0
+        async for text in self._texts(request.text):
+            sequence += 1
+            yield cpb.StreamChatResponse(sequence=sequence, text_delta=cpb.TextDelta(text=text))
+
+    async def send_message(
+        self, request: cpb.SendMessageRequest, context: Any
+    ) -> cpb.SendMessageResponse:
+        parts = [text async for text in self._texts(request.text)]
+        return cpb.SendMessageResponse(
+            message=rpb.Message(text="".join(parts)), outcome=cpb.TURN_OUTCOME_COMPLETED
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -79,7 +92,12 @@ async def _serve(port: int, upstream: str) -> None:
                 relay.stream_chat,
                 request_deserializer=cpb.StreamChatRequest.FromString,
                 response_serializer=cpb.StreamChatResponse.SerializeToString,
-            )
+            ),
+            "SendMessage": grpc.unary_unary_rpc_method_handler(
+                relay.send_message,
+                request_deserializer=cpb.SendMessageRequest.FromString,
+                response_serializer=cpb.SendMessageResponse.SerializeToString,
+            ),
         },
     )
     server.add_generic_rpc_handlers((handler,))
