@@ -35,6 +35,20 @@ def streamed_text(events: list[cpb.StreamChatResponse]) -> str:
     return "".join(e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta")
 
 
+async def failing_turn(
+    stack: ChatStack, user: str, session: str, text: str
+) -> tuple[list[cpb.StreamChatResponse], grpc.aio.AioRpcError]:
+    """A StreamChat expected to end in an error status: the events before it, and it."""
+    call = stack.server.chat.StreamChat(
+        cpb.StreamChatRequest(session=session, text=text), metadata=md(user)
+    )
+    events: list[cpb.StreamChatResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for event in call:
+            events.append(event)
+    return events, err.value
+
+
 async def test_streamed_text_equals_upstream_and_is_stored(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(tokens=TOKENS, input_tokens=11, output_tokens=10))
@@ -166,15 +180,9 @@ async def test_an_upstream_silent_mid_answer_fails_the_turn_and_keeps_the_text(
     async with chat_stack(provider, sqlite_url, provider_timeout_seconds=0.5) as stack:
         session = await stack.new_session(user)
         stack.fake.enqueue(Script(tokens=["partial ", "answer", " never"], hang_after=2))
-        call = stack.server.chat.StreamChat(
-            cpb.StreamChatRequest(session=session, text="hang"), metadata=md(user)
-        )
-        events = []
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for event in call:
-                events.append(event)
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert error_info(err.value).reason == "PROVIDER_TIMEOUT"
+        events, error = await failing_turn(stack, user, session, "hang")
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert error_info(error).reason == "PROVIDER_TIMEOUT"
         assert streamed_text(events) == "partial answer"
         assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_FAILED
         await stack.fake.wait_disconnect(within=2.0)
@@ -186,15 +194,9 @@ async def test_an_upstream_silent_mid_answer_fails_the_turn_and_keeps_the_text(
 async def test_provider_503_before_stream(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(error_status=503), Script(error_status=503))
-    call = stack.server.chat.StreamChat(
-        cpb.StreamChatRequest(session=session, text="hi"), metadata=md(user)
-    )
-    events = []
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for event in call:
-            events.append(event)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert error_info(err.value).reason == "PROVIDER_UNAVAILABLE"
+    events, error = await failing_turn(stack, user, session, "hi")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(error).reason == "PROVIDER_UNAVAILABLE"
     assert kinds(events) == ["turn_started", "turn_ended"]
     ended = events[-1].turn_ended
     assert ended.outcome == cpb.TURN_OUTCOME_FAILED
@@ -215,14 +217,8 @@ async def test_retry_before_first_token_succeeds(stack: ChatStack, user: str) ->
 async def test_provider_fails_mid_stream(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(tokens=["one ", "two ", "three"], cut_after=2))
-    call = stack.server.chat.StreamChat(
-        cpb.StreamChatRequest(session=session, text="count"), metadata=md(user)
-    )
-    events = []
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for event in call:
-            events.append(event)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    events, error = await failing_turn(stack, user, session, "count")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_FAILED
     assert streamed_text(events) == "one two "
     stored = await stack.messages(user, session)
