@@ -1399,7 +1399,7 @@ def print_table(result: dict[str, Any]) -> None:
         ["idle RSS KiB", *(cell(a, "idle_rss_kib") for a in arms)],
         ["unary SendMessage rps (p99<50ms)", *(cell(a, "unary", "unary_rps") for a in arms)],
         [
-            "unary service CPU µs/request",
+            "unary CPU µs/request (light load)",
             *(cell(a, "unary", "service_cpu_us_per_request") for a in arms),
         ],
     ]
