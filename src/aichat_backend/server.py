@@ -39,9 +39,9 @@ from aichat_backend.metrics import Metrics
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
 from aichat_backend.providers.retry import RetryPolicy
+from aichat_backend.store import migrate_process
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
-from aichat_backend.store.migrate_process import migrate_in_child
 from aichat_backend.store.turns_repo import sweep_interrupted
 from aichat_backend.tools.base import ServerState, ToolProvider
 
@@ -177,8 +177,13 @@ class App:
         self.port = 0
         self._background: list[asyncio.Task[None]] = []
 
-    async def start(self, address: str | None = None) -> int:
-        await self.db.migrate()
+    async def start(self, address: str | None = None, *, migrate_in_child: bool = False) -> int:
+        """``migrate_in_child``: what a serving process wants (see ``store/migrate_process``);
+        in-process by default, as for tests and tools that embed the app."""
+        if migrate_in_child:
+            await migrate_process.migrate_in_child(self.settings, self.db)
+        else:
+            await self.db.migrate()
         if self.pool is not None:
             await self.pool.start()  # connects in the background; never delays start-up
         probe = getattr(self.limiter, "probe", None)
@@ -304,10 +309,8 @@ async def serve(settings: Settings) -> int:
         app = App(settings)
     except ValueError as exc:  # a bad model catalogue or MCP servers file
         raise ConfigError(str(exc)) from None
-    # Out of process: what alembic imports would stay in this one for good (App.start
-    # then finds the schema current and loads nothing).
-    await migrate_in_child(settings, app.db)
-    await app.start()
+    # Out of process: what alembic imports would stay in this one for good.
+    await app.start(migrate_in_child=True)
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
     # out of the collector's generations so each collection walks only request garbage.
     gc.collect()

@@ -64,6 +64,15 @@ def stream_interrupted(provider: str) -> Unavailable:
     )
 
 
+def provider_timeout(provider: str) -> DeadlineExceeded:
+    """The upstream went silent for a whole timeout period (before or during the answer)."""
+    return DeadlineExceeded(
+        "The model provider did not answer in time.",
+        reason="PROVIDER_TIMEOUT",
+        metadata={"provider": provider},
+    )
+
+
 def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> AichatError:
     """The domain error for an SDK/transport error.
 
@@ -76,9 +85,7 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
     if isinstance(
         exc, (*_sdk_classes("APITimeoutError"), httpx2.TimeoutException)
     ) and not _refused(exc):
-        return DeadlineExceeded(
-            "The model provider did not answer in time.", reason="PROVIDER_TIMEOUT", metadata=meta
-        )
+        return provider_timeout(provider)
     if isinstance(exc, (*_sdk_classes("APIConnectionError"), httpx2.TransportError)):
         if mid_stream:
             return stream_interrupted(provider)

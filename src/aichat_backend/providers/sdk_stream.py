@@ -24,12 +24,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from aichat_backend.errors import DeadlineExceeded
 from aichat_backend.providers.base import ProviderEvent, ProviderRequest
+from aichat_backend.providers.errors import provider_timeout
 
 CHECKS_PER_PERIOD = 4  # a stall is noticed between 1 and 1.25 periods of silence
-
-
 DEFAULT_STALL_SECONDS = 600.0  # the SDKs' own default read timeout
 
 
@@ -44,14 +42,6 @@ def stall_seconds(sdk_timeout: Any) -> float:
 def without_read_timeout(stall: float) -> Any:
     """The per-request timeout for a stream: the SDK's, less the read timeout (see above)."""
     return httpx2.Timeout(stall, read=None)
-
-
-def provider_timeout(provider: str) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        "The model provider did not answer in time.",
-        reason="PROVIDER_TIMEOUT",
-        metadata={"provider": provider},
-    )
 
 
 class SdkStream(Protocol):
