@@ -15,10 +15,10 @@ GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml tests/e2e/node/package.json
+$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e src/aichat_devtools
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
@@ -26,7 +26,7 @@ node-deps:
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
-	$(BIN)/aichat-backend dev-run
+	$(BIN)/aichat-dev run
 
 test: install check-gen lint
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -49,7 +49,7 @@ buf-lint: install
 
 # envoy.yaml as committed, checked by the real binary (it reads the dev JWKS it names).
 envoy-validate: install
-	@$(BIN)/aichat-backend dev-token --user make-lint >/dev/null
+	@$(BIN)/aichat-dev token --user make-lint >/dev/null
 	$(BIN)/envoy --mode validate -c envoy.yaml --log-level error
 
 gen: install
@@ -73,10 +73,10 @@ check-gen: install
 	  rm -rf gen; cp -r $$tmp/before gen; exit 1; fi
 
 bench: install
-	$(PY) -m aichat_backend.devtools.bench --full
+	$(PY) -m aichat_devtools.bench --full
 
 bench-quick: install
-	$(PY) -m aichat_backend.devtools.bench --quick
+	$(PY) -m aichat_devtools.bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

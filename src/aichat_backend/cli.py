@@ -1,4 +1,8 @@
-"""Command line: `aichat-backend serve | migrate | dev-run | dev-token | mcp-tasks`."""
+"""Command line: `aichat-backend serve | migrate | health | mcp-tasks`.
+
+The development commands (the local demo, dev tokens, the benchmark) are `aichat-dev`,
+from the separate `aichat_devtools` package: nothing here imports it.
+"""
 
 from __future__ import annotations
 
@@ -59,18 +63,6 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_dev_run(args: argparse.Namespace) -> int:
-    from aichat_backend.devtools.dev_run import run
-
-    return run()
-
-
-def _cmd_dev_token(args: argparse.Namespace) -> int:
-    from aichat_backend.devtools.dev_token import run
-
-    return run(args)
-
-
 def _cmd_mcp_tasks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -118,18 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--service", default="")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=_cmd_health)
-    dev = sub.add_parser("dev-run", help="the local demo: server (+ fake model, Envoy)")
-    dev.set_defaults(func=_cmd_dev_run)
     tasks = sub.add_parser("mcp-tasks", help="run the bundled MCP server (tasks, calculator)")
     tasks.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     tasks.add_argument("--host", default="127.0.0.1", help="http only")
     tasks.add_argument("--port", type=int, default=8765, help="http only")
     tasks.add_argument("--db", help="SQLite file for the tasks (default ./var/mcp-tasks.db)")
     tasks.set_defaults(func=_cmd_mcp_tasks)
-    token = sub.add_parser("dev-token", help="print a development JWT for Envoy (keys in ./var)")
-    from aichat_backend.devtools.dev_token import add_arguments
-
-    add_arguments(token)
-    token.set_defaults(func=_cmd_dev_token)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -88,7 +88,7 @@ async def test_session_crud_with_grpcurl(server: Running, user: str) -> None:
 
 
 async def test_stream_a_turn_with_grpcurl(sqlite_url: str, user: str) -> None:
-    from aichat_backend.devtools.fake_llm import Script
+    from aichat_devtools.fake_llm import Script
     from tests.support.chat import chat_stack
 
     async with chat_stack("openai", sqlite_url) as stack:

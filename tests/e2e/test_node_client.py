@@ -9,7 +9,7 @@ from pathlib import Path
 import google.api
 import pytest
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.tools import ROOT, run
 

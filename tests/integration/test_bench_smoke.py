@@ -31,7 +31,7 @@ KEYS = (
 def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "aichat_backend.devtools.bench", "--toy", "--out", str(out)],
+        [sys.executable, "-m", "aichat_devtools.bench", "--toy", "--out", str(out)],
         env=child_env(tmp_path),
         capture_output=True,
         text=True,

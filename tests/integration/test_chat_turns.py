@@ -11,8 +11,8 @@ import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 
-from aichat_backend.devtools.fake_llm import Script
 from aichat_backend.store.usage_repo import tokens_today
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import error_info, md
 

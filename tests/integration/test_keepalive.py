@@ -7,7 +7,7 @@ import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import chat_stack
 from tests.support.grpc_helpers import md
 

@@ -10,7 +10,7 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import session_service_pb2 as spb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.integration.test_observability import scrape, value
 from tests.support.chat import chat_stack
 from tests.support.grpc_helpers import error_info, md, retry_info

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, fixed_tokens_behaviour
 from aichat_backend.engine.events import TextDelta
 from aichat_backend.engine.loop_load import BUSY_LAG, LoopLoad
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.providers.retry import RetryPolicy, StreamTarget
+from aichat_devtools.fake_llm import FakeLLMServer, fixed_tokens_behaviour
 from tests.integration.providers.support import ask, openai_provider
 
 pytestmark = pytest.mark.timeout(20)

@@ -12,7 +12,7 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc, session_service_pb2, session_service_pb2_grpc
 from aichat.v1 import resources_pb2 as rpb
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.support.grpc_helpers import error_info, md
 from tests.support.serve_process import ServeProcess, child_env
 

@@ -12,7 +12,7 @@ from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import tool_service_pb2 as tpb
 from google.protobuf import struct_pb2
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack
 from tests.support.grpc_helpers import error_info, md
 from tests.support.server import make_settings, running_server

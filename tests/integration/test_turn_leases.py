@@ -8,11 +8,11 @@ import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from sqlalchemy import select
 
-from aichat_backend.devtools.fake_llm import Script
 from aichat_backend.engine.leases import LeaseKeeper
 from aichat_backend.store.database import Database
 from aichat_backend.store.tables import sessions
 from aichat_backend.store.turns_repo import TurnClaim, TurnRepository
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import chat_stack
 from tests.support.grpc_helpers import md
 

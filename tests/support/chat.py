@@ -11,7 +11,7 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer
+from aichat_devtools.fake_llm import FakeLLMServer
 from tests.support.grpc_helpers import md
 from tests.support.server import Running, make_settings, running_server
 

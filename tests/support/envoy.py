@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx2
 
-from aichat_backend.devtools import dev_envoy
+from aichat_devtools import dev_envoy
 from tests.support.tools import binary
 
 CONFIG = dev_envoy.CONFIG

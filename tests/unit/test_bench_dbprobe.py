@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 
 from aichat_backend.config import Settings
-from aichat_backend.devtools.bench import analyse_db
-from aichat_backend.devtools.bench_clients import StreamResult
-from aichat_backend.devtools.bench_dbprobe import _classify, timed_unit
 from aichat_backend.store.database import Database
+from aichat_devtools.bench import analyse_db
+from aichat_devtools.bench_clients import StreamResult
+from aichat_devtools.bench_dbprobe import _classify, timed_unit
 
 
 @pytest.mark.parametrize(

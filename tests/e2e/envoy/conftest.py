@@ -13,14 +13,14 @@ import httpx2
 import pytest
 import pytest_asyncio
 
-from aichat_backend.devtools.dev_token import DevKeys, ensure_keys, make_token
+from aichat_devtools.dev_token import DevKeys, ensure_keys, make_token
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.envoy import Envoy, envoy_in_front, render_for_test
 
 
 @pytest.fixture(scope="session")
 def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> DevKeys:
-    """Keys Envoy trusts: made by the same code as `aichat-backend dev-token`."""
+    """Keys Envoy trusts: made by the same code as `aichat-dev token`."""
     keys, _ = ensure_keys(tmp_path_factory.mktemp("dev-keys"))
     return keys
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from aichat_backend.config import Settings
-from aichat_backend.devtools import dev_envoy
-from aichat_backend.devtools.dev_token import (
+from aichat_devtools import dev_envoy
+from aichat_devtools.dev_token import (
     AUDIENCE,
     ISSUER,
     DevKeys,
@@ -141,9 +141,9 @@ def test_cors_origins_come_from_the_seeds_variable() -> None:
 
 
 async def test_dev_token_command(tmp_path: Path) -> None:
-    cli = binary("aichat-backend")
+    cli = binary("aichat-dev")
     keys_dir = tmp_path / "var"
-    code, out, err = await run(cli, "dev-token", "--user", "alice", "--dir", str(keys_dir))
+    code, out, err = await run(cli, "token", "--user", "alice", "--dir", str(keys_dir))
     assert code == 0, err
     assert "created development keys" in err
     token = out.strip()
@@ -174,7 +174,7 @@ async def test_dev_token_command(tmp_path: Path) -> None:
     )
     assert claims["sub"] == "bob" and claims["exp"] - claims["iat"] == 900
 
-    code, _out, err = await run(cli, "dev-token", "--user", "x", "--ttl", "soon")
+    code, _out, err = await run(cli, "token", "--user", "x", "--ttl", "soon")
     assert code == 2 and "ttl" in err
 
 
@@ -202,5 +202,5 @@ def test_ttl_and_keys_helpers(tmp_path: Path) -> None:
 
 def test_make_run_banner_says_how_to_get_a_token_and_stream() -> None:
     text = dev_envoy.banner()
-    assert "aichat-backend dev-token --user" in text
+    assert "aichat-dev token --user" in text
     assert "curl -N" in text and ":streamChat" in text and "/v1/chat/sessions" in text

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from aichat.v1 import session_service_pb2 as spb
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.e2e.envoy.auth_server import AuthServer
 from tests.e2e.envoy.helpers import bearer, read_sse, reason, render_ext_authz, status_body
 from tests.support.chat import ChatStack

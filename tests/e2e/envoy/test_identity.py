@@ -18,7 +18,7 @@ import pytest
 from aichat.v1 import session_service_pb2 as spb
 from aichat.v1 import session_service_pb2_grpc
 
-from aichat_backend.devtools.dev_token import AUDIENCE, ISSUER, RS256_KID, DevKeys, make_token
+from aichat_devtools.dev_token import AUDIENCE, ISSUER, RS256_KID, DevKeys, make_token
 from tests.e2e.envoy.helpers import bearer, reason, status_body
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy

@@ -15,7 +15,7 @@ from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 from grpc_health.v1 import health_pb2
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.e2e.envoy.helpers import (
     SseReader,
     bearer,

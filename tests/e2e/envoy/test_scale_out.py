@@ -19,8 +19,8 @@ import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc, session_service_pb2, session_service_pb2_grpc
 
-from aichat_backend.devtools.dev_token import ensure_keys, make_token
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
+from aichat_devtools.dev_token import ensure_keys, make_token
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import error_info, md
 from tests.support.serve_process import ServeProcess, child_env

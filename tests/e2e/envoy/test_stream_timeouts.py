@@ -13,8 +13,8 @@ import httpx2
 import pytest
 import pytest_asyncio
 
-from aichat_backend.devtools.dev_token import DevKeys, make_token
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.dev_token import DevKeys, make_token
+from aichat_devtools.fake_llm import Script
 from tests.e2e.envoy.helpers import bearer, read_sse
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.envoy import Envoy, envoy_in_front, render_for_test

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer
 from aichat_backend.providers.anthropic_adapter import AnthropicProvider
 from aichat_backend.providers.openai_adapter import OpenAIProvider
+from aichat_devtools.fake_llm import FakeLLMServer
 from tests.integration.providers.support import Upstream, anthropic_provider, openai_provider
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer
 from aichat_backend.providers.anthropic_adapter import AnthropicProvider
 from aichat_backend.providers.base import (
     ChatMessage,
@@ -18,6 +17,7 @@ from aichat_backend.providers.base import (
 )
 from aichat_backend.providers.catalogue import HttpClientKind, build_provider
 from aichat_backend.providers.openai_adapter import OpenAIProvider
+from aichat_devtools.fake_llm import FakeLLMServer
 
 # Short enough that the timeout tests finish quickly, long enough for a loaded CI box.
 SDK_TIMEOUT = 0.5

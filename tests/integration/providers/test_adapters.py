@@ -7,7 +7,6 @@ import base64
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import Script
 from aichat_backend.errors import (
     AichatError,
     DeadlineExceeded,
@@ -30,6 +29,7 @@ from aichat_backend.providers.base import (
     ToolSpec,
 )
 from aichat_backend.providers.errors import DEFAULT_RETRY_AFTER_SECONDS
+from aichat_devtools.fake_llm import Script
 from tests.integration.providers.support import (
     API_KEY,
     SDK_TIMEOUT,

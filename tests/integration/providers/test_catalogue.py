@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import (
@@ -17,6 +16,7 @@ from aichat_backend.providers.catalogue import (
     parse_catalogue,
 )
 from aichat_backend.providers.retry import open_stream_with_retry
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import ask, collect, text_of
 
 pytestmark = pytest.mark.timeout(10)

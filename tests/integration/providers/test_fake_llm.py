@@ -12,8 +12,8 @@ import openai
 import pytest
 
 import aichat_backend
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
 from aichat_backend.errors import AichatError
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import Upstream, ask, collect, openai_provider, text_of
 
 pytestmark = pytest.mark.timeout(10)
@@ -61,7 +61,7 @@ async def test_standalone_process() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "aichat_backend.devtools.fake_llm",
+        "aichat_devtools.fake_llm",
         "--port",
         "0",
         "--tokens",

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
 from aichat_backend.errors import (
     AichatError,
     FailedPrecondition,
@@ -21,6 +20,7 @@ from aichat_backend.providers.retry import (
     backoff_delay,
     open_stream_with_retry,
 )
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import (
     Upstream,
     anthropic_provider,

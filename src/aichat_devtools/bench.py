@@ -1,8 +1,8 @@
 """What the service adds to the provider, measured side by side in one run.
 
-    python -m aichat_backend.devtools.bench --quick     # make bench-quick, < 3 minutes
-    python -m aichat_backend.devtools.bench --full      # make bench
-    python -m aichat_backend.devtools.bench --toy       # the test suite's smoke run, < 30 s
+    python -m aichat_devtools.bench --quick     # make bench-quick, < 3 minutes
+    python -m aichat_devtools.bench --full      # make bench
+    python -m aichat_devtools.bench --toy       # the test suite's smoke run, < 30 s
 
 Arms, all against one fake upstream (``bench_upstream``, its own process, TCP_NODELAY):
 
@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aichat_backend.devtools import bench_procs as procs
-from aichat_backend.devtools.bench_clients import (
+from aichat_devtools import bench_procs as procs
+from aichat_devtools.bench_clients import (
     Arm,
     DirectArm,
     EnvoyArm,
@@ -52,7 +52,7 @@ from aichat_backend.devtools.bench_clients import (
     StreamResult,
     UnaryResult,
 )
-from aichat_backend.devtools.bench_report import (
+from aichat_devtools.bench_report import (
     diff,
     gap_summary,
     ms,
@@ -63,7 +63,7 @@ from aichat_backend.devtools.bench_report import (
     ttft_summary,
     unary_summary,
 )
-from aichat_backend.devtools.bench_upstream import scenario_text
+from aichat_devtools.bench_upstream import scenario_text
 
 PACE_MS = 20.0  # paced streams: 50 tokens/s each
 STALL_S = 10 * PACE_MS / 1000  # a gap over 10x the pace is a stall
@@ -311,7 +311,7 @@ class Run:
         up = self.spawn(
             "upstream",
             procs.python_module(
-                "aichat_backend.devtools.bench_upstream",
+                "aichat_devtools.bench_upstream",
                 "--port",
                 "0",
                 "--record-file",
@@ -352,7 +352,7 @@ class Run:
             self.spawn(
                 "relay",
                 procs.python_module(
-                    "aichat_backend.devtools.bench_relay",
+                    "aichat_devtools.bench_relay",
                     "--port",
                     str(port),
                     "--upstream",
@@ -380,7 +380,7 @@ class Run:
             arm = backend(
                 "probe-sqlite",
                 probe_url,
-                "aichat_backend.devtools.bench_dbprobe",
+                "aichat_devtools.bench_dbprobe",
                 "probe-sqlite",
                 BENCH_DBPROBE_OUT=str(path),
             )
@@ -390,7 +390,7 @@ class Run:
             arm = backend(
                 "probe-postgres",
                 probe_pg_url,
-                "aichat_backend.devtools.bench_dbprobe",
+                "aichat_devtools.bench_dbprobe",
                 "probe-postgres",
                 BENCH_DBPROBE_OUT=str(path),
             )
@@ -427,7 +427,7 @@ class Run:
             self.skipped["C"] = reason or "no B-sqlite backend to put Envoy in front of"
             return
         try:
-            from aichat_backend.devtools import dev_envoy, dev_token
+            from aichat_devtools import dev_envoy, dev_token
 
             keys, _ = dev_token.ensure_keys(self.workdir / "keys")
             listen = procs.free_port()
@@ -1188,9 +1188,9 @@ async def _lag_monitor(samples: list[float], every: float = 0.01) -> None:
 
 def envoy_unavailable() -> str:
     try:
-        from aichat_backend.devtools import dev_envoy
+        from aichat_devtools import dev_envoy
     except ImportError:
-        return "skipped: no envoy config (aichat_backend.devtools.dev_envoy)"
+        return "skipped: no envoy config (aichat_devtools.dev_envoy)"
     if not hasattr(dev_envoy, "render") or not dev_envoy.CONFIG.exists():
         return "skipped: no envoy config (envoy.yaml and its renderer)"
     if dev_envoy.envoy_binary() is None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aichat_backend.devtools.bench_clients import StreamResult, UnaryResult
+from aichat_devtools.bench_clients import StreamResult, UnaryResult
 
 
 def pct(values: Sequence[float], q: float) -> float | None:

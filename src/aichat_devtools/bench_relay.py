@@ -12,7 +12,7 @@ overhead.
 Only the generated message classes are shared with the service, so both speak the same
 wire format to the same client.
 
-    python -m aichat_backend.devtools.bench_relay --port N --upstream http://127.0.0.1:P/v1
+    python -m aichat_devtools.bench_relay --port N --upstream http://127.0.0.1:P/v1
 
 prints ``listening on 127.0.0.1:N``.
 """

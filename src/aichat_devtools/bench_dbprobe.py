@@ -7,7 +7,7 @@ CLOCK_MONOTONIC, which every process on the machine shares — so the benchmark 
 statements up with the moment the upstream saw the request and the moment the client got
 its first token. Used only in its own phase: the timing arms run the plain CLI.
 
-    BENCH_DBPROBE_OUT=/tmp/x.jsonl python -m aichat_backend.devtools.bench_dbprobe
+    BENCH_DBPROBE_OUT=/tmp/x.jsonl python -m aichat_devtools.bench_dbprobe
 """
 
 from __future__ import annotations

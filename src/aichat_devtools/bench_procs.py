@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # Every core this process may use, read before the load generator pins itself: children

@@ -1,6 +1,6 @@
 """Development identity: a local signing key, the JWKS file Envoy reads, tokens for anyone.
 
-``aichat-backend dev-token --user alice`` creates, once, under ``var/`` (gitignored, never
+``aichat-dev token --user alice`` creates, once, under ``var/`` (gitignored, never
 committed):
 
 - ``dev-signing-key``: an RSA private key (PEM) that signs RS256 tokens;
@@ -10,7 +10,7 @@ committed):
   for as long as the HS256 key is in it.
 
 then prints a token for the user on stdout (and nothing else there, so
-``TOKEN=$(aichat-backend dev-token --user alice)`` works). Envoy's jwt_authn checks the
+``TOKEN=$(aichat-dev token --user alice)`` works). Envoy's jwt_authn checks the
 issuer and audience below and copies ``sub`` into ``x-user-id``.
 
 These keys exist for ``make run`` and the tests. A deployment points jwt_authn at its
@@ -195,12 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     user = args.user.strip()
     if not user or not user.isprintable():
-        print("aichat-backend dev-token: --user must be printable and non-empty", file=sys.stderr)
+        print("aichat-dev token: --user must be printable and non-empty", file=sys.stderr)
         return 2
     try:
         ttl = parse_ttl(args.ttl)
     except ValueError as exc:
-        print(f"aichat-backend dev-token: {exc}", file=sys.stderr)
+        print(f"aichat-dev token: {exc}", file=sys.stderr)
         return 2
     keys, created = ensure_keys(args.dir)
     if created:

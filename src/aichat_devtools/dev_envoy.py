@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from aichat_backend.devtools import dev_token
+from aichat_devtools import dev_token
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "envoy.yaml"
 # The literal values envoy.yaml keeps for these; render() replaces them.
 LISTENER_PORT = 8080
@@ -167,7 +167,7 @@ def start(env: dict[str, str]) -> subprocess.Popen[str] | None:
 def banner() -> str:
     return """
   REST      http://127.0.0.1:8080 (Envoy: JSON over HTTP, a token on every call)
-  token     TOKEN=$(.venv/bin/aichat-backend dev-token --user alice)
+  token     TOKEN=$(.venv/bin/aichat-dev token --user alice)
   create    curl -s -H "Authorization: Bearer $TOKEN" \\
               -d '{"displayName":"hello"}' http://127.0.0.1:8080/v1/chat/sessions
   stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{"text":"Hi there"}' \\

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_PORT = int(os.environ.get("AICHAT_DEV_FAKE_LLM_PORT", "50199"))
 
 BANNER = """
@@ -78,7 +78,7 @@ def run() -> int:
                 [
                     sys.executable,
                     "-m",
-                    "aichat_backend.devtools.fake_llm",
+                    "aichat_devtools.fake_llm",
                     "--port",
                     str(FAKE_PORT),
                     "--token-delay-ms",
@@ -102,7 +102,7 @@ def run() -> int:
             [sys.executable, "-m", "aichat_backend", "serve"], env=env, text=True
         )
         children.append(backend)
-        from aichat_backend.devtools import dev_envoy
+        from aichat_devtools import dev_envoy
 
         envoy = dev_envoy.start(env)
         if envoy is not None:

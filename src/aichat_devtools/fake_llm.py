@@ -15,7 +15,7 @@ recorded (``server.requests``) and a client that hangs up mid-response is counte
 
 Standalone, for the demo and the benchmark::
 
-    python -m aichat_backend.devtools.fake_llm --port 8090 --ttft-ms 50 --token-delay-ms 5
+    python -m aichat_devtools.fake_llm --port 8090 --ttft-ms 50 --token-delay-ms 5
 
 prints ``listening on http://127.0.0.1:PORT`` once it accepts connections.
 """

@@ -6,7 +6,7 @@ the last user message says how to answer, e.g. ``bench ttft=300 delay=20 n=64``
 ``TAG <monotonic arrival time>`` to ``--record-file`` (CLOCK_MONOTONIC is shared by every
 process on the machine, so arrival times line up with the client's and the backend's).
 
-    python -m aichat_backend.devtools.bench_upstream --port 0 [--record-file PATH]
+    python -m aichat_devtools.bench_upstream --port 0 [--record-file PATH]
 
 prints ``listening on http://127.0.0.1:PORT``.
 """
@@ -22,7 +22,7 @@ import signal
 import time
 from typing import IO
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, RecordedRequest, Script, last_user_text
+from aichat_devtools.fake_llm import FakeLLMServer, RecordedRequest, Script, last_user_text
 
 WORDS = ("lorem ", "ipsum ", "dolor ", "sit ", "amet ", "consectetur ", "adipiscing ")
 _PARAM = re.compile(r"\b(ttft|delay|n|rec)=([\w.-]+)")
