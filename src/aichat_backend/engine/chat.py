@@ -8,7 +8,8 @@ the last event says how it ended.
 ``ChatEngine`` is the front door; the rooms behind it:
 
 - ``turn_start``: checks, the context read, the first write, idempotent replays;
-- ``rounds``: a model call and the tool round after it, the final write;
+- ``rounds``: a model call and the tool round after it;
+- ``final_write``: the turn's last write, kept through a database blip;
 - ``resolve``: decisions on waiting tool calls, expiry, resuming the turn;
 - ``lifecycle``: running turns, their leases, cut-off turns, shutdown;
 - ``requests``: the request types and the engine's settings.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from aichat_backend.engine.events import TurnEvent
+from aichat_backend.engine.final_write import FinalWrites
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import (
@@ -48,7 +50,14 @@ class ChatEngine:
     ) -> None:
         self._catalogue = catalogue
         self._lifecycle = TurnLifecycle(db, config.lease_seconds)
-        rounds = TurnRounds(db, config, tools, observer or TurnObserver(), self._lifecycle)
+        self._final = FinalWrites(
+            db,
+            self._lifecycle,
+            config.final_write_seconds,
+            config.final_write_background_seconds,
+        )
+        observer = observer or TurnObserver()
+        rounds = TurnRounds(db, config, tools, observer, self._lifecycle, self._final)
         self._starter = TurnStarter(db, catalogue, config, tools, self._lifecycle, rounds)
         self._resolver = Resolver(db, catalogue, config, tools, self._lifecycle, rounds)
 
@@ -82,7 +91,8 @@ class ChatEngine:
         self._lifecycle.stop_all()
 
     async def drain_writes(self) -> None:
-        """Let the final writes of cancelled turns reach the database."""
+        """Let the final writes of ended and cancelled turns reach the database."""
+        self._final.close()
         await self._lifecycle.drain()
 
 

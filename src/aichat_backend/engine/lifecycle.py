@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from aichat_backend.domain import MessageState
 from aichat_backend.engine.leases import Lease, LeaseKeeper
@@ -25,6 +26,7 @@ from aichat_backend.store.tool_calls_repo import ToolCallRepository
 from aichat_backend.store.turn_leases import LeaseRepository
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TurnLifecycle:
@@ -33,7 +35,7 @@ class TurnLifecycle:
         self._active: set[TurnRun] = set()
         self._leases = LeaseKeeper(db, lease_seconds)
         self._load = LoopLoad()
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -98,11 +100,17 @@ class TurnLifecycle:
 
     # --- writes that outlive their caller -------------------------------------------
 
-    async def shielded(self, work: Awaitable[None]) -> None:
+    async def shielded(self, work: Awaitable[T]) -> T:
         """Run ``work`` to its end even if the caller is cancelled meanwhile."""
         task = asyncio.ensure_future(work)
         self._track(task)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background; shutdown (``drain``) waits for it."""
+        task = asyncio.create_task(work)
+        self._track(task)
+        task.add_done_callback(_log_failure)
 
     def finalize_in_background(self, run: TurnRun, reason: str = "cancelled") -> None:
         """Store what a turn had when it was cut off, and free its session."""
@@ -132,11 +140,9 @@ class TurnLifecycle:
                 )
                 await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
 
-        task = asyncio.create_task(finalize())
-        self._track(task)
-        task.add_done_callback(_log_failure)
+        self.spawn(finalize())
 
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def _track(self, task: asyncio.Future[Any]) -> None:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -170,6 +176,4 @@ class Driving:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error(
-            "could not store a cut-off turn's partial answer: %s", type(task.exception()).__name__
-        )
+        log.error("a turn's background write failed: %s", type(task.exception()).__name__)

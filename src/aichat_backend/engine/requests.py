@@ -58,3 +58,7 @@ class ChatConfig:
     tool_timeout_seconds: float = 30.0
     max_tool_rounds: int = 8
     approval_ttl_seconds: float = 24 * 3600
+    # A turn's last write is retried this long (at most to the caller's deadline) while
+    # the database is away, then in the background this long (see final_write).
+    final_write_seconds: float = 10.0
+    final_write_background_seconds: float = 300.0

@@ -22,6 +22,7 @@ from aichat_backend.engine.events import (
     TurnEvent,
     TurnOutcome,
 )
+from aichat_backend.engine.final_write import FinalWrites
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
@@ -51,12 +52,14 @@ class TurnRounds:
         tools: ToolProvider | None,
         observer: TurnObserver,
         lifecycle: TurnLifecycle,
+        final: FinalWrites,
     ) -> None:
         self._db = db
         self._config = config
         self._tools = tools
         self._observer = observer
         self._lifecycle = lifecycle
+        self._final = final
 
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
@@ -136,18 +139,10 @@ class TurnRounds:
             )
         m.model = run.model
 
-        usage = _usage_of(run, stream)
-
-        async def write() -> None:
-            # One statement on PostgreSQL (AnswerRepository.finish).
-            async with self._db.statement() as tx:
-                await AnswerRepository(tx, run.user_id).finish(
-                    run.session_id, run.turn_id, m, usage
-                )
-
-        # Shielded: a client leaving right now must not lose the answer.
         run.finalized = True
-        await self._lifecycle.shielded(write())
+        stored = await self._final.land(run, m, _usage_of(run, stream))
+        if stored is not None:  # the database is away: the turn failed, the answer is kept
+            outcome, error = TurnOutcome.FAILED, stored
         run.ended = True
         yield TurnEnded(
             outcome=outcome,

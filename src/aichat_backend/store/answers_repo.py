@@ -139,9 +139,15 @@ _WRITE_ANSWER = (
 # PostgreSQL only: a finished turn's answer, the session's release and the usage row
 # in one statement (data-modifying CTEs run whether or not the main part reads them),
 # atomic by itself: one round trip instead of five.
-_ANSWER_CTE = _WRITE_ANSWER.returning(messages.c.id).cte("answer")
+# The last write moves an answer still being written (or marked INTERRUPTED by a sweep
+# while the database was away) and nothing else: sent again after a failure whose
+# outcome is unknown (a COMMIT delayed in a black-holed network may still land), it
+# lands once, and its usage with it.
+_UNSETTLED = (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
+_FINISH_ANSWER = _WRITE_ANSWER.where(messages.c.state.in_(_UNSETTLED))
+_ANSWER_CTE = _FINISH_ANSWER.returning(messages.c.id).cte("answer")
 _FINISH_ONE_STATEMENT = {
-    True: usage_upsert("postgresql", prefix="u_").add_cte(
+    True: usage_upsert("postgresql", prefix="u_", only_with=_ANSWER_CTE).add_cte(
         _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released")
     ),
     False: RELEASE.add_cte(_ANSWER_CTE),
@@ -234,7 +240,7 @@ class AnswerRepository:
     ) -> None:
         """A turn's last write: the answer, the session released, the usage (model, input
         and output tokens) if any. One statement on PostgreSQL, which the caller may run
-        in ``Database.statement()``."""
+        in ``Database.statement()``. Idempotent: sent again, it changes nothing more."""
         if self._db.dialect.name == "postgresql":
             params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
@@ -242,9 +248,9 @@ class AnswerRepository:
                 params.update(usage_params(self._user, *usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        await self.write_message(answer)
+        landed = await self._db.execute(_FINISH_ANSWER, self._answer_params(answer))
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
-        if usage is not None:
+        if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
             await add_usage(self._db, self._user, *usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
