@@ -88,7 +88,7 @@ def resolve_request(
 
 
 def _usage(e: ev.TurnEnded) -> rpb.Usage:
-    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens)
+    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens, model=e.model)
 
 
 def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:

@@ -52,6 +52,8 @@ class TurnEnded:
     error: AichatError | None = None
     user_message: Message | None = None
     pending: list[ToolCall] = field(default_factory=list)
+    # The catalogue name of the model that answered the last round (a fallback, maybe).
+    model: str = ""
 
 
 TurnEvent = TurnStarted | TextDelta | ToolCallUpdate | ApprovalRequired | Heartbeat | TurnEnded

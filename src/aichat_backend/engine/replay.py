@@ -41,4 +41,5 @@ async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         error=error,
         user_message=user_msg,
         pending=pending,
+        model=answer.model,
     )

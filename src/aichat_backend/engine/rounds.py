@@ -81,18 +81,20 @@ class TurnRounds:
             assert stream is not None
             while (delta := await stream.next_event()) is not None:
                 yield delta
+            model = answered_by(run, stream)
             if stream.first_token_at is not None and not run.first_token_seen:
                 # The first text of the answer, in whichever round (tools may come first).
                 run.first_token_seen = True
-                self._observer.first_token(run.model, stream.first_token_at - run.started)
+                self._observer.first_token(model, stream.first_token_at - run.started)
             finished = stream.finished
             if finished is not None:
                 run.input_tokens += finished.input_tokens
                 run.output_tokens += finished.output_tokens
-                self._observer.tokens(run.model, finished.input_tokens, finished.output_tokens)
-            if stream.error is not None:
-                provider = stream.error.metadata.get("provider", "unknown")
-                self._observer.provider_error(provider, stream.error.reason)
+                self._observer.tokens(model, finished.input_tokens, finished.output_tokens)
+            # Every model that failed counts, the ones a fallback stood in for too.
+            for failed in [*stream.fallback_errors, *filter(None, [stream.error])]:
+                provider = failed.metadata.get("provider", "unknown")
+                self._observer.provider_error(provider, failed.reason)
             error: AichatError | None = None
             if stream.stopped and not stream.done:
                 stream.cancel()
@@ -137,7 +139,7 @@ class TurnRounds:
                 stream.finished.input_tokens,
                 stream.finished.output_tokens,
             )
-        m.model = run.model
+        m.model = answered_by(run, stream)
 
         run.finalized = True
         stored = await self._final.land(run, m, _usage_of(run, stream))
@@ -151,6 +153,7 @@ class TurnRounds:
             output_tokens=run.output_tokens,
             error=error,
             user_message=run.user_message,
+            model=m.model,
         )
 
     async def _tool_round(
@@ -158,7 +161,7 @@ class TurnRounds:
     ) -> AsyncGenerator[TurnEvent, None]:
         """Store the calls, run the allowed ones, then ask approval or start the next round."""
         m = run.message
-        m.text, m.model, m.finish_reason = stream.text, run.model, "tool_calls"
+        m.text, m.model, m.finish_reason = stream.text, answered_by(run, stream), "tool_calls"
         if stream.finished is not None:
             m.input_tokens = stream.finished.input_tokens
             m.output_tokens = stream.finished.output_tokens
@@ -243,6 +246,7 @@ class TurnRounds:
             output_tokens=run.output_tokens,
             user_message=run.user_message,
             pending=pending,
+            model=run.message.model,
         )
 
     async def _next_round(self, run: TurnRun, stream: RoundStream, calls: list[ToolCall]) -> None:
@@ -276,12 +280,18 @@ async def complete_round_message(tx: Tx, run: TurnRun) -> None:
     await AnswerRepository(tx, run.user_id).write_message(run.message)
 
 
+def answered_by(run: TurnRun, stream: RoundStream) -> str:
+    """The catalogue name of the model that answered this round (a fallback, maybe);
+    the turn's model when none answered."""
+    return stream.answered_by or run.model
+
+
 def _usage_of(run: TurnRun, stream: RoundStream) -> tuple[str, int, int] | None:
     """(model, input tokens, output tokens) of a model call that reported any."""
     finished = stream.finished
     if finished is None or not (finished.input_tokens or finished.output_tokens):
         return None
-    return run.model, finished.input_tokens, finished.output_tokens
+    return answered_by(run, stream), finished.input_tokens, finished.output_tokens
 
 
 async def _record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
