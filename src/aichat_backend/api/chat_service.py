@@ -116,6 +116,7 @@ def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
             outcome=OUTCOME_TO_PB[event.outcome],
             message=convert.message_to_pb(event.message),
             usage=_usage(event),
+            answer_messages=event.answers,
         )
         if event.error is not None:
             ended.error.CopyFrom(to_status(event.error, current_request_id()))

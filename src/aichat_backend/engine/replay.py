@@ -13,9 +13,10 @@ from aichat_backend.store.sessions_repo import session_not_found
 
 async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
     """The last event of the turn whose first answer is ``answer_id``, as it ended."""
-    user_msg, answer = await AnswerRepository(tx, user_id).turn_result(answer_id)
-    if answer is None:
+    user_msg, answers = await AnswerRepository(tx, user_id).turn_answers(answer_id)
+    if not answers:
         raise session_not_found("(deleted)")
+    answer = answers[-1]
     if answer.state is MessageState.STREAMING:
         raise turn_in_progress()
     error: AichatError | None = None
@@ -42,4 +43,5 @@ async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         user_message=user_msg,
         pending=pending,
         model=answer.model,
+        answers=[m.name for m in answers],
     )

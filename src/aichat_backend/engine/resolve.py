@@ -143,6 +143,7 @@ class Resolver:
             started=time.monotonic(),
             deadline=req.deadline,
             user_message=user_msg,
+            answers=[round_msg.name],
         )
         remaining = list(pending.values())
         async with self._lifecycle.driving(run):
@@ -176,6 +177,7 @@ class Resolver:
             run.message = await AnswerRepository(tx, run.user_id).placeholder(
                 run.session_id, run.model
             )
+        run.answers.append(run.message.name)
         run.request = dataclasses.replace(
             run.request, messages=tuple(to_chat_messages(history)), tools=tool_specs(run.tools)
         )

@@ -28,14 +28,19 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
-from aichat_backend.engine.turn_run import TurnRun, tool_specs
+from aichat_backend.engine.turn_run import (
+    TurnRun,
+    answered_by,
+    record_usage,
+    tool_specs,
+    usage_of,
+)
 from aichat_backend.errors import AichatError, Internal, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.tool_calls_repo import ToolCallRepository
 from aichat_backend.store.turn_leases import LeaseRepository
-from aichat_backend.store.usage_repo import add_usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 NO_MORE_TOOLS = (
@@ -142,7 +147,7 @@ class TurnRounds:
         m.model = answered_by(run, stream)
 
         run.finalized = True
-        stored = await self._final.land(run, m, _usage_of(run, stream))
+        stored = await self._final.land(run, m, usage_of(run, stream))
         if stored is not None:  # the database is away: the turn failed, the answer is kept
             outcome, error = TurnOutcome.FAILED, stored
         run.ended = True
@@ -154,6 +159,7 @@ class TurnRounds:
             error=error,
             user_message=run.user_message,
             model=m.model,
+            answers=list(run.answers),
         )
 
     async def _tool_round(
@@ -191,7 +197,7 @@ class TurnRounds:
         async with self._db.transaction() as tx:
             await AnswerRepository(tx, run.user_id).write_message(m, state=MessageState.STREAMING)
             await ToolCallRepository(tx, run.user_id).add_calls(run.session_id, m.id, calls)
-            await _record_usage(tx, run, stream)
+            await record_usage(tx, run, stream)
         for call in calls:
             if call.state is not ToolCallState.RUNNING:  # runnable ones report as they start
                 yield ToolCallUpdate(call)
@@ -247,6 +253,7 @@ class TurnRounds:
             user_message=run.user_message,
             pending=pending,
             model=run.message.model,
+            answers=list(run.answers),
         )
 
     async def _next_round(self, run: TurnRun, stream: RoundStream, calls: list[ToolCall]) -> None:
@@ -264,6 +271,7 @@ class TurnRounds:
             messages.append(ChatMessage(role=ChatRole.USER, text=NO_MORE_TOOLS))
         run.request = dataclasses.replace(run.request, messages=tuple(messages), tools=tools)
         run.message = placeholder
+        run.answers.append(placeholder.name)
         run.stream = self.open_stream(run)
 
     def _tool_timeout(self, run: TurnRun) -> float:
@@ -278,23 +286,3 @@ async def complete_round_message(tx: Tx, run: TurnRun) -> None:
     """A tool round's answer is complete once its calls are decided or have run."""
     run.message.state = MessageState.COMPLETE
     await AnswerRepository(tx, run.user_id).write_message(run.message)
-
-
-def answered_by(run: TurnRun, stream: RoundStream) -> str:
-    """The catalogue name of the model that answered this round (a fallback, maybe);
-    the turn's model when none answered."""
-    return stream.answered_by or run.model
-
-
-def _usage_of(run: TurnRun, stream: RoundStream) -> tuple[str, int, int] | None:
-    """(model, input tokens, output tokens) of a model call that reported any."""
-    finished = stream.finished
-    if finished is None or not (finished.input_tokens or finished.output_tokens):
-        return None
-    return answered_by(run, stream), finished.input_tokens, finished.output_tokens
-
-
-async def _record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
-    usage = _usage_of(run, stream)
-    if usage is not None:
-        await add_usage(tx, run.user_id, *usage)

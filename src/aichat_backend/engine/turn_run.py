@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aichat_backend.domain import Message
@@ -12,6 +12,8 @@ from aichat_backend.errors import Aborted
 from aichat_backend.providers.base import ProviderRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
+from aichat_backend.store.database import Tx
+from aichat_backend.store.usage_repo import add_usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 
@@ -40,6 +42,7 @@ class TurnRun:
     finalized: bool = False  # the current answer's final write has been started
     first_token_seen: bool = False
     ended: bool = False  # the last event (TurnEnded) has been given to the caller
+    answers: list[str] = field(default_factory=list)  # the turn's answer messages so far
 
 
 def stream_targets(catalogue: ModelCatalogue, model: str) -> list[StreamTarget]:
@@ -66,6 +69,26 @@ def tool_specs(tools: dict[str, ToolInfo]) -> tuple[ToolSpec, ...]:
         ToolSpec(name=t.model_name, description=t.description, input_schema=t.input_schema)
         for t in tools.values()
     )
+
+
+def answered_by(run: TurnRun, stream: RoundStream) -> str:
+    """The catalogue name of the model that answered this round (a fallback, maybe);
+    the turn's model when none answered."""
+    return stream.answered_by or run.model
+
+
+def usage_of(run: TurnRun, stream: RoundStream) -> tuple[str, int, int] | None:
+    """(model, input tokens, output tokens) of a model call that reported any."""
+    finished = stream.finished
+    if finished is None or not (finished.input_tokens or finished.output_tokens):
+        return None
+    return answered_by(run, stream), finished.input_tokens, finished.output_tokens
+
+
+async def record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
+    usage = usage_of(run, stream)
+    if usage is not None:
+        await add_usage(tx, run.user_id, *usage)
 
 
 def turn_in_progress() -> Aborted:

@@ -92,6 +92,7 @@ class TurnStarter:
             # not kept alive by every held stream.
             run.claimed = None
             run.user_message, run.message = user_msg, answer
+            run.answers.append(answer.name)
             yield TurnStarted(user_message=user_msg, answer_name=answer.name, model=run.model)
             for call in denied:
                 yield ToolCallUpdate(call)

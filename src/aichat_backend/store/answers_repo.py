@@ -273,6 +273,11 @@ class AnswerRepository:
 
     async def turn_result(self, first_answer_id: str) -> tuple[Message | None, Message | None]:
         """(the turn's user message, its last answer) for replaying a finished turn."""
+        user_msg, answers = await self.turn_answers(first_answer_id)
+        return user_msg, answers[-1] if answers else None
+
+    async def turn_answers(self, first_answer_id: str) -> tuple[Message | None, list[Message]]:
+        """(the turn's user message, its answer messages in order), from the first answer."""
         row = (
             await self._db.execute(
                 select(messages.c.session_id, messages.c.seq).where(
@@ -281,14 +286,14 @@ class AnswerRepository:
             )
         ).first()
         if row is None:
-            return None, None
+            return None, []
         session_id, seq = row
         repo = MessageRepository(self._db, self._user)
         found = await repo.page(session_id, 1000, seq - 2)
         user_msg = found[0] if found and found[0].role is Role.USER else None
-        last: Message | None = None
+        answers: list[Message] = []
         for m in found[1:]:
             if m.role is Role.USER:
                 break
-            last = m
-        return user_msg, last
+            answers.append(m)
+        return user_msg, answers
