@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from aichat_backend import names
+
 T = TypeVar("T")
 
 
@@ -58,7 +60,7 @@ class Session:
 
     @property
     def name(self) -> str:
-        return f"sessions/{self.id}"
+        return names.session(self.id)
 
 
 @dataclass(slots=True)
@@ -102,7 +104,7 @@ class Message:
 
     @property
     def name(self) -> str:
-        return f"sessions/{self.session_id}/messages/{self.id}"
+        return names.message(self.session_id, self.id)
 
 
 @dataclass(slots=True)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from aichat_backend.engine.sessions import parse_session_name, title_from_message
+from aichat_backend.engine.sessions import title_from_message
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.names import parse_session
 
 
 def test_title_from_first_message() -> None:
@@ -15,7 +16,7 @@ def test_title_from_first_message() -> None:
 
 @pytest.mark.parametrize("name", ["sessions/abc", "sessions/6abf53d8-4c21-4583-b5db-5fde2e3b57f5"])
 def test_valid_names(name: str) -> None:
-    assert parse_session_name(name) == name.split("/", 1)[1]
+    assert parse_session(name) == name.split("/", 1)[1]
 
 
 @pytest.mark.parametrize(
@@ -23,5 +24,5 @@ def test_valid_names(name: str) -> None:
 )
 def test_invalid_names(name: str) -> None:
     with pytest.raises(InvalidArgument) as err:
-        parse_session_name(name)
+        parse_session(name)
     assert err.value.reason == "INVALID_RESOURCE_NAME"

@@ -363,9 +363,17 @@ class TurnStarted(_message.Message):
     user_message: _builtins.str
     """The stored user message, "sessions/{s}/messages/{m}"."""
     answer_message: _builtins.str
-    """The answer being made, "sessions/{s}/messages/{m}"."""
+    """The turn's first answer message, "sessions/{s}/messages/{m}": the text of the
+    first round, and the tool calls if the model asks for any. Each further round
+    (after tool results) is a message of its own, so once a tool is used this is not
+    the final answer: that is `TurnEnded.message`, and `TurnEnded.answer_messages`
+    names them all. Without tool calls the two are the same message. (For
+    ResolveToolCalls it is the message whose calls were decided.)
+    """
     model: _builtins.str
-    """Model catalogue name answering."""
+    """Model catalogue name asked to answer; if a fallback answers instead, `TurnEnded`
+    says so (`message.model`, `usage.model`).
+    """
     def __init__(
         self,
         *,
@@ -461,11 +469,14 @@ class TurnEnded(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    ANSWER_MESSAGES_FIELD_NUMBER: _builtins.int
     outcome: Global___TurnOutcome.ValueType
     """How the turn ended."""
     @_builtins.property
     def message(self) -> _resources_pb2.Message:
-        """The stored answer."""
+        """The turn's last answer message as stored: the final answer (or, when the turn
+        waits for approval, the message holding the waiting calls).
+        """
 
     @_builtins.property
     def usage(self) -> _resources_pb2.Usage:
@@ -475,6 +486,12 @@ class TurnEnded(_message.Message):
     def error(self) -> _status_pb2.Status:
         """Why the turn failed (FAILED, CANCELLED), with ErrorInfo in `details`."""
 
+    @_builtins.property
+    def answer_messages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every answer message of the turn, in order, "sessions/{s}/messages/{m}": the first
+        is `TurnStarted.answer_message`, the last is `message`; one per model round.
+        """
+
     def __init__(
         self,
         *,
@@ -482,10 +499,11 @@ class TurnEnded(_message.Message):
         message: _resources_pb2.Message | None = ...,
         usage: _resources_pb2.Usage | None = ...,
         error: _status_pb2.Status | None = ...,
+        answer_messages: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message", b"message", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message", b"message", "outcome", b"outcome", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_messages", b"answer_messages", "error", b"error", "message", b"message", "outcome", b"outcome", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, nullcontext
+from contextlib import aclosing
 from typing import Protocol
 
 import grpc
@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2, json_format
 
 from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
-from aichat_backend.api.turn_limits import TurnLimits
+from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate, TurnLimits
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
@@ -36,8 +36,14 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+# The two requests of a turn are field-for-field the same message on the wire (a stream
+# and a unary form); this is their one conversion (tests/unit/test_turn_requests.py
+# keeps the two in step).
+TurnMessage = cpb.StreamChatRequest | cpb.SendMessageRequest
+
+
 def turn_request(
-    request: cpb.StreamChatRequest | cpb.SendMessageRequest,
+    request: TurnMessage,
     context: grpc.aio.ServicerContext,
     relay_text: bool = True,
 ) -> TurnRequest:
@@ -82,7 +88,7 @@ def resolve_request(
 
 
 def _usage(e: ev.TurnEnded) -> rpb.Usage:
-    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens)
+    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens, model=e.model)
 
 
 def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
@@ -110,6 +116,7 @@ def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
             outcome=OUTCOME_TO_PB[event.outcome],
             message=convert.message_to_pb(event.message),
             usage=_usage(event),
+            answer_messages=event.answers,
         )
         if event.error is not None:
             ended.error.CopyFrom(to_status(event.error, current_request_id()))
@@ -125,15 +132,8 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         streams: StreamGauge | None = None,
     ) -> None:
         self._engine = engine
-        self._limits = limits
+        self._limits: TurnGate = limits if limits is not None else NO_LIMITS
         self._streams = streams
-
-    def _guarded(
-        self, events: AsyncGenerator[ev.TurnEvent, None]
-    ) -> AsyncGenerator[ev.TurnEvent, None]:
-        if self._limits is None:
-            return events
-        return self._limits.guard(current_user(), events)
 
     # The streaming methods return the response generator rather than being generators
     # themselves: one layer less that every message of every held stream passes through.
@@ -153,12 +153,12 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SendMessageResponse:
         # The answer is returned whole: no delta per token on the way.
-        request_turn = turn_request(request, context, relay_text=False)
-        turn = self._guarded(self._engine.stream_turn(request_turn))
-        async with aclosing(turn) as events:
+        turn = self._engine.stream_turn(turn_request(request, context, relay_text=False))
+        async with self._limits.turn(current_user()) as slot, aclosing(turn) as events:
             async for event in events:
                 if not isinstance(event, ev.TurnEnded):
                     continue
+                await slot.count(event)
                 if event.error is not None:
                     raise event.error
                 response = cpb.SendMessageResponse(
@@ -198,25 +198,26 @@ class StreamGauge(Protocol):
 
 async def _stream(
     events: AsyncGenerator[ev.TurnEvent, None],
-    limits: TurnLimits | None,
+    limits: TurnGate,
     gauge: StreamGauge | None,
 ) -> AsyncIterator[cpb.StreamChatResponse]:
-    """A turn's events as stream messages, inside the user's limits (``TurnLimits.guard``
-    inlined: one generator per held stream instead of two)."""
-    user = current_user()
+    """A turn's events as stream messages, inside the user's limits: one generator per
+    held stream (the limits are a slot around it, not a layer of their own)."""
     sequence = 0
     if gauge is not None:
         gauge.inc()
     try:
-        async with limits.turn(user) if limits is not None else nullcontext(), aclosing(events):
+        async with limits.turn(current_user()) as slot, aclosing(events):
             async for event in events:
-                if isinstance(event, ev.TurnEnded) and limits is not None:
-                    await limits.count(user, event)
                 sequence += 1
+                if isinstance(event, ev.TurnEnded):
+                    await slot.count(event)
+                    yield event_to_pb(event, sequence)
+                    if event.error is not None:
+                        # gRPC clients also see the failure as the RPC's status.
+                        raise event.error
+                    continue
                 yield event_to_pb(event, sequence)
-                if isinstance(event, ev.TurnEnded) and event.error is not None:
-                    # gRPC clients also see the failure as the RPC's status.
-                    raise event.error
     finally:
         if gauge is not None:
             gauge.dec()

@@ -1,9 +1,15 @@
-"""Per-user limits around chat turns: budget before, a concurrency slot during, usage after."""
+"""Per-user limits around chat turns: budget before, a concurrency slot during, usage after.
+
+The one place this rule is written: every turn (StreamChat, SendMessage,
+ResolveToolCalls) runs inside ``TurnLimits.turn(user)`` and hands its TurnEnded to the
+slot's ``count``. Without a limiter configured, ``NO_LIMITS`` gives slots that do nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractAsyncContextManager, aclosing
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import ResourceExhausted
@@ -25,53 +31,77 @@ class TurnLimits:
             self._refused(exc)
             raise
 
-    def turn(self, user_id: str) -> _Turn:
+    def turn(self, user_id: str) -> TurnSlot:
         """The budget checked and a concurrency slot held, for the ``async with`` body."""
-        return _Turn(self, user_id)
-
-    async def count(self, user_id: str, ended: ev.TurnEnded) -> None:
-        """The tokens a finished turn reported, against the user's budget."""
-        used = ended.input_tokens + ended.output_tokens
-        if used:
-            await self._limiter.add_usage(user_id, used)
-
-    async def guard(
-        self, user_id: str, events: AsyncGenerator[ev.TurnEvent, None]
-    ) -> AsyncGenerator[ev.TurnEvent, None]:
-        """A turn's events inside the limits; its reported usage counts against the budget."""
-        async with self.turn(user_id), aclosing(events):
-            async for event in events:
-                if isinstance(event, ev.TurnEnded):
-                    await self.count(user_id, event)
-                yield event
+        return _LimitedTurn(self._limiter, user_id, self._refused)
 
     def _refused(self, exc: ResourceExhausted) -> None:
         if self._on_refused is not None:
             self._on_refused(exc.reason)
 
 
-class _Turn:
-    """A class, not a generator-based context manager: every held stream keeps one."""
+class TurnSlot:
+    """A turn's place inside the user's limits; this base is the unlimited one.
 
-    __slots__ = ("_limits", "_slot", "_user")
+    Classes, not generator-based context managers or a generator around the events:
+    every held stream keeps one, and no layer is added per event.
+    """
 
-    def __init__(self, limits: TurnLimits, user_id: str) -> None:
-        self._limits = limits
+    __slots__ = ()
+
+    async def __aenter__(self) -> TurnSlot:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def count(self, ended: ev.TurnEnded) -> None:
+        """The tokens a finished turn reported, against the user's budget."""
+
+
+class TurnGate(Protocol):
+    """What a servicer needs of the limits: a slot per turn."""
+
+    def turn(self, user_id: str) -> TurnSlot: ...
+
+
+class _NoLimits:
+    def turn(self, user_id: str) -> TurnSlot:
+        return _UNLIMITED
+
+
+_UNLIMITED = TurnSlot()
+NO_LIMITS: TurnGate = _NoLimits()
+
+
+class _LimitedTurn(TurnSlot):
+    __slots__ = ("_limiter", "_refused", "_slot", "_user")
+
+    def __init__(
+        self, limiter: Limiter, user_id: str, refused: Callable[[ResourceExhausted], None]
+    ) -> None:
+        self._limiter = limiter
         self._user = user_id
+        self._refused = refused
         self._slot: AbstractAsyncContextManager[None] | None = None
 
-    async def __aenter__(self) -> None:
-        limiter = self._limits._limiter
+    async def __aenter__(self) -> TurnSlot:
         try:
-            await limiter.check_budget(self._user)
-            slot = limiter.turn_slot(self._user)
+            await self._limiter.check_budget(self._user)
+            slot = self._limiter.turn_slot(self._user)
             await slot.__aenter__()
         except ResourceExhausted as exc:
-            self._limits._refused(exc)
+            self._refused(exc)
             raise
         self._slot = slot
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         slot, self._slot = self._slot, None
         if slot is not None:
             await slot.__aexit__(None, None, None)
+
+    async def count(self, ended: ev.TurnEnded) -> None:
+        used = ended.input_tokens + ended.output_tokens
+        if used:
+            await self._limiter.add_usage(self._user, used)

@@ -52,6 +52,11 @@ class TurnEnded:
     error: AichatError | None = None
     user_message: Message | None = None
     pending: list[ToolCall] = field(default_factory=list)
+    # The catalogue name of the model that answered the last round (a fallback, maybe).
+    model: str = ""
+    # The names of the turn's answer messages, one per round: the first is
+    # TurnStarted.answer_name, the last is ``message``.
+    answers: list[str] = field(default_factory=list)
 
 
 TurnEvent = TurnStarted | TextDelta | ToolCallUpdate | ApprovalRequired | Heartbeat | TurnEnded

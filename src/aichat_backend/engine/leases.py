@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aichat_backend.errors import AichatError
 from aichat_backend.store.database import Database
-from aichat_backend.store.turns_repo import TurnRepository
+from aichat_backend.store.turn_leases import LeaseRepository
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class LeaseKeeper:
                 continue  # the turn ended meanwhile; its release freed the session
             try:
                 async with self._db.statement() as tx:
-                    await TurnRepository(tx, lease.user_id).renew(
+                    await LeaseRepository(tx, lease.user_id).renew(
                         lease.session_id, lease.turn_id, self._lease
                     )
                 lease.renewed = self._clock()

@@ -43,8 +43,10 @@ class RoundStream:
         "_task",
         "_timer",
         "_waiter",
+        "answered_by",
         "done",
         "error",
+        "fallback_errors",
         "finished",
         "first_token_at",
         "pending",
@@ -72,6 +74,10 @@ class RoundStream:
         self.finished: StreamFinished | None = None
         self.tool_calls: tuple[ToolCallRequest, ...] = ()
         self.first_token_at: float | None = None
+        # The catalogue name of the model that answered (a fallback, maybe), once known,
+        # and the failures of the models tried before it.
+        self.answered_by = ""
+        self.fallback_errors: list[AichatError] = []
         self._loop = asyncio.get_running_loop()
         # The relay sleeps on a bare future only while nothing is pending; the producer
         # wakes it. Text arriving while the relay is busy just piles up (no wake-up).
@@ -177,7 +183,15 @@ class RoundStream:
         self, request: ProviderRequest, targets: Sequence[StreamTarget], policy: RetryPolicy
     ) -> None:
         try:
-            async with open_stream_with_retry(request, targets, policy=policy) as events:
+            opened = open_stream_with_retry(
+                request,
+                targets,
+                policy=policy,
+                on_fallback=lambda _target, error: self.fallback_errors.append(error),
+            )
+            async with opened as events:
+                assert opened.answered_by is not None
+                self.answered_by = opened.answered_by.label
                 async for event in events:
                     if isinstance(event, TextChunk):
                         if event.text:

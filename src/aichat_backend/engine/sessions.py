@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.store import page_tokens
@@ -21,8 +22,6 @@ from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
 
 SESSION_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Server-generated ids are UUIDs; both shapes are accepted in names.
-SESSION_NAME_RE = re.compile(r"^sessions/([a-z0-9][a-z0-9-]{0,62})$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 MAX_DISPLAY_NAME = 200
 MAX_SYSTEM_PROMPT = 100_000
@@ -37,17 +36,6 @@ TITLE_FROM_MESSAGE = 60
 class SessionLimits:
     memory_max: int
     idempotency_ttl_seconds: float
-
-
-def parse_session_name(name: str, field: str = "name") -> str:
-    match = SESSION_NAME_RE.match(name or "")
-    if not match:
-        raise InvalidArgument(
-            f"{field} must look like sessions/{{session}}, got {name[:80]!r}",
-            reason="INVALID_RESOURCE_NAME",
-            field=field,
-        )
-    return match.group(1)
 
 
 def check_text(field: str, value: str, reason: str = "INVALID_FIELD") -> None:
@@ -194,7 +182,7 @@ class SessionManager:
         raise Aborted("concurrent requests with the same request_id; retry", reason="ABORTED")
 
     async def get(self, user_id: str, name: str) -> Session:
-        session_id = parse_session_name(name)
+        session_id = names.parse_session(name)
         async with self._db.read() as tx:
             return await SessionRepository(tx, user_id).get(session_id)
 
@@ -216,7 +204,7 @@ class SessionManager:
         return Page(items, token)
 
     async def update(self, user_id: str, name: str, patch: Session, paths: list[str]) -> Session:
-        session_id = parse_session_name(name, "session.name")
+        session_id = names.parse_session(name, "session.name")
         if not paths:
             raise InvalidArgument(
                 "nothing to update: set update_mask or some updatable field",
@@ -251,14 +239,14 @@ class SessionManager:
             return await repo.update(session_id, changes)
 
     async def delete(self, user_id: str, name: str) -> None:
-        session_id = parse_session_name(name)
+        session_id = names.parse_session(name)
         async with self._db.transaction() as tx:
             await SessionRepository(tx, user_id).delete(session_id)
 
     async def list_messages(
         self, user_id: str, parent: str, page_size: int, page_token: str
     ) -> Page[Message]:
-        session_id = parse_session_name(parent, "parent")
+        session_id = names.parse_session(parent, "parent")
         limit = page_tokens.clamp_page_size(page_size)
         after = None
         if page_token:
@@ -276,13 +264,13 @@ class SessionManager:
         return Page(items, token)
 
     async def clear_messages(self, user_id: str, name: str) -> None:
-        session_id = parse_session_name(name)
+        session_id = names.parse_session(name)
         async with self._db.transaction() as tx:
             await MessageRepository(tx, user_id).clear(session_id)
 
     async def export(self, user_id: str, name: str) -> tuple[Session, list[Message]]:
         """The session and every message (no attachment content), for ExportSession."""
-        session_id = parse_session_name(name)
+        session_id = names.parse_session(name)
         async with self._db.read() as tx:
             session = await SessionRepository(tx, user_id).get(session_id)
             messages: list[Message] = []

@@ -50,6 +50,8 @@ class RetryPolicy:
 
 Sleep = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[StreamTarget, int, AichatError, float], None]
+# A target that failed for good, with the next one about to be tried.
+OnFallback = Callable[[StreamTarget, AichatError], None]
 # A provider's stream, entered: left by the caller when the events are done with.
 Opened = AbstractAsyncContextManager[AsyncIterator[ProviderEvent]]
 
@@ -85,14 +87,17 @@ def open_stream_with_retry(
     sleep: Sleep = asyncio.sleep,
     rand: Callable[[], float] = random.random,
     on_retry: OnRetry | None = None,
+    on_fallback: OnFallback | None = None,
 ) -> OpenStream:
     """Like ``provider.stream(request)``, over ``targets`` (a model, then its fallbacks).
 
     Each target gets ``request`` with its own ``model`` (and its ``temperature`` when the
     request sets none). The stream is open and its first event received when the
-    ``async with`` body starts; if every target fails first, the last error is raised.
+    ``async with`` body starts, and ``OpenStream.answered_by`` is the target that
+    answered; if every target fails first, the last error is raised.
     """
-    return OpenStream(_Plan(request, targets, policy or RetryPolicy(), sleep, rand, on_retry))
+    plan = _Plan(request, targets, policy or RetryPolicy(), sleep, rand, on_retry, on_fallback)
+    return OpenStream(plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,7 @@ class _Plan:
     sleep: Sleep
     rand: Callable[[], float]
     on_retry: OnRetry | None
+    on_fallback: OnFallback | None = None
 
 
 class OpenStream:
@@ -112,15 +118,17 @@ class OpenStream:
     generator-based context manager with an exit stack, as every running model call
     keeps one alive."""
 
-    __slots__ = ("_opened", "_plan")
+    __slots__ = ("_opened", "_plan", "answered_by")
 
     def __init__(self, plan: _Plan) -> None:
         self._plan = plan
         self._opened: Opened | None = None
+        self.answered_by: StreamTarget | None = None  # once entered
 
     async def __aenter__(self) -> AsyncIterator[ProviderEvent]:
-        opened, first, rest = await _first_event(self._plan)
+        target, opened, first, rest = await _first_event(self._plan)
         self._opened = opened
+        self.answered_by = target
         return _Prepended(first, rest)
 
     async def __aexit__(
@@ -157,15 +165,19 @@ async def _ready(event: ProviderEvent) -> ProviderEvent:
     return event
 
 
-async def _first_event(plan: _Plan) -> tuple[Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
+async def _first_event(
+    plan: _Plan,
+) -> tuple[StreamTarget, Opened, ProviderEvent, AsyncIterator[ProviderEvent]]:
     reported: AichatError | None = None  # raised if every target fails
-    for target in plan.targets:
+    for i, target in enumerate(plan.targets):
         try:
-            return await _first_event_from(plan, target)
+            return (target, *await _first_event_from(plan, target))
         except AichatError as exc:
             exc.metadata.setdefault("model", target.label)
             if not tries_fallback(exc):
                 raise
+            if plan.on_fallback is not None and i + 1 < len(plan.targets):
+                plan.on_fallback(target, exc)
             # A fallback nobody configured says less about the failure than the error
             # that sent us to it.
             if reported is None or exc.reason != "PROVIDER_NOT_CONFIGURED":

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Integer, and_, bindparam, case, delete, func, insert, select, true, update
 from sqlalchemy.engine import RowMapping
 
+from aichat_backend import names
 from aichat_backend.domain import (
     Attachment,
     Message,
@@ -344,7 +345,7 @@ class MessageRepository:
         )
         if row is None:
             raise NotFound(
-                f"message sessions/{session_id}/messages/{message_id} was not found",
+                f"message {names.message(session_id, message_id)} was not found",
                 reason="MESSAGE_NOT_FOUND",
             )
         result = [_to_message(row)]

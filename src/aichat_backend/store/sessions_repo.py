@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from aichat_backend import names
 from aichat_backend.domain import Session, now_us
 from aichat_backend.errors import AlreadyExists, NotFound
 from aichat_backend.store.database import Tx
@@ -17,9 +18,9 @@ from aichat_backend.store.tables import sessions
 def session_not_found(session_id: str) -> NotFound:
     # The same words whether the session is missing or someone else's.
     return NotFound(
-        f"session sessions/{session_id} was not found",
+        f"session {names.session(session_id)} was not found",
         reason="SESSION_NOT_FOUND",
-        metadata={"resource": f"sessions/{session_id}"},
+        metadata={"resource": names.session(session_id)},
     )
 
 
@@ -78,9 +79,9 @@ class SessionRepository:
                 await self._db.execute(insert(sessions).values(**values))
         except IntegrityError:
             raise AlreadyExists(
-                f"session sessions/{s.id} already exists",
+                f"session {names.session(s.id)} already exists",
                 reason="SESSION_ALREADY_EXISTS",
-                metadata={"resource": f"sessions/{s.id}"},
+                metadata={"resource": names.session(s.id)},
             ) from None
         return session_from_row(values)  # type: ignore[arg-type]
 

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import BigInteger, Integer, String, and_, bindparam, cast, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aichat_backend.limits import refusals
@@ -18,18 +18,34 @@ def utc_day(now: dt.datetime | None = None) -> str:
     return refusals.utc_day(now.timestamp() if now is not None else time.time())
 
 
-def usage_upsert(dialect: str, prefix: str = "p_") -> Any:
+def usage_upsert(dialect: str, prefix: str = "p_", only_with: Any = None) -> Any:
     """The upsert with bind parameters ``{prefix}user``, ``day``, ``model``, ``in``, ``out``
-    (a prefix of its own when it joins other statements in one)."""
+    (a prefix of its own when it joins other statements in one).
+
+    ``only_with``: a CTE; the usage is added only when it returned a row (so a write
+    that lands at most once counts its usage at most once).
+    """
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(usage_daily).values(
-        user_id=bindparam(f"{prefix}user"),
-        day=bindparam(f"{prefix}day"),
-        model=bindparam(f"{prefix}model"),
-        input_tokens=bindparam(f"{prefix}in"),
-        output_tokens=bindparam(f"{prefix}out"),
-        turns=1,
-    )
+    if only_with is None:
+        stmt = insert(usage_daily).values(
+            user_id=bindparam(f"{prefix}user"),
+            day=bindparam(f"{prefix}day"),
+            model=bindparam(f"{prefix}model"),
+            input_tokens=bindparam(f"{prefix}in"),
+            output_tokens=bindparam(f"{prefix}out"),
+            turns=1,
+        )
+    else:
+        row = select(
+            cast(bindparam(f"{prefix}user"), String),
+            cast(bindparam(f"{prefix}day"), String),
+            cast(bindparam(f"{prefix}model"), String),
+            cast(bindparam(f"{prefix}in"), BigInteger),
+            cast(bindparam(f"{prefix}out"), BigInteger),
+            literal(1, Integer),
+        ).select_from(only_with)
+        columns = ["user_id", "day", "model", "input_tokens", "output_tokens", "turns"]
+        stmt = insert(usage_daily).from_select(columns, row)
     return stmt.on_conflict_do_update(
         index_elements=["user_id", "day", "model"],
         set_={

@@ -1,0 +1,179 @@
+"""The life of running turns: which are active, their leases, shutdown, cut-off turns.
+
+Every running turn is entered through ``TurnLifecycle.driving``: it then counts as
+active (shutdown waits for it), its session's lease is renewed, and the event loop's
+load is sampled for it. If its events stop before the last one (the client went away,
+its deadline passed, an error), the upstream call is closed and what the turn had is
+stored in the background and its session freed. Writes that must outlive the caller
+(the final answer, a cut-off turn's partial answer) are tracked so shutdown can let
+them land (``drain``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+from aichat_backend.domain import MessageState
+from aichat_backend.engine.leases import Lease, LeaseKeeper
+from aichat_backend.engine.loop_load import LoopLoad
+from aichat_backend.engine.turn_run import TurnRun
+from aichat_backend.store.answers_repo import AnswerRepository
+from aichat_backend.store.database import Database
+from aichat_backend.store.tool_calls_repo import ToolCallRepository
+from aichat_backend.store.turn_leases import LeaseRepository
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TurnLifecycle:
+    def __init__(self, db: Database, lease_seconds: float) -> None:
+        self._db = db
+        self._active: set[TurnRun] = set()
+        self._leases = LeaseKeeper(db, lease_seconds)
+        self._load = LoopLoad()
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active_turns(self) -> int:
+        return len(self._active)
+
+    @property
+    def load(self) -> LoopLoad:
+        """How busy the event loop is, for the rounds' streams to pace their deltas."""
+        return self._load
+
+    def driving(self, run: TurnRun) -> Driving:
+        """Enter around a turn's events (``async with``)."""
+        return Driving(self, run)
+
+    def admit(self, run: TurnRun) -> Lease:
+        self._active.add(run)
+        self._idle.clear()
+        self._load.hold()
+        return self._leases.hold(run.user_id, run.session_id, run.turn_id)
+
+    def retire(self, run: TurnRun, lease: Lease | None, cut_off: str | None) -> None:
+        """The turn's events stopped; ``cut_off`` says why when that was before the last."""
+        try:
+            if cut_off is not None:
+                self.finalize_in_background(run, cut_off)
+        finally:
+            if run.stream is not None:
+                run.stream.cancel()
+            if lease is not None:
+                self._leases.drop(lease)
+            self._load.release()
+            self._active.discard(run)
+            if not self._active:
+                self._idle.set()
+
+    # --- shutdown ------------------------------------------------------------------
+
+    async def wait_idle(self, limit: float) -> bool:
+        """Wait for running turns to end by themselves; False if some still run."""
+        try:
+            async with asyncio.timeout(limit):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def stop_all(self) -> None:
+        """Ask every running turn to end now (CANCELLED, partial answer stored)."""
+        for run in self._active:
+            run.stop_requested = True
+            if run.stream is not None:
+                run.stream.stop()
+
+    async def drain(self) -> None:
+        """Let the final writes of ended and cut-off turns reach the database."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        await self._leases.close()
+        self._load.close()
+
+    # --- writes that outlive their caller -------------------------------------------
+
+    async def shielded(self, work: Awaitable[T]) -> T:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile."""
+        task = asyncio.ensure_future(work)
+        self._track(task)
+        return await asyncio.shield(task)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background; shutdown (``drain``) waits for it."""
+        task = asyncio.create_task(work)
+        self._track(task)
+        task.add_done_callback(_log_failure)
+
+    def finalize_in_background(self, run: TurnRun, reason: str = "cancelled") -> None:
+        """Store what a turn had when it was cut off, and free its session."""
+        stream = run.stream
+        if stream is not None:
+            stream.cancel()
+        text = stream.text if stream is not None else ""
+        finished = stream.finished if stream is not None else None
+
+        async def finalize() -> None:
+            if run.claimed is not None:
+                try:
+                    await run.claimed
+                except BaseException:
+                    return  # nothing was stored, so there is nothing to finish
+            m = run.message
+            async with self._db.transaction() as tx:
+                if not run.finalized:
+                    m.text, m.state, m.finish_reason = text, MessageState.INCOMPLETE, reason
+                    if finished is not None:
+                        m.input_tokens = finished.input_tokens
+                        m.output_tokens = finished.output_tokens
+                    m.model = m.model or run.model
+                    await AnswerRepository(tx, run.user_id).write_message(m)
+                await ToolCallRepository(tx, run.user_id).fail_unfinished_calls(
+                    m.id, f"the turn was {reason} while the tool ran"
+                )
+                await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
+
+        self.spawn(finalize())
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+
+class Driving:
+    """A turn's bookkeeping, entered around its events.
+
+    A class rather than a generator layer around the events: each message of every
+    held stream would pass through that layer.
+    """
+
+    __slots__ = ("_lease", "_lifecycle", "_run")
+
+    def __init__(self, lifecycle: TurnLifecycle, run: TurnRun) -> None:
+        self._lifecycle = lifecycle
+        self._run = run
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> None:
+        self._lease = self._lifecycle.admit(self._run)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        cut_off: str | None = None
+        if kind is not None and not self._run.ended:
+            stopped = issubclass(kind, asyncio.CancelledError | GeneratorExit)
+            cut_off = "cancelled" if stopped else "error"
+        self._lifecycle.retire(self._run, self._lease, cut_off)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a turn's background write failed: %s", type(task.exception()).__name__)

@@ -1,0 +1,47 @@
+"""Idempotent requests (AIP-155): a request_id seen before gets the first turn's result."""
+
+from __future__ import annotations
+
+from aichat_backend.domain import MessageState, ToolCallState
+from aichat_backend.engine.events import TurnEnded, TurnOutcome
+from aichat_backend.engine.turn_run import turn_in_progress
+from aichat_backend.errors import Aborted, AichatError, Cancelled
+from aichat_backend.store.answers_repo import AnswerRepository
+from aichat_backend.store.database import Tx
+from aichat_backend.store.sessions_repo import session_not_found
+
+
+async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
+    """The last event of the turn whose first answer is ``answer_id``, as it ended."""
+    user_msg, answers = await AnswerRepository(tx, user_id).turn_answers(answer_id)
+    if not answers:
+        raise session_not_found("(deleted)")
+    answer = answers[-1]
+    if answer.state is MessageState.STREAMING:
+        raise turn_in_progress()
+    error: AichatError | None = None
+    pending = [c for c in answer.tool_calls if c.state is ToolCallState.PENDING_APPROVAL]
+    if pending:
+        outcome = TurnOutcome.AWAITING_APPROVAL
+    elif answer.state is MessageState.COMPLETE:
+        outcome = TurnOutcome.COMPLETED
+    elif answer.finish_reason == TurnOutcome.CANCELLED.value:
+        outcome = TurnOutcome.CANCELLED
+        error = Cancelled("this request's turn was cancelled", reason="TURN_CANCELLED")
+    else:
+        outcome = TurnOutcome.FAILED
+        error = Aborted(
+            "this request's turn failed earlier; send the message again with a new request_id",
+            reason="TURN_FAILED",
+        )
+    return TurnEnded(
+        outcome=outcome,
+        message=answer,
+        input_tokens=answer.input_tokens,
+        output_tokens=answer.output_tokens,
+        error=error,
+        user_message=user_msg,
+        pending=pending,
+        model=answer.model,
+        answers=[m.name for m in answers],
+    )

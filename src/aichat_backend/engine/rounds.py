@@ -1,0 +1,288 @@
+"""The rounds of a turn: a model call, then (if it asked for tools) a tool round.
+
+A round's answer is a stored placeholder written once when the round ends. A tool round
+stores the calls with the answer, runs the allowed ones, and either asks the user to
+approve the rest (the turn ends AWAITING_APPROVAL) or starts the next round with the
+results. The last round's answer, the session's release and the usage are one write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncGenerator
+
+from aichat_backend.domain import MessageState, ToolCall, ToolCallState
+from aichat_backend.engine.context import assistant_message, tool_result_message
+from aichat_backend.engine.events import (
+    ApprovalRequired,
+    ToolCallUpdate,
+    TurnEnded,
+    TurnEvent,
+    TurnOutcome,
+)
+from aichat_backend.engine.final_write import FinalWrites
+from aichat_backend.engine.lifecycle import TurnLifecycle
+from aichat_backend.engine.observer import TurnObserver
+from aichat_backend.engine.requests import ChatConfig
+from aichat_backend.engine.round_stream import RoundStream
+from aichat_backend.engine.tool_runner import run_calls
+from aichat_backend.engine.turn_run import (
+    TurnRun,
+    answered_by,
+    record_usage,
+    tool_specs,
+    usage_of,
+)
+from aichat_backend.errors import AichatError, Internal, Unavailable
+from aichat_backend.providers.base import ChatMessage, ChatRole
+from aichat_backend.store.answers_repo import AnswerRepository
+from aichat_backend.store.database import Database, Tx
+from aichat_backend.store.tool_calls_repo import ToolCallRepository
+from aichat_backend.store.turn_leases import LeaseRepository
+from aichat_backend.tools.base import ToolInfo, ToolProvider
+
+NO_MORE_TOOLS = (
+    "You have used the maximum number of tool rounds for this message. Answer the user now "
+    "with what you have, without calling tools."
+)
+
+
+class TurnRounds:
+    def __init__(
+        self,
+        db: Database,
+        config: ChatConfig,
+        tools: ToolProvider | None,
+        observer: TurnObserver,
+        lifecycle: TurnLifecycle,
+        final: FinalWrites,
+    ) -> None:
+        self._db = db
+        self._config = config
+        self._tools = tools
+        self._observer = observer
+        self._lifecycle = lifecycle
+        self._final = final
+
+    def open_stream(self, run: TurnRun) -> RoundStream:
+        """Send the run's current request upstream (the round's model call starts now)."""
+        return RoundStream(
+            run.request,
+            run.targets,
+            self._config.retry,
+            self._config.heartbeat_seconds,
+            run.started,
+            self._lifecycle.load,
+            self._config.busy_flush_seconds,
+            run.relay_text,
+        )
+
+    async def run(self, run: TurnRun) -> AsyncGenerator[TurnEvent, None]:
+        """The events of every round from ``run.stream`` on, ending with TurnEnded."""
+        while True:
+            stream = run.stream
+            assert stream is not None
+            while (delta := await stream.next_event()) is not None:
+                yield delta
+            model = answered_by(run, stream)
+            if stream.first_token_at is not None and not run.first_token_seen:
+                # The first text of the answer, in whichever round (tools may come first).
+                run.first_token_seen = True
+                self._observer.first_token(model, stream.first_token_at - run.started)
+            finished = stream.finished
+            if finished is not None:
+                run.input_tokens += finished.input_tokens
+                run.output_tokens += finished.output_tokens
+                self._observer.tokens(model, finished.input_tokens, finished.output_tokens)
+            # Every model that failed counts, the ones a fallback stood in for too.
+            for failed in [*stream.fallback_errors, *filter(None, [stream.error])]:
+                provider = failed.metadata.get("provider", "unknown")
+                self._observer.provider_error(provider, failed.reason)
+            error: AichatError | None = None
+            if stream.stopped and not stream.done:
+                stream.cancel()
+                error = Unavailable(
+                    "the server is shutting down; the partial answer was stored: send the "
+                    "next message again (another replica will take it)",
+                    reason="SERVER_SHUTTING_DOWN",
+                    retry_after=1.0,
+                )
+                outcome = TurnOutcome.CANCELLED
+            elif stream.error is not None:
+                outcome, error = TurnOutcome.FAILED, stream.error
+            elif finished is None:
+                outcome = TurnOutcome.FAILED
+                error = Internal(
+                    "the model's answer ended unexpectedly", reason="PROVIDER_STREAM_INTERRUPTED"
+                )
+            elif stream.tool_calls and run.tools:
+                async for event in self._tool_round(run, stream):
+                    yield event
+                if run.stream is stream:  # the round ended the turn (approval asked)
+                    return
+                continue
+            else:
+                outcome = TurnOutcome.COMPLETED
+            async for event in self._end(run, outcome, error, stream):
+                yield event
+            return
+
+    async def _end(
+        self, run: TurnRun, outcome: TurnOutcome, error: AichatError | None, stream: RoundStream
+    ) -> AsyncGenerator[TurnEvent, None]:
+        completed = outcome is TurnOutcome.COMPLETED
+        m = run.message
+        m.text = stream.text
+        m.state = MessageState.COMPLETE if completed else MessageState.INCOMPLETE
+        m.finish_reason = (
+            stream.finished.finish_reason if completed and stream.finished else outcome.value
+        )
+        if stream.finished is not None:
+            m.input_tokens, m.output_tokens = (
+                stream.finished.input_tokens,
+                stream.finished.output_tokens,
+            )
+        m.model = answered_by(run, stream)
+
+        run.finalized = True
+        stored = await self._final.land(run, m, usage_of(run, stream))
+        if stored is not None:  # the database is away: the turn failed, the answer is kept
+            outcome, error = TurnOutcome.FAILED, stored
+        run.ended = True
+        yield TurnEnded(
+            outcome=outcome,
+            message=m,
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            error=error,
+            user_message=run.user_message,
+            model=m.model,
+            answers=list(run.answers),
+        )
+
+    async def _tool_round(
+        self, run: TurnRun, stream: RoundStream
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Store the calls, run the allowed ones, then ask approval or start the next round."""
+        m = run.message
+        m.text, m.model, m.finish_reason = stream.text, answered_by(run, stream), "tool_calls"
+        if stream.finished is not None:
+            m.input_tokens = stream.finished.input_tokens
+            m.output_tokens = stream.finished.output_tokens
+        calls: list[ToolCall] = []
+        runnable: list[tuple[ToolCall, ToolInfo]] = []
+        for request in stream.tool_calls:
+            info = run.tools.get(request.name)
+            # Model-chosen strings are cut to what their columns hold.
+            call = ToolCall(
+                id=(request.id or f"call_{uuid.uuid4().hex[:12]}")[:128],
+                tool_name=request.name[:128],
+                arguments=dict(request.arguments),
+                state=ToolCallState.RUNNING,
+                server=info.server if info else "",
+            )
+            reason = info.approval_reason() if info else None
+            if info is None:
+                call.state, call.is_error = ToolCallState.FAILED, True
+                call.result_text = f"unknown tool {request.name!r}: it is not offered here"
+            elif reason is not None:
+                # Whatever the model read (tool output included), only the user approves.
+                call.state, call.approval_reason = ToolCallState.PENDING_APPROVAL, reason
+            else:
+                runnable.append((call, info))
+            calls.append(call)
+        m.tool_calls = calls
+        async with self._db.transaction() as tx:
+            await AnswerRepository(tx, run.user_id).write_message(m, state=MessageState.STREAMING)
+            await ToolCallRepository(tx, run.user_id).add_calls(run.session_id, m.id, calls)
+            await record_usage(tx, run, stream)
+        for call in calls:
+            if call.state is not ToolCallState.RUNNING:  # runnable ones report as they start
+                yield ToolCallUpdate(call)
+        async for event in self.run_tools(run, runnable):
+            yield event
+        pending = [c for c in calls if c.state is ToolCallState.PENDING_APPROVAL]
+        if pending:
+            async for event in self.await_approval(run, pending):
+                yield event
+            return
+        await self._next_round(run, stream, calls)
+
+    async def run_tools(
+        self, run: TurnRun, runnable: list[tuple[ToolCall, ToolInfo]]
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Run the round's allowed calls, storing each result as it ends."""
+        if not runnable or self._tools is None:
+            return
+        for call, _ in runnable:
+            call.state = ToolCallState.RUNNING
+            yield ToolCallUpdate(call)
+        async for event in run_calls(
+            self._tools,
+            runnable,
+            user_id=run.user_id,
+            timeout=self._tool_timeout(run),
+            heartbeat=self._config.heartbeat_seconds,
+            started=run.started,
+            observer=self._observer,
+        ):
+            if isinstance(event, ToolCallUpdate):
+                async with self._db.transaction() as tx:
+                    await ToolCallRepository(tx, run.user_id).update_call(
+                        run.message.id, event.call
+                    )
+            yield event
+
+    async def await_approval(
+        self, run: TurnRun, pending: list[ToolCall]
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """End the turn waiting for the user's decisions on ``pending``."""
+        run.finalized = True
+        async with self._db.transaction() as tx:
+            await complete_round_message(tx, run)
+            await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
+        yield ApprovalRequired(pending)
+        run.ended = True
+        yield TurnEnded(
+            outcome=TurnOutcome.AWAITING_APPROVAL,
+            message=run.message,
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            user_message=run.user_message,
+            pending=pending,
+            model=run.message.model,
+            answers=list(run.answers),
+        )
+
+    async def _next_round(self, run: TurnRun, stream: RoundStream, calls: list[ToolCall]) -> None:
+        async with self._db.transaction() as tx:
+            await complete_round_message(tx, run)
+            placeholder = await AnswerRepository(tx, run.user_id).placeholder(
+                run.session_id, run.model
+            )
+        run.rounds += 1
+        messages = [*run.request.messages, assistant_message(stream.text, calls)]
+        messages += [tool_result_message(c) for c in calls]
+        tools = tool_specs(run.tools)
+        if run.rounds >= self._config.max_tool_rounds:
+            tools = ()
+            messages.append(ChatMessage(role=ChatRole.USER, text=NO_MORE_TOOLS))
+        run.request = dataclasses.replace(run.request, messages=tuple(messages), tools=tools)
+        run.message = placeholder
+        run.answers.append(placeholder.name)
+        run.stream = self.open_stream(run)
+
+    def _tool_timeout(self, run: TurnRun) -> float:
+        timeout = self._config.tool_timeout_seconds
+        if run.deadline is not None:
+            # Never past the caller's deadline: leave a moment to report the result.
+            timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
+        return timeout
+
+
+async def complete_round_message(tx: Tx, run: TurnRun) -> None:
+    """A tool round's answer is complete once its calls are decided or have run."""
+    run.message.state = MessageState.COMPLETE
+    await AnswerRepository(tx, run.user_id).write_message(run.message)

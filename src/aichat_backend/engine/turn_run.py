@@ -1,0 +1,97 @@
+"""The live state of one running turn, and the small rules every part of a turn shares."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aichat_backend.domain import Message
+from aichat_backend.engine.round_stream import RoundStream
+from aichat_backend.errors import Aborted
+from aichat_backend.providers.base import ProviderRequest, ToolSpec
+from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.providers.retry import StreamTarget
+from aichat_backend.store.database import Tx
+from aichat_backend.store.usage_repo import add_usage
+from aichat_backend.tools.base import ToolInfo, ToolProvider
+
+
+@dataclass(slots=True, eq=False)  # identity-hashed: runs live in a set
+class TurnRun:
+    """The live state of one turn (one StreamChat, or one ResolveToolCalls)."""
+
+    user_id: str
+    session_id: str
+    turn_id: str
+    model: str
+    targets: list[StreamTarget]
+    tools: dict[str, ToolInfo]
+    request: ProviderRequest
+    message: Message  # the answer of the current round (a stored placeholder)
+    started: float
+    deadline: float | None
+    relay_text: bool = True
+    rounds: int = 0
+    stream: RoundStream | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_requested: bool = False
+    claimed: asyncio.Task[Any] | None = None  # the claim (and first writes), when in flight
+    user_message: Message | None = None
+    finalized: bool = False  # the current answer's final write has been started
+    first_token_seen: bool = False
+    ended: bool = False  # the last event (TurnEnded) has been given to the caller
+    answers: list[str] = field(default_factory=list)  # the turn's answer messages so far
+
+
+def stream_targets(catalogue: ModelCatalogue, model: str) -> list[StreamTarget]:
+    """The model and its fallbacks; refused when none of them can be called here."""
+    targets = catalogue.stream_targets(model)
+    if not any(catalogue.is_configured(t.label) for t in targets):
+        catalogue.provider_for(model)  # raises PROVIDER_NOT_CONFIGURED
+    return targets
+
+
+def offered_tools(tools: ToolProvider | None, names: list[str]) -> dict[str, ToolInfo]:
+    """The tools a session offers the model (all, or those its ``tool_names`` pick)."""
+    if tools is None:
+        return {}
+    found = tools.tools()
+    if names:
+        wanted = set(names)
+        found = [t for t in found if t.model_name in wanted or t.resource_name in wanted]
+    return {t.model_name: t for t in found}
+
+
+def tool_specs(tools: dict[str, ToolInfo]) -> tuple[ToolSpec, ...]:
+    return tuple(
+        ToolSpec(name=t.model_name, description=t.description, input_schema=t.input_schema)
+        for t in tools.values()
+    )
+
+
+def answered_by(run: TurnRun, stream: RoundStream) -> str:
+    """The catalogue name of the model that answered this round (a fallback, maybe);
+    the turn's model when none answered."""
+    return stream.answered_by or run.model
+
+
+def usage_of(run: TurnRun, stream: RoundStream) -> tuple[str, int, int] | None:
+    """(model, input tokens, output tokens) of a model call that reported any."""
+    finished = stream.finished
+    if finished is None or not (finished.input_tokens or finished.output_tokens):
+        return None
+    return answered_by(run, stream), finished.input_tokens, finished.output_tokens
+
+
+async def record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
+    usage = usage_of(run, stream)
+    if usage is not None:
+        await add_usage(tx, run.user_id, *usage)
+
+
+def turn_in_progress() -> Aborted:
+    return Aborted(
+        "a turn with this request_id is still running", reason="TURN_IN_PROGRESS", retry_after=1.0
+    )

@@ -1,0 +1,142 @@
+"""A turn's claim on its session: one turn runs per session across replicas.
+
+The claim is a lease: it runs out ``lease_seconds`` after it was made or last renewed,
+so a crashed replica's turns are swept (``sweep_interrupted``) and their sessions freed.
+The statements here are also the lease half of the one-statement writes in
+``answers_repo`` (claim + messages, answer + release).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from sqlalchemy import and_, bindparam, exists, or_, select, update
+
+from aichat_backend import names
+from aichat_backend.domain import MessageState, ToolCallState, now_us
+from aichat_backend.errors import Aborted
+from aichat_backend.store.database import Tx
+from aichat_backend.store.sessions_repo import session_not_found
+from aichat_backend.store.tables import messages, sessions, tool_calls
+
+UNFINISHED_CALL_STATES = (ToolCallState.APPROVED.value, ToolCallState.RUNNING.value)
+
+
+@dataclass(slots=True)
+class TurnClaim:
+    turn_id: str
+    owner: str
+    lease_seconds: float
+
+
+def claimable(now: Any) -> Any:
+    """A session no turn holds, or whose holder's lease ran out."""
+    return or_(sessions.c.active_turn_id.is_(None), sessions.c.active_turn_expires_us < now)
+
+
+# Built once (see sessions_repo._GET); bound by p_user, p_sid, p_turn, p_now.
+THIS_SESSION = and_(sessions.c.user_id == bindparam("p_user"), sessions.c.id == bindparam("p_sid"))
+RELEASE = (
+    update(sessions)
+    .where(and_(THIS_SESSION, sessions.c.active_turn_id == bindparam("p_turn")))
+    .values(
+        active_turn_id=None,
+        active_turn_owner=None,
+        active_turn_expires_us=None,
+        update_time_us=bindparam("p_now"),
+    )
+)
+
+
+class LeaseRepository:
+    def __init__(self, db: Tx, user_id: str) -> None:
+        self._db = db
+        self._user = user_id
+
+    def _session(self, session_id: str) -> Any:
+        return and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+
+    async def claim(self, session_id: str, claim: TurnClaim) -> None:
+        now = now_us()
+        claimed = await self._db.execute(
+            update(sessions)
+            .where(and_(self._session(session_id), claimable(now)))
+            .values(
+                active_turn_id=claim.turn_id,
+                active_turn_owner=claim.owner,
+                active_turn_expires_us=now + int(claim.lease_seconds * 1e6),
+            )
+        )
+        if claimed.rowcount == 0:  # type: ignore[attr-defined]
+            await self.refuse_claim(session_id)
+
+    async def refuse_claim(self, session_id: str) -> NoReturn:
+        """The error for a claim that did not take: the session is missing, or busy."""
+        found = await self._db.scalar(select(sessions.c.id).where(self._session(session_id)))
+        if found is None:
+            raise session_not_found(session_id)
+        raise Aborted(
+            f"{names.session(session_id)} is answering another message; wait for that turn",
+            reason="SESSION_BUSY",
+            metadata={"resource": names.session(session_id)},
+            retry_after=1.0,
+        )
+
+    async def renew(self, session_id: str, turn_id: str, lease_seconds: float) -> None:
+        await self._db.execute(
+            update(sessions)
+            .where(and_(self._session(session_id), sessions.c.active_turn_id == turn_id))
+            .values(active_turn_expires_us=now_us() + int(lease_seconds * 1e6))
+        )
+
+    async def release(self, session_id: str, turn_id: str) -> None:
+        params = {"p_user": self._user, "p_sid": session_id, "p_turn": turn_id, "p_now": now_us()}
+        await self._db.execute(RELEASE, params)
+
+
+async def sweep_interrupted(db: Tx, starting_owner: str | None = None) -> int:
+    """Mark answers a crash left unfinished as INTERRUPTED and free their sessions.
+
+    A turn is abandoned when its lease ran out, or, at start-up, when it belongs to the
+    replica that is starting (so none of its turns can still be running).
+    """
+    now = now_us()
+    live = [
+        sessions.c.user_id == messages.c.user_id,
+        sessions.c.id == messages.c.session_id,
+        sessions.c.active_turn_id.is_not(None),
+        sessions.c.active_turn_expires_us >= now,
+    ]
+    stale = [sessions.c.active_turn_expires_us < now]
+    if starting_owner is not None:
+        live.append(sessions.c.active_turn_owner != starting_owner)
+        stale.append(sessions.c.active_turn_owner == starting_owner)
+    abandoned = and_(messages.c.state == MessageState.STREAMING.value, ~exists().where(and_(*live)))
+    ids = [r[0] for r in (await db.execute(select(messages.c.id).where(abandoned))).all()]
+    if ids:
+        await db.execute(
+            update(messages)
+            .where(messages.c.id.in_(ids))
+            .values(state=MessageState.INTERRUPTED.value, finish_reason="interrupted")
+        )
+        await db.execute(
+            update(tool_calls)
+            .where(
+                and_(
+                    tool_calls.c.message_id.in_(ids),
+                    tool_calls.c.state.in_(UNFINISHED_CALL_STATES),
+                )
+            )
+            .values(
+                state=ToolCallState.FAILED.value,
+                result_text="interrupted: the server stopped while the tool ran",
+                is_error=True,
+            )
+        )
+    await db.execute(
+        update(sessions)
+        .where(and_(sessions.c.active_turn_id.is_not(None), or_(*stale)))
+        .values(active_turn_id=None, active_turn_owner=None, active_turn_expires_us=None)
+    )
+    return len(ids)

@@ -1,0 +1,132 @@
+"""The chat engine driven directly: no gRPC, a real SQLite database, the fake upstream.
+
+The engine knows nothing of gRPC, so its turn rules are tested here, fast; what is
+about the wire (status codes, metadata, transcoding) stays in tests/integration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aichat_backend import names
+from aichat_backend.devtools.fake_llm import FakeLLMServer
+from aichat_backend.domain import Message, Session
+from aichat_backend.engine.chat import ChatConfig, ChatEngine, TurnRequest
+from aichat_backend.engine.events import TurnEvent
+from aichat_backend.engine.sessions import SessionLimits, SessionManager
+from aichat_backend.server import model_catalogue
+from aichat_backend.store.database import Database
+from aichat_backend.store.messages_repo import MessageRepository
+from aichat_backend.tools.base import (
+    ApprovalPolicy,
+    ServerState,
+    ToolAnnotations,
+    ToolInfo,
+    ToolResult,
+    ToolServerInfo,
+)
+from tests.support.chat import provider_settings
+from tests.support.server import make_settings
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def tool(name: str, *, read_only: bool) -> ToolInfo:
+    return ToolInfo(
+        server="srv",
+        tool=name,
+        model_name=f"srv__{name}",
+        description=f"the {name} tool",
+        input_schema={"type": "object", "properties": {"x": {"type": "integer"}}},
+        annotations=ToolAnnotations(read_only=read_only),
+        approval=ApprovalPolicy.AUTO,
+    )
+
+
+@dataclass
+class ToolsAtHand:
+    """The engine's tool port (``ToolProvider``) over in-process tools that record calls.
+
+    The MCP pool behind this port is tested against real MCP servers in
+    tests/integration/tools; here only what the engine does with calls matters.
+    """
+
+    offered: list[ToolInfo]
+    calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+
+    def tools(self) -> list[ToolInfo]:
+        return list(self.offered)
+
+    async def refresh(self) -> list[ToolInfo]:
+        return self.tools()
+
+    def servers(self) -> list[ToolServerInfo]:
+        return [ToolServerInfo("srv", "", "stdio", ServerState.CONNECTED, len(self.offered))]
+
+    def find(self, name: str) -> ToolInfo | None:
+        return next((t for t in self.offered if name in (t.model_name, t.resource_name)), None)
+
+    async def call(
+        self, tool: ToolInfo, arguments: dict[str, Any], *, user_id: str, timeout: float
+    ) -> ToolResult:
+        self.calls.append((tool.tool, arguments, user_id))
+        return ToolResult(
+            text=f"{tool.tool} says {arguments.get('x')}", is_error=False, duration_ms=1
+        )
+
+
+@dataclass
+class EngineStack:
+    engine: ChatEngine
+    db: Database
+    fake: FakeLLMServer
+    sessions: SessionManager
+    tools: ToolsAtHand
+
+    async def new_session(self, user: str, **fields: Any) -> str:
+        return (await self.sessions.create(user, Session(user_id=user, id="", **fields))).name
+
+    def request(self, user: str, session: str, text: str, **kw: Any) -> TurnRequest:
+        kw.setdefault("deadline", time.monotonic() + 15)
+        return TurnRequest(user_id=user, session=session, text=text, **kw)
+
+    async def turn(self, user: str, session: str, text: str, **kw: Any) -> list[TurnEvent]:
+        return [e async for e in self.engine.stream_turn(self.request(user, session, text, **kw))]
+
+    async def messages(self, user: str, session: str) -> Sequence[Message]:
+        async with self.db.read() as tx:
+            return await MessageRepository(tx, user).page(names.parse_session(session), 1000, -1)
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
+    async with FakeLLMServer() as fake:
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'engine.db'}", **provider_settings("openai", fake)
+        )
+        db = Database(settings)
+        await db.migrate()
+        catalogue = model_catalogue(settings)
+        tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
+        engine = ChatEngine(
+            db, catalogue, ChatConfig(heartbeat_seconds=5.0, memory_default=20), tools=tools
+        )
+        sessions = SessionManager(db, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
+        try:
+            yield EngineStack(engine, db, fake, sessions, tools)
+        finally:
+            engine.stop_all()
+            await engine.drain_writes()
+            await catalogue.aclose()
+            await db.dispose()
+
+
+@pytest.fixture
+def user() -> str:
+    return "engine-user"
