@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from aichat_backend import names
-from aichat_backend.devtools.fake_llm import FakeLLMServer
 from aichat_backend.domain import Message, Session
 from aichat_backend.engine.chat import ChatConfig, ChatEngine, TurnRequest
 from aichat_backend.engine.events import TurnEvent
@@ -31,6 +30,7 @@ from aichat_backend.tools.base import (
     ToolResult,
     ToolServerInfo,
 )
+from aichat_devtools.fake_llm import FakeLLMServer
 from tests.support.chat import provider_settings
 from tests.support.server import make_settings
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from aichat_backend.devtools.fake_llm import Script
 from aichat_backend.domain import MessageState, Role, ToolCallState
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ResolveRequest
@@ -17,6 +16,7 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.errors import Aborted
+from aichat_devtools.fake_llm import Script
 from tests.engine.conftest import EngineStack
 
 pytestmark = pytest.mark.timeout(20)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aichat.v1 import resources_pb2 as rpb
 
-from aichat_backend.devtools.fake_llm import Script
+from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack
 from tests.support.tool_stack import tool_stack
 

@@ -14,7 +14,7 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
-from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.test_observability import scrape, value
 from tests.support.grpc_helpers import md
 from tests.support.server import make_settings, running_server

@@ -20,8 +20,8 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from sqlalchemy import select
 
-from aichat_backend.devtools.fake_llm import Script
 from aichat_backend.store.tables import usage_daily
+from aichat_devtools.fake_llm import Script
 from tests.integration.test_database_faults import FAST, _through, pg_fresh, proxy
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.fault_proxy import FaultProxy, Mode
