@@ -198,6 +198,10 @@ class ChatEngine:
     def active_turns(self) -> int:
         return len(self._active)
 
+    def active_turn_owners(self) -> list[tuple[str, str]]:
+        """(user id, model) of each running turn, for the operator API (read-only)."""
+        return [(run.user_id, run.model) for run in self._active]
+
     async def wait_idle(self, limit: float) -> bool:
         """Wait for running turns to end by themselves; False if some still run."""
         try:
