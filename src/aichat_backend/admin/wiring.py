@@ -64,7 +64,6 @@ class AdminParts:
         )
         self._health: health.aio.HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._pending: set[asyncio.Task[None]] = set()  # health updates in flight
 
     def gate(self, check_rate: Gate) -> Gate:
         return self.bypass.gate(check_rate)
@@ -87,23 +86,21 @@ class AdminParts:
         if self._app.settings.model_check:
             self.checker.check_all()  # never awaited here: a dead model must not delay start
 
-    def _report(self, name: str, result: CheckResult) -> None:
+    async def _report(self, name: str, result: CheckResult) -> None:
         if self._health is None:
             return
         serving = result.state is CheckState.REACHABLE
-        status = (
+        await self._health.set(
+            MODEL_HEALTH + name,
             health_pb2.HealthCheckResponse.SERVING
             if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
         )
-        task = asyncio.get_running_loop().create_task(self._health.set(MODEL_HEALTH + name, status))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def aclose(self) -> None:
         await self.checker.aclose()
-        for task in [*self._tasks, *self._pending]:
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._pending]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aichat_backend.errors import AichatError, DeadlineExceeded, Internal
@@ -40,7 +40,7 @@ class CheckResult:
 
 
 NOT_CHECKED = CheckResult(CheckState.NOT_CHECKED)
-OnResult = Callable[[str, CheckResult], None]
+OnResult = Callable[[str, CheckResult], Awaitable[None]]
 
 
 class ModelChecker:
@@ -106,7 +106,7 @@ class ModelChecker:
         else:
             log.warning("model check failed", extra={"model": name, "reason": error.reason})
         if self._on_result is not None:
-            self._on_result(name, result)
+            await self._on_result(name, result)  # health says so before check() returns
         return result
 
     async def _ask(self, name: str) -> None:
