@@ -34,6 +34,7 @@ class BypassList:
         self._users: frozenset[str] = frozenset()
         self._keys: frozenset[str] = frozenset()
         self._failing = False
+        self._reloaded = asyncio.Event()  # replaced on each reload: waiters see the next
 
     def __len__(self) -> int:
         return len(self._users) + len(self._keys)
@@ -46,6 +47,18 @@ class BypassList:
             subjects = await admin_repo.all_bypass_subjects(tx)
         self._users = frozenset(s for t, s in subjects if t == SubjectType.USER.value)
         self._keys = frozenset(s for t, s in subjects if t == SubjectType.API_KEY.value)
+        reloaded, self._reloaded = self._reloaded, asyncio.Event()
+        reloaded.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Until ``predicate()`` holds, re-checked after each reload (for tests)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._reloaded.wait()
+        except TimeoutError:
+            return predicate()
+        return True
 
     async def run(self) -> None:
         """Refresh forever (a background task); database trouble keeps the last snapshot."""
