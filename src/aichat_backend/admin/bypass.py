@@ -78,10 +78,12 @@ class BypassList:
         """``check_rate`` skipped for exempt callers (the interceptor's gate)."""
 
         async def gated(user_id: str) -> None:
-            if self._users or self._keys:
+            if user_id in self._users:
+                return
+            if self._keys:
                 keys = request_context.trusted_header(self._api_key_header)
                 # Exactly one value counts: two would be a confused or forged request.
-                if self.exempts(user_id, keys[0] if len(keys) == 1 else None):
+                if len(keys) == 1 and keys[0] in self._keys:
                     return
             await check_rate(user_id)
 
