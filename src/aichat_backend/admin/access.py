@@ -8,6 +8,9 @@ trusted with both, which is why that port stays private.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 
 from aichat_backend import request_context
@@ -23,9 +26,7 @@ class AdminAccess:
     def is_admin(self, user_id: str, role_values: list[str]) -> bool:
         if user_id in self.admin_users:
             return True
-        # An identity provider may send several roles: "admin", "admin,viewer", "a b".
-        roles = {r for v in role_values for r in v.replace(",", " ").split()}
-        return self.role in roles
+        return self.role in {r for v in role_values for r in roles_in(v)}
 
     def require(self) -> str:
         """The calling admin's user id, or PERMISSION_DENIED (ADMIN_REQUIRED)."""
@@ -37,3 +38,16 @@ class AdminAccess:
             reason="ADMIN_REQUIRED",
             metadata={"role": self.role},
         )
+
+
+def roles_in(value: str) -> list[str]:
+    """The roles in one header value: "admin", "admin,viewer" or "a b" (auth servers), or a
+    list claim as Envoy's jwt_authn forwards it (base64 of its JSON: ["viewer","admin"])."""
+    if value.startswith("W"):  # base64 of "[" … is how every JSON array's encoding begins
+        try:
+            decoded = json.loads(base64.b64decode(value + "=" * (-len(value) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            decoded = None
+        if isinstance(decoded, list):
+            return [r for r in decoded if isinstance(r, str)]
+    return value.replace(",", " ").split()

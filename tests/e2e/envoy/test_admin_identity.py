@@ -52,6 +52,26 @@ async def test_an_admin_token_opens_the_operator_api(
     assert [m["name"] for m in body["models"]] == ["gpt-test"]
 
 
+@pytest.mark.parametrize("claim", [["viewer", "admin"], ["admin"]], ids=["list", "one"])
+async def test_a_list_claim_of_roles_counts(
+    http: httpx2.AsyncClient, dev_keys: DevKeys, user: str, claim: list[str]
+) -> None:
+    """Envoy forwards a list claim base64-encoded (its JSON): the backend reads it."""
+    token = make_token(dev_keys, user, extra_claims={ADMIN_CLAIM: claim})
+    response = await http.get("/v1/admin/runtime", headers=bearer(token))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("claim", [["viewer"], [], True, "administrator"])
+async def test_claims_without_the_role_are_denied(
+    http: httpx2.AsyncClient, dev_keys: DevKeys, user: str, claim: object
+) -> None:
+    token = make_token(dev_keys, user, extra_claims={ADMIN_CLAIM: claim})
+    response = await http.get("/v1/admin/runtime", headers=bearer(token))
+    assert response.status_code == 403
+    assert reason(status_body(response)) == "ADMIN_REQUIRED"
+
+
 async def test_dev_token_mints_an_admin_token(
     http: httpx2.AsyncClient, dev_keys: DevKeys, user: str
 ) -> None:
