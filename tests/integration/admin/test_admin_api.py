@@ -459,6 +459,14 @@ async def test_runtime_view_of_turns_approvals_and_tool_servers(
         broken = by_name["toolServers/broken"]
         assert broken.state == tpb.TOOL_SERVER_STATE_FAILED
         assert "no-such-server" in broken.last_error  # the detail operators need
+        listed = await stack.server.tools.ListToolServers(
+            tpb.ListToolServersRequest(), metadata=md(user)
+        )
+        seen = {t.name: t for t in listed.tool_servers}
+        assert seen["toolServers/broken"].state == tpb.TOOL_SERVER_STATE_FAILED
+        assert "no-such-server" not in seen["toolServers/broken"].last_error  # users: generic
+        assert seen["toolServers/broken"].last_error == "The tool server is unavailable."
+        assert seen["toolServers/tasks"].last_error == ""
         assert [m.name for m in status.models] == ["gpt-test"]
         for call in calls:
             call.cancel()
