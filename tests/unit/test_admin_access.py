@@ -38,3 +38,11 @@ def test_listed_users_or_the_exact_role() -> None:
     assert access.is_admin("someone", ["viewer", "admin"])
     assert not access.is_admin("someone", ["administrator", "Admin", b64(["viewer"])])
     assert not access.is_admin("someone", [])
+
+
+def test_the_pending_literal_is_the_pending_state() -> None:
+    """tables.PENDING_APPROVAL spells the state as SQL (for its partial index)."""
+    from aichat_backend.domain import ToolCallState
+    from aichat_backend.store.tables import PENDING_APPROVAL
+
+    assert str(PENDING_APPROVAL) == f"state = '{ToolCallState.PENDING_APPROVAL.value}'"

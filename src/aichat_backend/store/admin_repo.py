@@ -16,10 +16,15 @@ from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend import names
-from aichat_backend.domain import ToolCallState, now_us
+from aichat_backend.domain import now_us
 from aichat_backend.errors import AlreadyExists, NotFound
 from aichat_backend.store.database import Tx
-from aichat_backend.store.tables import admin_audit_log, rate_limit_bypasses, tool_calls
+from aichat_backend.store.tables import (
+    PENDING_APPROVAL,
+    admin_audit_log,
+    rate_limit_bypasses,
+    tool_calls,
+)
 
 
 class SubjectType(enum.Enum):
@@ -153,10 +158,9 @@ async def pending_approvals(tx: Tx, ttl_seconds: float) -> int:
     """Tool calls waiting for a user, not yet expired, across all users."""
     oldest = now_us() - int(ttl_seconds * 1_000_000)
     total = await tx.scalar(
-        select(func.count()).where(
-            tool_calls.c.state == ToolCallState.PENDING_APPROVAL.value,
-            tool_calls.c.update_time_us > oldest,
-        )
+        select(func.count())
+        .select_from(tool_calls)
+        .where(PENDING_APPROVAL, tool_calls.c.update_time_us > oldest)
     )
     return int(total or 0)
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -102,6 +103,9 @@ attachments = Table(
     Index("ix_attachments_message", "message_id", "position"),
 )
 
+# A literal, not a bound parameter: only then can the planners use the partial index below.
+PENDING_APPROVAL = text("state = 'pending_approval'")
+
 tool_calls = Table(
     "tool_calls",
     metadata,
@@ -123,6 +127,14 @@ tool_calls = Table(
     ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
     # Pending approvals of a session.
     Index("ix_tool_calls_session_state", "user_id", "session_id", "state"),
+    # Pending approvals of everyone (the operator API's count): only those rows, so the
+    # index stays as small as the set of calls waiting for a user.
+    Index(
+        "ix_tool_calls_pending",
+        "update_time_us",
+        postgresql_where=PENDING_APPROVAL,
+        sqlite_where=PENDING_APPROVAL,
+    ),
 )
 
 # Tokens per user, model and UTC day, as providers report them (budgets and billing).

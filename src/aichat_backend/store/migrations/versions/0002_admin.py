@@ -1,4 +1,5 @@
-"""The operator API: the rate-limit bypass list and the audit log of admin changes.
+"""The operator API: the rate-limit bypass list, the audit log of admin changes, and an
+index for counting pending approvals.
 
 Revision ID: 0002
 Revises: 0001
@@ -41,9 +42,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_admin_audit_log"),
     )
     op.create_index("ix_admin_audit_log_created", "admin_audit_log", ["create_time_us"])
+    pending = sa.text("state = 'pending_approval'")
+    op.create_index(
+        "ix_tool_calls_pending",
+        "tool_calls",
+        ["update_time_us"],
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tool_calls_pending", table_name="tool_calls")
     op.drop_index("ix_admin_audit_log_created", table_name="admin_audit_log")
     op.drop_table("admin_audit_log")
     op.drop_table("rate_limit_bypasses")
