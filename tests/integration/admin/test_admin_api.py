@@ -3,6 +3,7 @@ list, usage reports and the runtime view."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,10 @@ async def test_admins_by_list_or_role(stack: ChatStack, metadata: Any) -> None:
     assert status.start_time.seconds > 0
 
 
-async def test_bypass_lifecycle_is_stored_and_audited(stack: ChatStack, user: str) -> None:
+async def test_bypass_lifecycle_is_stored_and_audited(
+    stack: ChatStack, user: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aichat_backend.audit")
     admin = admin_stub(stack)
     created = await admin.CreateRateLimitBypass(
         apb.CreateRateLimitBypassRequest(
@@ -205,6 +209,17 @@ async def test_bypass_lifecycle_is_stored_and_audited(stack: ChatStack, user: st
     ]
     assert entries[0]["detail"] == {"subject_type": "user", "subject": user, "reason": "load test"}
     assert entries[0]["request_id"] == "req-create-1"
+    lines = [
+        (r.actor, r.action, r.subject, r.request_id)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "aichat_backend.audit" and r.getMessage() == "admin change"
+    ]
+    assert lines[0] == (ADMIN, "rate_limit_bypass.create", user, "req-create-1")
+    assert [line[:2] for line in lines] == [
+        (ADMIN, "rate_limit_bypass.create"),
+        ("role-holder", "rate_limit_bypass.create"),
+        ("other-admin", "rate_limit_bypass.delete"),
+    ]
 
 
 @pytest.mark.parametrize(
