@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     limits_exempt_users: str = ""
     redis_url: str | None = None  # shares the limits between replicas
 
+    # --- operator API -------------------------------------------------------------------
+    # Callers whose verified token carries this role (Envoy forwards the claim in
+    # admin_role_header, after removing any client-sent one), or listed here.
+    admin_users: str = ""
+    admin_role_header: str = "x-aichat-role"
+    admin_role: str = "admin"
+    # The API key a caller used, when the edge names one (for the rate-limit bypass list).
+    api_key_header: str = "x-api-key-id"
+    # Each replica re-reads the bypass list this often: how soon a change made on another
+    # replica applies here.
+    bypass_refresh_seconds: float = Field(2.0, gt=0, le=300)
+    # A tiny request to each model at start-up (off for deployments that pay per call).
+    model_check: bool = True
+    model_check_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     # --- tools ------------------------------------------------------------------------
     mcp_servers_file: Path | None = None
     tool_timeout_seconds: float = Field(30.0, gt=0)
@@ -139,6 +154,9 @@ class Settings(BaseSettings):
 
     def exempt_users(self) -> frozenset[str]:
         return frozenset(u.strip() for u in self.limits_exempt_users.split(",") if u.strip())
+
+    def admin_user_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
 
     def sqlalchemy_url(self) -> str:
         """The SQLAlchemy URL, from AICHAT_DATABASE_URL, AICHAT_DB_* or the default."""

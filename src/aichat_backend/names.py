@@ -10,6 +10,7 @@ Shapes:
     sessions/{session}/turns/{turn}
     toolServers/{tool_server}
     toolServers/{tool_server}/tools/{tool}
+    rateLimitBypasses/{rate_limit_bypass}
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MESSAGES = "messages"
 TURNS = "turns"
 TOOL_SERVERS = "toolServers"
 TOOLS = "tools"
+RATE_LIMIT_BYPASSES = "rateLimitBypasses"
 
 # Server-generated ids are UUIDs; client-chosen session ids follow AIP-122 (lower case,
 # digits, hyphens). Both shapes are accepted wherever a name is parsed.
@@ -36,6 +38,7 @@ _MESSAGE_RE = re.compile(rf"^{SESSIONS}/({_ID})/{MESSAGES}/({_ID})$")
 _TURN_RE = re.compile(rf"^{SESSIONS}/({_ID})/{TURNS}/({_ID})$")
 _TOOL_SERVER_RE = re.compile(rf"^{TOOL_SERVERS}/({_TOOL_PART})$")
 _TOOL_RE = re.compile(rf"^{TOOL_SERVERS}/({_TOOL_PART})/{TOOLS}/({_TOOL_PART})$")
+_BYPASS_RE = re.compile(rf"^{RATE_LIMIT_BYPASSES}/({_ID})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,10 @@ def tool(server: str, tool_name: str) -> str:
     return f"{TOOL_SERVERS}/{server}/{TOOLS}/{tool_name}"
 
 
+def rate_limit_bypass(bypass_id: str) -> str:
+    return f"{RATE_LIMIT_BYPASSES}/{bypass_id}"
+
+
 # --- parse (raise InvalidArgument INVALID_RESOURCE_NAME naming ``field``) -------------
 
 
@@ -124,6 +131,13 @@ def parse_tool(name: str, field: str = "name") -> ToolName:
     if not match:
         raise _refuse(name, field, "toolServers/{tool_server}/tools/{tool}")
     return ToolName(match.group(1), match.group(2))
+
+
+def parse_rate_limit_bypass(name: str, field: str = "name") -> str:
+    match = _BYPASS_RE.match(name or "")
+    if not match:
+        raise _refuse(name, field, "rateLimitBypasses/{rate_limit_bypass}")
+    return match.group(1)
 
 
 # --- recognise (no error: for lookups that accept more than one spelling) -------------

@@ -55,3 +55,19 @@ def response_headers() -> list[tuple[str, str]]:
 
 def peek_user() -> str | None:
     return _user.get()
+
+
+# The call's metadata as the edge sent it, for the few trusted headers besides the user
+# id (the admin role, an API key id): read where they are used, not by the interceptor.
+_metadata: contextvars.ContextVar[tuple[tuple[str, str | bytes], ...]] = contextvars.ContextVar(
+    "aichat_metadata", default=()
+)
+
+
+def bind_metadata(metadata: tuple[tuple[str, str | bytes], ...]) -> None:
+    _metadata.set(metadata)
+
+
+def trusted_header(name: str) -> list[str]:
+    """Every value of one metadata key (lower-case name) on this call."""
+    return [v for k, v in _metadata.get() if k.lower() == name and isinstance(v, str)]

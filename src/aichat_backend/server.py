@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from aichat.v1 import (
+    admin_service_pb2,
     chat_service_pb2,
     chat_service_pb2_grpc,
     session_service_pb2,
@@ -23,6 +24,7 @@ from aichat.v1 import (
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aichat_backend.admin.wiring import AdminParts
 from aichat_backend.api import reflection
 from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.interceptor import RequestInterceptor
@@ -58,6 +60,7 @@ SERVICE_NAMES = [
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     tool_service_pb2.DESCRIPTOR.services_by_name["ToolService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
 
 
@@ -124,16 +127,14 @@ class App:
         )
         self.catalogue = model_catalogue(settings)
         self.metrics = Metrics()
-        self.limiter = build_limiter(
-            LimitSettings(
-                rate_rps=settings.rate_rps,
-                rate_burst=settings.rate_burst,
-                max_concurrent_turns=settings.max_concurrent_turns_per_user,
-                daily_token_budget=settings.daily_token_budget,
-                exempt_users=settings.exempt_users(),
-            ),
-            settings.redis_url,
+        self.limit_settings = LimitSettings(
+            rate_rps=settings.rate_rps,
+            rate_burst=settings.rate_burst,
+            max_concurrent_turns=settings.max_concurrent_turns_per_user,
+            daily_token_budget=settings.daily_token_budget,
+            exempt_users=settings.exempt_users(),
         )
+        self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(
             self.limiter, lambda reason: self.metrics.rate_limited.labels(reason).inc()
         )
@@ -173,6 +174,7 @@ class App:
             idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
         )
         self.health = health.aio.HealthServicer()
+        self.admin = AdminParts(self)
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._background: list[asyncio.Task[None]] = []
@@ -199,7 +201,7 @@ class App:
                     self.settings.auth_header,
                     self.settings.max_user_id_length,
                     observer=self.metrics,
-                    gate=self.limits.check_rate,
+                    gate=self.admin.gate(self.limits.check_rate),
                 )
             ],
             options=server_options(self.settings),
@@ -208,17 +210,25 @@ class App:
             SessionServicer(self.sessions), server
         )
         chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-            ChatServicer(self.engine, self.limits, self.metrics.active_streams), server
+            ChatServicer(
+                self.engine,
+                self.limits,
+                self.metrics.active_streams,
+                model_checks=self.admin.checker,
+            ),
+            server,
         )
         tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
             ToolServicer(self.tools, self.direct_calls), server
         )
+        self.admin.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable(server, [*SERVICE_NAMES, health.SERVICE_NAME])
         address = address or self.settings.grpc_address
         self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
+        await self.admin.start(self.health)
         await server.start()
         self.server = server
         if self.settings.metrics_address:
@@ -292,6 +302,7 @@ class App:
                 self.engine.stop_all()
             await stopping
         await self.engine.drain_writes()
+        await self.admin.aclose()
         await self.catalogue.aclose()
         await self.limiter.aclose()
         if self.pool is not None:

@@ -41,6 +41,9 @@ HS256_KID = "aichat-dev-hs256"
 ALGORITHMS = ("RS256", "HS256")
 DEFAULT_DIR = Path("var")
 DEFAULT_TTL_SECONDS = 3600
+# envoy.yaml copies this claim into x-aichat-role; "admin" opens the operator API.
+ADMIN_CLAIM = "aichat_role"
+ADMIN_ROLE = "admin"
 
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -190,6 +193,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help="where the dev keys live (./var)"
     )
+    parser.add_argument(
+        "--admin", action="store_true", help=f"add the operator API's role ({ADMIN_CLAIM})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,5 +215,6 @@ def run(args: argparse.Namespace) -> int:
             "envoy.yaml reads; restart a running Envoy to pick up new keys)",
             file=sys.stderr,
         )
-    print(make_token(keys, user, ttl_seconds=ttl, algorithm=args.alg))
+    claims = {ADMIN_CLAIM: ADMIN_ROLE} if args.admin else None
+    print(make_token(keys, user, ttl_seconds=ttl, algorithm=args.alg, extra_claims=claims))
     return 0

@@ -36,6 +36,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "log_format": "text",
         # Tests send bursts no user would; the limit tests turn it back on.
         "rate_rps": 0,
+        # Tests count the requests their fake upstreams see; the check tests turn it on.
+        "model_check": False,
     }
     values.update(overrides)
     return Settings.model_validate(values)

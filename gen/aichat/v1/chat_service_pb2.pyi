@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
@@ -54,6 +55,34 @@ TURN_OUTCOME_CANCELLED: TurnOutcome.ValueType  # 3
 TURN_OUTCOME_FAILED: TurnOutcome.ValueType  # 4
 """Failed; `error` says why; the partial answer is stored."""
 Global___TurnOutcome: _TypeAlias = TurnOutcome  # noqa: Y015
+
+class _ModelCheckState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelCheckStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelCheckState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_CHECK_STATE_UNSPECIFIED: _ModelCheckState.ValueType  # 0
+    """Not set."""
+    MODEL_CHECK_STATE_NOT_CHECKED: _ModelCheckState.ValueType  # 1
+    """Not checked (checks are off, or the first has not finished yet)."""
+    MODEL_CHECK_STATE_REACHABLE: _ModelCheckState.ValueType  # 2
+    """The model answered."""
+    MODEL_CHECK_STATE_FAILING: _ModelCheckState.ValueType  # 3
+    """The model did not answer; `error` says why."""
+
+class ModelCheckState(_ModelCheckState, metaclass=_ModelCheckStateEnumTypeWrapper):
+    """What a model's reachability check found."""
+
+MODEL_CHECK_STATE_UNSPECIFIED: ModelCheckState.ValueType  # 0
+"""Not set."""
+MODEL_CHECK_STATE_NOT_CHECKED: ModelCheckState.ValueType  # 1
+"""Not checked (checks are off, or the first has not finished yet)."""
+MODEL_CHECK_STATE_REACHABLE: ModelCheckState.ValueType  # 2
+"""The model answered."""
+MODEL_CHECK_STATE_FAILING: ModelCheckState.ValueType  # 3
+"""The model did not answer; `error` says why."""
+Global___ModelCheckState: _TypeAlias = ModelCheckState  # noqa: Y015
 
 @_typing.final
 class ChatOptions(_message.Message):
@@ -562,6 +591,7 @@ class Model(_message.Message):
     DEFAULT_FIELD_NUMBER: _builtins.int
     CONFIGURED_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Catalogue name, as used in `Session.model` and `ChatOptions.model`."""
     provider: _builtins.str
@@ -576,6 +606,10 @@ class Model(_message.Message):
     def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Catalogue names tried, in order, when this model is unavailable."""
 
+    @_builtins.property
+    def check(self) -> Global___ModelCheck:
+        """The last reachability check (a tiny request at start-up or on demand)."""
+
     def __init__(
         self,
         *,
@@ -585,11 +619,52 @@ class Model(_message.Message):
         default: _builtins.bool = ...,
         configured: _builtins.bool = ...,
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
+        check: Global___ModelCheck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configured", b"configured", "default", b"default", "fallbacks", b"fallbacks", "model_name", b"model_name", "name", b"name", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "configured", b"configured", "default", b"default", "fallbacks", b"fallbacks", "model_name", b"model_name", "name", b"name", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ModelCheck(_message.Message):
+    """One reachability check of a model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CHECK_TIME_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    state: Global___ModelCheckState.ValueType
+    """The outcome."""
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Why it failed (code, message and ErrorInfo reason), when FAILING."""
+
+    @_builtins.property
+    def check_time(self) -> _timestamp_pb2.Timestamp:
+        """When the check finished."""
+
+    @_builtins.property
+    def latency(self) -> _duration_pb2.Duration:
+        """How long the request took."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___ModelCheckState.ValueType = ...,
+        error: _status_pb2.Status | None = ...,
+        check_time: _timestamp_pb2.Timestamp | None = ...,
+        latency: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time", "error", b"error", "latency", b"latency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time", "error", b"error", "latency", b"latency", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCheck: _TypeAlias = ModelCheck  # noqa: Y015

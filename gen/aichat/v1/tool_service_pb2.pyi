@@ -270,7 +270,9 @@ class ToolServer(_message.Message):
     tool_count: _builtins.int
     """Number of tools offered."""
     last_error: _builtins.str
-    """The last connection error, if any."""
+    """That the last connection attempt failed, if it did (a generic message: operators see
+    the detail in AdminService.GetRuntimeStatus).
+    """
     def __init__(
         self,
         *,

@@ -15,11 +15,13 @@ from google.protobuf import duration_pb2, json_format
 
 from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
+from aichat_backend.api.models_pb import models_to_pb
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate, TurnLimits
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
+from aichat_backend.providers.model_check import ModelChecker
 from aichat_backend.request_context import current_request_id, current_user
 
 OUTCOME_TO_PB = {
@@ -130,8 +132,10 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         engine: ChatEngine,
         limits: TurnLimits | None = None,
         streams: StreamGauge | None = None,
+        model_checks: ModelChecker | None = None,
     ) -> None:
         self._engine = engine
+        self._model_checks = model_checks
         self._limits: TurnGate = limits if limits is not None else NO_LIMITS
         self._streams = streams
 
@@ -175,19 +179,8 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     async def ListModels(
         self, request: cpb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ListModelsResponse:
-        catalogue = self._engine.catalogue
         return cpb.ListModelsResponse(
-            models=[
-                cpb.Model(
-                    name=e.name,
-                    provider=e.provider,
-                    model_name=e.model_name,
-                    default=e.name == catalogue.default_name,
-                    configured=catalogue.is_configured(e.name),
-                    fallbacks=e.fallbacks,
-                )
-                for e in catalogue.entries()
-            ]
+            models=models_to_pb(self._engine.catalogue, self._model_checks)
         )
 
 

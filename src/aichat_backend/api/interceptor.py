@@ -161,6 +161,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         call.kind = kind
         self._observer.rpc_started(kind, method)
         request_context.bind(call.user, call.request_id, method)
+        request_context.bind_metadata(metadata)
         if call.error is None and isinstance(request, _Malformed):
             call.error = InvalidArgument(
                 "the request message could not be decoded", reason="MALFORMED_REQUEST"

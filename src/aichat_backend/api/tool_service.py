@@ -25,6 +25,7 @@ STATE_TO_PB = {
     ServerState.FAILED: tpb.TOOL_SERVER_STATE_FAILED,
     ServerState.DISABLED: tpb.TOOL_SERVER_STATE_DISABLED,
 }
+GENERIC_SERVER_ERROR = "The tool server is unavailable."
 TRANSPORT_TO_PB = {
     "stdio": tpb.TOOL_SERVER_TRANSPORT_STDIO,
     "streamable_http": tpb.TOOL_SERVER_TRANSPORT_STREAMABLE_HTTP,
@@ -86,7 +87,9 @@ class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
                     ),
                     state=STATE_TO_PB[s.state],
                     tool_count=s.tool_count,
-                    last_error=s.last_error,
+                    # Users see that it failed, not why: the detail (commands, paths,
+                    # hosts) is for operators, in AdminService.GetRuntimeStatus.
+                    last_error=GENERIC_SERVER_ERROR if s.last_error else "",
                 )
                 for s in self._tools.servers()
             ]

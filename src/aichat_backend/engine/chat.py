@@ -82,6 +82,10 @@ class ChatEngine:
     def active_turns(self) -> int:
         return self._lifecycle.active_turns
 
+    def active_turn_owners(self) -> list[tuple[str, str]]:
+        """(user id, model) of each running turn, for the operator API (read-only)."""
+        return self._lifecycle.active_owners()
+
     async def wait_idle(self, limit: float) -> bool:
         """Wait for running turns to end by themselves; False if some still run."""
         return await self._lifecycle.wait_idle(limit)

@@ -43,6 +43,10 @@ class TurnLifecycle:
     def active_turns(self) -> int:
         return len(self._active)
 
+    def active_owners(self) -> list[tuple[str, str]]:
+        """(user id, model) of each running turn."""
+        return [(run.user_id, run.model) for run in self._active]
+
     @property
     def load(self) -> LoopLoad:
         """How busy the event loop is, for the rounds' streams to pace their deltas."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -102,6 +103,9 @@ attachments = Table(
     Index("ix_attachments_message", "message_id", "position"),
 )
 
+# A literal, not a bound parameter: only then can the planners use the partial index below.
+PENDING_APPROVAL = text("state = 'pending_approval'")
+
 tool_calls = Table(
     "tool_calls",
     metadata,
@@ -123,6 +127,14 @@ tool_calls = Table(
     ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
     # Pending approvals of a session.
     Index("ix_tool_calls_session_state", "user_id", "session_id", "state"),
+    # Pending approvals of everyone (the operator API's count): only those rows, so the
+    # index stays as small as the set of calls waiting for a user.
+    Index(
+        "ix_tool_calls_pending",
+        "update_time_us",
+        postgresql_where=PENDING_APPROVAL,
+        sqlite_where=PENDING_APPROVAL,
+    ),
 )
 
 # Tokens per user, model and UTC day, as providers report them (budgets and billing).
@@ -149,4 +161,32 @@ idempotency_keys = Table(
     Column("create_time_us", BigInteger, nullable=False),
     # Expiry sweep.
     Index("ix_idempotency_keys_created", "create_time_us"),
+)
+
+# The operator's exemptions from the request-rate limit (AdminService); every replica
+# reloads them every few seconds (admin/bypass.py).
+rate_limit_bypasses = Table(
+    "rate_limit_bypasses",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("subject_type", String(16), nullable=False),  # "user" or "api_key"
+    Column("subject", USER_ID, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("creator", USER_ID, nullable=False),
+    Column("create_time_us", BigInteger, nullable=False),
+    UniqueConstraint("subject_type", "subject"),
+)
+
+# Every change made through the operator API, with who made it (append-only).
+admin_audit_log = Table(
+    "admin_audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", USER_ID, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=False, default=""),
+    Column("detail", JSON, nullable=False),
+    Column("request_id", String(128), nullable=False, default=""),
+    Column("create_time_us", BigInteger, nullable=False),
+    Index("ix_admin_audit_log_created", "create_time_us"),
 )

@@ -5,6 +5,7 @@ Envoy shows it each request's credentials (path prefixed with /auth_request); it
 ``Authorization: Bearer <word>``:
 
 - ``session-<user>``: signed in as <user> → 200, ``x-user-id: <user>``;
+- ``admin-<user>``: the same, plus ``x-aichat-role: admin`` (the operator API's role);
 - ``anonymous``: let through without naming anyone → 200 and no ``x-user-id`` (an auth
   server that answers so is exactly when a client's own x-user-id would slip through
   ext_authz, were it not stripped first);
@@ -48,6 +49,9 @@ class AuthServer:
         credential = headers.get("authorization", "").removeprefix("Bearer ").strip()
         if credential.startswith("session-") and len(credential) > len("session-"):
             return 200, [("x-user-id", credential.removeprefix("session-"))], b""
+        if credential.startswith("admin-") and len(credential) > len("admin-"):
+            user = credential.removeprefix("admin-")
+            return 200, [("x-user-id", user), ("x-aichat-role", "admin")], b""
         if credential == "anonymous":
             return 200, [], b""
         if credential == "forbidden":

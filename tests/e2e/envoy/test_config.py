@@ -102,11 +102,16 @@ def test_filter_order_strips_identity_before_anything_sets_it() -> None:
             "request_mutations"
         ]
     }
-    assert removed == {"x-user-id", "x-email-user"}
-    assert Settings().auth_header in removed
+    assert removed == {"x-user-id", "x-email-user", "x-aichat-role", "x-api-key-id"}
+    settings = Settings()
+    assert {settings.auth_header, settings.admin_role_header, settings.api_key_header} <= removed
     provider = http_filter(SOURCE, "envoy.filters.http.jwt_authn")["providers"]["aichat"]
     assert provider["forward"] is False
-    assert provider["claim_to_headers"] == [{"header_name": "x-user-id", "claim_name": "sub"}]
+    assert provider["claim_to_headers"] == [
+        {"header_name": "x-user-id", "claim_name": "sub"},
+        {"header_name": "x-aichat-role", "claim_name": "aichat_role"},
+        {"header_name": "x-api-key-id", "claim_name": "api_key_id"},
+    ]
     assert (provider["issuer"], provider["audiences"]) == (ISSUER, [AUDIENCE])
 
 
