@@ -79,8 +79,8 @@ async def test_dev_token_mints_an_admin_token(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "aichat_backend",
-            "dev-token",
+            "aichat_devtools.cli",
+            "token",
             "--user",
             user,
             "--dir",
