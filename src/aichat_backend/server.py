@@ -115,14 +115,16 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings)
+        self.catalogue = model_catalogue(settings)
         self.sessions = SessionManager(
             self.db,
             SessionLimits(
                 memory_max=settings.memory_max,
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
             ),
+            # A session on a model we do not have is refused when made, not at its first turn.
+            model_exists=self.catalogue.has,
         )
-        self.catalogue = model_catalogue(settings)
         self.metrics = Metrics()
         self.limiter = build_limiter(
             LimitSettings(
