@@ -6,12 +6,17 @@ Real curl and real grpcurl, against the repository's envoy.yaml in front of a re
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import httpx2
 import pytest
+import yaml
 
+from aichat_devtools.dev_token import DevKeys, make_token
 from tests.e2e.envoy.helpers import bearer
-from tests.support.envoy import Envoy
+from tests.e2e.envoy.test_config import http_filter
+from tests.support.envoy import CONFIG, Envoy
 from tests.support.tools import binary, run
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
@@ -70,3 +75,23 @@ async def test_grpcurl_through_envoy_by_reflection_with_a_token(envoy: Envoy, to
 
 def _auth(token: str) -> list[str]:
     return ["-H", f"authorization: {bearer(token)['authorization']}"]
+
+
+async def test_token_expiry_has_the_documented_clock_skew(
+    http: httpx2.AsyncClient, dev_keys: DevKeys, user: str
+) -> None:
+    """envoy.yaml's clock_skew_seconds (30, in the README): just expired still passes."""
+    skew = CLOCK_SKEW_SECONDS
+    now = time.time()
+    within = make_token(dev_keys, user, ttl_seconds=60, now=now - 60 - skew / 3)
+    past = make_token(dev_keys, user, ttl_seconds=60, now=now - 60 - skew * 2)
+    assert (await http.get("/v1/chat/sessions", headers=bearer(within))).status_code == 200
+    assert (await http.get("/v1/chat/sessions", headers=bearer(past))).status_code == 401
+
+
+def _clock_skew() -> int:
+    jwt_filter = http_filter(yaml.safe_load(CONFIG.read_text()), "envoy.filters.http.jwt_authn")
+    return int(jwt_filter["providers"]["aichat"]["clock_skew_seconds"])
+
+
+CLOCK_SKEW_SECONDS = _clock_skew()
