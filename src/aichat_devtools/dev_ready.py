@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 from aichat.v1 import chat_service_pb2, chat_service_pb2_grpc
@@ -51,17 +51,26 @@ def _wait(
         time.sleep(POLL_SECONDS)
 
 
-def wait_backend(proc: subprocess.Popen[str], target: str, limit: float) -> None:
-    """Until grpc.health.v1 Check("") on ``target`` answers SERVING."""
+def wait_backend(
+    proc: subprocess.Popen[str], target: str, limit: float, also: Sequence[str] = ()
+) -> None:
+    """Until grpc.health.v1 Check on ``target`` answers SERVING for "" and ``also``.
+
+    ``also``: health names of dependencies the first example needs (the bundled tools
+    server connects in the background; until then the demo model has no tools).
+    """
     with grpc.insecure_channel(target, options=_PROBE_OPTIONS) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
 
         def serving() -> bool:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-            except grpc.RpcError:
-                return False
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+            for name in ("", *also):
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=1)
+                except grpc.RpcError:
+                    return False
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    return False
+            return True
 
         _wait(
             f"the backend ({target})",

@@ -84,6 +84,8 @@ class DevSettings:
         return f"{host}:{port}"
 
 
+BUNDLED_TOOLS_HEALTH = "aichat.tools/tasks"  # server.py's TOOLS_HEALTH + the entry's name
+
 FAKE_WARNING = """
 ################################################################################
 #  NO AICHAT_API_KEY IS SET: the model is a LOCAL FAKE upstream on port {port}
@@ -161,14 +163,16 @@ def run() -> int:
                 AICHAT_LLM_MODEL=env.get("AICHAT_LLM_MODEL", "fake-echo"),
                 AICHAT_LLM_BASE_URL=f"http://127.0.0.1:{dev.fake_llm_port}/v1",
             )
+        wait_for: list[str] = []
         if not env.get("AICHAT_MCP_SERVERS_FILE"):
             env["AICHAT_MCP_SERVERS_FILE"] = str(_bundled_tools_file())
+            wait_for.append(BUNDLED_TOOLS_HEALTH)
         env["AICHAT_GRPC_ADDRESS"] = dev.grpc_address
         backend = children.spawn([sys.executable, "-m", "aichat_backend", "serve"], env=env)
         if fake:  # started first, told about while the backend starts
             _wait_for_line(children.procs[0], "listening on", 15, "AICHAT_DEV_FAKE_LLM_PORT")
             say(FAKE_WARNING.format(port=dev.fake_llm_port))
-        dev_ready.wait_backend(backend, dev.probe_target, dev.start_timeout_seconds)
+        dev_ready.wait_backend(backend, dev.probe_target, dev.start_timeout_seconds, wait_for)
         # After the backend serves: Envoy's first health check then passes at once (one
         # that fails first leaves /v1/chat/health at 503 for several more seconds).
         envoy = dev_envoy.start(
