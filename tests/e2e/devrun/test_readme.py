@@ -35,7 +35,10 @@ MARK = "@@readme-block"
 # A line of a block that names it → what its output must contain.
 EXPECTED: dict[str, list[str]] = {
     "127.0.0.1:50051 list": ["aichat.v1.ChatService", "aichat.v1.SessionService"],
-    "aichat.v1.SessionService/CreateSession": ['"name": "sessions/tuning"', "TURN_OUTCOME_COMPLETED"],
+    "aichat.v1.SessionService/CreateSession": [
+        '"name": "sessions/tuning"',
+        "TURN_OUTCOME_COMPLETED",
+    ],
     "TOKEN=$(.venv/bin/aichat-dev token": [
         '"name":"sessions/hello"',
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
