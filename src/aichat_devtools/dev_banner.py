@@ -17,6 +17,8 @@ from aichat_devtools import dev_envoy, dev_ready
 if TYPE_CHECKING:
     from aichat_devtools.dev_run import DevSettings
 
+BUNDLED_TOOLS_FILE = "dev-mcp-servers.json"  # what dev_run writes when none is set
+
 GRPC = """
   gRPC      {target}   .venv/bin/grpcurl -plaintext {target} list
   create    .venv/bin/grpcurl -plaintext -H 'x-user-id: alice' \\
@@ -59,6 +61,15 @@ def models(settings: Settings, target: str, *, fake: bool) -> str:
     return f"{names} via {settings.llm_provider}{where} (AICHAT_LLM_*)"
 
 
+def tools(settings: Settings) -> str:
+    path = settings.mcp_servers_file
+    if path is None:
+        return "none (AICHAT_MCP_SERVERS_FILE)"
+    if path.name == BUNDLED_TOOLS_FILE:
+        return f"the bundled tasks server and calculator ({path})"
+    return f"from AICHAT_MCP_SERVERS_FILE={path}"
+
+
 def render(dev: DevSettings, env: Mapping[str, str], *, fake: bool, envoy: bool) -> str:
     settings = settings_of(env)
     lines = [
@@ -67,7 +78,7 @@ def render(dev: DevSettings, env: Mapping[str, str], *, fake: bool, envoy: bool)
         "",
         f"  database  {database(settings)}",
         f"  models    {models(settings, dev.probe_target, fake=fake)}",
-        f"  tools     {settings.mcp_servers_file or 'none'} (AICHAT_MCP_SERVERS_FILE)",
+        f"  tools     {tools(settings)}",
         GRPC.format(target=dev.probe_target),
     ]
     if envoy:

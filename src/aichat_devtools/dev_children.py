@@ -97,6 +97,8 @@ class Children:
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
         """Start ``argv`` in its own process group, to die with this process."""
         guarded = [sys.executable, "-I", "-c", _GUARD, str(os.getpid()), *argv]
+        # Not the terminal's: a background process group that reads it would be stopped.
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
         with _signals_held():
             proc: subprocess.Popen[str] = subprocess.Popen(
                 guarded, text=True, process_group=0, **kwargs

@@ -121,7 +121,7 @@ def _bundled_tools_file() -> Path:
     """An MCP servers file with the bundled tasks server, so a newcomer sees tools run."""
     var = Path("var")
     var.mkdir(exist_ok=True)
-    path = var / "dev-mcp-servers.json"
+    path = var / dev_banner.BUNDLED_TOOLS_FILE
     entry = {
         "description": "Tasks and a calculator (bundled with aichat)",
         "command": sys.executable,
