@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from aichat_backend.admin.wiring import AdminParts
 from aichat_backend.api import reflection
 from aichat_backend.api.chat_service import ChatServicer
+from aichat_backend.api.health_service import HealthServicer
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 
 # Health service names of optional dependencies (degraded, never NOT_SERVING overall).
 LIMITS_HEALTH = "aichat.limits.shared"
+LIMITS_NOT_SHARED = (
+    "limits are per process here: AICHAT_REDIS_URL is not set, so there is no shared "
+    "limit store to check"
+)
 TOOLS_HEALTH = "aichat.tools"
 
 SERVICE_NAMES = [
@@ -118,14 +123,16 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings)
+        self.catalogue = model_catalogue(settings)
         self.sessions = SessionManager(
             self.db,
             SessionLimits(
                 memory_max=settings.memory_max,
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
             ),
+            # A session on a model we do not have is refused when made, not at its first turn.
+            model_exists=self.catalogue.has,
         )
-        self.catalogue = model_catalogue(settings)
         self.metrics = Metrics()
         self.limit_settings = LimitSettings(
             rate_rps=settings.rate_rps,
@@ -173,7 +180,9 @@ class App:
             timeout_seconds=settings.tool_timeout_seconds,
             idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer(
+            {} if settings.redis_url else {LIMITS_HEALTH: LIMITS_NOT_SHARED}
+        )
         self.admin = AdminParts(self)
         self.server: grpc.aio.Server | None = None
         self.port = 0

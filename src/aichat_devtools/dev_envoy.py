@@ -12,10 +12,7 @@ import copy
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +103,7 @@ def cors_origins_from(value: str | None) -> list[str] | None:
     return [origin.strip() for origin in value.split(",") if origin.strip()]
 
 
-def _backend_port(env: Mapping[str, str]) -> int:
+def backend_port(env: Mapping[str, str]) -> int:
     address = env.get("AICHAT_GRPC_ADDRESS", f"127.0.0.1:{BACKEND_PORT}")
     try:
         return int(address.rsplit(":", 1)[1])
@@ -114,24 +111,18 @@ def _backend_port(env: Mapping[str, str]) -> int:
         return BACKEND_PORT
 
 
-def _wait_ready(proc: subprocess.Popen[str], admin_port: int, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    url = f"http://127.0.0.1:{admin_port}/ready"
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def start(env: dict[str, str]) -> subprocess.Popen[str] | None:
-    """Envoy on :8080 in front of the backend, when the binary and envoy.yaml are there.
+def start(
+    env: Mapping[str, str],
+    spawn: Callable[..., subprocess.Popen[str]],
+    *,
+    port: int = LISTENER_PORT,
+    admin_port: int = ADMIN_PORT,
+) -> subprocess.Popen[str] | None:
+    """Envoy on ``port`` in front of the backend, when the binary and envoy.yaml are there.
 
     Creates the development keys (var/) first: jwt_authn reads their JWKS at start.
+    ``spawn`` starts the process (``make run`` gives its children their process group);
+    the caller waits for it to answer.
     """
     binary = envoy_binary()
     if binary is None or not CONFIG.exists():
@@ -139,38 +130,32 @@ def start(env: dict[str, str]) -> subprocess.Popen[str] | None:
     var = Path("var").resolve()  # where dev-token (run from the same directory) looks too
     keys, _created = dev_token.ensure_keys(var)
     config = render(
-        ports={BACKEND_PORT: _backend_port(env)},
+        ports={
+            BACKEND_PORT: backend_port(env),
+            LISTENER_PORT: port,
+            ADMIN_PORT: admin_port,
+        },
         paths={"var/dev-jwks.json": keys.jwks_path},
         # A laptop's demo answers only itself; deployments use envoy.yaml's 0.0.0.0.
         listen_address="127.0.0.1",
         cors_origins=cors_origins_from(env.get("AICHAT_CORS_ORIGINS")),
     )
     rendered = write(config, var / "envoy.dev.yaml")
-    proc = subprocess.Popen(
+    return spawn(
         [binary, "-c", str(rendered), "--disable-hot-restart", "--log-level", "warning"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,  # the access log; the backend logs every RPC already
-        text=True,
     )
-    if not _wait_ready(proc, ADMIN_PORT, 15.0):
-        print(
-            "Envoy did not start (is port 8080 or 9901 taken?); REST is not available.",
-            file=sys.stderr,
-        )
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        return None
-    return proc
 
 
-def banner() -> str:
-    return """
-  REST      http://127.0.0.1:8080 (Envoy: JSON over HTTP, a token on every call)
+def banner(port: int = LISTENER_PORT) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return f"""
+  REST      {base} (Envoy: JSON over HTTP, a token on every call)
   token     TOKEN=$(.venv/bin/aichat-dev token --user alice)
   create    curl -s -H "Authorization: Bearer $TOKEN" \\
-              -d '{"displayName":"hello"}' http://127.0.0.1:8080/v1/chat/sessions
-  stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{"text":"Hi there"}' \\
-              http://127.0.0.1:8080/v1/chat/sessions/<id>:streamChat
-  health    curl -s http://127.0.0.1:8080/v1/chat/health
+              -d '{{"displayName":"hello"}}' '{base}/v1/chat/sessions?sessionId=hello'
+  stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{{"text":"Hi there"}}' \\
+              {base}/v1/chat/sessions/hello:streamChat
+  health    curl -s {base}/v1/chat/health
 """

@@ -374,3 +374,36 @@ async def test_request_id_echoed_and_generated(server: Running, user: str) -> No
         )
     assert error_info(err.value).metadata["request_id"] == "rid-9"
     assert retry_info(err.value) is None
+
+
+async def test_a_session_on_an_unknown_model_is_refused_when_made(
+    server: Running, user: str
+) -> None:
+    """As a turn on it would be (UNKNOWN_MODEL), but at once, with nothing stored."""
+    with pytest.raises(grpc.RpcError) as err:
+        await create(server, user, display_name="x", model="nope", session_id="on-nope")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(err.value).reason == "UNKNOWN_MODEL"
+    with pytest.raises(grpc.RpcError) as err:
+        await server.sessions.GetSession(
+            spb.GetSessionRequest(name="sessions/on-nope"), metadata=md(user)
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    known = server.app.catalogue.default_name
+    session = await create(server, user, model=known)
+    assert session.model == known
+    with pytest.raises(grpc.RpcError) as err:
+        await server.sessions.UpdateSession(
+            spb.UpdateSessionRequest(
+                session=rpb.Session(name=session.name, model="nope"),
+                update_mask=field_mask_pb2.FieldMask(paths=["model"]),
+            ),
+            metadata=md(user),
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(err.value).reason == "UNKNOWN_MODEL"
+    got = await server.sessions.GetSession(
+        spb.GetSessionRequest(name=session.name), metadata=md(user)
+    )
+    assert got.model == known  # unchanged

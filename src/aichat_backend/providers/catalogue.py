@@ -193,6 +193,9 @@ class ModelCatalogue:
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
 
+    def has(self, name: str) -> bool:
+        return name in self._entries
+
     def get(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
         if entry is None:
