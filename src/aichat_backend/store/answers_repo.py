@@ -22,6 +22,7 @@ from sqlalchemy import (
     cast,
     insert,
     literal,
+    or_,
     select,
     union_all,
     update,
@@ -143,8 +144,13 @@ _WRITE_ANSWER = (
 # while the database was away) and nothing else: sent again after a failure whose
 # outcome is unknown (a COMMIT delayed in a black-holed network may still land), it
 # lands once, and its usage with it.
-_UNSETTLED = (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
-_FINISH_ANSWER = _WRITE_ANSWER.where(messages.c.state.in_(_UNSETTLED))
+# (Two comparisons rather than IN: an IN list is expanded at every execution.)
+_FINISH_ANSWER = _WRITE_ANSWER.where(
+    or_(
+        messages.c.state == MessageState.STREAMING.value,
+        messages.c.state == MessageState.INTERRUPTED.value,
+    )
+)
 _ANSWER_CTE = _FINISH_ANSWER.returning(messages.c.id).cte("answer")
 _FINISH_ONE_STATEMENT = {
     True: usage_upsert("postgresql", prefix="u_", only_with=_ANSWER_CTE).add_cte(
