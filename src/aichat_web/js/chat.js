@@ -30,6 +30,10 @@ export class ChatView {
     });
     this.input.addEventListener("input", () => this.grow());
     this.stopButton.addEventListener("click", () => this.turn?.abort());
+    this.pinned = true;
+    this.list.addEventListener("scroll", () => {
+      this.pinned = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80;
+    });
     this.list.addEventListener("answer-grew", () => this.follow());
     tools.onChange = (names) => this.toolsChanged(names);
   }
@@ -171,7 +175,7 @@ export class ChatView {
       done: (result) => result,
     });
     if (this.turn === controller) this.setBusy(null);
-    if (this.session === session) await this.refresh();
+    if (this.session === session && outcome !== "REFUSED") await this.refresh();
     return outcome;
   }
 
@@ -248,9 +252,10 @@ export class ChatView {
     this.input.style.height = `${Math.min(this.input.scrollHeight, window.innerHeight * 0.4)}px`;
   }
 
-  // Keep the newest text in view unless the user scrolled up to read.
+  // Keep the newest text in view unless the user scrolled up to read (`pinned` is
+  // measured when the user scrolls, not after the content grew).
   follow(force = false) {
-    const near = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 120;
-    if (force || near) this.list.scrollTop = this.list.scrollHeight;
+    if (force) this.pinned = true;
+    if (this.pinned) this.list.scrollTop = this.list.scrollHeight;
   }
 }

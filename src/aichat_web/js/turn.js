@@ -41,8 +41,8 @@ export class AnswerView {
       "article",
       { class: "message assistant", "data-role": "assistant" },
       this.tools,
-      this.body,
       this.approvals,
+      this.body,
       this.status,
       this.actions,
     );
@@ -68,6 +68,11 @@ export class AnswerView {
   render() {
     renderMarkdown(this.body, this.text);
     this.body.hidden = !this.text;
+    this.grew();
+  }
+
+  // Tells the chat view to keep the newest part in sight.
+  grew() {
     this.node.dispatchEvent(new CustomEvent("answer-grew", { bubbles: true }));
   }
 
@@ -82,6 +87,7 @@ export class AnswerView {
     this.status.dataset.kind = kind;
     this.status.hidden = !text;
     this.node.classList.toggle("incomplete", kind === "incomplete");
+    this.grew();
   }
 
   upsertToolCall(call) {
@@ -100,6 +106,7 @@ export class AnswerView {
         el("span", { class: "tool-state", text: state })),
       call.resultText ? el("pre", { class: "tool-result", text: call.resultText }) : null,
     );
+    this.grew();
   }
 
   // The row under a finished answer. Feedback (thumbs) will join Copy here.
@@ -182,6 +189,7 @@ function handle(view, event, hooks) {
     const calls = event.approvalRequired.toolCalls || [];
     for (const call of calls) view.upsertToolCall(call);
     view.approvals.append(approvalCards(calls, hooks.resolve));
+    view.grew();
   } else if (event.turnEnded) {
     return ended(view, event.turnEnded);
   }

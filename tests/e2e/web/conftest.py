@@ -117,7 +117,11 @@ async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
 @pytest_asyncio.fixture(loop_scope="module")
 async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context(
-        viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+        reduced_motion="reduce",  # the sidebar slides in at once: screenshots are stable
     )
     context.set_default_timeout(10_000)
     try:

@@ -22,9 +22,13 @@ async def signed_in(context: BrowserContext, envoy: Envoy, token: str, extra: st
 
 
 async def send(page: Page, text: str) -> None:
+    """Type ``text`` and press Enter; returns once the page shows it as sent."""
+    sent = page.locator("article.message.user")
+    before = await sent.count()
     box = page.locator("#message-input")
     await box.fill(text)
     await box.press("Enter")
+    await expect(sent).to_have_count(before + 1)
 
 
 def last_answer(page: Page) -> Any:
