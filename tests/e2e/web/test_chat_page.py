@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, expect
 
 from aichat_devtools.fake_llm import Script
 from tests.e2e.web.conftest import APP_NAME

@@ -41,8 +41,10 @@ async def test_stop_cancels_the_turn_and_keeps_the_partial_answer_as_incomplete(
         answers = [m for m in listed.json()["messages"] if m["role"] == "ROLE_ASSISTANT"]
         return answers[-1]["state"] if answers else ""
 
+    # The server stores the partial answer as the cancelled turn winds down: a bounded
+    # wait on that condition (over HTTP: nothing to subscribe to).
     async with asyncio.timeout(5):
-        while (state := await stored_state()) != "MESSAGE_STATE_INCOMPLETE":
+        while (state := await stored_state()) != "MESSAGE_STATE_INCOMPLETE":  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert state == "MESSAGE_STATE_INCOMPLETE"
     # Reopening the chat shows the stored partial answer marked as incomplete.
@@ -129,11 +131,11 @@ async def test_phone_width(
 ) -> None:
     page = await signed_in(phone, envoy, token)
     await expect(page.locator("#sidebar")).not_to_be_in_viewport()
-    stack.fake.enqueue(
-        Script(
-            text="Sure:\n\n1. **Preheat** the oven\n2. Mix `flour` and water\n\n| step | min |\n|---|---|\n| bake | 30 |"
-        )
+    recipe = (
+        "Sure:\n\n1. **Preheat** the oven\n2. Mix `flour` and water\n\n"
+        "| step | min |\n|---|---|\n| bake | 30 |"
     )
+    stack.fake.enqueue(Script(text=recipe))
     await send(page, "How do I bake bread?")
     await wait_idle(page)
     await send(page, "calculate 30*2")
