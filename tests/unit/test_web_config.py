@@ -37,3 +37,16 @@ def test_an_empty_app_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["web-config", "--env-only"])
     assert exit_info.value.code == 2
+
+
+def test_make_run_prints_a_sign_in_link_with_the_token_in_the_fragment(tmp_path: Path) -> None:
+    import jwt
+
+    from aichat_devtools import dev_envoy
+
+    url = dev_envoy.sign_in_url(tmp_path / "var")
+    page, _, fragment = url.partition("#")
+    assert page == "http://127.0.0.1:8080/web/"  # nothing of the token before the '#'
+    assert fragment.startswith("token=")
+    claims = jwt.decode(fragment[len("token=") :], options={"verify_signature": False})
+    assert claims["sub"] == dev_envoy.DEV_WEB_USER and claims["aud"] == "aichat"

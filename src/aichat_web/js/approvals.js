@@ -17,6 +17,9 @@ export function approvalCards(calls, resolve) {
       decisions.clear();
       for (const node of group.querySelectorAll("button, textarea")) node.disabled = false;
       for (const card of group.querySelectorAll(".approval-card")) card.dataset.decision = "";
+      for (const heading of group.querySelectorAll(".approval-card strong")) {
+        heading.textContent = "Approval needed";
+      }
     }
   };
   for (const call of calls) group.append(card(call, decisions, submitIfComplete));
@@ -35,8 +38,10 @@ function card(call, decisions, submitIfComplete) {
   });
   editor.value = pretty;
   const verdict = el("p", { class: "approval-verdict", hidden: true });
+  const title = el("strong", { text: "Approval needed" });
   const decide = (decision, label) => {
     decisions.set(call.id, decision);
+    title.textContent = "Tool call";
     node.dataset.decision = decision.approved ? "approved" : "denied";
     verdict.textContent = label;
     verdict.hidden = false;
@@ -81,7 +86,7 @@ function card(call, decisions, submitIfComplete) {
     "section",
     { class: "approval-card", "data-tool-call": call.id, "aria-label": `Approve ${shortName(call)}?` },
     el("header", {},
-      el("strong", { text: "Approval needed" }),
+      title,
       el("span", { class: "approval-tool" }, "Tool ", el("code", { text: shortName(call) })),
       el("span", { class: "approval-server" }, "on server ", el("code", { text: call.server || "?" })),
     ),

@@ -122,6 +122,7 @@ export class AnswerView {
       },
     });
     this.actions.replaceChildren(copy);
+    this.grew();
   }
 
   finishFromMessage(message) {
