@@ -1,5 +1,6 @@
 // The REST API through Envoy, same origin: every call carries the page's token as
-// `Authorization: Bearer` (never in a URL, so never in an access log).
+// `Authorization: Bearer` (never in a URL, so never in an access log); same-origin
+// cookies go along too, for deployments whose auth server reads those.
 //
 // Errors come back as JSON google.rpc.Status bodies; they become ApiError with the
 // server's message and its ErrorInfo reason.
@@ -49,7 +50,8 @@ export async function request(path, { method = "GET", body, query, signal, accep
   for (const [key, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
-  const headers = { authorization: `Bearer ${token() || ""}` };
+  const headers = {};
+  if (token()) headers.authorization = `Bearer ${token()}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   if (accept) headers.accept = accept;
   let response;

@@ -34,13 +34,19 @@ async function start() {
   const config = await loadConfig();
   document.title = config.appName;
   for (const node of document.querySelectorAll("[data-app-name]")) node.textContent = config.appName;
-  if (!token()) {
-    showSignIn("No sign-in token was given to this page.");
-    return;
-  }
+  // Without a token the API is still asked: a deployment whose auth server reads a
+  // cookie (ext_authz) lets the page in; with jwt_authn the 401 leads to the sign-in message.
+  let refused = false;
   setUnauthenticatedHandler((error) => {
+    if (refused) return; // calls made together all get the 401: say it once
+    refused = true;
+    const had = Boolean(token());
     forgetToken();
-    showSignIn(`The server did not accept your sign-in: ${error.message}`);
+    showSignIn(
+      had
+        ? `The server did not accept your sign-in: ${error.message}`
+        : "No sign-in token was given to this page.",
+    );
   });
 
   let models;

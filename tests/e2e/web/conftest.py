@@ -1,6 +1,6 @@
 """The web page in Debian's chromium, driven by Playwright, against the real stack.
 
-Once per module: the backend with the bundled tasks MCP server (calculator, add_task),
+Once for the package: the backend with the bundled tasks MCP server (calculator, add_task),
 the scriptable fake model, the repository's envoy.yaml in front (serving the page and
 the API on one origin), and one headless chromium. Every test gets its own browser
 context (fresh sessionStorage) and its own user.
@@ -32,7 +32,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> DevKeys:
     keys, _ = ensure_keys(tmp_path_factory.mktemp("dev-keys"))
     return keys
@@ -43,7 +43,7 @@ def token(dev_keys: DevKeys, user: str) -> str:
     return make_token(dev_keys, user)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChatStack]:
     tmp = tmp_path_factory.mktemp("web-stack")
     async with tool_stack(
@@ -56,7 +56,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChatS
         yield s
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def envoy(
     stack: ChatStack, dev_keys: DevKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Envoy]:
@@ -76,7 +76,7 @@ async def envoy(
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def chromium() -> str:
     """Debian's chromium (Playwright is never allowed to download a browser of its own)."""
     if not Path(CHROMIUM).exists():
@@ -92,7 +92,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
@@ -104,7 +104,7 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             await launched.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="package")
 async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
     context.set_default_timeout(10_000)
@@ -114,7 +114,7 @@ async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
         await context.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="package")
 async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context(
         viewport=PHONE,

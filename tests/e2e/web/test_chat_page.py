@@ -18,7 +18,7 @@ from tests.e2e.web.helpers import last_answer, rest, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)]
 
 MARKDOWN = (
     "Here is **bold**, a list and a table:\n\n- one\n- two\n\n"
@@ -35,6 +35,9 @@ async def test_without_a_token_the_page_says_how_to_sign_in(
     assert "script-src 'self'" in (await response.all_headers())["content-security-policy"]
     await expect(page.locator("#signin")).to_be_visible()
     await expect(page.locator("#signin-title")).to_have_text("Sign in to continue")
+    await expect(page.locator("#signin-reason")).to_have_text(
+        "No sign-in token was given to this page."
+    )
     await expect(page.locator("#signin h1")).to_have_text(APP_NAME)
     await expect(page.locator("#app")).to_be_hidden()
     # The page's files need no token; every API call does.

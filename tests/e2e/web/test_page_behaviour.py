@@ -16,7 +16,7 @@ from tests.e2e.web.helpers import last_answer, rest, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)]
 
 
 async def test_stop_cancels_the_turn_and_keeps_the_partial_answer_as_incomplete(
