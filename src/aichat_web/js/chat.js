@@ -43,6 +43,7 @@ export class ChatView {
     this.sessions.setCurrent(null);
     this.setHash("");
     $("chat-title").textContent = "New chat";
+    document.title = this.appName;
     this.setSessionActions(false);
     this.models.show(null);
     this.tools.show(null);
@@ -123,8 +124,18 @@ export class ChatView {
 
   async send() {
     const text = this.input.value.trim();
-    if (this.turn || (!text && !this.attachments.files.length)) return;
+    if (this.turn || this.sending || (!text && !this.attachments.files.length)) return;
     if (!text) return toast("Write a message to go with the files", "error");
+    // Reading files and creating the session take a moment: one Enter, one message.
+    this.sending = true;
+    try {
+      await this.sendNow(text);
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  async sendNow(text) {
     this.list.querySelector(".welcome")?.remove();
     let attachments;
     try {
