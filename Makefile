@@ -15,11 +15,15 @@ GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json
+$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json src/aichat_web/package.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' -e src/aichat_devtools
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
+	# The web page's modules (marked, DOMPurify): Envoy serves them from node_modules.
+	cd src/aichat_web && npm ci --no-audit --no-fund --loglevel=error
+	# The browser tests drive Debian's chromium (Playwright never downloads a browser).
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 node-deps:
@@ -50,6 +54,7 @@ buf-lint: install
 # envoy.yaml as committed, checked by the real binary (it reads the dev JWKS it names).
 envoy-validate: install
 	@$(BIN)/aichat-dev token --user make-lint >/dev/null
+	@$(BIN)/aichat-backend web-config --out var/web-config.json
 	$(BIN)/envoy --mode validate -c envoy.yaml --log-level error
 
 gen: install

@@ -1,4 +1,4 @@
-"""Command line: `aichat-backend serve | migrate | health | mcp-tasks`.
+"""Command line: `aichat-backend serve | migrate | health | web-config | mcp-tasks`.
 
 The development commands (the local demo, dev tokens, the benchmark) are `aichat-dev`,
 from the separate `aichat_devtools` package: nothing here imports it.
@@ -74,6 +74,20 @@ def _cmd_mcp_tasks(args: argparse.Namespace) -> int:
     return run(args.transport, db=Path(db), host=args.host, port=args.port)
 
 
+def _cmd_web_config(args: argparse.Namespace) -> int:
+    from aichat_backend.web_config import page_config_json
+
+    text = page_config_json(_settings(args))
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the server answers SERVING (container and supervisor probes)."""
     import grpc
@@ -110,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--service", default="")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=_cmd_health)
+    web = sub.add_parser("web-config", help="write the web page's config.json (Envoy serves it)")
+    web.add_argument("--out", help="file to write (default: standard output)")
+    web.add_argument("--env-only", action="store_true")
+    web.set_defaults(func=_cmd_web_config)
     tasks = sub.add_parser("mcp-tasks", help="run the bundled MCP server (tasks, calculator)")
     tasks.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     tasks.add_argument("--host", default="127.0.0.1", help="http only")

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = Field(10 * MIB, ge=1)
     max_attachments_per_message: int = Field(10, ge=0)
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    # The web page's title (seed 003's APP_NAME and its default); see web_config.py.
+    app_name: str = Field("Galaxy Chat", min_length=1, max_length=100)
 
     # --- limits -----------------------------------------------------------------------
     rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off

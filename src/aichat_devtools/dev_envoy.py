@@ -29,6 +29,11 @@ BACKEND_PORT = 50051
 # Keys whose values are files envoy.yaml names relative to the repository root.
 _PATH_KEYS = frozenset({"filename", "proto_descriptor"})
 _CORS_FILTER = "envoy.filters.http.cors"
+# The web page's settings file as envoy.yaml names it (aichat_backend.web_config writes it).
+WEB_CONFIG = "var/web-config.json"
+# Who the printed sign-in link signs in, and for how long (a working day of development).
+DEV_WEB_USER = "alice"
+DEV_WEB_TTL_SECONDS = 12 * 3600
 
 
 def _dicts(node: Any) -> Iterator[dict[str, Any]]:
@@ -111,6 +116,20 @@ def backend_port(env: Mapping[str, str]) -> int:
         return BACKEND_PORT
 
 
+def write_web_config(env: Mapping[str, str], path: Path) -> Path:
+    """The page's config.json (app name, attachment limits) from the backend's own settings.
+
+    Written by the backend's `web-config` command with the environment the backend gets,
+    so the page states exactly the limits the backend enforces.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "aichat_backend", "web-config", "--out", str(path)],
+        env=dict(env),
+        check=True,
+    )
+    return path
+
+
 def start(
     env: Mapping[str, str],
     spawn: Callable[..., subprocess.Popen[str]],
@@ -129,13 +148,14 @@ def start(
         return None
     var = Path("var").resolve()  # where dev-token (run from the same directory) looks too
     keys, _created = dev_token.ensure_keys(var)
+    web_config = write_web_config(env, var / "web-config.json")
     config = render(
         ports={
             BACKEND_PORT: backend_port(env),
             LISTENER_PORT: port,
             ADMIN_PORT: admin_port,
         },
-        paths={"var/dev-jwks.json": keys.jwks_path},
+        paths={"var/dev-jwks.json": keys.jwks_path, WEB_CONFIG: web_config},
         # A laptop's demo answers only itself; deployments use envoy.yaml's 0.0.0.0.
         listen_address="127.0.0.1",
         cors_origins=cors_origins_from(env.get("AICHAT_CORS_ORIGINS")),
@@ -148,9 +168,20 @@ def start(
     )
 
 
+def sign_in_url(port: int = LISTENER_PORT, var: Path = Path("var")) -> str:
+    """The web chat, signed in as the development user: the token rides in the fragment,
+    which the browser never sends (so no log sees it); the page keeps it in sessionStorage."""
+    keys, _ = dev_token.ensure_keys(var.resolve())
+    token = dev_token.make_token(keys, DEV_WEB_USER, ttl_seconds=DEV_WEB_TTL_SECONDS)
+    return f"http://127.0.0.1:{port}/web/#token={token}"
+
+
 def banner(port: int = LISTENER_PORT) -> str:
     base = f"http://127.0.0.1:{port}"
     return f"""
+  WEB CHAT  {sign_in_url(port)}
+            (signed in as {DEV_WEB_USER} for 12 h; keep this link private)
+
   REST      {base} (Envoy: JSON over HTTP, a token on every call)
   token     TOKEN=$(.venv/bin/aichat-dev token --user alice)
   create    curl -s -H "Authorization: Bearer $TOKEN" \\

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -18,11 +19,26 @@ from typing import Any
 
 import httpx2
 
+from aichat_backend.config import Settings
+from aichat_backend.web_config import page_config_json
 from aichat_devtools import dev_envoy
 from tests.support.tools import binary
 
 CONFIG = dev_envoy.CONFIG
 START_LIMIT = 20.0
+
+
+def default_web_config() -> Path:
+    """The web page's config.json as the default settings make it (written once per run)."""
+    global _web_config
+    if _web_config is None:
+        path = Path(tempfile.mkdtemp(prefix="aichat-web-config-")) / "web-config.json"
+        path.write_text(page_config_json(Settings.model_validate({})))
+        _web_config = path
+    return _web_config
+
+
+_web_config: Path | None = None
 
 
 def render_for_test(
@@ -31,8 +47,12 @@ def render_for_test(
     jwks_path: Path | None = None,
     source: Path = CONFIG,
     ports: Mapping[int, int] | None = None,
+    web_config: Path | None = None,
 ) -> dict[str, Any]:
     """envoy.yaml with listener and admin on free ports, in front of ``backend_port``."""
+    paths = {dev_envoy.WEB_CONFIG: web_config or default_web_config()}
+    if jwks_path is not None:
+        paths["var/dev-jwks.json"] = jwks_path
     return dev_envoy.render(
         source,
         ports={
@@ -41,7 +61,7 @@ def render_for_test(
             dev_envoy.BACKEND_PORT: backend_port,
             **(ports or {}),
         },
-        paths={} if jwks_path is None else {"var/dev-jwks.json": jwks_path},
+        paths=paths,
         listen_address="127.0.0.1",
     )
 

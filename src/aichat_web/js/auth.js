@@ -1,0 +1,40 @@
+// Where the page's token comes from, and where it is kept.
+//
+// A token arrives in the URL fragment (#token=… from `make run`, or #access_token=… as an
+// OAuth2/OIDC implicit redirect gives it), which browsers never send to a server, so it
+// reaches no access log. It is moved at once to sessionStorage (this tab only, gone when
+// the tab closes) and wiped from the address bar.
+
+const KEY = "aichat.token";
+
+export function takeTokenFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token") || params.get("access_token");
+  if (token) {
+    sessionStorage.setItem(KEY, token);
+    params.delete("token");
+    params.delete("access_token");
+    for (const key of ["token_type", "expires_in", "scope", "state", "id_token"]) {
+      params.delete(key);
+    }
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(KEY);
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(KEY);
+}
+
+// The sign-in message: shown without a token, or when the API says the token is not
+// (or no longer) valid. Never a blank page.
+export function showSignIn(reason) {
+  document.getElementById("app").hidden = true;
+  const panel = document.getElementById("signin");
+  panel.hidden = false;
+  document.getElementById("signin-reason").textContent = reason || "";
+}

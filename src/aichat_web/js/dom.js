@@ -1,0 +1,90 @@
+// Small DOM helpers: elements are built with textContent, never innerHTML, except for the
+// sanitized Markdown in markdown.js.
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function $(id) {
+  return document.getElementById(id);
+}
+
+// A yes/no question in the page's own <dialog> (no confirm() boxes). Resolves to a boolean.
+export function confirmDialog(question, { confirmLabel = "Delete", danger = true } = {}) {
+  const dialog = $("confirm-dialog");
+  $("confirm-text").textContent = question;
+  const ok = $("confirm-ok");
+  ok.textContent = confirmLabel;
+  ok.classList.toggle("danger", danger);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+// One line of text in a <dialog>. Resolves to the text, or null when cancelled.
+export function promptDialog(title, value) {
+  const dialog = $("prompt-dialog");
+  $("prompt-title").textContent = title;
+  const input = $("prompt-input");
+  input.value = value || "";
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      () => resolve(dialog.returnValue === "ok" ? input.value.trim() : null),
+      { once: true },
+    );
+    dialog.returnValue = "";
+    dialog.showModal();
+    input.select();
+  });
+}
+
+export function formatBytes(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${bytes} B`;
+}
+
+export function sessionId(name) {
+  return name.slice(name.indexOf("/") + 1);
+}
+
+// A tool call's tool without the "{server}__" prefix models see.
+export function shortName(call) {
+  const name = call.toolName || "";
+  return call.server && name.startsWith(call.server + "__") ? name.slice(call.server.length + 2) : name;
+}
+
+// Icons as inline SVG (no icon font or emoji font needed on the machine).
+const ICONS = {
+  clip: "M16.5 6.5v9a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v9.5a1.5 1.5 0 0 1-3 0V6.5",
+  lock: "M7 11V8a5 5 0 0 1 10 0v3M5 11h14v10H5z",
+  tool: "M14.7 6.3a4 4 0 0 0-5.4 5.1L3 17.7 6.3 21l6.3-6.3a4 4 0 0 0 5.1-5.4l-2.6 2.6-2.6-.6-.6-2.6z",
+  menu: "M4 6h16M4 12h16M4 18h16",
+};
+
+export function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", `icon icon-${name}`);
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}

@@ -1,0 +1,48 @@
+"""Small steps the browser tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+from playwright.async_api import BrowserContext, Page, expect
+
+from tests.support.envoy import Envoy
+
+
+async def signed_in(context: BrowserContext, envoy: Envoy, token: str, extra: str = "") -> Page:
+    """The page opened the way `make run`'s link opens it: the token in the fragment."""
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(f"{envoy.base_url}/web/#token={token}{extra}")
+    await expect(page.locator("#app")).to_be_visible()
+    return page
+
+
+async def send(page: Page, text: str) -> None:
+    """Type ``text`` and press Enter; returns once the page shows it as sent."""
+    sent = page.locator("article.message.user")
+    before = await sent.count()
+    box = page.locator("#message-input")
+    await box.fill(text)
+    await box.press("Enter")
+    await expect(sent).to_have_count(before + 1)
+
+
+def last_answer(page: Page) -> Any:
+    return page.locator("article.message.assistant").last
+
+
+async def wait_idle(page: Page) -> None:
+    """Until the running turn has ended (Send is back in place of Stop)."""
+    await expect(page.locator("#send-button")).to_be_visible()
+    await expect(page.locator("#stop-button")).to_be_hidden()
+
+
+async def rest(envoy: Envoy, token: str, method: str, path: str, **kw: Any) -> httpx2.Response:
+    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+        return await client.request(
+            method, path, headers={"authorization": f"Bearer {token}"}, **kw
+        )
