@@ -44,7 +44,7 @@ def test_make_run_prints_a_sign_in_link_with_the_token_in_the_fragment(tmp_path:
 
     from aichat_devtools import dev_envoy
 
-    url = dev_envoy.sign_in_url(tmp_path / "var")
+    url = dev_envoy.sign_in_url(var=tmp_path / "var")
     page, _, fragment = url.partition("#")
     assert page == "http://127.0.0.1:8080/web/"  # nothing of the token before the '#'
     assert fragment.startswith("token=")
