@@ -10,6 +10,7 @@ from aichat.v1 import tool_service_pb2 as tpb
 from aichat.v1 import tool_service_pb2_grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2
 
+from aichat_backend import names
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.request_context import current_user
 from aichat_backend.tools.base import ApprovalPolicy, ServerState, ToolInfo, ToolProvider
@@ -79,14 +80,15 @@ class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
         return tpb.ListToolServersResponse(
             tool_servers=[
                 tpb.ToolServer(
-                    name=f"toolServers/{s.name}",
+                    name=names.tool_server(s.name),
                     description=s.description,
                     transport=TRANSPORT_TO_PB.get(
                         s.transport, tpb.TOOL_SERVER_TRANSPORT_UNSPECIFIED
                     ),
                     state=STATE_TO_PB[s.state],
                     tool_count=s.tool_count,
-                    last_error=s.last_error,
+                    # The detail (command paths, hosts) is for operators: users see a reason.
+                    last_error=s.user_error,
                 )
                 for s in self._tools.servers()
             ]
