@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 APPLICATION_NAME = "aichat-readonly-tool"
+MAX_OUTPUT_CHARS = 20_000  # the whole table, as the model reads it
 _PRIVILEGED_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 _ROLE_CHECK = (
     "SELECT r.rolsuper, "
@@ -40,6 +41,7 @@ class QueryLimits:
     statement_timeout_ms: int = 5_000
     max_rows: int = 100
     max_cell_chars: int = 500
+    max_output_chars: int = MAX_OUTPUT_CHARS
     connect_timeout: float = 5.0
 
 
@@ -83,8 +85,10 @@ async def run_read_only(
         raise DatabaseRefused(
             f"the database refused the query: {exc} (SQLSTATE {exc.sqlstate})"
         ) from None
-    except (OSError, asyncpg.InterfaceError) as exc:
+    except OSError as exc:
         raise DatabaseRefused(f"the database is unreachable ({type(exc).__name__})") from None
+    except asyncpg.InterfaceError as exc:  # e.g. a $1 in the query with no value for it
+        raise DatabaseRefused(f"the query could not be run: {exc}") from None
 
 
 async def _connect(url: str, limits: QueryLimits) -> asyncpg.Connection:
@@ -145,8 +149,11 @@ def _cell(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
-def as_table(result: QueryResult) -> str:
-    """The result as a Markdown table the model can read, with the row count under it."""
+def as_table(result: QueryResult, max_chars: int = MAX_OUTPUT_CHARS) -> str:
+    """The result as a Markdown table the model can read, with the row count under it.
+
+    Rows stop before the table would pass ``max_chars``; the last line says so.
+    """
     if not result.columns:
         return "(the statement returned no rows)"
 
@@ -155,9 +162,17 @@ def as_table(result: QueryResult) -> str:
         return "| " + " | ".join(cells) + " |"
 
     lines = [line(result.columns), "|" + "---|" * len(result.columns)]
-    lines += [line(row) for row in result.rows]
-    count = len(result.rows)
-    if result.more:
+    size = sum(len(text) + 1 for text in lines)
+    for row in result.rows:
+        text = line(row)
+        size += len(text) + 1
+        if size > max_chars:
+            break
+        lines.append(text)
+    count = len(lines) - 2
+    if count < len(result.rows):
+        lines.append(f"(first {count} rows; the rest would be too long to read: select less)")
+    elif result.more:
         lines.append(f"(first {count} rows; the query has more: narrow it or add LIMIT)")
     else:
         lines.append(f"({count} row{'s' if count != 1 else ''})")

@@ -71,7 +71,9 @@ def build_server(settings: SqlToolSettings, *, log_level: str = "WARNING") -> MC
         fixed number of rows: add WHERE or LIMIT to see the ones you need."""
         try:
             statement = check_read_only(sql)
-            return as_table(await run_read_only(url, statement, limits=limits))
+            return as_table(
+                await run_read_only(url, statement, limits=limits), limits.max_output_chars
+            )
         except (RefusedQuery, DatabaseRefused) as exc:
             raise ToolError(str(exc)) from None
 
@@ -79,7 +81,9 @@ def build_server(settings: SqlToolSettings, *, log_level: str = "WARNING") -> MC
     async def list_tables() -> str:
         """List the tables and columns this tool may read."""
         try:
-            return as_table(await run_read_only(url, _LIST_TABLES, limits=limits))
+            return as_table(
+                await run_read_only(url, _LIST_TABLES, limits=limits), limits.max_output_chars
+            )
         except DatabaseRefused as exc:
             raise ToolError(str(exc)) from None
 

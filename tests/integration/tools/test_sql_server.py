@@ -161,3 +161,16 @@ async def test_values_are_cut_and_tables_escaped(readonly_db: ReadOnlyDatabase) 
     )
     assert result.rows == [["xxxxxxxxxx… (50 chars)", "a|b\nc", "NULL"]]
     assert as_table(result).splitlines()[2] == "| xxxxxxxxxx… (50 chars) | a\\|b c | NULL |"
+
+
+async def test_a_wide_result_stops_before_it_is_too_long(pool: MCPPool) -> None:
+    result = await call(pool, "sql__query", sql="SELECT id, repeat(label, 40) FROM items")
+    assert not result.is_error
+    assert len(result.text) <= 20_000 + 200
+    assert "too long to read" in result.text.splitlines()[-1]
+
+
+async def test_a_parameter_without_a_value_is_a_clear_error(pool: MCPPool) -> None:
+    result = await call(pool, "sql__query", sql="SELECT $1::int")
+    assert result.is_error
+    assert "could not be run" in result.text and "argument" in result.text
