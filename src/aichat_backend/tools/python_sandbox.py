@@ -33,6 +33,7 @@ INIT = Path(__file__).with_name("sandbox_init.py")
 # A uid range no account uses, so each call's processes are alone under theirs.
 UID_BASE, UID_SPAN = 1_900_000_000, 100_000_000
 MAX_CODE_BYTES = 100_000
+PIPE_DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +127,13 @@ async def _supervise(
     out, err = bytearray(), bytearray()
 
     async def read(stream: asyncio.StreamReader, into: bytearray) -> None:
+        # Read to the end even past the cap (discarding): a paused pipe never reports its
+        # EOF, and asyncio's Process.wait() waits for that as well as for the exit.
         while chunk := await stream.read(65536):
-            room = limits.output_bytes - len(into)
+            room = max(0, limits.output_bytes - len(into))
             into += chunk[:room]
             if len(chunk) > room:
                 over_limit.set()
-                return
 
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         process.stdin.write(code)
@@ -158,8 +160,9 @@ async def _supervise(
         limit_hit.cancel()
         if process.returncode is None:
             _kill(process)
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
+        # Every writer is dead now (the namespace went with its pid 1): the pipes end.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reading, PIPE_DRAIN_SECONDS)
         await process.wait()
     status = process.returncode
     exit_code = status if status is not None and 0 <= status < 128 else None
