@@ -10,6 +10,7 @@ from aichat.v1 import tool_service_pb2 as tpb
 from aichat.v1 import tool_service_pb2_grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2
 
+from aichat_backend import names
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.request_context import current_user
 from aichat_backend.tools.base import ApprovalPolicy, ServerState, ToolInfo, ToolProvider
@@ -25,7 +26,6 @@ STATE_TO_PB = {
     ServerState.FAILED: tpb.TOOL_SERVER_STATE_FAILED,
     ServerState.DISABLED: tpb.TOOL_SERVER_STATE_DISABLED,
 }
-GENERIC_SERVER_ERROR = "The tool server is unavailable."
 TRANSPORT_TO_PB = {
     "stdio": tpb.TOOL_SERVER_TRANSPORT_STDIO,
     "streamable_http": tpb.TOOL_SERVER_TRANSPORT_STREAMABLE_HTTP,
@@ -80,16 +80,16 @@ class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
         return tpb.ListToolServersResponse(
             tool_servers=[
                 tpb.ToolServer(
-                    name=f"toolServers/{s.name}",
+                    name=names.tool_server(s.name),
                     description=s.description,
                     transport=TRANSPORT_TO_PB.get(
                         s.transport, tpb.TOOL_SERVER_TRANSPORT_UNSPECIFIED
                     ),
                     state=STATE_TO_PB[s.state],
                     tool_count=s.tool_count,
-                    # Users see that it failed, not why: the detail (commands, paths,
-                    # hosts) is for operators, in AdminService.GetRuntimeStatus.
-                    last_error=GENERIC_SERVER_ERROR if s.last_error else "",
+                    # The detail (command paths, hosts) is for operators (AdminService.GetRuntimeStatus);
+                    # users see a generic reason.
+                    last_error=s.user_error,
                 )
                 for s in self._tools.servers()
             ]

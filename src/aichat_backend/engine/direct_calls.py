@@ -11,9 +11,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from aichat_backend import names
 from aichat_backend.domain import now_us
 from aichat_backend.engine.sessions import check_request_id
-from aichat_backend.errors import Aborted, AichatError, InvalidArgument, NotFound
+from aichat_backend.errors import Aborted, AichatError, NotFound
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import IdempotencyRecord, IdempotencyRepository
 from aichat_backend.tools.base import ToolInfo, ToolProvider, ToolResult
@@ -41,12 +42,7 @@ class DirectToolCaller:
         return age_seconds > self._timeout + 60
 
     def find(self, name: str) -> ToolInfo:
-        if not name.startswith("toolServers/") or name.count("/") != 3:
-            raise InvalidArgument(
-                "name must look like toolServers/{server}/tools/{tool}",
-                reason="INVALID_RESOURCE_NAME",
-                field="name",
-            )
+        names.parse_tool(name)  # a malformed name is INVALID_ARGUMENT, not NOT_FOUND
         tool = self._tools.find(name) if self._tools is not None else None
         if tool is None:
             raise NotFound(

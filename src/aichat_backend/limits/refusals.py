@@ -6,10 +6,12 @@ seconds for RetryInfo, and string metadata (ErrorInfo metadata is a string map).
 
 from __future__ import annotations
 
-import functools
 import math
 from datetime import UTC, datetime, timedelta
 
+# The day's one owner is aichat_backend.days; re-exported for the limiters that name it here.
+from aichat_backend.days import SECONDS_PER_DAY as SECONDS_PER_DAY
+from aichat_backend.days import utc_day as utc_day
 from aichat_backend.errors import ResourceExhausted
 
 RATE_LIMITED = "RATE_LIMITED"
@@ -18,19 +20,6 @@ TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
 
 # A turn slot frees when some turn ends, which nobody can predict: suggest a short wait.
 CONCURRENCY_RETRY_AFTER = 1.0
-
-SECONDS_PER_DAY = 86_400
-
-
-def utc_day(wall_seconds: float) -> str:
-    """The UTC calendar day (YYYY-MM-DD) of a Unix time: the key of a daily budget."""
-    return _day_name(int(wall_seconds // SECONDS_PER_DAY))
-
-
-@functools.lru_cache(maxsize=4)
-def _day_name(day_number: int) -> str:
-    # Every turn asks (usage and budgets); strftime each time cost ~50 µs of a turn.
-    return datetime.fromtimestamp(day_number * SECONDS_PER_DAY, UTC).strftime("%Y-%m-%d")
 
 
 def next_utc_midnight(wall_seconds: float) -> datetime:

@@ -40,8 +40,8 @@ from aichat_backend.providers.base import (
 )
 from aichat_backend.providers.errors import SDK_ERRORS as _COMMON_SDK_ERRORS
 from aichat_backend.providers.errors import stream_interrupted, translate_error
-from aichat_backend.providers.openai_adapter import parse_arguments
 from aichat_backend.providers.sdk_stream import SdkEvents, stall_seconds, without_read_timeout
+from aichat_backend.providers.tool_arguments import parse_arguments
 
 SDK_ERRORS: tuple[type[BaseException], ...] = (*_COMMON_SDK_ERRORS, anthropic.AnthropicError)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from aichat_backend.providers.base import (
 )
 from aichat_backend.providers.errors import SDK_ERRORS, stream_interrupted, translate_error
 from aichat_backend.providers.sdk_stream import SdkEvents, stall_seconds, without_read_timeout
+from aichat_backend.providers.tool_arguments import arguments_json, parse_arguments
 
 # OpenAI deprecated ``max_tokens`` (its reasoning models reject it) but many
 # OpenAI-compatible servers only know ``max_tokens``: the catalogue picks per provider.
@@ -156,29 +156,6 @@ class _PartialCall:
             name=self.name,
             arguments=parse_arguments(self.arguments),
         )
-
-
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """Tool arguments as a dict; JSON a model got wrong is kept as ``{"_raw": ...}``.
-
-    The engine can then report the bad call back to the model instead of the turn
-    failing on a parse error.
-    """
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return {"_raw": raw}
-    return parsed if isinstance(parsed, dict) else {"_raw": raw}
-
-
-def arguments_json(arguments: dict[str, Any]) -> str:
-    """Inverse of :func:`parse_arguments`: unparseable arguments go back verbatim."""
-    raw = arguments.get("_raw")
-    if len(arguments) == 1 and isinstance(raw, str):
-        return raw
-    return json.dumps(arguments)
 
 
 def to_openai_tool(tool: ToolSpec) -> ChatCompletionFunctionToolParam:

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, String, and_, bindparam, cast, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aichat_backend.limits import refusals
+from aichat_backend import days
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import usage_daily
 
 
 def utc_day(now: dt.datetime | None = None) -> str:
-    return refusals.utc_day(now.timestamp() if now is not None else time.time())
+    return days.utc_day(now.timestamp() if now is not None else time.time())
 
 
 def usage_upsert(dialect: str, prefix: str = "p_", only_with: Any = None) -> Any:

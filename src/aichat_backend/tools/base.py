@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aichat_backend import names
+
 # Offered names must satisfy every provider's rule for function names.
 MODEL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 # The caller's id travels with every call in the request _meta under this key.
@@ -51,7 +53,7 @@ class ToolInfo:
 
     @property
     def resource_name(self) -> str:
-        return f"toolServers/{self.server}/tools/{self.tool}"
+        return names.tool(self.server, self.tool)
 
     def approval_reason(self) -> str | None:
         """Why a call by the model must wait for the user; None when it may run at once."""
@@ -80,7 +82,11 @@ class ToolServerInfo:
     transport: str  # "stdio", "streamable_http" or "sse"
     state: ServerState
     tool_count: int
+    # The detail of the last failure (a command path, a host, an OS error): for operators
+    # and logs only, never shown to users.
     last_error: str = ""
+    # The same failure as a generic reason any user may see.
+    user_error: str = ""
 
 
 @dataclass(slots=True)
@@ -105,7 +111,7 @@ class ToolProvider(Protocol):
     def servers(self) -> list[ToolServerInfo]: ...
 
     def find(self, name: str) -> ToolInfo | None:
-        """A tool by its model name ("srv__tool") or resource name ("toolServers/s/tools/t")."""
+        """A tool by its model name ("srv__tool") or resource name (``names.tool``)."""
         ...
 
     async def call(

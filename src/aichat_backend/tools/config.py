@@ -26,16 +26,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from aichat_backend.tools.base import ApprovalPolicy
+from aichat_backend.tools.config_values import (
+    expand_map,
+    optional_str,
+    policy,
+    seconds,
+    str_map,
+)
 
 Transport = Literal["stdio", "streamable_http", "sse"]
 Protocol = Literal["auto", "legacy"]
-_Fail = Callable[[str], ValueError]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # What a stdio child inherits from the backend. PATH so the command resolves; HOME because
@@ -44,7 +50,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 INHERITED_VARIABLES = ("PATH", "HOME")
 
 SERVER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VARIABLE = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
 _TRANSPORT_ALIASES: dict[str, Transport] = {
     "stdio": "stdio",
     "streamable_http": "streamable_http",
@@ -179,8 +184,8 @@ def _parse_entry(
     if unknown:
         raise fail(f"unknown keys {sorted(unknown)}")
 
-    command = _optional_str(entry, "command", fail)
-    url = _optional_str(entry, "url", fail)
+    command = optional_str(entry, "command", fail)
+    url = optional_str(entry, "url", fail)
     if command and url:
         raise fail('give either "command" (stdio) or "url" (HTTP), not both')
     if not command and not url:
@@ -211,8 +216,8 @@ def _parse_entry(
     args = entry.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise fail('"args" must be a list of strings')
-    env = _expand_map(_str_map(entry, "env", fail), environ, fail, "env")
-    headers = _expand_map(_str_map(entry, "headers", fail), environ, fail, "headers")
+    env = expand_map(str_map(entry, "env", fail), environ, fail, "env")
+    headers = expand_map(str_map(entry, "headers", fail), environ, fail, "headers")
 
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -238,75 +243,22 @@ def _parse_entry(
     return ServerConfig(
         name=name,
         transport=transport,
-        description=_optional_str(entry, "description", fail) or "",
+        description=optional_str(entry, "description", fail) or "",
         command=command,
         args=tuple(args),
         env=env,
-        cwd=_optional_str(entry, "cwd", fail),
+        cwd=optional_str(entry, "cwd", fail),
         url=url,
         headers=headers,
         enabled=enabled and not disabled,
-        timeout=_seconds(entry, "timeout", fail),
-        call_timeout=_seconds(entry, "call_timeout", fail),
+        timeout=seconds(entry, "timeout", fail),
+        call_timeout=seconds(entry, "call_timeout", fail),
         tools=frozenset(tools) if tools is not None else None,
-        approval=_policy(entry.get("approval", "auto"), fail, '"approval"'),
+        approval=policy(entry.get("approval", "auto"), fail, '"approval"'),
         tool_approval={
-            str(tool): _policy(value, fail, f'"tool_approval" of {tool!r}')
+            str(tool): policy(value, fail, f'"tool_approval" of {tool!r}')
             for tool, value in overrides.items()
         },
         protocol=protocol,
         inherited_env=dict(inherited) if transport == "stdio" else {},
     )
-
-
-def _optional_str(entry: dict[str, Any], key: str, fail: _Fail) -> str | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise fail(f'"{key}" must be a string')
-    return value
-
-
-def _str_map(entry: dict[str, Any], key: str, fail: _Fail) -> dict[str, str]:
-    value = entry.get(key, {})
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise fail(f'"{key}" must be an object of string to string')
-    return dict(value)
-
-
-def _expand_map(
-    values: dict[str, str], environ: Mapping[str, str], fail: _Fail, what: str
-) -> dict[str, str]:
-    def expand(key: str, text: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            variable = match.group(1)
-            if variable not in environ:
-                raise fail(f"{what}[{key!r}] names ${{{variable}}}, which is not set")
-            return environ[variable]
-
-        return _VARIABLE.sub(one, text)
-
-    return {key: expand(key, value) for key, value in values.items()}
-
-
-def _seconds(entry: dict[str, Any], key: str, fail: _Fail) -> float | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise fail(f'"{key}" must be a number of seconds in (0, 3600]')
-    return float(value)
-
-
-def _policy(value: Any, fail: _Fail, what: str) -> ApprovalPolicy:
-    if isinstance(value, str):
-        try:
-            return ApprovalPolicy(value.lower())
-        except ValueError:
-            pass
-    raise fail(f'{what} must be "auto", "always" or "never" (got {value!r})')

@@ -25,12 +25,12 @@ from pydantic import BaseModel
 
 from aichat_backend.tools.base import USER_ID_META_KEY
 from aichat_backend.tools.calculator import CalculationError, calculate
+from aichat_backend.tools.caller import caller_id
 
 SERVER_NAME = "aichat-tasks"
 MAX_TITLE = 200
 MAX_DESCRIPTION = 4000
 MAX_TASKS_PER_USER = 1000
-MAX_USER_ID = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -153,7 +153,7 @@ def build_server(db_path: Path, *, log_level: str = "WARNING") -> MCPServer:
     )
     def add_task(title: str, ctx: Context, description: str = "") -> Task:
         """Add a task to the user's list."""
-        return store.add(_user(ctx), _title(title), _description(description))
+        return store.add(caller_id(ctx), _title(title), _description(description))
 
     @server.tool(
         annotations=ToolAnnotations(title="List tasks", read_only_hint=True, open_world_hint=False)
@@ -162,7 +162,7 @@ def build_server(db_path: Path, *, log_level: str = "WARNING") -> MCPServer:
         ctx: Context, status: Literal["all", "pending", "completed"] = "all"
     ) -> TaskList:
         """List the user's tasks: all of them, or only pending or completed ones."""
-        tasks = store.list(_user(ctx), status)
+        tasks = store.list(caller_id(ctx), status)
         return TaskList(tasks=tasks, count=len(tasks))
 
     @server.tool(
@@ -176,7 +176,7 @@ def build_server(db_path: Path, *, log_level: str = "WARNING") -> MCPServer:
     )
     def complete_task(task_id: int, ctx: Context) -> Task:
         """Mark one of the user's tasks as completed."""
-        return store.update(_user(ctx), task_id, completed=1)
+        return store.update(caller_id(ctx), task_id, completed=1)
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -191,7 +191,7 @@ def build_server(db_path: Path, *, log_level: str = "WARNING") -> MCPServer:
         task_id: int, ctx: Context, title: str | None = None, description: str | None = None
     ) -> Task:
         """Change the title and/or description of one of the user's tasks."""
-        user = _user(ctx)
+        user = caller_id(ctx)
         changes: dict[str, Any] = {}
         if title is not None:
             changes["title"] = _title(title)
@@ -212,7 +212,7 @@ def build_server(db_path: Path, *, log_level: str = "WARNING") -> MCPServer:
     )
     def delete_task(task_id: int, ctx: Context) -> DeletedTask:
         """Delete one of the user's tasks for good."""
-        return DeletedTask(deleted=True, task=store.delete(_user(ctx), task_id))
+        return DeletedTask(deleted=True, task=store.delete(caller_id(ctx), task_id))
 
     @server.tool(
         name="calculate",  # the Python name avoids shadowing the evaluator
@@ -236,16 +236,6 @@ def run(transport: Literal["stdio", "http"], *, db: Path, host: str, port: int) 
     else:
         build_server(db, log_level="INFO").run("streamable-http", host=host, port=port)
     return 0
-
-
-def _user(ctx: Context) -> str:
-    meta = ctx.request_context.meta or {}
-    user = meta.get(USER_ID_META_KEY)  # type: ignore[union-attr]
-    if not isinstance(user, str) or not user.strip():
-        raise ToolError(f"no user id: the caller must send _meta[{USER_ID_META_KEY!r}]")
-    if len(user) > MAX_USER_ID:
-        raise ToolError("the user id is too long")
-    return user
 
 
 def _title(title: str) -> str:

@@ -23,6 +23,7 @@ import aichat_backend
 from aichat_backend.store import admin_repo
 from aichat_backend.store.tables import usage_daily
 from aichat_backend.store.usage_repo import add_usage
+from aichat_backend.tools.server_status import CANNOT_CONNECT
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import error_info, md, rich_status
@@ -480,7 +481,7 @@ async def test_runtime_view_of_turns_approvals_and_tool_servers(
         seen = {t.name: t for t in listed.tool_servers}
         assert seen["toolServers/broken"].state == tpb.TOOL_SERVER_STATE_FAILED
         assert "no-such-server" not in seen["toolServers/broken"].last_error  # users: generic
-        assert seen["toolServers/broken"].last_error == "The tool server is unavailable."
+        assert seen["toolServers/broken"].last_error == CANNOT_CONNECT
         assert seen["toolServers/tasks"].last_error == ""
         assert [m.name for m in status.models] == ["gpt-test"]
         for call in calls:

@@ -1,0 +1,99 @@
+"""Bundled MCP server: read-only SQL over a configured PostgreSQL database.
+
+Run by the pool over stdio (``python -m aichat_backend.tools.sql_server``), configured by
+its entry's ``env`` in the servers file:
+
+- ``AICHAT_SQL_TOOL_DATABASE_URL`` (required): an ordinary role with SELECT grants only;
+  a superuser or a member of the server-file/program roles is refused;
+- ``AICHAT_SQL_TOOL_STATEMENT_TIMEOUT_MS`` (5000) and ``AICHAT_SQL_TOOL_MAX_ROWS`` (100).
+
+Three layers stand between the model and a write: ``sql_guard`` (one statement, starting
+with a read keyword: a clear error for the obvious cases), then PostgreSQL itself (one
+command per prepared statement, a read-only transaction that is rolled back, the role's
+grants). Both tools are annotated read-only, so they run without asking.
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aichat_backend.tools.readonly_db import (
+    DatabaseRefused,
+    QueryLimits,
+    as_table,
+    run_read_only,
+)
+from aichat_backend.tools.sql_guard import RefusedQuery, check_read_only
+
+SERVER_NAME = "aichat-sql"
+_LIST_TABLES = """
+SELECT table_schema || '.' || table_name AS "table",
+       string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) AS columns
+FROM information_schema.columns
+WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+GROUP BY table_schema, table_name
+ORDER BY 1
+"""
+
+
+class SqlToolSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AICHAT_SQL_TOOL_", extra="ignore")
+
+    database_url: str
+    statement_timeout_ms: int = Field(default=5_000, gt=0, le=600_000)
+    max_rows: int = Field(default=100, gt=0, le=10_000)
+
+    def limits(self) -> QueryLimits:
+        return QueryLimits(statement_timeout_ms=self.statement_timeout_ms, max_rows=self.max_rows)
+
+
+def build_server(settings: SqlToolSettings, *, log_level: str = "WARNING") -> MCPServer:
+    url, limits = settings.database_url, settings.limits()
+    server: MCPServer = MCPServer(
+        SERVER_NAME,
+        instructions=(
+            "Read-only SQL over a PostgreSQL database: list_tables shows what you may read; "
+            "query runs one SELECT (or WITH, VALUES, TABLE, EXPLAIN, SHOW) statement."
+        ),
+        log_level=log_level,  # type: ignore[arg-type]
+    )
+    read_only = {"read_only_hint": True, "destructive_hint": False, "open_world_hint": False}
+
+    @server.tool(annotations=ToolAnnotations(title="Run a read-only SQL query", **read_only))
+    async def query(sql: str) -> str:
+        """Run one read-only SQL statement (PostgreSQL) and get the rows as a table.
+
+        Writes, DDL and several statements at once are refused. Results stop after a
+        fixed number of rows: add WHERE or LIMIT to see the ones you need."""
+        try:
+            statement = check_read_only(sql)
+            return as_table(
+                await run_read_only(url, statement, limits=limits), limits.max_output_chars
+            )
+        except (RefusedQuery, DatabaseRefused) as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool(annotations=ToolAnnotations(title="List the tables", **read_only))
+    async def list_tables() -> str:
+        """List the tables and columns this tool may read."""
+        try:
+            return as_table(
+                await run_read_only(url, _LIST_TABLES, limits=limits), limits.max_output_chars
+            )
+        except DatabaseRefused as exc:
+            raise ToolError(str(exc)) from None
+
+    return server
+
+
+def main() -> int:
+    build_server(SqlToolSettings()).run("stdio")  # type: ignore[call-arg]
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
