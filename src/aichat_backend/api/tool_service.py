@@ -87,7 +87,7 @@ class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
                     ),
                     state=STATE_TO_PB[s.state],
                     tool_count=s.tool_count,
-                    # The detail (command paths, hosts) is for operators (AdminService.GetRuntimeStatus);
+                    # The detail (command paths, hosts) is for operators, in GetRuntimeStatus;
                     # users see a generic reason.
                     last_error=s.user_error,
                 )
