@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = Field(10 * MIB, ge=1)
     max_attachments_per_message: int = Field(10, ge=0)
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    # PDF text extraction (worker processes; a PDF over any bound is refused, not cut).
+    pdf_max_pages: int = Field(100, ge=1)
+    pdf_max_chars: int = Field(200_000, ge=1)  # extracted text per PDF
+    pdf_cpu_seconds: float = Field(5.0, gt=0)
+    pdf_timeout_seconds: float = Field(10.0, gt=0)  # wall clock, waiting for a reader too
+    pdf_max_memory_mib: int = Field(1024, ge=128)
+    pdf_workers: int = Field(1, ge=1, le=16)
 
     # --- limits -----------------------------------------------------------------------
     rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off

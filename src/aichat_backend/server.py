@@ -32,6 +32,7 @@ from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
+from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
 from aichat_backend.limits.base import LimitSettings
 from aichat_backend.limits.factory import build_limiter
@@ -165,6 +166,16 @@ class App:
             ),
             tools=self.tools,
             observer=self.metrics,
+            pdf=PdfExtractor(
+                PdfLimits(
+                    max_pages=settings.pdf_max_pages,
+                    max_chars=settings.pdf_max_chars,
+                    cpu_seconds=settings.pdf_cpu_seconds,
+                    timeout_seconds=settings.pdf_timeout_seconds,
+                    max_memory_bytes=settings.pdf_max_memory_mib * 1024 * 1024,
+                    workers=settings.pdf_workers,
+                )
+            ),
         )
         self.direct_calls = DirectToolCaller(
             self.db,

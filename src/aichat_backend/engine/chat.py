@@ -51,6 +51,7 @@ from aichat_backend.engine.events import (
 from aichat_backend.engine.leases import Lease, LeaseKeeper
 from aichat_backend.engine.loop_load import LoopLoad
 from aichat_backend.engine.observer import TurnObserver
+from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.sessions import (
     check_request_id,
@@ -172,6 +173,7 @@ class ChatEngine:
         config: ChatConfig,
         tools: ToolProvider | None = None,
         observer: TurnObserver | None = None,
+        pdf: PdfExtractor | None = None,
     ) -> None:
         self._db = db
         self._catalogue = catalogue
@@ -179,7 +181,7 @@ class ChatEngine:
         self._tools = tools
         self._observer = observer or TurnObserver()
         self._limits = attachment_rules.AttachmentLimits(
-            config.max_attachment_bytes, config.max_attachments
+            config.max_attachment_bytes, config.max_attachments, pdf or PdfExtractor()
         )
         self._active: set[_Run] = set()
         self._leases = LeaseKeeper(db, config.lease_seconds)
@@ -187,6 +189,10 @@ class ChatEngine:
         self._finalizers: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def pdf_extractor(self) -> PdfExtractor:
+        return self._limits.pdf
 
     @property
     def catalogue(self) -> ModelCatalogue:
@@ -219,6 +225,7 @@ class ChatEngine:
         while self._finalizers:
             await asyncio.gather(*list(self._finalizers), return_exceptions=True)
         await self._leases.close()
+        await self._limits.pdf.aclose()
         self._load.close()
 
     # --- StreamChat / SendMessage --------------------------------------------------
@@ -235,7 +242,7 @@ class ChatEngine:
                 reason="MESSAGE_TOO_LONG",
                 field="text",
             )
-        files = attachment_rules.prepare(req.attachments, self._limits)
+        files = await attachment_rules.prepare(req.attachments, self._limits)
         if req.model:
             self._catalogue.get(req.model)
 
