@@ -23,6 +23,7 @@ from aichat.v1 import (
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aichat_backend import hardening
 from aichat_backend.api import reflection
 from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.interceptor import RequestInterceptor
@@ -316,10 +317,17 @@ FULL_COLLECTION_AFTER = 100  # gen-1 collections between full ones (CPython's de
 
 
 async def serve(settings: Settings) -> int:
+    # Before any child exists: none of them may read this process's /proc files.
+    hardening.make_undumpable()
     try:
         app = App(settings)
     except ValueError as exc:  # a bad model catalogue or MCP servers file
         raise ConfigError(str(exc)) from None
+    # Every secret has been read into the settings, the catalogue and the tool configs:
+    # the environment (and its exec-time copy in /proc/self/environ) no longer needs them.
+    removed = hardening.scrub_environment()
+    if removed:
+        log.info("secrets removed from the environment", extra={"variables": removed})
     # Out of process: what alembic imports would stay in this one for good.
     await app.start(migrate_in_child=True)
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
