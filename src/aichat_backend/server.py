@@ -63,6 +63,9 @@ SERVICE_NAMES = [
 ]
 
 
+METADATA_LIMIT = 64 * 1024
+
+
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     def ms(seconds: float) -> int:
         return int(seconds * 1000)
@@ -82,6 +85,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_time_ms", ms(settings.keepalive_time_seconds)),
         ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout_seconds)),
         ("grpc.so_reuseport", 0),
+        # Above what Envoy admits (16 KiB of URL and headers, forwarded with copies of the
+        # path it adds): past gRPC's 8 KiB default soft limit a call is refused as
+        # RESOURCE_EXHAUSTED, which REST clients see as a retryable 429.
+        ("grpc.max_metadata_size", METADATA_LIMIT),
+        ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
     ]
 
 
