@@ -348,6 +348,9 @@ async def test_identity_rules(server: Running) -> None:
         ((("x-user-id", ""),), "INVALID_IDENTITY"),
         ((("x-user-id", "   "),), "INVALID_IDENTITY"),
         ((("x-user-id", "a" * 257),), "INVALID_IDENTITY"),
+        # Two spellings must never name one user: " victim " is not "victim".
+        ((("x-user-id", " victim "),), "INVALID_IDENTITY"),
+        ((("x-user-id", "victim "),), "INVALID_IDENTITY"),
         ((("x-user-id", "a"), ("x-user-id", "b")), "AMBIGUOUS_IDENTITY"),
     ]
     for metadata, reason in bad:
