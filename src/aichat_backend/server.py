@@ -130,6 +130,7 @@ class App:
             SessionLimits(
                 memory_max=settings.memory_max,
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+                page_max_bytes=min(settings.list_page_max_bytes, settings.max_message_bytes // 2),
             ),
         )
         self.catalogue = model_catalogue(settings)

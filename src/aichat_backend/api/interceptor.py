@@ -176,9 +176,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     @contextlib.asynccontextmanager
-    async def _handled(
-        self, call: _Call, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[None]:
+    async def _handled(self, call: _Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         """The one ladder every RPC runs in: refuse early, gate, map errors, log the end."""
         code = grpc.StatusCode.OK
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,30 @@ TITLE_FROM_MESSAGE = 60
 class SessionLimits:
     memory_max: int
     idempotency_ttl_seconds: float
+    # A ListMessages page stops early past this many bytes of messages (well under the
+    # 16 MiB gRPC message limit, and its JSON under Envoy's response body limit).
+    page_max_bytes: int = 4 * 1024 * 1024
+
+
+EXPORT_PAGE = 100  # messages per read of an export, fewer when they are large
+
+
+def approximate_size(message: Message) -> int:
+    """Bytes a message takes on the wire, near enough to bound a page (never content)."""
+    size = 256 + len(message.text.encode("utf-8", "replace"))
+    for call in message.tool_calls:
+        size += 128 + len(call.result_text.encode("utf-8", "replace")) + len(str(call.arguments))
+    return size + 256 * len(message.attachments)
+
+
+def by_bytes(items: list[Message], max_bytes: int) -> int:
+    """How many of ``items`` fit in ``max_bytes`` (always at least one)."""
+    total = 0
+    for count, message in enumerate(items):
+        total += approximate_size(message)
+        if total > max_bytes and count > 0:
+            return count
+    return len(items)
 
 
 def parse_session_name(name: str, field: str = "name") -> str:
@@ -270,8 +294,9 @@ class SessionManager:
             await SessionRepository(tx, user_id).get(session_id)
             items = await MessageRepository(tx, user_id).page(session_id, limit + 1, after)
         token = ""
-        if len(items) > limit:
-            items = items[:limit]
+        fit = min(limit, by_bytes(items, self._limits.page_max_bytes))
+        if len(items) > fit:
+            items = items[:fit]
             token = page_tokens.encode(f"messages:{session_id}", user_id, [items[-1].seq])
         return Page(items, token)
 
@@ -280,18 +305,28 @@ class SessionManager:
         async with self._db.transaction() as tx:
             await MessageRepository(tx, user_id).clear(session_id)
 
-    async def export(self, user_id: str, name: str) -> tuple[Session, list[Message]]:
-        """The session and every message (no attachment content), for ExportSession."""
+    async def export(
+        self, user_id: str, name: str
+    ) -> tuple[Session, Callable[[], AsyncIterator[list[Message]]]]:
+        """The session, and a reader of its messages a bounded page at a time (no attachment
+        content) that can be run more than once: ExportSession streams any session."""
         session_id = parse_session_name(name)
         async with self._db.read() as tx:
             session = await SessionRepository(tx, user_id).get(session_id)
-            messages: list[Message] = []
-            repo = MessageRepository(tx, user_id)
+
+        async def pages() -> AsyncIterator[list[Message]]:
             after: int | None = None
             while True:
-                batch = await repo.page(session_id, 1000, after)
-                messages.extend(batch)
-                if len(batch) < 1000:
-                    break
-                after = batch[-1].seq
-        return session, messages
+                # One short read per page: a slow reader of the export holds no connection.
+                async with self._db.read() as tx:
+                    batch = await MessageRepository(tx, user_id).page(
+                        session_id, EXPORT_PAGE + 1, after
+                    )
+                fit = min(EXPORT_PAGE, by_bytes(batch, self._limits.page_max_bytes))
+                if batch[:fit]:
+                    yield batch[:fit]
+                if len(batch) <= fit:
+                    return
+                after = batch[fit - 1].seq
+
+        return session, pages

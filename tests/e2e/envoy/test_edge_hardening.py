@@ -99,3 +99,48 @@ async def test_rest_clients_keep_the_json_status(http: httpx2.AsyncClient) -> No
     response = await http.get("/v1/chat/sessions")
     assert response.status_code == 401
     assert reason(status_body(response)) == "UNAUTHENTICATED"
+
+
+async def test_export_takes_the_short_format_names_and_lists_them_when_wrong(
+    http: httpx2.AsyncClient, stack: ChatStack, token: str
+) -> None:
+    session = await new_session(http, token, displayName="Short names")
+    for name, content_type in [
+        ("text", "text/plain"),
+        ("markdown", "text/markdown"),
+        ("json", "application/json"),
+        ("EXPORT_FORMAT_MARKDOWN", "text/markdown"),
+    ]:
+        response = await http.get(
+            f"/v1/chat/{session}:export", params={"format": name}, headers=bearer(token)
+        )
+        assert response.status_code == 200, (name, response.text)
+        assert response.headers["content-type"].startswith(content_type), name
+    wrong = await http.get(
+        f"/v1/chat/{session}:export", params={"format": "pdf"}, headers=bearer(token)
+    )
+    assert wrong.status_code == 400
+    body = status_body(wrong)
+    assert reason(body) == "INVALID_FORMAT"
+    assert "text, markdown, json" in body["message"]
+    assert "aichat.v1" not in body["message"]
+
+
+async def test_a_large_session_exports_through_envoy_as_one_body(
+    http: httpx2.AsyncClient, stack: ChatStack, user: str, token: str
+) -> None:
+    session = await new_session(http, token)
+    texts = []
+    for i in range(3):
+        question, answer = f"q{i}:" + "x" * 999_000, f"a{i}:" + "y" * 1_000_000
+        stack.fake.enqueue(
+            Script(tokens=[answer[j : j + 65536] for j in range(0, 1_000_003, 65536)])
+        )
+        await stack.turn(user, session, question)
+        texts += [question, answer]
+    response = await http.get(
+        f"/v1/chat/{session}:export", params={"format": "json"}, headers=bearer(token)
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert [m["text"] for m in response.json()["messages"]] == texts
+    assert response.headers["content-disposition"].startswith("attachment;")
