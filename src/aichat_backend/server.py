@@ -221,6 +221,7 @@ class App:
                     self.settings.max_user_id_length,
                     observer=self.metrics,
                     gate=self.limits.check_rate,
+                    max_response_bytes=self.settings.max_message_bytes,
                 )
             ],
             options=server_options(self.settings),

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import session_service_pb2 as spb
 
 from aichat_backend.devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
-from tests.support.grpc_helpers import joined_body, md
+from tests.support.grpc_helpers import error_info, joined_body, md
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -71,3 +72,27 @@ async def test_a_large_session_can_be_listed_and_exported(stack: ChatStack, user
             text = body.data.decode()
             assert f"- Messages: {len(texts)}" in text
             assert all(t in text for t in texts)
+
+
+async def test_a_response_over_the_limit_is_ours_non_retryable_and_counted(
+    sqlite_url: str, user: str
+) -> None:
+    async with chat_stack("openai", sqlite_url, max_message_bytes=200_000) as stack:
+        session = await stack.new_session(user)
+        # A 300 kB answer: its deltas fit, the last event carrying the whole answer does not.
+        stack.fake.enqueue(Script(tokens=["z" * 50_000] * 6))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.turn(user, session, "say a lot")
+        # Not gRPC's own RESOURCE_EXHAUSTED (a 429 telling REST clients to retry), and
+        # the access log and metrics saw it (they said OK for gRPC's own refusal).
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(err.value).reason == "RESPONSE_TOO_LARGE"
+        handled = stack.server.app.metrics.handled.labels(
+            "server_stream", "aichat.v1.ChatService", "StreamChat", "FAILED_PRECONDITION"
+        )
+        assert handled._value.get() == 1
+        # What was stored can still be read, a bounded page at a time.
+        page = await stack.server.sessions.ListMessages(
+            spb.ListMessagesRequest(parent=session), metadata=md(user)
+        )
+        assert page.messages[0].text == "say a lot"

@@ -21,7 +21,12 @@ from google.rpc import status_pb2
 
 from aichat_backend import request_context
 from aichat_backend.api.errors import grpc_code_of, internal_status, to_status
-from aichat_backend.errors import AichatError, InvalidArgument, Unauthenticated
+from aichat_backend.errors import (
+    AichatError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+)
 
 log = logging.getLogger("aichat_backend.access")
 
@@ -123,7 +128,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         max_user_id_length: int = 256,
         observer: RpcObserver | None = None,
         gate: Gate | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
     ) -> None:
+        self._max_response = max_response_bytes
         self._auth_header = auth_header.lower()
         self._max_user = max_user_id_length
         self._observer: RpcObserver = observer or _Unobserved()
@@ -205,6 +212,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             call = self._begin(method, context, request, "unary")
             async with self._handled(call, context):
                 response = await behavior(request, context)
+                self._check_size(response)
                 await _send_headers(context, call)
                 return response
 
@@ -218,12 +226,26 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             headers_sent = False
             async with self._handled(call, context):
                 async for item in behavior(request, context):
+                    self._check_size(item)
                     if not headers_sent:
                         await _send_headers(context, call)
                         headers_sent = True
                     yield item
 
         return wrapped
+
+    def _check_size(self, response: Any) -> None:
+        """Past the send limit gRPC itself would fail the call after we return, as a
+        retryable RESOURCE_EXHAUSTED (429 through REST) that our log and metrics never
+        see: refuse it here instead, as ours, non-retryable and counted."""
+        size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+        if size > self._max_response:
+            raise FailedPrecondition(
+                f"the response would be {size} bytes, over the {self._max_response} byte "
+                "limit: ask for a smaller page",
+                reason="RESPONSE_TOO_LARGE",
+                metadata={"limit_bytes": str(self._max_response)},
+            )
 
     def _finish(self, call: _Call, code: grpc.StatusCode) -> None:
         seconds = time.perf_counter() - call.start

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
+from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.store import page_tokens
 from aichat_backend.store.database import Database
@@ -40,27 +41,6 @@ class SessionLimits:
     # A ListMessages page stops early past this many bytes of messages (well under the
     # 16 MiB gRPC message limit, and its JSON under Envoy's response body limit).
     page_max_bytes: int = 4 * 1024 * 1024
-
-
-EXPORT_PAGE = 100  # messages per read of an export, fewer when they are large
-
-
-def approximate_size(message: Message) -> int:
-    """Bytes a message takes on the wire, near enough to bound a page (never content)."""
-    size = 256 + len(message.text.encode("utf-8", "replace"))
-    for call in message.tool_calls:
-        size += 128 + len(call.result_text.encode("utf-8", "replace")) + len(str(call.arguments))
-    return size + 256 * len(message.attachments)
-
-
-def by_bytes(items: list[Message], max_bytes: int) -> int:
-    """How many of ``items`` fit in ``max_bytes`` (always at least one)."""
-    total = 0
-    for count, message in enumerate(items):
-        total += approximate_size(message)
-        if total > max_bytes and count > 0:
-            return count
-    return len(items)
 
 
 def parse_session_name(name: str, field: str = "name") -> str:
