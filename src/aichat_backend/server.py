@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 # Health service names of optional dependencies (degraded, never NOT_SERVING overall).
 LIMITS_HEALTH = "aichat.limits.shared"
 TOOLS_HEALTH = "aichat.tools"
+# "" is liveness (the process answers: restart it when this fails); READINESS also needs
+# the database (take it out of rotation while this says NOT_SERVING, do not restart it).
+READINESS_HEALTH = "aichat.readiness"
 
 SERVICE_NAMES = [
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
@@ -288,6 +291,12 @@ class App:
             health_pb2.HealthCheckResponse.SERVING,
             health_pb2.HealthCheckResponse.NOT_SERVING,
         )
+        try:
+            await self.db.ping()
+            ready = serving
+        except Exception:  # unreachable, frozen, refused: every request would fail now
+            ready = not_serving
+        await self.health.set(READINESS_HEALTH, ready)
         if self.settings.redis_url:
             degraded = self.limiter.degraded()
             await self.health.set(LIMITS_HEALTH, not_serving if degraded else serving)
