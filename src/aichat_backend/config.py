@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     auth_header: str = "x-user-id"
     max_user_id_length: int = Field(256, ge=1, le=256)  # the user_id columns hold 256
     max_message_bytes: int = Field(16 * MIB, ge=1024)
+    # A ListMessages page (and each read of an export) stops early past this many bytes.
+    list_page_max_bytes: int = Field(4 * MIB, ge=1024)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     # Clients may ping this often on idle streams without being cut off.
     keepalive_min_ping_interval_seconds: float = Field(10.0, gt=0)
@@ -90,6 +92,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
     # The web page's title (seed 003's APP_NAME and its default); see web_config.py.
     app_name: str = Field("Galaxy Chat", min_length=1, max_length=100)
+    # PDF text extraction (worker processes; a PDF over any bound is refused, not cut).
+    pdf_max_pages: int = Field(100, ge=1)
+    pdf_max_chars: int = Field(200_000, ge=1)  # extracted text per PDF
+    pdf_cpu_seconds: float = Field(5.0, gt=0)
+    pdf_timeout_seconds: float = Field(10.0, gt=0)  # wall clock, waiting for a reader too
+    pdf_max_memory_mib: int = Field(1024, ge=128)
+    pdf_workers: int = Field(1, ge=1, le=16)
 
     # --- limits -----------------------------------------------------------------------
     rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off

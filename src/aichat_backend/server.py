@@ -24,6 +24,7 @@ from aichat.v1 import (
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aichat_backend import hardening
 from aichat_backend.admin.wiring import AdminParts
 from aichat_backend.api import reflection
 from aichat_backend.api.chat_service import ChatServicer
@@ -35,6 +36,7 @@ from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
+from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
 from aichat_backend.limits.base import LimitSettings
 from aichat_backend.limits.factory import build_limiter
@@ -60,6 +62,9 @@ LIMITS_NOT_SHARED = (
     "limit store to check"
 )
 TOOLS_HEALTH = "aichat.tools"
+# "" is liveness (the process answers: restart it when this fails); READINESS also needs
+# the database (take it out of rotation while this says NOT_SERVING, do not restart it).
+READINESS_HEALTH = "aichat.readiness"
 
 SERVICE_NAMES = [
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
@@ -67,6 +72,9 @@ SERVICE_NAMES = [
     tool_service_pb2.DESCRIPTOR.services_by_name["ToolService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
+
+
+METADATA_LIMIT = 64 * 1024
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -88,6 +96,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_time_ms", ms(settings.keepalive_time_seconds)),
         ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout_seconds)),
         ("grpc.so_reuseport", 0),
+        # Above what Envoy admits (16 KiB of URL and headers, forwarded with copies of the
+        # path it adds): past gRPC's 8 KiB default soft limit a call is refused as
+        # RESOURCE_EXHAUSTED, which REST clients see as a retryable 429.
+        ("grpc.max_metadata_size", METADATA_LIMIT),
+        ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
     ]
 
 
@@ -129,6 +142,7 @@ class App:
             SessionLimits(
                 memory_max=settings.memory_max,
                 idempotency_ttl_seconds=settings.idempotency_ttl_hours * 3600,
+                page_max_bytes=min(settings.list_page_max_bytes, settings.max_message_bytes // 2),
             ),
             # A session on a model we do not have is refused when made, not at its first turn.
             model_exists=self.catalogue.has,
@@ -173,6 +187,16 @@ class App:
             ),
             tools=self.tools,
             observer=self.metrics,
+            pdf=PdfExtractor(
+                PdfLimits(
+                    max_pages=settings.pdf_max_pages,
+                    max_chars=settings.pdf_max_chars,
+                    cpu_seconds=settings.pdf_cpu_seconds,
+                    timeout_seconds=settings.pdf_timeout_seconds,
+                    max_memory_bytes=settings.pdf_max_memory_mib * 1024 * 1024,
+                    workers=settings.pdf_workers,
+                )
+            ),
         )
         self.direct_calls = DirectToolCaller(
             self.db,
@@ -211,6 +235,7 @@ class App:
                     self.settings.max_user_id_length,
                     observer=self.metrics,
                     gate=self.admin.gate(self.limits.check_rate),
+                    max_response_bytes=self.settings.max_message_bytes,
                 )
             ],
             options=server_options(self.settings),
@@ -285,6 +310,12 @@ class App:
             health_pb2.HealthCheckResponse.SERVING,
             health_pb2.HealthCheckResponse.NOT_SERVING,
         )
+        try:
+            await self.db.ping()
+            ready = serving
+        except Exception:  # unreachable, frozen, refused: every request would fail now
+            ready = not_serving
+        await self.health.set(READINESS_HEALTH, ready)
         if self.settings.redis_url:
             degraded = self.limiter.degraded()
             await self.health.set(LIMITS_HEALTH, not_serving if degraded else serving)
@@ -325,10 +356,17 @@ FULL_COLLECTION_AFTER = 100  # gen-1 collections between full ones (CPython's de
 
 
 async def serve(settings: Settings) -> int:
+    # Before any child exists: none of them may read this process's /proc files.
+    hardening.make_undumpable()
     try:
         app = App(settings)
     except ValueError as exc:  # a bad model catalogue or MCP servers file
         raise ConfigError(str(exc)) from None
+    # Every secret has been read into the settings, the catalogue and the tool configs:
+    # the environment (and its exec-time copy in /proc/self/environ) no longer needs them.
+    removed = hardening.scrub_environment()
+    if removed:
+        log.info("secrets removed from the environment", extra={"variables": removed})
     # Out of process: what alembic imports would stay in this one for good.
     await app.start(migrate_in_child=True)
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it

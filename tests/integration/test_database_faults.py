@@ -249,3 +249,38 @@ async def test_freeze_drop_pass_cycles(
             await _until_recovered(server, user, kept[0].name)
             kept.append(await _create(server, user, display_name=f"after {'+'.join(faults)}"))
             await _assert_data_survived(server, user, kept)
+
+
+@pytest.mark.timeout(30)
+async def test_readiness_follows_the_database_while_liveness_stays_up(
+    pg_fresh: tuple[str, str], proxy: FaultProxy, tmp_path: Any
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from aichat_backend.server import READINESS_HEALTH
+
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    _, url = pg_fresh
+    async with _server(url, proxy, tmp_path) as server:
+        health = health_pb2_grpc.HealthStub(server.channel)
+
+        async def readiness_becomes(status: int) -> None:
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=READINESS_HEALTH))
+            async for reply in watch:
+                if reply.status == status:
+                    watch.cancel()
+                    return
+
+        async with asyncio.timeout(20):
+            await readiness_becomes(serving)
+        await proxy.set_mode("refuse")
+        async with asyncio.timeout(20):
+            await readiness_becomes(not_serving)
+        live = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert live.status == serving  # the process is fine: do not restart it
+        await proxy.set_mode("pass")
+        async with asyncio.timeout(20):
+            await readiness_becomes(serving)

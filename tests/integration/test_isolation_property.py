@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 from aichat_backend.domain import Role
 from aichat_backend.errors import NotFound
 from aichat_backend.store.messages_repo import MessageRepository
-from tests.support.grpc_helpers import error_info, md
+from tests.support.grpc_helpers import error_info, joined_body, md
 from tests.support.server import Running, make_settings, running_server
 
 T = TypeVar("T")
@@ -324,11 +324,14 @@ def make_machine(live: LiveServer) -> type[RuleBasedStateMachine]:
 
         @rule(user=st.sampled_from(USERS), ref=refs)
         def export(self, user: int, ref: Ref) -> None:
-            rpc = partial(
-                server.sessions.ExportSession,
-                spb.ExportSessionRequest(name=ref.name, format=spb.EXPORT_FORMAT_JSON),
-                metadata=md(self.uid(user)),
-            )
+            def rpc() -> Awaitable[Any]:
+                return joined_body(
+                    server.sessions.ExportSession(
+                        spb.ExportSessionRequest(name=ref.name, format=spb.EXPORT_FORMAT_JSON),
+                        metadata=md(self.uid(user)),
+                    )
+                )
+
             if ref.session_id not in self.model[user]:
                 expect_not_found(rpc, ref.name)
                 return

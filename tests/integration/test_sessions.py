@@ -12,7 +12,7 @@ from google.protobuf import field_mask_pb2
 
 from aichat_backend.domain import Role
 from aichat_backend.store.messages_repo import MessageRepository
-from tests.support.grpc_helpers import error_info, md, retry_info
+from tests.support.grpc_helpers import error_info, joined_body, md, retry_info
 from tests.support.server import Running
 
 pytestmark = pytest.mark.timeout(30)
@@ -113,8 +113,10 @@ async def test_other_users_session_is_not_found(
         server.sessions.ClearMessages(
             spb.ClearMessagesRequest(name=s.name), metadata=md(other_user)
         ),
-        server.sessions.ExportSession(
-            spb.ExportSessionRequest(name=s.name), metadata=md(other_user)
+        joined_body(
+            server.sessions.ExportSession(
+                spb.ExportSessionRequest(name=s.name), metadata=md(other_user)
+            )
         ),
         server.sessions.UpdateSession(
             spb.UpdateSessionRequest(
@@ -300,7 +302,7 @@ async def test_export(server: Running, user: str, fmt: int, content_type: str, e
     call = server.sessions.ExportSession(
         spb.ExportSessionRequest(name=s.name, format=fmt), metadata=md(user)
     )
-    body = await call
+    body = await joined_body(call)
     headers = dict(await call.initial_metadata())
     assert body.content_type == content_type
     assert headers["content-disposition"] == f'attachment; filename="Weekly-report.{ext}"'
@@ -348,6 +350,9 @@ async def test_identity_rules(server: Running) -> None:
         ((("x-user-id", ""),), "INVALID_IDENTITY"),
         ((("x-user-id", "   "),), "INVALID_IDENTITY"),
         ((("x-user-id", "a" * 257),), "INVALID_IDENTITY"),
+        # Two spellings must never name one user: " victim " is not "victim".
+        ((("x-user-id", " victim "),), "INVALID_IDENTITY"),
+        ((("x-user-id", "victim "),), "INVALID_IDENTITY"),
         ((("x-user-id", "a"), ("x-user-id", "b")), "AMBIGUOUS_IDENTITY"),
     ]
     for metadata, reason in bad:

@@ -104,6 +104,20 @@ class Envoy:
         path = self.workdir / "envoy.log"
         return path.read_text()[-4000:] if path.exists() else ""
 
+    async def access_log_entry(self, request_id: str, within: float = 10.0) -> dict[str, Any]:
+        """The access log's JSON line for ``request_id``, once Envoy has written it."""
+        path = self.workdir / "access.log"
+
+        async def probe() -> dict[str, Any] | None:
+            for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+                if request_id in line:
+                    entry: dict[str, Any] = json.loads(line)
+                    return entry
+            return None
+
+        found: dict[str, Any] = await _poll(f"access log line {request_id}", probe, within)
+        return found
+
     async def admin(self, path: str) -> str:
         async with httpx2.AsyncClient(base_url=self.admin_url, timeout=5) as client:
             response = await client.get(path)

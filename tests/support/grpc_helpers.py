@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+from google.api import httpbody_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -36,3 +39,12 @@ def retry_info(err: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
         if detail.Unpack(info):
             return info
     return None
+
+
+async def joined_body(call: Any) -> httpbody_pb2.HttpBody:
+    """A streamed google.api.HttpBody (ExportSession) as one: first content type, all data."""
+    chunks = [chunk async for chunk in call]
+    return httpbody_pb2.HttpBody(
+        content_type=chunks[0].content_type if chunks else "",
+        data=b"".join(c.data for c in chunks),
+    )

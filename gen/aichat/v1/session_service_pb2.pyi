@@ -35,6 +35,18 @@ class _ExportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportFo
     """Markdown."""
     EXPORT_FORMAT_JSON: _ExportFormat.ValueType  # 3
     """JSON, the session and its messages as the API returns them."""
+    TEXT: _ExportFormat.ValueType  # 1
+    """Alias of EXPORT_FORMAT_TEXT.
+    buf:lint:ignore ENUM_VALUE_PREFIX
+    """
+    MARKDOWN: _ExportFormat.ValueType  # 2
+    """Alias of EXPORT_FORMAT_MARKDOWN.
+    buf:lint:ignore ENUM_VALUE_PREFIX
+    """
+    JSON: _ExportFormat.ValueType  # 3
+    """Alias of EXPORT_FORMAT_JSON.
+    buf:lint:ignore ENUM_VALUE_PREFIX
+    """
 
 class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper):
     """Document formats for ExportSession."""
@@ -47,6 +59,18 @@ EXPORT_FORMAT_MARKDOWN: ExportFormat.ValueType  # 2
 """Markdown."""
 EXPORT_FORMAT_JSON: ExportFormat.ValueType  # 3
 """JSON, the session and its messages as the API returns them."""
+TEXT: ExportFormat.ValueType  # 1
+"""Alias of EXPORT_FORMAT_TEXT.
+buf:lint:ignore ENUM_VALUE_PREFIX
+"""
+MARKDOWN: ExportFormat.ValueType  # 2
+"""Alias of EXPORT_FORMAT_MARKDOWN.
+buf:lint:ignore ENUM_VALUE_PREFIX
+"""
+JSON: ExportFormat.ValueType  # 3
+"""Alias of EXPORT_FORMAT_JSON.
+buf:lint:ignore ENUM_VALUE_PREFIX
+"""
 Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
 
 @_typing.final

@@ -76,7 +76,7 @@ class SessionServiceStub:
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.ClearMessagesRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
-        self.ExportSession = channel.unary_unary(
+        self.ExportSession = channel.unary_stream(
                 '/aichat.v1.SessionService/ExportSession',
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
@@ -140,7 +140,9 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportSession(self, request, context):
-        """Exports a session as a downloadable document (text, Markdown or JSON).
+        """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
+        chunks: the first carries the content type, the document is their data joined.
+        Through Envoy it is one HTTP response body of any size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,7 +186,7 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     request_deserializer=aichat_dot_v1_dot_session__service__pb2.ClearMessagesRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
-            'ExportSession': grpc.unary_unary_rpc_method_handler(
+            'ExportSession': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportSession,
                     request_deserializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
@@ -404,7 +406,7 @@ class SessionService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/aichat.v1.SessionService/ExportSession',

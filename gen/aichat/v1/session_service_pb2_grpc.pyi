@@ -37,8 +37,11 @@ class SessionServiceStub:
     """Lists a session's messages, oldest first."""
     ClearMessages: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ClearMessagesRequest, _empty_pb2.Empty]
     """Deletes every message of a session, keeping the session itself."""
-    ExportSession: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ExportSessionRequest, _httpbody_pb2.HttpBody]
-    """Exports a session as a downloadable document (text, Markdown or JSON)."""
+    ExportSession: _aio.UnaryStreamMultiCallable[_session_service_pb2.ExportSessionRequest, _httpbody_pb2.HttpBody]
+    """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
+    chunks: the first carries the content type, the document is their data joined.
+    Through Envoy it is one HTTP response body of any size.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the calling user's chat sessions and their messages.
@@ -107,8 +110,11 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     def ExportSession(
         self,
         request: _session_service_pb2.ExportSessionRequest,
-        context: _aio.ServicerContext[_session_service_pb2.ExportSessionRequest, _abc.Awaitable[_httpbody_pb2.HttpBody]],
-    ) -> _abc.Awaitable[_httpbody_pb2.HttpBody]:
-        """Exports a session as a downloadable document (text, Markdown or JSON)."""
+        context: _aio.ServicerContext[_session_service_pb2.ExportSessionRequest, _abc.AsyncIterator[_httpbody_pb2.HttpBody]],
+    ) -> _abc.AsyncIterator[_httpbody_pb2.HttpBody]:
+        """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
+        chunks: the first carries the content type, the document is their data joined.
+        Through Envoy it is one HTTP response body of any size.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _aio.Server) -> None: ...

@@ -1,29 +1,62 @@
-"""ExportSession documents: text, Markdown or JSON, with a download file name."""
+"""ExportSession documents: text, Markdown or JSON, streamed in chunks with a file name.
+
+A session of any size can be exported: messages are read a page at a time and the
+document leaves as a stream of ``HttpBody`` chunks, none near the gRPC message limit.
+The header (message count, models, tools) needs the whole session, so the messages are
+read twice: once for that summary, once to render.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 
 from aichat.v1 import session_service_pb2 as spb
 from google.protobuf import json_format
 
 from aichat_backend import domain
 from aichat_backend.api.convert import message_to_pb, session_to_pb
+from aichat_backend.errors import InvalidArgument
+
+CHUNK_BYTES = 1024 * 1024
+# REST takes these (any case) as well as the full enum names: aliases in the contract.
+SHORT_NAMES = ("text", "markdown", "json")
+
+Pages = Callable[[], AsyncIterator[list[domain.Message]]]
+
+
+def check_format(value: int) -> int:
+    if value not in spb.ExportFormat.values():
+        raise InvalidArgument(
+            f"format must be one of: {', '.join(SHORT_NAMES)}",
+            reason="INVALID_FORMAT",
+            field="format",
+            metadata={"valid_values": ",".join(SHORT_NAMES)},
+        )
+    return value
+
+
+@dataclass
+class Summary:
+    count: int = 0
+    tools: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+
+
+async def summarize(pages: Pages) -> Summary:
+    summary = Summary()
+    async for page in pages():
+        summary.count += len(page)
+        summary.tools.update(c.tool_name for m in page for c in m.tool_calls)
+        summary.models.update(m.model for m in page if m.model)
+    return summary
 
 
 def _when(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _tools_used(messages: list[domain.Message]) -> list[str]:
-    return sorted({c.tool_name for m in messages for c in m.tool_calls})
-
-
-def _models_used(session: domain.Session, messages: list[domain.Message]) -> list[str]:
-    used = sorted({m.model for m in messages if m.model})
-    return used or ([session.model] if session.model else [])
 
 
 def filename_for(session: domain.Session, extension: str) -> str:
@@ -31,69 +64,95 @@ def filename_for(session: domain.Session, extension: str) -> str:
     return f"{(stem or session.id)[:60]}.{extension}"
 
 
-def render(
-    fmt: int, session: domain.Session, messages: list[domain.Message]
-) -> tuple[str, str, bytes]:
-    """(content type, file name, body) of the export."""
+def describe(fmt: int, session: domain.Session) -> tuple[str, str]:
+    """(content type, file name) of the export."""
     if fmt == spb.EXPORT_FORMAT_JSON:
-        doc = {
-            "session": json_format.MessageToDict(session_to_pb(session)),
-            "messages": [json_format.MessageToDict(message_to_pb(m)) for m in messages],
-        }
-        body = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-        return "application/json", filename_for(session, "json"), body.encode()
-    markdown = fmt == spb.EXPORT_FORMAT_MARKDOWN
+        return "application/json", filename_for(session, "json")
+    if fmt == spb.EXPORT_FORMAT_MARKDOWN:
+        return "text/markdown; charset=utf-8", filename_for(session, "md")
+    return "text/plain; charset=utf-8", filename_for(session, "txt")
+
+
+async def render(
+    fmt: int, session: domain.Session, summary: Summary, pages: Pages
+) -> AsyncIterator[bytes]:
+    """The document, in chunks of at most about ``CHUNK_BYTES``."""
+    if fmt == spb.EXPORT_FORMAT_JSON:
+        parts = _json_parts(session, pages)
+    else:
+        parts = _text_parts(fmt == spb.EXPORT_FORMAT_MARKDOWN, session, summary, pages)
+    buffer = bytearray()
+    async for part in parts:
+        buffer += part.encode()
+        while len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer[:CHUNK_BYTES])
+            del buffer[:CHUNK_BYTES]
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _json_parts(session: domain.Session, pages: Pages) -> AsyncIterator[str]:
+    head = json.dumps(json_format.MessageToDict(session_to_pb(session)), ensure_ascii=False)
+    yield '{\n  "session": ' + head + ',\n  "messages": ['
+    first = True
+    async for page in pages():
+        for m in page:
+            doc = json.dumps(json_format.MessageToDict(message_to_pb(m)), ensure_ascii=False)
+            yield ("\n    " if first else ",\n    ") + doc
+            first = False
+    yield "\n  ]\n}\n"
+
+
+async def _text_parts(
+    markdown: bool, session: domain.Session, summary: Summary, pages: Pages
+) -> AsyncIterator[str]:
+    yield "\n".join(_header(markdown, session, summary)) + "\n"
+    async for page in pages():
+        for m in page:
+            yield "\n".join(_message_lines(markdown, m)) + "\n"
+
+
+def _header(markdown: bool, session: domain.Session, summary: Summary) -> list[str]:
     title = session.display_name or session.name
-    tools = ", ".join(_tools_used(messages)) or "none"
-    models = ", ".join(_models_used(session, messages)) or "server default"
-    lines: list[str] = []
+    tools = ", ".join(sorted(summary.tools)) or "none"
+    used = sorted(summary.models) or ([session.model] if session.model else [])
+    models = ", ".join(used) or "server default"
     if markdown:
-        lines += [
+        return [
             f"# {title}",
             "",
             f"- Session: `{session.name}`",
             f"- Created: {_when(session.create_time_us)}",
             f"- Model: {models}",
             f"- Tools used: {tools}",
-            f"- Messages: {len(messages)}",
+            f"- Messages: {summary.count}",
             "",
         ]
-    else:
-        lines += [
-            f"Chat: {title}",
-            f"Session: {session.name}",
-            f"Created: {_when(session.create_time_us)}",
-            f"Model: {models}",
-            f"Tools used: {tools}",
-            f"Messages: {len(messages)}",
-            "=" * 60,
-            "",
-        ]
-    for m in messages:
-        who = m.role.value.capitalize()
-        suffix = "" if m.state is domain.MessageState.COMPLETE else f" ({m.state.value})"
-        header = f"{who} · {_when(m.create_time_us)}{suffix}"
-        lines.append(f"## {header}" if markdown else f"[{header}]")
-        if markdown:
-            lines.append("")
-        if m.text:
-            lines.append(m.text)
-        for a in m.attachments:
-            lines.append(
-                f"{'- ' if markdown else '  '}attachment: {a.filename} "
-                f"({a.mime_type}, {a.size_bytes} bytes)"
-            )
-        for c in m.tool_calls:
-            args = json.dumps(c.arguments, ensure_ascii=False)
-            lines.append(
-                f"{'- ' if markdown else '  '}tool {c.tool_name}({args}) → "
-                f"{c.state.value}: {c.result_text[:500]}"
-            )
-        lines.append("")
+    return [
+        f"Chat: {title}",
+        f"Session: {session.name}",
+        f"Created: {_when(session.create_time_us)}",
+        f"Model: {models}",
+        f"Tools used: {tools}",
+        f"Messages: {summary.count}",
+        "=" * 60,
+        "",
+    ]
+
+
+def _message_lines(markdown: bool, m: domain.Message) -> Iterator[str]:
+    who = m.role.value.capitalize()
+    suffix = "" if m.state is domain.MessageState.COMPLETE else f" ({m.state.value})"
+    header = f"{who} · {_when(m.create_time_us)}{suffix}"
+    yield f"## {header}" if markdown else f"[{header}]"
     if markdown:
-        return (
-            "text/markdown; charset=utf-8",
-            filename_for(session, "md"),
-            "\n".join(lines).encode(),
-        )
-    return "text/plain; charset=utf-8", filename_for(session, "txt"), "\n".join(lines).encode()
+        yield ""
+    if m.text:
+        yield m.text
+    bullet = "- " if markdown else "  "
+    for a in m.attachments:
+        yield f"{bullet}attachment: {a.filename} ({a.mime_type}, {a.size_bytes} bytes)"
+    for c in m.tool_calls:
+        args = json.dumps(c.arguments, ensure_ascii=False)
+        yield f"{bullet}tool {c.tool_name}({args}) → {c.state.value}: {c.result_text[:500]}"
+    yield ""

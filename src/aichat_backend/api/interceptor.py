@@ -8,6 +8,7 @@ function runs in the RPC's own task, which is what lets the context variables of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -20,7 +21,12 @@ from google.rpc import status_pb2
 
 from aichat_backend import request_context
 from aichat_backend.api.errors import grpc_code_of, internal_status, to_status
-from aichat_backend.errors import AichatError, InvalidArgument, Unauthenticated
+from aichat_backend.errors import (
+    AichatError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+)
 
 log = logging.getLogger("aichat_backend.access")
 
@@ -78,10 +84,17 @@ class _Call:
                     reason="MISSING_IDENTITY" if not users else "AMBIGUOUS_IDENTITY",
                 )
             else:
-                user = users[0].strip()
-                if not user or len(user) > max_user or not user.isprintable():
+                user = users[0]
+                # Never trimmed: " victim " and "victim" would name one user.
+                if (
+                    not user.strip()
+                    or user != user.strip()
+                    or len(user) > max_user
+                    or not user.isprintable()
+                ):
                     self.error = Unauthenticated(
-                        f"{auth_header} must be 1-{max_user} printable characters",
+                        f"{auth_header} must be 1-{max_user} printable characters, without "
+                        "leading or trailing spaces",
                         reason="INVALID_IDENTITY",
                     )
                 else:
@@ -115,7 +128,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         max_user_id_length: int = 256,
         observer: RpcObserver | None = None,
         gate: Gate | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
     ) -> None:
+        self._max_response = max_response_bytes
         self._auth_header = auth_header.lower()
         self._max_user = max_user_id_length
         self._observer: RpcObserver = observer or _Unobserved()
@@ -168,32 +183,39 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
         return call
 
+    @contextlib.asynccontextmanager
+    async def _handled(self, call: _Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """The one ladder every RPC runs in: refuse early, gate, map errors, log the end."""
+        code = grpc.StatusCode.OK
+        try:
+            if call.error is not None:
+                raise call.error
+            if self._gate is not None and call.user is not None:
+                await self._gate(call.user)
+            yield
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:  # the top of the request
+            status = _status_for(call, exc)
+            code = grpc_code_of(status)
+            await abort_with(context, status, call.request_id)
+        finally:
+            self._finish(call, code)
+
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = self._begin(method, context, request, "unary")
-            code = grpc.StatusCode.OK
-            try:
-                if call.error is not None:
-                    raise call.error
-                if self._gate is not None and call.user is not None:
-                    await self._gate(call.user)
+            async with self._handled(call, context):
                 response = await behavior(request, context)
+                self._check_size(response)
                 await _send_headers(context, call)
                 return response
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:  # the top of the request
-                status = _status_for(call, exc)
-                code = grpc_code_of(status)
-                await abort_with(context, status, call.request_id)
-            finally:
-                self._finish(call, code)
 
         return wrapped
 
@@ -202,32 +224,29 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._begin(method, context, request, "server_stream")
-            code = grpc.StatusCode.OK
             headers_sent = False
-            try:
-                if call.error is not None:
-                    raise call.error
-                if self._gate is not None and call.user is not None:
-                    await self._gate(call.user)
+            async with self._handled(call, context):
                 async for item in behavior(request, context):
+                    self._check_size(item)
                     if not headers_sent:
                         await _send_headers(context, call)
                         headers_sent = True
                     yield item
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
-                raise
-            except (asyncio.CancelledError, GeneratorExit):
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:  # the top of the request
-                status = _status_for(call, exc)
-                code = grpc_code_of(status)
-                await abort_with(context, status, call.request_id)
-            finally:
-                self._finish(call, code)
 
         return wrapped
+
+    def _check_size(self, response: Any) -> None:
+        """Past the send limit gRPC itself would fail the call after we return, as a
+        retryable RESOURCE_EXHAUSTED (429 through REST) that our log and metrics never
+        see: refuse it here instead, as ours, non-retryable and counted."""
+        size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+        if size > self._max_response:
+            raise FailedPrecondition(
+                f"the response would be {size} bytes, over the {self._max_response} byte "
+                "limit: ask for a smaller page",
+                reason="RESPONSE_TOO_LARGE",
+                metadata={"limit_bytes": str(self._max_response)},
+            )
 
     def _finish(self, call: _Call, code: grpc.StatusCode) -> None:
         seconds = time.perf_counter() - call.start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
@@ -12,7 +14,6 @@ from google.protobuf import empty_pb2
 from aichat_backend.api import convert, export
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS
 from aichat_backend.engine.sessions import SessionManager
-from aichat_backend.errors import InvalidArgument
 from aichat_backend.request_context import add_response_header, current_user
 
 
@@ -85,13 +86,16 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
 
     async def ExportSession(
         self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext
-    ) -> httpbody_pb2.HttpBody:
-        if request.format not in spb.ExportFormat.values():
-            raise InvalidArgument(
-                "format must be text, markdown or json", reason="INVALID_FORMAT", field="format"
-            )
-        session, messages = await self._sessions.export(current_user(), request.name)
-        content_type, filename, body = export.render(request.format, session, messages)
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        fmt = export.check_format(request.format)
+        session, pages = await self._sessions.export(current_user(), request.name)
+        summary = await export.summarize(pages)
+        content_type, filename = export.describe(fmt, session)
         # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
         add_response_header("content-disposition", f'attachment; filename="{filename}"')
-        return httpbody_pb2.HttpBody(content_type=content_type, data=body)
+        first = True
+        async for chunk in export.render(fmt, session, summary, pages):
+            yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
+            first = False
+        if first:  # never an empty stream: the content type must reach the client
+            yield httpbody_pb2.HttpBody(content_type=content_type)

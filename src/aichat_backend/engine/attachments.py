@@ -2,15 +2,19 @@
 
 Text-like files go to the model as text, images as image parts, PDFs as their extracted
 text; anything else is refused before anything is stored.
+
+Only PDFs are parsed here, and never on the event loop (``pdf_extractor``). Images are
+not decoded by us at all: their magic numbers are checked and the bytes go to the model
+as they came; text is a UTF-8 decode of at most ``max_bytes``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aichat_backend.domain import Attachment
+from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfRefused, refusal
 from aichat_backend.errors import InvalidArgument
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -45,6 +49,14 @@ MAX_FILENAME = 255
 class AttachmentLimits:
     max_bytes: int
     max_count: int
+    # Its worker processes start at the first PDF unless the owner warms them first.
+    pdf: PdfExtractor = field(default_factory=PdfExtractor)
+
+
+def _is_image(mime: str, content: bytes) -> bool:
+    if mime == "image/webp":  # RIFF is any RIFF file (WAV, AVI): the form type says WebP
+        return content[:4] == b"RIFF" and content[8:12] == b"WEBP"
+    return content.startswith(IMAGE_MAGIC[mime])
 
 
 def _unsupported(filename: str, why: str) -> InvalidArgument:
@@ -60,7 +72,9 @@ def is_text_type(mime: str) -> bool:
     return mime.startswith("text/") or mime in TEXT_APPLICATION_TYPES or mime.endswith("+json")
 
 
-def prepare(files: list[tuple[str, str, bytes]], limits: AttachmentLimits) -> list[Attachment]:
+async def prepare(
+    files: list[tuple[str, str, bytes]], limits: AttachmentLimits
+) -> list[Attachment]:
     """(filename, mime type, content) → stored attachments, or INVALID_ARGUMENT."""
     if len(files) > limits.max_count:
         raise InvalidArgument(
@@ -87,11 +101,14 @@ def prepare(files: list[tuple[str, str, bytes]], limits: AttachmentLimits) -> li
             )
         text: str | None
         if mime in IMAGE_TYPES:
-            if not content.startswith(IMAGE_MAGIC[mime]):
+            if not _is_image(mime, content):
                 raise _unsupported(filename, f"content is not a {mime} image")
             text = None
         elif mime == PDF_TYPE:
-            text = _pdf_text(filename, content)
+            try:
+                text = await limits.pdf.extract(content)
+            except PdfRefused as refused:
+                raise refusal(filename, refused) from None
         elif is_text_type(mime):
             try:
                 text = content.decode("utf-8")
@@ -114,15 +131,3 @@ def prepare(files: list[tuple[str, str, bytes]], limits: AttachmentLimits) -> li
             )
         )
     return prepared
-
-
-def _pdf_text(filename: str, content: bytes) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(content))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise _unsupported(filename, f"not a readable PDF ({type(exc).__name__})") from None
-    return "\n\n".join(p.strip() for p in pages if p.strip())

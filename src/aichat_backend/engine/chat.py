@@ -23,6 +23,7 @@ from aichat_backend.engine.events import TurnEvent
 from aichat_backend.engine.final_write import FinalWrites
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.observer import TurnObserver
+from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.requests import (
     MAX_TEXT_CHARS,
     RESOLVE_SCOPE,
@@ -47,6 +48,7 @@ class ChatEngine:
         config: ChatConfig,
         tools: ToolProvider | None = None,
         observer: TurnObserver | None = None,
+        pdf: PdfExtractor | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._lifecycle = TurnLifecycle(db, config.lease_seconds)
@@ -58,8 +60,15 @@ class ChatEngine:
         )
         observer = observer or TurnObserver()
         rounds = TurnRounds(db, config, tools, observer, self._lifecycle, self._final)
-        self._starter = TurnStarter(db, catalogue, config, tools, self._lifecycle, rounds)
+        self._pdf = pdf or PdfExtractor()
+        self._starter = TurnStarter(
+            db, catalogue, config, tools, self._lifecycle, rounds, self._pdf
+        )
         self._resolver = Resolver(db, catalogue, config, tools, self._lifecycle, rounds)
+
+    @property
+    def pdf_extractor(self) -> PdfExtractor:
+        return self._pdf
 
     @property
     def catalogue(self) -> ModelCatalogue:
@@ -98,6 +107,7 @@ class ChatEngine:
         """Let the final writes of ended and cancelled turns reach the database."""
         self._final.close()
         await self._lifecycle.drain()
+        await self._pdf.aclose()
 
 
 __all__ = [

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
+from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.store import page_tokens
 from aichat_backend.store.database import Database
@@ -36,6 +37,9 @@ TITLE_FROM_MESSAGE = 60
 class SessionLimits:
     memory_max: int
     idempotency_ttl_seconds: float
+    # A ListMessages page stops early past this many bytes of messages (well under the
+    # 16 MiB gRPC message limit, and its JSON under Envoy's response body limit).
+    page_max_bytes: int = 4 * 1024 * 1024
 
 
 def check_text(field: str, value: str, reason: str = "INVALID_FIELD") -> None:
@@ -258,8 +262,9 @@ class SessionManager:
             await SessionRepository(tx, user_id).get(session_id)
             items = await MessageRepository(tx, user_id).page(session_id, limit + 1, after)
         token = ""
-        if len(items) > limit:
-            items = items[:limit]
+        fit = min(limit, by_bytes(items, self._limits.page_max_bytes))
+        if len(items) > fit:
+            items = items[:fit]
             token = page_tokens.encode(f"messages:{session_id}", user_id, [items[-1].seq])
         return Page(items, token)
 
@@ -268,18 +273,28 @@ class SessionManager:
         async with self._db.transaction() as tx:
             await MessageRepository(tx, user_id).clear(session_id)
 
-    async def export(self, user_id: str, name: str) -> tuple[Session, list[Message]]:
-        """The session and every message (no attachment content), for ExportSession."""
+    async def export(
+        self, user_id: str, name: str
+    ) -> tuple[Session, Callable[[], AsyncIterator[list[Message]]]]:
+        """The session, and a reader of its messages a bounded page at a time (no attachment
+        content) that can be run more than once: ExportSession streams any session."""
         session_id = names.parse_session(name)
         async with self._db.read() as tx:
             session = await SessionRepository(tx, user_id).get(session_id)
-            messages: list[Message] = []
-            repo = MessageRepository(tx, user_id)
+
+        async def pages() -> AsyncIterator[list[Message]]:
             after: int | None = None
             while True:
-                batch = await repo.page(session_id, 1000, after)
-                messages.extend(batch)
-                if len(batch) < 1000:
-                    break
-                after = batch[-1].seq
-        return session, messages
+                # One short read per page: a slow reader of the export holds no connection.
+                async with self._db.read() as tx:
+                    batch = await MessageRepository(tx, user_id).page(
+                        session_id, EXPORT_PAGE + 1, after
+                    )
+                fit = min(EXPORT_PAGE, by_bytes(batch, self._limits.page_max_bytes))
+                if batch[:fit]:
+                    yield batch[:fit]
+                if len(batch) <= fit:
+                    return
+                after = batch[fit - 1].seq
+
+        return session, pages

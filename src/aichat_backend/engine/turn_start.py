@@ -17,6 +17,7 @@ from aichat_backend.engine import attachments as attachment_rules
 from aichat_backend.engine.context import to_chat_messages, with_attachments
 from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
+from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.replay import replay
 from aichat_backend.engine.requests import MAX_TEXT_CHARS, TURN_SCOPE, ChatConfig, TurnRequest
 from aichat_backend.engine.rounds import TurnRounds
@@ -49,6 +50,7 @@ class TurnStarter:
         tools: ToolProvider | None,
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
+        pdf: PdfExtractor,
     ) -> None:
         self._db = db
         self._catalogue = catalogue
@@ -57,7 +59,7 @@ class TurnStarter:
         self._lifecycle = lifecycle
         self._rounds = rounds
         self._limits = attachment_rules.AttachmentLimits(
-            config.max_attachment_bytes, config.max_attachments
+            config.max_attachment_bytes, config.max_attachments, pdf
         )
 
     async def stream_turn(self, req: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
@@ -72,7 +74,7 @@ class TurnStarter:
                 reason="MESSAGE_TOO_LONG",
                 field="text",
             )
-        files = attachment_rules.prepare(req.attachments, self._limits)
+        files = await attachment_rules.prepare(req.attachments, self._limits)
         if req.model:
             self._catalogue.get(req.model)
 
