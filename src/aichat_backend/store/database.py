@@ -3,67 +3,47 @@
 ``Database.transaction()`` is the only way code touches SQL: one connection per request
 (or per step of a chat turn), bounded in time, with driver errors that mean "the
 database is unreachable" turned into ``DatabaseUnavailable``.
+
+Around it: ``engines`` builds each dialect's engine and pool, ``sqlite_inline`` runs
+SQLite on the event loop, ``db_errors`` sorts driver errors, ``schema_upgrade`` runs
+the migrations.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Dialect, Engine, Result, create_engine, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy import text
+from sqlalchemy.engine import Dialect, Engine, Result, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.util.typing import TupleAny
 
 from aichat_backend.config import Settings
 from aichat_backend.errors import DatabaseUnavailable, InvalidArgument
+from aichat_backend.store.db_errors import is_bad_data, is_unavailable
+from aichat_backend.store.engines import postgres_engine, sqlite_engine
+from aichat_backend.store.schema_upgrade import MIGRATIONS_DIR, REVISION_QUERY, upgrade_to_head
+from aichat_backend.store.sqlite_inline import InlineConnection, WalCheckpointer
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SCHEMA_REVISION",
+    "Database",
+    "InlineConnection",
+    "Tx",
+    "WalCheckpointer",
+]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision: a database there needs no alembic at start-up.
 # tests/unit/test_schema_revision.py fails when a new migration is added without this.
 SCHEMA_REVISION = "0002"
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, TimeoutError, OSError)):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        # asyncpg reports a dropped or timed-out connection with its own exception types.
-        orig = type(exc.orig).__name__ if exc.orig is not None else ""
-        return orig in {
-            "ConnectionDoesNotExistError",
-            "InterfaceError",
-            "ConnectionFailureError",
-            "CannotConnectNowError",
-            "TooManyConnectionsError",
-            "QueryCanceledError",
-        }
-    return False
-
-
-def _is_bad_data(exc: BaseException) -> bool:
-    """SQLSTATE class 22 (data exception): NUL in text, a string too long, and the like."""
-    if not isinstance(exc, DBAPIError) or exc.orig is None:
-        return False
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    if sqlstate is None:
-        sqlstate = getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 class Tx(Protocol):
@@ -82,85 +62,22 @@ class Tx(Protocol):
     def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
 
 
-class InlineConnection:
-    """A synchronous SQLite connection behind the async interface of ``Tx``.
-
-    SQLite is a library in our process: a statement on a WAL database takes a few
-    microseconds. Through aiosqlite every statement, cursor, BEGIN and COMMIT was a hop
-    to its thread and back (~65 µs of CPU each, measured: 201 µs for BEGIN + SELECT 1 +
-    COMMIT against 3 µs inline), which made SQLite the largest cost of a chat turn.
-    Running inline never blocks the loop for long: a transaction cannot yield to other
-    tasks while it holds SQLite's write lock (no await inside it suspends), so nothing
-    in this process waits on the lock, and commits do not fsync (synchronous=NORMAL).
-    """
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._conn.dialect
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> Result[*TupleAny]:
-        return self._conn.execute(statement, parameters)
-
-    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        return self._conn.scalar(statement, parameters)
-
-    @asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[None]:
-        with self._conn.begin_nested():
-            yield
-
-
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.sqlalchemy_url()
         self.request_timeout = settings.db_request_timeout_seconds
         url = make_url(self.url)
         self.dialect = url.get_backend_name()
-        # No ping on checkout and no ROLLBACK on return: each costs a round trip per
-        # transaction (the benchmark saw three of each per turn on PostgreSQL), and we
-        # need neither. transaction() always ends its own transaction, and a connection
-        # that fails with a disconnect error is invalidated by SQLAlchemy, so the pool
-        # reconnects by itself (the fault-proxy tests prove the recovery).
-        kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
         self._engine: AsyncEngine | None = None
         self._inline: Engine | None = None
         self._checkpoints: WalCheckpointer | None = None
         if self.dialect == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            # One connection, used inline on the event loop (see InlineConnection), one
-            # transaction at a time: the lock queues them in order instead of SQLite's
-            # busy handler, whose retries back off to 100 ms sleeps. The busy timeout is
-            # for other processes on the same file (a second replica, `migrate`).
-            self._inline = create_engine(
-                url,
-                poolclass=QueuePool,
-                pool_size=1,
-                max_overflow=0,
-                connect_args={"timeout": settings.db_request_timeout_seconds},
-                **kwargs,
-            )
+            self._inline = sqlite_engine(url, settings)
             self._inline_lock = asyncio.Lock()
-            event.listen(self._inline, "connect", _sqlite_pragmas)
             if url.database and url.database != ":memory:":
                 self._checkpoints = WalCheckpointer(url.database)
         else:
-            kwargs.update(
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_pool_size,
-                pool_timeout=settings.db_connect_timeout_seconds,
-                pool_recycle=1800,
-                connect_args={
-                    "timeout": settings.db_connect_timeout_seconds,
-                    "command_timeout": settings.db_statement_timeout_seconds,
-                },
-            )
-            self._engine = create_async_engine(url, **kwargs)
+            self._engine = postgres_engine(url, settings)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -229,13 +146,13 @@ class Database:
             async with asyncio.timeout(self.request_timeout):
                 yield
         except Exception as exc:
-            if _is_bad_data(exc):
+            if is_bad_data(exc):
                 # A value the database refuses (a backstop: validation should catch it first).
                 raise InvalidArgument(
                     "a value in the request cannot be stored (invalid characters or too long)",
                     reason="INVALID_DATA",
                 ) from exc
-            if _is_unavailable(exc):
+            if is_unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 raise DatabaseUnavailable(
                     "the database is not reachable right now; try again shortly",
@@ -254,25 +171,24 @@ class Database:
         if self._inline is not None:
             async with self._inline_lock:
                 with self._inline.begin() as conn:
-                    _upgrade_to_head(conn)
+                    upgrade_to_head(conn)
             return
         assert self._engine is not None
         async with self._engine.begin() as aconn:
-            await aconn.run_sync(_upgrade_to_head)
+            await aconn.run_sync(upgrade_to_head)
 
     async def at_newest_revision(self) -> bool:
         return await self._schema_revision() == SCHEMA_REVISION
 
     async def _schema_revision(self) -> str | None:
-        query = text("SELECT version_num FROM alembic_version")
         try:  # not through read(): a new database has no table, which is no outage
             if self._inline is not None:
                 with self._inline.connect() as conn:
-                    found = conn.scalar(query)
+                    found = conn.scalar(REVISION_QUERY)
             else:
                 assert self._engine is not None
                 async with asyncio.timeout(self.request_timeout), self._engine.connect() as aconn:
-                    found = await aconn.scalar(query)
+                    found = await aconn.scalar(REVISION_QUERY)
         except Exception:  # no table yet, or unreachable: alembic will say what is wrong
             return None
         return str(found) if found is not None else None
@@ -288,93 +204,3 @@ class Database:
             self._inline.dispose()
         if self._engine is not None:
             await self._engine.dispose()
-
-
-def _upgrade_to_head(connection: Connection) -> None:
-    # Imported here: alembic (with mako) is ~10 MB of a process that needs it once.
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # Cascading deletes need foreign keys on; WAL lets readers run beside the writer.
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    # No checkpoint on commit: it fsyncs, and this connection runs on the event loop
-    # (a commit that checkpointed took up to 52 ms, stalling every stream). The
-    # WalCheckpointer does it from a thread instead.
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-    cursor.close()
-
-
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
-CHECKPOINT_INTERVAL_SECONDS = 1.0
-
-
-class WalCheckpointer:
-    """Copies the WAL into the database file from a worker thread, off the event loop.
-
-    Runs once a second while transactions are happening; a PASSIVE checkpoint never
-    waits for, or blocks, the writer. Its own connection lives in that one thread.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
-        self._conn: sqlite3.Connection | None = None
-        self._stopped = False
-        self.checkpointed = asyncio.Event()  # set after each background checkpoint
-
-    def wrote(self) -> None:
-        self._dirty = True
-        if self._task is None and not self._stopped:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_SECONDS)
-            if not self._dirty:
-                continue
-            self._dirty = False
-            try:
-                await loop.run_in_executor(self._executor, self._checkpoint, "PASSIVE")
-                self.checkpointed.set()
-            except sqlite3.Error as exc:  # busy or locked: the next round tries again
-                log.debug("WAL checkpoint skipped: %s", exc)
-
-    def _checkpoint(self, mode: str) -> None:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, timeout=1.0, check_same_thread=False)
-        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-
-    async def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        loop = asyncio.get_running_loop()
-        try:
-            # Leave a small WAL behind: the file is whole without it.
-            await loop.run_in_executor(self._executor, self._checkpoint, "TRUNCATE")
-        except sqlite3.Error as exc:
-            log.debug("final WAL checkpoint skipped: %s", exc)
-        finally:
-            if self._conn is not None:
-                await loop.run_in_executor(self._executor, self._conn.close)
-                self._conn = None
-            self._executor.shutdown(wait=False)
