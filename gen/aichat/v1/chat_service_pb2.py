@@ -31,7 +31,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ichat/v1/chat_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"\x8f\x01\n\x0b\x43hatOptions\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x0btemperature\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x42\x0e\n\x0c_temperature\"\xd8\x01\n\x11StreamChatRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xd9\x01\n\x12SendMessageRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xdf\x01\n\x13SendMessageResponse\x12(\n\x0cuser_message\x18\x01 \x01(\x0b\x32\x12.aichat.v1.Message\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12\'\n\x07outcome\x18\x04 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12/\n\x12pending_tool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"\x8f\x01\n\x10ToolCallDecision\x12\x1a\n\x0ctool_call_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x37\n\x10\x65\x64ited_arguments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\x9f\x01\n\x17ResolveToolCallsRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x34\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.aichat.v1.ToolCallDecisionB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\xc6\x02\n\x12StreamChatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\x0cturn_started\x18\x02 \x01(\x0b\x32\x16.aichat.v1.TurnStartedH\x00\x12*\n\ntext_delta\x18\x03 \x01(\x0b\x32\x14.aichat.v1.TextDeltaH\x00\x12(\n\ttool_call\x18\x04 \x01(\x0b\x32\x13.aichat.v1.ToolCallH\x00\x12\x38\n\x11\x61pproval_required\x18\x05 \x01(\x0b\x32\x1b.aichat.v1.ApprovalRequiredH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.aichat.v1.HeartbeatH\x00\x12*\n\nturn_ended\x18\x07 \x01(\x0b\x32\x14.aichat.v1.TurnEndedH\x00\x42\x07\n\x05\x65vent\"J\n\x0bTurnStarted\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12\x16\n\x0e\x61nswer_message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x10\x41pprovalRequired\x12\'\n\ntool_calls\x18\x01 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"7\n\tHeartbeat\x12*\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9d\x01\n\tTurnEnded\x12\'\n\x07outcome\x18\x01 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model\"s\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x12\n\nconfigured\x18\x05 \x01(\x08\x12\x11\n\tfallbacks\x18\x06 \x03(\t*\xa0\x01\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\"\n\x1eTURN_OUTCOME_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16TURN_OUTCOME_CANCELLED\x10\x03\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x04\x32\xba\x04\n\x0b\x43hatService\x12\xac\x01\n\nStreamChat\x12\x1c.aichat.v1.StreamChatRequest\x1a\x1d.aichat.v1.StreamChatResponse\"_\x82\xd3\xe4\x93\x02Y\"(/v1/chat/{session=sessions/*}:streamChat:\x01*Z*\x12(/v1/chat/{session=sessions/*}:streamChat0\x01\x12\x82\x01\n\x0bSendMessage\x12\x1d.aichat.v1.SendMessageRequest\x1a\x1e.aichat.v1.SendMessageResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{session=sessions/*}:sendMessage:\x01*\x12\x92\x01\n\x10ResolveToolCalls\x12\".aichat.v1.ResolveToolCallsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"9\x82\xd3\xe4\x93\x02\x33\"./v1/chat/{session=sessions/*}:resolveToolCalls:\x01*0\x01\x12\x62\n\nListModels\x12\x1c.aichat.v1.ListModelsRequest\x1a\x1d.aichat.v1.ListModelsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/chat/modelsB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ichat/v1/chat_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"\xb9\x01\n\x0b\x43hatOptions\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x0btemperature\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x0b\n\t_detached\"\xd8\x01\n\x11StreamChatRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xd9\x01\n\x12SendMessageRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xdf\x01\n\x13SendMessageResponse\x12(\n\x0cuser_message\x18\x01 \x01(\x0b\x32\x12.aichat.v1.Message\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12\'\n\x07outcome\x18\x04 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12/\n\x12pending_tool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"\x8f\x01\n\x10ToolCallDecision\x12\x1a\n\x0ctool_call_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x37\n\x10\x65\x64ited_arguments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\xc9\x01\n\x17ResolveToolCallsRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x34\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.aichat.v1.ToolCallDecisionB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x0b\n\t_detached\"b\n\x17StreamTurnEventsRequest\x12.\n\x04name\x18\x01 \x01(\tB \xe2\x41\x01\x02\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12\x17\n\tafter_seq\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"\xf2\x02\n\x12StreamChatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12*\n\x04turn\x18\x08 \x01(\tB\x1c\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12.\n\x0cturn_started\x18\x02 \x01(\x0b\x32\x16.aichat.v1.TurnStartedH\x00\x12*\n\ntext_delta\x18\x03 \x01(\x0b\x32\x14.aichat.v1.TextDeltaH\x00\x12(\n\ttool_call\x18\x04 \x01(\x0b\x32\x13.aichat.v1.ToolCallH\x00\x12\x38\n\x11\x61pproval_required\x18\x05 \x01(\x0b\x32\x1b.aichat.v1.ApprovalRequiredH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.aichat.v1.HeartbeatH\x00\x12*\n\nturn_ended\x18\x07 \x01(\x0b\x32\x14.aichat.v1.TurnEndedH\x00\x42\x07\n\x05\x65vent\"J\n\x0bTurnStarted\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12\x16\n\x0e\x61nswer_message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x10\x41pprovalRequired\x12\'\n\ntool_calls\x18\x01 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"7\n\tHeartbeat\x12*\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9d\x01\n\tTurnEnded\x12\'\n\x07outcome\x18\x01 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model\"s\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x12\n\nconfigured\x18\x05 \x01(\x08\x12\x11\n\tfallbacks\x18\x06 \x03(\t*\xa0\x01\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\"\n\x1eTURN_OUTCOME_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16TURN_OUTCOME_CANCELLED\x10\x03\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x04\x32\xcd\x05\n\x0b\x43hatService\x12\xac\x01\n\nStreamChat\x12\x1c.aichat.v1.StreamChatRequest\x1a\x1d.aichat.v1.StreamChatResponse\"_\x82\xd3\xe4\x93\x02Y\"(/v1/chat/{session=sessions/*}:streamChat:\x01*Z*\x12(/v1/chat/{session=sessions/*}:streamChat0\x01\x12\x82\x01\n\x0bSendMessage\x12\x1d.aichat.v1.SendMessageRequest\x1a\x1e.aichat.v1.SendMessageResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{session=sessions/*}:sendMessage:\x01*\x12\x92\x01\n\x10ResolveToolCalls\x12\".aichat.v1.ResolveToolCallsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"9\x82\xd3\xe4\x93\x02\x33\"./v1/chat/{session=sessions/*}:resolveToolCalls:\x01*0\x01\x12\x90\x01\n\x10StreamTurnEvents\x12\".aichat.v1.StreamTurnEventsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/chat/{name=sessions/*/turns/*}:streamEvents0\x01\x12\x62\n\nListModels\x12\x1c.aichat.v1.ListModelsRequest\x1a\x1d.aichat.v1.ListModelsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/chat/modelsB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATOPTIONS'].fields_by_name['max_output_tokens']._serialized_options = b'\342A\001\001'
   _globals['_CHATOPTIONS'].fields_by_name['memory_limit']._loaded_options = None
   _globals['_CHATOPTIONS'].fields_by_name['memory_limit']._serialized_options = b'\342A\001\001'
+  _globals['_CHATOPTIONS'].fields_by_name['detached']._loaded_options = None
+  _globals['_CHATOPTIONS'].fields_by_name['detached']._serialized_options = b'\342A\001\001'
   _globals['_STREAMCHATREQUEST'].fields_by_name['session']._loaded_options = None
   _globals['_STREAMCHATREQUEST'].fields_by_name['session']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Session'
   _globals['_STREAMCHATREQUEST'].fields_by_name['text']._loaded_options = None
@@ -79,46 +81,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOLVETOOLCALLSREQUEST'].fields_by_name['decisions']._serialized_options = b'\342A\001\002'
   _globals['_RESOLVETOOLCALLSREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_RESOLVETOOLCALLSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_RESOLVETOOLCALLSREQUEST'].fields_by_name['detached']._loaded_options = None
+  _globals['_RESOLVETOOLCALLSREQUEST'].fields_by_name['detached']._serialized_options = b'\342A\001\001'
+  _globals['_STREAMTURNEVENTSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_STREAMTURNEVENTSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\031\n\027aichat.example.com/Turn'
+  _globals['_STREAMTURNEVENTSREQUEST'].fields_by_name['after_seq']._loaded_options = None
+  _globals['_STREAMTURNEVENTSREQUEST'].fields_by_name['after_seq']._serialized_options = b'\342A\001\001'
+  _globals['_STREAMCHATRESPONSE'].fields_by_name['turn']._loaded_options = None
+  _globals['_STREAMCHATRESPONSE'].fields_by_name['turn']._serialized_options = b'\372A\031\n\027aichat.example.com/Turn'
   _globals['_CHATSERVICE'].methods_by_name['StreamChat']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['StreamChat']._serialized_options = b'\202\323\344\223\002Y\"(/v1/chat/{session=sessions/*}:streamChat:\001*Z*\022(/v1/chat/{session=sessions/*}:streamChat'
   _globals['_CHATSERVICE'].methods_by_name['SendMessage']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['SendMessage']._serialized_options = b'\202\323\344\223\002.\")/v1/chat/{session=sessions/*}:sendMessage:\001*'
   _globals['_CHATSERVICE'].methods_by_name['ResolveToolCalls']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['ResolveToolCalls']._serialized_options = b'\202\323\344\223\0023\"./v1/chat/{session=sessions/*}:resolveToolCalls:\001*'
+  _globals['_CHATSERVICE'].methods_by_name['StreamTurnEvents']._loaded_options = None
+  _globals['_CHATSERVICE'].methods_by_name['StreamTurnEvents']._serialized_options = b'\202\323\344\223\0021\022//v1/chat/{name=sessions/*/turns/*}:streamEvents'
   _globals['_CHATSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/chat/models'
-  _globals['_TURNOUTCOME']._serialized_start=2271
-  _globals['_TURNOUTCOME']._serialized_end=2431
+  _globals['_TURNOUTCOME']._serialized_start=2499
+  _globals['_TURNOUTCOME']._serialized_end=2659
   _globals['_CHATOPTIONS']._serialized_start=248
-  _globals['_CHATOPTIONS']._serialized_end=391
-  _globals['_STREAMCHATREQUEST']._serialized_start=394
-  _globals['_STREAMCHATREQUEST']._serialized_end=610
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=613
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=830
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=833
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1056
-  _globals['_TOOLCALLDECISION']._serialized_start=1059
-  _globals['_TOOLCALLDECISION']._serialized_end=1202
-  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_start=1205
-  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_end=1364
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1367
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1693
-  _globals['_TURNSTARTED']._serialized_start=1695
-  _globals['_TURNSTARTED']._serialized_end=1769
-  _globals['_TEXTDELTA']._serialized_start=1771
-  _globals['_TEXTDELTA']._serialized_end=1796
-  _globals['_APPROVALREQUIRED']._serialized_start=1798
-  _globals['_APPROVALREQUIRED']._serialized_end=1857
-  _globals['_HEARTBEAT']._serialized_start=1859
-  _globals['_HEARTBEAT']._serialized_end=1914
-  _globals['_TURNENDED']._serialized_start=1917
-  _globals['_TURNENDED']._serialized_end=2074
-  _globals['_LISTMODELSREQUEST']._serialized_start=2076
-  _globals['_LISTMODELSREQUEST']._serialized_end=2095
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2097
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2151
-  _globals['_MODEL']._serialized_start=2153
-  _globals['_MODEL']._serialized_end=2268
-  _globals['_CHATSERVICE']._serialized_start=2434
-  _globals['_CHATSERVICE']._serialized_end=3004
+  _globals['_CHATOPTIONS']._serialized_end=433
+  _globals['_STREAMCHATREQUEST']._serialized_start=436
+  _globals['_STREAMCHATREQUEST']._serialized_end=652
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=655
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=872
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=875
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1098
+  _globals['_TOOLCALLDECISION']._serialized_start=1101
+  _globals['_TOOLCALLDECISION']._serialized_end=1244
+  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_start=1247
+  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_end=1448
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_start=1450
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_end=1548
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1551
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1921
+  _globals['_TURNSTARTED']._serialized_start=1923
+  _globals['_TURNSTARTED']._serialized_end=1997
+  _globals['_TEXTDELTA']._serialized_start=1999
+  _globals['_TEXTDELTA']._serialized_end=2024
+  _globals['_APPROVALREQUIRED']._serialized_start=2026
+  _globals['_APPROVALREQUIRED']._serialized_end=2085
+  _globals['_HEARTBEAT']._serialized_start=2087
+  _globals['_HEARTBEAT']._serialized_end=2142
+  _globals['_TURNENDED']._serialized_start=2145
+  _globals['_TURNENDED']._serialized_end=2302
+  _globals['_LISTMODELSREQUEST']._serialized_start=2304
+  _globals['_LISTMODELSREQUEST']._serialized_end=2323
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2325
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2379
+  _globals['_MODEL']._serialized_start=2381
+  _globals['_MODEL']._serialized_end=2496
+  _globals['_CHATSERVICE']._serialized_start=2662
+  _globals['_CHATSERVICE']._serialized_end=3379
 # @@protoc_insertion_point(module_scope)

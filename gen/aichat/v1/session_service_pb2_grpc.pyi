@@ -39,6 +39,10 @@ class SessionServiceStub:
     """Deletes every message of a session, keeping the session itself."""
     ExportSession: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ExportSessionRequest, _httpbody_pb2.HttpBody]
     """Exports a session as a downloadable document (text, Markdown or JSON)."""
+    SetMessageFeedback: _aio.UnaryUnaryMultiCallable[_session_service_pb2.SetMessageFeedbackRequest, _resources_pb2.Message]
+    """Rates an assistant message (up or down, with an optional comment); setting it
+    again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the calling user's chat sessions and their messages.
@@ -110,5 +114,15 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_session_service_pb2.ExportSessionRequest, _abc.Awaitable[_httpbody_pb2.HttpBody]],
     ) -> _abc.Awaitable[_httpbody_pb2.HttpBody]:
         """Exports a session as a downloadable document (text, Markdown or JSON)."""
+
+    @_abc_1.abstractmethod
+    def SetMessageFeedback(
+        self,
+        request: _session_service_pb2.SetMessageFeedbackRequest,
+        context: _aio.ServicerContext[_session_service_pb2.SetMessageFeedbackRequest, _abc.Awaitable[_resources_pb2.Message]],
+    ) -> _abc.Awaitable[_resources_pb2.Message]:
+        """Rates an assistant message (up or down, with an optional comment); setting it
+        again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _aio.Server) -> None: ...
