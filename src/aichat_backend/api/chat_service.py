@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2, json_format
 from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
 from aichat_backend.api.turn_limits import TurnLimits
+from aichat_backend.api.turn_stream import TurnRecorder, TurnStreams, after_seq, resume  # [resume]
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
@@ -40,6 +41,7 @@ def turn_request(
     request: cpb.StreamChatRequest | cpb.SendMessageRequest,
     context: grpc.aio.ServicerContext,
     relay_text: bool = True,
+    turn_id: str = "",  # [resume]
 ) -> TurnRequest:
     options = request.options
     return TurnRequest(
@@ -54,11 +56,14 @@ def turn_request(
         request_id=request.request_id,
         deadline=_deadline(context),
         relay_text=relay_text,
+        turn_id=turn_id,  # [resume]
     )
 
 
 def resolve_request(
-    request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
+    request: cpb.ResolveToolCallsRequest,
+    context: grpc.aio.ServicerContext,
+    turn_id: str = "",  # [resume]
 ) -> ResolveRequest:
     return ResolveRequest(
         user_id=current_user(),
@@ -78,6 +83,7 @@ def resolve_request(
         ],
         request_id=request.request_id,
         deadline=_deadline(context),
+        turn_id=turn_id,  # [resume]
     )
 
 
@@ -123,10 +129,13 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         engine: ChatEngine,
         limits: TurnLimits | None = None,
         streams: StreamGauge | None = None,
+        *,
+        turns: TurnStreams,  # [resume]
     ) -> None:
         self._engine = engine
         self._limits = limits
         self._streams = streams
+        self._turns = turns  # [resume]
 
     def _guarded(
         self, events: AsyncGenerator[ev.TurnEvent, None]
@@ -140,14 +149,32 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        turn = self._engine.stream_turn(turn_request(request, context))
-        return _stream(turn, self._limits, self._streams)
+        # [resume] numbered, named and logged; detached turns run on without the caller.
+        turns, options = self._turns, request.options
+        recorder = turns.recorder(event_to_pb, request.session)
+        req = turn_request(request, context, turn_id=recorder.turn_id)
+        if turns.detach(options.detached if options.HasField("detached") else None):
+            req.deadline = turns.detached.deadline()
+            return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())
+        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
 
     def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        turn = self._engine.resolve(resolve_request(request, context))
-        return _stream(turn, self._limits, self._streams)
+        # [resume] as StreamChat
+        turns = self._turns
+        recorder = turns.recorder(event_to_pb, request.session)
+        req = resolve_request(request, context, turn_id=recorder.turn_id)
+        if turns.detach(request.detached if request.HasField("detached") else None):
+            req.deadline = turns.detached.deadline()
+            return turns.detached.run(self._engine.resolve(req), recorder, current_user())
+        return _stream(self._engine.resolve(req), self._limits, self._streams, recorder)
+
+    def StreamTurnEvents(  # [resume]
+        self, request: cpb.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        after = after_seq(request, tuple(context.invocation_metadata() or ()))  # type: ignore[arg-type]
+        return resume(self._turns.reader, current_user(), request, after)
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
@@ -200,11 +227,11 @@ async def _stream(
     events: AsyncGenerator[ev.TurnEvent, None],
     limits: TurnLimits | None,
     gauge: StreamGauge | None,
+    recorder: TurnRecorder,  # [resume]
 ) -> AsyncIterator[cpb.StreamChatResponse]:
     """A turn's events as stream messages, inside the user's limits (``TurnLimits.guard``
     inlined: one generator per held stream instead of two)."""
     user = current_user()
-    sequence = 0
     if gauge is not None:
         gauge.inc()
     try:
@@ -212,11 +239,13 @@ async def _stream(
             async for event in events:
                 if isinstance(event, ev.TurnEnded) and limits is not None:
                     await limits.count(user, event)
-                sequence += 1
-                yield event_to_pb(event, sequence)
+                yield recorder.record(event)  # [resume] numbered, named, logged
                 if isinstance(event, ev.TurnEnded) and event.error is not None:
                     # gRPC clients also see the failure as the RPC's status.
                     raise event.error
+    except Exception as exc:  # [resume]
+        recorder.failed(exc)  # [resume] the log's last event says why
+        raise  # [resume]
     finally:
         if gauge is not None:
             gauge.dec()

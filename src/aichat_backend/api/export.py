@@ -83,6 +83,11 @@ def render(
                 f"{'- ' if markdown else '  '}attachment: {a.filename} "
                 f"({a.mime_type}, {a.size_bytes} bytes)"
             )
+        if m.feedback is not None:
+            comment = f": {m.feedback.comment}" if m.feedback.comment else ""
+            lines.append(
+                f"{'- ' if markdown else '  '}feedback: {m.feedback.rating.value}{comment}"
+            )
         for c in m.tool_calls:
             args = json.dumps(c.arguments, ensure_ascii=False)
             lines.append(

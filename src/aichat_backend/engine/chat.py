@@ -107,6 +107,7 @@ class TurnRequest:
     # False when the caller wants the answer, not its tokens (SendMessage): the text is
     # handed over once per round instead of token by token.
     relay_text: bool = True
+    turn_id: str = ""  # [resume] the turn's id when the caller named it (its event log)
 
 
 @dataclass(slots=True)
@@ -116,6 +117,7 @@ class ResolveRequest:
     decisions: list[Decision]
     request_id: str = ""
     deadline: float | None = None
+    turn_id: str = ""  # [resume] the turn's id when the caller named it (its event log)
 
 
 @dataclass(slots=True)
@@ -306,7 +308,7 @@ class ChatEngine:
         run = _Run(
             user_id=req.user_id,
             session_id=session_id,
-            turn_id=uuid.uuid4().hex,
+            turn_id=req.turn_id or uuid.uuid4().hex,  # [resume]
             model=model,
             targets=targets,
             tools=tools,
@@ -373,7 +375,7 @@ class ChatEngine:
                 yield replay
                 return
         await self._expire_pending(req.user_id, session_id)
-        turn_id = uuid.uuid4().hex
+        turn_id = req.turn_id or uuid.uuid4().hex  # [resume]
         async with self._db.transaction() as tx:
             turns = TurnRepository(tx, req.user_id)
             session = await SessionRepository(tx, req.user_id).get(session_id)
@@ -787,6 +789,10 @@ class ChatEngine:
         self._finalizers.add(task)
         task.add_done_callback(self._finalizers.discard)
         task.add_done_callback(_log_failure)
+        # [resume] once stored (or not), the turn's event log writes its last event.
+        task.add_done_callback(
+            lambda _: self._observer.turn_cut_off(run.turn_id, run.message, reason)
+        )
 
     async def _replay(self, tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         user_msg, answer = await TurnRepository(tx, user_id).turn_result(answer_id)
