@@ -97,6 +97,18 @@ async def test_resume_errors(stack: ChatStack, user: str, other_user: str) -> No
         cpb.StreamTurnEventsRequest(name=turn), metadata=md(user, ("last-event-id", "2"))
     )
     assert seqs([e async for e in call]) == list(range(3, len(events) + 1))
+    # Cleared messages do not come back through a resumed turn.
+    from aichat.v1 import session_service_pb2 as spb
+
+    await stack.server.sessions.ClearMessages(
+        spb.ClearMessagesRequest(name=session), metadata=md(user)
+    )
+    err = await rpc_error(
+        stack.server.chat.StreamTurnEvents(
+            cpb.StreamTurnEventsRequest(name=turn), metadata=md(user)
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_hanging_up_an_attached_turn_cancels_it_and_its_log_says_so(

@@ -16,10 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 from aichat.v1 import chat_service_pb2 as cpb
-from aichat.v1 import chat_service_pb2_grpc
+from aichat.v1 import chat_service_pb2_grpc, session_service_pb2_grpc
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
-from aichat.v1 import session_service_pb2_grpc
 
 from aichat_backend.devtools.fake_llm import FakeLLMServer
 from tests.support.grpc_helpers import md
@@ -31,7 +30,9 @@ pytestmark = pytest.mark.timeout(90)
 
 def stored_last_seq(db: Path, turn_id: str) -> int:
     with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT last_seq FROM turn_logs WHERE turn_id = ?", (turn_id,)).fetchone()
+        row = conn.execute(
+            "SELECT last_seq FROM turn_logs WHERE turn_id = ?", (turn_id,)
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -73,7 +74,9 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
                 )
             ).name
             fake.enqueue(paced_200(gate))  # held after 60 tokens: the turn is mid-answer
-            call = chat.StreamChat(cpb.StreamChatRequest(session=session, text="go"), metadata=md(user))
+            call = chat.StreamChat(
+                cpb.StreamChatRequest(session=session, text="go"), metadata=md(user)
+            )
             seen: list[cpb.StreamChatResponse] = []
             async for event in call:
                 seen.append(event)

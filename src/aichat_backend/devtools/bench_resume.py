@@ -127,18 +127,18 @@ def _per_event_cost(n: int = 200_000) -> dict[str, float]:
     for i in range(n):
         event_to_pb(delta, i)
     base = time.process_time() - t0
-    frames = []
     t0 = time.process_time()
     for i in range(n):
         out = event_to_pb(delta, i)
-        out.turn = (
-            "sessions/0123456789abcdef0123456789abcdef/turns/0123456789abcdef0123456789abcdef"
-        )
-        frames.append(frame_of(delta, out))
+        out.turn = name
+        frame = frame_of(delta, out)
     logged = time.process_time() - t0
+    frames = [frame] * 1000  # one flush's batch
     t0 = time.process_time()
-    encode(frames)
+    for _ in range(n // 1000):
+        encode(frames)
     enc = time.process_time() - t0
+    gc.enable()
     return {
         "render_us_per_event": round(base / n * 1e6, 3),
         "render_name_frame_us_per_event": round(logged / n * 1e6, 3),

@@ -280,6 +280,27 @@ async def purge_ended(tx: Tx, before_us: int, limit: int = 1000) -> int:
     return len(ids)
 
 
+async def forget_session(tx: Tx, user_id: str, session_id: str) -> None:
+    """Delete the session's ended turn logs (ClearMessages): a running turn keeps its own."""
+    ids = select(turn_logs.c.turn_id).where(
+        and_(
+            turn_logs.c.user_id == user_id,
+            turn_logs.c.session_id == session_id,
+            turn_logs.c.ended,
+        )
+    )
+    await tx.execute(delete(turn_event_batches).where(turn_event_batches.c.turn_id.in_(ids)))
+    await tx.execute(
+        delete(turn_logs).where(
+            and_(
+                turn_logs.c.user_id == user_id,
+                turn_logs.c.session_id == session_id,
+                turn_logs.c.ended,
+            )
+        )
+    )
+
+
 async def stored_bytes_total(tx: Tx) -> int:
     return int(await tx.scalar(select(func.coalesce(func.sum(turn_logs.c.stored_bytes), 0))))
 

@@ -17,11 +17,11 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat_backend.devtools.dev_token import ensure_keys, make_token
 from aichat_backend.devtools.fake_llm import FakeLLMServer, Script
 from tests.e2e.envoy.test_scale_out import Replica, with_second_endpoint
-from tests.support.serve_process import ServeProcess, child_env
-from tests.support.tool_stack import tasks_server_entry
 from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import md
 from tests.support.resume import TOKENS_200, cut_after, paced_200, resume, seqs, text_of
+from tests.support.serve_process import ServeProcess, child_env
+from tests.support.tool_stack import tasks_server_entry
 
 pytestmark = pytest.mark.timeout(120)
 
