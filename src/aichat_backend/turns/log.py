@@ -20,96 +20,16 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.errors import DatabaseUnavailable
 from aichat_backend.store import turn_events_repo as repo
 from aichat_backend.store.database import Database
+from aichat_backend.turns.buffer import Reader, TurnBuffer
 from aichat_backend.turns.frames import END, Frame, encode
 
 log = logging.getLogger(__name__)
 
 # Renders the last event of a turn the engine cut off (its caller left, its deadline
 # passed, an error): (buffer, the answer as the engine stored it, "cancelled"/"error").
-EndRenderer = Callable[["TurnBuffer", Message, str], Frame]
+EndRenderer = Callable[[TurnBuffer, Message, str], Frame]
 
-
-class Reader:
-    """A local reader's queue of live frames."""
-
-    __slots__ = ("_waiter", "closed", "error", "frames")
-
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self.closed = False
-        self.error: BaseException | None = None  # the turn was refused before it began
-
-    def push(self, frame: Frame) -> None:
-        self.frames.append(frame)
-        self._wake()
-
-    def fail(self, exc: BaseException) -> None:
-        self.error = exc
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Until a frame is queued (or the turn failed)."""
-        if self.frames or self.error is not None:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-
-class TurnBuffer:
-    """One turn's log in this process (the producer's replica)."""
-
-    __slots__ = (
-        "answer_id",
-        "create_time_us",
-        "deadline_hit",
-        "ended",
-        "error",
-        "flushed_seq",
-        "name",
-        "next_seq",
-        "pending",
-        "readers",
-        "session_id",
-        "stored_bytes",
-        "turn_id",
-        "user_id",
-    )
-
-    def __init__(self, turn_id: str, user_id: str, session_id: str, name: str) -> None:
-        self.turn_id = turn_id
-        self.user_id = user_id
-        self.session_id = session_id
-        self.name = name  # "sessions/{s}/turns/{t}"
-        self.answer_id = ""
-        self.next_seq = 1
-        self.pending: list[Frame] = []  # not stored yet (in flight included)
-        self.readers: list[Reader] = []
-        self.ended = False
-        self.flushed_seq = 0
-        self.stored_bytes = 0
-        self.create_time_us = now_us()
-        self.error: BaseException | None = None  # what cut the turn off, if anything
-        self.deadline_hit = False
-
-    def reader(self) -> tuple[Reader, list[Frame]]:
-        """Subscribe; and the frames not stored yet, taken in the same instant."""
-        r = Reader()
-        self.readers.append(r)
-        return r, list(self.pending)
-
-    def drop(self, r: Reader) -> None:
-        r.closed = True
-        with contextlib.suppress(ValueError):
-            self.readers.remove(r)
+__all__ = ["EndRenderer", "Reader", "TurnBuffer", "TurnEventLog"]
 
 
 class TurnEventLog(TurnObserver):

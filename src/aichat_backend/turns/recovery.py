@@ -16,6 +16,7 @@ from aichat_backend import names
 from aichat_backend.domain import Message, now_us
 from aichat_backend.errors import NotFound
 from aichat_backend.store import turn_events_repo as repo
+from aichat_backend.store import turn_sweeps_repo as sweeps
 from aichat_backend.store.database import Database
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.turns.frames import END, Frame, encode, last_round_text
@@ -34,10 +35,10 @@ async def recover_abandoned(
     """End every abandoned log; the number ended."""
     stale_before = now_us() - int(stale_seconds * 1e6)
     async with db.transaction() as tx:
-        dead = await repo.abandoned(tx, stale_before, starting_replica)
+        dead = await sweeps.abandoned(tx, stale_before, starting_replica)
         for log in dead:
-            frames = await repo.frames_of(tx, log.turn_id)
-            answer_id = await repo.restore_partial(tx, log, last_round_text(frames))
+            frames = await sweeps.frames_of(tx, log.turn_id)
+            answer_id = await sweeps.restore_partial(tx, log, last_round_text(frames))
             message: Message | None = None
             if answer_id is not None:
                 try:
@@ -57,4 +58,4 @@ async def recover_abandoned(
 async def purge_old(db: Database, retention_seconds: float) -> int:
     """Forget logs of turns that ended more than ``retention_seconds`` ago."""
     async with db.transaction() as tx:
-        return await repo.purge_ended(tx, now_us() - int(retention_seconds * 1e6))
+        return await sweeps.purge_ended(tx, now_us() - int(retention_seconds * 1e6))
