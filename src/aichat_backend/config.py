@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
     turn_lease_seconds: float = Field(60.0, ge=3)
 
+    # --- resumable turns (turns/) ---------------------------------------------------------
+    # Whether a turn whose caller hangs up runs on (resumable) when the request does not say.
+    turn_detached_default: bool = False
+    turn_detached_max_seconds: float = Field(600.0, gt=0)  # a detached turn's own deadline
+    # Events are stored this long after they are made (at most; a crash loses no more).
+    turn_events_flush_seconds: float = Field(0.1, gt=0, le=5)
+    turn_events_retention_seconds: float = Field(3600.0, gt=0)  # after the turn ended
+    turn_events_max_bytes: int = Field(8 * MIB, ge=64 * 1024)  # stored per turn
+
     @field_validator(
         "api_key", "database_url", "llm_base_url", "metrics_address", "redis_url", mode="before"
     )

@@ -86,6 +86,20 @@ class ToolCall:
     approval_reason: str = ""
 
 
+class Rating(enum.Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(slots=True)
+class Feedback:
+    """The owner's rating of an answer (SetMessageFeedback)."""
+
+    rating: Rating
+    comment: str = ""
+    update_time_us: int = 0
+
+
 @dataclass(slots=True)
 class Message:
     session_id: str
@@ -101,6 +115,7 @@ class Message:
     create_time_us: int = 0
     attachments: list[Attachment] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    feedback: Feedback | None = None
 
     @property
     def name(self) -> str:

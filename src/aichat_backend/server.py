@@ -32,10 +32,14 @@ from aichat_backend.api.health_service import HealthServicer
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
+from aichat_backend.api.turn_frames import cut_off_end, interrupted_end
 from aichat_backend.api.turn_limits import TurnLimits
+from aichat_backend.api.turn_stream import DetachedTurns, TurnStreams
 from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatConfig, ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
+from aichat_backend.engine.feedback import FeedbackManager
+from aichat_backend.engine.observer import Observers
 from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
 from aichat_backend.limits.base import LimitSettings
@@ -49,6 +53,10 @@ from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import purge_expired
 from aichat_backend.store.turns_repo import sweep_interrupted
 from aichat_backend.tools.base import ServerState, ToolProvider
+from aichat_backend.turns.fanout import PgListener, Watches
+from aichat_backend.turns.log import TurnEventLog
+from aichat_backend.turns.reader import TurnReader
+from aichat_backend.turns.recovery import purge_old, recover_abandoned
 
 if TYPE_CHECKING:
     from aichat_backend.tools.pool import MCPPool
@@ -167,6 +175,30 @@ class App:
 
             self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
         self.tools: ToolProvider | None = self.pool
+        self.turn_log = TurnEventLog(
+            self.db,
+            settings.replica_id,
+            flush_seconds=settings.turn_events_flush_seconds,
+            max_bytes=settings.turn_events_max_bytes,
+        )
+        self.turn_log.end_renderer = cut_off_end
+        # Other replicas' turns: woken by PostgreSQL NOTIFY; SQLite is one process.
+        many = self.db.dialect == "postgresql"
+        self.turn_watches = (
+            PgListener(self.db.url, settings.db_connect_timeout_seconds) if many else Watches()
+        )
+        self.turn_streams = TurnStreams(
+            log=self.turn_log,
+            reader=TurnReader(
+                self.db,
+                self.turn_log,
+                self.turn_watches,
+                poll_seconds=settings.heartbeat_seconds,
+                missing_reads=2 if many else 1,
+            ),
+            detached=DetachedTurns(self.turn_log, self.limits, settings.turn_detached_max_seconds),
+            detached_default=settings.turn_detached_default,
+        )
         self.engine = ChatEngine(
             self.db,
             self.catalogue,
@@ -186,7 +218,7 @@ class App:
                 approval_ttl_seconds=settings.approval_ttl_seconds,
             ),
             tools=self.tools,
-            observer=self.metrics,
+            observer=Observers(self.metrics, self.turn_log),
             pdf=PdfExtractor(
                 PdfLimits(
                     max_pages=settings.pdf_max_pages,
@@ -228,6 +260,15 @@ class App:
             interrupted = await sweep_interrupted(tx, starting_owner=self.settings.replica_id)
         if interrupted:
             log.warning("marked answers left unfinished by a crash", extra={"count": interrupted})
+        recovered = await recover_abandoned(
+            self.db,
+            interrupted_end,
+            stale_seconds=self.settings.turn_lease_seconds,
+            starting_replica=self.settings.replica_id,
+        )
+        if recovered:
+            log.warning("ended turn event logs left by a crash", extra={"count": recovered})
+        await self.turn_watches.start()
         server = grpc.aio.server(
             interceptors=[
                 RequestInterceptor(
@@ -241,7 +282,7 @@ class App:
             options=server_options(self.settings),
         )
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.sessions), server
+            SessionServicer(self.sessions, FeedbackManager(self.db)), server
         )
         chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
             ChatServicer(
@@ -249,6 +290,7 @@ class App:
                 self.limits,
                 self.metrics.active_streams,
                 model_checks=self.admin.checker,
+                turns=self.turn_streams,
             ),
             server,
         )
@@ -285,6 +327,10 @@ class App:
                 async with self.db.transaction() as tx:
                     interrupted = await sweep_interrupted(tx)
                     purged = await purge_expired(tx, ttl) if rounds % 60 == 0 else 0
+                await recover_abandoned(
+                    self.db, interrupted_end, stale_seconds=self.settings.turn_lease_seconds
+                )
+                await purge_old(self.db, self.settings.turn_events_retention_seconds)
                 if interrupted or purged:
                     log.info(
                         "housekeeping",
@@ -342,6 +388,9 @@ class App:
                 self.engine.stop_all()
             await stopping
         await self.engine.drain_writes()
+        await self.turn_streams.detached.close()
+        await self.turn_log.close()  # the last events of every turn stored
+        await self.turn_watches.close()
         await self.admin.aclose()
         await self.catalogue.aclose()
         await self.limiter.aclose()

@@ -74,6 +74,10 @@ class Script:
     error_after: int | None = None  # send an in-stream error event after N pieces
     cut_after: int | None = None  # drop the connection after N pieces (no terminator)
     hang_after: int | None = None  # go silent after N pieces, keeping the socket open
+    # Pause after N pieces until ``gate`` is set (a test holds a turn mid-answer).
+    gate_after: int | None = None
+    gate: asyncio.Event | None = None
+    delay_after_gate: float | None = None  # token_delay once the gate has opened
     input_tokens: int | None = None  # default: a rough count of the request
     output_tokens: int | None = None  # default: the number of pieces
     finish_reason: str | None = None  # OpenAI vocabulary; default stop / tool_calls
@@ -862,6 +866,10 @@ class FakeLLMServer:
                 return False
             if sent == script.hang_after:
                 await response.hang()
+            if sent == script.gate_after and script.gate is not None:
+                await script.gate.wait()
+                if script.delay_after_gate is not None:
+                    script.token_delay = script.delay_after_gate
             if sent == script.error_after:
                 status = script.error_status or (529 if isinstance(fmt, _AnthropicFormat) else 500)
                 message = script.error_message or _reason_phrase(status)

@@ -65,3 +65,34 @@ async def test_node_reads_error_info(stack: ChatStack, user: str) -> None:
     assert result["error"]["code"] == "NOT_FOUND"
     assert result["error"]["errorInfo"]["reason"] == "SESSION_NOT_FOUND"
     assert result["error"]["errorInfo"]["domain"] == "aichat.example.com"
+
+
+async def test_node_reads_a_resumed_stream(stack: ChatStack, user: str) -> None:
+    import asyncio
+
+    from tests.support.resume import TOKENS_200, paced_200
+
+    gate = asyncio.Event()
+    stack.fake.enqueue(paced_200(gate))
+
+    async def open_gate_once_resumed() -> None:
+        # Held until Node's resumed stream reads the running turn: then the rest comes.
+        log = stack.server.app.turn_log
+        while not log._turns:  # noqa: ASYNC110 - the server's own state, no event to wait on
+            await asyncio.sleep(0.005)
+        buf = next(iter(log._turns.values()))
+        caller = buf.readers[0]  # the detached turn's own caller, there from its start
+        while not (buf.next_seq > 50 and any(r is not caller for r in buf.readers)):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        gate.set()
+
+    opener = asyncio.create_task(open_gate_once_resumed())
+    try:
+        result = (await node(stack, "resume", user))["resume"]
+    finally:
+        gate.set()
+        opener.cancel()
+    assert result["seen"] == list(range(1, 51))
+    assert result["rest"] == list(range(51, 51 + len(result["rest"])))
+    assert result["kinds"][-1] == "turn_ended" and len(result["turns"]) == 1
+    assert result["text"] == "".join(TOKENS_200) == result["stored"]

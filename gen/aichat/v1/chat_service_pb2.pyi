@@ -94,6 +94,7 @@ class ChatOptions(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MEMORY_LIMIT_FIELD_NUMBER: _builtins.int
+    DETACHED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model catalogue name for this turn; overrides the session's model."""
     temperature: _builtins.float
@@ -102,6 +103,11 @@ class ChatOptions(_message.Message):
     """Upper bound on tokens produced; the provider's default when 0."""
     memory_limit: _builtins.int
     """Messages of context for this turn; the session's limit when 0."""
+    detached: _builtins.bool
+    """Whether the turn runs on to its end when the caller hangs up (it can then be
+    resumed with StreamTurnEvents). Unset: the server's default (AICHAT_TURN_DETACHED_DEFAULT,
+    false: hanging up cancels the turn). StreamChat only.
+    """
     def __init__(
         self,
         *,
@@ -109,13 +115,19 @@ class ChatOptions(_message.Message):
         temperature: _builtins.float | None = ...,
         max_output_tokens: _builtins.int = ...,
         memory_limit: _builtins.int = ...,
+        detached: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "detached", b"detached", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "max_output_tokens", b"max_output_tokens", "memory_limit", b"memory_limit", "model", b"model", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "detached", b"detached", "max_output_tokens", b"max_output_tokens", "memory_limit", b"memory_limit", "model", b"model", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__detached: _TypeAlias = _typing.Literal["detached"]  # noqa: Y015
+    _WhichOneofArgType__detached: _TypeAlias = _typing.Literal["_detached", b"_detached"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__detached) -> _WhichOneofReturnType__detached | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
 
 Global___ChatOptions: _TypeAlias = ChatOptions  # noqa: Y015
@@ -295,10 +307,15 @@ class ResolveToolCallsRequest(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     DECISIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DETACHED_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     """The session, "sessions/{session}"."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
+    detached: _builtins.bool
+    """Whether the rest of the turn runs on when the caller hangs up (see
+    `ChatOptions.detached`); the server's default when unset.
+    """
     @_builtins.property
     def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDecision]:
         """One decision per pending call."""
@@ -309,14 +326,45 @@ class ResolveToolCallsRequest(_message.Message):
         session: _builtins.str = ...,
         decisions: _abc.Iterable[Global___ToolCallDecision] | None = ...,
         request_id: _builtins.str = ...,
+        detached: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "detached", b"detached"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "decisions", b"decisions", "detached", b"detached", "request_id", b"request_id", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__detached: _TypeAlias = _typing.Literal["detached"]  # noqa: Y015
+    _WhichOneofArgType__detached: _TypeAlias = _typing.Literal["_detached", b"_detached"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__detached) -> _WhichOneofReturnType__detached | None: ...
+
+Global___ResolveToolCallsRequest: _TypeAlias = ResolveToolCallsRequest  # noqa: Y015
+
+@_typing.final
+class StreamTurnEventsRequest(_message.Message):
+    """Request for StreamTurnEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The turn, "sessions/{session}/turns/{turn}" (as `StreamChatResponse.turn`)."""
+    after_seq: _builtins.int
+    """Send the events whose `sequence` is greater than this: the last one the caller
+    saw, or 0 for the whole turn. Past the end, only `turn_ended` comes.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "request_id", b"request_id", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ResolveToolCallsRequest: _TypeAlias = ResolveToolCallsRequest  # noqa: Y015
+Global___StreamTurnEventsRequest: _TypeAlias = StreamTurnEventsRequest  # noqa: Y015
 
 @_typing.final
 class StreamChatResponse(_message.Message):
@@ -325,6 +373,7 @@ class StreamChatResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
     TURN_STARTED_FIELD_NUMBER: _builtins.int
     TEXT_DELTA_FIELD_NUMBER: _builtins.int
     TOOL_CALL_FIELD_NUMBER: _builtins.int
@@ -332,7 +381,11 @@ class StreamChatResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     TURN_ENDED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """Position of this event in the stream, from 1."""
+    """Position of this event in its turn: 1, 2, 3, ... with no gaps, the same in the
+    turn's own stream and in StreamTurnEvents (resume after the last one seen).
+    """
+    turn: _builtins.str
+    """The turn this event belongs to, "sessions/{session}/turns/{turn}"."""
     @_builtins.property
     def turn_started(self) -> Global___TurnStarted:
         """The turn began: the user message is stored."""
@@ -363,6 +416,7 @@ class StreamChatResponse(_message.Message):
         self,
         *,
         sequence: _builtins.int = ...,
+        turn: _builtins.str = ...,
         turn_started: Global___TurnStarted | None = ...,
         text_delta: Global___TextDelta | None = ...,
         tool_call: _resources_pb2.ToolCall | None = ...,
@@ -372,7 +426,7 @@ class StreamChatResponse(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn", b"turn", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["turn_started", "text_delta", "tool_call", "approval_required", "heartbeat", "turn_ended"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015

@@ -50,6 +50,11 @@ class ChatServiceStub:
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.ResolveToolCallsRequest.SerializeToString,
                 response_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
                 _registered_method=True)
+        self.StreamTurnEvents = channel.unary_stream(
+                '/aichat.v1.ChatService/StreamTurnEvents',
+                request_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/aichat.v1.ChatService/ListModels',
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.ListModelsRequest.SerializeToString,
@@ -85,6 +90,16 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTurnEvents(self, request, context):
+        """Streams a turn's events after `after_seq`: the stored past first, then the live
+        ones as they are made (on whichever replica runs the turn), ending with the same
+        single `turn_ended` as the turn's own stream. Works for running and finished turns,
+        for their owner only. A browser resumes with `GET …:streamEvents?afterSeq=N`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the models a session can use (the catalogue, without secrets).
         """
@@ -108,6 +123,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
             'ResolveToolCalls': grpc.unary_stream_rpc_method_handler(
                     servicer.ResolveToolCalls,
                     request_deserializer=aichat_dot_v1_dot_chat__service__pb2.ResolveToolCallsRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.SerializeToString,
+            ),
+            'StreamTurnEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTurnEvents,
+                    request_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.FromString,
                     response_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
@@ -197,6 +217,33 @@ class ChatService:
             target,
             '/aichat.v1.ChatService/ResolveToolCalls',
             aichat_dot_v1_dot_chat__service__pb2.ResolveToolCallsRequest.SerializeToString,
+            aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTurnEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aichat.v1.ChatService/StreamTurnEvents',
+            aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.SerializeToString,
             aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
             options,
             channel_credentials,

@@ -27,6 +27,12 @@ class ChatServiceStub:
     """Approves or denies tool calls that wait for the user, and streams the rest of the
     turn like StreamChat.
     """
+    StreamTurnEvents: _aio.UnaryStreamMultiCallable[_chat_service_pb2.StreamTurnEventsRequest, _chat_service_pb2.StreamChatResponse]
+    """Streams a turn's events after `after_seq`: the stored past first, then the live
+    ones as they are made (on whichever replica runs the turn), ending with the same
+    single `turn_ended` as the turn's own stream. Works for running and finished turns,
+    for their owner only. A browser resumes with `GET …:streamEvents?afterSeq=N`.
+    """
     ListModels: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListModelsRequest, _chat_service_pb2.ListModelsResponse]
     """Lists the models a session can use (the catalogue, without secrets)."""
 
@@ -60,6 +66,18 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]:
         """Approves or denies tool calls that wait for the user, and streams the rest of the
         turn like StreamChat.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTurnEvents(
+        self,
+        request: _chat_service_pb2.StreamTurnEventsRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.StreamTurnEventsRequest, _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]],
+    ) -> _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]:
+        """Streams a turn's events after `after_seq`: the stored past first, then the live
+        ones as they are made (on whichever replica runs the turn), ending with the same
+        single `turn_ended` as the turn's own stream. Works for running and finished turns,
+        for their owner only. A browser resumes with `GET …:streamEvents?afterSeq=N`.
         """
 
     @_abc_1.abstractmethod

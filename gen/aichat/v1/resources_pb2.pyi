@@ -82,6 +82,30 @@ MESSAGE_STATE_INTERRUPTED: MessageState.ValueType  # 3
 """Left unfinished by a crash; found and marked at the next start."""
 Global___MessageState: _TypeAlias = MessageState  # noqa: Y015
 
+class _FeedbackRating:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedbackRatingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedbackRating.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEEDBACK_RATING_UNSPECIFIED: _FeedbackRating.ValueType  # 0
+    """No rating (SetMessageFeedback with this clears the feedback)."""
+    FEEDBACK_RATING_THUMBS_UP: _FeedbackRating.ValueType  # 1
+    """A good answer."""
+    FEEDBACK_RATING_THUMBS_DOWN: _FeedbackRating.ValueType  # 2
+    """A bad answer."""
+
+class FeedbackRating(_FeedbackRating, metaclass=_FeedbackRatingEnumTypeWrapper):
+    """How the owner rated an answer."""
+
+FEEDBACK_RATING_UNSPECIFIED: FeedbackRating.ValueType  # 0
+"""No rating (SetMessageFeedback with this clears the feedback)."""
+FEEDBACK_RATING_THUMBS_UP: FeedbackRating.ValueType  # 1
+"""A good answer."""
+FEEDBACK_RATING_THUMBS_DOWN: FeedbackRating.ValueType  # 2
+"""A bad answer."""
+Global___FeedbackRating: _TypeAlias = FeedbackRating  # noqa: Y015
+
 class _ToolCallState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -235,6 +259,7 @@ class Message(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sessions/{session}/messages/{message}"."""
     role: Global___Role.ValueType
@@ -263,6 +288,10 @@ class Message(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the message was stored."""
 
+    @_builtins.property
+    def feedback(self) -> Global___MessageFeedback:
+        """The owner's rating of an assistant message (SessionService.SetMessageFeedback)."""
+
     def __init__(
         self,
         *,
@@ -276,14 +305,47 @@ class Message(_message.Message):
         model: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         finish_reason: _builtins.str = ...,
+        feedback: Global___MessageFeedback | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "feedback", b"feedback", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "role", b"role", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "feedback", b"feedback", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "role", b"role", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class MessageFeedback(_message.Message):
+    """The owner's feedback on an assistant message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATING_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    rating: Global___FeedbackRating.ValueType
+    """Up or down."""
+    comment: _builtins.str
+    """Why, in the owner's words (at most 2000 characters)."""
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was last set."""
+
+    def __init__(
+        self,
+        *,
+        rating: Global___FeedbackRating.ValueType = ...,
+        comment: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "rating", b"rating", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageFeedback: _TypeAlias = MessageFeedback  # noqa: Y015
 
 @_typing.final
 class Attachment(_message.Message):

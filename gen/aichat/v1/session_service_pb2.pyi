@@ -344,3 +344,33 @@ class ExportSessionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportSessionRequest: _TypeAlias = ExportSessionRequest  # noqa: Y015
+
+@_typing.final
+class SetMessageFeedbackRequest(_message.Message):
+    """Request for SetMessageFeedback."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The assistant message, "sessions/{session}/messages/{message}"."""
+    rating: _resources_pb2.FeedbackRating.ValueType
+    """Up or down; FEEDBACK_RATING_UNSPECIFIED removes the feedback."""
+    comment: _builtins.str
+    """Why (at most 2000 characters); must be empty when clearing."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rating: _resources_pb2.FeedbackRating.ValueType = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "name", b"name", "rating", b"rating"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMessageFeedbackRequest: _TypeAlias = SetMessageFeedbackRequest  # noqa: Y015

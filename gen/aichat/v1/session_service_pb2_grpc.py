@@ -81,6 +81,11 @@ class SessionServiceStub:
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.SetMessageFeedback = channel.unary_unary(
+                '/aichat.v1.SessionService/SetMessageFeedback',
+                request_serializer=aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -148,6 +153,14 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetMessageFeedback(self, request, context):
+        """Rates an assistant message (up or down, with an optional comment); setting it
+        again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +203,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ExportSession,
                     request_deserializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'SetMessageFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMessageFeedback,
+                    request_deserializer=aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_resources__pb2.Message.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +430,33 @@ class SessionService:
             '/aichat.v1.SessionService/ExportSession',
             aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMessageFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.SessionService/SetMessageFeedback',
+            aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.SerializeToString,
+            aichat_dot_v1_dot_resources__pb2.Message.FromString,
             options,
             channel_credentials,
             insecure,

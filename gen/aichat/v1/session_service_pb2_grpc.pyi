@@ -42,6 +42,10 @@ class SessionServiceStub:
     chunks: the first carries the content type, the document is their data joined.
     Through Envoy it is one HTTP response body of any size.
     """
+    SetMessageFeedback: _aio.UnaryUnaryMultiCallable[_session_service_pb2.SetMessageFeedbackRequest, _resources_pb2.Message]
+    """Rates an assistant message (up or down, with an optional comment); setting it
+    again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the calling user's chat sessions and their messages.
@@ -115,6 +119,16 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
         chunks: the first carries the content type, the document is their data joined.
         Through Envoy it is one HTTP response body of any size.
+        """
+
+    @_abc_1.abstractmethod
+    def SetMessageFeedback(
+        self,
+        request: _session_service_pb2.SetMessageFeedbackRequest,
+        context: _aio.ServicerContext[_session_service_pb2.SetMessageFeedbackRequest, _abc.Awaitable[_resources_pb2.Message]],
+    ) -> _abc.Awaitable[_resources_pb2.Message]:
+        """Rates an assistant message (up or down, with an optional comment); setting it
+        again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _aio.Server) -> None: ...

@@ -17,6 +17,7 @@ from aichat_backend.api import convert
 from aichat_backend.api.errors import to_status
 from aichat_backend.api.models_pb import models_to_pb
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate, TurnLimits
+from aichat_backend.api.turn_stream import TurnRecorder, TurnStreams, after_seq, resume
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
@@ -48,6 +49,7 @@ def turn_request(
     request: TurnMessage,
     context: grpc.aio.ServicerContext,
     relay_text: bool = True,
+    turn_id: str = "",
 ) -> TurnRequest:
     options = request.options
     return TurnRequest(
@@ -62,11 +64,14 @@ def turn_request(
         request_id=request.request_id,
         deadline=_deadline(context),
         relay_text=relay_text,
+        turn_id=turn_id,
     )
 
 
 def resolve_request(
-    request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
+    request: cpb.ResolveToolCallsRequest,
+    context: grpc.aio.ServicerContext,
+    turn_id: str = "",
 ) -> ResolveRequest:
     return ResolveRequest(
         user_id=current_user(),
@@ -86,6 +91,7 @@ def resolve_request(
         ],
         request_id=request.request_id,
         deadline=_deadline(context),
+        turn_id=turn_id,
     )
 
 
@@ -133,25 +139,46 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         limits: TurnLimits | None = None,
         streams: StreamGauge | None = None,
         model_checks: ModelChecker | None = None,
+        *,
+        turns: TurnStreams,
     ) -> None:
         self._engine = engine
         self._model_checks = model_checks
         self._limits: TurnGate = limits if limits is not None else NO_LIMITS
         self._streams = streams
+        self._turns = turns
 
     # The streaming methods return the response generator rather than being generators
     # themselves: one layer less that every message of every held stream passes through.
     def StreamChat(
         self, request: cpb.StreamChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        turn = self._engine.stream_turn(turn_request(request, context))
-        return _stream(turn, self._limits, self._streams)
+        # Numbered, named and logged; detached turns run on without the caller.
+        turns, options = self._turns, request.options
+        recorder = turns.recorder(event_to_pb, request.session)
+        req = turn_request(request, context, turn_id=recorder.turn_id)
+        if turns.detach(options.detached if options.HasField("detached") else None):
+            req.deadline = turns.detached.deadline()
+            return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())
+        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
 
     def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        turn = self._engine.resolve(resolve_request(request, context))
-        return _stream(turn, self._limits, self._streams)
+        # As StreamChat.
+        turns = self._turns
+        recorder = turns.recorder(event_to_pb, request.session)
+        req = resolve_request(request, context, turn_id=recorder.turn_id)
+        if turns.detach(request.detached if request.HasField("detached") else None):
+            req.deadline = turns.detached.deadline()
+            return turns.detached.run(self._engine.resolve(req), recorder, current_user())
+        return _stream(self._engine.resolve(req), self._limits, self._streams, recorder)
+
+    def StreamTurnEvents(
+        self, request: cpb.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        after = after_seq(request, tuple(context.invocation_metadata() or ()))  # type: ignore[arg-type]
+        return resume(self._turns.reader, current_user(), request, after)
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
@@ -193,24 +220,27 @@ async def _stream(
     events: AsyncGenerator[ev.TurnEvent, None],
     limits: TurnGate,
     gauge: StreamGauge | None,
+    recorder: TurnRecorder,
 ) -> AsyncIterator[cpb.StreamChatResponse]:
-    """A turn's events as stream messages, inside the user's limits: one generator per
-    held stream (the limits are a slot around it, not a layer of their own)."""
-    sequence = 0
+    """A turn's events as stream messages, numbered, named and logged (the recorder),
+    inside the user's limits: one generator per held stream (the limits are a slot around
+    it, not a layer of their own)."""
     if gauge is not None:
         gauge.inc()
     try:
         async with limits.turn(current_user()) as slot, aclosing(events):
             async for event in events:
-                sequence += 1
                 if isinstance(event, ev.TurnEnded):
                     await slot.count(event)
-                    yield event_to_pb(event, sequence)
+                    yield recorder.record(event)
                     if event.error is not None:
                         # gRPC clients also see the failure as the RPC's status.
                         raise event.error
                     continue
-                yield event_to_pb(event, sequence)
+                yield recorder.record(event)
+    except Exception as exc:
+        recorder.failed(exc)  # the log's last event says why
+        raise
     finally:
         if gauge is not None:
             gauge.dec()

@@ -97,6 +97,20 @@ def tool_call_to_pb(c: domain.ToolCall, preview_chars: int | None = None) -> pb.
     )
 
 
+RATING_TO_PB = {
+    domain.Rating.UP: pb.FEEDBACK_RATING_THUMBS_UP,
+    domain.Rating.DOWN: pb.FEEDBACK_RATING_THUMBS_DOWN,
+}
+
+
+def feedback_to_pb(f: domain.Feedback | None) -> pb.MessageFeedback | None:
+    if f is None:
+        return None
+    return pb.MessageFeedback(
+        rating=RATING_TO_PB[f.rating], comment=f.comment, update_time=timestamp(f.update_time_us)
+    )
+
+
 def message_to_pb(m: domain.Message) -> pb.Message:
     return pb.Message(
         name=m.name,
@@ -114,4 +128,5 @@ def message_to_pb(m: domain.Message) -> pb.Message:
         model=m.model,
         create_time=timestamp(m.create_time_us),
         finish_reason=m.finish_reason,
+        feedback=feedback_to_pb(m.feedback),
     )

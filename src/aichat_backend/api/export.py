@@ -152,6 +152,9 @@ def _message_lines(markdown: bool, m: domain.Message) -> Iterator[str]:
     bullet = "- " if markdown else "  "
     for a in m.attachments:
         yield f"{bullet}attachment: {a.filename} ({a.mime_type}, {a.size_bytes} bytes)"
+    if m.feedback is not None:
+        comment = f": {m.feedback.comment}" if m.feedback.comment else ""
+        yield f"{bullet}feedback: {m.feedback.rating.value}{comment}"
     for c in m.tool_calls:
         args = json.dumps(c.arguments, ensure_ascii=False)
         yield f"{bullet}tool {c.tool_name}({args}) → {c.state.value}: {c.result_text[:500]}"

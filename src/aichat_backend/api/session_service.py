@@ -12,14 +12,23 @@ from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from aichat_backend.api import convert, export
-from aichat_backend.domain import UPDATABLE_SESSION_FIELDS
+from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Rating
+from aichat_backend.engine.feedback import FeedbackManager
 from aichat_backend.engine.sessions import SessionManager
+from aichat_backend.errors import InvalidArgument
 from aichat_backend.request_context import add_response_header, current_user
+
+RATING_FROM_PB = {
+    rpb.FEEDBACK_RATING_UNSPECIFIED: None,
+    rpb.FEEDBACK_RATING_THUMBS_UP: Rating.UP,
+    rpb.FEEDBACK_RATING_THUMBS_DOWN: Rating.DOWN,
+}
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionManager) -> None:
+    def __init__(self, sessions: SessionManager, feedback: FeedbackManager) -> None:
         self._sessions = sessions
+        self._feedback = feedback
 
     async def CreateSession(
         self, request: spb.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -83,6 +92,20 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     ) -> empty_pb2.Empty:
         await self._sessions.clear_messages(current_user(), request.name)
         return empty_pb2.Empty()
+
+    async def SetMessageFeedback(
+        self, request: spb.SetMessageFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.Message:
+        if request.rating not in RATING_FROM_PB:
+            raise InvalidArgument(
+                "rating must be THUMBS_UP, THUMBS_DOWN or unspecified (to clear)",
+                reason="INVALID_RATING",
+                field="rating",
+            )
+        message = await self._feedback.set(
+            current_user(), request.name, RATING_FROM_PB[request.rating], request.comment
+        )
+        return convert.message_to_pb(message)
 
     async def ExportSession(
         self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext

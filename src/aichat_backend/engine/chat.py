@@ -51,14 +51,14 @@ class ChatEngine:
         pdf: PdfExtractor | None = None,
     ) -> None:
         self._catalogue = catalogue
-        self._lifecycle = TurnLifecycle(db, config.lease_seconds)
+        observer = observer or TurnObserver()
+        self._lifecycle = TurnLifecycle(db, config.lease_seconds, observer)
         self._final = FinalWrites(
             db,
             self._lifecycle,
             config.final_write_seconds,
             config.final_write_background_seconds,
         )
-        observer = observer or TurnObserver()
         rounds = TurnRounds(db, config, tools, observer, self._lifecycle, self._final)
         self._pdf = pdf or PdfExtractor()
         self._starter = TurnStarter(

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from aichat_backend.domain import MessageState
 from aichat_backend.engine.leases import Lease, LeaseKeeper
 from aichat_backend.engine.loop_load import LoopLoad
+from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.turn_run import TurnRun
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database
@@ -30,8 +31,11 @@ T = TypeVar("T")
 
 
 class TurnLifecycle:
-    def __init__(self, db: Database, lease_seconds: float) -> None:
+    def __init__(
+        self, db: Database, lease_seconds: float, observer: TurnObserver | None = None
+    ) -> None:
         self._db = db
+        self._observer = observer or TurnObserver()
         self._active: set[TurnRun] = set()
         self._leases = LeaseKeeper(db, lease_seconds)
         self._load = LoopLoad()
@@ -110,11 +114,12 @@ class TurnLifecycle:
         self._track(task)
         return await asyncio.shield(task)
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` in the background; shutdown (``drain``) waits for it."""
         task = asyncio.create_task(work)
         self._track(task)
         task.add_done_callback(_log_failure)
+        return task
 
     def finalize_in_background(self, run: TurnRun, reason: str = "cancelled") -> None:
         """Store what a turn had when it was cut off, and free its session."""
@@ -144,7 +149,11 @@ class TurnLifecycle:
                 )
                 await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
 
-        self.spawn(finalize())
+        # Once stored (or not), observers hear of it: the turn's event log writes its last
+        # event, so whoever resumes the turn gets an end.
+        self.spawn(finalize()).add_done_callback(
+            lambda _: self._observer.turn_cut_off(run.turn_id, run.message, reason)
+        )
 
     def _track(self, task: asyncio.Future[Any]) -> None:
         self._writes.add(task)

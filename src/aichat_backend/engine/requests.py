@@ -30,6 +30,7 @@ class TurnRequest:
     # False when the caller wants the answer, not its tokens (SendMessage): the text is
     # handed over once per round instead of token by token.
     relay_text: bool = True
+    turn_id: str = ""  # the turn's id when the caller named it (its event log); else new
 
 
 @dataclass(slots=True)
@@ -39,6 +40,7 @@ class ResolveRequest:
     decisions: list[Decision]
     request_id: str = ""
     deadline: float | None = None
+    turn_id: str = ""  # as TurnRequest.turn_id
 
 
 @dataclass(slots=True)

@@ -81,7 +81,7 @@ class Resolver:
                 yield first_result
                 return
         await self._expire_pending(req.user_id, session_id)
-        turn_id = uuid.uuid4().hex
+        turn_id = req.turn_id or uuid.uuid4().hex
         async with self._db.transaction() as tx:
             calls = ToolCallRepository(tx, req.user_id)
             session = await SessionRepository(tx, req.user_id).get(session_id)

@@ -16,7 +16,7 @@ from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
 from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
-from aichat_backend.store import page_tokens
+from aichat_backend.store import page_tokens, turn_sweeps_repo
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import MAX_REQUEST_ID_LENGTH, IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
@@ -272,6 +272,8 @@ class SessionManager:
         session_id = names.parse_session(name)
         async with self._db.transaction() as tx:
             await MessageRepository(tx, user_id).clear(session_id)
+            # [resume] cleared text must not come back through a resumed turn
+            await turn_sweeps_repo.forget_session(tx, user_id, session_id)
 
     async def export(
         self, user_id: str, name: str

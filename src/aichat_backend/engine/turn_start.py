@@ -149,7 +149,7 @@ class TurnStarter:
         run = TurnRun(
             user_id=req.user_id,
             session_id=session_id,
-            turn_id=uuid.uuid4().hex,
+            turn_id=req.turn_id or uuid.uuid4().hex,
             model=model,
             targets=targets,
             tools=tools,

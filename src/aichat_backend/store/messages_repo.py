@@ -13,8 +13,10 @@ from sqlalchemy.engine import RowMapping
 from aichat_backend import names
 from aichat_backend.domain import (
     Attachment,
+    Feedback,
     Message,
     MessageState,
+    Rating,
     Role,
     Session,
     ToolCall,
@@ -49,7 +51,15 @@ def _to_message(row: RowMapping) -> Message:
         input_tokens=row["input_tokens"],
         output_tokens=row["output_tokens"],
         create_time_us=row["create_time_us"],
+        feedback=_feedback(row),
     )
+
+
+def _feedback(row: RowMapping) -> Feedback | None:
+    rating = row.get("feedback_rating")
+    if rating is None:
+        return None
+    return Feedback(Rating(rating), row["feedback_comment"] or "", row["feedback_time_us"] or 0)
 
 
 _INSERT_MESSAGES = insert(messages)

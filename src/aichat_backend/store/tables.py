@@ -77,6 +77,10 @@ messages = Table(
     Column("input_tokens", BigInteger, nullable=False, default=0),
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("create_time_us", BigInteger, nullable=False),
+    # The owner's rating of an answer ("up"/"down"), NULL when none (SetMessageFeedback).
+    Column("feedback_rating", String(16), nullable=True),
+    Column("feedback_comment", Text, nullable=True),
+    Column("feedback_time_us", BigInteger, nullable=True),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
@@ -189,4 +193,40 @@ admin_audit_log = Table(
     Column("request_id", String(128), nullable=False, default=""),
     Column("create_time_us", BigInteger, nullable=False),
     Index("ix_admin_audit_log_created", "create_time_us"),
+)
+
+
+# A turn's events, kept for resuming it by sequence number (turns/): one row per turn,
+# and its events in batches, one row per flush (not per token).
+turn_logs = Table(
+    "turn_logs",
+    metadata,
+    Column("turn_id", ID, primary_key=True),
+    Column("user_id", USER_ID, nullable=False),
+    Column("session_id", ID, nullable=False),
+    Column("replica_id", String(128), nullable=False),
+    # The turn's first answer: where a crash's partial text is put back.
+    Column("answer_id", ID, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("stored_bytes", BigInteger, nullable=False),
+    Column("ended", Boolean, nullable=False),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    # Retention and crash sweeps.
+    Index("ix_turn_logs_ended_update_time_us", "ended", "update_time_us"),
+    Index("ix_turn_logs_user_id_session_id", "user_id", "session_id"),
+)
+
+turn_event_batches = Table(
+    "turn_event_batches",
+    metadata,
+    Column("turn_id", ID, primary_key=True),
+    Column("first_seq", Integer, primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("final", Boolean, nullable=False),  # holds the turn's last event
+    Column("data", LargeBinary, nullable=False),  # turns/frames.py encoding
+    ForeignKeyConstraint(["turn_id"], ["turn_logs.turn_id"], ondelete="CASCADE"),
 )

@@ -74,6 +74,29 @@ function streamTurn(request, { cancelAfterDeltas = null, deadlineMs = null } = {
   });
 }
 
+// A detached turn cut after `cutAfter` events, then resumed after the last one seen.
+function cutThenResume(request, cutAfter) {
+  return new Promise((resolve, reject) => {
+    const call = chat.StreamChat(request, metadata());
+    const seen = [];
+    call.on("data", (event) => {
+      seen.push(event);
+      if (seen.length === cutAfter) {
+        call.cancel();
+        const last = seen[seen.length - 1];
+        const resumed = chat.StreamTurnEvents({ name: last.turn, after_seq: last.sequence }, metadata());
+        const rest = [];
+        resumed.on("data", (e) => rest.push(e));
+        resumed.on("error", reject);
+        resumed.on("end", () => resolve({ seen, rest }));
+      }
+    });
+    call.on("error", (err) => {
+      if (err.code !== grpc.status.CANCELLED) reject(err);
+    });
+  });
+}
+
 function summary(result) {
   return {
     code: result.code,
@@ -95,6 +118,18 @@ async function main() {
     out.turn = summary(await streamTurn({ session: session.name, text: "long please" }, { cancelAfterDeltas: 2 }));
   } else if (scenario === "deadline") {
     out.turn = summary(await streamTurn({ session: session.name, text: "hang please" }, { deadlineMs: 500 }));
+  } else if (scenario === "resume") {
+    const request = { session: session.name, text: "long please", options: { detached: true } };
+    const { seen, rest } = await cutThenResume(request, 50);
+    const text = (events) => events.filter((e) => e.event === "text_delta").map((e) => e.text_delta.text).join("");
+    out.resume = {
+      seen: seen.map((e) => Number(e.sequence)),
+      rest: rest.map((e) => Number(e.sequence)),
+      turns: [...new Set([...seen, ...rest].map((e) => e.turn))],
+      kinds: rest.map((e) => e.event),
+      text: text(seen) + text(rest),
+      stored: rest[rest.length - 1].turn_ended.message.text,
+    };
   } else if (scenario === "errors") {
     try {
       await unary(sessions, "GetSession", { name: "sessions/missing-one" });

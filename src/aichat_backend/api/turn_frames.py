@@ -1,0 +1,139 @@
+"""Turn events as log frames and back; the last events the log writes by itself.
+
+A text delta is logged as its text (rebuilt on replay); any other event as its
+serialized ``StreamChatResponse``. The log writes a last event itself when the engine
+cut a turn off (its caller left, its detached deadline passed, an error) and when a
+crash left a log without one.
+"""
+
+from __future__ import annotations
+
+from aichat.v1 import chat_service_pb2 as cpb
+from google.rpc import error_details_pb2, status_pb2
+
+from aichat_backend import errors as err
+from aichat_backend.api import convert
+from aichat_backend.api.errors import GRPC_CODE, to_status
+from aichat_backend.domain import Message, MessageState, ToolCallState
+from aichat_backend.engine import events as ev
+from aichat_backend.request_context import current_request_id
+from aichat_backend.turns.frames import END, EVENT, ROUND_BREAK, TEXT, Frame
+from aichat_backend.turns.log import TurnBuffer
+
+
+def frame_of(event: ev.TurnEvent, out: cpb.StreamChatResponse) -> Frame:
+    """The frame of an event already rendered as ``out`` (numbered and named)."""
+    seq = out.sequence
+    if isinstance(event, ev.TextDelta):
+        return Frame(seq, TEXT, event.text.encode(), out)
+    if isinstance(event, ev.TurnEnded):
+        kind = END
+    elif isinstance(event, ev.ToolCallUpdate | ev.ApprovalRequired):
+        kind = ROUND_BREAK  # the round's text is over (what a crash recovery needs)
+    else:
+        kind = EVENT
+    return Frame(seq, kind, out.SerializeToString(), out)
+
+
+def render(frame: Frame, name: str) -> cpb.StreamChatResponse:
+    """The stream message of a frame (the turn's ``name`` for rebuilt text deltas)."""
+    if isinstance(frame.rendered, cpb.StreamChatResponse):
+        return frame.rendered
+    if frame.kind == TEXT:
+        out = cpb.StreamChatResponse(sequence=frame.seq, turn=name)
+        out.text_delta.text = frame.payload.decode()
+        return out
+    return cpb.StreamChatResponse.FromString(frame.payload)
+
+
+def _ended(
+    seq: int, name: str, outcome: int, message: Message | None, error: err.AichatError | None
+) -> cpb.StreamChatResponse:
+    ended = cpb.TurnEnded(outcome=outcome)  # type: ignore[arg-type]
+    if message is not None:
+        ended.message.CopyFrom(convert.message_to_pb(message))
+        ended.usage.input_tokens = message.input_tokens
+        ended.usage.output_tokens = message.output_tokens
+    if error is not None:
+        ended.error.CopyFrom(to_status(error, current_request_id()))
+    return cpb.StreamChatResponse(sequence=seq, turn=name, turn_ended=ended)
+
+
+def cut_off_end(buf: TurnBuffer, message: Message, reason: str) -> Frame:
+    """The last event of a turn the engine cut off, from its answer as stored."""
+    error: err.AichatError | None = None
+    if any(c.state is ToolCallState.PENDING_APPROVAL for c in message.tool_calls):
+        outcome = cpb.TURN_OUTCOME_AWAITING_APPROVAL
+    elif message.state is MessageState.COMPLETE:
+        outcome = cpb.TURN_OUTCOME_COMPLETED
+    elif buf.deadline_hit:
+        outcome = cpb.TURN_OUTCOME_CANCELLED
+        error = err.DeadlineExceeded(
+            "the detached turn ran past its time limit; the partial answer was stored",
+            reason="TURN_DEADLINE_EXCEEDED",
+        )
+    elif reason == "cancelled":
+        outcome = cpb.TURN_OUTCOME_CANCELLED
+        error = err.Cancelled(
+            "the turn's caller hung up, which cancels it; the partial answer was stored",
+            reason="TURN_CANCELLED",
+        )
+    else:
+        outcome = cpb.TURN_OUTCOME_FAILED
+        error = (
+            buf.error
+            if isinstance(buf.error, err.AichatError)
+            else err.Internal(
+                "the turn failed; the partial answer was stored", reason="TURN_FAILED"
+            )
+        )
+    out = _ended(buf.next_seq, buf.name, outcome, message, error)
+    return Frame(out.sequence, END, out.SerializeToString(), out)
+
+
+def interrupted_end(message: Message | None, name: str, seq: int) -> bytes:
+    """The last event of a turn whose server died (kill -9, a crash)."""
+    error = err.Unavailable(
+        "the server running this turn stopped; what it had streamed was stored",
+        reason="TURN_INTERRUPTED",
+    )
+    return _ended(seq, name, cpb.TURN_OUTCOME_FAILED, message, error).SerializeToString()
+
+
+_KINDS = {code.value[0]: kind for kind, code in GRPC_CODE.items()}
+_CLASSES: dict[err.ErrorKind, type[err.AichatError]] = {
+    cls.kind: cls
+    for cls in (
+        err.Cancelled,
+        err.InvalidArgument,
+        err.DeadlineExceeded,
+        err.NotFound,
+        err.AlreadyExists,
+        err.PermissionDenied,
+        err.ResourceExhausted,
+        err.FailedPrecondition,
+        err.Aborted,
+        err.Unimplemented,
+        err.Internal,
+        err.Unavailable,
+        err.Unauthenticated,
+    )
+}
+
+
+def error_from_status(status: status_pb2.Status) -> err.AichatError:
+    """A stored status as the error a replayed failed turn ends its RPC with."""
+    kind = _KINDS.get(status.code, err.ErrorKind.INTERNAL)
+    info = error_details_pb2.ErrorInfo()
+    retry: float | None = None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            found = error_details_pb2.RetryInfo()
+            detail.Unpack(found)
+            retry = found.retry_delay.ToNanoseconds() / 1e9
+    metadata = {k: v for k, v in info.metadata.items() if k != "request_id"}
+    return _CLASSES[kind](
+        status.message, reason=info.reason or None, metadata=metadata, retry_after=retry
+    )

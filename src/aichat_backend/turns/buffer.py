@@ -1,0 +1,92 @@
+"""A running turn's log in its producer's process, and a local reader's queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aichat_backend.domain import now_us
+from aichat_backend.turns.frames import Frame
+
+
+class Reader:
+    """A local reader's queue of live frames."""
+
+    __slots__ = ("_waiter", "closed", "error", "frames")
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.error: BaseException | None = None  # the turn was refused before it began
+
+    def push(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until a frame is queued (or the turn failed)."""
+        if self.frames or self.error is not None:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
+class TurnBuffer:
+    """One turn's log in this process (the producer's replica)."""
+
+    __slots__ = (
+        "answer_id",
+        "create_time_us",
+        "deadline_hit",
+        "ended",
+        "error",
+        "flushed_seq",
+        "name",
+        "next_seq",
+        "pending",
+        "readers",
+        "session_id",
+        "stored_bytes",
+        "turn_id",
+        "user_id",
+    )
+
+    def __init__(self, turn_id: str, user_id: str, session_id: str, name: str) -> None:
+        self.turn_id = turn_id
+        self.user_id = user_id
+        self.session_id = session_id
+        self.name = name  # "sessions/{s}/turns/{t}"
+        self.answer_id = ""
+        self.next_seq = 1
+        self.pending: list[Frame] = []  # not stored yet (in flight included)
+        self.readers: list[Reader] = []
+        self.ended = False
+        self.flushed_seq = 0
+        self.stored_bytes = 0
+        self.create_time_us = now_us()
+        self.error: BaseException | None = None  # what cut the turn off, if anything
+        self.deadline_hit = False
+
+    def reader(self) -> tuple[Reader, list[Frame]]:
+        """Subscribe; and the frames not stored yet, taken in the same instant."""
+        r = Reader()
+        self.readers.append(r)
+        return r, list(self.pending)
+
+    def drop(self, r: Reader) -> None:
+        r.closed = True
+        with contextlib.suppress(ValueError):
+            self.readers.remove(r)

@@ -1,0 +1,66 @@
+"""Frames: a turn's events as the log stores them, and their batch encoding.
+
+A frame is one event with its sequence number. Text deltas are kept as their text (a
+crash's partial answer is rebuilt from them without knowing the wire format); every
+other event is an opaque payload rendered by the API layer. A batch row holds the
+frames ``first_seq..last_seq`` as ``kind (1 byte) | length (4 bytes) | payload``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+TEXT = 1  # payload: UTF-8 text of a delta
+EVENT = 2  # payload: an event rendered by the API layer
+END = 3  # payload: the turn's last event, rendered by the API layer
+ROUND_BREAK = 4  # payload: an event rendered by the API layer that ends a round's text
+
+_HEAD = struct.Struct(">BI")
+
+
+@dataclass(slots=True)
+class Frame:
+    seq: int
+    kind: int
+    payload: bytes
+    # The rendered event itself, for readers in this process (saves a parse).
+    rendered: object | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.kind == END
+
+    def size(self) -> int:
+        return _HEAD.size + len(self.payload)
+
+
+def encode(frames: Iterable[Frame]) -> bytes:
+    parts: list[bytes] = []
+    for f in frames:
+        parts.append(_HEAD.pack(f.kind, len(f.payload)))
+        parts.append(f.payload)
+    return b"".join(parts)
+
+
+def decode(first_seq: int, data: bytes) -> Iterator[Frame]:
+    offset, seq, size = 0, first_seq, len(data)
+    while offset < size:
+        kind, length = _HEAD.unpack_from(data, offset)
+        offset += _HEAD.size
+        yield Frame(seq, kind, data[offset : offset + length])
+        offset += length
+        seq += 1
+
+
+def last_round_text(frames: Iterable[Frame]) -> str:
+    """The text of the round a turn was in when its log stopped: the text frames after
+    the last round break (a tool call or an approval ends a round's answer)."""
+    parts: list[bytes] = []
+    for f in frames:
+        if f.kind == TEXT:
+            parts.append(f.payload)
+        elif f.kind == ROUND_BREAK:
+            parts.clear()
+    return b"".join(parts).decode("utf-8", errors="replace")

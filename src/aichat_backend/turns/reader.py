@@ -1,0 +1,114 @@
+"""Reading a turn after a sequence number: the stored past, then the live tail.
+
+Subscribe first, then read the past, then drop what the past covered. For a turn
+running in this process the subscription is its buffer's reader list (with the frames
+not stored yet taken in the same instant); for one running elsewhere it is a ``Watch``
+woken by the other replica's NOTIFY, after which the new rows are read. Either way a
+frame is given once, in order, and a missing one is an error, never a silent gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aichat_backend.errors import FailedPrecondition, NotFound
+from aichat_backend.store import turn_events_repo as repo
+from aichat_backend.store.database import Database
+from aichat_backend.turns.fanout import Watches
+from aichat_backend.turns.frames import Frame
+from aichat_backend.turns.log import TurnEventLog
+
+
+class _Cursor:
+    __slots__ = ("done", "last", "name")
+
+    def __init__(self, after: int, name: str) -> None:
+        self.last = after
+        self.done = False
+        self.name = name
+
+    def take(self, f: Frame) -> bool:
+        """Whether ``f`` is the next frame to give (the last one always is, once)."""
+        if self.done:
+            return False
+        if f.seq <= self.last:
+            if f.final:  # asked for events past the end: just the last event
+                self.done = True
+                return True
+            return False
+        if f.seq != self.last + 1:
+            raise FailedPrecondition(
+                f"{self.name} kept no events {self.last + 1}..{f.seq - 1}: it outgrew "
+                "the event log's per-turn bound; read its answer with ListMessages",
+                reason="TURN_LOG_TRUNCATED",
+                metadata={"resource": self.name},
+            )
+        self.last = f.seq
+        self.done = f.final
+        return True
+
+
+@dataclass(slots=True)
+class TurnReader:
+    db: Database
+    log: TurnEventLog
+    watches: Watches
+    poll_seconds: float = 5.0
+    # Reads of a turn with neither a log nor a claim before it is reported missing. With
+    # other replicas (PostgreSQL) a turn may have ended before its first flush and be
+    # storing its last event right now; in one process its buffer would have been found.
+    missing_reads: int = 1
+
+    async def frames_after(
+        self, user_id: str, session_id: str, turn_id: str, name: str, after: int
+    ) -> AsyncIterator[Frame]:
+        cursor = _Cursor(after, name)
+        buf = self.log.get(turn_id)
+        if buf is not None:
+            if buf.user_id != user_id or buf.session_id != session_id:
+                raise _not_found(name)
+            reader, unstored = buf.reader()
+            try:
+                first_unstored = unstored[0].seq if unstored else buf.next_seq
+                if cursor.last + 1 < first_unstored:
+                    async with self.db.read() as tx:
+                        stored = await repo.read_after(tx, user_id, session_id, turn_id, after)
+                    for f in stored.frames if stored is not None else ():
+                        if cursor.take(f):
+                            yield f
+                for f in unstored:
+                    if cursor.take(f):
+                        yield f
+                while not cursor.done:
+                    await reader.wait()
+                    frames, reader.frames = reader.frames, []
+                    for f in frames:
+                        if cursor.take(f):
+                            yield f
+            finally:
+                buf.drop(reader)
+            return
+        watch = self.watches.watch(turn_id)
+        try:
+            missing = 0
+            while not cursor.done:
+                async with self.db.read() as tx:
+                    stored = await repo.read_after(tx, user_id, session_id, turn_id, cursor.last)
+                    if stored is None and not await repo.is_claimed(
+                        tx, user_id, session_id, turn_id
+                    ):
+                        missing += 1
+                        if missing >= self.missing_reads:
+                            raise _not_found(name)
+                for f in stored.frames if stored is not None else ():
+                    if cursor.take(f):
+                        yield f
+                if not cursor.done:
+                    await watch.wait(self.poll_seconds if missing == 0 else 0.2)
+        finally:
+            self.watches.unwatch(watch)
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"{name} was not found", reason="TURN_NOT_FOUND", metadata={"resource": name})

@@ -1,0 +1,162 @@
+"""Resume across replicas: a turn started on replica A is resumed on replica B while A is
+still producing it, over gRPC and through Envoy (a browser's EventSource GET), on one
+PostgreSQL (fan-out by LISTEN/NOTIFY) and one Redis (limits)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from aichat.v1 import chat_service_pb2 as cpb
+
+from aichat_devtools.dev_token import ensure_keys, make_token
+from aichat_devtools.fake_llm import FakeLLMServer, Script
+from tests.e2e.envoy.test_scale_out import Replica, with_second_endpoint
+from tests.support.envoy import envoy_in_front, render_for_test
+from tests.support.grpc_helpers import md
+from tests.support.resume import TOKENS_200, cut_after, paced_200, resume, seqs, text_of
+from tests.support.serve_process import ServeProcess, child_env
+from tests.support.tool_stack import tasks_server_entry
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def replicas(
+    pg_database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[FakeLLMServer, Replica, Replica]]:
+    servers_file = tmp_path / "mcp.json"
+    servers_file.write_text(
+        json.dumps({"mcpServers": {"tasks": tasks_server_entry(tmp_path / "tasks.db")}})
+    )
+    async with FakeLLMServer() as fake:
+        settings = {
+            "database_url": pg_database_url,
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "llm_provider": "openai",
+            "llm_model": "gpt-test",
+            "llm_base_url": fake.base_url,
+            "api_key": "k",
+            "mcp_servers_file": str(servers_file),
+            "rate_rps": "0",
+            "log_format": "json",
+        }
+        started: list[Replica] = []
+        try:
+            for name in ("replica-a", "replica-b"):
+                env = child_env(tmp_path / name, replica_id=name, **settings)
+                process = await ServeProcess.start("serve", env=env)
+                started.append(Replica(process, await process.wait_serving()))
+            yield fake, started[0], started[1]
+        finally:
+            for replica in started:
+                await replica.channel.close()
+                replica.process.send_signal(signal.SIGTERM)
+            for replica in started:
+                assert await replica.process.wait_exit(20) == 0
+
+
+def detached(session: str) -> cpb.StreamChatRequest:
+    return cpb.StreamChatRequest(
+        session=session, text="talk", options=cpb.ChatOptions(detached=True)
+    )
+
+
+async def new_session(replica: Replica, user: str) -> str:
+    from aichat.v1 import resources_pb2, session_service_pb2
+
+    created = await replica.sessions.CreateSession(
+        session_service_pb2.CreateSessionRequest(session=resources_pb2.Session()),
+        metadata=md(user),
+    )
+    return created.name
+
+
+async def stored_answer(replica: Replica, user: str, session: str) -> str:
+    from aichat.v1 import session_service_pb2
+
+    page = await replica.sessions.ListMessages(
+        session_service_pb2.ListMessagesRequest(parent=session), metadata=md(user)
+    )
+    return page.messages[-1].text
+
+
+async def test_resume_on_the_other_replica_while_the_first_produces(
+    replicas: tuple[FakeLLMServer, Replica, Replica], tmp_path: Path, user: str
+) -> None:
+    fake, a, b = replicas
+    session = await new_session(a, user)
+
+    # 1. gRPC: started on A, cut after event 50, resumed on B while A is held mid-answer.
+    gate = asyncio.Event()
+    fake.enqueue(paced_200(gate))
+    seen = await cut_after(a.chat, user, detached(session), 50)
+    assert seqs(seen) == list(range(1, 51))
+    turn = seen[0].turn
+    call = b.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=turn, after_seq=50), metadata=md(user), timeout=60
+    )
+    rest: list[cpb.StreamChatResponse] = []
+    try:
+        async for event in call:
+            rest.append(event)
+            if len(rest) == 1:
+                gate.set()  # A produces the rest now; B relays it live
+    finally:
+        gate.set()
+    assert seqs(rest) == list(range(51, 51 + len(rest)))
+    assert rest[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+    answer = text_of(seen) + text_of(rest)
+    assert answer == "".join(TOKENS_200) == await stored_answer(b, user, session)
+    # Same replica too, and past the end.
+    again = await resume(a.chat, user, turn, 50)
+    assert [e.SerializeToString() for e in again] == [e.SerializeToString() for e in rest]
+    past = await resume(b.chat, user, turn, 999)
+    assert [e.WhichOneof("event") for e in past] == ["turn_ended"]
+
+    # 2. Through Envoy, as a browser's EventSource: GET with the token in the query.
+    keys, _ = ensure_keys(tmp_path / "keys")
+    config = with_second_endpoint(
+        render_for_test(backend_port=a.port, jwks_path=keys.jwks_path), b.port
+    )
+    gate2 = asyncio.Event()
+    fake.enqueue(paced_200(gate2))
+    seen2 = await cut_after(a.chat, user, detached(session), 50)
+    turn2 = seen2[0].turn
+    async with envoy_in_front(config, tmp_path / "envoy") as envoy:
+        token = make_token(keys, user)
+        url = f"/v1/chat/{turn2}:streamEvents?afterSeq=50&access_token={token}"
+        events: list[dict] = []  # type: ignore[type-arg]
+        try:
+            async with (
+                httpx2.AsyncClient(base_url=envoy.base_url, timeout=60) as http,
+                http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
+            ):
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        events.append(json.loads(line[6:]))
+                        gate2.set()
+        finally:
+            gate2.set()
+    assert [int(e["sequence"]) for e in events] == list(range(51, 51 + len(events)))
+    assert all(e["turn"] == turn2 for e in events)
+    assert events[-1]["turnEnded"]["outcome"] == "TURN_OUTCOME_COMPLETED"
+    text2 = text_of(seen2) + "".join(e["textDelta"]["text"] for e in events if "textDelta" in e)
+    assert text2 == "".join(TOKENS_200) == await stored_answer(a, user, session)
+
+    # 3. An approval turn asked on A is replayed on B, approval_required included.
+    for replica in (a, b):
+        await replica.process.wait_for_log(lambda e: "connected" in str(e.get("msg", "")), 30)
+    fake.enqueue(Script(tool_calls=[("r1", "tasks__add_task", {"title": "resume me"})]))
+    asked = await a.turn(user, session, "add it")
+    replay = await resume(b.chat, user, asked[0].turn, 0)
+    assert [e.SerializeToString() for e in replay] == [e.SerializeToString() for e in asked]
+    assert [e.WhichOneof("event") for e in replay][-2:] == ["approval_required", "turn_ended"]
+    assert replay[-1].turn_ended.outcome == cpb.TURN_OUTCOME_AWAITING_APPROVAL

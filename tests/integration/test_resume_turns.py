@@ -1,0 +1,240 @@
+"""Resuming a turn by sequence number (issue 14): nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from aichat.v1 import chat_service_pb2 as cpb
+from aichat.v1 import resources_pb2 as rpb
+
+from aichat_devtools.fake_llm import Script
+from tests.support.chat import ChatStack, chat_stack
+from tests.support.grpc_helpers import error_info, md
+from tests.support.resume import (
+    TOKENS_200,
+    cut_after,
+    paced_200,
+    resume,
+    rpc_error,
+    seqs,
+    text_of,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def stack(database_url: str) -> AsyncIterator[ChatStack]:
+    async with chat_stack("openai", database_url) as s:
+        yield s
+
+
+def detached(session: str, text: str = "talk") -> cpb.StreamChatRequest:
+    return cpb.StreamChatRequest(session=session, text=text, options=cpb.ChatOptions(detached=True))
+
+
+async def test_cut_after_50_then_resume_gets_exactly_the_rest(stack: ChatStack, user: str) -> None:
+    session = await stack.new_session(user)
+    gate = asyncio.Event()
+    stack.fake.enqueue(paced_200(gate))
+    seen = await cut_after(stack.server.chat, user, detached(session), 50)
+    assert seqs(seen) == list(range(1, 51))
+    turn = seen[0].turn
+    assert turn.startswith(session + "/turns/") and all(e.turn == turn for e in seen)
+
+    call = stack.server.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=turn, after_seq=50), metadata=md(user), timeout=30
+    )
+    rest: list[cpb.StreamChatResponse] = []
+    try:
+        async for event in call:
+            rest.append(event)
+            if len(rest) == 1:
+                gate.set()  # the rest is produced while this resumed stream is open
+    finally:
+        gate.set()
+    assert seqs(rest) == list(range(51, 51 + len(rest)))
+    kinds = [e.WhichOneof("event") for e in rest]
+    assert kinds[-1] == "turn_ended" and kinds.count("turn_ended") == 1
+    ended = rest[-1].turn_ended
+    assert ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+    answer = text_of(seen) + text_of(rest)
+    assert answer == "".join(TOKENS_200) == ended.message.text
+    stored = await stack.messages(user, session)
+    assert stored[-1].text == answer and stored[-1].state == rpb.MESSAGE_STATE_COMPLETE
+
+    # The whole turn again, from storage; and past the end, just the last event.
+    whole = await resume(stack.server.chat, user, turn, 0)
+    assert seqs(whole) == list(range(1, rest[-1].sequence + 1))
+    assert text_of(whole) == answer
+    assert [e.SerializeToString() for e in whole[50:]] == [e.SerializeToString() for e in rest]
+    past = await resume(stack.server.chat, user, turn, 10_000)
+    assert [e.WhichOneof("event") for e in past] == ["turn_ended"]
+    assert past[0].sequence == rest[-1].sequence
+
+
+async def test_resume_errors(stack: ChatStack, user: str, other_user: str) -> None:
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["a ", "b"]))
+    events = await stack.turn(user, session, "hi")
+    turn = events[0].turn
+    for who, name, after, code, reason in [
+        (other_user, turn, 0, grpc.StatusCode.NOT_FOUND, "TURN_NOT_FOUND"),
+        (user, session + "/turns/nosuchturn", 0, grpc.StatusCode.NOT_FOUND, "TURN_NOT_FOUND"),
+        (user, turn, -1, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SEQUENCE"),
+        (user, "sessions/x/turn/y", 0, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RESOURCE_NAME"),
+    ]:
+        call = stack.server.chat.StreamTurnEvents(
+            cpb.StreamTurnEventsRequest(name=name, after_seq=after), metadata=md(who)
+        )
+        err = await rpc_error(call)
+        assert (err.code(), error_info(err).reason) == (code, reason)
+    # Last-Event-ID (as a browser's reader sends it) stands in for after_seq.
+    call = stack.server.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=turn), metadata=md(user, ("last-event-id", "2"))
+    )
+    assert seqs([e async for e in call]) == list(range(3, len(events) + 1))
+    # Cleared messages do not come back through a resumed turn.
+    from aichat.v1 import session_service_pb2 as spb
+
+    await stack.server.sessions.ClearMessages(
+        spb.ClearMessagesRequest(name=session), metadata=md(user)
+    )
+    err = await rpc_error(
+        stack.server.chat.StreamTurnEvents(
+            cpb.StreamTurnEventsRequest(name=turn), metadata=md(user)
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_hanging_up_an_attached_turn_cancels_it_and_its_log_says_so(
+    stack: ChatStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=TOKENS_200, token_delay=0.005))
+    request = cpb.StreamChatRequest(session=session, text="talk")  # the default: attached
+    seen = await cut_after(stack.server.chat, user, request, 20)
+    await stack.fake.wait_disconnect(within=5.0)  # the model call stopped
+    rest = await resume(stack.server.chat, user, seen[0].turn, 20)
+    ended = rest[-1].turn_ended
+    assert ended.outcome == cpb.TURN_OUTCOME_CANCELLED
+    assert error_info_of(ended.error) == "TURN_CANCELLED"
+    assert seqs(rest) == list(range(21, 21 + len(rest)))
+    stored = (await stack.messages(user, session))[-1]
+    assert stored.state == rpb.MESSAGE_STATE_INCOMPLETE
+    assert stored.text == text_of(seen) + text_of(rest) == ended.message.text
+
+
+def error_info_of(status: object) -> str:
+    from google.rpc import error_details_pb2
+
+    for detail in status.details:  # type: ignore[attr-defined]
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
+async def test_detached_by_server_default_and_bounded_by_its_deadline(
+    database_url: str, user: str
+) -> None:
+    async with chat_stack(
+        "openai", database_url, turn_detached_default=True, turn_detached_max_seconds=1.0
+    ) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(Script(tokens=["one ", "two ", "three"], hang_after=2))
+        request = cpb.StreamChatRequest(session=session, text="go")
+        seen = await cut_after(stack.server.chat, user, request, 2)
+        rest = await resume(stack.server.chat, user, seen[0].turn, 2)  # waits for the end
+        ended = rest[-1].turn_ended
+        assert ended.outcome == cpb.TURN_OUTCOME_CANCELLED
+        assert error_info_of(ended.error) == "TURN_DEADLINE_EXCEEDED"
+        stored = (await stack.messages(user, session))[-1]
+        assert stored.text == "one two " == text_of(seen) + text_of(rest)
+        assert stored.state == rpb.MESSAGE_STATE_INCOMPLETE
+
+
+async def test_a_failed_turn_replays_its_failure(stack: ChatStack, user: str) -> None:
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["partial ", "answer"], error_after=2, error_status=500))
+    call = stack.server.chat.StreamChat(
+        cpb.StreamChatRequest(session=session, text="x"), metadata=md(user)
+    )
+    events: list[cpb.StreamChatResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as first:
+        async for e in call:
+            events.append(e)
+    call = stack.server.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=events[0].turn), metadata=md(user)
+    )
+    replayed: list[cpb.StreamChatResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        async for e in call:
+            replayed.append(e)
+    assert [e.SerializeToString() for e in replayed] == [e.SerializeToString() for e in events]
+    assert again.value.code() == first.value.code()
+    assert error_info(again.value).reason == error_info(first.value).reason
+
+
+async def test_feedback_on_answers(stack: ChatStack, user: str, other_user: str) -> None:
+    from aichat.v1 import session_service_pb2 as spb
+
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["Paris."]))
+    events = await stack.turn(user, session, "Capital of France?")
+    answer = events[-1].turn_ended.message.name
+    question = events[0].turn_started.user_message
+    rate = stack.server.sessions.SetMessageFeedback
+    up = spb.SetMessageFeedbackRequest(
+        name=answer, rating=rpb.FEEDBACK_RATING_THUMBS_UP, comment="right"
+    )
+    got = await rate(up, metadata=md(user))
+    assert got.feedback.rating == rpb.FEEDBACK_RATING_THUMBS_UP and got.feedback.comment == "right"
+    down = spb.SetMessageFeedbackRequest(name=answer, rating=rpb.FEEDBACK_RATING_THUMBS_DOWN)
+    await rate(down, metadata=md(user))  # changed
+    listed = await stack.messages(user, session)
+    assert listed[1].feedback.rating == rpb.FEEDBACK_RATING_THUMBS_DOWN
+    assert listed[1].feedback.comment == "" and listed[1].feedback.update_time.seconds > 0
+    assert not listed[0].HasField("feedback")
+    export = await stack.server.sessions.ExportSession(
+        spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_MARKDOWN),
+        metadata=md(user),
+    )
+    assert b"feedback: down" in export.data
+    export = await stack.server.sessions.ExportSession(
+        spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_JSON), metadata=md(user)
+    )
+    assert b"FEEDBACK_RATING_THUMBS_DOWN" in export.data
+    for who, request, code, reason in [
+        (other_user, up, grpc.StatusCode.NOT_FOUND, "MESSAGE_NOT_FOUND"),
+        (
+            user,
+            spb.SetMessageFeedbackRequest(name=question, rating=rpb.FEEDBACK_RATING_THUMBS_UP),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "NOT_AN_ANSWER",
+        ),
+        (
+            user,
+            spb.SetMessageFeedbackRequest(name=answer, comment="no rating"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "COMMENT_WITHOUT_RATING",
+        ),
+        (
+            user,
+            spb.SetMessageFeedbackRequest(
+                name=answer, rating=rpb.FEEDBACK_RATING_THUMBS_UP, comment="x" * 2001
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "COMMENT_TOO_LONG",
+        ),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await rate(request, metadata=md(who))
+        assert (err.value.code(), error_info(err.value).reason) == (code, reason)
+    cleared = await rate(spb.SetMessageFeedbackRequest(name=answer), metadata=md(user))
+    assert not cleared.HasField("feedback")
+    assert not (await stack.messages(user, session))[1].HasField("feedback")
