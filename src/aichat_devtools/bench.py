@@ -11,7 +11,10 @@ Arms, all against one fake upstream (``bench_upstream``, its own process, TCP_NO
 - B  the backend (``python -m aichat_backend serve``) over gRPC, persistence on, once on
      SQLite (``B-sqlite``, the headline arm: database work on the backend's own core) and
      once on PostgreSQL (``B-postgres``, a throwaway database);
-- C  REST/SSE through Envoy to B-sqlite, when ``envoy.yaml`` and its renderer exist.
+- C  REST/SSE through Envoy to B-sqlite, when ``envoy.yaml`` and its renderer exist;
+- P-<peer>  with ``--peer litellm``: the proxy a user would pick instead, installed in its
+     own environment and run with its production settings (``bench_peer``); its figures
+     beside ours, and ours/peer ratios, are in the report's ``peers`` (``bench_compare``).
 
 The backend, the relay and Envoy are pinned to one core, the upstream and this process
 (the load generator) to the other. Every phase records each process's CPU from /proc;
@@ -43,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools.bench_clients import (
     Arm,
@@ -52,6 +56,7 @@ from aichat_devtools.bench_clients import (
     StreamResult,
     UnaryResult,
 )
+from aichat_devtools.bench_compare import compare, table_rows
 from aichat_devtools.bench_report import (
     diff,
     gap_summary,
@@ -219,6 +224,8 @@ class Run:
     pg_admin: str
     keep: bool
     backend_wrapper: str = ""
+    peers: tuple[str, ...] = ()
+    peers_dir: Path = bench_peer.PEERS_DIR
     rng: random.Random = field(init=False)
     flags: list[str] = field(default_factory=list)
     phases: list[Measured] = field(default_factory=list)
@@ -248,6 +255,50 @@ class Run:
         self.children[name] = child
         self.sampler.watch(name, child.pid)
         return child
+
+    def spawn_peer(self, launch: bench_peer.Launch) -> procs.Child:
+        """A peer in a bare environment of its own, pinned with the services once up."""
+        child = procs.spawn(
+            launch.arm,
+            launch.args,
+            core=None,
+            log_dir=self.workdir / "logs",
+            bare_env=launch.env,
+            cwd=launch.cwd,
+        )
+        child.core = self.service_core
+        self.children[launch.arm] = child
+        self.sampler.watch(launch.arm, child.pid)
+        return child
+
+    async def start_peers(self) -> None:
+        async def one(peer: str) -> None:
+            name = bench_peer.arm_name(peer)
+            try:
+                arm, launch = await bench_peer.start_peer(
+                    peer,
+                    self.peers_dir,
+                    self.workdir,
+                    self.upstream_url + "/v1",
+                    procs.free_port(),
+                    self.spawn_peer,
+                )
+            except bench_peer.PeerUnavailable as exc:
+                self.skipped[name] = f"not run: {exc}"
+                log(f"{name}: not run, the run goes on without it: {exc}")
+                child = self.children.pop(name, None)
+                if child is not None:
+                    await asyncio.to_thread(child.stop)
+                    self.sampler.pids.pop(name, None)
+                return
+            self.arms[name] = ArmSetup(arm, (name,), name)
+            self.data.setdefault("peer_settings", {})[name] = launch.settings
+
+        await asyncio.gather(*(one(p) for p in self.peers))
+
+    @property
+    def peer_arms(self) -> list[str]:
+        return [name for name, s in self.arms.items() if s.arm.kind == "peer"]
 
     def pin_services(self) -> None:
         for child in self.children.values():
@@ -396,7 +447,7 @@ class Run:
             )
             self.probes["postgres"] = (arm, path)
         log("upstream up; waiting for the services")
-        await asyncio.gather(*(arm.wait_ready(60) for _, arm in starts))
+        await asyncio.gather(*(arm.wait_ready(60) for _, arm in starts), self.start_peers())
         self.pin_services()
         log("services up")
         if "C" in want:
@@ -688,7 +739,7 @@ class Run:
         p = self.profile
         out: dict[str, Any] = {}
         text = scenario_text(0, 1000, 600)  # a token a second: the streams stay open
-        for name in p.rss_arms:
+        for name in [*p.rss_arms, *self.peer_arms]:
             if name not in self.arms or not self.arms[name].rss_process:
                 continue
             pid = self.children[self.arms[name].rss_process or ""].pid
@@ -768,7 +819,7 @@ class Run:
         """
         p = self.profile
         out: dict[str, Any] = {}
-        for name in p.held_arms:
+        for name in [*p.held_arms, *self.peer_arms]:
             if name not in self.arms:
                 continue
             arm = self.arms[name].arm
@@ -857,7 +908,7 @@ class Run:
         p = self.profile
         text = scenario_text(0, 0, 8)
         out: dict[str, Any] = {}
-        for name in ("F", "B-sqlite", "B-postgres"):
+        for name in ("F", "B-sqlite", "B-postgres", *self.peer_arms):
             if name not in self.arms:
                 continue
             arm = self.arms[name].arm
@@ -1072,11 +1123,14 @@ class Run:
             "pinning": {
                 "service_core": self.service_core,
                 "load_core": self.load_core,
-                "service": "backend(s), relay, Envoy",
+                "service": "backend(s), relay, Envoy, peers",
                 "load": "upstream, load generator",
             },
             "targets": targets,
             "arms": self.per_arm(),
+            # Ours (the headline arm) against each peer of this run, figure by figure.
+            "peers": compare(self.per_arm(), b, self.peer_arms),
+            "peer_settings": d.get("peer_settings"),
             "knee": d.get("knee"),
             "db": d.get("db"),
             "pg_stat_database": d.get("pg_stat_database"),
@@ -1404,6 +1458,10 @@ def print_table(result: dict[str, Any]) -> None:
         ],
     ]
     print(table(per_arm_rows, ["per arm", *arms]))
+    header, peer_rows = table_rows(result.get("peers") or {})
+    if peer_rows:
+        print()
+        print(table(peer_rows, header))
     db = result.get("db") or {}
     if db:
         print()
@@ -1459,6 +1517,13 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="run the B backends as `python FILE serve --env-only` (A/B a patch)",
     )
+    parser.add_argument(
+        "--peer",
+        default="",
+        help="comma-separated peers to run beside ours, installed on first use "
+        f"({', '.join(sorted(bench_peer.PREPARE))})",
+    )
+    parser.add_argument("--peers-dir", default=str(bench_peer.PEERS_DIR))
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or "quick"]
     run = Run(
@@ -1469,6 +1534,8 @@ def main(argv: list[str] | None = None) -> int:
         pg_admin=args.pg_admin_dsn,
         keep=args.keep,
         backend_wrapper=str(Path(args.backend_wrapper).resolve()) if args.backend_wrapper else "",
+        peers=tuple(p.strip() for p in args.peer.split(",") if p.strip()),
+        peers_dir=Path(args.peers_dir),
     )
     log(f"profile {profile.name}; work dir {run.workdir}")
 
