@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import atexit
 import contextlib
-import itertools
 import json
 import math
 import random
@@ -56,7 +55,25 @@ from aichat_devtools.bench_clients import (
     StreamResult,
     UnaryResult,
 )
-from aichat_devtools.bench_compare import compare, table_rows
+from aichat_devtools.bench_compare import compare
+from aichat_devtools.bench_dbreport import analyse_db, pg_per_turn
+from aichat_devtools.bench_held import held_cpu, held_row, max_gap
+from aichat_devtools.bench_held import stalled as count_stalled
+from aichat_devtools.bench_profiles import (
+    BENCH_LIMITS,
+    DEFAULT_PG_ADMIN,
+    HEADLINE,
+    LOAD_CORE_LIMIT,
+    NOISE_LIMIT,
+    PACE_KEPT,
+    PACE_MS,
+    PROFILES,
+    STALL_S,
+    TARGETS,
+    UNARY_EXTRA_STEPS,
+    UNARY_P99_S,
+    Profile,
+)
 from aichat_devtools.bench_report import (
     diff,
     gap_summary,
@@ -64,125 +81,11 @@ from aichat_devtools.bench_report import (
     pct,
     ratio,
     rnd,
-    table,
     ttft_summary,
     unary_summary,
 )
+from aichat_devtools.bench_table import print_table
 from aichat_devtools.bench_upstream import scenario_text
-
-PACE_MS = 20.0  # paced streams: 50 tokens/s each
-STALL_S = 10 * PACE_MS / 1000  # a gap over 10x the pace is a stall
-PACE_KEPT = 0.9  # a level is held only if at least this share of the tokens made arrive
-LOAD_CORE_LIMIT = 0.85  # the load core's busy fraction past which a phase is rejected
-NOISE_LIMIT = 0.25  # cores' worth of CPU that was not ours: a noisy phase
-UNARY_P99_S = 0.050
-UNARY_EXTRA_STEPS = 8  # past the profile's unary_factors, while steps keep passing
-DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-HEADLINE = "B-sqlite"
-BENCH_LIMITS = {
-    "AICHAT_RATE_RPS": "1000000",
-    "AICHAT_RATE_BURST": "1000000",
-    "AICHAT_MAX_CONCURRENT_TURNS_PER_USER": "100000",
-}
-
-TARGETS: dict[str, tuple[str, float]] = {
-    # key: (comparison, bound)
-    "added_ttft_ms_p50": ("<=", 2.5),
-    "added_ttft_ms_p99": ("<=", 5.0),
-    "added_ttft_vs_floor_ms_p50": ("<=", 1.0),
-    "ttft_ratio_p50": ("<=", 1.01),
-    "ttft_ratio_p50_half_knee": ("<=", 1.01),
-    "added_gap_ms_p99": ("<=", 1.0),
-    "streams_held": (">=", 100),
-    "cpu_us_per_token": ("<=", 100),
-    "cpu_us_per_token_coalesced": ("<=", 15),
-    "rss_kib_per_stream": ("<=", 64),
-    "idle_rss_mib": ("<=", 120),
-    "unary_rps": (">=", 1000),
-    "db_writes_before_first_token_outside_begin": ("<=", 0),
-}
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    warmup: int  # untimed turns per arm first
-    idle_samples: int  # per arm, one in flight, instant upstream
-    idle_tokens: int
-    realistic: tuple[float, float, int]  # upstream ttft ms, inter-token ms, tokens
-    low_rate: float  # arrivals/s in the low-load phase
-    window_s: float  # arrival window per arm per round
-    rounds: int
-    db_turns: int
-    rss_streams: int
-    rss_arms: tuple[str, ...]
-    hold_levels: tuple[int, ...]
-    hold_s: float  # how long every stream of a level overlaps the others
-    held_arms: tuple[str, ...]
-    unary_window_s: float
-    unary_factors: tuple[float, ...]  # of the CPU-estimated capacity
-    max_half_knee_rate: float
-
-
-PROFILES = {
-    "toy": Profile(
-        name="toy",
-        warmup=2,
-        idle_samples=8,
-        idle_tokens=16,
-        realistic=(40.0, 4.0, 8),
-        low_rate=8.0,
-        window_s=0.6,
-        rounds=1,
-        db_turns=4,
-        rss_streams=20,
-        rss_arms=("B-sqlite",),
-        hold_levels=(10,),
-        hold_s=0.5,
-        held_arms=("B-sqlite",),
-        unary_window_s=0.6,
-        unary_factors=(0.3,),
-        max_half_knee_rate=20.0,
-    ),
-    "quick": Profile(
-        name="quick",
-        warmup=10,
-        idle_samples=100,
-        idle_tokens=16,
-        realistic=(300.0, 20.0, 64),
-        low_rate=4.0,
-        window_s=2.5,
-        rounds=1,
-        db_turns=30,
-        rss_streams=500,
-        rss_arms=("B-sqlite",),
-        hold_levels=(50, 100, 200, 300),
-        hold_s=1.5,
-        held_arms=("B-sqlite", "F"),
-        unary_window_s=2.0,
-        unary_factors=(0.4, 0.6, 0.8, 1.0),
-        max_half_knee_rate=200.0,
-    ),
-    "full": Profile(
-        name="full",
-        warmup=50,
-        idle_samples=1000,
-        idle_tokens=16,
-        realistic=(300.0, 20.0, 64),
-        low_rate=4.0,
-        window_s=8.0,
-        rounds=3,
-        db_turns=200,
-        rss_streams=500,
-        rss_arms=("B-sqlite", "B-postgres", "F"),
-        hold_levels=(50, 100, 150, 200, 250, 300, 350, 400, 500, 600),
-        hold_s=5.0,
-        held_arms=("B-sqlite", "B-postgres", "F", "A"),
-        unary_window_s=5.0,
-        unary_factors=(0.4, 0.55, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25),
-        max_half_knee_rate=200.0,
-    ),
-}
 
 
 def log(message: str) -> None:
@@ -600,6 +503,36 @@ class Run:
             nxt += self.rng.expovariate(rate)
         return tasks, late
 
+    async def finish(
+        self,
+        tasks: list[asyncio.Task[Any]],
+        timeout: float,
+        where: str,
+        unfinished: Callable[[], StreamResult | UnaryResult],
+    ) -> list[Any]:
+        """Every task's result within ``timeout``; the ones still running then are cut and
+        counted as errors (``BENCH_TIMEOUT``), so one arm that hangs ends no run."""
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            self.flags.append(
+                f"{where}: {len(pending)} requests unfinished after {timeout:.0f} s: cut"
+            )
+            log(f"{where}: {len(pending)} requests unfinished after {timeout:.0f} s: cut")
+        out: list[Any] = []
+        for task in tasks:
+            if task in pending or task.cancelled() or task.exception() is not None:
+                res = unfinished()
+                res.error = "BENCH_TIMEOUT" if task in pending else "BENCH_ERROR"
+                out.append(res)
+            else:
+                out.append(task.result())
+        return out
+
     # --- phases ---------------------------------------------------------------------
 
     def order(self, names: Sequence[str]) -> list[str]:
@@ -687,7 +620,9 @@ class Run:
                         rate,
                         p.window_s,  # type: ignore[misc]
                     )
-                    done = await asyncio.wait_for(asyncio.gather(*tasks), timeout=stream_s * 4 + 30)
+                    done = await self.finish(
+                        tasks, stream_s * 4 + 30, f"{label}/{name}", lambda: StreamResult()
+                    )
                 results[name].extend(done)
                 cpu[name] += self.service_cpu(m, name)
                 assert m.usage is not None
@@ -838,13 +773,13 @@ class Run:
                 more, late = await self.open_loop(start, rate, count=level - len(tasks))
                 tasks += more
                 await asyncio.sleep(1.0)  # the newest turns reach their first tokens
-                ramp_stalls = _stalled(live, ramp_from, time.monotonic())
+                ramp_stalls = count_stalled(live, ramp_from, time.monotonic())
                 async with self.measure("held_streams", name) as m:
                     w0 = time.monotonic()
                     await asyncio.sleep(p.hold_s)
                     w1 = time.monotonic()
                 ramp_from = w1
-                stalled = _stalled(live, w0, w1)
+                stalled = count_stalled(live, w0, w1)
                 errors: dict[str, int] = {}
                 for res in live:
                     if res.error:
@@ -858,7 +793,7 @@ class Run:
                     "stalled_streams": stalled,
                     "stalled_while_adding": ramp_stalls,
                     "errors": errors,
-                    "gap_ms_max": ms(_max_gap(live, w0, w1)),
+                    "gap_ms_max": ms(max_gap(live, w0, w1)),
                     "tokens_per_s": rnd(tokens / (w1 - w0), 1),
                     # Delivered vs produced: a saturated relay without coalescing keeps
                     # every gap short yet falls further behind the model each second.
@@ -964,7 +899,9 @@ class Run:
         p = self.profile
         async with self.measure("unary", name) as m:
             tasks, late = await self.open_loop(unary_caller(arm, text), rate, p.unary_window_s)
-            results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            results = await self.finish(
+                tasks, 60, f"unary/{name}", lambda: UnaryResult(0.0, 0.0, False)
+            )
         s = unary_summary(results, p.unary_window_s)
         assert m.usage is not None
         s.update(
@@ -1085,12 +1022,12 @@ class Run:
             ),
             "streams_held": d.get("held", {}).get(b, {}).get("streams_held"),
             # Relaying only (no turn starts in the window), one token per message.
-            "cpu_us_per_token": _held_cpu(d.get("held", {}).get(b, {}), coalesced=False),
+            "cpu_us_per_token": held_cpu(d.get("held", {}).get(b, {}), coalesced=False),
             # The same figure for the floor relay F (no project code), for comparison.
-            "cpu_us_per_token_floor": _held_cpu(d.get("held", {}).get("F", {}), coalesced=False),
+            "cpu_us_per_token_floor": held_cpu(d.get("held", {}).get("F", {}), coalesced=False),
             # The service core saturated, deltas joined into fuller messages.
-            "cpu_us_per_token_coalesced": _held_cpu(d.get("held", {}).get(b, {}), coalesced=True),
-            "tokens_per_message_coalesced": _held_row(d.get("held", {}).get(b, {}), True).get(
+            "cpu_us_per_token_coalesced": held_cpu(d.get("held", {}).get(b, {}), coalesced=True),
+            "tokens_per_message_coalesced": held_row(d.get("held", {}).get(b, {}), True).get(
                 "tokens_per_message"
             ),
             # Whole realistic turns at half the knee: per-turn work spread over 64 tokens.
@@ -1195,43 +1132,6 @@ def recording_starter(
     return start
 
 
-def _gaps_in(res: StreamResult, w0: float, w1: float) -> list[float]:
-    """Gaps between a stream's messages that end inside [w0, w1], plus the silence from
-    its last message to w1 (a stream that stopped talking is stalled too)."""
-    marks = res.marks or []
-    if not marks or res.t_end:
-        return []
-    times = [t for t, _ in marks]
-    gaps = [b - a for a, b in itertools.pairwise(times) if w0 <= b <= w1]
-    if times[-1] <= w1:
-        gaps.append(w1 - max(times[-1], w0))
-    return gaps
-
-
-def _stalled(live: Sequence[StreamResult], w0: float, w1: float) -> int:
-    return sum(1 for res in live if any(g > STALL_S for g in _gaps_in(res, w0, w1)))
-
-
-def _max_gap(live: Sequence[StreamResult], w0: float, w1: float) -> float | None:
-    gaps = [g for res in live for g in _gaps_in(res, w0, w1)]
-    return max(gaps) if gaps else None
-
-
-def _held_row(held: dict[str, Any], coalesced: bool) -> dict[str, Any]:
-    """The first held level (one token per message), or the last level where messages
-    carried 1.5+ tokens on average (the writer was busy, deltas were joined)."""
-    levels: list[dict[str, Any]] = held.get("levels", [])
-    if not coalesced:
-        return levels[0] if levels else {}
-    joined = [lv for lv in levels if (lv.get("tokens_per_message") or 0) >= 1.5]
-    return joined[-1] if joined else {}
-
-
-def _held_cpu(held: dict[str, Any], coalesced: bool) -> float | None:
-    value = _held_row(held, coalesced).get("service_cpu_us_per_token")
-    return float(value) if value is not None else None
-
-
 async def _lag_monitor(samples: list[float], every: float = 0.01) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -1252,253 +1152,7 @@ def envoy_unavailable() -> str:
     return ""
 
 
-# --- database accounting ---------------------------------------------------------------
-
-
-def analyse_db(turns: dict[str, StreamResult], probe: Path, arrivals: Path) -> dict[str, Any]:
-    """Per turn: statements, transactions, their time, and what ran before the first token."""
-    stmts: dict[str, list[tuple[float, float, str, str]]] = {}
-    sql: dict[str, list[str]] = {}
-    txs: dict[str, list[tuple[float, float]]] = {}
-    for line in probe.read_text().splitlines():
-        rec = json.loads(line)
-        if rec[0] == "stmt" and rec[5] in turns:
-            stmts.setdefault(rec[5], []).append((rec[1], rec[2], rec[3], rec[4]))
-            sql.setdefault(rec[5], []).append(rec[6] if len(rec) > 6 else "")
-        elif rec[0] == "tx" and rec[3] in turns:
-            txs.setdefault(rec[3], []).append((rec[1], rec[2]))
-    arrived: dict[str, float] = {}
-    for line in arrivals.read_text().splitlines():
-        tag, _, t = line.partition(" ")
-        if tag in turns:
-            arrived[tag] = float(t)
-    per: list[dict[str, float]] = []
-    verbs: dict[str, int] = {}
-    outside = 0
-    overlapped = 0
-    finish_early = 0
-    for tag, res in turns.items():
-        ss = stmts.get(tag, [])
-        ts = txs.get(tag, [])
-        if not ss or res.ttft is None:
-            continue
-        first = res.t_send + res.ttft
-        for _s, _d, verb, table_name in ss:
-            key = f"{verb} {table_name}".strip()
-            verbs[key] = verbs.get(key, 0) + 1
-        begin = next(
-            (
-                (a, b)
-                for a, b in ts
-                if any(a <= s <= b and v == "INSERT" and t == "messages" for s, _, v, t in ss)
-            ),
-            None,
-        )
-        writes_early = [s for s, _, v, _ in ss if v in ("INSERT", "UPDATE", "DELETE") and s < first]
-        # The answer's one write (after the upstream's last token) may start before the
-        # client has read the first text when the whole answer came in one message. On
-        # PostgreSQL it is one statement whose main part is the usage upsert, with the
-        # answer's UPDATE in a CTE: found by its text.
-        answer_writes = [
-            s
-            for (s, _, v, t), text in zip(ss, sql.get(tag, []), strict=False)
-            if (v == "UPDATE" and t == "messages") or "UPDATE messages" in text
-        ]
-        finish = next(
-            ((a, b) for a, b in ts if (a, b) != begin and any(a <= s <= b for s in answer_writes)),
-            None,
-        )
-        if finish is not None and finish[0] < first:
-            finish_early += 1
-        windows = [w for w in (begin, finish) if w is not None]
-        outside += sum(1 for s in writes_early if not any(a <= s <= b for a, b in windows))
-        arrival = arrived.get(tag)
-        if begin is not None and arrival is not None and arrival < begin[1]:
-            overlapped += 1
-        per.append(
-            {
-                "statements": len(ss),
-                "transactions": len(ts),
-                "statement_ms": sum(d for _, d, _, _ in ss) * 1000,
-                "transaction_ms": sum(b - a for a, b in ts) * 1000,
-                "begin_ms": (begin[1] - begin[0]) * 1000 if begin else math.nan,
-                "begin_end_ms": (begin[1] - res.t_send) * 1000 if begin else math.nan,
-                "upstream_arrival_ms": (arrival - res.t_send) * 1000 if arrival else math.nan,
-                "first_token_ms": res.ttft * 1000,
-                "first_token_after_begin_ms": (first - begin[1]) * 1000 if begin else math.nan,
-            }
-        )
-    if not per:
-        return {"turns": 0, "note": "no statements recorded"}
-    example: list[str] = []
-    tag = next(iter(t for t in turns if t in stmts and turns[t].ttft is not None), "")
-    if tag:
-        res = turns[tag]
-        ts_sorted = sorted(txs.get(tag, []))
-        for (start, dur, _v, _t), text in zip(stmts[tag], sql[tag], strict=False):
-            tx_no = next((i for i, (a, b) in enumerate(ts_sorted) if a <= start <= b), -1)
-            example.append(
-                f"tx{tx_no} +{(start - res.t_send) * 1000:6.2f} ms {dur * 1000:5.2f} ms  {text}"
-            )
-        example.append(
-            "upstream saw the request "
-            f"+{(arrived.get(tag, res.t_send) - res.t_send) * 1000:.2f} ms;"
-            f" first token at the client +{(res.ttft or 0) * 1000:.2f} ms"
-        )
-
-    def med(key: str) -> float | None:
-        values = [x[key] for x in per if not math.isnan(x[key])]
-        return rnd(pct(values, 50), 3)
-
-    n = len(per)
-    return {
-        "turns": n,
-        "statements_per_turn": med("statements"),
-        "transactions_per_turn": med("transactions"),
-        "statement_ms_per_turn": med("statement_ms"),
-        "transaction_ms_per_turn": med("transaction_ms"),
-        "statements_by_kind_per_turn": {k: round(v / n, 2) for k, v in sorted(verbs.items())},
-        "writes_before_first_token_outside_begin_per_turn": round(outside / n, 3),
-        "begin_overlapped_with_upstream_fraction": round(overlapped / n, 3),
-        "answer_write_before_client_first_token_fraction": round(finish_early / n, 3),
-        "timeline_ms_median": {
-            "upstream_request_arrived": med("upstream_arrival_ms"),
-            "begin_transaction": med("begin_ms"),
-            "begin_committed": med("begin_end_ms"),
-            "first_token_at_client": med("first_token_ms"),
-            "first_token_after_begin_commit": med("first_token_after_begin_ms"),
-        },
-        "example_turn": example,
-        "how": "bench_dbprobe: SQLAlchemy cursor events + Database.transaction wall time, "
-        "one turn in flight, instant upstream (16 tokens); times from the client's send",
-    }
-
-
-def pg_per_turn(before: dict[str, float], after: dict[str, float], turns: int) -> dict[str, Any]:
-    if turns <= 0:
-        return {"turns": 0}
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    return {
-        "turns": turns,
-        "xact_commit_per_turn": rnd(delta["xact_commit"] / turns, 2),
-        "xact_rollback_per_turn": rnd(delta["xact_rollback"] / turns, 3),
-        "tup_inserted_per_turn": rnd(delta["tup_inserted"] / turns, 2),
-        "tup_updated_per_turn": rnd(delta["tup_updated"] / turns, 2),
-        "tup_fetched_per_turn": rnd(delta["tup_fetched"] / turns, 2),
-        "tup_returned_per_turn": rnd(delta["tup_returned"] / turns, 2),
-        "active_time_ms_per_turn": rnd(delta["active_time"] / turns, 3),
-        "how": "pg_stat_database deltas of B-postgres's own database over every B-postgres turn "
-        "after the DB probe (streamed and unary; connections reset first so no earlier "
-        "pending statistics land inside); active_time is server time executing statements",
-    }
-
-
 # --- entry -------------------------------------------------------------------------------
-
-
-def print_table(result: dict[str, Any]) -> None:
-    m = result["machine"]
-    print()
-    print(
-        f"aichat bench — {result['profile']} — {m['cpu_model']}, {m['cores']} cores, "
-        f"Python {m['python']} — service core {result['pinning']['service_core']}, "
-        f"load core {result['pinning']['load_core']} — {result['duration_s']} s"
-    )
-    rows: list[tuple[Any, ...]] = []
-    for key, t in result["targets"].items():
-        rows.append((key, t["value"], t["target"], t["met"]))
-    print(
-        table(rows, ["target (arm " + str(result["headline_arm"]) + ")", "value", "target", "met"])
-    )
-    arms = list(result["arms"])
-    print()
-
-    def cell(arm: str, *path: str) -> Any:
-        node: Any = result["arms"][arm]
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        return node
-
-    per_arm_rows = [
-        ["idle TTFT p50 ms", *(cell(a, "idle_ttft", "ttft_ms_p50") for a in arms)],
-        ["idle TTFT p99 ms", *(cell(a, "idle_ttft", "ttft_ms_p99") for a in arms)],
-        [
-            "idle service CPU µs/turn",
-            *(cell(a, "idle_ttft", "service_cpu_us_per_turn") for a in arms),
-        ],
-        ["low-load TTFT p50 ms", *(cell(a, "realistic_low", "ttft_ms_p50") for a in arms)],
-        ["low-load gap p99 ms", *(cell(a, "realistic_low", "gap_ms_p99") for a in arms)],
-        ["half-knee TTFT p50 ms", *(cell(a, "realistic_half_knee", "ttft_ms_p50") for a in arms)],
-        ["half-knee TTFT p99 ms", *(cell(a, "realistic_half_knee", "ttft_ms_p99") for a in arms)],
-        ["half-knee gap p99 ms", *(cell(a, "realistic_half_knee", "gap_ms_p99") for a in arms)],
-        [
-            "half-knee service CPU µs/token",
-            *(cell(a, "realistic_half_knee", "service_cpu_us_per_token") for a in arms),
-        ],
-        [
-            "half-knee loadgen CPU µs/token",
-            *(cell(a, "realistic_half_knee", "loadgen_cpu_us_per_token") for a in arms),
-        ],
-        ["paced streams held", *(cell(a, "held", "streams_held") for a in arms)],
-        # The floor F beside B: what relaying a token costs with no project code at all.
-        [
-            "held CPU µs/token (first level)",
-            *(_held_cpu(cell(a, "held") or {}, coalesced=False) for a in arms),
-        ],
-        [
-            "held CPU µs/token (coalesced)",
-            *(_held_cpu(cell(a, "held") or {}, coalesced=True) for a in arms),
-        ],
-        ["RSS KiB per held stream", *(cell(a, "rss", "rss_kib_per_stream") for a in arms)],
-        ["idle RSS KiB", *(cell(a, "idle_rss_kib") for a in arms)],
-        ["unary SendMessage rps (p99<50ms)", *(cell(a, "unary", "unary_rps") for a in arms)],
-        [
-            "unary CPU µs/request (light load)",
-            *(cell(a, "unary", "service_cpu_us_per_request") for a in arms),
-        ],
-    ]
-    print(table(per_arm_rows, ["per arm", *arms]))
-    header, peer_rows = table_rows(result.get("peers") or {})
-    if peer_rows:
-        print()
-        print(table(peer_rows, header))
-    db = result.get("db") or {}
-    if db:
-        print()
-        rows = [
-            (
-                kind,
-                v.get("statements_per_turn"),
-                v.get("transactions_per_turn"),
-                v.get("statement_ms_per_turn"),
-                v.get("transaction_ms_per_turn"),
-                v.get("writes_before_first_token_outside_begin_per_turn"),
-                v.get("begin_overlapped_with_upstream_fraction"),
-            )
-            for kind, v in db.items()
-        ]
-        print(
-            table(
-                rows,
-                [
-                    "database",
-                    "stmts/turn",
-                    "tx/turn",
-                    "stmt ms",
-                    "tx ms",
-                    "early writes",
-                    "begin overlapped",
-                ],
-            )
-        )
-    if result.get("pg_stat_database"):
-        print("pg_stat_database per turn:", json.dumps(result["pg_stat_database"]))
-    if result["skipped"]:
-        print("skipped:", "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
-    if result["flags"]:
-        print("flags:")
-        for flag in result["flags"]:
-            print("  -", flag)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,7 @@ def test_litellm_launch_is_its_production_setup_against_our_upstream(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # a new venv takes ~5 s of CPU, and far longer on a busy machine
 def test_install_that_cannot_reach_a_registry_says_why(tmp_path: Path) -> None:
     # No index at all: pip fails at once, and nothing is downloaded.
     with pytest.raises(PeerUnavailable) as caught:
