@@ -67,6 +67,7 @@ from aichat_devtools.bench_profiles import (
     NOISE_LIMIT,
     PACE_KEPT,
     PACE_MS,
+    PEER_LOW_LEVELS,
     PROFILES,
     STALL_S,
     TARGETS,
@@ -759,8 +760,13 @@ class Run:
                 continue
             arm = self.arms[name].arm
             rate = self.start_rate(name, 0.3, 100.0)
-            top = p.hold_levels[-1]
-            budget = top / rate + len(p.hold_levels) * (p.hold_s + 1.5) + 10
+            # A peer may not hold the lowest level at all: finer steps below it for peers,
+            # so "streams held" says how many rather than 0.
+            hold_levels = p.hold_levels
+            if name in self.peer_arms:
+                hold_levels = (*(n for n in PEER_LOW_LEVELS if n < p.hold_levels[0]), *hold_levels)
+            top = hold_levels[-1]
+            budget = top / rate + len(hold_levels) * (p.hold_s + 1.5) + 10
             text = scenario_text(0, PACE_MS, int(budget * 1000 / PACE_MS))
             live: list[StreamResult] = []
             tasks: list[asyncio.Task[Any]] = []
@@ -769,7 +775,7 @@ class Run:
             levels: list[dict[str, Any]] = []
             held, bound = 0, "not reached (highest level tried)"
             ramp_from = time.monotonic()
-            for level in p.hold_levels:
+            for level in hold_levels:
                 more, late = await self.open_loop(start, rate, count=level - len(tasks))
                 tasks += more
                 await asyncio.sleep(1.0)  # the newest turns reach their first tokens

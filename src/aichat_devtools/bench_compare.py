@@ -22,9 +22,23 @@ def _get(arm: Arm, *path: str) -> Any:
     return node
 
 
-def _held_first_cpu(arm: Arm) -> Any:
-    levels = _get(arm, "held", "levels") or []
-    return levels[0].get("service_cpu_us_per_token") if levels else None
+def _held_cpu_at(arm: Arm, streams: int | None) -> Any:
+    for row in _get(arm, "held", "levels") or []:
+        if row.get("streams") == streams:
+            return row.get("service_cpu_us_per_token")
+    return None
+
+
+def common_held_level(mine: Arm, theirs: Arm) -> int | None:
+    """The fewest streams both arms were measured at (ours' first level, when the peer got
+    that far; peers start lower): CPU per relayed token is compared at the same number of
+    streams, or not at all."""
+
+    def levels(arm: Arm) -> set[int]:
+        return {int(r["streams"]) for r in _get(arm, "held", "levels") or [] if "streams" in r}
+
+    both = levels(mine) & levels(theirs)
+    return min(both) if both else None
 
 
 def _added(section: str, key: str) -> Callable[[Arm, Arm], Any]:
@@ -50,13 +64,15 @@ FIGURES: list[tuple[str, Callable[[Arm, Arm], Any], str]] = [
         _plain("realistic_half_knee", "service_cpu_us_per_token"),
         "lower",
     ),
-    ("held CPU µs/token (first level)", lambda arm, _a: _held_first_cpu(arm), "lower"),
     ("paced streams held", _plain("held", "streams_held"), "higher"),
     ("RSS KiB per held stream", _plain("rss", "rss_kib_per_stream"), "lower"),
     ("idle RSS MiB", lambda arm, _a: _mib(_get(arm, "idle_rss_kib")), "lower"),
     ("unary rps (p99 < 50 ms)", _plain("unary", "unary_rps"), "higher"),
     ("unary CPU µs/request (light load)", _plain("unary", "service_cpu_us_per_request"), "lower"),
 ]
+
+
+HELD_CPU = "held CPU µs/token (same streams)"
 
 
 def _mib(kib: Any) -> float | None:
@@ -86,6 +102,16 @@ def compare(arms: Mapping[str, Arm], ours: str, peers: list[str]) -> dict[str, A
                 "better": better,
                 "ours_better": ours_better,
             }
+        level = common_held_level(mine, theirs)
+        x, y = _held_cpu_at(mine, level), _held_cpu_at(theirs, level)
+        rows[HELD_CPU] = {
+            "ours": x,
+            "peer": y,
+            "ratio_ours_over_peer": ratio(x, y),
+            "better": "lower",
+            "ours_better": None if x is None or y is None else x <= y,
+            "streams": level,
+        }
         out[peer] = {"ours": ours, "figures": rows}
     return out
 
@@ -101,7 +127,8 @@ def table_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[list[Any]
         header += [peer, f"{ours}/{peer}"]
     header.append("better")
     rows: list[list[Any]] = []
-    for label, _read, better in FIGURES:
+    labels = [(label, better) for label, _read, better in FIGURES] + [(HELD_CPU, "lower")]
+    for label, better in labels:
         first = comparison[peers[0]]["figures"][label]
         row: list[Any] = [label, first["ours"]]
         for peer in peers:
