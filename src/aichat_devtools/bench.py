@@ -68,6 +68,7 @@ from aichat_devtools.bench_profiles import (
     PACE_KEPT,
     PACE_MS,
     PEER_LOW_LEVELS,
+    PEER_SETTLE_S,
     PROFILES,
     STALL_S,
     TARGETS,
@@ -726,9 +727,11 @@ class Run:
             log(f"rss {name}: {out[name]['rss_kib_per_stream']} KiB/stream over {held_count}")
         self.data["rss"] = out
 
-    async def settle(self, names: Sequence[str], limit: float = 15.0) -> None:
-        """Wait until the given processes are idle again (deferred writes done)."""
-        deadline = time.monotonic() + limit
+    async def settle(self, names: Sequence[str], limit: float = 15.0) -> float:
+        """Wait until the given processes are idle again (deferred writes done); returns
+        how long that took (``limit`` when they never were)."""
+        start = time.monotonic()
+        deadline = start + limit
         prev = self.sampler.snap()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.3)
@@ -736,7 +739,8 @@ class Run:
             busy = sum(now.cpu.get(n, 0) - prev.cpu.get(n, 0) for n in names)
             prev = now
             if busy < 0.02:
-                return
+                break
+        return time.monotonic() - start
 
     def start_rate(self, name: str, share: float, cap: float) -> float:
         """Turn starts per second at ``share`` of what the arm's service can start (from
@@ -839,8 +843,17 @@ class Run:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.settle(self.arms[name].service)
-            out[name] = {"streams_held": held, "bound": bound, "levels": levels}
+            # In a short run LiteLLM's first unary step right after this phase had a p99 of
+            # 47 s: peers get longer to go idle after their streams are cut, and how long
+            # each arm stayed busy is kept.
+            limit = PEER_SETTLE_S if name in self.peer_arms else 15.0
+            settled = await self.settle(self.arms[name].service, limit)
+            out[name] = {
+                "streams_held": held,
+                "bound": bound,
+                "levels": levels,
+                "busy_after_cut_s": rnd(settled, 1),
+            }
         self.data["held"] = out
 
     async def unary(self) -> None:

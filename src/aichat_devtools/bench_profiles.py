@@ -11,6 +11,7 @@ LOAD_CORE_LIMIT = 0.85  # the load core's busy fraction past which a phase is re
 NOISE_LIMIT = 0.25  # cores' worth of CPU that was not ours: a noisy phase
 UNARY_P99_S = 0.050
 PEER_LOW_LEVELS = (5, 10, 20, 30, 40)  # held-stream levels tried first for peers only
+PEER_SETTLE_S = 120.0  # how long a peer may stay busy after its held streams are cut
 UNARY_EXTRA_STEPS = 8  # past the profile's unary_factors, while steps keep passing
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 HEADLINE = "B-sqlite"
