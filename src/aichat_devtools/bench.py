@@ -709,9 +709,13 @@ class Run:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            await self.settle(self.arms[name].service)
+            limit = PEER_SETTLE_S if name in self.peer_arms else 15.0
+            settled = await self.settle(self.arms[name].service, limit)
             after = procs.proc_status(pid)
             delta = held.get("VmRSS", 0) - before.get("VmRSS", 0)
+            # Per stream that was streaming: one still waiting for its first token (a slow
+            # peer starts them late) is open but not yet held.
+            streaming = min(held_count, first)
             out[name] = {
                 "streams": p.rss_streams,
                 "held": held_count,
@@ -720,11 +724,16 @@ class Run:
                 "rss_held_kib": held.get("VmRSS"),
                 "rss_after_kib": after.get("VmRSS"),
                 "threads_held": held.get("Threads"),
-                "rss_kib_per_stream": rnd(delta / held_count, 1) if held_count else None,
+                "streaming": streaming,
+                "rss_kib_per_stream": rnd(delta / streaming, 1) if streaming else None,
                 "ramp_s": rnd(ramp, 2),
+                "busy_after_cut_s": rnd(settled, 1),
                 "saturated": m.saturated,
             }
-            log(f"rss {name}: {out[name]['rss_kib_per_stream']} KiB/stream over {held_count}")
+            log(
+                f"rss {name}: {out[name]['rss_kib_per_stream']} KiB/stream over {streaming} "
+                f"streaming ({held_count} open); busy {settled:.1f} s after the cut"
+            )
         self.data["rss"] = out
 
     async def settle(self, names: Sequence[str], limit: float = 15.0) -> float:
