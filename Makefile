@@ -11,7 +11,7 @@ PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
-.PHONY: install run test test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick node-deps
+.PHONY: install run test test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick bench-peer node-deps
 
 install: $(STAMP)
 
@@ -82,6 +82,10 @@ bench: install
 
 bench-quick: install
 	$(PY) -m aichat_devtools.bench --quick
+
+# The full run with the LiteLLM proxy beside ours (installed into var/bench/peers/ on first use).
+bench-peer: install
+	$(PY) -m aichat_devtools.bench --full --peer litellm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

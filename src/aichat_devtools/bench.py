@@ -11,7 +11,10 @@ Arms, all against one fake upstream (``bench_upstream``, its own process, TCP_NO
 - B  the backend (``python -m aichat_backend serve``) over gRPC, persistence on, once on
      SQLite (``B-sqlite``, the headline arm: database work on the backend's own core) and
      once on PostgreSQL (``B-postgres``, a throwaway database);
-- C  REST/SSE through Envoy to B-sqlite, when ``envoy.yaml`` and its renderer exist.
+- C  REST/SSE through Envoy to B-sqlite, when ``envoy.yaml`` and its renderer exist;
+- P-<peer>  with ``--peer litellm``: the proxy a user would pick instead, installed in its
+     own environment and run with its production settings (``bench_peer``); its figures
+     beside ours, and ours/peer ratios, are in the report's ``peers`` (``bench_compare``).
 
 The backend, the relay and Envoy are pinned to one core, the upstream and this process
 (the load generator) to the other. Every phase records each process's CPU from /proc;
@@ -27,7 +30,6 @@ import argparse
 import asyncio
 import atexit
 import contextlib
-import itertools
 import json
 import math
 import random
@@ -43,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools.bench_clients import (
     Arm,
@@ -52,6 +55,27 @@ from aichat_devtools.bench_clients import (
     StreamResult,
     UnaryResult,
 )
+from aichat_devtools.bench_compare import compare
+from aichat_devtools.bench_dbreport import analyse_db, pg_per_turn
+from aichat_devtools.bench_held import held_cpu, held_row, max_gap
+from aichat_devtools.bench_held import stalled as count_stalled
+from aichat_devtools.bench_profiles import (
+    BENCH_LIMITS,
+    DEFAULT_PG_ADMIN,
+    HEADLINE,
+    LOAD_CORE_LIMIT,
+    NOISE_LIMIT,
+    PACE_KEPT,
+    PACE_MS,
+    PEER_LOW_LEVELS,
+    PEER_SETTLE_S,
+    PROFILES,
+    STALL_S,
+    TARGETS,
+    UNARY_EXTRA_STEPS,
+    UNARY_P99_S,
+    Profile,
+)
 from aichat_devtools.bench_report import (
     diff,
     gap_summary,
@@ -59,125 +83,11 @@ from aichat_devtools.bench_report import (
     pct,
     ratio,
     rnd,
-    table,
     ttft_summary,
     unary_summary,
 )
+from aichat_devtools.bench_table import print_table
 from aichat_devtools.bench_upstream import scenario_text
-
-PACE_MS = 20.0  # paced streams: 50 tokens/s each
-STALL_S = 10 * PACE_MS / 1000  # a gap over 10x the pace is a stall
-PACE_KEPT = 0.9  # a level is held only if at least this share of the tokens made arrive
-LOAD_CORE_LIMIT = 0.85  # the load core's busy fraction past which a phase is rejected
-NOISE_LIMIT = 0.25  # cores' worth of CPU that was not ours: a noisy phase
-UNARY_P99_S = 0.050
-UNARY_EXTRA_STEPS = 8  # past the profile's unary_factors, while steps keep passing
-DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-HEADLINE = "B-sqlite"
-BENCH_LIMITS = {
-    "AICHAT_RATE_RPS": "1000000",
-    "AICHAT_RATE_BURST": "1000000",
-    "AICHAT_MAX_CONCURRENT_TURNS_PER_USER": "100000",
-}
-
-TARGETS: dict[str, tuple[str, float]] = {
-    # key: (comparison, bound)
-    "added_ttft_ms_p50": ("<=", 2.5),
-    "added_ttft_ms_p99": ("<=", 5.0),
-    "added_ttft_vs_floor_ms_p50": ("<=", 1.0),
-    "ttft_ratio_p50": ("<=", 1.01),
-    "ttft_ratio_p50_half_knee": ("<=", 1.01),
-    "added_gap_ms_p99": ("<=", 1.0),
-    "streams_held": (">=", 100),
-    "cpu_us_per_token": ("<=", 100),
-    "cpu_us_per_token_coalesced": ("<=", 15),
-    "rss_kib_per_stream": ("<=", 64),
-    "idle_rss_mib": ("<=", 120),
-    "unary_rps": (">=", 1000),
-    "db_writes_before_first_token_outside_begin": ("<=", 0),
-}
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    warmup: int  # untimed turns per arm first
-    idle_samples: int  # per arm, one in flight, instant upstream
-    idle_tokens: int
-    realistic: tuple[float, float, int]  # upstream ttft ms, inter-token ms, tokens
-    low_rate: float  # arrivals/s in the low-load phase
-    window_s: float  # arrival window per arm per round
-    rounds: int
-    db_turns: int
-    rss_streams: int
-    rss_arms: tuple[str, ...]
-    hold_levels: tuple[int, ...]
-    hold_s: float  # how long every stream of a level overlaps the others
-    held_arms: tuple[str, ...]
-    unary_window_s: float
-    unary_factors: tuple[float, ...]  # of the CPU-estimated capacity
-    max_half_knee_rate: float
-
-
-PROFILES = {
-    "toy": Profile(
-        name="toy",
-        warmup=2,
-        idle_samples=8,
-        idle_tokens=16,
-        realistic=(40.0, 4.0, 8),
-        low_rate=8.0,
-        window_s=0.6,
-        rounds=1,
-        db_turns=4,
-        rss_streams=20,
-        rss_arms=("B-sqlite",),
-        hold_levels=(10,),
-        hold_s=0.5,
-        held_arms=("B-sqlite",),
-        unary_window_s=0.6,
-        unary_factors=(0.3,),
-        max_half_knee_rate=20.0,
-    ),
-    "quick": Profile(
-        name="quick",
-        warmup=10,
-        idle_samples=100,
-        idle_tokens=16,
-        realistic=(300.0, 20.0, 64),
-        low_rate=4.0,
-        window_s=2.5,
-        rounds=1,
-        db_turns=30,
-        rss_streams=500,
-        rss_arms=("B-sqlite",),
-        hold_levels=(50, 100, 200, 300),
-        hold_s=1.5,
-        held_arms=("B-sqlite", "F"),
-        unary_window_s=2.0,
-        unary_factors=(0.4, 0.6, 0.8, 1.0),
-        max_half_knee_rate=200.0,
-    ),
-    "full": Profile(
-        name="full",
-        warmup=50,
-        idle_samples=1000,
-        idle_tokens=16,
-        realistic=(300.0, 20.0, 64),
-        low_rate=4.0,
-        window_s=8.0,
-        rounds=3,
-        db_turns=200,
-        rss_streams=500,
-        rss_arms=("B-sqlite", "B-postgres", "F"),
-        hold_levels=(50, 100, 150, 200, 250, 300, 350, 400, 500, 600),
-        hold_s=5.0,
-        held_arms=("B-sqlite", "B-postgres", "F", "A"),
-        unary_window_s=5.0,
-        unary_factors=(0.4, 0.55, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25),
-        max_half_knee_rate=200.0,
-    ),
-}
 
 
 def log(message: str) -> None:
@@ -219,6 +129,8 @@ class Run:
     pg_admin: str
     keep: bool
     backend_wrapper: str = ""
+    peers: tuple[str, ...] = ()
+    peers_dir: Path = bench_peer.PEERS_DIR
     rng: random.Random = field(init=False)
     flags: list[str] = field(default_factory=list)
     phases: list[Measured] = field(default_factory=list)
@@ -248,6 +160,50 @@ class Run:
         self.children[name] = child
         self.sampler.watch(name, child.pid)
         return child
+
+    def spawn_peer(self, launch: bench_peer.Launch) -> procs.Child:
+        """A peer in a bare environment of its own, pinned with the services once up."""
+        child = procs.spawn(
+            launch.arm,
+            launch.args,
+            core=None,
+            log_dir=self.workdir / "logs",
+            bare_env=launch.env,
+            cwd=launch.cwd,
+        )
+        child.core = self.service_core
+        self.children[launch.arm] = child
+        self.sampler.watch(launch.arm, child.pid)
+        return child
+
+    async def start_peers(self) -> None:
+        async def one(peer: str) -> None:
+            name = bench_peer.arm_name(peer)
+            try:
+                arm, launch = await bench_peer.start_peer(
+                    peer,
+                    self.peers_dir,
+                    self.workdir,
+                    self.upstream_url + "/v1",
+                    procs.free_port(),
+                    self.spawn_peer,
+                )
+            except bench_peer.PeerUnavailable as exc:
+                self.skipped[name] = f"not run: {exc}"
+                log(f"{name}: not run, the run goes on without it: {exc}")
+                child = self.children.pop(name, None)
+                if child is not None:
+                    await asyncio.to_thread(child.stop)
+                    self.sampler.pids.pop(name, None)
+                return
+            self.arms[name] = ArmSetup(arm, (name,), name)
+            self.data.setdefault("peer_settings", {})[name] = launch.settings
+
+        await asyncio.gather(*(one(p) for p in self.peers))
+
+    @property
+    def peer_arms(self) -> list[str]:
+        return [name for name, s in self.arms.items() if s.arm.kind == "peer"]
 
     def pin_services(self) -> None:
         for child in self.children.values():
@@ -396,7 +352,7 @@ class Run:
             )
             self.probes["postgres"] = (arm, path)
         log("upstream up; waiting for the services")
-        await asyncio.gather(*(arm.wait_ready(60) for _, arm in starts))
+        await asyncio.gather(*(arm.wait_ready(60) for _, arm in starts), self.start_peers())
         self.pin_services()
         log("services up")
         if "C" in want:
@@ -549,6 +505,36 @@ class Run:
             nxt += self.rng.expovariate(rate)
         return tasks, late
 
+    async def finish(
+        self,
+        tasks: list[asyncio.Task[Any]],
+        timeout: float,
+        where: str,
+        unfinished: Callable[[], StreamResult | UnaryResult],
+    ) -> list[Any]:
+        """Every task's result within ``timeout``; the ones still running then are cut and
+        counted as errors (``BENCH_TIMEOUT``), so one arm that hangs ends no run."""
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            self.flags.append(
+                f"{where}: {len(pending)} requests unfinished after {timeout:.0f} s: cut"
+            )
+            log(f"{where}: {len(pending)} requests unfinished after {timeout:.0f} s: cut")
+        out: list[Any] = []
+        for task in tasks:
+            if task in pending or task.cancelled() or task.exception() is not None:
+                res = unfinished()
+                res.error = "BENCH_TIMEOUT" if task in pending else "BENCH_ERROR"
+                out.append(res)
+            else:
+                out.append(task.result())
+        return out
+
     # --- phases ---------------------------------------------------------------------
 
     def order(self, names: Sequence[str]) -> list[str]:
@@ -636,7 +622,9 @@ class Run:
                         rate,
                         p.window_s,  # type: ignore[misc]
                     )
-                    done = await asyncio.wait_for(asyncio.gather(*tasks), timeout=stream_s * 4 + 30)
+                    done = await self.finish(
+                        tasks, stream_s * 4 + 30, f"{label}/{name}", lambda: StreamResult()
+                    )
                 results[name].extend(done)
                 cpu[name] += self.service_cpu(m, name)
                 assert m.usage is not None
@@ -688,7 +676,7 @@ class Run:
         p = self.profile
         out: dict[str, Any] = {}
         text = scenario_text(0, 1000, 600)  # a token a second: the streams stay open
-        for name in p.rss_arms:
+        for name in [*p.rss_arms, *self.peer_arms]:
             if name not in self.arms or not self.arms[name].rss_process:
                 continue
             pid = self.children[self.arms[name].rss_process or ""].pid
@@ -721,9 +709,13 @@ class Run:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            await self.settle(self.arms[name].service)
+            limit = PEER_SETTLE_S if name in self.peer_arms else 15.0
+            settled = await self.settle(self.arms[name].service, limit)
             after = procs.proc_status(pid)
             delta = held.get("VmRSS", 0) - before.get("VmRSS", 0)
+            # Per stream that was streaming: one still waiting for its first token (a slow
+            # peer starts them late) is open but not yet held.
+            streaming = min(held_count, first)
             out[name] = {
                 "streams": p.rss_streams,
                 "held": held_count,
@@ -732,16 +724,23 @@ class Run:
                 "rss_held_kib": held.get("VmRSS"),
                 "rss_after_kib": after.get("VmRSS"),
                 "threads_held": held.get("Threads"),
-                "rss_kib_per_stream": rnd(delta / held_count, 1) if held_count else None,
+                "streaming": streaming,
+                "rss_kib_per_stream": rnd(delta / streaming, 1) if streaming else None,
                 "ramp_s": rnd(ramp, 2),
+                "busy_after_cut_s": rnd(settled, 1),
                 "saturated": m.saturated,
             }
-            log(f"rss {name}: {out[name]['rss_kib_per_stream']} KiB/stream over {held_count}")
+            log(
+                f"rss {name}: {out[name]['rss_kib_per_stream']} KiB/stream over {streaming} "
+                f"streaming ({held_count} open); busy {settled:.1f} s after the cut"
+            )
         self.data["rss"] = out
 
-    async def settle(self, names: Sequence[str], limit: float = 15.0) -> None:
-        """Wait until the given processes are idle again (deferred writes done)."""
-        deadline = time.monotonic() + limit
+    async def settle(self, names: Sequence[str], limit: float = 15.0) -> float:
+        """Wait until the given processes are idle again (deferred writes done); returns
+        how long that took (``limit`` when they never were)."""
+        start = time.monotonic()
+        deadline = start + limit
         prev = self.sampler.snap()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.3)
@@ -749,7 +748,8 @@ class Run:
             busy = sum(now.cpu.get(n, 0) - prev.cpu.get(n, 0) for n in names)
             prev = now
             if busy < 0.02:
-                return
+                break
+        return time.monotonic() - start
 
     def start_rate(self, name: str, share: float, cap: float) -> float:
         """Turn starts per second at ``share`` of what the arm's service can start (from
@@ -768,13 +768,18 @@ class Run:
         """
         p = self.profile
         out: dict[str, Any] = {}
-        for name in p.held_arms:
+        for name in [*p.held_arms, *self.peer_arms]:
             if name not in self.arms:
                 continue
             arm = self.arms[name].arm
             rate = self.start_rate(name, 0.3, 100.0)
-            top = p.hold_levels[-1]
-            budget = top / rate + len(p.hold_levels) * (p.hold_s + 1.5) + 10
+            # A peer may not hold the lowest level at all: finer steps below it for peers,
+            # so "streams held" says how many rather than 0.
+            hold_levels = p.hold_levels
+            if name in self.peer_arms:
+                hold_levels = (*(n for n in PEER_LOW_LEVELS if n < p.hold_levels[0]), *hold_levels)
+            top = hold_levels[-1]
+            budget = top / rate + len(hold_levels) * (p.hold_s + 1.5) + 10
             text = scenario_text(0, PACE_MS, int(budget * 1000 / PACE_MS))
             live: list[StreamResult] = []
             tasks: list[asyncio.Task[Any]] = []
@@ -783,17 +788,17 @@ class Run:
             levels: list[dict[str, Any]] = []
             held, bound = 0, "not reached (highest level tried)"
             ramp_from = time.monotonic()
-            for level in p.hold_levels:
+            for level in hold_levels:
                 more, late = await self.open_loop(start, rate, count=level - len(tasks))
                 tasks += more
                 await asyncio.sleep(1.0)  # the newest turns reach their first tokens
-                ramp_stalls = _stalled(live, ramp_from, time.monotonic())
+                ramp_stalls = count_stalled(live, ramp_from, time.monotonic())
                 async with self.measure("held_streams", name) as m:
                     w0 = time.monotonic()
                     await asyncio.sleep(p.hold_s)
                     w1 = time.monotonic()
                 ramp_from = w1
-                stalled = _stalled(live, w0, w1)
+                stalled = count_stalled(live, w0, w1)
                 errors: dict[str, int] = {}
                 for res in live:
                     if res.error:
@@ -807,7 +812,7 @@ class Run:
                     "stalled_streams": stalled,
                     "stalled_while_adding": ramp_stalls,
                     "errors": errors,
-                    "gap_ms_max": ms(_max_gap(live, w0, w1)),
+                    "gap_ms_max": ms(max_gap(live, w0, w1)),
                     "tokens_per_s": rnd(tokens / (w1 - w0), 1),
                     # Delivered vs produced: a saturated relay without coalescing keeps
                     # every gap short yet falls further behind the model each second.
@@ -847,8 +852,17 @@ class Run:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.settle(self.arms[name].service)
-            out[name] = {"streams_held": held, "bound": bound, "levels": levels}
+            # In a short run LiteLLM's first unary step right after this phase had a p99 of
+            # 47 s: peers get longer to go idle after their streams are cut, and how long
+            # each arm stayed busy is kept.
+            limit = PEER_SETTLE_S if name in self.peer_arms else 15.0
+            settled = await self.settle(self.arms[name].service, limit)
+            out[name] = {
+                "streams_held": held,
+                "bound": bound,
+                "levels": levels,
+                "busy_after_cut_s": rnd(settled, 1),
+            }
         self.data["held"] = out
 
     async def unary(self) -> None:
@@ -857,7 +871,7 @@ class Run:
         p = self.profile
         text = scenario_text(0, 0, 8)
         out: dict[str, Any] = {}
-        for name in ("F", "B-sqlite", "B-postgres"):
+        for name in ("F", "B-sqlite", "B-postgres", *self.peer_arms):
             if name not in self.arms:
                 continue
             arm = self.arms[name].arm
@@ -913,7 +927,9 @@ class Run:
         p = self.profile
         async with self.measure("unary", name) as m:
             tasks, late = await self.open_loop(unary_caller(arm, text), rate, p.unary_window_s)
-            results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            results = await self.finish(
+                tasks, 60, f"unary/{name}", lambda: UnaryResult(0.0, 0.0, False)
+            )
         s = unary_summary(results, p.unary_window_s)
         assert m.usage is not None
         s.update(
@@ -1034,12 +1050,12 @@ class Run:
             ),
             "streams_held": d.get("held", {}).get(b, {}).get("streams_held"),
             # Relaying only (no turn starts in the window), one token per message.
-            "cpu_us_per_token": _held_cpu(d.get("held", {}).get(b, {}), coalesced=False),
+            "cpu_us_per_token": held_cpu(d.get("held", {}).get(b, {}), coalesced=False),
             # The same figure for the floor relay F (no project code), for comparison.
-            "cpu_us_per_token_floor": _held_cpu(d.get("held", {}).get("F", {}), coalesced=False),
+            "cpu_us_per_token_floor": held_cpu(d.get("held", {}).get("F", {}), coalesced=False),
             # The service core saturated, deltas joined into fuller messages.
-            "cpu_us_per_token_coalesced": _held_cpu(d.get("held", {}).get(b, {}), coalesced=True),
-            "tokens_per_message_coalesced": _held_row(d.get("held", {}).get(b, {}), True).get(
+            "cpu_us_per_token_coalesced": held_cpu(d.get("held", {}).get(b, {}), coalesced=True),
+            "tokens_per_message_coalesced": held_row(d.get("held", {}).get(b, {}), True).get(
                 "tokens_per_message"
             ),
             # Whole realistic turns at half the knee: per-turn work spread over 64 tokens.
@@ -1072,11 +1088,14 @@ class Run:
             "pinning": {
                 "service_core": self.service_core,
                 "load_core": self.load_core,
-                "service": "backend(s), relay, Envoy",
+                "service": "backend(s), relay, Envoy, peers",
                 "load": "upstream, load generator",
             },
             "targets": targets,
             "arms": self.per_arm(),
+            # Ours (the headline arm) against each peer of this run, figure by figure.
+            "peers": compare(self.per_arm(), b, self.peer_arms),
+            "peer_settings": d.get("peer_settings"),
             "knee": d.get("knee"),
             "db": d.get("db"),
             "pg_stat_database": d.get("pg_stat_database"),
@@ -1141,43 +1160,6 @@ def recording_starter(
     return start
 
 
-def _gaps_in(res: StreamResult, w0: float, w1: float) -> list[float]:
-    """Gaps between a stream's messages that end inside [w0, w1], plus the silence from
-    its last message to w1 (a stream that stopped talking is stalled too)."""
-    marks = res.marks or []
-    if not marks or res.t_end:
-        return []
-    times = [t for t, _ in marks]
-    gaps = [b - a for a, b in itertools.pairwise(times) if w0 <= b <= w1]
-    if times[-1] <= w1:
-        gaps.append(w1 - max(times[-1], w0))
-    return gaps
-
-
-def _stalled(live: Sequence[StreamResult], w0: float, w1: float) -> int:
-    return sum(1 for res in live if any(g > STALL_S for g in _gaps_in(res, w0, w1)))
-
-
-def _max_gap(live: Sequence[StreamResult], w0: float, w1: float) -> float | None:
-    gaps = [g for res in live for g in _gaps_in(res, w0, w1)]
-    return max(gaps) if gaps else None
-
-
-def _held_row(held: dict[str, Any], coalesced: bool) -> dict[str, Any]:
-    """The first held level (one token per message), or the last level where messages
-    carried 1.5+ tokens on average (the writer was busy, deltas were joined)."""
-    levels: list[dict[str, Any]] = held.get("levels", [])
-    if not coalesced:
-        return levels[0] if levels else {}
-    joined = [lv for lv in levels if (lv.get("tokens_per_message") or 0) >= 1.5]
-    return joined[-1] if joined else {}
-
-
-def _held_cpu(held: dict[str, Any], coalesced: bool) -> float | None:
-    value = _held_row(held, coalesced).get("service_cpu_us_per_token")
-    return float(value) if value is not None else None
-
-
 async def _lag_monitor(samples: list[float], every: float = 0.01) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -1198,249 +1180,7 @@ def envoy_unavailable() -> str:
     return ""
 
 
-# --- database accounting ---------------------------------------------------------------
-
-
-def analyse_db(turns: dict[str, StreamResult], probe: Path, arrivals: Path) -> dict[str, Any]:
-    """Per turn: statements, transactions, their time, and what ran before the first token."""
-    stmts: dict[str, list[tuple[float, float, str, str]]] = {}
-    sql: dict[str, list[str]] = {}
-    txs: dict[str, list[tuple[float, float]]] = {}
-    for line in probe.read_text().splitlines():
-        rec = json.loads(line)
-        if rec[0] == "stmt" and rec[5] in turns:
-            stmts.setdefault(rec[5], []).append((rec[1], rec[2], rec[3], rec[4]))
-            sql.setdefault(rec[5], []).append(rec[6] if len(rec) > 6 else "")
-        elif rec[0] == "tx" and rec[3] in turns:
-            txs.setdefault(rec[3], []).append((rec[1], rec[2]))
-    arrived: dict[str, float] = {}
-    for line in arrivals.read_text().splitlines():
-        tag, _, t = line.partition(" ")
-        if tag in turns:
-            arrived[tag] = float(t)
-    per: list[dict[str, float]] = []
-    verbs: dict[str, int] = {}
-    outside = 0
-    overlapped = 0
-    finish_early = 0
-    for tag, res in turns.items():
-        ss = stmts.get(tag, [])
-        ts = txs.get(tag, [])
-        if not ss or res.ttft is None:
-            continue
-        first = res.t_send + res.ttft
-        for _s, _d, verb, table_name in ss:
-            key = f"{verb} {table_name}".strip()
-            verbs[key] = verbs.get(key, 0) + 1
-        begin = next(
-            (
-                (a, b)
-                for a, b in ts
-                if any(a <= s <= b and v == "INSERT" and t == "messages" for s, _, v, t in ss)
-            ),
-            None,
-        )
-        writes_early = [s for s, _, v, _ in ss if v in ("INSERT", "UPDATE", "DELETE") and s < first]
-        # The answer's one write (after the upstream's last token) may start before the
-        # client has read the first text when the whole answer came in one message. On
-        # PostgreSQL it is one statement whose main part is the usage upsert, with the
-        # answer's UPDATE in a CTE: found by its text.
-        answer_writes = [
-            s
-            for (s, _, v, t), text in zip(ss, sql.get(tag, []), strict=False)
-            if (v == "UPDATE" and t == "messages") or "UPDATE messages" in text
-        ]
-        finish = next(
-            ((a, b) for a, b in ts if (a, b) != begin and any(a <= s <= b for s in answer_writes)),
-            None,
-        )
-        if finish is not None and finish[0] < first:
-            finish_early += 1
-        windows = [w for w in (begin, finish) if w is not None]
-        outside += sum(1 for s in writes_early if not any(a <= s <= b for a, b in windows))
-        arrival = arrived.get(tag)
-        if begin is not None and arrival is not None and arrival < begin[1]:
-            overlapped += 1
-        per.append(
-            {
-                "statements": len(ss),
-                "transactions": len(ts),
-                "statement_ms": sum(d for _, d, _, _ in ss) * 1000,
-                "transaction_ms": sum(b - a for a, b in ts) * 1000,
-                "begin_ms": (begin[1] - begin[0]) * 1000 if begin else math.nan,
-                "begin_end_ms": (begin[1] - res.t_send) * 1000 if begin else math.nan,
-                "upstream_arrival_ms": (arrival - res.t_send) * 1000 if arrival else math.nan,
-                "first_token_ms": res.ttft * 1000,
-                "first_token_after_begin_ms": (first - begin[1]) * 1000 if begin else math.nan,
-            }
-        )
-    if not per:
-        return {"turns": 0, "note": "no statements recorded"}
-    example: list[str] = []
-    tag = next(iter(t for t in turns if t in stmts and turns[t].ttft is not None), "")
-    if tag:
-        res = turns[tag]
-        ts_sorted = sorted(txs.get(tag, []))
-        for (start, dur, _v, _t), text in zip(stmts[tag], sql[tag], strict=False):
-            tx_no = next((i for i, (a, b) in enumerate(ts_sorted) if a <= start <= b), -1)
-            example.append(
-                f"tx{tx_no} +{(start - res.t_send) * 1000:6.2f} ms {dur * 1000:5.2f} ms  {text}"
-            )
-        example.append(
-            "upstream saw the request "
-            f"+{(arrived.get(tag, res.t_send) - res.t_send) * 1000:.2f} ms;"
-            f" first token at the client +{(res.ttft or 0) * 1000:.2f} ms"
-        )
-
-    def med(key: str) -> float | None:
-        values = [x[key] for x in per if not math.isnan(x[key])]
-        return rnd(pct(values, 50), 3)
-
-    n = len(per)
-    return {
-        "turns": n,
-        "statements_per_turn": med("statements"),
-        "transactions_per_turn": med("transactions"),
-        "statement_ms_per_turn": med("statement_ms"),
-        "transaction_ms_per_turn": med("transaction_ms"),
-        "statements_by_kind_per_turn": {k: round(v / n, 2) for k, v in sorted(verbs.items())},
-        "writes_before_first_token_outside_begin_per_turn": round(outside / n, 3),
-        "begin_overlapped_with_upstream_fraction": round(overlapped / n, 3),
-        "answer_write_before_client_first_token_fraction": round(finish_early / n, 3),
-        "timeline_ms_median": {
-            "upstream_request_arrived": med("upstream_arrival_ms"),
-            "begin_transaction": med("begin_ms"),
-            "begin_committed": med("begin_end_ms"),
-            "first_token_at_client": med("first_token_ms"),
-            "first_token_after_begin_commit": med("first_token_after_begin_ms"),
-        },
-        "example_turn": example,
-        "how": "bench_dbprobe: SQLAlchemy cursor events + Database.transaction wall time, "
-        "one turn in flight, instant upstream (16 tokens); times from the client's send",
-    }
-
-
-def pg_per_turn(before: dict[str, float], after: dict[str, float], turns: int) -> dict[str, Any]:
-    if turns <= 0:
-        return {"turns": 0}
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    return {
-        "turns": turns,
-        "xact_commit_per_turn": rnd(delta["xact_commit"] / turns, 2),
-        "xact_rollback_per_turn": rnd(delta["xact_rollback"] / turns, 3),
-        "tup_inserted_per_turn": rnd(delta["tup_inserted"] / turns, 2),
-        "tup_updated_per_turn": rnd(delta["tup_updated"] / turns, 2),
-        "tup_fetched_per_turn": rnd(delta["tup_fetched"] / turns, 2),
-        "tup_returned_per_turn": rnd(delta["tup_returned"] / turns, 2),
-        "active_time_ms_per_turn": rnd(delta["active_time"] / turns, 3),
-        "how": "pg_stat_database deltas of B-postgres's own database over every B-postgres turn "
-        "after the DB probe (streamed and unary; connections reset first so no earlier "
-        "pending statistics land inside); active_time is server time executing statements",
-    }
-
-
 # --- entry -------------------------------------------------------------------------------
-
-
-def print_table(result: dict[str, Any]) -> None:
-    m = result["machine"]
-    print()
-    print(
-        f"aichat bench — {result['profile']} — {m['cpu_model']}, {m['cores']} cores, "
-        f"Python {m['python']} — service core {result['pinning']['service_core']}, "
-        f"load core {result['pinning']['load_core']} — {result['duration_s']} s"
-    )
-    rows: list[tuple[Any, ...]] = []
-    for key, t in result["targets"].items():
-        rows.append((key, t["value"], t["target"], t["met"]))
-    print(
-        table(rows, ["target (arm " + str(result["headline_arm"]) + ")", "value", "target", "met"])
-    )
-    arms = list(result["arms"])
-    print()
-
-    def cell(arm: str, *path: str) -> Any:
-        node: Any = result["arms"][arm]
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        return node
-
-    per_arm_rows = [
-        ["idle TTFT p50 ms", *(cell(a, "idle_ttft", "ttft_ms_p50") for a in arms)],
-        ["idle TTFT p99 ms", *(cell(a, "idle_ttft", "ttft_ms_p99") for a in arms)],
-        [
-            "idle service CPU µs/turn",
-            *(cell(a, "idle_ttft", "service_cpu_us_per_turn") for a in arms),
-        ],
-        ["low-load TTFT p50 ms", *(cell(a, "realistic_low", "ttft_ms_p50") for a in arms)],
-        ["low-load gap p99 ms", *(cell(a, "realistic_low", "gap_ms_p99") for a in arms)],
-        ["half-knee TTFT p50 ms", *(cell(a, "realistic_half_knee", "ttft_ms_p50") for a in arms)],
-        ["half-knee TTFT p99 ms", *(cell(a, "realistic_half_knee", "ttft_ms_p99") for a in arms)],
-        ["half-knee gap p99 ms", *(cell(a, "realistic_half_knee", "gap_ms_p99") for a in arms)],
-        [
-            "half-knee service CPU µs/token",
-            *(cell(a, "realistic_half_knee", "service_cpu_us_per_token") for a in arms),
-        ],
-        [
-            "half-knee loadgen CPU µs/token",
-            *(cell(a, "realistic_half_knee", "loadgen_cpu_us_per_token") for a in arms),
-        ],
-        ["paced streams held", *(cell(a, "held", "streams_held") for a in arms)],
-        # The floor F beside B: what relaying a token costs with no project code at all.
-        [
-            "held CPU µs/token (first level)",
-            *(_held_cpu(cell(a, "held") or {}, coalesced=False) for a in arms),
-        ],
-        [
-            "held CPU µs/token (coalesced)",
-            *(_held_cpu(cell(a, "held") or {}, coalesced=True) for a in arms),
-        ],
-        ["RSS KiB per held stream", *(cell(a, "rss", "rss_kib_per_stream") for a in arms)],
-        ["idle RSS KiB", *(cell(a, "idle_rss_kib") for a in arms)],
-        ["unary SendMessage rps (p99<50ms)", *(cell(a, "unary", "unary_rps") for a in arms)],
-        [
-            "unary CPU µs/request (light load)",
-            *(cell(a, "unary", "service_cpu_us_per_request") for a in arms),
-        ],
-    ]
-    print(table(per_arm_rows, ["per arm", *arms]))
-    db = result.get("db") or {}
-    if db:
-        print()
-        rows = [
-            (
-                kind,
-                v.get("statements_per_turn"),
-                v.get("transactions_per_turn"),
-                v.get("statement_ms_per_turn"),
-                v.get("transaction_ms_per_turn"),
-                v.get("writes_before_first_token_outside_begin_per_turn"),
-                v.get("begin_overlapped_with_upstream_fraction"),
-            )
-            for kind, v in db.items()
-        ]
-        print(
-            table(
-                rows,
-                [
-                    "database",
-                    "stmts/turn",
-                    "tx/turn",
-                    "stmt ms",
-                    "tx ms",
-                    "early writes",
-                    "begin overlapped",
-                ],
-            )
-        )
-    if result.get("pg_stat_database"):
-        print("pg_stat_database per turn:", json.dumps(result["pg_stat_database"]))
-    if result["skipped"]:
-        print("skipped:", "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
-    if result["flags"]:
-        print("flags:")
-        for flag in result["flags"]:
-            print("  -", flag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1459,6 +1199,13 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="run the B backends as `python FILE serve --env-only` (A/B a patch)",
     )
+    parser.add_argument(
+        "--peer",
+        default="",
+        help="comma-separated peers to run beside ours, installed on first use "
+        f"({', '.join(sorted(bench_peer.PREPARE))})",
+    )
+    parser.add_argument("--peers-dir", default=str(bench_peer.PEERS_DIR))
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or "quick"]
     run = Run(
@@ -1469,6 +1216,8 @@ def main(argv: list[str] | None = None) -> int:
         pg_admin=args.pg_admin_dsn,
         keep=args.keep,
         backend_wrapper=str(Path(args.backend_wrapper).resolve()) if args.backend_wrapper else "",
+        peers=tuple(p.strip() for p in args.peer.split(",") if p.strip()),
+        peers_dir=Path(args.peers_dir),
     )
     log(f"profile {profile.name}; work dir {run.workdir}")
 

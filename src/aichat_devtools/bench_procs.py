@@ -242,8 +242,12 @@ def spawn(
     core: int | None,
     log_dir: Path,
     env: Mapping[str, str] | None = None,
+    bare_env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Child:
-    """Start ``args`` pinned to ``core``; stderr goes to ``log_dir/name.log``."""
+    """Start ``args`` pinned to ``core``; stderr goes to ``log_dir/name.log``.
+
+    ``bare_env`` is the whole environment instead of ours (for third-party peers)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log: IO[str] = open(log_path, "w")  # noqa: SIM115 - owned by the child's lifetime
@@ -257,8 +261,8 @@ def spawn(
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env=child_env(env or {}),
-        cwd=str(REPO),
+        env=dict(bare_env) if bare_env is not None else child_env(env or {}),
+        cwd=str(cwd or REPO),
         start_new_session=True,  # our Ctrl-C is not theirs; we stop them ourselves
     )
     log.close()

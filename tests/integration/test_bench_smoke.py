@@ -30,8 +30,23 @@ KEYS = (
 
 def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
+    # A peer that cannot be installed (its folder cannot be made): the run says so and
+    # goes on without it. Nothing is downloaded.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
     proc = subprocess.run(
-        [sys.executable, "-m", "aichat_devtools.bench", "--toy", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "aichat_devtools.bench",
+            "--toy",
+            "--out",
+            str(out),
+            "--peer",
+            "litellm",
+            "--peers-dir",
+            str(blocker / "peers"),
+        ],
         env=child_env(tmp_path),
         capture_output=True,
         text=True,
@@ -43,3 +58,7 @@ def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
         assert key in report, key
     assert {"cpu_model", "cores", "python"} <= report["machine"].keys()
     assert {"A", "F", "B-sqlite"} <= report["arms"].keys()
+    assert "P-litellm" not in report["arms"]
+    assert report["skipped"]["P-litellm"].startswith("not run: cannot make")
+    assert "P-litellm: not run" in proc.stdout  # the printed table says so too
+    assert report["peers"] == {}

@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from aichat_backend.config import Settings
 from aichat_backend.store.database import Database
-from aichat_devtools.bench import analyse_db
 from aichat_devtools.bench_clients import StreamResult
 from aichat_devtools.bench_dbprobe import _classify, timed_unit
+from aichat_devtools.bench_dbreport import analyse_db
 
 
 @pytest.mark.parametrize(
