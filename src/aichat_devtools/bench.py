@@ -221,6 +221,8 @@ class Run:
             "AICHAT_LOG_LEVEL": "warning",
             "AICHAT_REPLICA_ID": replica,
             "AICHAT_SHUTDOWN_GRACE_SECONDS": "2",
+            # The start-up check would add one upstream call to what the bench measures.
+            "AICHAT_MODEL_CHECK": "false",
             # Per-user limits that never refuse a benchmark turn; the limiter still runs.
             **BENCH_LIMITS,
         }
