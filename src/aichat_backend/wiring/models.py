@@ -1,0 +1,33 @@
+"""Settings → the model catalogue the engine and the operator API share."""
+
+from __future__ import annotations
+
+from aichat_backend.config import Settings, process_environment
+from aichat_backend.providers.base import ModelEntry
+from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
+
+
+def model_catalogue(settings: Settings) -> ModelCatalogue:
+    """The catalogue file if one is set, else the single model the AICHAT_LLM_* describe."""
+    if settings.models_file is not None:
+        catalogue = load_catalogue(
+            settings.models_file,
+            process_environment(),
+            timeout_seconds=settings.provider_timeout_seconds,
+            http_client=settings.llm_http_client,
+        )
+        return catalogue
+    entry = ModelEntry(
+        name=settings.llm_model,
+        provider=settings.llm_provider,
+        model_name=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.api_key,
+        temperature=settings.llm_temperature,
+    )
+    return ModelCatalogue(
+        [entry],
+        timeout_seconds=settings.provider_timeout_seconds,
+        http_client=settings.llm_http_client,
+        key_variable="AICHAT_API_KEY",
+    )
