@@ -143,7 +143,7 @@ def memory_window(requested: int, session_limit: int, default: int, maximum: int
     """Messages of context: the turn's request, else the session's, else the default.
 
     PostgreSQL applies the same rule inside the turn's context read
-    (``messages_repo._CONTEXT``); a test holds the two to the same answers.
+    (``context_queries.CONTEXT``); a test holds the two to the same answers.
     """
     for value in (requested, session_limit):
         if value > 0:
