@@ -1,0 +1,5 @@
+"""``python -m aichat_devtools.fake_llm``: the standalone fake upstream."""
+
+from aichat_devtools.fake_llm.cli import main
+
+main()

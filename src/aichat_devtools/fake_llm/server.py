@@ -1,0 +1,305 @@
+"""The fake upstream server: routing, recording, and a script played over a connection.
+
+Gates, cuts, hangs and in-stream errors happen here, between the pieces a wire format
+writes; every wait races the client's hang-up (``http_wire.Response``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aichat_devtools.fake_llm.anthropic_format import AnthropicFormat
+from aichat_devtools.fake_llm.behaviours import echo_behaviour
+from aichat_devtools.fake_llm.http_wire import (
+    ClientGone,
+    Connection,
+    HttpRequest,
+    Response,
+    chunk,
+    dumps,
+    head,
+    reason_phrase,
+)
+from aichat_devtools.fake_llm.openai_format import OpenAIFormat
+from aichat_devtools.fake_llm.script import DefaultBehaviour, RecordedRequest, Script, pieces
+
+Format = OpenAIFormat | AnthropicFormat
+
+
+class FakeLLMServer:
+    """An in-process fake upstream: ``async with FakeLLMServer() as srv: srv.base_url``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default: DefaultBehaviour | Script | None = None,
+        api_key: str | None = None,
+        record_requests: bool = True,
+    ) -> None:
+        """``default`` plays when no script is queued: a fixed Script (e.g. an upstream
+        that always answers 503), a function of the request, or None for the echo.
+        ``record_requests=False`` keeps a long benchmark run from growing memory."""
+        self.host = host
+        self.port = port
+        if isinstance(default, Script):
+            fixed = default
+            self.default: DefaultBehaviour = lambda _request: dataclasses.replace(fixed)
+        else:
+            self.default = default or echo_behaviour()
+        # When set, requests must carry this key (Bearer or x-api-key) or get a 401.
+        self.api_key = api_key
+        self.record_requests = record_requests
+        self.requests: list[RecordedRequest] = []
+        self.request_count = 0
+        self.stream_disconnects = 0  # clients that hung up before a response ended
+        self.connections_accepted = 0
+        self._scripts: deque[Script] = deque()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._closing = False
+        self._changed = asyncio.Condition()
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        # Aborting the sockets ends every handler, hung scripts included. (Cancelling the
+        # handler tasks instead makes asyncio's stream callback log the cancellation.)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers))
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> FakeLLMServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def root_url(self) -> str:
+        """For the Anthropic SDK, which appends ``/v1/messages`` itself."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """For OpenAI-style clients (``…/v1/chat/completions``)."""
+        return self.root_url + "/v1"
+
+    # -- scripting and observation
+
+    def enqueue(self, *scripts: Script) -> None:
+        self._scripts.extend(scripts)
+
+    @property
+    def pending_scripts(self) -> int:
+        return len(self._scripts)
+
+    async def wait_disconnect(self, within: float = 1.0, *, count: int = 1) -> None:
+        """Return once ``count`` clients have hung up mid-response; TimeoutError if not."""
+        await self._wait_for(lambda: self.stream_disconnects >= count, within)
+
+    async def wait_requests(self, count: int, within: float = 1.0) -> None:
+        """Return once ``count`` requests have arrived; TimeoutError if not."""
+        await self._wait_for(lambda: self.request_count >= count, within)
+
+    async def _wait_for(self, predicate: Callable[[], bool], within: float) -> None:
+        # A bounded wait by design: a test waiting on the fake must fail, not hang.
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- serving
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        self.connections_accepted += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Each SSE event must leave at once, not wait for Nagle to fill a segment.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(reader, writer)
+        try:
+            while (request := await conn.read_request()) is not None:
+                if not await self._answer(conn, request):
+                    break
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            self._handlers.discard(task)
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, conn: Connection, request: HttpRequest) -> bool:
+        """Answer one request; False when the connection must not be reused."""
+        try:
+            body = json.loads(request.body) if request.body else None
+        except ValueError:
+            body = None
+        recorded = RecordedRequest(request.method, request.path, request.headers, body)
+        if self.record_requests:
+            self.requests.append(recorded)
+        self.request_count += 1
+        await self._notify()
+
+        path = request.path.split("?", 1)[0].rstrip("/")
+        fmt_class: type[OpenAIFormat] | type[AnthropicFormat]
+        if path.endswith("/chat/completions"):
+            fmt_class = OpenAIFormat
+        elif path.endswith("/messages"):
+            fmt_class = AnthropicFormat
+        elif request.method == "GET" and path.endswith("/models"):
+            # Some clients and readiness checks list models first.
+            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
+            await self._send_json(conn, 200, {"object": "list", "data": [model]})
+            return True
+        elif request.method == "GET" and path in ("", "/health"):
+            await self._send_json(conn, 200, {"status": "ok"})
+            return True
+        else:
+            await self._send_json(
+                conn, 404, {"error": {"message": "Not found", "type": "invalid_request_error"}}
+            )
+            return True
+        if request.method != "POST" or not isinstance(body, dict):
+            script = Script(error_status=400, error_message="Expected a JSON POST body.")
+            body = {}
+        elif not self._authorised(request.headers):
+            script = Script(error_status=401, error_message="Invalid API key.")
+        else:
+            script = self._scripts.popleft() if self._scripts else self.default(recorded)
+        fmt = fmt_class(script, body, pieces(script))
+        keep_alive = request.headers.get("connection", "").lower() != "close"
+        response = Response(conn)
+        try:
+            completed = await self._play(response, fmt, script, stream=bool(body.get("stream")))
+        except ClientGone:
+            if not self._closing:
+                self.stream_disconnects += 1
+                await self._notify()
+            return False
+        finally:
+            await response.finish()
+        return keep_alive and completed
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        if self.api_key is None:
+            return True
+        return self.api_key in (
+            headers.get("x-api-key"),
+            headers.get("authorization", "").removeprefix("Bearer ").strip(),
+        )
+
+    async def _send_json(
+        self,
+        conn: Connection,
+        status: int,
+        payload: dict[str, Any],
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        data = dumps(payload).encode()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(data))),
+            *extra,
+        ]
+        conn.writer.write(head(status, headers) + data)
+        await conn.writer.drain()
+
+    async def _play(self, response: Response, fmt: Format, script: Script, *, stream: bool) -> bool:
+        """Play the script; False when it ended by cutting the connection."""
+        request_id = (fmt.request_id_header, "req_" + uuid.uuid4().hex[:16])
+        if not (stream and script.ttft_after_headers):
+            await response.pause(script.ttft)
+        if script.error_status is not None and not (stream and script.error_after is not None):
+            status = script.error_status
+            message = script.error_message or reason_phrase(status)
+            extra = [request_id]
+            if status == 429 and script.retry_after is not None:
+                extra.append(("retry-after", f"{script.retry_after:g}"))
+            await self._send_json(
+                response.conn, status, fmt.error(status, message, script.error_type), extra
+            )
+            return True
+        if not stream:
+            return await self._play_whole(response, fmt, script, request_id)
+
+        response_head = head(
+            200,
+            [
+                ("content-type", "text/event-stream; charset=utf-8"),
+                ("transfer-encoding", "chunked"),
+                ("cache-control", "no-cache"),
+                ("connection", "keep-alive"),
+                request_id,
+            ],
+        )
+        await response.write(response_head + chunk(fmt.start()))
+        if script.ttft_after_headers:
+            await response.pause(script.ttft)
+        for sent, piece in enumerate([*fmt.pieces, None]):
+            if sent == script.cut_after:
+                response.cut()
+                return False
+            if sent == script.hang_after:
+                await response.hang()
+            if sent == script.gate_after and script.gate is not None:
+                await script.gate.wait()
+                if script.delay_after_gate is not None:
+                    script.token_delay = script.delay_after_gate
+            if sent == script.error_after:
+                status = script.error_status or (529 if isinstance(fmt, AnthropicFormat) else 500)
+                message = script.error_message or reason_phrase(status)
+                await response.write(
+                    chunk(fmt.stream_error(status, message, script.error_type)) + b"0\r\n\r\n"
+                )
+                return True
+            if piece is None:
+                break
+            if sent and script.token_delay:
+                await response.pause(script.token_delay)
+            await response.write(chunk(fmt.piece(piece)))
+        await response.write(chunk(fmt.end()) + b"0\r\n\r\n")
+        return True
+
+    async def _play_whole(
+        self, response: Response, fmt: Format, script: Script, request_id: tuple[str, str]
+    ) -> bool:
+        count = len(fmt.pieces)
+        if script.cut_after is not None and script.cut_after <= count:
+            response.cut()
+            return False
+        if script.hang_after is not None and script.hang_after <= count:
+            await response.hang()
+        await response.pause(script.token_delay * max(0, count - 1))
+        await self._send_json(response.conn, 200, fmt.whole(), [request_id])
+        return True
