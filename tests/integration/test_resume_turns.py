@@ -12,7 +12,7 @@ from aichat.v1 import resources_pb2 as rpb
 
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
-from tests.support.grpc_helpers import error_info, md
+from tests.support.grpc_helpers import error_info, joined_body, md
 from tests.support.resume import (
     TOKENS_200,
     cut_after,
@@ -200,13 +200,18 @@ async def test_feedback_on_answers(stack: ChatStack, user: str, other_user: str)
     assert listed[1].feedback.rating == rpb.FEEDBACK_RATING_THUMBS_DOWN
     assert listed[1].feedback.comment == "" and listed[1].feedback.update_time.seconds > 0
     assert not listed[0].HasField("feedback")
-    export = await stack.server.sessions.ExportSession(
-        spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_MARKDOWN),
-        metadata=md(user),
+    export = await joined_body(
+        stack.server.sessions.ExportSession(
+            spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_MARKDOWN),
+            metadata=md(user),
+        )
     )
     assert b"feedback: down" in export.data
-    export = await stack.server.sessions.ExportSession(
-        spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_JSON), metadata=md(user)
+    export = await joined_body(
+        stack.server.sessions.ExportSession(
+            spb.ExportSessionRequest(name=session, format=spb.EXPORT_FORMAT_JSON),
+            metadata=md(user),
+        )
     )
     assert b"FEEDBACK_RATING_THUMBS_DOWN" in export.data
     for who, request, code, reason in [
