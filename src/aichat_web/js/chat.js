@@ -183,6 +183,7 @@ export class ChatView {
     const session = this.session;
     const outcome = await runTurn(view, () => start(controller.signal), {
       resolve: (decisions) => this.resolve(view, decisions),
+      signal: controller.signal,
       done: (result) => result,
     });
     if (this.turn === controller) this.setBusy(null);
