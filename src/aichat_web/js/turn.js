@@ -121,7 +121,8 @@ export class AnswerView {
         copy.textContent = "Copied";
       },
     });
-    this.actions.replaceChildren(copy, this.message?.name ? feedbackControls(this.message) : null);
+    const thumbs = this.message?.name ? [feedbackControls(this.message)] : [];
+    this.actions.replaceChildren(copy, ...thumbs);
     this.grew();
   }
 
@@ -176,6 +177,7 @@ async function read(view, start, hooks, seen) {
 }
 
 function stopped(view, hooks) {
+  nameCutOffAnswer(view);
   view.setStatus("Stopped: the answer above is incomplete (saved as such).", "incomplete");
   view.renderActions();
   return hooks.done("STOPPED");
@@ -244,13 +246,17 @@ function pause(ms, signal) {
 function handle(view, event, hooks) {
   if (event.turnStarted) {
     view.node.dataset.message = event.turnStarted.answerMessage || "";
+    view.message = null; // a continuation (after approval) answers in messages of its own
+    view.toolsSinceStart = false;
   } else if (event.textDelta) {
     view.appendText(event.textDelta.text || "");
   } else if (event.heartbeat) {
     view.setThinking(true, event.heartbeat.elapsed);
   } else if (event.toolCall) {
+    view.toolsSinceStart = true;
     view.upsertToolCall(event.toolCall);
   } else if (event.approvalRequired) {
+    view.toolsSinceStart = true;
     const calls = event.approvalRequired.toolCalls || [];
     for (const call of calls) view.upsertToolCall(call);
     view.approvals.append(approvalCards(calls, hooks.resolve));
@@ -263,6 +269,7 @@ function handle(view, event, hooks) {
 
 function ended(view, turnEnded) {
   const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
+  nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
   view.setThinking(false);
   view.render();
   if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
@@ -285,6 +292,15 @@ function ended(view, turnEnded) {
   }
   if (outcome !== "TURN_OUTCOME_AWAITING_APPROVAL") view.renderActions();
   return outcome;
+}
+
+// A turn cut off (Stop, CANCELLED) ends without `message`; its text is still a stored
+// message that can be rated: the last of answerMessages when sent, else turnStarted's
+// answerMessage as long as no tool call began a further round since.
+function nameCutOffAnswer(view, last) {
+  if (view.message?.name) return;
+  const name = last || (view.toolsSinceStart ? "" : view.node.dataset.message);
+  if (name) view.message = { name };
 }
 
 function reasonOf(status) {

@@ -158,6 +158,10 @@ async def test_a_dropped_stream_resumes_in_place_with_nothing_doubled(
         assert "access_token" not in last.url and "token=" not in last.url
         assert re.search(r"afterSeq=[1-9]\d*", last.url)
         assert (await last.all_headers())["authorization"] == f"Bearer {token}"
+        # The cut-off answer is named by its turn_ended, so it can be rated like any other.
+        await answer.get_by_role("button", name="Bad answer").click()
+        await expect_rating(page, DOWN)
+        assert (await stored_answer(envoy, token, session))["feedback"]["rating"] == DOWN
         await page.screenshot(path=str(artifacts / "desktop-resumed.png"))
         assert page.errors == []  # type: ignore[attr-defined]
     finally:
