@@ -198,3 +198,26 @@ async def test_a_stream_that_cannot_be_resumed_says_so_after_bounded_retries(
         assert page.errors == []  # type: ignore[attr-defined]
     finally:
         await proxy.close()
+
+
+async def test_stop_while_reconnecting_stops_at_once(
+    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
+) -> None:
+    proxy = FaultProxy(upstream_port=envoy.port)
+    await proxy.start()
+    try:
+        page = await opened_through(proxy, desktop, token)
+        stack.fake.enqueue(Script(tokens=[f"s{i} " for i in range(400)], token_delay=0.05))
+        await send(page, "one more long one")
+        answer = last_answer(page)
+        await expect(answer.locator(".markdown")).to_contain_text("s3")
+        await proxy.set_mode("drop")
+        status = answer.locator(".answer-status")
+        await expect(status).to_contain_text("reconnecting (try 2 of 5)")
+        await page.locator("#stop-button").click()
+        await expect(status).to_contain_text("Stopped")
+        await wait_idle(page)
+        await proxy.set_mode("pass")
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        await proxy.close()
