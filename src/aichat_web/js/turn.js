@@ -84,12 +84,14 @@ async function onStreamDropped(view, seen, hooks) {
     if (result.stopped) return stopped(view, hooks);
     if (seen.ended) return hooks.done(seen.ended);
     if (result.error && !retriable(result.error)) {
-      failure = ` The turn cannot be resumed: ${result.error.message}.`;
+      failure = ` The turn cannot be resumed: ${result.error.message.replace(/\.$/, "")}.`;
       break;
     }
-    failure = result.error ? ` Last try: ${result.error.message}.` : "";
+    failure = result.error ? ` Last try: ${result.error.message.replace(/\.$/, "")}.` : "";
     if (seen.lastSequence > before) attempt = -1; // it got further: count again from 1
   }
+  // No event named the turn yet (it broke before turnStarted): nothing to resume from.
+  if (!seen.turn) failure = " The turn had not started, so it cannot be resumed.";
   view.setStatus(
     "Connection lost before the answer finished, and reconnecting failed." + failure +
       " What arrived is shown above; the server keeps what it produced as incomplete. " +

@@ -144,7 +144,8 @@ async def test_a_dropped_stream_resumes_in_place_with_nothing_doubled(
         text = stored["text"]
         # The server's answer is a prefix of the script, and the page holds exactly it:
         # what arrived before the cut plus the replay after the last sequence, no overlap.
-        assert "".join(tokens).startswith(text) and len(text) > len("w0 w1 w2 w3 w4 w5 ")
+        # (at least up to "w5 ", which the page had shown before the cut)
+        assert "".join(tokens).startswith(text) and len(text) >= len("w0 w1 w2 w3 w4 w5 ")
         shown = await answer.evaluate("n => n.querySelector('.markdown').textContent")
         assert shown.strip() == text.strip()
         await desktop.grant_permissions(["clipboard-read", "clipboard-write"])
