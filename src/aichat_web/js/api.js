@@ -105,15 +105,33 @@ export const api = {
   listModels: () => json("/models"),
   listTools: () => json("/mcp/tools"),
   // Server-Sent Events responses (read with sse.js); aborting `signal` hangs up, which
-  // cancels the turn on the server (its partial answer is stored as INCOMPLETE).
+  // cancels the turn on the server (its partial answer is stored as INCOMPLETE). The page's
+  // turns say `detached: false` whatever the server's default: a detached turn has no way
+  // to be cancelled, and Stop must stop it.
   streamChat: (name, body, signal) =>
-    request(`/${name}:streamChat`, { method: "POST", body, signal, accept: "text/event-stream" }),
-  resolveToolCalls: (name, decisions, signal) =>
-    request(`/${name}:resolveToolCalls`, {
+    request(`/${name}:streamChat`, {
       method: "POST",
-      body: { decisions },
+      body: { ...body, options: { ...body.options, detached: false } },
       signal,
       accept: "text/event-stream",
     }),
+  resolveToolCalls: (name, decisions, signal) =>
+    request(`/${name}:resolveToolCalls`, {
+      method: "POST",
+      body: { decisions, detached: false },
+      signal,
+      accept: "text/event-stream",
+    }),
+  // The rest of a turn's events after `afterSeq` (stored, then live); hanging up this one
+  // cancels nothing.
+  streamTurnEvents: (turn, afterSeq, signal) =>
+    request(`/${turn}:streamEvents`, {
+      query: { afterSeq: String(afterSeq) },
+      signal,
+      accept: "text/event-stream",
+    }),
+  // rating: FEEDBACK_RATING_THUMBS_UP / _DOWN, or _UNSPECIFIED to clear (comment must be empty).
+  setFeedback: (name, rating, comment = "") =>
+    json(`/${name}:setFeedback`, { method: "POST", body: { rating, comment } }),
   exportSession: (name, format) => request(`/${name}:export`, { query: { format } }),
 };

@@ -6,7 +6,8 @@ import { api, ApiError, sessionName } from "./api.js";
 import { $, confirmDialog, el, formatBytes, icon, promptDialog, sessionId } from "./dom.js";
 import { exportSession } from "./exporter.js";
 import { toast, toastError } from "./toast.js";
-import { AnswerView, runTurn } from "./turn.js";
+import { AnswerView } from "./answer.js";
+import { runTurn } from "./turn.js";
 import { approvalCards } from "./approvals.js";
 
 export class ChatView {
@@ -183,6 +184,7 @@ export class ChatView {
     const session = this.session;
     const outcome = await runTurn(view, () => start(controller.signal), {
       resolve: (decisions) => this.resolve(view, decisions),
+      signal: controller.signal,
       done: (result) => result,
     });
     if (this.turn === controller) this.setBusy(null);

@@ -1,192 +1,141 @@
-// One answer on the page and the turn events that write it.
+// The turn events that write an answer (an AnswerView, answer.js).
 //
-// AnswerView is an assistant message (tool calls, the Markdown answer, approval cards,
-// its status line, its actions). runTurn() reads one SSE response (StreamChat or
-// ResolveToolCalls) into a view, so an approved turn continues in the same message.
-//
-// Two hooks for what the resumable-turns work will add, each in one place:
-//   - resume: onStreamDropped() below is the only code that runs when a stream ends
-//     without its turnEnded event; it would re-attach by the last `sequence` seen
-//     (runTurn keeps it in `lastSequence`) instead of saying the stream was lost.
-//   - feedback: AnswerView.renderActions() draws the row under a finished answer;
-//     thumbs up/down go there, next to Copy.
+// runTurn() reads one SSE response (StreamChat or ResolveToolCalls) into a view, so an
+// approved turn continues in the same message. A stream that ends without its turnEnded
+// (a network cut, a proxy restart) is resumed from the last `sequence` seen with
+// StreamTurnEvents, a few times with backoff, into the same view; events already shown
+// are skipped by their sequence.
 
-import { ApiError } from "./api.js";
-import { el, icon, shortName } from "./dom.js";
-import { renderMarkdown } from "./markdown.js";
+import { api, ApiError } from "./api.js";
 import { sseEvents } from "./sse.js";
 import { toastError } from "./toast.js";
 import { approvalCards } from "./approvals.js";
 
-const STATE_LABEL = {
-  TOOL_CALL_STATE_PENDING_APPROVAL: "waiting for approval",
-  TOOL_CALL_STATE_APPROVED: "approved",
-  TOOL_CALL_STATE_DENIED: "denied",
-  TOOL_CALL_STATE_RUNNING: "running…",
-  TOOL_CALL_STATE_SUCCEEDED: "done",
-  TOOL_CALL_STATE_FAILED: "failed",
-};
-
-export class AnswerView {
-  constructor(container, message = null) {
-    this.text = message?.text || "";
-    this.message = message;
-    this.calls = new Map();
-    this.tools = el("div", { class: "tool-calls" });
-    this.body = el("div", { class: "markdown" });
-    this.approvals = el("div", { class: "approvals" });
-    this.status = el("div", { class: "answer-status", hidden: true });
-    this.actions = el("footer", { class: "message-actions" });
-    this.node = el(
-      "article",
-      { class: "message assistant", "data-role": "assistant" },
-      this.tools,
-      this.approvals,
-      this.body,
-      this.status,
-      this.actions,
-    );
-    container.append(this.node);
-    this.pending = false;
-    for (const call of message?.toolCalls || []) this.upsertToolCall(call);
-    this.render();
-  }
-
-  appendText(text) {
-    this.text += text;
-    this.setThinking(false);
-    // One Markdown render per frame however many deltas arrive in it.
-    if (!this.pending) {
-      this.pending = true;
-      requestAnimationFrame(() => {
-        this.pending = false;
-        this.render();
-      });
-    }
-  }
-
-  render() {
-    renderMarkdown(this.body, this.text);
-    this.body.hidden = !this.text;
-    this.grew();
-  }
-
-  // Tells the chat view to keep the newest part in sight.
-  grew() {
-    this.node.dispatchEvent(new CustomEvent("answer-grew", { bubbles: true }));
-  }
-
-  setThinking(on, elapsed) {
-    const seconds = Math.round(parseFloat(elapsed || "0"));
-    if (on) this.setStatus(seconds ? `thinking… (${seconds} s)` : "thinking…", "thinking");
-    else if (this.status.dataset.kind === "thinking") this.setStatus("");
-  }
-
-  setStatus(text, kind = "") {
-    this.status.textContent = text;
-    this.status.dataset.kind = kind;
-    this.status.hidden = !text;
-    this.node.classList.toggle("incomplete", kind === "incomplete");
-    this.grew();
-  }
-
-  upsertToolCall(call) {
-    let row = this.calls.get(call.id);
-    if (!row) {
-      row = el("details", { class: "tool-call" });
-      this.calls.set(call.id, row);
-      this.tools.append(row);
-    }
-    const state = STATE_LABEL[call.state] || "";
-    const args = JSON.stringify(call.arguments || {});
-    row.className = `tool-call ${String(call.state || "").toLowerCase()}${call.isError ? " error" : ""}`;
-    row.replaceChildren(
-      el("summary", {}, icon("tool"), el("strong", { text: shortName(call) }),
-        el("code", { text: args.length > 80 ? args.slice(0, 77) + "…" : args }),
-        el("span", { class: "tool-state", text: state })),
-      call.resultText ? el("pre", { class: "tool-result", text: call.resultText }) : null,
-    );
-    this.grew();
-  }
-
-  // The row under a finished answer. Feedback (thumbs) will join Copy here.
-  renderActions() {
-    if (!this.text) return this.actions.replaceChildren();
-    const copy = el("button", {
-      type: "button",
-      class: "link-button",
-      text: "Copy",
-      onclick: async () => {
-        await navigator.clipboard?.writeText(this.text);
-        copy.textContent = "Copied";
-      },
-    });
-    this.actions.replaceChildren(copy);
-    this.grew();
-  }
-
-  finishFromMessage(message) {
-    if (message?.state === "MESSAGE_STATE_INCOMPLETE") {
-      this.setStatus("Incomplete: the answer was cut off before it finished.", "incomplete");
-    } else if (message?.state === "MESSAGE_STATE_INTERRUPTED") {
-      this.setStatus("Interrupted: the server stopped while answering.", "incomplete");
-    }
-    this.renderActions();
-  }
-}
+// Waits before each attempt to resume a dropped stream (ms); progress starts them over.
+const RESUME_DELAYS_MS = [250, 500, 1000, 2000, 4000];
 
 // Reads one turn's events into `view`. `start` makes the request (a Promise<Response>);
-// `hooks.resolve(decisions)` continues a turn waiting for approval; `hooks.done(outcome)`
-// is told how the stream ended: a TurnOutcome name, "STOPPED", "DROPPED", or "REFUSED"
-// (the request itself was answered with an error).
+// `hooks.resolve(decisions)` continues a turn waiting for approval; `hooks.signal` is the
+// turn's Stop; `hooks.done(outcome)` is told how the turn ended: a TurnOutcome name,
+// "STOPPED", "DROPPED" (resuming failed too), or "REFUSED" (the request itself was
+// answered with an error).
 export async function runTurn(view, start, hooks) {
-  let ended = null;
-  let lastSequence = 0;
+  const seen = { lastSequence: 0, turn: "", ended: null };
   view.setThinking(true);
+  const result = await read(view, start, hooks, seen);
+  if (result.stopped) return stopped(view, hooks);
+  if (result.error) {
+    view.setStatus(`Not sent: ${result.error.message}`, "failed");
+    toastError(result.error);
+    return hooks.done("REFUSED");
+  }
+  if (!seen.ended) return onStreamDropped(view, seen, hooks);
+  return hooks.done(seen.ended);
+}
+
+// One SSE response into the view. Resolves to {} when the stream ended (seen.ended says
+// whether with its turnEnded), {stopped} on Stop, {error} when the request was refused.
+async function read(view, start, hooks, seen) {
   try {
     const response = await start();
     for await (const event of sseEvents(response)) {
-      lastSequence = Number(event.sequence || lastSequence);
-      ended = handle(view, event, hooks) || ended;
+      const sequence = Number(event.sequence || 0);
+      if (sequence && sequence <= seen.lastSequence) continue; // shown already
+      seen.lastSequence = sequence || seen.lastSequence;
+      seen.turn = event.turn || seen.turn;
+      seen.ended = handle(view, event, hooks) || seen.ended;
     }
   } catch (error) {
-    if (error.name === "AbortError") {
-      view.setStatus("Stopped: the answer above is incomplete (saved as such).", "incomplete");
-      view.renderActions();
-      return hooks.done("STOPPED");
-    }
-    if (error instanceof ApiError) {
-      view.setStatus(`Not sent: ${error.message}`, "failed");
-      toastError(error);
-      return hooks.done("REFUSED");
-    }
-    // A read error mid-stream: the connection broke. Fall through to "dropped".
+    if (error.name === "AbortError") return { stopped: true };
+    if (error instanceof ApiError) return { error };
+    // A read error mid-stream: the connection broke.
   }
-  if (!ended) return onStreamDropped(view, lastSequence, hooks);
-  return hooks.done(ended);
+  return {};
 }
 
-// The one place a stream that ended without turnEnded is handled (see the top).
-function onStreamDropped(view, _lastSequence, hooks) {
+function stopped(view, hooks) {
+  nameCutOffAnswer(view);
+  view.setStatus("Stopped: the answer above is incomplete (saved as such).", "incomplete");
+  view.renderActions();
+  return hooks.done("STOPPED");
+}
+
+// A stream ended without turnEnded: ask for the rest of the turn after the last event shown.
+async function onStreamDropped(view, seen, hooks) {
+  view.resumed = true;
+  let failure = "";
+  for (let attempt = 0; seen.turn && attempt < RESUME_DELAYS_MS.length; attempt++) {
+    view.setStatus(
+      `Connection lost; reconnecting (try ${attempt + 1} of ${RESUME_DELAYS_MS.length})…`,
+      "reconnecting",
+    );
+    if (!(await pause(RESUME_DELAYS_MS[attempt], hooks.signal))) return stopped(view, hooks);
+    const before = seen.lastSequence;
+    const result = await read(
+      view,
+      async () => {
+        const response = await api.streamTurnEvents(seen.turn, seen.lastSequence, hooks.signal);
+        view.setThinking(true);
+        return response;
+      },
+      hooks,
+      seen,
+    );
+    if (result.stopped) return stopped(view, hooks);
+    if (seen.ended) return hooks.done(seen.ended);
+    if (result.error && !retriable(result.error)) {
+      failure = ` The turn cannot be resumed: ${result.error.message.replace(/\.$/, "")}.`;
+      break;
+    }
+    failure = result.error ? ` Last try: ${result.error.message.replace(/\.$/, "")}.` : "";
+    if (seen.lastSequence > before) attempt = -1; // it got further: count again from 1
+  }
+  // No event named the turn yet (it broke before turnStarted): nothing to resume from.
+  if (!seen.turn) failure = " The turn had not started, so it cannot be resumed.";
   view.setStatus(
-    "Connection lost before the answer finished. What arrived is shown above; the server " +
-      "keeps what it produced as incomplete. Reopen the chat to see the stored answer.",
+    "Connection lost before the answer finished, and reconnecting failed." + failure +
+      " What arrived is shown above; the server keeps what it produced as incomplete. " +
+      "Reopen the chat to see the stored answer.",
     "incomplete",
   );
   view.renderActions();
   return hooks.done("DROPPED");
 }
 
+// The network, a gateway or the server being briefly away; a 4xx would say the same again.
+function retriable(error) {
+  return error.status === 0 || error.status === 429 || error.status >= 500;
+}
+
+// Resolves true after `ms`, or false at once when the turn is stopped meanwhile.
+function pause(ms, signal) {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (value) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve(value);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal?.addEventListener("abort", onAbort);
+  });
+}
+
 function handle(view, event, hooks) {
   if (event.turnStarted) {
     view.node.dataset.message = event.turnStarted.answerMessage || "";
+    view.message = null; // a continuation (after approval) answers in messages of its own
+    view.toolsSinceStart = false;
   } else if (event.textDelta) {
     view.appendText(event.textDelta.text || "");
   } else if (event.heartbeat) {
     view.setThinking(true, event.heartbeat.elapsed);
   } else if (event.toolCall) {
+    view.toolsSinceStart = true;
     view.upsertToolCall(event.toolCall);
   } else if (event.approvalRequired) {
+    view.toolsSinceStart = true;
     const calls = event.approvalRequired.toolCalls || [];
     for (const call of calls) view.upsertToolCall(call);
     view.approvals.append(approvalCards(calls, hooks.resolve));
@@ -199,10 +148,18 @@ function handle(view, event, hooks) {
 
 function ended(view, turnEnded) {
   const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
+  nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
   view.setThinking(false);
   view.render();
   if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
     view.setStatus("Waiting for your decision on the tool call above.", "awaiting");
+  } else if (outcome === "TURN_OUTCOME_CANCELLED" && view.resumed) {
+    // The page's turns are attached: losing the connection cancelled this one on the server.
+    view.setStatus(
+      "Connection lost, so the server stopped this answer; reconnected and showing all it " +
+        "produced (stored as incomplete).",
+      "incomplete",
+    );
   } else if (outcome === "TURN_OUTCOME_CANCELLED") {
     view.setStatus("Cancelled: the answer above is incomplete.", "incomplete");
   } else if (outcome === "TURN_OUTCOME_FAILED") {
@@ -214,6 +171,15 @@ function ended(view, turnEnded) {
   }
   if (outcome !== "TURN_OUTCOME_AWAITING_APPROVAL") view.renderActions();
   return outcome;
+}
+
+// A turn cut off (Stop, CANCELLED) ends without `message`; its text is still a stored
+// message that can be rated: the last of answerMessages when sent, else turnStarted's
+// answerMessage as long as no tool call began a further round since.
+function nameCutOffAnswer(view, last) {
+  if (view.message?.name) return;
+  const name = last || (view.toolsSinceStart ? "" : view.node.dataset.message);
+  if (name) view.message = { name };
 }
 
 function reasonOf(status) {

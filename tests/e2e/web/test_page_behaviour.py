@@ -15,7 +15,6 @@ from tests.e2e.web.conftest import MAX_ATTACHMENT_BYTES
 from tests.e2e.web.helpers import last_answer, rest, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
-from tests.support.fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)]
 
@@ -170,27 +169,3 @@ async def test_a_pending_approval_survives_a_reload_and_can_be_denied(
     answer = last_answer(page)
     await expect(answer.locator(".tool-call .tool-state")).to_have_text("denied")
     await expect(answer.locator(".markdown")).not_to_be_empty()
-
-
-async def test_a_dropped_stream_says_what_happened(
-    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
-) -> None:
-    # The browser reaches Envoy through a proxy the test can cut, as a network would.
-    proxy = FaultProxy(upstream_port=envoy.port)
-    port = await proxy.start()
-    try:
-        page = await desktop.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/web/#token={token}")
-        await expect(page.locator("#app")).to_be_visible()
-        stack.fake.enqueue(Script(tokens=[f"w{i} " for i in range(400)], token_delay=0.05))
-        await send(page, "a long one please")
-        answer = last_answer(page)
-        await expect(answer.locator(".markdown")).to_contain_text("w3")
-        await proxy.set_mode("drop")
-        status = answer.locator(".answer-status")
-        await expect(status).to_contain_text("Connection lost before the answer finished")
-        await expect(answer).to_have_class(re.compile("incomplete"))
-        await proxy.set_mode("pass")
-        await wait_idle(page)
-    finally:
-        await proxy.close()
