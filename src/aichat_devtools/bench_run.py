@@ -23,6 +23,7 @@ from typing import Any
 
 from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
+from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_clients import Arm, GrpcArm, StreamResult, UnaryResult
 from aichat_devtools.bench_profiles import LOAD_CORE_LIMIT, NOISE_LIMIT, Profile
 from aichat_devtools.bench_report import ms, pct
@@ -73,7 +74,7 @@ class Run:
     flags: list[str] = field(default_factory=list)
     phases: list[Measured] = field(default_factory=list)
     arms: dict[str, ArmSetup] = field(default_factory=dict)
-    children: dict[str, procs.Child] = field(default_factory=dict)
+    children: dict[str, spawning.Child] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -91,11 +92,11 @@ class Run:
 
     # --- processes ------------------------------------------------------------------
 
-    def spawn(self, name: str, args: list[str], core: int | None, **env: str) -> procs.Child:
+    def spawn(self, name: str, args: list[str], core: int | None, **env: str) -> spawning.Child:
         """Start a process; service processes start on any core (start-up is CPU-heavy
         and would queue on one core) and are pinned by ``pin_services`` once ready."""
         pin_now = core if core == self.load_core else None
-        child = procs.spawn(name, args, core=pin_now, log_dir=self.workdir / "logs", env=env)
+        child = spawning.spawn(name, args, core=pin_now, log_dir=self.workdir / "logs", env=env)
         child.core = core
         self.children[name] = child
         self.sampler.watch(name, child.pid)

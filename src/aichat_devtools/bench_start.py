@@ -12,14 +12,15 @@ import uuid
 
 from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
+from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_clients import DirectArm, EnvoyArm, GrpcArm
 from aichat_devtools.bench_profiles import BENCH_LIMITS
 from aichat_devtools.bench_run import ArmSetup, Run, log
 
 
-def spawn_peer(run: Run, launch: bench_peer.Launch) -> procs.Child:
+def spawn_peer(run: Run, launch: bench_peer.Launch) -> spawning.Child:
     """A peer in a bare environment of its own, pinned with the services once up."""
-    child = procs.spawn(
+    child = spawning.spawn(
         launch.arm,
         launch.args,
         core=None,
@@ -116,7 +117,7 @@ async def start(run: Run) -> None:
     want = set(run.arms_wanted)
     up = run.spawn(
         "upstream",
-        procs.python_module(
+        spawning.python_module(
             "aichat_devtools.bench_upstream",
             "--port",
             "0",
@@ -140,7 +141,7 @@ async def start(run: Run) -> None:
         ports[name] = port
         env = backend_env(run, port, url, replica)
         env.update(extra)
-        args = procs.python_module(module, "serve", "--env-only")
+        args = spawning.python_module(module, "serve", "--env-only")
         if module == "aichat_backend" and run.backend_wrapper:
             # Try a change without editing the service: a script that patches, then
             # runs the CLI (``sys.argv[1:]`` is ``serve --env-only``).
@@ -157,7 +158,7 @@ async def start(run: Run) -> None:
         port = procs.free_port()
         run.spawn(
             "relay",
-            procs.python_module(
+            spawning.python_module(
                 "aichat_devtools.bench_relay",
                 "--port",
                 str(port),

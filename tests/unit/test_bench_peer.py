@@ -16,6 +16,7 @@ import yaml
 
 from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
+from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_peer import Launch, PeerArm, PeerUnavailable
 from aichat_devtools.bench_upstream import ScenarioBehaviour, scenario_text
 from aichat_devtools.fake_llm import FakeLLMServer
@@ -105,10 +106,10 @@ async def test_a_peer_that_exits_at_start_is_reported_with_its_log(
         )
 
     monkeypatch.setitem(bench_peer.PREPARE, "broken", prepare)
-    children: list[procs.Child] = []
+    children: list[spawning.Child] = []
 
-    def spawn(launch: Launch) -> procs.Child:
-        child = procs.spawn(
+    def spawn(launch: Launch) -> spawning.Child:
+        child = spawning.spawn(
             launch.arm,
             launch.args,
             core=None,
