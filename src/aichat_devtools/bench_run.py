@@ -24,7 +24,8 @@ from typing import Any
 from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools import bench_spawn as spawning
-from aichat_devtools.bench_clients import Arm, GrpcArm, StreamResult, UnaryResult
+from aichat_devtools.bench_clients import Arm, StreamResult, UnaryResult
+from aichat_devtools.bench_grpc_arm import GrpcArm
 from aichat_devtools.bench_profiles import LOAD_CORE_LIMIT, NOISE_LIMIT, Profile
 from aichat_devtools.bench_report import ms, pct
 

@@ -13,7 +13,9 @@ import uuid
 from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools import bench_spawn as spawning
-from aichat_devtools.bench_clients import DirectArm, EnvoyArm, GrpcArm
+from aichat_devtools.bench_clients import DirectArm
+from aichat_devtools.bench_envoy_arm import EnvoyArm
+from aichat_devtools.bench_grpc_arm import GrpcArm
 from aichat_devtools.bench_profiles import BENCH_LIMITS
 from aichat_devtools.bench_run import ArmSetup, Run, log
 
