@@ -16,11 +16,12 @@ from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_clients import DirectArm
 from aichat_devtools.bench_envoy_arm import EnvoyArm
 from aichat_devtools.bench_grpc_arm import GrpcArm
+from aichat_devtools.bench_peer_setup import Launch, PeerUnavailable
 from aichat_devtools.bench_profiles import BENCH_LIMITS
 from aichat_devtools.bench_run import ArmSetup, Run, log
 
 
-def spawn_peer(run: Run, launch: bench_peer.Launch) -> spawning.Child:
+def spawn_peer(run: Run, launch: Launch) -> spawning.Child:
     """A peer in a bare environment of its own, pinned with the services once up."""
     child = spawning.spawn(
         launch.arm,
@@ -48,7 +49,7 @@ async def start_peers(run: Run) -> None:
                 procs.free_port(),
                 lambda launch: spawn_peer(run, launch),
             )
-        except bench_peer.PeerUnavailable as exc:
+        except PeerUnavailable as exc:
             run.skipped[name] = f"not run: {exc}"
             log(f"{name}: not run, the run goes on without it: {exc}")
             child = run.children.pop(name, None)
