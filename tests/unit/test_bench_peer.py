@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aichat_devtools import bench_peer
+from aichat_devtools import bench_peer, bench_peer_litellm, bench_peer_setup
 from aichat_devtools import bench_procs as procs
-from aichat_devtools.bench_peer import Launch, PeerArm, PeerUnavailable
+from aichat_devtools import bench_spawn as spawning
+from aichat_devtools.bench_peer import PeerArm
+from aichat_devtools.bench_peer_setup import Launch, PeerUnavailable
 from aichat_devtools.bench_upstream import ScenarioBehaviour, scenario_text
 from aichat_devtools.fake_llm import FakeLLMServer
 
@@ -30,13 +32,13 @@ def test_litellm_launch_is_its_production_setup_against_our_upstream(
 ) -> None:
     monkeypatch.setenv("BENCH_TEST_SECRET_TOKEN", "must-not-leak")
     venv = tmp_path / "venv"
-    launch = bench_peer.litellm_launch(venv, tmp_path / "work", UPSTREAM, 4321)
+    launch = bench_peer_litellm.litellm_launch(venv, tmp_path / "work", UPSTREAM, 4321)
 
     config = yaml.safe_load(Path(launch.args[launch.args.index("--config") + 1]).read_text())
-    assert config == bench_peer.litellm_config(UPSTREAM)
+    assert config == bench_peer_litellm.litellm_config(UPSTREAM)
     (model,) = config["model_list"]
-    assert model["model_name"] == bench_peer.MODEL
-    assert model["litellm_params"]["model"] == f"openai/{bench_peer.MODEL}"
+    assert model["model_name"] == bench_peer_setup.MODEL
+    assert model["litellm_params"]["model"] == f"openai/{bench_peer_setup.MODEL}"
     assert model["litellm_params"]["api_base"] == UPSTREAM
     assert config["general_settings"]["master_key"].startswith("sk-")  # LiteLLM insists
     assert "database_url" not in config["general_settings"]
@@ -66,27 +68,29 @@ def test_litellm_launch_is_its_production_setup_against_our_upstream(
 def test_install_that_cannot_reach_a_registry_says_why(tmp_path: Path) -> None:
     # No index at all: pip fails at once, and nothing is downloaded.
     with pytest.raises(PeerUnavailable) as caught:
-        bench_peer.install_litellm(tmp_path, env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""})
+        bench_peer_litellm.install_litellm(
+            tmp_path, env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}
+        )
     message = str(caught.value)
-    assert f"pip install litellm[proxy]=={bench_peer.LITELLM_VERSION} failed" in message
+    assert f"pip install litellm[proxy]=={bench_peer_litellm.LITELLM_VERSION} failed" in message
     assert "litellm" in message.split("failed", 1)[1]  # pip's own reason comes along
-    assert not (tmp_path / f"litellm-{bench_peer.LITELLM_VERSION}" / ".installed").exists()
+    assert not (tmp_path / f"litellm-{bench_peer_litellm.LITELLM_VERSION}" / ".installed").exists()
 
 
 def test_install_into_a_folder_that_cannot_be_made_says_why(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(PeerUnavailable, match="cannot make"):
-        bench_peer.install_litellm(blocker / "peers")
+        bench_peer_litellm.install_litellm(blocker / "peers")
 
 
 def test_start_up_hooks_other_than_pips_are_refused(tmp_path: Path) -> None:
     site = tmp_path / "lib" / "python3.11" / "site-packages"
     site.mkdir(parents=True)
     (site / "distutils-precedence.pth").write_text("")
-    assert bench_peer.unexpected_startup_hooks(tmp_path) == []
+    assert bench_peer_litellm.unexpected_startup_hooks(tmp_path) == []
     (site / "litellm_init.pth").write_text("import os")
-    assert bench_peer.unexpected_startup_hooks(tmp_path) == ["litellm_init.pth"]
+    assert bench_peer_litellm.unexpected_startup_hooks(tmp_path) == ["litellm_init.pth"]
 
 
 async def test_a_peer_that_exits_at_start_is_reported_with_its_log(
@@ -97,7 +101,7 @@ async def test_a_peer_that_exits_at_start_is_reported_with_its_log(
         return Launch(
             arm="P-broken",
             args=[sys.executable, "-c", code],
-            env=bench_peer.peer_env(workdir, Path(sys.executable).parent),
+            env=bench_peer_setup.peer_env(workdir, Path(sys.executable).parent),
             cwd=workdir,
             base_url=f"http://127.0.0.1:{port}/v1",
             ready_url=f"http://127.0.0.1:{port}/health",
@@ -105,10 +109,10 @@ async def test_a_peer_that_exits_at_start_is_reported_with_its_log(
         )
 
     monkeypatch.setitem(bench_peer.PREPARE, "broken", prepare)
-    children: list[procs.Child] = []
+    children: list[spawning.Child] = []
 
-    def spawn(launch: Launch) -> procs.Child:
-        child = procs.spawn(
+    def spawn(launch: Launch) -> spawning.Child:
+        child = spawning.spawn(
             launch.arm,
             launch.args,
             core=None,
