@@ -30,8 +30,9 @@ ANSWER = struct.Struct("!BI")
 OK, UNREADABLE, TOO_MANY_PAGES, TEXT_TOO_LONG, TOO_COSTLY = range(5)
 
 
-class _OverBudget(Exception):
-    """This job used its CPU time."""
+class _OverBudget(BaseException):
+    """This job used its CPU time. A BaseException: pypdf's own ``except Exception`` blocks
+    must not turn it into a read error."""
 
 
 def _on_sigxcpu(signum: int, frame: Any) -> None:
@@ -66,6 +67,7 @@ def _extract(content: bytes, max_pages: int, max_chars: int) -> tuple[int, str]:
 
 def run_job(content: bytes, max_pages: int, max_chars: int, cpu_seconds: float) -> tuple[int, str]:
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    started = _cpu_used()
     # Whole seconds (the kernel's unit), rounded up: a budget is never cut short.
     soft = int(_cpu_used() + cpu_seconds) + 1
     if hard != resource.RLIM_INFINITY:
@@ -80,6 +82,9 @@ def run_job(content: bytes, max_pages: int, max_chars: int, cpu_seconds: float) 
     except RecursionError:
         return UNREADABLE, "the PDF is nested too deeply"
     except Exception as exc:  # any pypdf failure: broken xref, limits, bad streams, …
+        if _cpu_used() - started >= cpu_seconds:
+            # The budget ran out inside code that wrapped our signal's exception.
+            return TOO_COSTLY, f"reading the PDF took over {cpu_seconds:g} s of CPU"
         return UNREADABLE, f"not a readable PDF ({type(exc).__name__})"
     finally:
         resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
