@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 import uuid
@@ -235,6 +236,8 @@ async def start_envoy(run: Run, backend_port: int | None) -> None:
         from aichat_devtools import dev_envoy, dev_token
 
         keys, _ = dev_token.ensure_keys(run.workdir / "keys")
+        # Envoy reads the web page's config at start (its /web/config.json route).
+        web_config = dev_envoy.write_web_config(os.environ, run.workdir / "web-config.json")
         listen = procs.free_port()
         config = dev_envoy.render(
             ports={
@@ -242,7 +245,7 @@ async def start_envoy(run: Run, backend_port: int | None) -> None:
                 dev_envoy.ADMIN_PORT: procs.free_port(),
                 dev_envoy.BACKEND_PORT: backend_port,
             },
-            paths={"var/dev-jwks.json": keys.jwks_path},
+            paths={"var/dev-jwks.json": keys.jwks_path, dev_envoy.WEB_CONFIG: web_config},
             listen_address="127.0.0.1",
         )
         path = dev_envoy.write(config, run.workdir / "envoy.yaml")
