@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
+REASONS_PY := src/aichat_backend/reasons.py
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -69,13 +70,16 @@ gen: install
 	  --descriptor_set_out=gen/aichat.pb --include_imports \
 	  $(PROTO_FILES) google/rpc/error_details.proto
 	touch gen/aichat/__init__.py gen/aichat/v1/__init__.py gen/aichat/v1/py.typed
+	# The ErrorInfo reasons as the server raises them (a StrEnum; the engine knows no protobuf).
+	$(PY) -m aichat_devtools.gen_reasons proto/aichat/v1/error_reason.proto $(REASONS_PY)
 
 check-gen: install
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; cp $(REASONS_PY) $$tmp/reasons.py; \
 	$(MAKE) -s gen >/dev/null; \
-	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null; then \
-	  echo "gen/ is stale: run 'make gen' and commit the result"; diff -r -x __pycache__ $$tmp/before gen | head -20; \
-	  rm -rf gen; cp -r $$tmp/before gen; exit 1; fi
+	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null || ! diff -q $$tmp/reasons.py $(REASONS_PY) >/dev/null; then \
+	  echo "gen/ or $(REASONS_PY) is stale: run 'make gen' and commit the result"; \
+	  diff -r -x __pycache__ $$tmp/before gen | head -20; diff $$tmp/reasons.py $(REASONS_PY) | head -10; \
+	  rm -rf gen; cp -r $$tmp/before gen; cp $$tmp/reasons.py $(REASONS_PY); exit 1; fi
 
 bench: install
 	$(PY) -m aichat_devtools.bench --full

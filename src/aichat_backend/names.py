@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 
 SESSIONS = "sessions"
 MESSAGES = "messages"
@@ -62,7 +63,7 @@ class ToolName:
 def _refuse(name: str, field: str, shape: str) -> InvalidArgument:
     return InvalidArgument(
         f"{field} must look like {shape}, got {(name or '')[:80]!r}",
-        reason="INVALID_RESOURCE_NAME",
+        reason=Reason.INVALID_RESOURCE_NAME,
         field=field,
     )
 

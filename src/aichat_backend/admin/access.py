@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aichat_backend import request_context
 from aichat_backend.errors import PermissionDenied
+from aichat_backend.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class AdminAccess:
             return user
         raise PermissionDenied(
             "The operator API needs the admin role.",
-            reason="ADMIN_REQUIRED",
+            reason=Reason.ADMIN_REQUIRED,
             metadata={"role": self.role},
         )
 

@@ -11,6 +11,7 @@ import logging
 
 from aichat_backend.admin.bypass import BypassList
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.store import admin_repo, page_tokens, usage_report
 from aichat_backend.store.admin_repo import Actor, Bypass, SubjectType
 from aichat_backend.store.database import Database
@@ -27,7 +28,7 @@ def _check_subject(subject: str) -> str:
     if not subject or len(subject) > MAX_SUBJECT or not subject.isprintable():
         raise InvalidArgument(
             f"subject must be 1-{MAX_SUBJECT} printable characters",
-            reason="INVALID_SUBJECT",
+            reason=Reason.INVALID_SUBJECT,
             field="rate_limit_bypass.subject",
         )
     return subject
@@ -45,7 +46,7 @@ class AdminOperations:
         if len(reason) > MAX_REASON:
             raise InvalidArgument(
                 f"reason is longer than {MAX_REASON} characters",
-                reason="REASON_TOO_LONG",
+                reason=Reason.REASON_TOO_LONG,
                 field="rate_limit_bypass.reason",
             )
         async with self._db.transaction() as tx:

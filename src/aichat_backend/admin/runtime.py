@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from aichat_backend import __version__
 from aichat_backend.admin.bypass import BypassList
 from aichat_backend.limits.base import Limiter, LimitSettings
+from aichat_backend.reasons import Reason
 from aichat_backend.store import admin_repo
 from aichat_backend.store.database import Database
 from aichat_backend.tools.base import ToolProvider, ToolServerInfo
 
-REFUSAL_REASONS = ("RATE_LIMITED", "CONCURRENCY_LIMITED", "TOKEN_BUDGET_EXHAUSTED")
+REFUSAL_REASONS = (Reason.RATE_LIMITED, Reason.CONCURRENCY_LIMITED, Reason.TOKEN_BUDGET_EXHAUSTED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from aichat_backend.api.tool_service import STATE_TO_PB, TRANSPORT_TO_PB
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.model_check import ModelChecker
+from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
 from aichat_backend.store.admin_repo import Actor, Bypass, SubjectType
 from aichat_backend.store.usage_report import Grouping, make_query
@@ -133,7 +134,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         if subject_type is None:
             raise InvalidArgument(
                 "subject_type must be BYPASS_SUBJECT_TYPE_USER or BYPASS_SUBJECT_TYPE_API_KEY",
-                reason="INVALID_SUBJECT_TYPE",
+                reason=Reason.INVALID_SUBJECT_TYPE,
                 field="rate_limit_bypass.subject_type",
             )
         bypass = await self._ops.add_bypass(actor, subject_type, given.subject, given.reason)
@@ -152,7 +153,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         actor = self._actor()
         grouping = GROUPING_FROM_PB.get(request.grouping)
         if grouping is None:
-            raise InvalidArgument("unknown grouping", reason="INVALID_GROUPING", field="grouping")
+            raise InvalidArgument(
+                "unknown grouping", reason=Reason.INVALID_GROUPING, field="grouping"
+            )
         query = make_query(
             request.start_day,
             request.end_day,

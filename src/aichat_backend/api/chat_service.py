@@ -23,6 +23,7 @@ from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
 from aichat_backend.providers.model_check import ModelChecker
+from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id, current_user
 
 OUTCOME_TO_PB = {
@@ -201,7 +202,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
                 if event.user_message is not None:
                     response.user_message.CopyFrom(convert.message_to_pb(event.user_message))
                 return response
-        raise Internal("the turn ended without a result", reason="TURN_WITHOUT_RESULT")
+        raise Internal("the turn ended without a result", reason=Reason.TURN_WITHOUT_RESULT)
 
     async def ListModels(
         self, request: cpb.ListModelsRequest, context: grpc.aio.ServicerContext

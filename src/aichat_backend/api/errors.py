@@ -13,6 +13,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from aichat_backend.errors import DOMAIN, AichatError, ErrorKind
+from aichat_backend.reasons import Reason
 
 GRPC_CODE: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.CANCELLED: grpc.StatusCode.CANCELLED,
@@ -79,7 +80,7 @@ def internal_status(request_id: str) -> status_pb2.Status:
         details=[
             _pack(
                 error_details_pb2.ErrorInfo(
-                    reason="INTERNAL", domain=DOMAIN, metadata={"request_id": request_id}
+                    reason=Reason.INTERNAL, domain=DOMAIN, metadata={"request_id": request_id}
                 )
             ),
             _pack(error_details_pb2.RequestInfo(request_id=request_id)),

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from aichat_backend import domain
 from aichat_backend.api.convert import message_to_pb, session_to_pb
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 
 CHUNK_BYTES = 1024 * 1024
 # REST takes these (any case) as well as the full enum names: aliases in the contract.
@@ -32,7 +33,7 @@ def check_format(value: int) -> int:
     if value not in spb.ExportFormat.values():
         raise InvalidArgument(
             f"format must be one of: {', '.join(SHORT_NAMES)}",
-            reason="INVALID_FORMAT",
+            reason=Reason.INVALID_FORMAT,
             field="format",
             metadata={"valid_values": ",".join(SHORT_NAMES)},
         )

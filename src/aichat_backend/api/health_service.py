@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2
 from aichat_backend.api.errors import to_status
 from aichat_backend.api.interceptor import abort_with
 from aichat_backend.errors import NotFound
+from aichat_backend.reasons import Reason
 
 
 class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
@@ -35,9 +36,9 @@ class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
         if why is None:
             known = ", ".join(repr(n) for n in sorted(self._server_status))
             why = f"no health service {name[:100]!r} here; the names are: {known}"
-            reason = "HEALTH_SERVICE_UNKNOWN"
+            reason = Reason.HEALTH_SERVICE_UNKNOWN
         else:
-            reason = "HEALTH_SERVICE_NOT_CONFIGURED"
+            reason = Reason.HEALTH_SERVICE_NOT_CONFIGURED
         await abort_with(
             context, to_status(NotFound(why, reason=reason, metadata={"service": name[:100]})), ""
         )

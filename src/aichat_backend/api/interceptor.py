@@ -27,6 +27,7 @@ from aichat_backend.errors import (
     InvalidArgument,
     Unauthenticated,
 )
+from aichat_backend.reasons import Reason
 
 log = logging.getLogger("aichat_backend.access")
 
@@ -81,7 +82,7 @@ class _Call:
                 self.error = Unauthenticated(
                     f"exactly one {auth_header} metadata value is required"
                     + ("" if not users else f", got {len(users)}"),
-                    reason="MISSING_IDENTITY" if not users else "AMBIGUOUS_IDENTITY",
+                    reason=Reason.MISSING_IDENTITY if not users else Reason.AMBIGUOUS_IDENTITY,
                 )
             else:
                 user = users[0]
@@ -95,7 +96,7 @@ class _Call:
                     self.error = Unauthenticated(
                         f"{auth_header} must be 1-{max_user} printable characters, without "
                         "leading or trailing spaces",
-                        reason="INVALID_IDENTITY",
+                        reason=Reason.INVALID_IDENTITY,
                     )
                 else:
                     self.user = user
@@ -179,7 +180,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         request_context.bind_metadata(metadata)
         if call.error is None and isinstance(request, _Malformed):
             call.error = InvalidArgument(
-                "the request message could not be decoded", reason="MALFORMED_REQUEST"
+                "the request message could not be decoded", reason=Reason.MALFORMED_REQUEST
             )
         return call
 
@@ -244,7 +245,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             raise FailedPrecondition(
                 f"the response would be {size} bytes, over the {self._max_response} byte "
                 "limit: ask for a smaller page",
-                reason="RESPONSE_TOO_LARGE",
+                reason=Reason.RESPONSE_TOO_LARGE,
                 metadata={"limit_bytes": str(self._max_response)},
             )
 

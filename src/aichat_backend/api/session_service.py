@@ -16,6 +16,7 @@ from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Rating
 from aichat_backend.engine.feedback import FeedbackManager
 from aichat_backend.engine.sessions import SessionManager
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.request_context import add_response_header, current_user
 
 RATING_FROM_PB = {
@@ -99,7 +100,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         if request.rating not in RATING_FROM_PB:
             raise InvalidArgument(
                 "rating must be THUMBS_UP, THUMBS_DOWN or unspecified (to clear)",
-                reason="INVALID_RATING",
+                reason=Reason.INVALID_RATING,
                 field="rating",
             )
         message = await self._feedback.set(

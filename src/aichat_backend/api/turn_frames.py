@@ -16,6 +16,7 @@ from aichat_backend.api import convert
 from aichat_backend.api.errors import GRPC_CODE, to_status
 from aichat_backend.domain import Message, MessageState, ToolCallState
 from aichat_backend.engine import events as ev
+from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
 from aichat_backend.turns.frames import END, EVENT, ROUND_BREAK, TEXT, Frame
 from aichat_backend.turns.log import TurnBuffer
@@ -70,13 +71,13 @@ def cut_off_end(buf: TurnBuffer, message: Message, reason: str) -> Frame:
         outcome = cpb.TURN_OUTCOME_CANCELLED
         error = err.DeadlineExceeded(
             "the detached turn ran past its time limit; the partial answer was stored",
-            reason="TURN_DEADLINE_EXCEEDED",
+            reason=Reason.TURN_DEADLINE_EXCEEDED,
         )
     elif reason == "cancelled":
         outcome = cpb.TURN_OUTCOME_CANCELLED
         error = err.Cancelled(
             "the turn's caller hung up, which cancels it; the partial answer was stored",
-            reason="TURN_CANCELLED",
+            reason=Reason.TURN_CANCELLED,
         )
     else:
         outcome = cpb.TURN_OUTCOME_FAILED
@@ -84,7 +85,7 @@ def cut_off_end(buf: TurnBuffer, message: Message, reason: str) -> Frame:
             buf.error
             if isinstance(buf.error, err.AichatError)
             else err.Internal(
-                "the turn failed; the partial answer was stored", reason="TURN_FAILED"
+                "the turn failed; the partial answer was stored", reason=Reason.TURN_FAILED
             )
         )
     out = _ended(buf.next_seq, buf.name, outcome, message, error)
@@ -95,7 +96,7 @@ def interrupted_end(message: Message | None, name: str, seq: int) -> bytes:
     """The last event of a turn whose server died (kill -9, a crash)."""
     error = err.Unavailable(
         "the server running this turn stopped; what it had streamed was stored",
-        reason="TURN_INTERRUPTED",
+        reason=Reason.TURN_INTERRUPTED,
     )
     return _ended(seq, name, cpb.TURN_OUTCOME_FAILED, message, error).SerializeToString()
 
@@ -135,5 +136,10 @@ def error_from_status(status: status_pb2.Status) -> err.AichatError:
             retry = found.retry_delay.ToNanoseconds() / 1e9
     metadata = {k: v for k, v in info.metadata.items() if k != "request_id"}
     return _CLASSES[kind](
-        status.message, reason=info.reason or None, metadata=metadata, retry_after=retry
+        status.message, reason=_reason(info.reason), metadata=metadata, retry_after=retry
     )
+
+
+def _reason(text: str) -> Reason | None:
+    """A stored reason as the enum; one this build no longer declares is the kind's own."""
+    return Reason.__members__.get(text)

@@ -24,6 +24,7 @@ from aichat_backend.api.turn_frames import error_from_status, frame_of, render
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_user
 from aichat_backend.turns.log import Reader, TurnBuffer, TurnEventLog
 from aichat_backend.turns.reader import TurnReader
@@ -178,13 +179,13 @@ def after_seq(request: cpb.StreamTurnEventsRequest, metadata: tuple[tuple[str, s
             except ValueError:
                 raise InvalidArgument(
                     "Last-Event-ID must be an event's sequence number",
-                    reason="INVALID_SEQUENCE",
+                    reason=Reason.INVALID_SEQUENCE,
                     field="after_seq",
                 ) from None
     if after < 0:
         raise InvalidArgument(
             "after_seq must be 0 or an event's sequence number",
-            reason="INVALID_SEQUENCE",
+            reason=Reason.INVALID_SEQUENCE,
             field="after_seq",
         )
     return after

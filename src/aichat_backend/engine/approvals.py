@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.tools.base import ToolInfo
 
 
@@ -20,13 +21,15 @@ class Decision:
 def check_decisions(decisions: list[Decision]) -> None:
     if not decisions:
         raise InvalidArgument(
-            "decisions must name at least one tool call", reason="NO_DECISIONS", field="decisions"
+            "decisions must name at least one tool call",
+            reason=Reason.NO_DECISIONS,
+            field="decisions",
         )
     ids = [d.tool_call_id for d in decisions]
     if any(not i for i in ids) or len(set(ids)) != len(ids):
         raise InvalidArgument(
             "each decision needs a tool_call_id, each call at most once",
-            reason="INVALID_DECISIONS",
+            reason=Reason.INVALID_DECISIONS,
             field="decisions.tool_call_id",
         )
 
@@ -42,7 +45,7 @@ def validate_arguments(info: ToolInfo | None, arguments: dict[str, Any]) -> None
     except jsonschema.ValidationError as exc:
         raise InvalidArgument(
             f"edited_arguments do not match the tool's schema: {exc.message[:200]}",
-            reason="INVALID_TOOL_ARGUMENTS",
+            reason=Reason.INVALID_TOOL_ARGUMENTS,
             field="decisions.edited_arguments",
         ) from None
     except jsonschema.SchemaError:
@@ -52,6 +55,6 @@ def validate_arguments(info: ToolInfo | None, arguments: dict[str, Any]) -> None
 def already_decided(call_id: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"tool call {call_id[:80]!r} was already decided",
-        reason="TOOL_CALL_ALREADY_DECIDED",
+        reason=Reason.TOOL_CALL_ALREADY_DECIDED,
         metadata={"tool_call_id": call_id[:128]},
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aichat_backend.domain import Attachment
 from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfRefused, refusal
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 TEXT_APPLICATION_TYPES = {
@@ -62,7 +63,7 @@ def _is_image(mime: str, content: bytes) -> bool:
 def _unsupported(filename: str, why: str) -> InvalidArgument:
     return InvalidArgument(
         f"attachment {filename[:80]!r}: {why}",
-        reason="UNSUPPORTED_ATTACHMENT",
+        reason=Reason.UNSUPPORTED_ATTACHMENT,
         field="attachments",
         metadata={"filename": filename[:255]},
     )
@@ -79,7 +80,7 @@ async def prepare(
     if len(files) > limits.max_count:
         raise InvalidArgument(
             f"at most {limits.max_count} attachments per message",
-            reason="TOO_MANY_ATTACHMENTS",
+            reason=Reason.TOO_MANY_ATTACHMENTS,
             field="attachments",
         )
     prepared = []
@@ -88,14 +89,14 @@ async def prepare(
         if not filename or len(filename) > MAX_FILENAME or any(c in filename for c in "/\\\x00"):
             raise InvalidArgument(
                 "attachment filename must be 1-255 characters without path separators",
-                reason="INVALID_ATTACHMENT",
+                reason=Reason.INVALID_ATTACHMENT,
                 field="attachments.filename",
             )
         if len(content) > limits.max_bytes:
             raise InvalidArgument(
                 f"attachment {filename[:80]!r} is {len(content)} bytes; the limit is "
                 f"{limits.max_bytes}",
-                reason="ATTACHMENT_TOO_LARGE",
+                reason=Reason.ATTACHMENT_TOO_LARGE,
                 field="attachments.content",
                 metadata={"filename": filename, "limit_bytes": str(limits.max_bytes)},
             )

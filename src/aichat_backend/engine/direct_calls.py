@@ -15,6 +15,7 @@ from aichat_backend import names
 from aichat_backend.domain import now_us
 from aichat_backend.engine.sessions import check_request_id
 from aichat_backend.errors import Aborted, AichatError, NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import IdempotencyRecord, IdempotencyRepository
 from aichat_backend.tools.base import ToolInfo, ToolProvider, ToolResult
@@ -47,7 +48,7 @@ class DirectToolCaller:
         if tool is None:
             raise NotFound(
                 f"tool {name[:120]} was not found (or its server is not connected)",
-                reason="TOOL_NOT_FOUND",
+                reason=Reason.TOOL_NOT_FOUND,
                 metadata={"resource": name[:200]},
             )
         return tool
@@ -74,7 +75,7 @@ class DirectToolCaller:
                 if first.response is None:
                     raise Aborted(
                         "a call with this request_id is still running",
-                        reason="CALL_IN_PROGRESS",
+                        reason=Reason.CALL_IN_PROGRESS,
                         retry_after=1.0,
                     )
                 return ToolResult(**json.loads(first.response))

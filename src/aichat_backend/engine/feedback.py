@@ -6,6 +6,7 @@ from aichat_backend import names
 from aichat_backend.domain import Feedback, Message, Rating
 from aichat_backend.engine.sessions import check_text
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Database
 from aichat_backend.store.feedback_repo import set_feedback
 from aichat_backend.store.messages_repo import MessageRepository
@@ -24,13 +25,13 @@ class FeedbackManager:
         if len(comment) > MAX_COMMENT_CHARS:
             raise InvalidArgument(
                 f"comment must be at most {MAX_COMMENT_CHARS} characters",
-                reason="COMMENT_TOO_LONG",
+                reason=Reason.COMMENT_TOO_LONG,
                 field="comment",
             )
         if rating is None and comment:
             raise InvalidArgument(
                 "a comment needs a rating (an unspecified rating clears the feedback)",
-                reason="COMMENT_WITHOUT_RATING",
+                reason=Reason.COMMENT_WITHOUT_RATING,
                 field="comment",
             )
         feedback = Feedback(rating, comment) if rating is not None else None

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from aichat_backend.engine import pdf_worker as wire
 from aichat_backend.errors import InvalidArgument, Unavailable
+from aichat_backend.reasons import Reason
 
 REASONS = {
-    wire.UNREADABLE: "UNSUPPORTED_ATTACHMENT",
-    wire.TOO_MANY_PAGES: "PDF_TOO_MANY_PAGES",
-    wire.TEXT_TOO_LONG: "PDF_TEXT_TOO_LONG",
-    wire.TOO_COSTLY: "PDF_TOO_COSTLY",
+    wire.UNREADABLE: Reason.UNSUPPORTED_ATTACHMENT,
+    wire.TOO_MANY_PAGES: Reason.PDF_TOO_MANY_PAGES,
+    wire.TEXT_TOO_LONG: Reason.PDF_TEXT_TOO_LONG,
+    wire.TOO_COSTLY: Reason.PDF_TOO_COSTLY,
 }
 START_SECONDS = 30.0  # a worker that is not ready by then is not coming
 
@@ -37,7 +38,7 @@ class PdfLimits:
 
 
 class PdfRefused(Exception):
-    def __init__(self, reason: str, why: str) -> None:
+    def __init__(self, reason: Reason, why: str) -> None:
         super().__init__(why)
         self.reason = reason
         self.why = why
@@ -133,7 +134,7 @@ class PdfExtractor:
         except TimeoutError:
             raise Unavailable(
                 "every PDF reader is busy; try again shortly",
-                reason="PDF_READERS_BUSY",
+                reason=Reason.PDF_READERS_BUSY,
                 retry_after=limits.timeout_seconds,
             ) from None
         worker: _Worker | None = None
@@ -159,7 +160,7 @@ class PdfExtractor:
                     raise PdfRefused(REASONS[outcome], payload)
                 self._idle.append(worker)
                 worker = None
-                raise PdfRefused(REASONS.get(outcome, "UNSUPPORTED_ATTACHMENT"), payload)
+                raise PdfRefused(REASONS.get(outcome, Reason.UNSUPPORTED_ATTACHMENT), payload)
             self._idle.append(worker)
             worker = None
             return payload

@@ -6,6 +6,7 @@ from aichat_backend.domain import MessageState, ToolCallState
 from aichat_backend.engine.events import TurnEnded, TurnOutcome
 from aichat_backend.engine.turn_run import turn_in_progress
 from aichat_backend.errors import Aborted, AichatError, Cancelled
+from aichat_backend.reasons import Reason
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Tx
 from aichat_backend.store.sessions_repo import session_not_found
@@ -27,12 +28,12 @@ async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         outcome = TurnOutcome.COMPLETED
     elif answer.finish_reason == TurnOutcome.CANCELLED.value:
         outcome = TurnOutcome.CANCELLED
-        error = Cancelled("this request's turn was cancelled", reason="TURN_CANCELLED")
+        error = Cancelled("this request's turn was cancelled", reason=Reason.TURN_CANCELLED)
     else:
         outcome = TurnOutcome.FAILED
         error = Aborted(
             "this request's turn failed earlier; send the message again with a new request_id",
-            reason="TURN_FAILED",
+            reason=Reason.TURN_FAILED,
         )
     return TurnEnded(
         outcome=outcome,

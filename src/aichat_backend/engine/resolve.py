@@ -37,6 +37,7 @@ from aichat_backend.engine.turn_run import (
 from aichat_backend.errors import FailedPrecondition, NotFound
 from aichat_backend.providers.base import ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.reasons import Reason
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
@@ -215,14 +216,14 @@ async def _check_known(
         if state is None:
             raise NotFound(
                 f"tool call {d.tool_call_id[:80]!r} was not found in this session",
-                reason="TOOL_CALL_NOT_FOUND",
+                reason=Reason.TOOL_CALL_NOT_FOUND,
                 metadata={"tool_call_id": d.tool_call_id[:128]},
             )
         if state is ToolCallState.DENIED:
             # Expired, superseded by a new message, or denied before.
             raise FailedPrecondition(
                 f"tool call {d.tool_call_id[:80]!r} is no longer waiting for approval",
-                reason="TOOL_CALL_NOT_PENDING",
+                reason=Reason.TOOL_CALL_NOT_PENDING,
                 metadata={"tool_call_id": d.tool_call_id[:128], "state": state.value},
             )
         raise already_decided(d.tool_call_id)

@@ -25,6 +25,7 @@ from aichat_backend.providers.base import (
     ToolCallsReady,
 )
 from aichat_backend.providers.retry import RetryPolicy, StreamTarget, open_stream_with_retry
+from aichat_backend.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ class RoundStream:
             raise
         except Exception:
             log.exception("provider stream failed unexpectedly")
-            self.error = Internal("the model call failed unexpectedly", reason="PROVIDER_FAILED")
+            self.error = Internal(
+                "the model call failed unexpectedly", reason=Reason.PROVIDER_FAILED
+            )
         finally:
             self.done = True
             self._wake()

@@ -37,6 +37,7 @@ from aichat_backend.engine.turn_run import (
 )
 from aichat_backend.errors import AichatError, Internal, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
+from aichat_backend.reasons import Reason
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.tool_calls_repo import ToolCallRepository
@@ -106,7 +107,7 @@ class TurnRounds:
                 error = Unavailable(
                     "the server is shutting down; the partial answer was stored: send the "
                     "next message again (another replica will take it)",
-                    reason="SERVER_SHUTTING_DOWN",
+                    reason=Reason.SERVER_SHUTTING_DOWN,
                     retry_after=1.0,
                 )
                 outcome = TurnOutcome.CANCELLED
@@ -115,7 +116,8 @@ class TurnRounds:
             elif finished is None:
                 outcome = TurnOutcome.FAILED
                 error = Internal(
-                    "the model's answer ended unexpectedly", reason="PROVIDER_STREAM_INTERRUPTED"
+                    "the model's answer ended unexpectedly",
+                    reason=Reason.PROVIDER_STREAM_INTERRUPTED,
                 )
             elif stream.tool_calls and run.tools:
                 async for event in self._tool_round(run, stream):

@@ -16,6 +16,7 @@ from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
 from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.store import page_tokens, turn_sweeps_repo
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import MAX_REQUEST_ID_LENGTH, IdempotencyRepository
@@ -42,7 +43,7 @@ class SessionLimits:
     page_max_bytes: int = 4 * 1024 * 1024
 
 
-def check_text(field: str, value: str, reason: str = "INVALID_FIELD") -> None:
+def check_text(field: str, value: str, reason: Reason = Reason.INVALID_FIELD) -> None:
     """Refuse characters no database stores (PostgreSQL text cannot hold NUL)."""
     if "\x00" in value:
         raise InvalidArgument(
@@ -51,11 +52,11 @@ def check_text(field: str, value: str, reason: str = "INVALID_FIELD") -> None:
 
 
 def check_request_id(request_id: str) -> None:
-    check_text("request_id", request_id, "INVALID_REQUEST_ID")
+    check_text("request_id", request_id, Reason.INVALID_REQUEST_ID)
     if len(request_id) > MAX_REQUEST_ID_LENGTH:
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters",
-            reason="INVALID_REQUEST_ID",
+            reason=Reason.INVALID_REQUEST_ID,
             field="request_id",
         )
 
@@ -97,19 +98,19 @@ class SessionManager:
         if len(values.get("model", "")) > MAX_MODEL_NAME:
             raise InvalidArgument(
                 f"model must be at most {MAX_MODEL_NAME} characters",
-                reason="INVALID_FIELD",
+                reason=Reason.INVALID_FIELD,
                 field="session.model",
             )
         if "display_name" in values and len(values["display_name"]) > MAX_DISPLAY_NAME:
             raise InvalidArgument(
                 f"display_name must be at most {MAX_DISPLAY_NAME} characters",
-                reason="INVALID_FIELD",
+                reason=Reason.INVALID_FIELD,
                 field="session.display_name",
             )
         if "system_prompt" in values and len(values["system_prompt"]) > MAX_SYSTEM_PROMPT:
             raise InvalidArgument(
                 f"system_prompt must be at most {MAX_SYSTEM_PROMPT} characters",
-                reason="INVALID_FIELD",
+                reason=Reason.INVALID_FIELD,
                 field="session.system_prompt",
             )
         if "memory_limit" in values:
@@ -118,21 +119,23 @@ class SessionManager:
                 raise InvalidArgument(
                     f"memory_limit must be between 0 (server default) and "
                     f"{self._limits.memory_max}",
-                    reason="INVALID_FIELD",
+                    reason=Reason.INVALID_FIELD,
                     field="session.memory_limit",
                 )
         if "labels" in values:
             labels = values["labels"]
             if len(labels) > MAX_LABELS:
                 raise InvalidArgument(
-                    f"at most {MAX_LABELS} labels", reason="INVALID_FIELD", field="session.labels"
+                    f"at most {MAX_LABELS} labels",
+                    reason=Reason.INVALID_FIELD,
+                    field="session.labels",
                 )
             for key, value in labels.items():
                 if not LABEL_KEY_RE.match(key) or len(value) > MAX_LABEL_VALUE:
                     raise InvalidArgument(
                         "label keys are 1-63 lowercase letters, digits, '_', '-', '.' "
                         f"starting with a letter; values at most {MAX_LABEL_VALUE} characters",
-                        reason="INVALID_FIELD",
+                        reason=Reason.INVALID_FIELD,
                         field="session.labels",
                     )
         if "tool_names" in values:
@@ -140,14 +143,14 @@ class SessionManager:
             if len(names) > MAX_TOOL_NAMES or any(not n or len(n) > 200 for n in names):
                 raise InvalidArgument(
                     f"tool_names: at most {MAX_TOOL_NAMES} non-empty names",
-                    reason="INVALID_FIELD",
+                    reason=Reason.INVALID_FIELD,
                     field="session.tool_names",
                 )
         model = values.get("model")
         if model and self._model_exists is not None and not self._model_exists(model):
             raise InvalidArgument(
                 f"unknown model {model[:80]!r}; ListModels shows the catalogue",
-                reason="UNKNOWN_MODEL",
+                reason=Reason.UNKNOWN_MODEL,
                 field="session.model",
             )
 
@@ -160,7 +163,7 @@ class SessionManager:
             raise InvalidArgument(
                 "session_id must be 1-63 lowercase letters, digits or hyphens, starting "
                 "with a letter and not ending with a hyphen",
-                reason="INVALID_SESSION_ID",
+                reason=Reason.INVALID_SESSION_ID,
                 field="session_id",
             )
         check_request_id(request_id)
@@ -183,7 +186,7 @@ class SessionManager:
                 # A concurrent retry recorded its result first; ours was rolled back, so
                 # the next pass replays theirs.
                 continue
-        raise Aborted("concurrent requests with the same request_id; retry", reason="ABORTED")
+        raise Aborted("concurrent requests with the same request_id; retry", reason=Reason.ABORTED)
 
     async def get(self, user_id: str, name: str) -> Session:
         session_id = names.parse_session(name)
@@ -212,7 +215,7 @@ class SessionManager:
         if not paths:
             raise InvalidArgument(
                 "nothing to update: set update_mask or some updatable field",
-                reason="EMPTY_UPDATE",
+                reason=Reason.EMPTY_UPDATE,
                 field="update_mask",
             )
         unknown = [p for p in paths if p not in UPDATABLE_SESSION_FIELDS]
@@ -223,7 +226,7 @@ class SessionManager:
             raise InvalidArgument(
                 f"cannot update {named}{more}; updatable fields: "
                 f"{', '.join(UPDATABLE_SESSION_FIELDS)}",
-                reason="INVALID_UPDATE_MASK",
+                reason=Reason.INVALID_UPDATE_MASK,
                 field="update_mask",
             )
         changes = {p: getattr(patch, p) for p in paths}
@@ -237,7 +240,7 @@ class SessionManager:
                 ):
                     raise FailedPrecondition(
                         "tool_names cannot change after the first message of a session",
-                        reason="TOOLS_LOCKED",
+                        reason=Reason.TOOLS_LOCKED,
                         metadata={"resource": current.name},
                     )
             return await repo.update(session_id, changes)

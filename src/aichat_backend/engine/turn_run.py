@@ -12,6 +12,7 @@ from aichat_backend.errors import Aborted
 from aichat_backend.providers.base import ProviderRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.usage_repo import add_usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
@@ -93,5 +94,7 @@ async def record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
 
 def turn_in_progress() -> Aborted:
     return Aborted(
-        "a turn with this request_id is still running", reason="TURN_IN_PROGRESS", retry_after=1.0
+        "a turn with this request_id is still running",
+        reason=Reason.TURN_IN_PROGRESS,
+        retry_after=1.0,
     )

@@ -32,6 +32,7 @@ from aichat_backend.engine.turn_run import (
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.reasons import Reason
 from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
@@ -67,11 +68,13 @@ class TurnStarter:
         check_request_id(req.request_id)
         check_text("text", req.text)
         if not req.text.strip() and not req.attachments:
-            raise InvalidArgument("text must not be empty", reason="EMPTY_MESSAGE", field="text")
+            raise InvalidArgument(
+                "text must not be empty", reason=Reason.EMPTY_MESSAGE, field="text"
+            )
         if len(req.text) > MAX_TEXT_CHARS:
             raise InvalidArgument(
                 f"text must be at most {MAX_TEXT_CHARS} characters",
-                reason="MESSAGE_TOO_LONG",
+                reason=Reason.MESSAGE_TOO_LONG,
                 field="text",
             )
         files = await attachment_rules.prepare(req.attachments, self._limits)

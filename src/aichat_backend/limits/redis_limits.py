@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from aichat_backend.errors import Unavailable
 from aichat_backend.limits import redis_scripts, refusals
 from aichat_backend.limits.base import LimitSettings
+from aichat_backend.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ T = TypeVar("T")
 class LimitStoreUnavailable(Unavailable):
     """The shared limit store (Redis) did not answer, or answered with an error."""
 
-    default_reason = "LIMITS_UNAVAILABLE"
+    default_reason = Reason.LIMITS_UNAVAILABLE
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__("The shared rate-limit store is unavailable.")

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from aichat_backend.days import SECONDS_PER_DAY as SECONDS_PER_DAY
 from aichat_backend.days import utc_day as utc_day
 from aichat_backend.errors import ResourceExhausted
+from aichat_backend.reasons import Reason
 
-RATE_LIMITED = "RATE_LIMITED"
-CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
-TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
+RATE_LIMITED = Reason.RATE_LIMITED
+CONCURRENCY_LIMITED = Reason.CONCURRENCY_LIMITED
+TOKEN_BUDGET_EXHAUSTED = Reason.TOKEN_BUDGET_EXHAUSTED
 
 # A turn slot frees when some turn ends, which nobody can predict: suggest a short wait.
 CONCURRENCY_RETRY_AFTER = 1.0

@@ -24,6 +24,7 @@ from aichat_backend.providers.provider_kinds import (
 )
 from aichat_backend.providers.retry import StreamTarget
 from aichat_backend.providers.sdk_clients import HttpClientKind, build_provider, sdk_http_client
+from aichat_backend.reasons import Reason
 
 __all__ = [
     "DEFAULT_KEY_VARIABLE",
@@ -91,7 +92,7 @@ class ModelCatalogue:
         if entry is None:
             raise InvalidArgument(
                 f"Unknown model {name[:100]!r}.",
-                reason="UNKNOWN_MODEL",
+                reason=Reason.UNKNOWN_MODEL,
                 field="model",
                 metadata={"model": name[:100]},
             )

@@ -29,6 +29,7 @@ from aichat_backend.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from aichat_backend.reasons import Reason
 
 # When a 429 carries no usable retry-after, tell the caller to wait this long.
 DEFAULT_RETRY_AFTER_SECONDS = 2.0
@@ -59,7 +60,7 @@ def stream_interrupted(provider: str) -> Unavailable:
     """The stream ended (or dropped) before the upstream said it was complete."""
     return Unavailable(
         "The model provider's stream ended before the answer was complete.",
-        reason="PROVIDER_STREAM_INTERRUPTED",
+        reason=Reason.PROVIDER_STREAM_INTERRUPTED,
         metadata={"provider": provider},
     )
 
@@ -68,7 +69,7 @@ def provider_timeout(provider: str) -> DeadlineExceeded:
     """The upstream went silent for a whole timeout period (before or during the answer)."""
     return DeadlineExceeded(
         "The model provider did not answer in time.",
-        reason="PROVIDER_TIMEOUT",
+        reason=Reason.PROVIDER_TIMEOUT,
         metadata={"provider": provider},
     )
 
@@ -90,7 +91,9 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
         if mid_stream:
             return stream_interrupted(provider)
         return Unavailable(
-            "The model provider could not be reached.", reason="PROVIDER_UNAVAILABLE", metadata=meta
+            "The model provider could not be reached.",
+            reason=Reason.PROVIDER_UNAVAILABLE,
+            metadata=meta,
         )
     if isinstance(exc, _sdk_classes("APIStatusError")):
         # Both SDKs' APIStatusError carry status_code, response and body.
@@ -107,7 +110,7 @@ def translate_error(exc: BaseException, *, provider: str, mid_stream: bool) -> A
     if isinstance(exc, json.JSONDecodeError):
         return _bad_response(provider)
     return Internal(
-        "The model provider call failed unexpectedly.", reason="PROVIDER_ERROR", metadata=meta
+        "The model provider call failed unexpectedly.", reason=Reason.PROVIDER_ERROR, metadata=meta
     )
 
 
@@ -145,12 +148,12 @@ def _from_status(
             # OpenAI's "out of credit": waiting will not help, so no retry_after.
             return ResourceExhausted(
                 "The model provider's quota for this service is used up.",
-                reason="PROVIDER_QUOTA_EXHAUSTED",
+                reason=Reason.PROVIDER_QUOTA_EXHAUSTED,
                 metadata=meta,
             )
         return ResourceExhausted(
             "The model provider is rate limiting this service; retry later.",
-            reason="PROVIDER_RATE_LIMITED",
+            reason=Reason.PROVIDER_RATE_LIMITED,
             metadata=meta,
             retry_after=retry_after_seconds(response.headers),
         )
@@ -159,7 +162,7 @@ def _from_status(
         # credentials, so INTERNAL rather than UNAUTHENTICATED / PERMISSION_DENIED.
         return Internal(
             "The model provider rejected this service's credentials.",
-            reason="PROVIDER_AUTH_FAILED",
+            reason=Reason.PROVIDER_AUTH_FAILED,
             metadata=meta,
         )
     if status == 404:
@@ -168,23 +171,23 @@ def _from_status(
         # upstream model (or base URL) that does not exist, which an operator must fix.
         return FailedPrecondition(
             _with_upstream("The configured upstream model was not found", body),
-            reason="MODEL_NOT_FOUND",
+            reason=Reason.MODEL_NOT_FOUND,
             metadata=meta,
         )
     if status in (400, 413, 422):
         return InvalidArgument(
             _with_upstream("The model provider rejected the request", body),
-            reason="PROVIDER_REJECTED_INPUT",
+            reason=Reason.PROVIDER_REJECTED_INPUT,
             metadata=meta,
         )
     if status >= 500 or status == 408:
         return Unavailable(
             "The model provider is unavailable or overloaded.",
-            reason="PROVIDER_UNAVAILABLE",
+            reason=Reason.PROVIDER_UNAVAILABLE,
             metadata=meta,
         )
     return Internal(
-        "The model provider refused the request.", reason="PROVIDER_ERROR", metadata=meta
+        "The model provider refused the request.", reason=Reason.PROVIDER_ERROR, metadata=meta
     )
 
 
@@ -196,27 +199,29 @@ def _from_error_type(error_type: str | None, body: object, provider: str) -> Aic
     if error_type in ("rate_limit_error", "rate_limit_exceeded", "requests", "tokens"):
         return ResourceExhausted(
             "The model provider is rate limiting this service; retry later.",
-            reason="PROVIDER_RATE_LIMITED",
+            reason=Reason.PROVIDER_RATE_LIMITED,
             metadata=meta,
             retry_after=DEFAULT_RETRY_AFTER_SECONDS,
         )
     if error_type in ("invalid_request_error", "request_too_large"):
         return InvalidArgument(
             _with_upstream("The model provider rejected the request", body),
-            reason="PROVIDER_REJECTED_INPUT",
+            reason=Reason.PROVIDER_REJECTED_INPUT,
             metadata=meta,
         )
     # overloaded_error, api_error, server_error, or something new: the answer broke off
     # on the provider's side and a later attempt may well succeed.
     return Unavailable(
-        "The model provider failed while answering.", reason="PROVIDER_UNAVAILABLE", metadata=meta
+        "The model provider failed while answering.",
+        reason=Reason.PROVIDER_UNAVAILABLE,
+        metadata=meta,
     )
 
 
 def _bad_response(provider: str) -> Internal:
     return Internal(
         "The model provider sent a response this service could not read.",
-        reason="PROVIDER_BAD_RESPONSE",
+        reason=Reason.PROVIDER_BAD_RESPONSE,
         metadata={"provider": provider},
     )
 

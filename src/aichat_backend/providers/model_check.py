@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aichat_backend.errors import AichatError, DeadlineExceeded, Internal
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,16 @@ class ModelChecker:
         except TimeoutError:
             error = DeadlineExceeded(
                 f"The model did not answer within {self._timeout:g} s.",
-                reason="PROVIDER_TIMEOUT",
+                reason=Reason.PROVIDER_TIMEOUT,
                 metadata={"model": name},
             )
         except AichatError as exc:
             error = exc
         except Exception as exc:  # an SDK surprise must not kill the check of the others
             log.exception("model check of %r failed unexpectedly", name)
-            error = Internal(f"The check failed ({type(exc).__name__}).", reason="CHECK_FAILED")
+            error = Internal(
+                f"The check failed ({type(exc).__name__}).", reason=Reason.CHECK_FAILED
+            )
         result = CheckResult(
             CheckState.FAILING if error else CheckState.REACHABLE,
             error,

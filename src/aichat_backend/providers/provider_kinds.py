@@ -13,6 +13,7 @@ from typing import Literal
 from aichat_backend.errors import FailedPrecondition
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.openai_adapter import MaxTokensParam
+from aichat_backend.reasons import Reason
 
 DEFAULT_KEY_VARIABLE = "AICHAT_API_KEY"
 
@@ -74,6 +75,6 @@ def not_configured(entry: ModelEntry, missing: list[str]) -> FailedPrecondition:
         metadata["variable"] = variables[0]
     return FailedPrecondition(
         f"Model {entry.name!r} is not configured on this server: set {' and '.join(missing)}.",
-        reason="PROVIDER_NOT_CONFIGURED",
+        reason=Reason.PROVIDER_NOT_CONFIGURED,
         metadata=metadata,
     )

@@ -24,6 +24,7 @@ from aichat_backend.errors import (
 )
 from aichat_backend.providers.base import ChatProvider, ProviderEvent, ProviderRequest
 from aichat_backend.providers.errors import stream_interrupted
+from aichat_backend.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def is_transient(error: AichatError) -> bool:
     """Worth another try at the same target after a pause."""
     if isinstance(error, Unavailable):
         return True
-    return isinstance(error, ResourceExhausted) and error.reason == "PROVIDER_RATE_LIMITED"
+    return isinstance(error, ResourceExhausted) and error.reason == Reason.PROVIDER_RATE_LIMITED
 
 
 def tries_fallback(error: AichatError) -> bool:
@@ -180,7 +181,7 @@ async def _first_event(
                 plan.on_fallback(target, exc)
             # A fallback nobody configured says less about the failure than the error
             # that sent us to it.
-            if reported is None or exc.reason != "PROVIDER_NOT_CONFIGURED":
+            if reported is None or exc.reason != Reason.PROVIDER_NOT_CONFIGURED:
                 reported = exc
     if reported is None:
         raise ValueError("no stream targets")

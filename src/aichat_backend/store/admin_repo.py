@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from aichat_backend import names
 from aichat_backend.domain import now_us
 from aichat_backend.errors import AlreadyExists, NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import (
     PENDING_APPROVAL,
@@ -100,7 +101,7 @@ async def add_bypass(
     except IntegrityError:
         raise AlreadyExists(
             f"a bypass for this {subject_type.value.replace('_', ' ')} already exists",
-            reason="BYPASS_ALREADY_EXISTS",
+            reason=Reason.BYPASS_ALREADY_EXISTS,
             metadata={"subject_type": subject_type.value},
         ) from None
     await audit(
@@ -122,7 +123,7 @@ async def remove_bypass(tx: Tx, actor: Actor, bypass_id: str) -> Bypass:
     if row is None:
         raise NotFound(
             f"{names.rate_limit_bypass(bypass_id)} does not exist",
-            reason="BYPASS_NOT_FOUND",
+            reason=Reason.BYPASS_NOT_FOUND,
             metadata={"resource": names.rate_limit_bypass(bypass_id)},
         )
     bypass = _bypass(row)

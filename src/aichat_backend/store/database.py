@@ -25,6 +25,7 @@ from sqlalchemy.util.typing import TupleAny
 
 from aichat_backend.config import Settings
 from aichat_backend.errors import DatabaseUnavailable, InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.store.db_errors import is_bad_data, is_unavailable
 from aichat_backend.store.engines import postgres_engine, sqlite_engine
 from aichat_backend.store.schema_upgrade import MIGRATIONS_DIR, REVISION_QUERY, upgrade_to_head
@@ -150,7 +151,7 @@ class Database:
                 # A value the database refuses (a backstop: validation should catch it first).
                 raise InvalidArgument(
                     "a value in the request cannot be stored (invalid characters or too long)",
-                    reason="INVALID_DATA",
+                    reason=Reason.INVALID_DATA,
                 ) from exc
             if is_unavailable(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)

@@ -7,6 +7,7 @@ from sqlalchemy import and_, select, update
 from aichat_backend import names
 from aichat_backend.domain import Feedback, MessageState, Role, now_us
 from aichat_backend.errors import FailedPrecondition, NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages
 
@@ -45,12 +46,12 @@ async def set_feedback(
     row = (await tx.execute(select(messages.c.role).where(this))).first()
     name = names.message(session_id, message_id)
     if row is None:
-        raise NotFound(f"message {name} was not found", reason="MESSAGE_NOT_FOUND")
+        raise NotFound(f"message {name} was not found", reason=Reason.MESSAGE_NOT_FOUND)
     if row.role != Role.ASSISTANT.value:
         raise FailedPrecondition(
-            "only the assistant's answers take feedback", reason="NOT_AN_ANSWER"
+            "only the assistant's answers take feedback", reason=Reason.NOT_AN_ANSWER
         )
     raise FailedPrecondition(
         "the answer is still being written; rate it when its turn has ended",
-        reason="ANSWER_IN_PROGRESS",
+        reason=Reason.ANSWER_IN_PROGRESS,
     )

@@ -22,6 +22,7 @@ from aichat_backend.domain import (
     now_us,
 )
 from aichat_backend.errors import NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
@@ -173,7 +174,7 @@ class MessageRepository:
         if row is None:
             raise NotFound(
                 f"message {names.message(session_id, message_id)} was not found",
-                reason="MESSAGE_NOT_FOUND",
+                reason=Reason.MESSAGE_NOT_FOUND,
             )
         result = [to_message(row)]
         await load_children(self._db, self._user, result, with_content=False)

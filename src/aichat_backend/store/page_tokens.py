@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 
 
 def _owner_tag(kind: str, owner: str) -> str:
@@ -29,7 +30,7 @@ def encode(kind: str, owner: str, keys: list[Any]) -> str:
 def invalid_token() -> InvalidArgument:
     return InvalidArgument(
         "page_token is not a token this list issued to you; start again without it",
-        reason="INVALID_PAGE_TOKEN",
+        reason=Reason.INVALID_PAGE_TOKEN,
         field="page_token",
     )
 
@@ -57,7 +58,7 @@ def decode(token: str, kind: str, owner: str, arity: int) -> list[Any]:
 def clamp_page_size(page_size: int, *, default: int = 50, maximum: int = 1000) -> int:
     if page_size < 0:
         raise InvalidArgument(
-            "page_size must not be negative", reason="INVALID_PAGE_SIZE", field="page_size"
+            "page_size must not be negative", reason=Reason.INVALID_PAGE_SIZE, field="page_size"
         )
     if page_size == 0:
         return default

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from aichat_backend import names
 from aichat_backend.domain import Session, now_us
 from aichat_backend.errors import AlreadyExists, NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
 
@@ -19,7 +20,7 @@ def session_not_found(session_id: str) -> NotFound:
     # The same words whether the session is missing or someone else's.
     return NotFound(
         f"session {names.session(session_id)} was not found",
-        reason="SESSION_NOT_FOUND",
+        reason=Reason.SESSION_NOT_FOUND,
         metadata={"resource": names.session(session_id)},
     )
 
@@ -80,7 +81,7 @@ class SessionRepository:
         except IntegrityError:
             raise AlreadyExists(
                 f"session {names.session(s.id)} already exists",
-                reason="SESSION_ALREADY_EXISTS",
+                reason=Reason.SESSION_ALREADY_EXISTS,
                 metadata={"resource": names.session(s.id)},
             ) from None
         return session_from_row(values)  # type: ignore[arg-type]

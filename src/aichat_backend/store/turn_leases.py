@@ -16,6 +16,7 @@ from sqlalchemy import and_, bindparam, exists, or_, select, update
 from aichat_backend import names
 from aichat_backend.domain import MessageState, ToolCallState, now_us
 from aichat_backend.errors import Aborted
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.sessions_repo import session_not_found
 from aichat_backend.store.tables import messages, sessions, tool_calls
@@ -78,7 +79,7 @@ class LeaseRepository:
             raise session_not_found(session_id)
         raise Aborted(
             f"{names.session(session_id)} is answering another message; wait for that turn",
-            reason="SESSION_BUSY",
+            reason=Reason.SESSION_BUSY,
             metadata={"resource": names.session(session_id)},
             retry_after=1.0,
         )

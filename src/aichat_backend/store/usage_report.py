@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import usage_daily
 
@@ -65,7 +66,7 @@ def _day(text: str, field: str) -> dt.date:
     except ValueError:
         raise InvalidArgument(
             f"{field} must be a date like 2026-01-31, got {text[:40]!r}",
-            reason="INVALID_DAY",
+            reason=Reason.INVALID_DAY,
             field=field,
         ) from None
 
@@ -78,12 +79,12 @@ def make_query(
     start = _day(start_day, "start_day") if start_day else end - dt.timedelta(DEFAULT_DAYS - 1)
     if start > end:
         raise InvalidArgument(
-            "start_day is after end_day", reason="INVALID_DAY_RANGE", field="start_day"
+            "start_day is after end_day", reason=Reason.INVALID_DAY_RANGE, field="start_day"
         )
     if (end - start).days >= MAX_DAYS:
         raise InvalidArgument(
             f"the range spans more than {MAX_DAYS} days",
-            reason="INVALID_DAY_RANGE",
+            reason=Reason.INVALID_DAY_RANGE,
             field="start_day",
         )
     return UsageQuery(start.isoformat(), end.isoformat(), user_id, model, grouping)

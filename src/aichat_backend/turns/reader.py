@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aichat_backend.errors import FailedPrecondition, NotFound
+from aichat_backend.reasons import Reason
 from aichat_backend.store import turn_events_repo as repo
 from aichat_backend.store.database import Database
 from aichat_backend.turns.fanout import Watches
@@ -41,7 +42,7 @@ class _Cursor:
             raise FailedPrecondition(
                 f"{self.name} kept no events {self.last + 1}..{f.seq - 1}: it outgrew "
                 "the event log's per-turn bound; read its answer with ListMessages",
-                reason="TURN_LOG_TRUNCATED",
+                reason=Reason.TURN_LOG_TRUNCATED,
                 metadata={"resource": self.name},
             )
         self.last = f.seq
@@ -111,4 +112,6 @@ class TurnReader:
 
 
 def _not_found(name: str) -> NotFound:
-    return NotFound(f"{name} was not found", reason="TURN_NOT_FOUND", metadata={"resource": name})
+    return NotFound(
+        f"{name} was not found", reason=Reason.TURN_NOT_FOUND, metadata={"resource": name}
+    )
