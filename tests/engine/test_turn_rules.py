@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from aichat_backend.domain import MessageState, Role, ToolCallState
 from aichat_backend.engine.approvals import Decision
@@ -17,7 +16,6 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.errors import Aborted
-from aichat_backend.store.tables import usage_daily
 from aichat_devtools.fake_llm import Script
 from tests.engine.conftest import EngineStack
 
@@ -42,9 +40,7 @@ async def test_a_turn_streams_its_answer_and_stores_it_once(stack: EngineStack, 
         (Role.ASSISTANT, "Hello there", MessageState.COMPLETE),
     ]
     # The last write counted the usage once, under the model that answered.
-    async with stack.db.read() as tx:
-        rows = (await tx.execute(select(usage_daily))).mappings().all()
-    assert [(r["model"], r["output_tokens"], r["turns"]) for r in rows] == [("gpt-test", 3, 1)]
+    assert stack.usage() == [("gpt-test", 3, 1)]
 
 
 async def test_a_cancelled_turn_keeps_its_partial_answer(stack: EngineStack, user: str) -> None:

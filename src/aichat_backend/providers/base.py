@@ -10,7 +10,11 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+# How an OpenAI-compatible endpoint names the output cap (OpenAI's newer models refuse
+# max_tokens; many compatible servers know only max_tokens).
+MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
 
 
 class ChatRole(enum.Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import openai
 from openai.types.chat import (
@@ -20,6 +20,7 @@ from aichat_backend.providers.base import (
     ChatMessage,
     ChatRole,
     ImagePart,
+    MaxTokensParam,
     ProviderEvent,
     ProviderRequest,
     StreamFinished,
@@ -34,7 +35,6 @@ from aichat_backend.providers.tool_arguments import arguments_json, parse_argume
 
 # OpenAI deprecated ``max_tokens`` (its reasoning models reject it) but many
 # OpenAI-compatible servers only know ``max_tokens``: the catalogue picks per provider.
-MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
 
 
 class OpenAIProvider:
