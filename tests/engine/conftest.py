@@ -8,6 +8,7 @@ the SQL store's rules, so the turn rules are tested in seconds. What is about th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from aichat_backend.domain import Message, Session
 from aichat_backend.engine.chat import ChatConfig, ChatEngine, TurnRequest
 from aichat_backend.engine.events import TurnEvent
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
+from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.tools.base import (
     ApprovalPolicy,
     ServerState,
@@ -89,6 +91,13 @@ class EngineStack:
     fake: FakeLLMServer
     sessions: SessionManager
     tools: ToolsAtHand
+    catalogue: ModelCatalogue
+    engine_config: ChatConfig
+
+    def another_engine(self) -> ChatEngine:
+        """A second replica: its own engine over the same store."""
+        config = dataclasses.replace(self.engine_config, replica_id="replica-2")
+        return ChatEngine(self.store, self.catalogue, config, tools=self.tools)
 
     async def new_session(self, user: str, **fields: Any) -> str:
         return (await self.sessions.create(user, Session(user_id=user, id="", **fields))).name
@@ -118,12 +127,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
         store = MemoryStore(idempotency_ttl_seconds=60)
         catalogue = model_catalogue(settings)
         tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
-        engine = ChatEngine(
-            store, catalogue, ChatConfig(heartbeat_seconds=5.0, memory_default=20), tools=tools
-        )
+        config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
+        engine = ChatEngine(store, catalogue, config, tools=tools)
         sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
         try:
-            yield EngineStack(engine, store, fake, sessions, tools)
+            yield EngineStack(engine, store, fake, sessions, tools, catalogue, config)
         finally:
             engine.stop_all()
             await engine.drain_writes()
