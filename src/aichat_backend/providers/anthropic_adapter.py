@@ -40,6 +40,7 @@ from aichat_backend.providers.anthropic_messages import (
     to_anthropic_tool,
 )
 from aichat_backend.providers.base import (
+    MIN_THINKING_BUDGET,
     ModelOptions,
     ProviderEvent,
     ProviderRequest,
@@ -59,7 +60,6 @@ SDK_ERRORS: tuple[type[BaseException], ...] = (*_COMMON_SDK_ERRORS, anthropic.An
 
 # Anthropic requires max_tokens on every request: the answer's limit when none is asked.
 DEFAULT_MAX_TOKENS = 4096
-MIN_THINKING_BUDGET = 1024  # the API refuses less
 MIN_ANSWER_TOKENS = 1024  # left for the answer when a thinking budget meets the ceiling
 
 # Anthropic's stop reasons in the engine's (OpenAI-derived) vocabulary.

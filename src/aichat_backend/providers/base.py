@@ -182,6 +182,9 @@ class ChatProvider(Protocol):
         ...
 
 
+MIN_THINKING_BUDGET = 1024  # Anthropic refuses a smaller thinking budget
+
+
 @dataclass(frozen=True, slots=True)
 class ModelOptions:
     """What an adapter sends for one catalogue model, besides the request itself."""

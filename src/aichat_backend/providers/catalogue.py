@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.providers.base import ChatProvider, ModelEntry
+from aichat_backend.providers.base import MIN_THINKING_BUDGET, ChatProvider, ModelEntry
 from aichat_backend.providers.catalogue_file import parse_catalogue_file, read_catalogue_text
 from aichat_backend.providers.model_limits import resolve_limits
 from aichat_backend.providers.provider_kinds import (
@@ -163,6 +163,11 @@ def _resolved(entry: ModelEntry, prompt_caching: bool) -> ModelEntry:
     if not entry.model_name:
         raise ValueError(f"model {entry.name!r}: model_name is empty")
     anthropic = kind.family == "anthropic"
+    if 0 < entry.thinking_budget_tokens < MIN_THINKING_BUDGET:
+        raise ValueError(
+            f"model {entry.name!r}: thinking_budget_tokens must be at least "
+            f"{MIN_THINKING_BUDGET} (Anthropic refuses less)"
+        )
     if entry.thinking_budget_tokens and not anthropic:
         raise ValueError(
             f"model {entry.name!r}: thinking is Anthropic's; OpenAI-compatible models take "

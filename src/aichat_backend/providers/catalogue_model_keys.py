@@ -43,7 +43,6 @@ OPTION_KEYS = {
 }
 DEFAULT_CURRENCY = "USD"
 DEFAULT_THINKING_BUDGET = 4096
-MIN_THINKING_BUDGET = 1024  # Anthropic refuses less
 # OpenAI's values (and what Ollama, vLLM and OpenRouter accept); a typo would otherwise
 # reach the provider as a 400 on every turn.
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -78,16 +77,11 @@ def parse_options(raw: Mapping[str, Any], where: str, currency: str) -> dict[str
     if budget is not None and not thinking:
         raise ValueError(f"{where}: 'thinking_budget_tokens' needs 'thinking: true'")
     if thinking:
-        tokens = (
+        out["thinking_budget_tokens"] = (
             _positive_int(budget, "thinking_budget_tokens", where)
             if budget is not None
             else DEFAULT_THINKING_BUDGET
         )
-        if tokens < MIN_THINKING_BUDGET:
-            raise ValueError(
-                f"{where}: 'thinking_budget_tokens' must be at least {MIN_THINKING_BUDGET}"
-            )
-        out["thinking_budget_tokens"] = tokens
     caching = _optional_bool(raw, "prompt_caching", where)
     if caching is not None:
         out["prompt_caching"] = caching

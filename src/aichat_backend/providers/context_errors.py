@@ -54,7 +54,8 @@ _SIZES: tuple[tuple[re.Pattern[str], tuple[str | None, ...]], ...] = (
 )
 # Wordings that say the context is too long without sizes (or with ones read above).
 _SAYS_SO = re.compile(
-    r"context[ _](?:length|window|size|limit)|prompt is too long|input length exceeds",
+    r"context[ _](?:length|window|size|limit)|prompt is too long|input length exceeds"
+    r"|`inputs` tokens \+ `max_new_tokens`",
     re.IGNORECASE,
 )
 _CODES = {"context_length_exceeded", "exceed_context_size_error"}

@@ -95,6 +95,16 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+async def send_json(
+    conn: Connection, status: int, payload: dict[str, Any], extra: Iterable[tuple[str, str]] = ()
+) -> None:
+    """A whole JSON response (errors, non-streamed replies, the model list)."""
+    data = dumps(payload).encode()
+    headers = [("content-type", "application/json"), ("content-length", str(len(data))), *extra]
+    conn.writer.write(head(status, headers) + data)
+    await conn.writer.drain()
+
+
 class Response:
     """Writes one response; every wait races the client's disconnect."""
 
