@@ -123,13 +123,16 @@ class OpenAIProvider:
                     if choice.get("index", 0) != 0:
                         continue
                     delta = choice.get("delta") or {}
-                    # DeepSeek, vLLM and SGLang say reasoning_content; Ollama, OpenRouter
-                    # and newer vLLM say reasoning (vLLM may send both, the same text).
-                    thought = delta.get("reasoning_content") or delta.get("reasoning")
-                    if thought and isinstance(thought, str):
-                        reasoning.append(thought)
-                        yield ReasoningChunk(thought)
                     content = delta.get("content")
+                    # A text token's delta holds its content alone: the reasoning fields
+                    # are looked for only in the others (a dict lookup less per token).
+                    if len(delta) > 1 or not content:
+                        # DeepSeek, vLLM and SGLang say reasoning_content; Ollama,
+                        # OpenRouter and newer vLLM say reasoning (one of them is read).
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        if thought and isinstance(thought, str):
+                            reasoning.append(thought)
+                            yield ReasoningChunk(thought)
                     if content:
                         yield TextChunk(content)
                     for call_delta in delta.get("tool_calls") or ():

@@ -23,6 +23,7 @@ from aichat_devtools.fake_llm.http_wire import (
     Connection,
     HttpRequest,
     Response,
+    answer_other,
     chunk,
     head,
     reason_phrase,
@@ -189,18 +190,8 @@ class FakeLLMServer:
             fmt_class = OpenAIFormat
         elif path.endswith("/messages"):
             fmt_class = AnthropicFormat
-        elif request.method == "GET" and path.endswith("/models"):
-            # Some clients and readiness checks list models first.
-            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
-            await send_json(conn, 200, {"object": "list", "data": [model]})
-            return True
-        elif request.method == "GET" and path in ("", "/health"):
-            await send_json(conn, 200, {"status": "ok"})
-            return True
         else:
-            await send_json(
-                conn, 404, {"error": {"message": "Not found", "type": "invalid_request_error"}}
-            )
+            await answer_other(conn, request.method, path)
             return True
         view = self.rules.view(fmt_class is AnthropicFormat, body if isinstance(body, dict) else {})
         if request.method != "POST" or not isinstance(body, dict):

@@ -159,3 +159,19 @@ def test_deepseek_reports_cache_hits_at_the_top_level() -> None:
     done = _finished("stop", usage, ["thinking"])
     assert (done.input_tokens, done.cached_input_tokens, done.reasoning_tokens) == (1500, 1280, 30)
     assert done.reasoning == (ReasoningBlock("openai", text="thinking"),)
+
+
+def test_a_cache_point_reads_back_at_most_twenty_blocks() -> None:
+    # The lookback the real API documents: a prefix written more than 20 blocks before
+    # any of a request's cache points is not found (a long tool loop loses its cache).
+    from aichat_devtools.fake_llm.prompt_cache import PromptCache
+    from aichat_devtools.fake_llm.tokens import Unit
+
+    def blocks(count: int, point: int) -> list[Unit]:
+        return [Unit(f"block {i}", 100, cache_point=i == point) for i in range(count)]
+
+    near, far = PromptCache(min_tokens=1024), PromptCache(min_tokens=1024)
+    for cache in (near, far):
+        assert cache.anthropic("m", blocks(15, 14)).written == 1500
+    assert near.anthropic("m", blocks(40, 34)).read == 1500  # 20 blocks back: found
+    assert far.anthropic("m", blocks(40, 35)).read == 0  # 21 back: not found
