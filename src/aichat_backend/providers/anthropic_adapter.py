@@ -121,6 +121,8 @@ class AnthropicProvider:
         thinking = request.thinking_budget_tokens
         if thinking is None:
             thinking = self._options.thinking_budget_tokens
+        elif thinking > 0:
+            thinking = max(thinking, MIN_THINKING_BUDGET)
         answered = continues_tool_use(request.messages)
         if thinking and answered is not None and not returnable(answered.reasoning):
             # The API refuses a tool-use round with thinking on unless the message that

@@ -113,7 +113,8 @@ class ProviderRequest:
     temperature: float | None = None
     max_output_tokens: int | None = None  # the answer's limit; clamped to the model's
     # Per request, over the model's own setting (None: the model's). OpenAI-compatible
-    # ``reasoning_effort``; Anthropic's thinking budget, 0 turning thinking off.
+    # ``reasoning_effort``; Anthropic's thinking budget (0 turns thinking off; less than
+    # ``MIN_THINKING_BUDGET`` is raised to it).
     reasoning_effort: str | None = None
     thinking_budget_tokens: int | None = None
 

@@ -299,3 +299,32 @@ async def test_an_answer_limit_is_clamped_to_the_models_ceiling(fake: FakeLLMSer
     await collect(provider, ask(max_output_tokens=50_000))
     await provider.aclose()
     assert fake.requests[-1].body["max_completion_tokens"] == 1000
+
+
+async def test_a_small_per_request_budget_is_raised_to_the_apis_minimum(
+    fake: FakeLLMServer,
+) -> None:
+    provider = claude(fake)
+    await collect(provider, ask(thinking_budget_tokens=100))
+    await provider.aclose()
+    assert fake.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+async def test_the_reachability_check_pays_for_no_thinking(fake: FakeLLMServer) -> None:
+    from aichat_backend.providers.catalogue import ModelCatalogue
+    from aichat_backend.providers.model_check import CheckState, ModelChecker
+
+    entry = ModelEntry(
+        name="claude",
+        provider="anthropic",
+        model_name="claude-sonnet-4-5",
+        base_url=fake.root_url,
+        api_key=API_KEY,
+        thinking_budget_tokens=8000,
+    )
+    catalogue = ModelCatalogue([entry])
+    result = await ModelChecker(catalogue).check("claude")
+    await catalogue.aclose()
+    assert result.state is CheckState.REACHABLE
+    assert "thinking" not in fake.requests[-1].body
+    assert fake.requests[-1].body["max_tokens"] == 3
