@@ -12,7 +12,8 @@ is remembered, and a later request reads the longest remembered prefix, reported
 ``prompt_tokens_details.cached_tokens`` in steps of ``OPENAI_STEP`` past the minimum.
 
 Entries never expire here (the real caches keep them five minutes after the last hit):
-a test is shorter than that.
+a test is shorter than that. A long-running fake (the demo, a benchmark) forgets them all
+once it holds ``MAX_ENTRIES``, so its memory stays bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aichat_devtools.fake_llm.tokens import Unit, prefix_keys
 LOOKBACK_BLOCKS = 20
 MAX_CACHE_POINTS = 4
 OPENAI_STEP = 128
+MAX_ENTRIES = 100_000
 
 
 class TooManyCachePoints(ValueError):
@@ -48,6 +50,11 @@ class PromptCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def _remember(self, keys: list[str]) -> None:
+        if len(self._entries) + len(keys) > MAX_ENTRIES:
+            self._entries.clear()
+        self._entries.update(keys)
+
     def anthropic(self, model: str, units: list[Unit]) -> CacheUse:
         points = [i for i, unit in enumerate(units) if unit.cache_point]
         if len(points) > MAX_CACHE_POINTS:
@@ -64,8 +71,7 @@ class PromptCache:
                     break
         read = totals[hit] if hit >= 0 else 0
         cacheable = [p for p in points if totals[p] >= self.min_tokens]
-        for point in cacheable:
-            self._entries.add(keys[point])
+        self._remember([keys[point] for point in cacheable])
         last = max(cacheable, default=-1)
         written = totals[last] - read if last > hit else 0
         return CacheUse(read=read, written=written)
@@ -77,10 +83,7 @@ class PromptCache:
         keys = prefix_keys(model, units)
         totals = _running_totals(units)
         hit = max((i for i, key in enumerate(keys) if key in self._entries), default=-1)
-        if totals[-1] >= self.min_tokens:
-            self._entries.update(
-                k for k, t in zip(keys, totals, strict=True) if t >= self.min_tokens
-            )
+        self._remember([k for k, t in zip(keys, totals, strict=True) if t >= self.min_tokens])
         if hit < 0 or totals[hit] < self.min_tokens:
             return 0
         return totals[hit] - (totals[hit] - self.min_tokens) % OPENAI_STEP

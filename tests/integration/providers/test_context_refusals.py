@@ -9,12 +9,11 @@ import pytest
 
 from aichat_backend.api.errors import to_status
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.providers.base import ChatMessage, ChatRole, ModelEntry, ProviderRequest
-from aichat_backend.providers.catalogue import build_provider
+from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.context_errors import ContextTooLong
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from aichat_devtools.fake_llm.tokens import count_text
-from tests.integration.providers.support import API_KEY, SDK_TIMEOUT, collect, text_of
+from tests.integration.providers.support import collect, model_provider, text_of
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -24,18 +23,9 @@ SHORT = "hello"
 
 
 def provider_for(fake: FakeLLMServer, family: str) -> Any:
-    url = fake.root_url if family == "anthropic" else fake.base_url
     # As the catalogue would give a 4,096-token model: an answer ceiling that fits it
     # (Anthropic counts the default max_tokens against the window).
-    entry = ModelEntry(
-        name="m",
-        provider=family,
-        model_name="small",
-        base_url=url,
-        api_key=API_KEY,
-        max_output_tokens=1024,
-    )
-    return build_provider(entry, SDK_TIMEOUT)
+    return model_provider(fake, family, "small", max_output_tokens=1024)
 
 
 def request(text: str, max_output_tokens: int | None = None) -> ProviderRequest:

@@ -11,16 +11,14 @@ import pytest
 from aichat_backend.providers.base import (
     ChatMessage,
     ChatRole,
-    ModelEntry,
     ProviderRequest,
     ReasoningBlock,
     StreamFinished,
     ToolCallRequest,
 )
-from aichat_backend.providers.catalogue import build_provider
 from aichat_backend.providers.openai_adapter import _finished
 from aichat_devtools.fake_llm import FakeLLMServer, Script
-from tests.integration.providers.support import API_KEY, SDK_TIMEOUT, collect
+from tests.integration.providers.support import API_KEY, collect, model_provider
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -29,11 +27,7 @@ TURNS = 10
 
 
 def provider_for(fake: FakeLLMServer, family: str, **options: Any) -> Any:
-    url = fake.root_url if family == "anthropic" else fake.base_url
-    entry = ModelEntry(
-        name="m", provider=family, model_name="m", base_url=url, api_key=API_KEY, **options
-    )
-    return build_provider(entry, SDK_TIMEOUT)
+    return model_provider(fake, family, "m", **options)
 
 
 async def conversation(fake: FakeLLMServer, provider: Any) -> list[StreamFinished]:

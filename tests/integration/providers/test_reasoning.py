@@ -22,9 +22,8 @@ from aichat_backend.providers.base import (
     ToolCallsReady,
     ToolSpec,
 )
-from aichat_backend.providers.catalogue import build_provider
 from aichat_devtools.fake_llm import FakeLLMServer, Script
-from tests.integration.providers.support import API_KEY, SDK_TIMEOUT, ask, collect
+from tests.integration.providers.support import API_KEY, ask, collect, model_provider
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -33,27 +32,11 @@ THOUGHT = "The user wants a sum. I should use the calculator tool."
 
 
 def claude(fake: FakeLLMServer, **options: Any) -> Any:
-    entry = ModelEntry(
-        name="claude",
-        provider="anthropic",
-        model_name="claude-test",
-        base_url=fake.root_url,
-        api_key=API_KEY,
-        **options,
-    )
-    return build_provider(entry, SDK_TIMEOUT)
+    return model_provider(fake, "anthropic", "claude-test", **options)
 
 
 def gpt(fake: FakeLLMServer, **options: Any) -> Any:
-    entry = ModelEntry(
-        name="gpt",
-        provider="openai",
-        model_name="gpt-test",
-        base_url=fake.base_url,
-        api_key=API_KEY,
-        **options,
-    )
-    return build_provider(entry, SDK_TIMEOUT)
+    return model_provider(fake, "openai", "gpt-test", **options)
 
 
 def kinds(events: list[ProviderEvent]) -> list[str]:
