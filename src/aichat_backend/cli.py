@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from aichat_backend import logs
 from aichat_backend.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    import grpc
 
 EXIT_CONFIG = 2
 
@@ -26,7 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before the heavy imports: a bad setting fails at once
-    from aichat_backend.server import serve
+    from aichat_backend.server import CannotListen, serve
     from aichat_backend.store.migrate_process import MigrationFailed
 
     logs.configure(settings.log_level, settings.log_format)
@@ -35,7 +39,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aichat-backend: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except MigrationFailed as exc:
+    except (MigrationFailed, CannotListen) as exc:
         print(f"aichat-backend: {exc}", file=sys.stderr)
         return 1
 
@@ -99,11 +103,30 @@ def _cmd_health(args: argparse.Namespace) -> int:
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:
-        print(f"unhealthy: {exc.code().name}", file=sys.stderr)
+        print(f"unhealthy: {_rpc_error_text(exc)}", file=sys.stderr)
         return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _rpc_error_text(exc: grpc.RpcError) -> str:
+    """The code, the server's ErrorInfo reason and its message (why, and what to do)."""
+    from grpc_status import rpc_status
+
+    code = exc.code().name
+    status = rpc_status.from_call(exc)
+    reasons: list[str] = []
+    if status is not None:
+        from google.rpc import error_details_pb2
+
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reasons.append(info.reason)
+    parts = [code, *reasons]
+    message = exc.details() or ""
+    return " ".join(parts) + (f": {message}" if message else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--api-key", default=None, help="require this key on every request")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_standalone(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run_standalone(args))
+    except OSError as exc:  # the port is taken: one line, not a traceback
+        print(
+            f"fake model: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     sys.stdout.flush()
