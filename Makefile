@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/packa
 	cd src/aichat_web && npm ci --no-audit --no-fund --loglevel=error
 	# The browser tests drive Debian's chromium (Playwright never downloads a browser).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	# `make gen` writes the OpenAPI document with grpc-gateway's generator (Debian's binary).
+	command -v protoc-gen-swagger >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-grpc-gateway; }
 	touch $(STAMP)
 
 node-deps:
@@ -72,6 +74,14 @@ gen: install
 	touch gen/aichat/__init__.py gen/aichat/v1/__init__.py gen/aichat/v1/py.typed
 	# The ErrorInfo reasons as the server raises them (a StrEnum; the engine knows no protobuf).
 	$(PY) -m aichat_devtools.gen_reasons proto/aichat/v1/error_reason.proto $(REASONS_PY)
+	# The REST surface as OpenAPI 2.0: protoc-gen-swagger on the HTTP rules, then finished
+	# for what Envoy serves (paths, SSE, errors, the token): see aichat_devtools/openapi_doc.py.
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLE_PROTOS) -I$(GRPC_TOOLS_PROTOS) \
+	  --plugin=protoc-gen-swagger=$(BIN)/aichat-openapi-plugin \
+	  --swagger_out=allow_merge=true,merge_file_name=aichat,json_names_for_fields=true:$$tmp \
+	  $(PROTO_FILES) && \
+	$(PY) -m aichat_devtools.openapi_doc $$tmp/aichat.swagger.json gen/aichat.pb gen/aichat.openapi.json
 
 check-gen: install
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; cp $(REASONS_PY) $$tmp/reasons.py; \

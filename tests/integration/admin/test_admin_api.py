@@ -364,7 +364,9 @@ async def test_usage_per_user_and_model_paged(stack: ChatStack, user: str) -> No
             apb.ListUsageRequest(page_size=2, page_token=token, **rng), metadata=md(ADMIN)
         )
         pages += 1
-        seen += [(r.user_id, r.model, r.input_tokens, r.output_tokens, r.model_calls) for r in page.rows]
+        seen += [
+            (r.user_id, r.model, r.input_tokens, r.output_tokens, r.model_calls) for r in page.rows
+        ]
         token = page.next_page_token
         if not token:
             break
