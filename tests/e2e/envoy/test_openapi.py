@@ -77,6 +77,7 @@ async def test_schemathesis_finds_no_server_error_and_no_broken_response(
         ],
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # it keeps a .schemathesis/ cache where it runs
     )
     out, _ = await asyncio.wait_for(proc.communicate(), MAX_SECONDS + 120)
     output = out.decode(errors="replace")
