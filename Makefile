@@ -9,6 +9,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 REASONS_PY := src/aichat_backend/reasons.py
+# Generated outside gen/ (committed too, compared by check-gen like gen/).
+GENERATED := $(REASONS_PY) deploy/envoy/envoy.yaml deploy/compose/envoy.yaml \
+  deploy/helm/aichat/files/envoy.yaml docs/configuration.md
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -82,14 +85,22 @@ gen: install
 	  --swagger_out=allow_merge=true,merge_file_name=aichat,json_names_for_fields=true:$$tmp \
 	  $(PROTO_FILES) && \
 	$(PY) -m aichat_devtools.openapi_doc $$tmp/aichat.swagger.json gen/aichat.pb gen/aichat.openapi.json
+	# envoy.yaml as the image, compose and the Helm chart run it; the settings reference.
+	$(PY) -m aichat_devtools.deploy_configs
+	$(PY) -m aichat_devtools.settings_doc docs/configuration.md
 
 check-gen: install
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; cp $(REASONS_PY) $$tmp/reasons.py; \
-	$(MAKE) -s gen >/dev/null; \
-	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null || ! diff -q $$tmp/reasons.py $(REASONS_PY) >/dev/null; then \
-	  echo "gen/ or $(REASONS_PY) is stale: run 'make gen' and commit the result"; \
-	  diff -r -x __pycache__ $$tmp/before gen | head -20; diff $$tmp/reasons.py $(REASONS_PY) | head -10; \
-	  rm -rf gen; cp -r $$tmp/before gen; cp $$tmp/reasons.py $(REASONS_PY); exit 1; fi
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \
+	for f in $(GENERATED); do mkdir -p $$tmp/files/$$(dirname $$f); cp $$f $$tmp/files/$$f; done; \
+	$(MAKE) -s gen >/dev/null; stale=""; \
+	diff -r -x __pycache__ $$tmp/before gen >/dev/null || stale="gen/"; \
+	for f in $(GENERATED); do diff -q $$tmp/files/$$f $$f >/dev/null || stale="$$stale $$f"; done; \
+	if [ -n "$$stale" ]; then \
+	  echo "stale: $$stale: run 'make gen' and commit the result"; \
+	  diff -r -x __pycache__ $$tmp/before gen | head -20; \
+	  for f in $(GENERATED); do diff $$tmp/files/$$f $$f | head -10; done; \
+	  rm -rf gen; cp -r $$tmp/before gen; \
+	  for f in $(GENERATED); do cp $$tmp/files/$$f $$f; done; exit 1; fi
 
 bench: install
 	$(PY) -m aichat_devtools.bench --full

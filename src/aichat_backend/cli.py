@@ -97,8 +97,9 @@ def _cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    address = args.address or probe_address(_settings(args).grpc_address)
     try:
-        with grpc.insecure_channel(args.address) as channel:
+        with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
@@ -108,6 +109,14 @@ def _cmd_health(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def probe_address(listen: str) -> str:
+    """Where this machine reaches a server listening on ``listen`` (``0.0.0.0:p`` → local)."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def _rpc_error_text(exc: grpc.RpcError) -> str:
@@ -143,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--env-only", action="store_true")
     migrate.set_defaults(func=_cmd_migrate)
     health = sub.add_parser("health", help="check a running server's gRPC health")
-    health.add_argument("--address", default="127.0.0.1:50051")
+    health.add_argument(
+        "--address", help="host:port (default: AICHAT_GRPC_ADDRESS, a wildcard host as 127.0.0.1)"
+    )
     health.add_argument("--service", default="")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=_cmd_health)

@@ -52,3 +52,11 @@ async def test_health_on_a_port_nobody_listens_on_says_unreachable(tmp_path: Pat
     assert code == 1
     assert "UNAVAILABLE" in err or "DEADLINE_EXCEEDED" in err, err
     assert "Traceback" not in err, err
+
+
+async def test_health_probes_the_configured_address_by_default(tmp_path: Path) -> None:
+    """The image's HEALTHCHECK names no address: a server moved off 50051 is still probed."""
+    async with running_server(make_settings(f"sqlite:///{tmp_path}/db.sqlite")) as server:
+        env = child_env(tmp_path, grpc_address=f"0.0.0.0:{server.port}")
+        code, out, err = await run_to_exit("health", env=env)
+        assert (code, out.strip()) == (0, "SERVING"), err
