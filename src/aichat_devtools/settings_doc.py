@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 from aichat_backend.config import ENV_PREFIX, MIB, Settings
 from aichat_backend.config_chat import ChatFields
