@@ -24,7 +24,8 @@ ENV PATH=/opt/aichat/bin:$PATH \
     AICHAT_GRPC_ADDRESS=0.0.0.0:50051 \
     AICHAT_DATA_DIR=/srv/aichat/var \
     AICHAT_LOG_FORMAT=json
-USER aichat
+# Numeric, so that an orchestrator can check runAsNonRoot without reading /etc/passwd.
+USER 10001
 WORKDIR /srv/aichat
 # 50051 must only be reachable by Envoy and trusted services: whoever reaches it names
 # the user. Publish Envoy's port instead (the edge image, deploy/envoy/Dockerfile).

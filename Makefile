@@ -11,7 +11,7 @@ PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 REASONS_PY := src/aichat_backend/reasons.py
 # Generated outside gen/ (committed too, compared by check-gen like gen/).
 GENERATED := $(REASONS_PY) deploy/envoy/envoy.yaml deploy/compose/envoy.yaml \
-  deploy/helm/aichat/files/envoy.yaml docs/configuration.md
+  deploy/compose/web-config.json deploy/helm/aichat/files/envoy.yaml docs/configuration.md
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/packa
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	# `make gen` writes the OpenAPI document with grpc-gateway's generator (Debian's binary).
 	command -v protoc-gen-swagger >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-grpc-gateway; }
+	# The image tests build with buildah (chroot isolation: no Docker daemon) on a base
+	# debootstrap makes (tests/support/images.py).
+	command -v buildah >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap; }
 	touch $(STAMP)
 
 node-deps:
@@ -47,6 +50,7 @@ test-fast: install
 lint: install buf-lint envoy-validate
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile deploy/envoy/Dockerfile
 
 # buf runs offline: the google/api and google/rpc protos come from the
 # googleapis-common-protos wheel, staged next to ours in a temp tree.

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from aichat_backend.config import Settings
+from aichat_backend.web_config import page_config_json
 from aichat_devtools import dev_envoy
 
 ROOT = dev_envoy.ROOT
@@ -111,12 +113,18 @@ def text(what: str, config: dict[str, Any]) -> str:
     return HEADER.format(what=what) + body
 
 
+def default_web_config() -> str:
+    """The page's settings as the default backend settings make them (compose mounts it)."""
+    return page_config_json(Settings.model_validate({}))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m aichat_devtools.deploy_configs``: write every rendering."""
     del argv
     for path, (what, config) in renderings().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text(what, config))
+    (ROOT / "deploy/compose/web-config.json").write_text(default_web_config())
     return 0
 
 
