@@ -135,5 +135,5 @@ def image_config(tag: str) -> dict[str, object]:
     import json
 
     info = json.loads(buildah("inspect", "--type", "image", tag))
-    config: dict[str, object] = info["OCIv1"]["config"]
+    config: dict[str, object] = info["Docker"]["config"]  # Docker format: with Healthcheck
     return config
