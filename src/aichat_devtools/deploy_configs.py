@@ -98,7 +98,7 @@ def renderings() -> dict[Path, tuple[str, dict[str, Any]]]:
             render([("backend-1", 50051), ("backend-2", 50051)], issuer=None, audiences=["aichat"]),
         ),
         ROOT / "deploy/helm/aichat/files/envoy.yaml": (
-            "The chart's edge (templates/configmap-envoy.yaml fills in the {{ }} values).",
+            "The chart's edge (templates/configmaps.yaml fills in the template values with tpl).",
             render(
                 [('{{ include "aichat.fullname" . }}-backend', 50051)],
                 issuer="{{ .Values.auth.issuer }}",
