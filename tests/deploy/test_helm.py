@@ -62,7 +62,7 @@ def test_every_object_is_valid_kubernetes(objects: dict[tuple[str, str], Any]) -
 
 
 def test_the_issuer_is_required() -> None:
-    with pytest.raises(helm_python.errors.HelmRenderError, match="auth.issuer is required"):
+    with pytest.raises(helm_python.errors.HelmRenderError, match=r"auth\.issuer is required"):
         render({})
 
 
