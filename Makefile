@@ -89,6 +89,8 @@ gen: install
 	  --swagger_out=allow_merge=true,merge_file_name=aichat,json_names_for_fields=true:$$tmp \
 	  $(PROTO_FILES) && \
 	$(PY) -m aichat_devtools.openapi_doc $$tmp/aichat.swagger.json gen/aichat.pb gen/aichat.openapi.json
+	# The REST body fields each HTTP rule takes, for envoy.yaml's Lua filter.
+	$(PY) -m aichat_devtools.rest_fields gen/aichat.pb gen/rest_fields.lua
 	# envoy.yaml as the image, compose and the Helm chart run it; the settings reference.
 	$(PY) -m aichat_devtools.deploy_configs
 	$(PY) -m aichat_devtools.settings_doc docs/configuration.md

@@ -32,3 +32,16 @@ async def test_a_missing_page_file_is_404_without_a_token(http: httpx2.AsyncClie
     assert status_body(response)["code"] == 5
     # The page's real files still load without a token.
     assert (await http.get("/web/js/main.js")).status_code == 200
+
+
+async def test_known_fields_pass_in_either_spelling(http: httpx2.AsyncClient, token: str) -> None:
+    created = await http.post(
+        "/v1/chat/sessions", json={"displayName": "x", "tool_names": []}, headers=bearer(token)
+    )
+    assert created.status_code == 200, created.text
+    refused = await http.post(
+        "/v1/chat/sessions", json={"displayName": "x", "colour": "red"}, headers=bearer(token)
+    )
+    assert refused.status_code == 400, refused.text
+    assert '"colour"' in status_body(refused)["message"]
+    assert "displayName" in status_body(refused)["message"]  # says what there is
