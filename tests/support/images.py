@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.dev_stack import ROOT
@@ -122,13 +123,16 @@ def ensure_bases(envoy_binary: Path) -> None:
             buildah("rm", container, check=False)
 
 
-def build(dockerfile: str, tag: str, **build_args: str) -> None:
+def build(dockerfile: str, tag: str, *, stages: Sequence[str] = (), **build_args: str) -> None:
+    """Build ``tag``; each of ``stages`` is tagged too (``tag-<stage>``), so that pruning the
+    images no tag holds (older builds: ~200 MB each) keeps the layers the next build reuses."""
     args = [f"--build-arg={k}={v}" for k, v in build_args.items()]
-    buildah(
-        "bud", "--isolation", "chroot", "--network", "host", "--layers", "--format", "docker",
-        "-f", str(ROOT / dockerfile), "-t", tag, *args, str(ROOT),
-        timeout=900,
-    )  # fmt: skip
+    common = ["bud", "--isolation", "chroot", "--network", "host", "--layers", "--format",
+              "docker", "-f", str(ROOT / dockerfile), *args]  # fmt: skip
+    for stage in stages:
+        buildah(*common, "--target", stage, "-t", f"{tag}-{stage}", str(ROOT), timeout=900)
+    buildah(*common, "-t", tag, str(ROOT), timeout=900)
+    buildah("rmi", "--prune", check=False)
 
 
 def image_config(tag: str) -> dict[str, object]:
