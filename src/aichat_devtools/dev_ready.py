@@ -40,6 +40,9 @@ def check_free(ports: Sequence[tuple[str, int, str]]) -> None:
     """
     for host, port, setting in ports:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # As the servers bind: a port whose last connections are in TIME_WAIT is free,
+            # one something listens on is not.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:
