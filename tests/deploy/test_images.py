@@ -238,3 +238,31 @@ def test_edge_image_serves_the_page_the_document_and_the_api(
                 auth = {"Authorization": f"Bearer {make_token(keys, 'edge-tester')}"}
                 created = http.post("/v1/chat/sessions", json={}, headers=auth)
                 assert created.status_code == 200, created.text
+
+
+def test_the_build_context_is_what_the_dockerfiles_copy(
+    built: dict[str, float], tmp_path: Path
+) -> None:
+    """The context as buildah sends it (the repository's .dockerignore applied): no .venv,
+    var/ (database, development keys), tests or caches; a few MB, not the checkout's GB."""
+    probe = tmp_path / "Dockerfile.context"
+    probe.write_text("FROM scratch\nCOPY . /context\n")
+    tag = "localhost/aichat-context-probe:test"
+    images.buildah("bud", "--isolation", "chroot", "--format", "docker", "-f", str(probe),
+                   "-t", tag, str(ROOT), timeout=300)  # fmt: skip
+    name = images.buildah("from", tag).strip()
+    try:
+        root = Path(images.buildah("mount", name).strip()) / "context"
+        files = [p.relative_to(root) for p in root.rglob("*") if p.is_file()]
+        size = sum((root / f).stat().st_size for f in files)
+    finally:
+        images.buildah("rm", name, check=False)
+        images.buildah("rmi", tag, check=False)
+    tops = {f.parts[0] for f in files}
+    assert tops <= {"pyproject.toml", "README.md", "src", "gen", "envoy.yaml", "deploy"}, tops
+    for f in files:
+        assert not any(part in {".venv", "var", "tests", "__pycache__"} for part in f.parts), f
+        assert not f.name.startswith("dev-"), f
+    assert {f.parts[1] for f in files if f.parts[0] == "src"} == {"aichat_backend", "aichat_web"}
+    assert size < 20 * 1024 * 1024, f"build context {size / 1e6:.1f} MB"
+    print(f"build context: {len(files)} files, {size / 1e6:.1f} MB")
