@@ -96,6 +96,8 @@ class DevSettings:
         return f"{host}:{port}"
 
 
+# The demo model's pace (the README states it): slow enough to see an answer stream.
+FAKE_TOKEN_DELAY_MS = 30
 BUNDLED_TOOLS_HEALTH = "aichat.tools/tasks"  # server.py's TOOLS_HEALTH + the entry's name
 
 FAKE_WARNING = """
@@ -165,7 +167,7 @@ def run() -> int:
                     "--port",
                     str(dev.fake_llm_port),
                     "--token-delay-ms",
-                    "30",
+                    str(FAKE_TOKEN_DELAY_MS),
                 ],
                 stdout=subprocess.PIPE,
             )

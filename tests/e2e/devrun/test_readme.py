@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aichat_devtools.dev_run import FAKE_TOKEN_DELAY_MS
 from tests.support.dev_stack import (
     BANNER,
     ROOT,
@@ -126,3 +127,11 @@ def test_the_readme_states_envoys_clock_skew() -> None:
     jwt = next(f for f in filters if f["name"] == "envoy.filters.http.jwt_authn")
     skew = jwt["typed_config"]["providers"]["aichat"]["clock_skew_seconds"]
     assert f"accepted up to {skew} s after its `exp`" in README.read_text()
+
+
+def test_the_readme_says_how_the_demo_behaves() -> None:
+    """Issue 30: a newcomer could not tell why answers trickled in, nor that CallTool asks
+    nothing before it runs a tool that changes things."""
+    text = " ".join(README.read_text().split())
+    assert f"at {FAKE_TOKEN_DELAY_MS} ms a token" in text
+    assert "`ToolService.CallTool`, runs at once whatever it does" in text
