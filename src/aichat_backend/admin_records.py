@@ -73,7 +73,7 @@ class UsageRow:
     model: str
     input_tokens: int
     output_tokens: int
-    turns: int
+    model_calls: int  # the usage_daily column `turns` counts model calls
 
 
 def _day(text: str, field: str) -> dt.date:

@@ -76,6 +76,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+class CannotListen(OSError):
+    """The gRPC address is taken (another server?) or not one this host has."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen on {address}: the port is taken (another aichat-backend?) "
+            "or the host is not an address of this machine; set AICHAT_GRPC_ADDRESS"
+        )
+
+
 class App:
     """The running service: start, serve, shut down gracefully."""
 
@@ -171,9 +181,12 @@ class App:
         )
         server = build_server(self.settings, interceptor, self.services)
         address = address or self.settings.grpc_address
-        self.port = server.add_insecure_port(address)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind": taken, or not an address of ours
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise CannotListen(address)
         await self.admin.start(self.health)
         await server.start()
         self.server = server
@@ -245,7 +258,11 @@ async def serve(settings: Settings) -> int:
     if removed:
         log.info("secrets removed from the environment", extra={"variables": removed})
     # Out of process: what alembic imports would stay in this one for good.
-    await app.start(migrate_in_child=True)
+    try:
+        await app.start(migrate_in_child=True)
+    except CannotListen:
+        await app.stop(0)  # what started before the bind (tool servers, the database)
+        raise
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
     # out of the collector's generations so each collection walks only request garbage.
     gc.collect()

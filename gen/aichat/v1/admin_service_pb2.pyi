@@ -508,7 +508,7 @@ class UsageRow(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
-    TURNS_FIELD_NUMBER: _builtins.int
+    MODEL_CALLS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user (empty when grouped by model)."""
     model: _builtins.str
@@ -517,8 +517,11 @@ class UsageRow(_message.Message):
     """Input tokens the providers reported."""
     output_tokens: _builtins.int
     """Output tokens the providers reported."""
-    turns: _builtins.int
-    """Model calls (each round of a turn counts once)."""
+    model_calls: _builtins.int
+    """Model calls: each round of a turn counts once (a turn that called a tool and then
+    answered is two), and so does each fallback that stood in. Named `turns` before
+    issue 30, which is what it never counted.
+    """
     def __init__(
         self,
         *,
@@ -526,11 +529,11 @@ class UsageRow(_message.Message):
         model: _builtins.str = ...,
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
-        turns: _builtins.int = ...,
+        model_calls: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "turns", b"turns", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model", b"model", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -173,7 +173,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                     model=r.model,
                     input_tokens=r.input_tokens,
                     output_tokens=r.output_tokens,
-                    turns=r.turns,
+                    model_calls=r.model_calls,
                 )
                 for r in rows
             ],

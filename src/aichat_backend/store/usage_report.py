@@ -48,7 +48,7 @@ async def usage_page(tx: Tx, q: UsageQuery, limit: int, after: list[str] | None)
                 model=named.get("model", ""),
                 input_tokens=int(r[n] or 0),
                 output_tokens=int(r[n + 1] or 0),
-                turns=int(r[n + 2] or 0),
+                model_calls=int(r[n + 2] or 0),
             )
         )
     return rows
