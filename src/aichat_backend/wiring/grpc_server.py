@@ -94,7 +94,7 @@ def build_server(app: App) -> grpc.aio.Server:
         server,
     )
     tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
-        ToolServicer(app.tools, app.direct_calls), server
+        ToolServicer(app.tools, app.direct_calls, app.limits), server
     )
     app.admin.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
