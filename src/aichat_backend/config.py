@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     pdf_cpu_seconds: float = Field(5.0, gt=0)
     pdf_timeout_seconds: float = Field(10.0, gt=0)  # wall clock, waiting for a reader too
     pdf_max_memory_mib: int = Field(1024, ge=128)
-    pdf_workers: int = Field(1, ge=1, le=16)
+    pdf_workers: int = Field(0, ge=0, le=64)  # 0: one per core, at least two
+    pdf_cooldown_seconds: float = Field(30.0, ge=0)  # a user's wait after a too-costly PDF
 
     # --- limits -----------------------------------------------------------------------
     rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off

@@ -77,7 +77,7 @@ class TurnStarter:
                 reason=Reason.MESSAGE_TOO_LONG,
                 field="text",
             )
-        files = await attachment_rules.prepare(req.attachments, self._limits)
+        files = await attachment_rules.prepare(req.attachments, self._limits, req.user_id)
         if req.model:
             self._catalogue.get(req.model)
 
