@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     auth_header: str = "x-user-id"
     max_user_id_length: int = Field(256, ge=1, le=256)  # the user_id columns hold 256
     max_message_bytes: int = Field(16 * MIB, ge=1024)
-    # A ListMessages page (and each read of an export) stops early past this many bytes.
+    # A ListMessages page stops early past this many bytes.
     list_page_max_bytes: int = Field(4 * MIB, ge=1024)
+    # Exports one user may run at once in this process (0: no cap).
+    max_concurrent_exports_per_user: int = Field(2, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     # Clients may ping this often on idle streams without being cut off.
     keepalive_min_ping_interval_seconds: float = Field(10.0, gt=0)

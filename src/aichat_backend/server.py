@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from aichat_backend import hardening
 from aichat_backend.admin.wiring import AdminParts
+from aichat_backend.api.export import ExportSlots
 from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatEngine
@@ -81,6 +82,7 @@ class App:
             model_exists=self.catalogue.has,
         )
         self.metrics = Metrics()
+        self.exports = ExportSlots(settings.max_concurrent_exports_per_user)
         self.limit_settings = configs.limit_settings(settings)
         self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(

@@ -3,13 +3,23 @@
 A session of 1 MB messages made a 50-message ListMessages page of ~24 MB, which gRPC
 refused to send. Sizes here are estimates from the domain objects (the engine knows no
 protobuf), generous enough that the real message stays under the bound.
+
+And a page is bounded before it is read: a read of 1001 messages of 4 MB each is 4 GB
+however few of them are then sent. ``read_page`` asks the database for the next
+messages' sizes first (``store.message_stats``, the same estimate in characters) and
+reads only as many as fit.
 """
 
 from __future__ import annotations
 
 from aichat_backend.domain import Message
+from aichat_backend.store import message_stats
+from aichat_backend.store.database import Tx
+from aichat_backend.store.messages_repo import MessageRepository
 
 EXPORT_PAGE = 100  # messages per read of an export, fewer when they are large
+# An export is streamed: small reads cost a round trip each and keep it small.
+EXPORT_PAGE_BYTES = 1024 * 1024
 
 
 def approximate_size(message: Message) -> int:
@@ -28,3 +38,26 @@ def by_bytes(items: list[Message], max_bytes: int) -> int:
         if total > max_bytes and count > 0:
             return count
     return len(items)
+
+
+def fit(sizes: list[int], max_bytes: int) -> int:
+    """How many of the leading ``sizes`` fit in ``max_bytes`` (at least one, if any)."""
+    total = 0
+    for count, size in enumerate(sizes):
+        total += size
+        if total > max_bytes and count > 0:
+            return count
+    return len(sizes)
+
+
+async def read_page(
+    tx: Tx, user_id: str, session_id: str, after_seq: int | None, limit: int, max_bytes: int
+) -> tuple[list[Message], bool]:
+    """Up to ``limit`` messages after ``after_seq`` (no attachment content), no more than
+    fit ``max_bytes`` (one at least); and whether more follow."""
+    sized = await message_stats.sizes(tx, user_id, session_id, after_seq, limit + 1)
+    count = fit(sized[:limit], max_bytes)
+    if not count:
+        return [], False
+    items = await MessageRepository(tx, user_id).page(session_id, count, after_seq)
+    return items, len(sized) > count

@@ -14,12 +14,13 @@ from typing import Any
 
 from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
-from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
+from aichat_backend.engine.page_bytes import EXPORT_PAGE, EXPORT_PAGE_BYTES, by_bytes, read_page
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.store import page_tokens, turn_sweeps_repo
+from aichat_backend.store import message_stats, page_tokens, turn_sweeps_repo
 from aichat_backend.store.database import Database
 from aichat_backend.store.idempotency_repo import MAX_REQUEST_ID_LENGTH, IdempotencyRepository
+from aichat_backend.store.message_stats import SessionSummary
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
 
@@ -261,14 +262,17 @@ class SessionManager:
             if not isinstance(seq, int):
                 raise page_tokens.invalid_token()
             after = seq
+        budget = self._limits.page_max_bytes
         async with self._db.read() as tx:
             await SessionRepository(tx, user_id).get(session_id)
-            items = await MessageRepository(tx, user_id).page(session_id, limit + 1, after)
-        token = ""
-        fit = min(limit, by_bytes(items, self._limits.page_max_bytes))
-        if len(items) > fit:
+            items, more = await read_page(tx, user_id, session_id, after, limit, budget)
+        # The read was bounded in characters; the page is bounded in bytes as it is sent.
+        fit = by_bytes(items, budget)
+        if fit < len(items) or more:
             items = items[:fit]
             token = page_tokens.encode(f"messages:{session_id}", user_id, [items[-1].seq])
+        else:
+            token = ""
         return Page(items, token)
 
     async def clear_messages(self, user_id: str, name: str) -> None:
@@ -280,26 +284,26 @@ class SessionManager:
 
     async def export(
         self, user_id: str, name: str
-    ) -> tuple[Session, Callable[[], AsyncIterator[list[Message]]]]:
-        """The session, and a reader of its messages a bounded page at a time (no attachment
-        content) that can be run more than once: ExportSession streams any session."""
+    ) -> tuple[Session, SessionSummary, Callable[[], AsyncIterator[list[Message]]]]:
+        """The session, its summary, and a reader of its messages a bounded page at a time
+        (in bytes; no attachment content) that can be run more than once."""
         session_id = names.parse_session(name)
         async with self._db.read() as tx:
             session = await SessionRepository(tx, user_id).get(session_id)
+            summary = await message_stats.summary(tx, user_id, session_id)
 
         async def pages() -> AsyncIterator[list[Message]]:
             after: int | None = None
-            while True:
+            more = True
+            while more:
                 # One short read per page: a slow reader of the export holds no connection.
                 async with self._db.read() as tx:
-                    batch = await MessageRepository(tx, user_id).page(
-                        session_id, EXPORT_PAGE + 1, after
+                    batch, more = await read_page(
+                        tx, user_id, session_id, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
                     )
-                fit = min(EXPORT_PAGE, by_bytes(batch, self._limits.page_max_bytes))
-                if batch[:fit]:
-                    yield batch[:fit]
-                if len(batch) <= fit:
+                if not batch:
                     return
-                after = batch[fit - 1].seq
+                yield batch
+                after = batch[-1].seq
 
-        return session, pages
+        return session, summary, pages

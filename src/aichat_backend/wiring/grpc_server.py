@@ -81,7 +81,7 @@ def build_server(app: App) -> grpc.aio.Server:
         options=server_options(settings),
     )
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(app.sessions, FeedbackManager(app.db)), server
+        SessionServicer(app.sessions, FeedbackManager(app.db), app.exports), server
     )
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
         ChatServicer(
