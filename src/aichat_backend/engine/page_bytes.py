@@ -12,9 +12,11 @@ reads only as many as fit.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 from aichat_backend.domain import Message
 from aichat_backend.store import message_stats
-from aichat_backend.store.database import Tx
+from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.messages_repo import MessageRepository
 
 EXPORT_PAGE = 100  # messages per read of an export, fewer when they are large
@@ -61,3 +63,26 @@ async def read_page(
         return [], False
     items = await MessageRepository(tx, user_id).page(session_id, count, after_seq)
     return items, len(sized) > count
+
+
+def export_pages(
+    db: Database, user_id: str, session_id: str
+) -> Callable[[], AsyncIterator[list[Message]]]:
+    """A reader of a session's messages for an export, a page of ``EXPORT_PAGE_BYTES`` at a
+    time (no attachment content); it can be run more than once."""
+
+    async def pages() -> AsyncIterator[list[Message]]:
+        after: int | None = None
+        more = True
+        while more:
+            # One short read per page: a slow reader of the export holds no connection.
+            async with db.read() as tx:
+                batch, more = await read_page(
+                    tx, user_id, session_id, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
+                )
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].seq
+
+    return pages

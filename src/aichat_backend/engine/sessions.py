@@ -14,7 +14,7 @@ from typing import Any
 
 from aichat_backend import names
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
-from aichat_backend.engine.page_bytes import EXPORT_PAGE, EXPORT_PAGE_BYTES, by_bytes, read_page
+from aichat_backend.engine.page_bytes import by_bytes, export_pages, read_page
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
 from aichat_backend.store import message_stats, page_tokens, turn_sweeps_repo
@@ -292,18 +292,4 @@ class SessionManager:
             session = await SessionRepository(tx, user_id).get(session_id)
             summary = await message_stats.summary(tx, user_id, session_id)
 
-        async def pages() -> AsyncIterator[list[Message]]:
-            after: int | None = None
-            more = True
-            while more:
-                # One short read per page: a slow reader of the export holds no connection.
-                async with self._db.read() as tx:
-                    batch, more = await read_page(
-                        tx, user_id, session_id, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
-                    )
-                if not batch:
-                    return
-                yield batch
-                after = batch[-1].seq
-
-        return session, summary, pages
+        return session, summary, export_pages(self._db, user_id, session_id)
