@@ -129,6 +129,9 @@ class Settings(BaseSettings):
 
     # --- tools ------------------------------------------------------------------------
     mcp_servers_file: Path | None = None
+    # Who stdio tool servers run as: "" (a root backend: a user of their own each; else
+    # the backend's), a user name or uid, or "same" (the backend's own, even as root).
+    mcp_stdio_user: str = ""
     tool_timeout_seconds: float = Field(30.0, gt=0)
     max_tool_rounds: int = Field(8, ge=1, le=100)
     approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)

@@ -92,9 +92,14 @@ class App:
         self.pool: MCPPool | None = None
         if settings.mcp_servers_file is not None:
             # Imported only when tools are configured: the MCP SDK costs ~25 MB to load.
+            from aichat_backend.tools import run_as
+            from aichat_backend.tools.config import load_servers_file
             from aichat_backend.tools.pool import MCPPool
 
-            self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
+            servers = load_servers_file(settings.mcp_servers_file, environ=process_environment())
+            # A root backend's stdio servers run as users of their own (see run_as).
+            servers = run_as.apply(servers, settings.mcp_stdio_user, settings.data_dir)
+            self.pool = MCPPool(servers)
         self.tools: ToolProvider | None = self.pool
         self.turn_log, self.turn_watches, self.turn_streams = turn_parts(
             self.db, settings, self.limits
