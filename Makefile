@@ -48,7 +48,7 @@ lint: install buf-lint envoy-validate
 buf-lint: install
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	cp -r proto/aichat $$tmp/; mkdir -p $$tmp/google; \
-	cp -r $(GOOGLE_PROTOS)/google/api $(GOOGLE_PROTOS)/google/rpc $$tmp/google/; \
+	cp -r $(GOOGLE_PROTOS)/google/api $(GOOGLE_PROTOS)/google/rpc $(GOOGLE_PROTOS)/google/type $$tmp/google/; \
 	cp proto/buf.yaml $$tmp/; \
 	cd $$tmp && $(CURDIR)/$(BIN)/buf lint --path aichat
 

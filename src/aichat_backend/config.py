@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     llm_http_client: Literal["aiohttp", "httpx"] = "aiohttp"
     provider_max_retries: int = Field(2, ge=0, le=10)
     models_file: Path | None = None
+    # The env-configured model's limits and reasoning (a models file says them per model);
+    # unset limits come from the table of known models (providers/model_limits.py).
+    llm_context_window: int | None = Field(None, gt=0)
+    llm_max_output_tokens: int | None = Field(None, gt=0)
+    llm_reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    llm_thinking_budget_tokens: int = Field(0, ge=0)  # Anthropic extended thinking; 0: off
+    # Cache points on the system prompt and the conversation so far, for Anthropic models
+    # whose catalogue entry does not say `prompt_caching`.
+    anthropic_prompt_caching: bool = True
     default_system_prompt: str = ""
     memory_default: int = Field(20, ge=1)
     memory_max: int = Field(100, ge=1)
@@ -147,7 +156,13 @@ class Settings(BaseSettings):
     turn_events_max_bytes: int = Field(8 * MIB, ge=64 * 1024)  # stored per turn
 
     @field_validator(
-        "api_key", "database_url", "llm_base_url", "metrics_address", "redis_url", mode="before"
+        "api_key",
+        "database_url",
+        "llm_base_url",
+        "llm_reasoning_effort",
+        "metrics_address",
+        "redis_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aichat_backend import names
+from aichat_backend.errors import NotFound
+from aichat_backend.reasons import Reason
 
 T = TypeVar("T")
 
@@ -149,3 +151,12 @@ def memory_window(requested: int, session_limit: int, default: int, maximum: int
         if value > 0:
             return min(value, maximum)
     return min(default, maximum)
+
+
+def session_not_found(session_id: str) -> NotFound:
+    # The same words whether the session is missing or someone else's.
+    return NotFound(
+        f"session {names.session(session_id)} was not found",
+        reason=Reason.SESSION_NOT_FOUND,
+        metadata={"resource": names.session(session_id)},
+    )

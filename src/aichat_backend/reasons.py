@@ -178,6 +178,10 @@ class Reason(enum.StrEnum):
     PROVIDER_FAILED = "PROVIDER_FAILED"
     #: INTERNAL: an operator's model check failed.
     CHECK_FAILED = "CHECK_FAILED"
+    #: INVALID_ARGUMENT: the request is longer than the model's context window, as the
+    #: provider said; metadata carries the sizes it named (`input_tokens`,
+    #: `max_output_tokens`, `context_window`), each only when the provider said it.
+    CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
     #: RESOURCE_EXHAUSTED: too many requests per second from this user.
     RATE_LIMITED = "RATE_LIMITED"
     #: RESOURCE_EXHAUSTED: this user runs as many turns at once as allowed.

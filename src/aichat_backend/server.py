@@ -7,6 +7,7 @@ group of wiring owns lives in ``aichat_backend.wiring``; this file keeps the ord
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -16,20 +17,27 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from aichat_backend import hardening
-from aichat_backend.admin.wiring import AdminParts
+from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.export import ExportSlots
+from aichat_backend.api.interceptor import RequestInterceptor
+from aichat_backend.api.session_service import SessionServicer
+from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.engine.chat import ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
+from aichat_backend.engine.feedback import FeedbackManager
 from aichat_backend.engine.observer import Observers
 from aichat_backend.engine.sessions import SessionManager
 from aichat_backend.limits.factory import build_limiter
 from aichat_backend.metrics import Metrics
 from aichat_backend.store import migrate_process
 from aichat_backend.store.database import Database
+from aichat_backend.store.session_store import SqlSessionStore
+from aichat_backend.store.turn_store import SqlTurnStore
 from aichat_backend.tools.base import ToolProvider
-from aichat_backend.wiring import configs, recovery, shutdown
+from aichat_backend.wiring import configs, recovery
+from aichat_backend.wiring.admin import AdminParts
 from aichat_backend.wiring.dependency_health import (
     LIMITS_HEALTH,
     LIMITS_NOT_SHARED,
@@ -42,6 +50,7 @@ from aichat_backend.wiring.dependency_health import (
 from aichat_backend.wiring.grpc_server import (
     METADATA_LIMIT,
     SERVICE_NAMES,
+    Services,
     build_server,
     server_options,
 )
@@ -74,9 +83,12 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings)
+        ttl = configs.idempotency_ttl_seconds(settings)
+        self.turn_store = SqlTurnStore(self.db, ttl)
+        session_store = SqlSessionStore(self.db, ttl)
         self.catalogue = model_catalogue(settings)
         self.sessions = SessionManager(
-            self.db,
+            session_store,
             configs.session_limits(settings),
             # A session on a model we do not have is refused when made, not at its first turn.
             model_exists=self.catalogue.has,
@@ -105,7 +117,7 @@ class App:
             self.db, settings, self.limits
         )
         self.engine = ChatEngine(
-            self.db,
+            self.turn_store,
             self.catalogue,
             configs.chat_config(settings),
             tools=self.tools,
@@ -113,13 +125,32 @@ class App:
             pdf=configs.pdf_extractor(settings),
         )
         self.direct_calls = DirectToolCaller(
-            self.db,
-            self.tools,
-            timeout_seconds=settings.tool_timeout_seconds,
-            idempotency_ttl_seconds=configs.idempotency_ttl_seconds(settings),
+            session_store, self.tools, timeout_seconds=settings.tool_timeout_seconds
         )
         self.health = health_servicer(settings)
-        self.admin = AdminParts(self)
+        self.admin = AdminParts(
+            settings,
+            self.db,
+            self.catalogue,
+            turn_owners=self.engine.active_turn_owners,
+            limiter=self.limiter,
+            limit_settings=self.limit_settings,
+            metrics=self.metrics,
+            tools=self.tools,
+        )
+        self.services = Services(
+            sessions=SessionServicer(self.sessions, FeedbackManager(session_store), self.exports),
+            chat=ChatServicer(
+                self.engine,
+                self.limits,
+                self.metrics.active_streams,
+                model_checks=self.admin.checker,
+                turns=self.turn_streams,
+            ),
+            tools=ToolServicer(self.tools, self.direct_calls, self.limits),
+            admin=self.admin.servicer,
+            health=self.health,
+        )
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._background: list[asyncio.Task[None]] = []
@@ -136,9 +167,16 @@ class App:
         probe = getattr(self.limiter, "probe", None)
         if probe is not None:
             await probe()  # a Redis that is down at boot shows in health at once
-        await recovery.recover_at_start(self)
+        await recovery.recover_at_start(self.turn_store, self.db, self.settings)
         await self.turn_watches.start()
-        server = build_server(self)
+        interceptor = RequestInterceptor(
+            self.settings.auth_header,
+            self.settings.max_user_id_length,
+            observer=self.metrics,
+            gate=self.admin.gate(self.limits.check_rate),
+            max_response_bytes=self.settings.max_message_bytes,
+        )
+        server = build_server(self.settings, interceptor, self.services)
         address = address or self.settings.grpc_address
         self.port = server.add_insecure_port(address)
         if self.port == 0:
@@ -150,16 +188,52 @@ class App:
             self.metrics_port = self.metrics.serve(self.settings.metrics_address)
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await report_dependencies(self)
-        self._background.append(asyncio.create_task(recovery.housekeeping(self)))
-        self._background.append(asyncio.create_task(watch_dependencies(self)))
+        watched = (self.db, self.health, self.limiter if self.settings.redis_url else None)
+        await report_dependencies(*watched, self.tools)
+        self._background.append(
+            asyncio.create_task(recovery.housekeeping(self.turn_store, self.db, self.settings))
+        )
+        self._background.append(asyncio.create_task(watch_dependencies(*watched, self.tools)))
         log.info("serving", extra={"address": address, "port": self.port})
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING first (load balancers move away), then drain, stop, dispose."""
+        """NOT_SERVING first (load balancers move away), then drain, stop, dispose.
+
+        Each part closes after everything that writes to it: turns before the turn log,
+        the turn log before the database.
+        """
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
-        await shutdown.stop(self, grace, self._background)
+        await self.health.enter_graceful_shutdown()
+        await cancel_all(self._background)
+        if self.server is not None:
+            log.info("draining", extra={"grace_seconds": grace, "turns": self.engine.active_turns})
+            stopping = asyncio.create_task(self.server.stop(grace + 1.0))
+            # Turns get the grace period to finish; past it they end CANCELLED with what
+            # they have stored and a last event, while the server still delivers it.
+            if not await self.engine.wait_idle(grace):
+                self.engine.stop_all()
+            await stopping
+        await self.engine.drain_writes()
+        await self.turn_streams.detached.close()
+        await self.turn_log.close()  # the last events of every turn stored
+        await self.turn_watches.close()
+        await self.admin.aclose()
+        await self.catalogue.aclose()
+        await self.limiter.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
+        self.metrics.close()
+        await self.db.dispose()
+        log.info("stopped")
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 FULL_COLLECTION_AFTER = 100  # gen-1 collections between full ones (CPython's default: 10)

@@ -115,8 +115,7 @@ async def _measure(database_url: str) -> dict[str, Any]:
 
 
 def _per_event_cost(n: int = 200_000) -> dict[str, float]:
-    from aichat_backend.api.chat_service import event_to_pb
-    from aichat_backend.api.turn_frames import frame_of
+    from aichat_backend.api.turn_events import event_to_pb, frame_of, kind_of
     from aichat_backend.engine import events as ev
     from aichat_backend.turns.frames import encode
 
@@ -131,7 +130,7 @@ def _per_event_cost(n: int = 200_000) -> dict[str, float]:
     for i in range(n):
         out = event_to_pb(delta, i)
         out.turn = name
-        frame = frame_of(delta, out)
+        frame = frame_of(kind_of(delta), out)
     logged = time.process_time() - t0
     frames = [frame] * 1000  # one flush's batch
     t0 = time.process_time()

@@ -1,11 +1,14 @@
-"""The chat engine driven directly: no gRPC, a real SQLite database, the fake upstream.
+"""The chat engine driven directly: no gRPC, no database, the fake upstream.
 
-The engine knows nothing of gRPC, so its turn rules are tested here, fast; what is
-about the wire (status codes, metadata, transcoding) stays in tests/integration.
+The engine knows nothing of gRPC, and stores a turn through its ports (TurnStore,
+SessionStore): here they are the in-memory MemoryStore, which tests/contract holds to
+the SQL store's rules, so the turn rules are tested in seconds. What is about the wire
+(status codes, metadata, transcoding) or SQL stays in tests/integration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +22,7 @@ from aichat_backend.domain import Message, Session
 from aichat_backend.engine.chat import ChatConfig, ChatEngine, TurnRequest
 from aichat_backend.engine.events import TurnEvent
 from aichat_backend.engine.sessions import SessionLimits, SessionManager
-from aichat_backend.server import model_catalogue
-from aichat_backend.store.database import Database
-from aichat_backend.store.messages_repo import MessageRepository
+from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.tools.base import (
     ApprovalPolicy,
     ServerState,
@@ -30,7 +31,9 @@ from aichat_backend.tools.base import (
     ToolResult,
     ToolServerInfo,
 )
+from aichat_backend.wiring.models import model_catalogue
 from aichat_devtools.fake_llm import FakeLLMServer
+from aichat_devtools.memory_store import MemoryStore
 from tests.support.chat import provider_settings
 from tests.support.server import make_settings
 
@@ -84,10 +87,17 @@ class ToolsAtHand:
 @dataclass
 class EngineStack:
     engine: ChatEngine
-    db: Database
+    store: MemoryStore
     fake: FakeLLMServer
     sessions: SessionManager
     tools: ToolsAtHand
+    catalogue: ModelCatalogue
+    engine_config: ChatConfig
+
+    def another_engine(self) -> ChatEngine:
+        """A second replica: its own engine over the same store."""
+        config = dataclasses.replace(self.engine_config, replica_id="replica-2")
+        return ChatEngine(self.store, self.catalogue, config, tools=self.tools)
 
     async def new_session(self, user: str, **fields: Any) -> str:
         return (await self.sessions.create(user, Session(user_id=user, id="", **fields))).name
@@ -100,31 +110,32 @@ class EngineStack:
         return [e async for e in self.engine.stream_turn(self.request(user, session, text, **kw))]
 
     async def messages(self, user: str, session: str) -> Sequence[Message]:
-        async with self.db.read() as tx:
-            return await MessageRepository(tx, user).page(names.parse_session(session), 1000, -1)
+        return await self.store.list_messages(user, names.parse_session(session), 1000, -1)
+
+    def usage(self) -> list[tuple[str, int, int]]:
+        """(model, output tokens, model calls) of every usage row, as the budget reads it."""
+        return [(model, out, calls) for (_, _, model), (_, out, calls) in self.store.usage()]
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
     async with FakeLLMServer() as fake:
+        # The settings name the fake upstream; no database is opened.
         settings = make_settings(
-            f"sqlite:///{tmp_path / 'engine.db'}", **provider_settings("openai", fake)
+            f"sqlite:///{tmp_path / 'unused.db'}", **provider_settings("openai", fake)
         )
-        db = Database(settings)
-        await db.migrate()
+        store = MemoryStore(idempotency_ttl_seconds=60)
         catalogue = model_catalogue(settings)
         tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
-        engine = ChatEngine(
-            db, catalogue, ChatConfig(heartbeat_seconds=5.0, memory_default=20), tools=tools
-        )
-        sessions = SessionManager(db, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
+        config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
+        engine = ChatEngine(store, catalogue, config, tools=tools)
+        sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
         try:
-            yield EngineStack(engine, db, fake, sessions, tools)
+            yield EngineStack(engine, store, fake, sessions, tools, catalogue, config)
         finally:
             engine.stop_all()
             await engine.drain_writes()
             await catalogue.aclose()
-            await db.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from aichat_backend.domain import MessageState, Role, ToolCallState
 from aichat_backend.engine.approvals import Decision
@@ -16,8 +15,7 @@ from aichat_backend.engine.events import (
     TurnOutcome,
     TurnStarted,
 )
-from aichat_backend.errors import Aborted
-from aichat_backend.store.tables import usage_daily
+from aichat_backend.errors import Aborted, FailedPrecondition
 from aichat_devtools.fake_llm import Script
 from tests.engine.conftest import EngineStack
 
@@ -42,9 +40,7 @@ async def test_a_turn_streams_its_answer_and_stores_it_once(stack: EngineStack, 
         (Role.ASSISTANT, "Hello there", MessageState.COMPLETE),
     ]
     # The last write counted the usage once, under the model that answered.
-    async with stack.db.read() as tx:
-        rows = (await tx.execute(select(usage_daily))).mappings().all()
-    assert [(r["model"], r["output_tokens"], r["turns"]) for r in rows] == [("gpt-test", 3, 1)]
+    assert stack.usage() == [("gpt-test", 3, 1)]
 
 
 async def test_a_cancelled_turn_keeps_its_partial_answer(stack: EngineStack, user: str) -> None:
@@ -172,3 +168,118 @@ async def test_a_second_turn_on_a_busy_session_is_refused(stack: EngineStack, us
         await stack.turn(user, session, "second")
     assert refused.value.reason == "SESSION_BUSY"
     await turn.aclose()
+
+
+async def _await_approval(stack: EngineStack, user: str, session: str, call_id: str) -> None:
+    stack.fake.enqueue(Script(tool_calls=[(call_id, "srv__change", {"x": 1})]))
+    ended = (await stack.turn(user, session, "change 1"))[-1]
+    assert isinstance(ended, TurnEnded) and ended.outcome is TurnOutcome.AWAITING_APPROVAL
+
+
+async def test_a_denied_call_never_runs_and_the_model_hears_why(
+    stack: EngineStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    await _await_approval(stack, user, session, "call_d")
+    stack.fake.enqueue(Script(text="fine, not changed"))
+    decision = Decision(tool_call_id="call_d", approved=False, reason="not today")
+    events = [e async for e in stack.engine.resolve(ResolveRequest(user, session, [decision]))]
+    assert stack.tools.calls == []
+    denied = [e.call for e in events if isinstance(e, ToolCallUpdate)]
+    assert [(c.id, c.state) for c in denied] == [("call_d", ToolCallState.DENIED)]
+    tool_message = stack.fake.requests[-1].body["messages"][-1]
+    assert tool_message["role"] == "tool" and "not today" in tool_message["content"]
+    last = events[-1]
+    assert isinstance(last, TurnEnded) and last.outcome is TurnOutcome.COMPLETED
+
+
+async def test_a_new_message_denies_what_waits_and_a_late_decision_is_refused(
+    stack: EngineStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    await _await_approval(stack, user, session, "call_n")
+    stack.fake.enqueue(Script(text="ok"))
+    events = await stack.turn(user, session, "never mind")
+    denied = [e.call for e in events if isinstance(e, ToolCallUpdate)]
+    assert [(c.id, c.state) for c in denied] == [("call_n", ToolCallState.DENIED)]
+    late = stack.engine.resolve(
+        ResolveRequest(user, session, [Decision(tool_call_id="call_n", approved=True)])
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await anext(late)
+    assert refused.value.reason == "TOOL_CALL_NOT_PENDING"
+    assert stack.tools.calls == []
+
+
+async def test_an_approval_past_its_ttl_expires(stack: EngineStack, user: str) -> None:
+    session = await stack.new_session(user)
+    await _await_approval(stack, user, session, "call_e")
+    stack.engine_config.approval_ttl_seconds = 0  # every waiting call is now too old
+    late = stack.engine.resolve(
+        ResolveRequest(user, session, [Decision(tool_call_id="call_e", approved=True)])
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await anext(late)
+    assert refused.value.reason == "TOOL_CALL_NOT_PENDING"
+    stored = (await stack.messages(user, session))[-1].tool_calls[0]
+    assert (stored.state, stored.result_text) == (
+        ToolCallState.DENIED,
+        "Not approved: the approval request expired.",
+    )
+
+
+async def test_a_repeated_resolution_replays_and_runs_the_tool_once(
+    stack: EngineStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    await _await_approval(stack, user, session, "call_r")
+    stack.fake.enqueue(Script(text="changed once"))
+    decisions = [Decision(tool_call_id="call_r", approved=True)]
+    request = ResolveRequest(user, session, decisions, request_id="res-1")
+    first = [e async for e in stack.engine.resolve(request)]
+    again = [e async for e in stack.engine.resolve(request)]
+    assert stack.tools.calls == [("change", {"x": 1}, user)]
+    assert len(again) == 1 and isinstance(again[0], TurnEnded)
+    assert isinstance(first[-1], TurnEnded)
+    assert again[0].outcome is TurnOutcome.COMPLETED
+    assert again[0].message.name == first[-1].message.name
+
+
+async def test_another_engine_on_the_same_store_resumes_a_waiting_turn(
+    stack: EngineStack, user: str
+) -> None:
+    """Approvals outlive the process that asked: any replica resolves them."""
+    session = await stack.new_session(user)
+    await _await_approval(stack, user, session, "call_x")
+    other = stack.another_engine()
+    stack.fake.enqueue(Script(text="done elsewhere"))
+    decisions = [Decision(tool_call_id="call_x", approved=True)]
+    events = [e async for e in other.resolve(ResolveRequest(user, session, decisions))]
+    last = events[-1]
+    assert isinstance(last, TurnEnded) and last.outcome is TurnOutcome.COMPLETED
+    assert last.message.text == "done elsewhere"
+    assert stack.tools.calls == [("change", {"x": 1}, user)]
+    other.stop_all()
+    await other.drain_writes()
+
+
+async def test_shutdown_ends_a_running_turn_cancelled_with_its_partial_answer(
+    stack: EngineStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["part ", "of it", " never"], hang_after=2))
+    turn = stack.engine.stream_turn(stack.request(user, session, "go"))
+    seen = ""
+    async for event in turn:
+        if isinstance(event, TextDelta):
+            seen += event.text
+            if seen == "part of it":
+                stack.engine.stop_all()  # what SIGTERM does past the grace period
+        if isinstance(event, TurnEnded):
+            ended = event
+            break
+    assert ended.outcome is TurnOutcome.CANCELLED
+    assert ended.error is not None and ended.error.reason == "SERVER_SHUTTING_DOWN"
+    await stack.engine.drain_writes()
+    answer = (await stack.messages(user, session))[-1]
+    assert (answer.text, answer.state) == ("part of it", MessageState.INCOMPLETE)

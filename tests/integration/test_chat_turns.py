@@ -97,7 +97,13 @@ async def test_context_carries_earlier_turns_and_system_prompt(stack: ChatStack,
         ]
         assert body["stream"] is True and body["stream_options"]["include_usage"] is True
     else:
-        assert body["system"] in ("You are terse.", [{"type": "text", "text": "You are terse."}])
+        # Prompt caching (on by default): cache points on the system prompt and on the
+        # last message before the new one.
+        marked = {"type": "ephemeral"}
+        assert body["system"] == [
+            {"type": "text", "text": "You are terse.", "cache_control": marked}
+        ]
+        assert body["messages"][-2]["content"][-1]["cache_control"] == marked
         flat = []
         for m in body["messages"]:
             content = m["content"]

@@ -7,7 +7,9 @@ from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
 from aichat_backend.domain import MessageState
-from aichat_backend.store.turns_repo import TurnClaim, TurnRepository, sweep_interrupted
+from aichat_backend.records import TurnClaim
+from aichat_backend.store.answers_repo import AnswerRepository
+from aichat_backend.store.turn_leases import sweep_interrupted
 from tests.support.grpc_helpers import md
 from tests.support.server import make_settings, running_server
 
@@ -27,7 +29,7 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
             spb.CreateSessionRequest(session=rpb.Session()), metadata=md(user)
         )
         async with server.app.db.transaction() as tx:
-            repo = TurnRepository(tx, user)
+            repo = AnswerRepository(tx, user)
             # As if replica-a crashed mid-answer, and replica-b is still answering.
             for s, x in ((mine, "a"), (theirs, "b"), (expired, "c")):
                 claim = TurnClaim(f"turn-{x}", f"replica-{x}", 60)
@@ -43,7 +45,7 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
         # Still being written by a live replica: shown as incomplete, left alone.
         assert page.messages[1].state == rpb.MESSAGE_STATE_INCOMPLETE
         async with server.app.db.transaction() as tx:
-            answer_b = (await TurnRepository(tx, user).turn_result("ans-b"))[1]
+            answer_b = (await AnswerRepository(tx, user).turn_result("ans-b"))[1]
         assert answer_b is not None and answer_b.state is MessageState.STREAMING
         # Once replica-c's lease has run out, the periodic sweep takes its turn too.
         from sqlalchemy import update
@@ -57,5 +59,5 @@ async def test_restart_marks_own_unfinished_turns(database_url: str, user: str) 
                 .values(active_turn_expires_us=0)
             )
             assert await sweep_interrupted(tx) == 1
-            answer_c = (await TurnRepository(tx, user).turn_result("ans-c"))[1]
+            answer_c = (await AnswerRepository(tx, user).turn_result("ans-c"))[1]
         assert answer_c is not None and answer_c.state is MessageState.INTERRUPTED

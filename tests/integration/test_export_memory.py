@@ -24,6 +24,7 @@ from aichat_backend.domain import Role, Session
 from aichat_backend.engine.sessions import SessionManager
 from aichat_backend.store.database import Database
 from aichat_backend.store.messages_repo import MessageRepository
+from aichat_backend.store.session_store import SqlSessionStore
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import error_info, joined_body, md, retry_info
 from tests.support.serve_process import ServeProcess, child_env
@@ -36,7 +37,7 @@ MESSAGE = 4 * 1000 * 1000  # the largest a message can be
 
 async def fill(db: Database, user: str, name: str, sizes: list[int]) -> str:
     """A session of messages of these sizes, written straight to the store."""
-    manager = SessionManager(db, _limits())
+    manager = _manager(db)
     session = await manager.create(user, Session(user_id="", id="", display_name=name))
     for n, size in enumerate(sizes):
         prefix = f"m{n}:"
@@ -47,10 +48,11 @@ async def fill(db: Database, user: str, name: str, sizes: list[int]) -> str:
     return session.name
 
 
-def _limits():  # type: ignore[no-untyped-def]
+def _manager(db: Database) -> SessionManager:
     from aichat_backend.wiring.configs import session_limits
 
-    return session_limits(Settings())
+    settings = Settings()
+    return SessionManager(SqlSessionStore(db, 3600), session_limits(settings))
 
 
 async def test_an_export_reads_a_bounded_number_of_bytes_per_page(
@@ -61,7 +63,7 @@ async def test_an_export_reads_a_bounded_number_of_bytes_per_page(
     try:
         big = await fill(db, user, "big", [MESSAGE] * 6)
         small = await fill(db, user, "small", [1000] * 250)
-        manager = SessionManager(db, _limits())
+        manager = _manager(db)
         _, summary, pages = await manager.export(user, big)
         read = [[len(m.text) for m in page] async for page in pages()]
         assert summary.count == 6

@@ -9,9 +9,10 @@ from aichat.v1 import chat_service_pb2 as cpb
 from sqlalchemy import select
 
 from aichat_backend.engine.leases import LeaseKeeper
+from aichat_backend.records import TurnClaim
+from aichat_backend.store.answers_repo import AnswerRepository
 from aichat_backend.store.database import Database
 from aichat_backend.store.tables import sessions
-from aichat_backend.store.turns_repo import TurnClaim, TurnRepository
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import chat_stack
 from tests.support.grpc_helpers import md
@@ -70,11 +71,11 @@ async def test_only_held_leases_are_renewed(database_url: str, user: str) -> Non
         kept = await stack.new_session(user)
         dropped = await stack.new_session(user)
         async with db.transaction() as tx:
-            repo = TurnRepository(tx, user)
+            repo = AnswerRepository(tx, user)
             for name, turn in ((kept, "turn-kept"), (dropped, "turn-dropped")):
                 claim = TurnClaim(turn, "test", 3)
                 await repo.begin(name[9:], claim, "q", [], "m", "t", f"ans-{turn}")
-        keeper = LeaseKeeper(db, lease_seconds=0.6)
+        keeper = LeaseKeeper(stack.server.app.turn_store, lease_seconds=0.6)
         _, kept_at = await _expiry(db, kept)
         _, dropped_at = await _expiry(db, dropped)
         assert kept_at is not None and dropped_at is not None

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from aichat_backend import page_tokens
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.store import page_tokens
 
 
 def test_roundtrip() -> None:

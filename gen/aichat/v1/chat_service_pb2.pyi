@@ -13,6 +13,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
+from google.type import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -646,6 +647,11 @@ class Model(_message.Message):
     CONFIGURED_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
     CHECK_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    PROMPT_CACHING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Catalogue name, as used in `Session.model` and `ChatOptions.model`."""
     provider: _builtins.str
@@ -656,6 +662,19 @@ class Model(_message.Message):
     """Whether this is the server's default model."""
     configured: _builtins.bool
     """Whether credentials are configured, i.e. a turn can use it now."""
+    context_window_tokens: _builtins.int
+    """Most tokens the model reads and writes in one request (input and output together):
+    the catalogue file's `context_window`, else the known window of this model, else a
+    conservative default.
+    """
+    max_output_tokens: _builtins.int
+    """Most tokens the model writes in one answer, reasoning included (the catalogue's
+    `max_output_tokens`, else the known value, else a conservative default).
+    """
+    prompt_caching: _builtins.bool
+    """Whether requests mark the stable prefix of the conversation for the provider's
+    prompt cache (Anthropic; OpenAI caches by itself and reports it the same way).
+    """
     @_builtins.property
     def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Catalogue names tried, in order, when this model is unavailable."""
@@ -663,6 +682,14 @@ class Model(_message.Message):
     @_builtins.property
     def check(self) -> Global___ModelCheck:
         """The last reachability check (a tiny request at start-up or on demand)."""
+
+    @_builtins.property
+    def prices(self) -> Global___ModelPrices:
+        """What the operator pays for this model; unset when the catalogue names no prices."""
+
+    @_builtins.property
+    def reasoning(self) -> Global___ModelReasoning:
+        """How the model reasons before it answers (empty when it is not asked to)."""
 
     def __init__(
         self,
@@ -674,14 +701,93 @@ class Model(_message.Message):
         configured: _builtins.bool = ...,
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
         check: Global___ModelCheck | None = ...,
+        context_window_tokens: _builtins.int = ...,
+        max_output_tokens: _builtins.int = ...,
+        prices: Global___ModelPrices | None = ...,
+        reasoning: Global___ModelReasoning | None = ...,
+        prompt_caching: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "prices", b"prices", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "configured", b"configured", "default", b"default", "fallbacks", b"fallbacks", "model_name", b"model_name", "name", b"name", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "configured", b"configured", "context_window_tokens", b"context_window_tokens", "default", b"default", "fallbacks", b"fallbacks", "max_output_tokens", b"max_output_tokens", "model_name", b"model_name", "name", b"name", "prices", b"prices", "prompt_caching", b"prompt_caching", "provider", b"provider", "reasoning", b"reasoning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ModelPrices(_message.Message):
+    """A model's prices per million tokens, all in one currency (the catalogue's)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_PER_MILLION_TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input_per_million_tokens(self) -> _money_pb2.Money:
+        """Per million input tokens read fresh."""
+
+    @_builtins.property
+    def cached_input_per_million_tokens(self) -> _money_pb2.Money:
+        """Per million input tokens read from the provider's prompt cache; unset when the
+        catalogue names none (they then cost as fresh input).
+        """
+
+    @_builtins.property
+    def cache_write_per_million_tokens(self) -> _money_pb2.Money:
+        """Per million input tokens written to the prompt cache (Anthropic charges them apart);
+        unset when the catalogue names none (they then cost as fresh input).
+        """
+
+    @_builtins.property
+    def output_per_million_tokens(self) -> _money_pb2.Money:
+        """Per million output tokens, reasoning included."""
+
+    def __init__(
+        self,
+        *,
+        input_per_million_tokens: _money_pb2.Money | None = ...,
+        cached_input_per_million_tokens: _money_pb2.Money | None = ...,
+        cache_write_per_million_tokens: _money_pb2.Money | None = ...,
+        output_per_million_tokens: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_write_per_million_tokens", b"cache_write_per_million_tokens", "cached_input_per_million_tokens", b"cached_input_per_million_tokens", "input_per_million_tokens", b"input_per_million_tokens", "output_per_million_tokens", b"output_per_million_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_per_million_tokens", b"cache_write_per_million_tokens", "cached_input_per_million_tokens", b"cached_input_per_million_tokens", "input_per_million_tokens", b"input_per_million_tokens", "output_per_million_tokens", b"output_per_million_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPrices: _TypeAlias = ModelPrices  # noqa: Y015
+
+@_typing.final
+class ModelReasoning(_message.Message):
+    """A model's reasoning options, as the catalogue sets them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EFFORT_FIELD_NUMBER: _builtins.int
+    THINKING_BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
+    effort: _builtins.str
+    """OpenAI-style `reasoning_effort` sent with each request (`minimal`, `low`, `medium`,
+    `high`, ...); empty when none is sent.
+    """
+    thinking_budget_tokens: _builtins.int
+    """Anthropic extended thinking: the token budget of its thinking; 0 when it is off."""
+    def __init__(
+        self,
+        *,
+        effort: _builtins.str = ...,
+        thinking_budget_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effort", b"effort", "thinking_budget_tokens", b"thinking_budget_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelReasoning: _TypeAlias = ModelReasoning  # noqa: Y015
 
 @_typing.final
 class ModelCheck(_message.Message):

@@ -218,6 +218,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: the model and every fallback failed."""
     CHECK_FAILED: _ErrorReason.ValueType  # 133
     """INTERNAL: an operator's model check failed."""
+    CONTEXT_TOO_LONG: _ErrorReason.ValueType  # 134
+    """INVALID_ARGUMENT: the request is longer than the model's context window, as the
+    provider said; metadata carries the sizes it named (`input_tokens`,
+    `max_output_tokens`, `context_window`), each only when the provider said it.
+    """
     RATE_LIMITED: _ErrorReason.ValueType  # 140
     """--- limits --------------------------------------------------------------------
 
@@ -480,6 +485,11 @@ PROVIDER_FAILED: ErrorReason.ValueType  # 132
 """INTERNAL: the model and every fallback failed."""
 CHECK_FAILED: ErrorReason.ValueType  # 133
 """INTERNAL: an operator's model check failed."""
+CONTEXT_TOO_LONG: ErrorReason.ValueType  # 134
+"""INVALID_ARGUMENT: the request is longer than the model's context window, as the
+provider said; metadata carries the sizes it named (`input_tokens`,
+`max_output_tokens`, `context_window`), each only when the provider said it.
+"""
 RATE_LIMITED: ErrorReason.ValueType  # 140
 """--- limits --------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aichat_backend import request_context
+from aichat_backend.admin_records import SubjectType
 from aichat_backend.store import admin_repo
-from aichat_backend.store.admin_repo import SubjectType
 from aichat_backend.store.database import Database
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from aichat_backend import page_tokens
 from aichat_backend.admin.bypass import BypassList
+from aichat_backend.admin_records import Actor, Bypass, SubjectType, UsageQuery, UsageRow
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.store import admin_repo, page_tokens, usage_report
-from aichat_backend.store.admin_repo import Actor, Bypass, SubjectType
+from aichat_backend.store import admin_repo, usage_report
 from aichat_backend.store.database import Database
-from aichat_backend.store.usage_report import UsageQuery, UsageRow
 
 log = logging.getLogger("aichat_backend.audit")
 

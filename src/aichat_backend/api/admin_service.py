@@ -14,6 +14,7 @@ from aichat_backend import names
 from aichat_backend.admin.access import AdminAccess
 from aichat_backend.admin.operations import AdminOperations
 from aichat_backend.admin.runtime import RuntimeSnapshot, RuntimeView
+from aichat_backend.admin_records import Actor, Bypass, Grouping, SubjectType, make_query
 from aichat_backend.api.models_pb import models_to_pb
 from aichat_backend.api.tool_service import STATE_TO_PB, TRANSPORT_TO_PB
 from aichat_backend.errors import InvalidArgument
@@ -21,8 +22,6 @@ from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.model_check import ModelChecker
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
-from aichat_backend.store.admin_repo import Actor, Bypass, SubjectType
-from aichat_backend.store.usage_report import Grouping, make_query
 
 SUBJECT_FROM_PB = {
     apb.BYPASS_SUBJECT_TYPE_USER: SubjectType.USER,

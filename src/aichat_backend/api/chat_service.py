@@ -10,12 +10,11 @@ from typing import Protocol
 import grpc
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc
-from aichat.v1 import resources_pb2 as rpb
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import json_format
 
 from aichat_backend.api import convert
-from aichat_backend.api.errors import to_status
 from aichat_backend.api.models_pb import models_to_pb
+from aichat_backend.api.turn_events import OUTCOME_TO_PB, usage_pb
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate, TurnLimits
 from aichat_backend.api.turn_stream import TurnRecorder, TurnStreams, after_seq, resume
 from aichat_backend.engine import events as ev
@@ -24,15 +23,7 @@ from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
 from aichat_backend.errors import Internal
 from aichat_backend.providers.model_check import ModelChecker
 from aichat_backend.reasons import Reason
-from aichat_backend.request_context import current_request_id, current_user
-
-OUTCOME_TO_PB = {
-    ev.TurnOutcome.COMPLETED: cpb.TURN_OUTCOME_COMPLETED,
-    ev.TurnOutcome.AWAITING_APPROVAL: cpb.TURN_OUTCOME_AWAITING_APPROVAL,
-    ev.TurnOutcome.CANCELLED: cpb.TURN_OUTCOME_CANCELLED,
-    ev.TurnOutcome.FAILED: cpb.TURN_OUTCOME_FAILED,
-}
-TOOL_PREVIEW_CHARS = 2000
+from aichat_backend.request_context import current_user
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -96,43 +87,6 @@ def resolve_request(
     )
 
 
-def _usage(e: ev.TurnEnded) -> rpb.Usage:
-    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens, model=e.model)
-
-
-def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
-    out = cpb.StreamChatResponse(sequence=sequence)
-    if isinstance(event, ev.TextDelta):
-        out.text_delta.text = event.text
-    elif isinstance(event, ev.TurnStarted):
-        out.turn_started.CopyFrom(
-            cpb.TurnStarted(
-                user_message=event.user_message.name,
-                answer_message=event.answer_name,
-                model=event.model,
-            )
-        )
-    elif isinstance(event, ev.Heartbeat):
-        elapsed = duration_pb2.Duration()
-        elapsed.FromNanoseconds(int(event.elapsed_seconds * 1e9))
-        out.heartbeat.elapsed.CopyFrom(elapsed)
-    elif isinstance(event, ev.ToolCallUpdate):
-        out.tool_call.CopyFrom(convert.tool_call_to_pb(event.call, TOOL_PREVIEW_CHARS))
-    elif isinstance(event, ev.ApprovalRequired):
-        out.approval_required.tool_calls.extend(convert.tool_call_to_pb(c) for c in event.calls)
-    elif isinstance(event, ev.TurnEnded):
-        ended = cpb.TurnEnded(
-            outcome=OUTCOME_TO_PB[event.outcome],
-            message=convert.message_to_pb(event.message),
-            usage=_usage(event),
-            answer_messages=event.answers,
-        )
-        if event.error is not None:
-            ended.error.CopyFrom(to_status(event.error, current_request_id()))
-        out.turn_ended.CopyFrom(ended)
-    return out
-
-
 class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     def __init__(
         self,
@@ -156,7 +110,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         # Numbered, named and logged; detached turns run on without the caller.
         turns, options = self._turns, request.options
-        recorder = turns.recorder(event_to_pb, request.session)
+        recorder = turns.recorder(request.session)
         req = turn_request(request, context, turn_id=recorder.turn_id)
         if turns.detach(options.detached if options.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
@@ -168,7 +122,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         # As StreamChat.
         turns = self._turns
-        recorder = turns.recorder(event_to_pb, request.session)
+        recorder = turns.recorder(request.session)
         req = resolve_request(request, context, turn_id=recorder.turn_id)
         if turns.detach(request.detached if request.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
@@ -195,7 +149,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
                     raise event.error
                 response = cpb.SendMessageResponse(
                     message=convert.message_to_pb(event.message),
-                    usage=_usage(event),
+                    usage=usage_pb(event),
                     outcome=OUTCOME_TO_PB[event.outcome],
                     pending_tool_calls=[convert.tool_call_to_pb(c) for c in event.pending],
                 )

@@ -24,7 +24,7 @@ from aichat_backend.api.convert import message_to_pb, session_to_pb
 from aichat_backend.errors import InvalidArgument, ResourceExhausted
 from aichat_backend.limits.slots import Slots, SlotsBusy
 from aichat_backend.reasons import Reason
-from aichat_backend.store.message_stats import SessionSummary as Summary
+from aichat_backend.records import SessionSummary as Summary
 
 CHUNK_BYTES = 1024 * 1024
 # REST takes these (any case) as well as the full enum names: aliases in the contract.

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
+
 from aichat.v1 import chat_service_pb2 as cpb
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.type import money_pb2
 
 from aichat_backend.api.errors import to_status
+from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.model_check import NOT_CHECKED, CheckResult, CheckState, ModelChecker
+from aichat_backend.providers.pricing import ModelPrices
 
 CHECK_STATE_TO_PB = {
     CheckState.NOT_CHECKED: cpb.MODEL_CHECK_STATE_NOT_CHECKED,
@@ -28,16 +33,52 @@ def check_to_pb(result: CheckResult) -> cpb.ModelCheck:
     return out
 
 
+NANOS = Decimal(1_000_000_000)
+
+
+def money_pb(amount: Decimal, currency: str) -> money_pb2.Money:
+    """An amount as ``google.type.Money``, rounded to the nano (half to even)."""
+    nanos_total = int((amount * NANOS).to_integral_value(rounding=ROUND_HALF_EVEN))
+    units, nanos = divmod(abs(nanos_total), 1_000_000_000)
+    sign = -1 if nanos_total < 0 else 1
+    return money_pb2.Money(currency_code=currency, units=sign * units, nanos=sign * nanos)
+
+
+def prices_to_pb(prices: ModelPrices) -> cpb.ModelPrices:
+    out = cpb.ModelPrices(
+        input_per_million_tokens=money_pb(prices.input, prices.currency),
+        output_per_million_tokens=money_pb(prices.output, prices.currency),
+    )
+    if prices.cached_input is not None:
+        out.cached_input_per_million_tokens.CopyFrom(money_pb(prices.cached_input, prices.currency))
+    if prices.cache_write is not None:
+        out.cache_write_per_million_tokens.CopyFrom(money_pb(prices.cache_write, prices.currency))
+    return out
+
+
+def model_to_pb(
+    entry: ModelEntry, catalogue: ModelCatalogue, checker: ModelChecker | None
+) -> cpb.Model:
+    out = cpb.Model(
+        name=entry.name,
+        provider=entry.provider,
+        model_name=entry.model_name,
+        default=entry.name == catalogue.default_name,
+        configured=catalogue.is_configured(entry.name),
+        fallbacks=entry.fallbacks,
+        check=check_to_pb(checker.result(entry.name) if checker is not None else NOT_CHECKED),
+        context_window_tokens=entry.context_window or 0,
+        max_output_tokens=entry.max_output_tokens or 0,
+        reasoning=cpb.ModelReasoning(
+            effort=entry.reasoning_effort or "",
+            thinking_budget_tokens=entry.thinking_budget_tokens,
+        ),
+        prompt_caching=bool(entry.prompt_caching),
+    )
+    if entry.prices is not None:
+        out.prices.CopyFrom(prices_to_pb(entry.prices))
+    return out
+
+
 def models_to_pb(catalogue: ModelCatalogue, checker: ModelChecker | None) -> list[cpb.Model]:
-    return [
-        cpb.Model(
-            name=e.name,
-            provider=e.provider,
-            model_name=e.model_name,
-            default=e.name == catalogue.default_name,
-            configured=catalogue.is_configured(e.name),
-            fallbacks=e.fallbacks,
-            check=check_to_pb(checker.result(e.name) if checker is not None else NOT_CHECKED),
-        )
-        for e in catalogue.entries()
-    ]
+    return [model_to_pb(e, catalogue, checker) for e in catalogue.entries()]

@@ -15,25 +15,10 @@ from aichat_backend import errors as err
 from aichat_backend.api import convert
 from aichat_backend.api.errors import GRPC_CODE, to_status
 from aichat_backend.domain import Message, MessageState, ToolCallState
-from aichat_backend.engine import events as ev
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
-from aichat_backend.turns.frames import END, EVENT, ROUND_BREAK, TEXT, Frame
+from aichat_backend.turns.frames import END, TEXT, Frame
 from aichat_backend.turns.log import TurnBuffer
-
-
-def frame_of(event: ev.TurnEvent, out: cpb.StreamChatResponse) -> Frame:
-    """The frame of an event already rendered as ``out`` (numbered and named)."""
-    seq = out.sequence
-    if isinstance(event, ev.TextDelta):
-        return Frame(seq, TEXT, event.text.encode(), out)
-    if isinstance(event, ev.TurnEnded):
-        kind = END
-    elif isinstance(event, ev.ToolCallUpdate | ev.ApprovalRequired):
-        kind = ROUND_BREAK  # the round's text is over (what a crash recovery needs)
-    else:
-        kind = EVENT
-    return Frame(seq, kind, out.SerializeToString(), out)
 
 
 def render(frame: Frame, name: str) -> cpb.StreamChatResponse:

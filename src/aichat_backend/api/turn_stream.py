@@ -13,14 +13,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from aichat.v1 import chat_service_pb2 as cpb
 
 from aichat_backend import names
-from aichat_backend.api.turn_frames import error_from_status, frame_of, render
+from aichat_backend.api.turn_events import frame_of, kind_of
+from aichat_backend.api.turn_frames import error_from_status, render
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import InvalidArgument
@@ -31,18 +32,14 @@ from aichat_backend.turns.reader import TurnReader
 
 log = logging.getLogger(__name__)
 
-EventRenderer = Callable[[ev.TurnEvent, int], cpb.StreamChatResponse]
 LAST_EVENT_ID = "last-event-id"
 
 
 class TurnRecorder:
-    __slots__ = ("_buf", "_log", "_render", "_session", "_user", "seq", "turn_id")
+    __slots__ = ("_buf", "_log", "_session", "_user", "seq", "turn_id")
 
-    def __init__(
-        self, log_: TurnEventLog, render_: EventRenderer, user: str, session: str, turn_id: str
-    ) -> None:
+    def __init__(self, log_: TurnEventLog, user: str, session: str, turn_id: str) -> None:
         self._log = log_
-        self._render = render_
         self._user = user
         self._session = session  # "sessions/{s}" as requested (validated by the engine)
         self.turn_id = turn_id
@@ -59,11 +56,12 @@ class TurnRecorder:
     def record(self, event: ev.TurnEvent) -> cpb.StreamChatResponse:
         buf = self._buf or self.open()
         self.seq += 1
-        out = self._render(event, self.seq)
-        out.turn = buf.name
+        kind = kind_of(event)  # the event's row in the one table of event kinds
+        out = cpb.StreamChatResponse(sequence=self.seq, turn=buf.name)
+        kind.fill(event, out)
         if isinstance(event, ev.TurnStarted):
             buf.answer_id = names.parse_message(event.answer_name).message_id
-        self._log.append(buf, frame_of(event, out))
+        self._log.append(buf, frame_of(kind, out))
         return out
 
     def failed(self, exc: BaseException) -> None:
@@ -154,8 +152,8 @@ class TurnStreams:
     detached: DetachedTurns
     detached_default: bool = False
 
-    def recorder(self, render_: EventRenderer, session: str) -> TurnRecorder:
-        return TurnRecorder(self.log, render_, current_user(), session, uuid.uuid4().hex)
+    def recorder(self, session: str) -> TurnRecorder:
+        return TurnRecorder(self.log, current_user(), session, uuid.uuid4().hex)
 
     def detach(self, requested: bool | None) -> bool:
         return self.detached_default if requested is None else requested

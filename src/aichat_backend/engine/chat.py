@@ -26,8 +26,6 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.requests import (
     MAX_TEXT_CHARS,
-    RESOLVE_SCOPE,
-    TURN_SCOPE,
     ChatConfig,
     ResolveRequest,
     TurnRequest,
@@ -35,15 +33,15 @@ from aichat_backend.engine.requests import (
 from aichat_backend.engine.resolve import Resolver
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
 from aichat_backend.engine.turn_start import TurnStarter
+from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.providers.catalogue import ModelCatalogue
-from aichat_backend.store.database import Database
 from aichat_backend.tools.base import ToolProvider
 
 
 class ChatEngine:
     def __init__(
         self,
-        db: Database,
+        store: TurnStore,
         catalogue: ModelCatalogue,
         config: ChatConfig,
         tools: ToolProvider | None = None,
@@ -52,19 +50,19 @@ class ChatEngine:
     ) -> None:
         self._catalogue = catalogue
         observer = observer or TurnObserver()
-        self._lifecycle = TurnLifecycle(db, config.lease_seconds, observer)
+        self._lifecycle = TurnLifecycle(store, config.lease_seconds, observer)
         self._final = FinalWrites(
-            db,
+            store,
             self._lifecycle,
             config.final_write_seconds,
             config.final_write_background_seconds,
         )
-        rounds = TurnRounds(db, config, tools, observer, self._lifecycle, self._final)
+        rounds = TurnRounds(store, config, tools, observer, self._lifecycle, self._final)
         self._pdf = pdf or PdfExtractor()
         self._starter = TurnStarter(
-            db, catalogue, config, tools, self._lifecycle, rounds, self._pdf
+            store, catalogue, config, tools, self._lifecycle, rounds, self._pdf
         )
-        self._resolver = Resolver(db, catalogue, config, tools, self._lifecycle, rounds)
+        self._resolver = Resolver(store, catalogue, config, tools, self._lifecycle, rounds)
 
     @property
     def pdf_extractor(self) -> PdfExtractor:
@@ -113,8 +111,6 @@ class ChatEngine:
 __all__ = [
     "MAX_TEXT_CHARS",
     "NO_MORE_TOOLS",
-    "RESOLVE_SCOPE",
-    "TURN_SCOPE",
     "ChatConfig",
     "ChatEngine",
     "ResolveRequest",

@@ -13,29 +13,26 @@ from typing import Any
 
 from aichat_backend import names
 from aichat_backend.domain import now_us
+from aichat_backend.engine.session_store import SessionStore
 from aichat_backend.engine.sessions import check_request_id
 from aichat_backend.errors import Aborted, AichatError, NotFound
 from aichat_backend.reasons import Reason
-from aichat_backend.store.database import Database
-from aichat_backend.store.idempotency_repo import IdempotencyRecord, IdempotencyRepository
+from aichat_backend.records import CALL_TOOL_SCOPE as SCOPE
+from aichat_backend.records import IdempotencyRecord
 from aichat_backend.tools.base import ToolInfo, ToolProvider, ToolResult
-
-SCOPE = "CallTool"
 
 
 class DirectToolCaller:
     def __init__(
         self,
-        db: Database,
+        store: SessionStore,
         tools: ToolProvider | None,
         *,
         timeout_seconds: float,
-        idempotency_ttl_seconds: float,
     ) -> None:
-        self._db = db
+        self._store = store
         self._tools = tools
         self._timeout = timeout_seconds
-        self._ttl = idempotency_ttl_seconds
 
     def _abandoned(self, record: IdempotencyRecord) -> bool:
         # A call cannot outlive its timeout; a minute's margin covers clock skew.
@@ -60,17 +57,11 @@ class DirectToolCaller:
         tool = self.find(name)
         assert self._tools is not None
         if request_id:
-            async with self._db.transaction() as tx:
-                keys = IdempotencyRepository(tx, user_id, self._ttl)
-                first = await keys.get(SCOPE, request_id)
-                if first is not None and first.response is None and self._abandoned(first):
-                    # Reserved by a call whose server died before it answered: the call
-                    # can no longer be running, so this retry may run it.
-                    await keys.forget(SCOPE, request_id)
-                    first = None
-                # Reserve the key before running, so a concurrent retry cannot run it too.
-                if first is None and not await keys.put(SCOPE, request_id, tool.resource_name):
-                    first = await keys.get(SCOPE, request_id)
+            # Reserved before the tool runs, so a concurrent retry cannot run it too; a
+            # reservation whose call died before it answered (``_abandoned``) is taken over.
+            first = await self._store.reserve_request(
+                user_id, SCOPE, request_id, tool.resource_name, self._abandoned
+            )
             if first is not None:
                 if first.response is None:
                     raise Aborted(
@@ -84,15 +75,12 @@ class DirectToolCaller:
         except BaseException:
             if request_id:
                 # It never ran to an answer: let a retry try again.
-                async with self._db.transaction() as tx:
-                    await IdempotencyRepository(tx, user_id, self._ttl).forget(SCOPE, request_id)
+                await self._store.settle_request(user_id, SCOPE, request_id, None)
             raise
         if request_id:
             try:
-                async with self._db.transaction() as tx:
-                    await IdempotencyRepository(tx, user_id, self._ttl).set_response(
-                        SCOPE, request_id, json.dumps(asdict(result)).encode()
-                    )
+                response = json.dumps(asdict(result)).encode()
+                await self._store.settle_request(user_id, SCOPE, request_id, response)
             except AichatError:
                 pass  # the caller still gets the result; a retry will be told it runs
         return result

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from aichat_backend import names
 from aichat_backend.domain import Feedback, Message, Rating
+from aichat_backend.engine.session_store import SessionStore
 from aichat_backend.engine.sessions import check_text
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.store.database import Database
-from aichat_backend.store.feedback_repo import set_feedback
-from aichat_backend.store.messages_repo import MessageRepository
 
 MAX_COMMENT_CHARS = 2000
 
 
 class FeedbackManager:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
 
     async def set(self, user_id: str, name: str, rating: Rating | None, comment: str) -> Message:
         """Rate (or with ``rating`` None, un-rate) the message; it is returned as stored."""
@@ -35,6 +33,6 @@ class FeedbackManager:
                 field="comment",
             )
         feedback = Feedback(rating, comment) if rating is not None else None
-        async with self._db.transaction() as tx:
-            await set_feedback(tx, user_id, parsed.session_id, parsed.message_id, feedback)
-            return await MessageRepository(tx, user_id).get(parsed.session_id, parsed.message_id)
+        return await self._store.set_feedback(
+            user_id, parsed.session_id, parsed.message_id, feedback
+        )

@@ -1,6 +1,6 @@
 """A turn's last write, kept through a database blip (issue 19 C).
 
-The last write (the answer, the session's release, the usage: ``AnswerRepository.finish``)
+The last write (the answer, the session's release, the usage: ``TurnStore.finish``)
 is idempotent: it only moves an answer that is still being written, so sending it again
 after a failure whose outcome is unknown (a COMMIT held up in a black-holed network may
 land later) stores the answer and counts its usage once.
@@ -22,13 +22,12 @@ import time
 from aichat_backend.domain import Message
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.turn_run import TurnRun
+from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import DatabaseUnavailable
-from aichat_backend.store.answers_repo import AnswerRepository
-from aichat_backend.store.database import Database
+from aichat_backend.records import Usage
 
 log = logging.getLogger(__name__)
 
-Usage = tuple[str, int, int]
 # Left of the caller's deadline to send the last event after the last attempt.
 REPORT_MARGIN = 0.5
 FIRST_BACKOFF = 0.05
@@ -38,12 +37,12 @@ MAX_BACKOFF = 1.0
 class FinalWrites:
     def __init__(
         self,
-        db: Database,
+        store: TurnStore,
         lifecycle: TurnLifecycle,
         in_turn_seconds: float,
         background_seconds: float,
     ) -> None:
-        self._db = db
+        self._store = store
         self._lifecycle = lifecycle
         self._in_turn = in_turn_seconds
         self._background = background_seconds
@@ -118,11 +117,7 @@ class FinalWrites:
         try:
             # Within what is left of the window, even if the database's own bound is longer.
             async with asyncio.timeout(None if limit is None else max(limit, 0.05)):
-                # One statement on PostgreSQL (AnswerRepository.finish).
-                async with self._db.statement() as tx:
-                    await AnswerRepository(tx, run.user_id).finish(
-                        run.session_id, run.turn_id, answer, usage
-                    )
+                await self._store.finish(run.user_id, run.session_id, run.turn_id, answer, usage)
         except (DatabaseUnavailable, TimeoutError) as exc:
             return exc
         return None

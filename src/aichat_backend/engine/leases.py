@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import AichatError
-from aichat_backend.store.database import Database
-from aichat_backend.store.turn_leases import LeaseRepository
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +31,9 @@ class Lease:
 
 class LeaseKeeper:
     def __init__(
-        self, db: Database, lease_seconds: float, clock: Callable[[], float] = time.monotonic
+        self, store: TurnStore, lease_seconds: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._db = db
+        self._store = store
         self._lease = lease_seconds
         self._every = lease_seconds / 3
         self._clock = clock
@@ -82,10 +81,9 @@ class LeaseKeeper:
             if lease not in self._held:
                 continue  # the turn ended meanwhile; its release freed the session
             try:
-                async with self._db.statement() as tx:
-                    await LeaseRepository(tx, lease.user_id).renew(
-                        lease.session_id, lease.turn_id, self._lease
-                    )
+                await self._store.renew_lease(
+                    lease.user_id, lease.session_id, lease.turn_id, self._lease
+                )
                 lease.renewed = self._clock()
             except AichatError:
                 log.warning("could not renew the turn's lease; trying again next period")

@@ -21,10 +21,7 @@ from aichat_backend.engine.leases import Lease, LeaseKeeper
 from aichat_backend.engine.loop_load import LoopLoad
 from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.turn_run import TurnRun
-from aichat_backend.store.answers_repo import AnswerRepository
-from aichat_backend.store.database import Database
-from aichat_backend.store.tool_calls_repo import ToolCallRepository
-from aichat_backend.store.turn_leases import LeaseRepository
+from aichat_backend.engine.turn_store import TurnStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,12 +29,12 @@ T = TypeVar("T")
 
 class TurnLifecycle:
     def __init__(
-        self, db: Database, lease_seconds: float, observer: TurnObserver | None = None
+        self, store: TurnStore, lease_seconds: float, observer: TurnObserver | None = None
     ) -> None:
-        self._db = db
+        self._store = store
         self._observer = observer or TurnObserver()
         self._active: set[TurnRun] = set()
-        self._leases = LeaseKeeper(db, lease_seconds)
+        self._leases = LeaseKeeper(store, lease_seconds)
         self._load = LoopLoad()
         self._writes: set[asyncio.Future[Any]] = set()
         self._idle = asyncio.Event()
@@ -136,18 +133,20 @@ class TurnLifecycle:
                 except BaseException:
                     return  # nothing was stored, so there is nothing to finish
             m = run.message
-            async with self._db.transaction() as tx:
-                if not run.finalized:
-                    m.text, m.state, m.finish_reason = text, MessageState.INCOMPLETE, reason
-                    if finished is not None:
-                        m.input_tokens = finished.input_tokens
-                        m.output_tokens = finished.output_tokens
-                    m.model = m.model or run.model
-                    await AnswerRepository(tx, run.user_id).write_message(m)
-                await ToolCallRepository(tx, run.user_id).fail_unfinished_calls(
-                    m.id, f"the turn was {reason} while the tool ran"
-                )
-                await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
+            if not run.finalized:
+                m.text, m.state, m.finish_reason = text, MessageState.INCOMPLETE, reason
+                if finished is not None:
+                    m.input_tokens = finished.input_tokens
+                    m.output_tokens = finished.output_tokens
+                m.model = m.model or run.model
+            await self._store.cut_off(
+                run.user_id,
+                run.session_id,
+                run.turn_id,
+                m,
+                f"the turn was {reason} while the tool ran",
+                write_answer=not run.finalized,
+            )
 
         # Once stored (or not), observers hear of it: the turn's event log writes its last
         # event, so whoever resumes the turn gets an end.

@@ -5,9 +5,9 @@ refused to send. Sizes here are estimates from the domain objects (the engine kn
 protobuf), generous enough that the real message stays under the bound.
 
 And a page is bounded before it is read: a read of 1001 messages of 4 MB each is 4 GB
-however few of them are then sent. ``read_page`` asks the database for the next
-messages' sizes first (``store.message_stats``, the same estimate in characters) and
-reads only as many as fit.
+however few of them are then sent. ``read_page`` asks the store for the next messages'
+sizes first (``SessionStore.message_sizes``: this estimate, in characters, made by the
+database) and reads only as many as fit.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from aichat_backend.domain import Message
-from aichat_backend.store import message_stats
-from aichat_backend.store.database import Database, Tx
-from aichat_backend.store.messages_repo import MessageRepository
+from aichat_backend.engine.session_store import SessionStore
 
 EXPORT_PAGE = 100  # messages per read of an export, fewer when they are large
 # An export is streamed: small reads cost a round trip each and keep it small.
@@ -53,20 +51,26 @@ def fit(sizes: list[int], max_bytes: int) -> int:
 
 
 async def read_page(
-    tx: Tx, user_id: str, session_id: str, after_seq: int | None, limit: int, max_bytes: int
+    store: SessionStore,
+    user_id: str,
+    session_id: str,
+    after_seq: int | None,
+    limit: int,
+    max_bytes: int,
 ) -> tuple[list[Message], bool]:
     """Up to ``limit`` messages after ``after_seq`` (no attachment content), no more than
-    fit ``max_bytes`` (one at least); and whether more follow."""
-    sized = await message_stats.sizes(tx, user_id, session_id, after_seq, limit + 1)
+    fit ``max_bytes`` (one at least); and whether more follow. SESSION_NOT_FOUND if the
+    session is not the user's."""
+    sized = await store.message_sizes(user_id, session_id, limit + 1, after_seq)
     count = fit(sized[:limit], max_bytes)
     if not count:
         return [], False
-    items = await MessageRepository(tx, user_id).page(session_id, count, after_seq)
+    items = await store.list_messages(user_id, session_id, count, after_seq)
     return items, len(sized) > count
 
 
 def export_pages(
-    db: Database, user_id: str, session_id: str
+    store: SessionStore, user_id: str, session_id: str
 ) -> Callable[[], AsyncIterator[list[Message]]]:
     """A reader of a session's messages for an export, a page of ``EXPORT_PAGE_BYTES`` at a
     time (no attachment content); it can be run more than once."""
@@ -76,10 +80,9 @@ def export_pages(
         more = True
         while more:
             # One short read per page: a slow reader of the export holds no connection.
-            async with db.read() as tx:
-                batch, more = await read_page(
-                    tx, user_id, session_id, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
-                )
+            batch, more = await read_page(
+                store, user_id, session_id, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
+            )
             if not batch:
                 return
             yield batch

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from aichat_backend.domain import MessageState, ToolCallState
+from aichat_backend.domain import MessageState, ToolCallState, session_not_found
 from aichat_backend.engine.events import TurnEnded, TurnOutcome
-from aichat_backend.engine.turn_run import turn_in_progress
 from aichat_backend.errors import Aborted, AichatError, Cancelled
 from aichat_backend.reasons import Reason
-from aichat_backend.store.answers_repo import AnswerRepository
-from aichat_backend.store.database import Tx
-from aichat_backend.store.sessions_repo import session_not_found
+from aichat_backend.records import StoredTurn, turn_in_progress
 
 
-async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
-    """The last event of the turn whose first answer is ``answer_id``, as it ended."""
-    user_msg, answers = await AnswerRepository(tx, user_id).turn_answers(answer_id)
-    if not answers:
+def replay(stored: StoredTurn) -> TurnEnded:
+    """The last event of a stored turn, as it ended."""
+    if not stored.answers:
         raise session_not_found("(deleted)")
-    answer = answers[-1]
+    answer = stored.answers[-1]
     if answer.state is MessageState.STREAMING:
         raise turn_in_progress()
     error: AichatError | None = None
@@ -41,8 +37,8 @@ async def replay(tx: Tx, user_id: str, answer_id: str) -> TurnEnded:
         input_tokens=answer.input_tokens,
         output_tokens=answer.output_tokens,
         error=error,
-        user_message=user_msg,
+        user_message=stored.user_message,
         pending=pending,
         model=answer.model,
-        answers=[m.name for m in answers],
+        answers=[m.name for m in stored.answers],
     )

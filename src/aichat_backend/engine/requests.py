@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from aichat_backend import names
 from aichat_backend.engine.approvals import Decision
+from aichat_backend.engine.sessions import check_request_id, check_text
+from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.retry import RetryPolicy
+from aichat_backend.reasons import Reason
 
-# Idempotency scopes (AIP-155): a request_id names one result per scope.
-TURN_SCOPE = "ChatTurn"
-RESOLVE_SCOPE = "ResolveToolCalls"
 MAX_TEXT_CHARS = 1_000_000
 
 
@@ -31,6 +32,22 @@ class TurnRequest:
     # handed over once per round instead of token by token.
     relay_text: bool = True
     turn_id: str = ""  # the turn's id when the caller named it (its event log); else new
+
+
+def check_turn_request(req: TurnRequest) -> str:
+    """Refuse a malformed turn before anything is read; the session's id."""
+    session_id = names.parse_session(req.session, "session")
+    check_request_id(req.request_id)
+    check_text("text", req.text)
+    if not req.text.strip() and not req.attachments:
+        raise InvalidArgument("text must not be empty", reason=Reason.EMPTY_MESSAGE, field="text")
+    if len(req.text) > MAX_TEXT_CHARS:
+        raise InvalidArgument(
+            f"text must be at most {MAX_TEXT_CHARS} characters",
+            reason=Reason.MESSAGE_TOO_LONG,
+            field="text",
+        )
+    return session_id
 
 
 @dataclass(slots=True)

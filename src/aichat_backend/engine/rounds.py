@@ -28,20 +28,11 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
-from aichat_backend.engine.turn_run import (
-    TurnRun,
-    answered_by,
-    record_usage,
-    tool_specs,
-    usage_of,
-)
+from aichat_backend.engine.turn_run import TurnRun, answered_by, tool_specs, usage_of
+from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import AichatError, Internal, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
 from aichat_backend.reasons import Reason
-from aichat_backend.store.answers_repo import AnswerRepository
-from aichat_backend.store.database import Database, Tx
-from aichat_backend.store.tool_calls_repo import ToolCallRepository
-from aichat_backend.store.turn_leases import LeaseRepository
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 NO_MORE_TOOLS = (
@@ -53,14 +44,14 @@ NO_MORE_TOOLS = (
 class TurnRounds:
     def __init__(
         self,
-        db: Database,
+        store: TurnStore,
         config: ChatConfig,
         tools: ToolProvider | None,
         observer: TurnObserver,
         lifecycle: TurnLifecycle,
         final: FinalWrites,
     ) -> None:
-        self._db = db
+        self._store = store
         self._config = config
         self._tools = tools
         self._observer = observer
@@ -196,10 +187,9 @@ class TurnRounds:
                 runnable.append((call, info))
             calls.append(call)
         m.tool_calls = calls
-        async with self._db.transaction() as tx:
-            await AnswerRepository(tx, run.user_id).write_message(m, state=MessageState.STREAMING)
-            await ToolCallRepository(tx, run.user_id).add_calls(run.session_id, m.id, calls)
-            await record_usage(tx, run, stream)
+        await self._store.store_tool_round(
+            run.user_id, run.session_id, m, calls, usage_of(run, stream)
+        )
         for call in calls:
             if call.state is not ToolCallState.RUNNING:  # runnable ones report as they start
                 yield ToolCallUpdate(call)
@@ -231,10 +221,7 @@ class TurnRounds:
             observer=self._observer,
         ):
             if isinstance(event, ToolCallUpdate):
-                async with self._db.transaction() as tx:
-                    await ToolCallRepository(tx, run.user_id).update_call(
-                        run.message.id, event.call
-                    )
+                await self._store.update_call(run.user_id, run.message.id, event.call)
             yield event
 
     async def await_approval(
@@ -242,9 +229,8 @@ class TurnRounds:
     ) -> AsyncGenerator[TurnEvent, None]:
         """End the turn waiting for the user's decisions on ``pending``."""
         run.finalized = True
-        async with self._db.transaction() as tx:
-            await complete_round_message(tx, run)
-            await LeaseRepository(tx, run.user_id).release(run.session_id, run.turn_id)
+        run.message.state = MessageState.COMPLETE
+        await self._store.end_for_approval(run.user_id, run.session_id, run.turn_id, run.message)
         yield ApprovalRequired(pending)
         run.ended = True
         yield TurnEnded(
@@ -259,11 +245,10 @@ class TurnRounds:
         )
 
     async def _next_round(self, run: TurnRun, stream: RoundStream, calls: list[ToolCall]) -> None:
-        async with self._db.transaction() as tx:
-            await complete_round_message(tx, run)
-            placeholder = await AnswerRepository(tx, run.user_id).placeholder(
-                run.session_id, run.model
-            )
+        run.message.state = MessageState.COMPLETE  # its calls have run
+        placeholder, _ = await self._store.next_round(
+            run.user_id, run.session_id, run.message, run.model
+        )
         run.rounds += 1
         messages = [*run.request.messages, assistant_message(stream.text, calls)]
         messages += [tool_result_message(c) for c in calls]
@@ -282,9 +267,3 @@ class TurnRounds:
             # Never past the caller's deadline: leave a moment to report the result.
             timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
         return timeout
-
-
-async def complete_round_message(tx: Tx, run: TurnRun) -> None:
-    """A tool round's answer is complete once its calls are decided or have run."""
-    run.message.state = MessageState.COMPLETE
-    await AnswerRepository(tx, run.user_id).write_message(run.message)

@@ -12,17 +12,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aichat_backend import names
+from aichat_backend import names, page_tokens
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
 from aichat_backend.engine.page_bytes import by_bytes, export_pages, read_page
-from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
+from aichat_backend.engine.session_store import SessionStore
+from aichat_backend.errors import FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.store import message_stats, page_tokens, turn_sweeps_repo
-from aichat_backend.store.database import Database
-from aichat_backend.store.idempotency_repo import MAX_REQUEST_ID_LENGTH, IdempotencyRepository
-from aichat_backend.store.message_stats import SessionSummary
-from aichat_backend.store.messages_repo import MessageRepository
-from aichat_backend.store.sessions_repo import SessionRepository
+from aichat_backend.records import MAX_REQUEST_ID_LENGTH, SessionSummary
 
 SESSION_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
@@ -71,18 +67,14 @@ def title_from_message(text: str) -> str:
     return cut + "…"
 
 
-class _LostRace(Exception):
-    pass
-
-
 class SessionManager:
     def __init__(
         self,
-        db: Database,
+        store: SessionStore,
         limits: SessionLimits,
         model_exists: Callable[[str], bool] | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
         self._limits = limits
         self._model_exists = model_exists
 
@@ -170,29 +162,10 @@ class SessionManager:
         check_request_id(request_id)
         self._validate({f: getattr(draft, f) for f in UPDATABLE_SESSION_FIELDS})
         draft.id = session_id or str(uuid.uuid4())
-        for _ in range(2):
-            try:
-                async with self._db.transaction() as tx:
-                    keys = IdempotencyRepository(tx, user_id, self._limits.idempotency_ttl_seconds)
-                    repo = SessionRepository(tx, user_id)
-                    if request_id:
-                        first = await keys.get("CreateSession", request_id)
-                        if first is not None:
-                            return await repo.get(first.resource)
-                    created = await repo.create(draft)
-                    if request_id and not await keys.put("CreateSession", request_id, created.id):
-                        raise _LostRace
-                    return created
-            except _LostRace:
-                # A concurrent retry recorded its result first; ours was rolled back, so
-                # the next pass replays theirs.
-                continue
-        raise Aborted("concurrent requests with the same request_id; retry", reason=Reason.ABORTED)
+        return await self._store.create_session(user_id, draft, request_id)
 
     async def get(self, user_id: str, name: str) -> Session:
-        session_id = names.parse_session(name)
-        async with self._db.read() as tx:
-            return await SessionRepository(tx, user_id).get(session_id)
+        return await self._store.get_session(user_id, names.parse_session(name))
 
     async def list_sessions(self, user_id: str, page_size: int, page_token: str) -> Page[Session]:
         limit = page_tokens.clamp_page_size(page_size)
@@ -202,8 +175,7 @@ class SessionManager:
             if not isinstance(t, int) or not isinstance(sid, str):
                 raise page_tokens.invalid_token()
             after = (t, sid)
-        async with self._db.read() as tx:
-            items = await SessionRepository(tx, user_id).page(limit + 1, after)
+        items = await self._store.list_sessions(user_id, limit + 1, after)
         token = ""
         if len(items) > limit:
             items = items[:limit]
@@ -232,24 +204,20 @@ class SessionManager:
             )
         changes = {p: getattr(patch, p) for p in paths}
         self._validate(changes)
-        async with self._db.transaction() as tx:
-            repo = SessionRepository(tx, user_id)
-            if "tool_names" in changes:
-                current = await repo.get(session_id, for_update=True)
-                if current.tools_locked and sorted(current.tool_names) != sorted(
-                    changes["tool_names"]
-                ):
-                    raise FailedPrecondition(
-                        "tool_names cannot change after the first message of a session",
-                        reason=Reason.TOOLS_LOCKED,
-                        metadata={"resource": current.name},
-                    )
-            return await repo.update(session_id, changes)
+
+        def tools_unlocked(current: Session) -> None:
+            if current.tools_locked and sorted(current.tool_names) != sorted(changes["tool_names"]):
+                raise FailedPrecondition(
+                    "tool_names cannot change after the first message of a session",
+                    reason=Reason.TOOLS_LOCKED,
+                    metadata={"resource": current.name},
+                )
+
+        check = tools_unlocked if "tool_names" in changes else None
+        return await self._store.update_session(user_id, session_id, changes, check)
 
     async def delete(self, user_id: str, name: str) -> None:
-        session_id = names.parse_session(name)
-        async with self._db.transaction() as tx:
-            await SessionRepository(tx, user_id).delete(session_id)
+        await self._store.delete_session(user_id, names.parse_session(name))
 
     async def list_messages(
         self, user_id: str, parent: str, page_size: int, page_token: str
@@ -263,9 +231,7 @@ class SessionManager:
                 raise page_tokens.invalid_token()
             after = seq
         budget = self._limits.page_max_bytes
-        async with self._db.read() as tx:
-            await SessionRepository(tx, user_id).get(session_id)
-            items, more = await read_page(tx, user_id, session_id, after, limit, budget)
+        items, more = await read_page(self._store, user_id, session_id, after, limit, budget)
         # The read was bounded in characters; the page is bounded in bytes as it is sent.
         fit = by_bytes(items, budget)
         if fit < len(items) or more:
@@ -276,11 +242,7 @@ class SessionManager:
         return Page(items, token)
 
     async def clear_messages(self, user_id: str, name: str) -> None:
-        session_id = names.parse_session(name)
-        async with self._db.transaction() as tx:
-            await MessageRepository(tx, user_id).clear(session_id)
-            # [resume] cleared text must not come back through a resumed turn
-            await turn_sweeps_repo.forget_session(tx, user_id, session_id)
+        await self._store.clear_messages(user_id, names.parse_session(name))
 
     async def export(
         self, user_id: str, name: str
@@ -288,8 +250,6 @@ class SessionManager:
         """The session, its summary, and a reader of its messages a bounded page at a time
         (in bytes; no attachment content) that can be run more than once."""
         session_id = names.parse_session(name)
-        async with self._db.read() as tx:
-            session = await SessionRepository(tx, user_id).get(session_id)
-            summary = await message_stats.summary(tx, user_id, session_id)
-
-        return session, summary, export_pages(self._db, user_id, session_id)
+        session = await self._store.get_session(user_id, session_id)
+        summary = await self._store.summarize_session(user_id, session_id)
+        return session, summary, export_pages(self._store, user_id, session_id)

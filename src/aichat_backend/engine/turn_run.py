@@ -8,13 +8,10 @@ from typing import Any
 
 from aichat_backend.domain import Message
 from aichat_backend.engine.round_stream import RoundStream
-from aichat_backend.errors import Aborted
 from aichat_backend.providers.base import ProviderRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
-from aichat_backend.reasons import Reason
-from aichat_backend.store.database import Tx
-from aichat_backend.store.usage_repo import add_usage
+from aichat_backend.records import Usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 
@@ -78,23 +75,9 @@ def answered_by(run: TurnRun, stream: RoundStream) -> str:
     return stream.answered_by or run.model
 
 
-def usage_of(run: TurnRun, stream: RoundStream) -> tuple[str, int, int] | None:
-    """(model, input tokens, output tokens) of a model call that reported any."""
+def usage_of(run: TurnRun, stream: RoundStream) -> Usage | None:
+    """The tokens of a model call that reported any, counted for the model that answered."""
     finished = stream.finished
     if finished is None or not (finished.input_tokens or finished.output_tokens):
         return None
-    return answered_by(run, stream), finished.input_tokens, finished.output_tokens
-
-
-async def record_usage(tx: Tx, run: TurnRun, stream: RoundStream) -> None:
-    usage = usage_of(run, stream)
-    if usage is not None:
-        await add_usage(tx, run.user_id, *usage)
-
-
-def turn_in_progress() -> Aborted:
-    return Aborted(
-        "a turn with this request_id is still running",
-        reason=Reason.TURN_IN_PROGRESS,
-        retry_after=1.0,
-    )
+    return Usage(answered_by(run, stream), finished.input_tokens, finished.output_tokens)

@@ -8,12 +8,14 @@ the building of SDK clients in ``sdk_clients``; their names are re-exported here
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.providers.base import ChatProvider, ModelEntry
+from aichat_backend.providers.base import MIN_THINKING_BUDGET, ChatProvider, ModelEntry
 from aichat_backend.providers.catalogue_file import parse_catalogue_file, read_catalogue_text
+from aichat_backend.providers.model_limits import resolve_limits
 from aichat_backend.providers.provider_kinds import (
     DEFAULT_KEY_VARIABLE,
     PROVIDER_KINDS,
@@ -53,15 +55,17 @@ class ModelCatalogue:
         http_client: HttpClientKind = "aiohttp",
         key_variable: str = DEFAULT_KEY_VARIABLE,
         setup_hints: Mapping[str, Sequence[str]] | None = None,
+        prompt_caching: bool = False,
     ) -> None:
         """``setup_hints``: per entry, what an operator must set to make it usable (the
         unset ``${VAR}``s; ``load_catalogue`` fills it). Entries without a hint that
-        lack a key name ``key_variable`` (the env-configured single model's key)."""
+        lack a key name ``key_variable`` (the env-configured single model's key).
+        ``prompt_caching``: the default of entries that do not say (Anthropic ones)."""
         if not entries:
             raise ValueError("the model catalogue has no models")
         self._entries: dict[str, ModelEntry] = {}
-        for entry in entries:
-            _validate_entry(entry)
+        for given in entries:
+            entry = _resolved(given, prompt_caching)
             if entry.name in self._entries:
                 raise ValueError(f"model {entry.name!r} is defined twice")
             self._entries[entry.name] = entry
@@ -148,15 +152,56 @@ class ModelCatalogue:
         return self._hints.get(entry.name) or [self._key_variable if missing_key else "base_url"]
 
 
-def _validate_entry(entry: ModelEntry) -> None:
+def _resolved(entry: ModelEntry, prompt_caching: bool) -> ModelEntry:
+    """The entry checked, with its limits and prompt caching decided (``ModelEntry``)."""
     if not entry.name:
         raise ValueError("a model entry has an empty name")
     try:
-        provider_kind(entry.provider)
+        kind = provider_kind(entry.provider)
     except ValueError as exc:
         raise ValueError(f"model {entry.name!r}: {exc}") from None
     if not entry.model_name:
         raise ValueError(f"model {entry.name!r}: model_name is empty")
+    anthropic = kind.family == "anthropic"
+    if 0 < entry.thinking_budget_tokens < MIN_THINKING_BUDGET:
+        raise ValueError(
+            f"model {entry.name!r}: thinking_budget_tokens must be at least "
+            f"{MIN_THINKING_BUDGET} (Anthropic refuses less)"
+        )
+    if entry.thinking_budget_tokens and not anthropic:
+        raise ValueError(
+            f"model {entry.name!r}: thinking is Anthropic's; OpenAI-compatible models take "
+            "reasoning_effort"
+        )
+    if entry.reasoning_effort and anthropic:
+        raise ValueError(
+            f"model {entry.name!r}: reasoning_effort is for OpenAI-compatible models; "
+            "Anthropic models take thinking and thinking_budget_tokens"
+        )
+    if entry.prompt_caching and not anthropic:
+        raise ValueError(
+            f"model {entry.name!r}: prompt_caching marks Anthropic cache points; "
+            "OpenAI-compatible providers cache prompts by themselves"
+        )
+    try:
+        limits = resolve_limits(
+            entry.provider, entry.model_name, entry.context_window, entry.max_output_tokens
+        )
+    except ValueError as exc:
+        raise ValueError(f"model {entry.name!r}: {exc}") from None
+    if entry.thinking_budget_tokens >= limits.max_output_tokens:
+        raise ValueError(
+            f"model {entry.name!r}: thinking_budget_tokens ({entry.thinking_budget_tokens}) "
+            f"must be less than max_output_tokens ({limits.max_output_tokens})"
+        )
+    caching = entry.prompt_caching if entry.prompt_caching is not None else prompt_caching
+    return dataclasses.replace(
+        entry,
+        fallbacks=list(entry.fallbacks),
+        context_window=limits.context_window,
+        max_output_tokens=limits.max_output_tokens,
+        prompt_caching=caching and anthropic,
+    )
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -168,6 +213,7 @@ def load_catalogue(
     *,
     timeout_seconds: float = 60.0,
     http_client: HttpClientKind = "aiohttp",
+    prompt_caching: bool = False,
 ) -> ModelCatalogue:
     """Read and validate a catalogue file; ``env`` supplies ``${VAR}`` values."""
     return parse_catalogue(
@@ -176,6 +222,7 @@ def load_catalogue(
         source=str(path),
         timeout_seconds=timeout_seconds,
         http_client=http_client,
+        prompt_caching=prompt_caching,
     )
 
 
@@ -186,6 +233,7 @@ def parse_catalogue(
     source: str = "<catalogue>",
     timeout_seconds: float = 60.0,
     http_client: HttpClientKind = "aiohttp",
+    prompt_caching: bool = False,
 ) -> ModelCatalogue:
     parsed = parse_catalogue_file(text, env, source=source)
     try:
@@ -195,6 +243,7 @@ def parse_catalogue(
             timeout_seconds=timeout_seconds,
             http_client=http_client,
             setup_hints=parsed.setup_hints,
+            prompt_caching=prompt_caching,
         )
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None

@@ -10,6 +10,8 @@ Shaped like the old ``llms.yml``::
         api_key: ${OPENAI_API_KEY}  # ${VAR} / ${VAR:-default} from the passed env
         fallbacks: [claude]
 
+and, per model, its limits, prices and reasoning (``catalogue_model_keys``).
+
 A malformed file is a ``ValueError`` (the config layer makes it a start-up error). A
 missing key is not: it becomes a setup hint, and only turns on that model fail.
 """
@@ -25,9 +27,24 @@ from typing import Any
 import yaml
 
 from aichat_backend.providers.base import ModelEntry
+from aichat_backend.providers.catalogue_model_keys import (
+    DEFAULT_CURRENCY,
+    OPTION_KEYS,
+    parse_currency,
+    parse_options,
+)
 from aichat_backend.providers.provider_kinds import provider_kind
 
-_ENTRY_KEYS = {"name", "provider", "model_name", "base_url", "api_key", "fallbacks", "temperature"}
+_ENTRY_KEYS = {
+    "name",
+    "provider",
+    "model_name",
+    "base_url",
+    "api_key",
+    "fallbacks",
+    "temperature",
+    *OPTION_KEYS,
+}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -55,8 +72,9 @@ def parse_catalogue_file(text: str, env: Mapping[str, str], *, source: str) -> C
     except yaml.YAMLError as exc:
         raise ValueError(f"{source}: not valid YAML ({exc})") from None
     default_name: str | None = None
+    currency = DEFAULT_CURRENCY
     if isinstance(document, dict):
-        unknown = set(document) - {"models", "llms", "default"}
+        unknown = set(document) - {"models", "llms", "default", "currency"}
         if unknown:
             raise ValueError(f"{source}: unknown top-level keys {sorted(unknown)}")
         raw_entries = document.get("models", document.get("llms"))
@@ -64,6 +82,7 @@ def parse_catalogue_file(text: str, env: Mapping[str, str], *, source: str) -> C
         if default is not None and not isinstance(default, str):
             raise ValueError(f"{source}: 'default' must be a model name")
         default_name = default
+        currency = parse_currency(document, source)
     else:
         raw_entries = document
     if not isinstance(raw_entries, list) or not raw_entries:
@@ -72,7 +91,7 @@ def parse_catalogue_file(text: str, env: Mapping[str, str], *, source: str) -> C
     entries: list[ModelEntry] = []
     hints: dict[str, list[str]] = {}
     for index, raw in enumerate(raw_entries):
-        entry, hint = _parse_entry(raw, env, source, index)
+        entry, hint = _parse_entry(raw, env, source, index, currency)
         entries.append(entry)
         if hint:
             hints[entry.name] = hint
@@ -80,7 +99,7 @@ def parse_catalogue_file(text: str, env: Mapping[str, str], *, source: str) -> C
 
 
 def _parse_entry(
-    raw: Any, env: Mapping[str, str], source: str, index: int
+    raw: Any, env: Mapping[str, str], source: str, index: int, currency: str
 ) -> tuple[ModelEntry, list[str]]:
     """The entry, and what to set before it is usable (empty when it is)."""
     where = f"{source}: model #{index + 1}"
@@ -132,6 +151,7 @@ def _parse_entry(
         api_key=api_key or None,
         fallbacks=list(fallbacks),
         temperature=float(temperature) if temperature is not None else None,
+        **parse_options(raw, where, currency),
     )
     # An empty base_url falls back to the alias's default URL; only a key the provider
     # needs, or a URL it has no default for, leaves the entry unusable.

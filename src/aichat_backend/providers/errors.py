@@ -29,6 +29,7 @@ from aichat_backend.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from aichat_backend.providers.context_errors import context_too_long
 from aichat_backend.reasons import Reason
 
 # When a 429 carries no usable retry-after, tell the caller to wait this long.
@@ -174,6 +175,10 @@ def _from_status(
             reason=Reason.MODEL_NOT_FOUND,
             metadata=meta,
         )
+    if status in (400, 422):
+        too_long = context_too_long(_error_field(body, "message"), body, provider, meta)
+        if too_long is not None:
+            return too_long
     if status in (400, 413, 422):
         return InvalidArgument(
             _with_upstream("The model provider rejected the request", body),
@@ -203,6 +208,10 @@ def _from_error_type(error_type: str | None, body: object, provider: str) -> Aic
             metadata=meta,
             retry_after=DEFAULT_RETRY_AFTER_SECONDS,
         )
+    if error_type == "invalid_request_error":
+        too_long = context_too_long(_error_field(body, "message"), body, provider, meta)
+        if too_long is not None:
+            return too_long
     if error_type in ("invalid_request_error", "request_too_large"):
         return InvalidArgument(
             _with_upstream("The model provider rejected the request", body),

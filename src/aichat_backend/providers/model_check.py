@@ -120,6 +120,7 @@ class ModelChecker:
             messages=(ChatMessage(ChatRole.USER, PROMPT),),
             temperature=entry.temperature,
             max_output_tokens=MAX_OUTPUT_TOKENS,
+            thinking_budget_tokens=0,  # a reachability check pays for no thinking
         )
         async with provider.stream(request) as events:
             async for _ in events:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import openai
 from openai.types.chat import (
@@ -20,8 +20,12 @@ from aichat_backend.providers.base import (
     ChatMessage,
     ChatRole,
     ImagePart,
+    MaxTokensParam,
+    ModelOptions,
     ProviderEvent,
     ProviderRequest,
+    ReasoningBlock,
+    ReasoningChunk,
     StreamFinished,
     TextChunk,
     ToolCallRequest,
@@ -34,7 +38,6 @@ from aichat_backend.providers.tool_arguments import arguments_json, parse_argume
 
 # OpenAI deprecated ``max_tokens`` (its reasoning models reject it) but many
 # OpenAI-compatible servers only know ``max_tokens``: the catalogue picks per provider.
-MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
 
 
 class OpenAIProvider:
@@ -46,10 +49,12 @@ class OpenAIProvider:
         name: str = "openai",
         *,
         max_tokens_param: MaxTokensParam = "max_completion_tokens",
+        options: ModelOptions | None = None,
     ) -> None:
         self._client = client
         self._name = name
         self._max_tokens_param = max_tokens_param
+        self._options = options or ModelOptions()
         self._stall = stall_seconds(client.timeout)
         self._stream_timeout = without_read_timeout(self._stall)
 
@@ -68,6 +73,10 @@ class OpenAIProvider:
 
     async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
         limit = request.max_output_tokens
+        ceiling = self._options.max_output_tokens
+        if limit is not None and ceiling is not None:
+            limit = min(limit, ceiling)  # past it the provider answers 400
+        effort = request.reasoning_effort or self._options.reasoning_effort
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.system_prompt, request.messages),
@@ -80,6 +89,8 @@ class OpenAIProvider:
             body["temperature"] = request.temperature
         if limit is not None:
             body[self._max_tokens_param] = limit
+        if effort:
+            body["reasoning_effort"] = effort
         try:
             # The SDK's own `chat.completions.create` walks every parameter through its
             # TypedDict transform (~3 ms a request) and builds a pydantic model per chunk
@@ -101,20 +112,27 @@ class OpenAIProvider:
     async def _events(self, chunks: AsyncIterator[Any]) -> AsyncGenerator[ProviderEvent, None]:
         calls: dict[int, _PartialCall] = {}
         finish_reason: str | None = None
-        input_tokens = output_tokens = 0
+        usage: dict[str, Any] = {}
+        reasoning: list[str] = []
         try:
             async for chunk in chunks:
                 if not isinstance(chunk, dict):
                     continue
-                usage = chunk.get("usage")
-                if usage:
-                    input_tokens = usage.get("prompt_tokens") or 0
-                    output_tokens = usage.get("completion_tokens") or 0
+                usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or ():
                     if choice.get("index", 0) != 0:
                         continue
                     delta = choice.get("delta") or {}
                     content = delta.get("content")
+                    # A text token's delta holds its content alone: the reasoning fields
+                    # are looked for only in the others (a dict lookup less per token).
+                    if len(delta) > 1 or not content:
+                        # DeepSeek, vLLM and SGLang say reasoning_content; Ollama,
+                        # OpenRouter and newer vLLM say reasoning (one of them is read).
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        if thought and isinstance(thought, str):
+                            reasoning.append(thought)
+                            yield ReasoningChunk(thought)
                     if content:
                         yield TextChunk(content)
                     for call_delta in delta.get("tool_calls") or ():
@@ -137,7 +155,23 @@ class OpenAIProvider:
             # the answer is tool calls; the engine switches on "tool_calls".
             if finish_reason in ("stop", "function_call"):
                 finish_reason = "tool_calls"
-        yield StreamFinished(finish_reason, input_tokens=input_tokens, output_tokens=output_tokens)
+        yield _finished(finish_reason, usage, reasoning)
+
+
+def _finished(finish_reason: str, usage: dict[str, Any], reasoning: list[str]) -> StreamFinished:
+    """The last event: the usage chunk's counts, with what OpenAI says was cached or
+    spent on reasoning (DeepSeek reports its cache hits at the top level instead)."""
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    output_details = usage.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    return StreamFinished(
+        finish_reason,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        reasoning_tokens=output_details.get("reasoning_tokens") or 0,
+        cached_input_tokens=cached,
+        reasoning=(ReasoningBlock("openai", text="".join(reasoning)),) if reasoning else (),
+    )
 
 
 def _response_chunks(stream: openai.AsyncStream[Any]) -> AsyncIterator[Any]:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aichat_backend.errors import FailedPrecondition
-from aichat_backend.providers.base import ModelEntry
-from aichat_backend.providers.openai_adapter import MaxTokensParam
+from aichat_backend.providers.base import MaxTokensParam, ModelEntry
 from aichat_backend.reasons import Reason
 
 DEFAULT_KEY_VARIABLE = "AICHAT_API_KEY"

@@ -68,6 +68,7 @@ def build_provider(
                 http_client=sdk_http_client("anthropic", http_client),
             ),
             name=entry.provider,
+            options=entry.options(),
         )
     return OpenAIProvider(
         openai.AsyncOpenAI(
@@ -79,4 +80,5 @@ def build_provider(
         ),
         name=entry.provider,
         max_tokens_param=kind.max_tokens_param,
+        options=entry.options(),
     )

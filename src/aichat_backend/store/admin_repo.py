@@ -7,15 +7,14 @@ transaction, so no change goes unrecorded.
 
 from __future__ import annotations
 
-import enum
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend import names
+from aichat_backend.admin_records import Actor, Bypass, SubjectType
 from aichat_backend.domain import now_us
 from aichat_backend.errors import AlreadyExists, NotFound
 from aichat_backend.reasons import Reason
@@ -26,29 +25,6 @@ from aichat_backend.store.tables import (
     rate_limit_bypasses,
     tool_calls,
 )
-
-
-class SubjectType(enum.Enum):
-    USER = "user"
-    API_KEY = "api_key"
-
-
-@dataclass(frozen=True, slots=True)
-class Bypass:
-    id: str
-    subject_type: SubjectType
-    subject: str
-    reason: str
-    creator: str
-    create_time_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is making a change, for the audit log."""
-
-    user_id: str
-    request_id: str = ""
 
 
 def _bypass(row: Any) -> Bypass:

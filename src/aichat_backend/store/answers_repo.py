@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
+from aichat_backend.records import TurnClaim
 from aichat_backend.store.database import Tx
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.tables import messages, sessions
@@ -36,7 +37,6 @@ from aichat_backend.store.turn_leases import (
     RELEASE,
     THIS_SESSION,
     LeaseRepository,
-    TurnClaim,
     claimable,
 )
 from aichat_backend.store.usage_repo import add_usage, usage_params, usage_upsert

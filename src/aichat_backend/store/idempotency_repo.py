@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend.domain import now_us
+from aichat_backend.records import IdempotencyRecord
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import idempotency_keys
-
-MAX_REQUEST_ID_LENGTH = 256
-
-
-@dataclass(slots=True)
-class IdempotencyRecord:
-    resource: str
-    response: bytes | None
-    create_time_us: int
 
 
 class IdempotencyRepository:

@@ -2,29 +2,19 @@
 
 A page of whole messages can be hundreds of megabytes (a message may hold 4 MB): so a
 reader first asks the database how large the next messages are, then reads only as many
-as fit its budget. Sizes follow ``engine.page_bytes.approximate_size`` (characters, which
-bound the bytes a reader holds), computed by the database from the rows' lengths.
+as fit its budget. Sizes follow ``engine.page_bytes.approximate_size`` (in characters),
+computed by the database from the rows' lengths (``SessionStore.message_sizes``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sqlalchemy import Text, and_, cast, func, select
 
+from aichat_backend.records import SessionSummary
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import attachments, messages, tool_calls
 
 MESSAGE_OVERHEAD, TOOL_CALL_OVERHEAD, ATTACHMENT_OVERHEAD = 256, 128, 256
-
-
-@dataclass
-class SessionSummary:
-    """An export's header: how many messages, which models answered, which tools ran."""
-
-    count: int = 0
-    tools: set[str] = field(default_factory=set)
-    models: set[str] = field(default_factory=set)
 
 
 def _of_session(user_id: str, session_id: str) -> object:

@@ -20,6 +20,7 @@ from aichat_backend.domain import (
     Session,
     memory_window,
     now_us,
+    session_not_found,
 )
 from aichat_backend.errors import NotFound
 from aichat_backend.reasons import Reason
@@ -27,11 +28,7 @@ from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
 from aichat_backend.store.message_rows import to_message, with_children
-from aichat_backend.store.sessions_repo import (
-    SessionRepository,
-    session_from_row,
-    session_not_found,
-)
+from aichat_backend.store.sessions_repo import SessionRepository, session_from_row
 from aichat_backend.store.tables import attachments, messages, sessions
 
 

@@ -9,20 +9,11 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend import names
-from aichat_backend.domain import Session, now_us
-from aichat_backend.errors import AlreadyExists, NotFound
+from aichat_backend.domain import Session, now_us, session_not_found
+from aichat_backend.errors import AlreadyExists
 from aichat_backend.reasons import Reason
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
-
-
-def session_not_found(session_id: str) -> NotFound:
-    # The same words whether the session is missing or someone else's.
-    return NotFound(
-        f"session {names.session(session_id)} was not found",
-        reason=Reason.SESSION_NOT_FOUND,
-        metadata={"resource": names.session(session_id)},
-    )
 
 
 def session_from_row(row: Mapping[Any, Any]) -> Session:

@@ -7,22 +7,15 @@ is written as it ends, and a decision is recorded at most once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
 
 from aichat_backend.domain import ToolCall, ToolCallState, now_us
+from aichat_backend.records import PendingCall
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import tool_calls
 from aichat_backend.store.turn_leases import UNFINISHED_CALL_STATES
-
-
-@dataclass(slots=True)
-class PendingCall:
-    message_id: str
-    call: ToolCall
-    create_time_us: int
 
 
 class ToolCallRepository:

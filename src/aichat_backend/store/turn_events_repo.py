@@ -17,7 +17,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions, turn_event_batches, turn_logs
-from aichat_backend.turns.frames import Frame, decode
 
 NOTIFY_CHANNEL = "aichat_turn_events"
 NOTIFY_MAX_BYTES = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
@@ -167,31 +166,25 @@ def _log_params(r: LogRow) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class StoredTurn:
+class StoredLog:
     last_seq: int
     ended: bool
     update_time_us: int
-    frames: list[Frame]
+    batches: list[tuple[int, bytes]]  # (first seq, encoded frames), in order
 
 
 async def read_after(
     tx: Tx, user_id: str, session_id: str, turn_id: str, after: int
-) -> StoredTurn | None:
-    """The turn's stored frames with ``seq > after``, and its last one whatever its
-    ``seq`` (None if the user has no such log)."""
+) -> StoredLog | None:
+    """The turn's stored batches that hold a frame with ``seq > after`` or its last one
+    (None if the user has no such log)."""
     params = {"p_turn": turn_id, "p_user": user_id, "p_sid": session_id, "p_after": after}
     rows = (await tx.execute(_READ, params)).all()
     if not rows:
         return None
     head = rows[0]
-    frames = [
-        f
-        for r in rows
-        if r.data is not None
-        for f in decode(r.first_seq, r.data)
-        if f.seq > after or f.final
-    ]
-    return StoredTurn(head.log_last_seq, head.ended, head.update_time_us, frames)
+    batches = [(r.first_seq, r.data) for r in rows if r.data is not None]
+    return StoredLog(head.log_last_seq, head.ended, head.update_time_us, batches)
 
 
 async def is_claimed(tx: Tx, user_id: str, session_id: str, turn_id: str) -> bool:

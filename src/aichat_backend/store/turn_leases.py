@@ -8,27 +8,19 @@ The statements here are also the lease half of the one-statement writes in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sqlalchemy import and_, bindparam, exists, or_, select, update
 
 from aichat_backend import names
-from aichat_backend.domain import MessageState, ToolCallState, now_us
+from aichat_backend.domain import MessageState, ToolCallState, now_us, session_not_found
 from aichat_backend.errors import Aborted
 from aichat_backend.reasons import Reason
+from aichat_backend.records import TurnClaim
 from aichat_backend.store.database import Tx
-from aichat_backend.store.sessions_repo import session_not_found
 from aichat_backend.store.tables import messages, sessions, tool_calls
 
 UNFINISHED_CALL_STATES = (ToolCallState.APPROVED.value, ToolCallState.RUNNING.value)
-
-
-@dataclass(slots=True)
-class TurnClaim:
-    turn_id: str
-    owner: str
-    lease_seconds: float
 
 
 def claimable(now: Any) -> Any:

@@ -10,7 +10,6 @@ from aichat_backend.domain import MessageState, Role
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages, turn_event_batches, turn_logs
 from aichat_backend.store.turn_events_repo import LogRow
-from aichat_backend.turns.frames import Frame, decode
 
 
 async def abandoned(tx: Tx, stale_before_us: int, replica_id: str | None) -> list[LogRow]:
@@ -24,7 +23,8 @@ async def abandoned(tx: Tx, stale_before_us: int, replica_id: str | None) -> lis
     return [LogRow(**r._mapping) for r in rows]
 
 
-async def frames_of(tx: Tx, turn_id: str) -> list[Frame]:
+async def batches_of(tx: Tx, turn_id: str) -> list[tuple[int, bytes]]:
+    """The turn's stored batches: (first seq, encoded frames), in order."""
     rows = (
         await tx.execute(
             select(turn_event_batches.c.first_seq, turn_event_batches.c.data)
@@ -32,7 +32,7 @@ async def frames_of(tx: Tx, turn_id: str) -> list[Frame]:
             .order_by(turn_event_batches.c.first_seq)
         )
     ).all()
-    return [f for r in rows for f in decode(r.first_seq, r.data)]
+    return [(r.first_seq, r.data) for r in rows]
 
 
 async def restore_partial(tx: Tx, log: LogRow, text_: str) -> Any:

@@ -64,3 +64,12 @@ def last_round_text(frames: Iterable[Frame]) -> str:
         elif f.kind == ROUND_BREAK:
             parts.clear()
     return b"".join(parts).decode("utf-8", errors="replace")
+
+
+def frames_after(batches: Iterable[tuple[int, bytes]], after: int) -> list[Frame]:
+    """The frames of stored batches with ``seq > after``, and the last one whatever its seq."""
+    return [f for first, data in batches for f in decode(first, data) if f.seq > after or f.final]
+
+
+def all_frames(batches: Iterable[tuple[int, bytes]]) -> list[Frame]:
+    return [f for first, data in batches for f in decode(first, data)]

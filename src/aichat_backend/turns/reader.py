@@ -17,7 +17,7 @@ from aichat_backend.reasons import Reason
 from aichat_backend.store import turn_events_repo as repo
 from aichat_backend.store.database import Database
 from aichat_backend.turns.fanout import Watches
-from aichat_backend.turns.frames import Frame
+from aichat_backend.turns.frames import Frame, frames_after
 from aichat_backend.turns.log import TurnEventLog
 
 
@@ -75,7 +75,7 @@ class TurnReader:
                 if cursor.last + 1 < first_unstored:
                     async with self.db.read() as tx:
                         stored = await repo.read_after(tx, user_id, session_id, turn_id, after)
-                    for f in stored.frames if stored is not None else ():
+                    for f in frames_after(stored.batches, after) if stored is not None else ():
                         if cursor.take(f):
                             yield f
                 for f in unstored:
@@ -94,15 +94,16 @@ class TurnReader:
         try:
             missing = 0
             while not cursor.done:
+                seen = cursor.last
                 async with self.db.read() as tx:
-                    stored = await repo.read_after(tx, user_id, session_id, turn_id, cursor.last)
+                    stored = await repo.read_after(tx, user_id, session_id, turn_id, seen)
                     if stored is None and not await repo.is_claimed(
                         tx, user_id, session_id, turn_id
                     ):
                         missing += 1
                         if missing >= self.missing_reads:
                             raise _not_found(name)
-                for f in stored.frames if stored is not None else ():
+                for f in frames_after(stored.batches, seen) if stored is not None else ():
                     if cursor.take(f):
                         yield f
                 if not cursor.done:

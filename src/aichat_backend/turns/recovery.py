@@ -19,7 +19,7 @@ from aichat_backend.store import turn_events_repo as repo
 from aichat_backend.store import turn_sweeps_repo as sweeps
 from aichat_backend.store.database import Database
 from aichat_backend.store.messages_repo import MessageRepository
-from aichat_backend.turns.frames import END, Frame, encode, last_round_text
+from aichat_backend.turns.frames import END, Frame, all_frames, encode, last_round_text
 
 # (the interrupted answer, or None if it is gone; the turn's name; the last event's seq)
 InterruptedRenderer = Callable[[Message | None, str, int], bytes]
@@ -37,7 +37,7 @@ async def recover_abandoned(
     async with db.transaction() as tx:
         dead = await sweeps.abandoned(tx, stale_before, starting_replica)
         for log in dead:
-            frames = await sweeps.frames_of(tx, log.turn_id)
+            frames = all_frames(await sweeps.batches_of(tx, log.turn_id))
             answer_id = await sweeps.restore_partial(tx, log, last_round_text(frames))
             message: Message | None = None
             if answer_id is not None:

@@ -7,16 +7,14 @@ routing (checking "") while operators see exactly what is wrong.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
 from aichat_backend.api.health_service import HealthServicer
 from aichat_backend.config import Settings
-from aichat_backend.tools.base import ServerState
-
-if TYPE_CHECKING:
-    from aichat_backend.server import App
+from aichat_backend.limits.base import Limiter
+from aichat_backend.store.database import Database
+from aichat_backend.tools.base import ServerState, ToolProvider
 
 # Health service names of optional dependencies (degraded, never NOT_SERVING overall).
 LIMITS_HEALTH = "aichat.limits.shared"
@@ -36,28 +34,32 @@ def health_servicer(settings: Settings) -> HealthServicer:
     return HealthServicer({} if settings.redis_url else {LIMITS_HEALTH: LIMITS_NOT_SHARED})
 
 
-async def watch_dependencies(app: App) -> None:
+async def watch_dependencies(
+    db: Database, health: HealthServicer, shared: Limiter | None, tools: ToolProvider | None
+) -> None:
     """Say in health (and logs) what is degraded, without going NOT_SERVING overall."""
     while True:
-        await report_dependencies(app)
+        await report_dependencies(db, health, shared, tools)
         await asyncio.sleep(REPORT_SECONDS)
 
 
-async def report_dependencies(app: App) -> None:
+async def report_dependencies(
+    db: Database, health: HealthServicer, shared: Limiter | None, tools: ToolProvider | None
+) -> None:
+    """``shared``: the limiter when limits are shared (Redis), else None."""
     serving, not_serving = (
         health_pb2.HealthCheckResponse.SERVING,
         health_pb2.HealthCheckResponse.NOT_SERVING,
     )
     try:
-        await app.db.ping()
+        await db.ping()
         ready = serving
     except Exception:  # unreachable, frozen, refused: every request would fail now
         ready = not_serving
-    await app.health.set(READINESS_HEALTH, ready)
-    if app.settings.redis_url:
-        degraded = app.limiter.degraded()
-        await app.health.set(LIMITS_HEALTH, not_serving if degraded else serving)
-    if app.tools is not None:
-        for server in app.tools.servers():
+    await health.set(READINESS_HEALTH, ready)
+    if shared is not None:
+        await health.set(LIMITS_HEALTH, not_serving if shared.degraded() else serving)
+    if tools is not None:
+        for server in tools.servers():
             state = serving if server.state is ServerState.CONNECTED else not_serving
-            await app.health.set(f"{TOOLS_HEALTH}/{server.name}", state)
+            await health.set(f"{TOOLS_HEALTH}/{server.name}", state)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import grpc
 from aichat.v1 import (
     admin_service_pb2,
+    admin_service_pb2_grpc,
     chat_service_pb2,
     chat_service_pb2_grpc,
     session_service_pb2,
@@ -17,15 +18,13 @@ from aichat.v1 import (
 from grpc_health.v1 import health, health_pb2_grpc
 
 from aichat_backend.api import reflection
+from aichat_backend.api.admin_service import AdminServicer
 from aichat_backend.api.chat_service import ChatServicer
+from aichat_backend.api.health_service import HealthServicer
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.config import Settings
-from aichat_backend.engine.feedback import FeedbackManager
-
-if TYPE_CHECKING:
-    from aichat_backend.server import App
 
 SERVICE_NAMES = [
     session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
@@ -65,38 +64,26 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def build_server(app: App) -> grpc.aio.Server:
+@dataclass(slots=True)
+class Services:
+    """Every servicer the server carries (built in server.py)."""
+
+    sessions: SessionServicer
+    chat: ChatServicer
+    tools: ToolServicer
+    admin: AdminServicer
+    health: HealthServicer
+
+
+def build_server(
+    settings: Settings, interceptor: RequestInterceptor, services: Services
+) -> grpc.aio.Server:
     """The server with every service added, not yet listening."""
-    settings = app.settings
-    server = grpc.aio.server(
-        interceptors=[
-            RequestInterceptor(
-                settings.auth_header,
-                settings.max_user_id_length,
-                observer=app.metrics,
-                gate=app.admin.gate(app.limits.check_rate),
-                max_response_bytes=settings.max_message_bytes,
-            )
-        ],
-        options=server_options(settings),
-    )
-    session_service_pb2_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(app.sessions, FeedbackManager(app.db), app.exports), server
-    )
-    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-        ChatServicer(
-            app.engine,
-            app.limits,
-            app.metrics.active_streams,
-            model_checks=app.admin.checker,
-            turns=app.turn_streams,
-        ),
-        server,
-    )
-    tool_service_pb2_grpc.add_ToolServiceServicer_to_server(
-        ToolServicer(app.tools, app.direct_calls, app.limits), server
-    )
-    app.admin.add_to(server)
-    health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
+    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
+    session_service_pb2_grpc.add_SessionServiceServicer_to_server(services.sessions, server)
+    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(services.chat, server)
+    tool_service_pb2_grpc.add_ToolServiceServicer_to_server(services.tools, server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(services.admin, server)
+    health_pb2_grpc.add_HealthServicer_to_server(services.health, server)
     reflection.enable(server, [*SERVICE_NAMES, health.SERVICE_NAME])
     return server

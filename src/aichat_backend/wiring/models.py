@@ -15,6 +15,7 @@ def model_catalogue(settings: Settings) -> ModelCatalogue:
             process_environment(),
             timeout_seconds=settings.provider_timeout_seconds,
             http_client=settings.llm_http_client,
+            prompt_caching=settings.anthropic_prompt_caching,
         )
         return catalogue
     entry = ModelEntry(
@@ -24,10 +25,15 @@ def model_catalogue(settings: Settings) -> ModelCatalogue:
         base_url=settings.llm_base_url,
         api_key=settings.api_key,
         temperature=settings.llm_temperature,
+        context_window=settings.llm_context_window,
+        max_output_tokens=settings.llm_max_output_tokens,
+        reasoning_effort=settings.llm_reasoning_effort,
+        thinking_budget_tokens=settings.llm_thinking_budget_tokens,
     )
     return ModelCatalogue(
         [entry],
         timeout_seconds=settings.provider_timeout_seconds,
         http_client=settings.llm_http_client,
         key_variable="AICHAT_API_KEY",
+        prompt_caching=settings.anthropic_prompt_caching,
     )

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import get_args
 
 from aichat_devtools.fake_llm.behaviours import echo_behaviour, fixed_tokens_behaviour
+from aichat_devtools.fake_llm.context_window import OpenAIContextStyle
 from aichat_devtools.fake_llm.server import FakeLLMServer
 
 
@@ -29,6 +31,8 @@ async def _run_standalone(args: argparse.Namespace) -> None:
         default=behaviour,
         api_key=args.api_key,
         record_requests=False,
+        context_windows=dict(args.context_window),
+        openai_context_style=args.openai_context_style,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -38,6 +42,13 @@ async def _run_standalone(args: argparse.Namespace) -> None:
     async with server:
         print(f"listening on {server.root_url}", flush=True)
         await stop.wait()
+
+
+def _window(value: str) -> tuple[str, int]:
+    model, _, tokens = value.rpartition("=")
+    if not model or not tokens.isdigit():
+        raise argparse.ArgumentTypeError("expected MODEL=TOKENS, e.g. gpt-4o-mini=4096")
+    return model, int(tokens)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +61,20 @@ def main(argv: list[str] | None = None) -> None:
         "--tokens", type=int, default=None, help="reply with N tokens instead of echoing"
     )
     parser.add_argument("--api-key", default=None, help="require this key on every request")
+    parser.add_argument(
+        "--context-window",
+        action="append",
+        default=[],
+        type=_window,
+        metavar="MODEL=TOKENS",
+        help="refuse requests to MODEL past TOKENS, as the real API does (repeatable)",
+    )
+    parser.add_argument(
+        "--openai-context-style",
+        choices=get_args(OpenAIContextStyle),
+        default="openai",
+        help="whose words an over-window refusal on the OpenAI wire uses",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run_standalone(args))

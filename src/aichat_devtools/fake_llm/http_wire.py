@@ -95,6 +95,29 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+async def send_json(
+    conn: Connection, status: int, payload: dict[str, Any], extra: Iterable[tuple[str, str]] = ()
+) -> None:
+    """A whole JSON response (errors, non-streamed replies, the model list)."""
+    data = dumps(payload).encode()
+    headers = [("content-type", "application/json"), ("content-length", str(len(data))), *extra]
+    conn.writer.write(head(status, headers) + data)
+    await conn.writer.drain()
+
+
+async def answer_other(conn: Connection, method: str, path: str) -> None:
+    """Anything but a completion: the model list (some clients and readiness checks list
+    models first), health, else 404."""
+    if method == "GET" and path.endswith("/models"):
+        model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
+        await send_json(conn, 200, {"object": "list", "data": [model]})
+    elif method == "GET" and path in ("", "/health"):
+        await send_json(conn, 200, {"status": "ok"})
+    else:
+        not_found = {"error": {"message": "Not found", "type": "invalid_request_error"}}
+        await send_json(conn, 404, not_found)
+
+
 class Response:
     """Writes one response; every wait races the client's disconnect."""
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aichat_devtools.fake_llm.http_wire import dumps
-from aichat_devtools.fake_llm.script import Piece, Script, finish_reason, usage
+from aichat_devtools.fake_llm.script import Piece, Script, finish_reason
+from aichat_devtools.fake_llm.thinking import Signer
+
+if TYPE_CHECKING:
+    from aichat_devtools.fake_llm.upstream_rules import Metered
 
 _OPENAI_ERRORS = {
     400: ("invalid_request_error", None),
@@ -24,7 +28,9 @@ _OPENAI_ERRORS = {
 class OpenAIFormat:
     request_id_header = "x-request-id"
 
-    def __init__(self, script: Script, body: Any, pieces: list[Piece]) -> None:
+    def __init__(
+        self, script: Script, body: Any, pieces: list[Piece], metered: Metered, _signer: Signer
+    ) -> None:
         self.script = script
         self.pieces = pieces
         self.model = str(body.get("model", "fake-model"))
@@ -32,7 +38,7 @@ class OpenAIFormat:
         self.created = int(time.time())
         options = body.get("stream_options") or {}
         self.include_usage = bool(options.get("include_usage"))
-        self.usage = usage(script, body, pieces)
+        self.metered = metered
         # Text chunks are the hot path of a benchmark: splice the token into a template.
         usage_null = ',"usage":null' if self.include_usage else ""
         model = json.dumps(self.model)
@@ -77,6 +83,9 @@ class OpenAIFormat:
     def piece(self, piece: Piece) -> bytes:
         if piece.text is not None:
             return (self._text_prefix + json.dumps(piece.text) + self._text_suffix).encode()
+        if piece.reasoning is not None:
+            # DeepSeek's shape: no content while it reasons, the text in its own field.
+            return self._chunk({"content": None, self.script.reasoning_field: piece.reasoning})
         call: dict[str, Any] = {"index": piece.tool_index}
         if piece.tool_first:
             call_id, name, _args = self.script.tool_calls[piece.tool_index]
@@ -91,7 +100,6 @@ class OpenAIFormat:
     def end(self) -> bytes:
         out = self._chunk({}, finish_reason(self.script))
         if self.include_usage:
-            prompt, completion = self.usage
             usage = {
                 "id": self.id,
                 "object": "chat.completion.chunk",
@@ -100,11 +108,7 @@ class OpenAIFormat:
                 "service_tier": "default",
                 "system_fingerprint": "fp_fake",
                 "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                },
+                "usage": self._usage(),
             }
             out += f"data: {dumps(usage)}\n\n".encode()
         return out + b"data: [DONE]\n\n"
@@ -115,6 +119,9 @@ class OpenAIFormat:
     def whole(self) -> dict[str, Any]:
         text = "".join(p.text for p in self.pieces if p.text is not None)
         message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+        thought = "".join(p.reasoning for p in self.pieces if p.reasoning is not None)
+        if thought:
+            message[self.script.reasoning_field] = thought
         if self.script.tool_calls:
             message["tool_calls"] = [
                 {
@@ -127,7 +134,6 @@ class OpenAIFormat:
                 }
                 for call_id, name, args in self.script.tool_calls
             ]
-        prompt, completion = self.usage
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -141,10 +147,22 @@ class OpenAIFormat:
                     "finish_reason": finish_reason(self.script),
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": self._usage(),
             "system_fingerprint": "fp_fake",
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        """OpenAI's usage object, with what was read from the cache and spent reasoning."""
+        m = self.metered
+        return {
+            "prompt_tokens": m.input_tokens,
+            "completion_tokens": m.output_tokens,
+            "total_tokens": m.input_tokens + m.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": m.cache_read, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": m.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }

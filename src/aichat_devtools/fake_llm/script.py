@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aichat_devtools.fake_llm.http_wire import dumps
-
 # (call id, function name, arguments); arguments given as a str are sent verbatim, so a
 # script can play a model that emits broken JSON.
 ToolCallScript = tuple[str, str, dict[str, Any] | str]
@@ -52,9 +50,18 @@ class Script:
     gate_after: int | None = None
     gate: asyncio.Event | None = None
     delay_after_gate: float | None = None  # token_delay once the gate has opened
-    input_tokens: int | None = None  # default: a rough count of the request
-    output_tokens: int | None = None  # default: the number of pieces
+    input_tokens: int | None = None  # default: the request's count (``tokens``)
+    output_tokens: int | None = None  # default: the pieces, reasoning counted as below
     finish_reason: str | None = None  # OpenAI vocabulary; default stop / tool_calls
+    # Reasoning played before the answer, word by word: Anthropic ``thinking`` deltas
+    # (only when the request turns thinking on, as the real API) followed by a
+    # ``signature_delta``; on the OpenAI wire, deltas in ``reasoning_field``.
+    reasoning: str = ""
+    reasoning_field: str = "reasoning_content"  # or "reasoning" (Ollama, OpenRouter)
+    redacted_thinking: int = 0  # Anthropic redacted_thinking blocks after the thinking
+    # Reported reasoning tokens; default: the reasoning's count (``tokens``) plus
+    # ``REDACTED_TOKENS`` per redacted block, as played.
+    reasoning_tokens: int | None = None
 
     def text_tokens(self) -> list[str]:
         if self.tokens is not None:
@@ -78,17 +85,28 @@ class RecordedRequest:
 DefaultBehaviour = Callable[[RecordedRequest], Script]
 
 
-# The demo model's two tricks, so `make run` shows a tool call and an approval without a
+REDACTED_TOKENS = 32
+
+
 @dataclass(frozen=True)
 class Piece:
     text: str | None = None
     tool_index: int = 0
     tool_first: bool = False
     args: str = ""
+    reasoning: str | None = None  # a delta of reasoning text
+    redacted: int | None = None  # the index of a redacted thinking block
+
+    @property
+    def is_reasoning(self) -> bool:
+        return self.reasoning is not None or self.redacted is not None
 
 
 def pieces(script: Script) -> list[Piece]:
-    pieces = [Piece(text=token) for token in script.text_tokens()]
+    """Reasoning first (its text, then the redacted blocks), then text, then tool calls."""
+    pieces = [Piece(reasoning=word) for word in _WORDS.findall(script.reasoning)]
+    pieces += [Piece(redacted=n) for n in range(script.redacted_thinking)]
+    pieces += [Piece(text=token) for token in script.text_tokens()]
     step = max(1, script.tool_args_chunk)
     for index, (_call_id, _name, args) in enumerate(script.tool_calls):
         encoded = args if isinstance(args, str) else json.dumps(args)
@@ -98,14 +116,6 @@ def pieces(script: Script) -> list[Piece]:
             for n, fragment in enumerate(fragments)
         ]
     return pieces
-
-
-def usage(script: Script, body: Any, pieces: list[Piece]) -> tuple[int, int]:
-    prompt = script.input_tokens
-    if prompt is None:
-        prompt = max(1, len(dumps(body.get("messages", []))) // 4)
-    completion = script.output_tokens if script.output_tokens is not None else len(pieces)
-    return prompt, completion
 
 
 def finish_reason(script: Script) -> str:

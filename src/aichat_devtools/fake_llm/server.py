@@ -13,23 +13,25 @@ import json
 import socket
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from aichat_devtools.fake_llm.anthropic_format import AnthropicFormat
 from aichat_devtools.fake_llm.behaviours import echo_behaviour
+from aichat_devtools.fake_llm.context_window import OpenAIContextStyle
 from aichat_devtools.fake_llm.http_wire import (
     ClientGone,
     Connection,
     HttpRequest,
     Response,
+    answer_other,
     chunk,
-    dumps,
     head,
     reason_phrase,
+    send_json,
 )
 from aichat_devtools.fake_llm.openai_format import OpenAIFormat
 from aichat_devtools.fake_llm.script import DefaultBehaviour, RecordedRequest, Script, pieces
+from aichat_devtools.fake_llm.upstream_rules import Metered, UpstreamRules
 
 Format = OpenAIFormat | AnthropicFormat
 
@@ -45,10 +47,16 @@ class FakeLLMServer:
         default: DefaultBehaviour | Script | None = None,
         api_key: str | None = None,
         record_requests: bool = True,
+        context_windows: Mapping[str, int] | None = None,
+        openai_context_style: OpenAIContextStyle = "openai",
+        min_cache_tokens: int = 1024,
     ) -> None:
         """``default`` plays when no script is queued: a fixed Script (e.g. an upstream
         that always answers 503), a function of the request, or None for the echo.
-        ``record_requests=False`` keeps a long benchmark run from growing memory."""
+        ``record_requests=False`` keeps a long benchmark run from growing memory.
+        ``context_windows`` (model → tokens) are enforced, refused past with each
+        server's own error (``openai_context_style`` on the OpenAI wire); prompts of
+        ``min_cache_tokens`` or more are cached (``upstream_rules``)."""
         self.host = host
         self.port = port
         if isinstance(default, Script):
@@ -59,6 +67,11 @@ class FakeLLMServer:
         # When set, requests must carry this key (Bearer or x-api-key) or get a 401.
         self.api_key = api_key
         self.record_requests = record_requests
+        self.rules = UpstreamRules(
+            context_windows=context_windows,
+            openai_context_style=openai_context_style,
+            min_cache_tokens=min_cache_tokens,
+        )
         self.requests: list[RecordedRequest] = []
         self.request_count = 0
         self.stream_disconnects = 0  # clients that hung up before a response ended
@@ -177,31 +190,29 @@ class FakeLLMServer:
             fmt_class = OpenAIFormat
         elif path.endswith("/messages"):
             fmt_class = AnthropicFormat
-        elif request.method == "GET" and path.endswith("/models"):
-            # Some clients and readiness checks list models first.
-            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
-            await self._send_json(conn, 200, {"object": "list", "data": [model]})
-            return True
-        elif request.method == "GET" and path in ("", "/health"):
-            await self._send_json(conn, 200, {"status": "ok"})
-            return True
         else:
-            await self._send_json(
-                conn, 404, {"error": {"message": "Not found", "type": "invalid_request_error"}}
-            )
+            await answer_other(conn, request.method, path)
             return True
+        view = self.rules.view(fmt_class is AnthropicFormat, body if isinstance(body, dict) else {})
         if request.method != "POST" or not isinstance(body, dict):
             script = Script(error_status=400, error_message="Expected a JSON POST body.")
-            body = {}
         elif not self._authorised(request.headers):
             script = Script(error_status=401, error_message="Invalid API key.")
+        elif (refusal := self.rules.refusal(view)) is not None:
+            # Refused as the real API would, before any script is used up.
+            await send_json(conn, refusal.status, refusal.body)
+            return True
         else:
             script = self._scripts.popleft() if self._scripts else self.default(recorded)
-        fmt = fmt_class(script, body, pieces(script))
+        played = self.rules.played(view, pieces(script))
+        replies = script.error_status is None or script.error_after is not None
+        metered = self.rules.meter(view, script, played) if replies else Metered(0, 0)
+        fmt = fmt_class(script, view.body, played, metered, self.rules.signer)
         keep_alive = request.headers.get("connection", "").lower() != "close"
+        stream = bool(view.body.get("stream"))
         response = Response(conn)
         try:
-            completed = await self._play(response, fmt, script, stream=bool(body.get("stream")))
+            completed = await self._play(response, fmt, script, stream=stream)
         except ClientGone:
             if not self._closing:
                 self.stream_disconnects += 1
@@ -219,22 +230,6 @@ class FakeLLMServer:
             headers.get("authorization", "").removeprefix("Bearer ").strip(),
         )
 
-    async def _send_json(
-        self,
-        conn: Connection,
-        status: int,
-        payload: dict[str, Any],
-        extra: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        data = dumps(payload).encode()
-        headers = [
-            ("content-type", "application/json"),
-            ("content-length", str(len(data))),
-            *extra,
-        ]
-        conn.writer.write(head(status, headers) + data)
-        await conn.writer.drain()
-
     async def _play(self, response: Response, fmt: Format, script: Script, *, stream: bool) -> bool:
         """Play the script; False when it ended by cutting the connection."""
         request_id = (fmt.request_id_header, "req_" + uuid.uuid4().hex[:16])
@@ -246,7 +241,7 @@ class FakeLLMServer:
             extra = [request_id]
             if status == 429 and script.retry_after is not None:
                 extra.append(("retry-after", f"{script.retry_after:g}"))
-            await self._send_json(
+            await send_json(
                 response.conn, status, fmt.error(status, message, script.error_type), extra
             )
             return True
@@ -301,5 +296,5 @@ class FakeLLMServer:
         if script.hang_after is not None and script.hang_after <= count:
             await response.hang()
         await response.pause(script.token_delay * max(0, count - 1))
-        await self._send_json(response.conn, 200, fmt.whole(), [request_id])
+        await send_json(response.conn, 200, fmt.whole(), [request_id])
         return True

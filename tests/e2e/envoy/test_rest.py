@@ -102,6 +102,9 @@ async def test_models_and_tools_are_reachable(http: httpx2.AsyncClient, token: s
     models = await http.get("/v1/chat/models", headers=bearer(token))
     assert models.status_code == 200
     assert [m["name"] for m in models.json()["models"]] == ["gpt-test"]
+    # An unknown model id: the conservative default window, transcoded by Envoy.
+    (model,) = models.json()["models"]
+    assert (model["contextWindowTokens"], model["maxOutputTokens"]) == (8192, 2048)
     tools = await http.get("/v1/chat/mcp/tools", headers=bearer(token))
     assert tools.status_code == 200 and "tools" in tools.json()
 

@@ -48,6 +48,25 @@ def _built(family: str, url: str, timeout: float, http: HttpClientKind) -> ChatP
     return build_provider(entry, timeout, http_client=http)
 
 
+def model_provider(
+    fake: FakeLLMServer, family: str, model_name: str = "test-model", **options: Any
+) -> OpenAIProvider | AnthropicProvider:
+    """A catalogue entry's provider against ``fake``, with ``ModelEntry`` options (its
+    limits, reasoning and caching), built by the service's own builder."""
+    url = fake.root_url if family == "anthropic" else fake.base_url
+    entry = ModelEntry(
+        name=model_name,
+        provider=family,
+        model_name=model_name,
+        base_url=url,
+        api_key=API_KEY,
+        **options,
+    )
+    provider = build_provider(entry, SDK_TIMEOUT)
+    assert isinstance(provider, OpenAIProvider | AnthropicProvider)
+    return provider
+
+
 @dataclass
 class Upstream:
     """One adapter and the fake it talks to; ``family`` names the wire format."""

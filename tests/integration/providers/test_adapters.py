@@ -320,7 +320,7 @@ async def test_rejected_input_is_invalid_argument(upstream: Upstream, status: in
         upstream,
         Script(
             error_status=status,
-            error_message="prompt is too long: 210000 tokens > 200000 maximum; "
+            error_message="messages.0.content: Input should be a valid list; "
             "key sk-live-abcdef0123456789",
         ),
     )

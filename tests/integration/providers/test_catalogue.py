@@ -54,6 +54,11 @@ def test_parses_entries_with_env_substitution() -> None:
         api_key="sk-o",
         fallbacks=["claude", "local"],
         temperature=0.2,
+        # Filled in by the catalogue: gpt-4o-mini's known limits; no cache points on
+        # an OpenAI model.
+        context_window=128_000,
+        max_output_tokens=16_384,
+        prompt_caching=False,
     )
     assert catalogue.get("claude").api_key == "sk-a"
     assert catalogue.get("local").api_key is None

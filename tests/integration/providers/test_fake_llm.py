@@ -13,6 +13,7 @@ import pytest
 
 import aichat_backend
 from aichat_backend.errors import AichatError
+from aichat_backend.providers.context_errors import ContextTooLong
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import Upstream, ask, collect, openai_provider, text_of
 
@@ -68,6 +69,8 @@ async def test_standalone_process() -> None:
         "200",
         "--ttft-ms",
         "5",
+        "--context-window",
+        "test-model=50",
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )
@@ -80,11 +83,14 @@ async def test_standalone_process() -> None:
             assert (await http.get(url + "/health")).status_code == 200
         provider = openai_provider(url + "/v1", timeout=5)
         events = await collect(provider, ask())
+        with pytest.raises(ContextTooLong) as refused:  # past --context-window
+            await collect(provider, ask("many words " * 50))
         await provider.aclose()
         assert (
             text_of(events).split()
             == (["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing"] * 29)[:200]
         )
+        assert refused.value.context_window == 50
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 5) == 0

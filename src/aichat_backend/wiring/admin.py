@@ -1,4 +1,4 @@
-"""The operator API's parts, built from the App's and added to its server.
+"""The operator API's parts, built from the service's and added to its server.
 
 Kept out of server.py so the wiring there stays a few lines: the rate gate, the
 servicer, health per model, the background refresh and the start-up model check.
@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-import grpc
-from aichat.v1 import admin_service_pb2, admin_service_pb2_grpc
+from aichat.v1 import admin_service_pb2
 from grpc_health.v1 import health, health_pb2
 
 from aichat_backend.admin.access import AdminAccess
@@ -20,10 +19,13 @@ from aichat_backend.admin.bypass import BypassList, Gate
 from aichat_backend.admin.operations import AdminOperations
 from aichat_backend.admin.runtime import RuntimeView
 from aichat_backend.api.admin_service import AdminServicer
+from aichat_backend.config import Settings
+from aichat_backend.limits.base import Limiter, LimitSettings
+from aichat_backend.metrics import Metrics
+from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.model_check import CheckResult, CheckState, ModelChecker
-
-if TYPE_CHECKING:
-    from aichat_backend.server import App
+from aichat_backend.store.database import Database
+from aichat_backend.tools.base import ToolProvider
 
 log = logging.getLogger(__name__)
 
@@ -32,34 +34,46 @@ MODEL_HEALTH = "aichat.model."  # + the catalogue name
 
 
 class AdminParts:
-    def __init__(self, app: App) -> None:
-        s = app.settings
-        self._app = app
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        catalogue: ModelCatalogue,
+        *,
+        turn_owners: Callable[[], list[tuple[str, str]]],
+        limiter: Limiter,
+        limit_settings: LimitSettings,
+        metrics: Metrics,
+        tools: ToolProvider | None,
+    ) -> None:
+        s = settings
+        self._catalogue = catalogue
+        self._check_at_start = s.model_check
         self.bypass = BypassList(
-            app.db, refresh_seconds=s.bypass_refresh_seconds, api_key_header=s.api_key_header
+            db, refresh_seconds=s.bypass_refresh_seconds, api_key_header=s.api_key_header
         )
         self.checker = ModelChecker(
-            app.catalogue, timeout_seconds=s.model_check_timeout_seconds, on_result=self._report
+            catalogue, timeout_seconds=s.model_check_timeout_seconds, on_result=self._report
         )
         self.runtime = RuntimeView(
-            db=app.db,
-            turn_owners=app.engine.active_turn_owners,
-            limiter=app.limiter,
-            limit_settings=app.limit_settings,
+            db=db,
+            turn_owners=turn_owners,
+            limiter=limiter,
+            limit_settings=limit_settings,
             shared_configured=bool(s.redis_url),
             bypass=self.bypass,
-            refusals=lambda reason: app.metrics.registry.get_sample_value(
+            refusals=lambda reason: metrics.registry.get_sample_value(
                 "aichat_rate_limited_total", {"reason": reason}
             ),
             replica_id=s.replica_id,
             approval_ttl_seconds=s.approval_ttl_seconds,
-            tools=app.tools,
+            tools=tools,
         )
         self.servicer = AdminServicer(
             AdminAccess(s.admin_user_ids(), s.admin_role_header, s.admin_role),
-            AdminOperations(app.db, self.bypass),
+            AdminOperations(db, self.bypass),
             self.runtime,
-            app.catalogue,
+            catalogue,
             self.checker,
         )
         self._health: health.aio.HealthServicer | None = None
@@ -67,9 +81,6 @@ class AdminParts:
 
     def gate(self, check_rate: Gate) -> Gate:
         return self.bypass.gate(check_rate)
-
-    def add_to(self, server: grpc.aio.Server) -> None:
-        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(self.servicer, server)
 
     async def start(self, health_servicer: health.aio.HealthServicer) -> None:
         """The bypass list loaded before the first request; model checks in the background."""
@@ -79,11 +90,11 @@ class AdminParts:
         except Exception as exc:  # the refresh loop keeps trying; start-up goes on
             log.warning("rate-limit bypass list not loaded at start: %s", type(exc).__name__)
         self._tasks.append(asyncio.create_task(self.bypass.run()))
-        for entry in self._app.catalogue.entries():
+        for entry in self._catalogue.entries():
             await health_servicer.set(
                 MODEL_HEALTH + entry.name, health_pb2.HealthCheckResponse.UNKNOWN
             )
-        if self._app.settings.model_check:
+        if self._check_at_start:
             self.checker.check_all()  # never awaited here: a dead model must not delay start
 
     async def _report(self, name: str, result: CheckResult) -> None:

@@ -1,0 +1,163 @@
+"""What the engine's ports carry: a chat turn, and a request_id's first result, as stored.
+
+Plain data, below both the engine (which decides what a turn does) and the store (which
+decides how it is kept): neither imports the other. ``engine/turn_store.py`` and
+``engine/session_store.py`` hold the ports; ``store/turn_store.py`` and
+``store/session_store.py`` are their SQL side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aichat_backend.domain import Attachment, Message, Session, ToolCall, ToolCallState
+from aichat_backend.errors import Aborted, FailedPrecondition
+from aichat_backend.reasons import Reason
+
+# Idempotency scopes (AIP-155): a request_id names one result per scope.
+TURN_SCOPE = "ChatTurn"
+RESOLVE_SCOPE = "ResolveToolCalls"
+CREATE_SESSION_SCOPE = "CreateSession"
+CALL_TOOL_SCOPE = "CallTool"
+MAX_REQUEST_ID_LENGTH = 256  # what the idempotency keys' column holds
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    """An export's header: how many messages, which models answered, which tools ran."""
+
+    count: int = 0
+    tools: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class IdempotencyRecord:
+    """The first result of a write a request_id named (AIP-155)."""
+
+    resource: str
+    response: bytes | None  # None while the first request still runs
+    create_time_us: int
+
+
+@dataclass(slots=True)
+class TurnClaim:
+    """A turn's claim on its session: one turn per session across replicas, as a lease
+    that runs out ``lease_seconds`` after it was made or last renewed."""
+
+    turn_id: str
+    owner: str  # the replica running the turn
+    lease_seconds: float
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """One model call's tokens, counted against its user (the model that answered)."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryWindow:
+    """How many messages of history a turn reads: ``domain.memory_window``'s inputs."""
+
+    requested: int
+    default: int
+    maximum: int
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """A turn's context read: its session and the history the model sees, oldest first."""
+
+    session: Session
+    history: list[Message]
+
+
+@dataclass(slots=True)
+class NewTurn:
+    """A turn's first write: the claim, the user's message and a placeholder answer."""
+
+    session_id: str
+    claim: TurnClaim
+    text: str
+    attachments: list[Attachment]
+    model: str
+    title: str  # names the session if it has no title yet
+    answer_id: str
+    request_id: str = ""  # recorded under TURN_SCOPE, refused if taken meanwhile
+    # Calls still waiting for approval are denied with this text (a new message answers
+    # any open question); None when the history showed none waiting.
+    deny_pending: str | None = None
+
+
+@dataclass(slots=True)
+class BegunTurn:
+    user_message: Message
+    answer: Message
+    denied: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StoredTurn:
+    """A turn as stored, for replaying a request_id seen before."""
+
+    user_message: Message | None
+    answers: list[Message]  # the turn's answers in order, one per round; empty if deleted
+
+
+@dataclass(slots=True)
+class PendingCall:
+    message_id: str
+    call: ToolCall
+    create_time_us: int
+
+
+@dataclass(slots=True)
+class ResolutionState:
+    """What a ResolveToolCalls decides on: the waiting calls and the round that asked."""
+
+    session: Session
+    pending: list[PendingCall]
+    # The state of each decided-on call that is not waiting (None: no such call).
+    others: dict[str, ToolCallState | None]
+    round_message: Message | None
+    user_message: Message | None
+
+
+@dataclass(slots=True)
+class Decided:
+    """A user's decision on a waiting call (``call`` as it is to be stored)."""
+
+    message_id: str
+    call: ToolCall
+    approved: bool
+
+
+@dataclass(slots=True)
+class Resolution:
+    """A ResolveToolCalls' write: the session claimed, each decision recorded once."""
+
+    session_id: str
+    claim: TurnClaim
+    round_message: Message  # marked as being written again
+    decided: list[Decided]
+    request_id: str = ""  # recorded under RESOLVE_SCOPE, refused if taken meanwhile
+
+
+def turn_in_progress() -> Aborted:
+    return Aborted(
+        "a turn with this request_id is still running",
+        reason=Reason.TURN_IN_PROGRESS,
+        retry_after=1.0,
+    )
+
+
+def already_decided(call_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"tool call {call_id[:80]!r} was already decided",
+        reason=Reason.TOOL_CALL_ALREADY_DECIDED,
+        metadata={"tool_call_id": call_id[:128]},
+    )

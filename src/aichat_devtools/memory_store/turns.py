@@ -1,0 +1,284 @@
+"""The TurnStore half of MemoryStore: a turn's writes and reads, as the SQL side does them."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+
+from aichat_backend.days import utc_day
+from aichat_backend.domain import (
+    Message,
+    MessageState,
+    Role,
+    ToolCall,
+    ToolCallState,
+    memory_window,
+    now_us,
+)
+from aichat_backend.records import (
+    RESOLVE_SCOPE,
+    TURN_SCOPE,
+    BegunTurn,
+    HistoryWindow,
+    NewTurn,
+    PendingCall,
+    Resolution,
+    ResolutionState,
+    StoredTurn,
+    TurnContext,
+    Usage,
+    already_decided,
+    turn_in_progress,
+)
+from aichat_devtools.memory_store.state import UNFINISHED, MemoryState, StoredCall
+
+
+class MemoryTurns:
+    def __init__(self, idempotency_ttl_seconds: float = 24 * 3600) -> None:
+        self.state = MemoryState(idempotency_ttl_seconds)
+
+    def _usage(self, user: str, usage: Usage | None) -> None:
+        if usage is not None:
+            self.state.add_usage(user, usage, utc_day(time.time()))
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def find_replay(self, user_id: str, scope: str, request_id: str) -> StoredTurn | None:
+        s = self.state
+        first = s.key(user_id, scope, request_id)
+        if first is None:
+            return None
+        answer = s.messages.get((user_id, first.resource))
+        if answer is None:
+            return StoredTurn(None, [])
+        after = [m for m in s.in_session(user_id, answer.session_id) if m.seq > answer.seq - 2]
+        found = [s.read(user_id, m, with_content=False) for m in after[:1000]]
+        user_message = found[0] if found and found[0].role is Role.USER else None
+        answers: list[Message] = []
+        for m in found[1:]:
+            if m.role is Role.USER:
+                break
+            answers.append(m)
+        return StoredTurn(user_message, answers)
+
+    async def load_context(
+        self, user_id: str, session_id: str, window: HistoryWindow
+    ) -> TurnContext:
+        stored = self.state.session(user_id, session_id)
+        limit = memory_window(
+            window.requested, stored.session.memory_limit, window.default, window.maximum
+        )
+        history = self.state.recent(user_id, session_id, limit)
+        return TurnContext(copy.deepcopy(stored.session), history)
+
+    # --- a turn's writes ---------------------------------------------------------------
+
+    async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
+        s = self.state
+        if turn.request_id and s.key(user_id, TURN_SCOPE, turn.request_id) is not None:
+            raise turn_in_progress()
+        stored = s.claim(user_id, turn.session_id, turn.claim)
+        if turn.request_id:
+            s.put_key(user_id, TURN_SCOPE, turn.request_id, turn.answer_id)
+        s.take_claim(stored, turn.claim)
+        now = now_us()
+        stored.last_seq += 2
+        stored.session.message_count += 2
+        stored.session.update_time_us = now
+        stored.session.tools_locked = True
+        stored.session.display_name = stored.session.display_name or turn.title
+        user_message = Message(
+            turn.session_id,
+            uuid.uuid4().hex,
+            stored.last_seq - 1,
+            Role.USER,
+            text=turn.text,
+            create_time_us=now,
+            attachments=copy.deepcopy(turn.attachments),
+        )
+        answer = Message(
+            turn.session_id,
+            turn.answer_id,
+            stored.last_seq,
+            Role.ASSISTANT,
+            state=MessageState.STREAMING,
+            model=turn.model,
+            create_time_us=now,
+        )
+        s.add_message(user_id, user_message)
+        s.add_message(user_id, answer)
+        denied: list[ToolCall] = []
+        if turn.deny_pending is not None:
+            for c in s.pending(user_id, turn.session_id):
+                c.call.state, c.call.result_text = ToolCallState.DENIED, turn.deny_pending
+                c.call.is_error = False
+                denied.append(copy.deepcopy(c.call))
+        return BegunTurn(user_message, answer, denied)
+
+    async def store_tool_round(
+        self,
+        user_id: str,
+        session_id: str,
+        answer: Message,
+        calls: list[ToolCall],
+        usage: Usage | None,
+    ) -> None:
+        s, now = self.state, now_us()
+        s.write(user_id, answer, MessageState.STREAMING)
+        for i, call in enumerate(calls):
+            kept = StoredCall(answer.id, session_id, i, copy.deepcopy(call), now)
+            s.calls[(user_id, answer.id, call.id)] = kept
+        self._usage(user_id, usage)
+
+    async def update_call(self, user_id: str, message_id: str, call: ToolCall) -> None:
+        kept = self.state.calls.get((user_id, message_id, call.id))
+        if kept is not None:
+            c = kept.call
+            c.state, c.arguments, c.result_text = call.state, dict(call.arguments), call.result_text
+            c.is_error, c.duration_ms = call.is_error, call.duration_ms
+
+    async def next_round(
+        self, user_id: str, session_id: str, done: Message, model: str, history: int = 0
+    ) -> tuple[Message, list[Message]]:
+        s = self.state
+        s.session(user_id, session_id)
+        s.write(user_id, done, MessageState.COMPLETE)
+        context = s.recent(user_id, session_id, history) if history > 0 else []
+        placeholder = s.append(
+            user_id, session_id, Role.ASSISTANT, MessageState.STREAMING, model, uuid.uuid4().hex
+        )
+        return placeholder, context
+
+    async def end_for_approval(
+        self, user_id: str, session_id: str, turn_id: str, answer: Message
+    ) -> None:
+        self.state.write(user_id, answer, MessageState.COMPLETE)
+        self.state.release(user_id, session_id, turn_id)
+
+    async def finish(
+        self, user_id: str, session_id: str, turn_id: str, answer: Message, usage: Usage | None
+    ) -> None:
+        s = self.state
+        kept = s.messages.get((user_id, answer.id))
+        open_ = (MessageState.STREAMING, MessageState.INTERRUPTED)
+        if kept is not None and kept.state in open_:
+            s.write(user_id, answer)
+            self._usage(user_id, usage)
+        s.release(user_id, session_id, turn_id)
+
+    async def cut_off(
+        self,
+        user_id: str,
+        session_id: str,
+        turn_id: str,
+        answer: Message,
+        why: str,
+        *,
+        write_answer: bool,
+    ) -> None:
+        s = self.state
+        if write_answer:
+            s.write(user_id, answer)
+        for (u, mid, _), c in s.calls.items():
+            if u == user_id and mid == answer.id and c.call.state in UNFINISHED:
+                c.call.state, c.call.result_text, c.call.is_error = ToolCallState.FAILED, why, True
+        s.release(user_id, session_id, turn_id)
+
+    # --- approvals -----------------------------------------------------------------------
+
+    async def expire_pending(
+        self, user_id: str, session_id: str, older_than_us: int, why: str
+    ) -> int:
+        expired = 0
+        for c in self.state.pending(user_id, session_id):
+            if c.create_time_us < older_than_us:
+                c.call.state, c.call.result_text, c.call.is_error = ToolCallState.DENIED, why, False
+                expired += 1
+        return expired
+
+    async def load_resolution(
+        self, user_id: str, session_id: str, call_ids: list[str]
+    ) -> ResolutionState:
+        s = self.state
+        session = copy.deepcopy(s.session(user_id, session_id).session)
+        pending = [
+            PendingCall(c.message_id, copy.deepcopy(c.call), c.create_time_us)
+            for c in s.pending(user_id, session_id)
+        ]
+        waiting = {p.call.id for p in pending}
+        others: dict[str, ToolCallState | None] = {}
+        for i in call_ids:
+            if i not in waiting:
+                found = [c for (u, _, cid), c in s.calls.items() if u == user_id and cid == i]
+                mine = [c for c in found if c.session_id == session_id]
+                others[i] = mine[0].call.state if mine else None
+        round_message = user_message = None
+        if pending:
+            round_message = s.get(user_id, session_id, pending[0].message_id)
+            before = [
+                m
+                for m in s.in_session(user_id, session_id)
+                if m.seq < round_message.seq and m.role is Role.USER
+            ]
+            if before:
+                user_message = copy.deepcopy(before[-1])
+                user_message.attachments = []
+        return ResolutionState(session, pending, others, round_message, user_message)
+
+    async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
+        s, r = self.state, resolution
+        stored = s.claim(user_id, r.session_id, r.claim)
+        for d in r.decided:
+            kept = s.calls.get((user_id, d.message_id, d.call.id))
+            if kept is None or kept.call.state is not ToolCallState.PENDING_APPROVAL:
+                raise already_decided(d.call.id)
+        if r.request_id and s.key(user_id, RESOLVE_SCOPE, r.request_id) is not None:
+            raise turn_in_progress()
+        s.take_claim(stored, r.claim)
+        s.write(user_id, r.round_message, MessageState.STREAMING)
+        for d in r.decided:
+            c = s.calls[(user_id, d.message_id, d.call.id)].call
+            c.state = ToolCallState.APPROVED if d.approved else ToolCallState.DENIED
+            c.arguments, c.result_text = dict(d.call.arguments), d.call.result_text
+            c.is_error = d.call.is_error
+        if r.request_id:
+            s.put_key(user_id, RESOLVE_SCOPE, r.request_id, r.round_message.id)
+
+    # --- leases ----------------------------------------------------------------------------
+
+    async def renew_lease(
+        self, user_id: str, session_id: str, turn_id: str, lease_seconds: float
+    ) -> None:
+        stored = self.state.sessions.get((user_id, session_id))
+        if stored is not None and stored.turn_id == turn_id:
+            stored.expires_us = now_us() + int(lease_seconds * 1e6)
+
+    async def sweep_interrupted(self, starting_owner: str | None = None) -> int:
+        s, now = self.state, now_us()
+
+        def live(user: str, session_id: str) -> bool:
+            stored = s.sessions.get((user, session_id))
+            if stored is None or stored.turn_id is None or stored.expires_us is None:
+                return False
+            return stored.expires_us >= now and (
+                starting_owner is None or stored.owner != starting_owner
+            )
+
+        swept = [
+            (u, m)
+            for (u, _), m in s.messages.items()
+            if m.state is MessageState.STREAMING and not live(u, m.session_id)
+        ]
+        for u, m in swept:
+            m.state, m.finish_reason = MessageState.INTERRUPTED, "interrupted"
+            for (cu, mid, _), c in s.calls.items():
+                if cu == u and mid == m.id and c.call.state in UNFINISHED:
+                    c.call.state, c.call.is_error = ToolCallState.FAILED, True
+                    c.call.result_text = "interrupted: the server stopped while the tool ran"
+        for stored in s.sessions.values():
+            stale = stored.expires_us is not None and stored.expires_us < now
+            mine = starting_owner is not None and stored.owner == starting_owner
+            if stored.turn_id is not None and (stale or mine):
+                stored.turn_id = stored.owner = stored.expires_us = None
+        return len(swept)

@@ -1,0 +1,255 @@
+"""The TurnStore contract: what every implementation must do (see conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from aichat_backend.domain import (
+    Attachment,
+    MessageState,
+    Role,
+    ToolCall,
+    ToolCallState,
+    now_us,
+)
+from aichat_backend.errors import Aborted, FailedPrecondition, NotFound
+from aichat_backend.records import (
+    RESOLVE_SCOPE,
+    TURN_SCOPE,
+    Decided,
+    HistoryWindow,
+    Resolution,
+    TurnClaim,
+    Usage,
+)
+from tests.contract.conftest import Stores
+
+pytestmark = pytest.mark.timeout(30)
+
+WINDOW = HistoryWindow(requested=0, default=20, maximum=100)
+
+
+def _call(call_id: str, state: ToolCallState, name: str = "srv__change") -> ToolCall:
+    return ToolCall(id=call_id, tool_name=name, arguments={"x": 1}, state=state, server="srv")
+
+
+async def test_begin_claims_the_session_and_stores_both_messages(stores: Stores) -> None:
+    sid = await stores.new_session()
+    _, user_msg, answer = await stores.begin(sid, "first question", title="First question")
+    assert (user_msg.role, user_msg.text, answer.role, answer.state) == (
+        Role.USER,
+        "first question",
+        Role.ASSISTANT,
+        MessageState.STREAMING,
+    )
+    assert answer.seq == user_msg.seq + 1
+    context = await stores.turns.load_context(stores.user, sid, WINDOW)
+    assert context.session.display_name == "First question"  # the first message names it
+    assert context.session.tools_locked and context.session.message_count == 2
+    assert [m.id for m in context.history] == [user_msg.id, answer.id]
+    # One turn per session: a second claim is refused while the first holds it.
+    with pytest.raises(Aborted) as busy:
+        await stores.begin(sid)
+    assert busy.value.reason == "SESSION_BUSY"
+    assert len((await stores.turns.load_context(stores.user, sid, WINDOW)).history) == 2
+
+
+async def test_sessions_are_the_owners_only(stores: Stores) -> None:
+    sid = await stores.new_session()
+    other = "someone-else"
+    with pytest.raises(NotFound) as missing:
+        await stores.turns.load_context(other, sid, WINDOW)
+    assert missing.value.reason == "SESSION_NOT_FOUND"
+    stores_as_other = dataclasses.replace(stores, user=other)
+    with pytest.raises(NotFound):
+        await stores_as_other.begin(sid)
+    with pytest.raises(NotFound):
+        await stores.begin("no-such-session")
+
+
+async def test_finish_releases_and_counts_usage_once_even_when_sent_again(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    answer.text, answer.state, answer.finish_reason = "done", MessageState.COMPLETE, "stop"
+    answer.input_tokens, answer.output_tokens = 5, 7
+    usage = Usage("m", 5, 7)
+    await stores.turns.finish(stores.user, sid, turn, answer, usage)
+    await stores.turns.finish(stores.user, sid, turn, answer, usage)  # an unknown outcome
+    assert await stores.usage(stores.user) == [("m", 5, 7, 1)]
+    history = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
+    assert (history[-1].text, history[-1].state, history[-1].output_tokens) == (
+        "done",
+        MessageState.COMPLETE,
+        7,
+    )
+    await stores.begin(sid)  # released: the next turn may claim it
+
+
+async def test_a_request_id_is_taken_once_and_replays_its_turn(stores: Stores) -> None:
+    sid = await stores.new_session()
+    assert await stores.turns.find_replay(stores.user, TURN_SCOPE, "req-1") is None
+    turn, user_msg, answer = await stores.begin(sid, "q", request_id="req-1")
+    stored = await stores.turns.find_replay(stores.user, TURN_SCOPE, "req-1")
+    assert stored is not None and stored.user_message is not None
+    assert stored.user_message.id == user_msg.id
+    assert [a.id for a in stored.answers] == [answer.id]
+    assert await stores.turns.find_replay("someone-else", TURN_SCOPE, "req-1") is None
+    # Taken meanwhile (a concurrent duplicate): refused, and nothing of it is stored.
+    await stores.turns.finish(stores.user, sid, turn, answer, None)
+    with pytest.raises(Aborted) as taken:
+        await stores.begin(sid, "q", request_id="req-1")
+    assert taken.value.reason == "TURN_IN_PROGRESS"
+    assert len((await stores.turns.load_context(stores.user, sid, WINDOW)).history) == 2
+
+
+async def test_a_tool_round_its_calls_and_the_next_round(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    answer.text, answer.finish_reason = "let me look", "tool_calls"
+    calls = [_call("c1", ToolCallState.RUNNING, "srv__look"), _call("c2", ToolCallState.FAILED)]
+    await stores.turns.store_tool_round(stores.user, sid, answer, calls, Usage("m", 3, 4))
+    done = dataclasses.replace(calls[0], state=ToolCallState.SUCCEEDED, result_text="seen")
+    await stores.turns.update_call(stores.user, answer.id, done)
+    placeholder, history = await stores.turns.next_round(stores.user, sid, answer, "m", 10)
+    assert [m.id for m in history] == [history[0].id, answer.id]  # read before the new round
+    stored = history[-1]
+    assert stored.state is MessageState.COMPLETE and stored.text == "let me look"
+    assert [(c.id, c.state, c.result_text) for c in stored.tool_calls] == [
+        ("c1", ToolCallState.SUCCEEDED, "seen"),
+        ("c2", ToolCallState.FAILED, ""),
+    ]
+    assert placeholder.seq == stored.seq + 1 and placeholder.state is MessageState.STREAMING
+    placeholder.text, placeholder.state = "found it", MessageState.COMPLETE
+    await stores.turns.finish(stores.user, sid, turn, placeholder, Usage("m", 1, 2))
+    assert await stores.usage(stores.user) == [("m", 4, 6, 2)]
+    none, _ = await stores.turns.next_round(stores.user, sid, placeholder, "m")
+    assert none.seq == placeholder.seq + 1  # without history, no read
+
+
+async def test_approval_then_a_resolution_recorded_once(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, user_msg, answer = await stores.begin(sid)
+    waiting = [_call("w1", ToolCallState.PENDING_APPROVAL), _call("w2", ToolCallState.DENIED)]
+    await stores.turns.store_tool_round(stores.user, sid, answer, waiting, None)
+    await stores.turns.end_for_approval(stores.user, sid, turn, answer)
+    state = await stores.turns.load_resolution(stores.user, sid, ["w1", "w2", "nope"])
+    assert [p.call.id for p in state.pending] == ["w1"]
+    assert state.others == {"w2": ToolCallState.DENIED, "nope": None}
+    assert state.round_message is not None and state.round_message.id == answer.id
+    assert state.user_message is not None and state.user_message.id == user_msg.id
+    approved = dataclasses.replace(state.pending[0].call, arguments={"x": 2})
+    resolution = Resolution(
+        sid,
+        TurnClaim("turn-2", "replica-b", 60),
+        state.round_message,
+        [Decided(answer.id, approved, approved=True)],
+        request_id="res-1",
+    )
+    await stores.turns.open_resolution(stores.user, resolution)
+    assert await stores.turns.find_replay(stores.user, RESOLVE_SCOPE, "res-1") is not None
+    again = await stores.turns.load_resolution(stores.user, sid, ["w1"])
+    assert again.pending == [] and again.others == {"w1": ToolCallState.APPROVED}
+    # The claim is the resolution's: the session is busy until it ends.
+    with pytest.raises(Aborted):
+        await stores.begin(sid)
+    await stores.turns.cut_off(stores.user, sid, "turn-2", answer, "x", write_answer=False)
+    # Decided already: refused, and the refusal changes nothing (no claim left behind).
+    resolution.request_id = ""
+    with pytest.raises(FailedPrecondition) as twice:
+        await stores.turns.open_resolution(stores.user, resolution)
+    assert twice.value.reason == "TOOL_CALL_ALREADY_DECIDED"
+    await stores.begin(sid)
+
+
+async def test_a_new_message_denies_the_calls_still_waiting(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    await stores.turns.store_tool_round(
+        stores.user, sid, answer, [_call("w1", ToolCallState.PENDING_APPROVAL)], None
+    )
+    await stores.turns.end_for_approval(stores.user, sid, turn, answer)
+    _, _, _ = await stores.begin(sid, "never mind", deny_pending="denied: a new message")
+    state = await stores.turns.load_resolution(stores.user, sid, ["w1"])
+    assert state.pending == [] and state.others == {"w1": ToolCallState.DENIED}
+
+
+async def test_expired_approvals_are_denied(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    await stores.turns.store_tool_round(
+        stores.user, sid, answer, [_call("w1", ToolCallState.PENDING_APPROVAL)], None
+    )
+    await stores.turns.end_for_approval(stores.user, sid, turn, answer)
+    assert await stores.turns.expire_pending(stores.user, sid, now_us() - 3_600_000_000, "x") == 0
+    assert await stores.turns.expire_pending(stores.user, sid, now_us() + 1, "expired") == 1
+    state = await stores.turns.load_resolution(stores.user, sid, ["w1"])
+    assert state.others == {"w1": ToolCallState.DENIED}
+
+
+async def test_a_cut_off_turn_keeps_its_partial_answer_and_fails_its_running_calls(
+    stores: Stores,
+) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    await stores.turns.store_tool_round(
+        stores.user, sid, answer, [_call("r1", ToolCallState.RUNNING)], None
+    )
+    answer.text, answer.state, answer.finish_reason = "half", MessageState.INCOMPLETE, "cancelled"
+    await stores.turns.cut_off(stores.user, sid, turn, answer, "cancelled", write_answer=True)
+    last = (await stores.turns.load_context(stores.user, sid, WINDOW)).history[-1]
+    assert (last.text, last.state, last.finish_reason) == (
+        "half",
+        MessageState.INCOMPLETE,
+        "cancelled",
+    )
+    assert [(c.state, c.result_text, c.is_error) for c in last.tool_calls] == [
+        (ToolCallState.FAILED, "cancelled", True)
+    ]
+    await stores.begin(sid)
+
+
+async def test_leases_are_renewed_and_crashed_turns_swept(stores: Stores) -> None:
+    live, expired, mine = [await stores.new_session() for _ in range(3)]
+    turn_live, _, _ = await stores.begin(live, owner="replica-b", lease=60)
+    await stores.begin(expired, owner="replica-c", lease=-1)
+    await stores.begin(mine, owner="replica-a", lease=60)
+    await stores.turns.renew_lease(stores.user, live, turn_live, 60)
+    # The periodic sweep: only the turn whose lease ran out (PostgreSQL's database is
+    # shared by the run's tests, whose leftovers a sweep takes too: counted at least).
+    assert stores.counted(await stores.turns.sweep_interrupted(), 1)
+    swept = (await stores.turns.load_context(stores.user, expired, WINDOW)).history[-1]
+    assert (swept.state, swept.finish_reason) == (MessageState.INTERRUPTED, "interrupted")
+    await stores.begin(expired, owner="replica-d")  # freed
+    # At start-up, replica-a sweeps its own turns too, and never another's live one.
+    assert stores.counted(await stores.turns.sweep_interrupted(starting_owner="replica-a"), 1)
+    mine_last = (await stores.turns.load_context(stores.user, mine, WINDOW)).history[-1]
+    live_last = (await stores.turns.load_context(stores.user, live, WINDOW)).history[-1]
+    assert mine_last.state is MessageState.INTERRUPTED
+    assert live_last.state is MessageState.STREAMING
+
+
+async def test_an_interrupted_answer_still_takes_its_last_write(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid, lease=-1)
+    assert stores.counted(await stores.turns.sweep_interrupted(), 1)
+    answer.text, answer.state = "made it", MessageState.COMPLETE
+    await stores.turns.finish(stores.user, sid, turn, answer, Usage("m", 1, 1))
+    last = (await stores.turns.load_context(stores.user, sid, WINDOW)).history[-1]
+    assert (last.text, last.state) == ("made it", MessageState.COMPLETE)
+    assert await stores.usage(stores.user) == [("m", 1, 1, 1)]
+
+
+async def test_the_context_is_the_newest_window_with_attachment_content(stores: Stores) -> None:
+    sid = await stores.new_session(memory_limit=3)
+    files = [Attachment("a.txt", "text/plain", 3, "00", b"abc", "abc")]
+    for i in range(3):
+        turn, _, answer = await stores.begin(sid, f"q{i}", attachments=files if i == 2 else [])
+        answer.text, answer.state = f"a{i}", MessageState.COMPLETE
+        await stores.turns.finish(stores.user, sid, turn, answer, None)
+    history = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
+    assert [m.text for m in history] == ["a1", "q2", "a2"]  # the session's own window
+    assert history[1].attachments[0].content == b"abc"
+    wider = HistoryWindow(requested=5, default=20, maximum=100)
+    assert len((await stores.turns.load_context(stores.user, sid, wider)).history) == 5
