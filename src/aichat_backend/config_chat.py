@@ -139,8 +139,19 @@ class ChatFields(BaseSettings):
     )
     pdf_max_memory_mib: int = Field(1024, ge=128, description="Memory cap of a PDF worker.")
     pdf_workers: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description="PDFs read at once (worker processes, started at the first PDF).",
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "PDFs read at once (worker processes, started at the first PDF); 0: one per core, "
+            "at least two. A user has at most one PDF read at a time."
+        ),
+    )
+    pdf_cooldown_seconds: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "A user whose PDF was refused as too costly waits this long before the next "
+            "(RESOURCE_EXHAUSTED, PDF_COOLING_DOWN)."
+        ),
     )

@@ -74,6 +74,14 @@ class PolicyFields(BaseSettings):
     mcp_servers_file: Path | None = Field(
         None, description="MCP servers (JSON; see the README's Tools)."
     )
+    mcp_stdio_user: str = Field(
+        "",
+        description=(
+            "Who stdio tool servers run as: empty (a root backend starts each as a user of its "
+            "own; otherwise as the backend's user), a user name or uid, or same (the backend's "
+            "own user, even as root)."
+        ),
+    )
     tool_timeout_seconds: float = Field(
         30.0, gt=0, description="Per tool call, never past the RPC's deadline."
     )

@@ -40,8 +40,14 @@ class ServerFields(BaseSettings):
     list_page_max_bytes: int = Field(
         4 * MIB,
         ge=1024,
+        description="A ListMessages page stops early past this many bytes.",
+    )
+    max_concurrent_exports_per_user: int = Field(
+        2,
+        ge=0,
         description=(
-            "A ListMessages page (and each read of an export) stops early past this many bytes."
+            "Exports one user may run at once in this process (0: no cap); past it "
+            "RESOURCE_EXHAUSTED, EXPORTS_LIMITED."
         ),
     )
     shutdown_grace_seconds: float = Field(

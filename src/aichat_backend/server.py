@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2
 
 from aichat_backend import hardening
 from aichat_backend.api.chat_service import ChatServicer
+from aichat_backend.api.export import ExportSlots
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
@@ -103,6 +104,7 @@ class App:
             model_exists=self.catalogue.has,
         )
         self.metrics = Metrics()
+        self.exports = ExportSlots(settings.max_concurrent_exports_per_user)
         self.limit_settings = configs.limit_settings(settings)
         self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(
@@ -112,9 +114,14 @@ class App:
         self.pool: MCPPool | None = None
         if settings.mcp_servers_file is not None:
             # Imported only when tools are configured: the MCP SDK costs ~25 MB to load.
+            from aichat_backend.tools import run_as
+            from aichat_backend.tools.config import load_servers_file
             from aichat_backend.tools.pool import MCPPool
 
-            self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
+            servers = load_servers_file(settings.mcp_servers_file, environ=process_environment())
+            # A root backend's stdio servers run as users of their own (see run_as).
+            servers = run_as.apply(servers, settings.mcp_stdio_user, settings.data_dir)
+            self.pool = MCPPool(servers)
         self.tools: ToolProvider | None = self.pool
         self.turn_log, self.turn_watches, self.turn_streams = turn_parts(
             self.db, settings, self.limits
@@ -142,7 +149,7 @@ class App:
             tools=self.tools,
         )
         self.services = Services(
-            sessions=SessionServicer(self.sessions, FeedbackManager(session_store)),
+            sessions=SessionServicer(self.sessions, FeedbackManager(session_store), self.exports),
             chat=ChatServicer(
                 self.engine,
                 self.limits,
@@ -150,7 +157,7 @@ class App:
                 model_checks=self.admin.checker,
                 turns=self.turn_streams,
             ),
-            tools=ToolServicer(self.tools, self.direct_calls),
+            tools=ToolServicer(self.tools, self.direct_calls, self.limits),
             admin=self.admin.servicer,
             health=self.health,
         )

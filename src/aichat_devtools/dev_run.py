@@ -154,6 +154,9 @@ def run() -> int:
         return 2
     env = dict(os.environ)
     env.setdefault("AICHAT_LOG_FORMAT", "text")
+    # A development machine often runs as root with its Python under /root, out of reach of
+    # the users a root backend gives its stdio tool servers: run them as this user instead.
+    env.setdefault("AICHAT_MCP_STDIO_USER", "same")
     children = Children()
     fake = False
     try:

@@ -27,9 +27,15 @@ RATING_FROM_PB = {
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionManager, feedback: FeedbackManager) -> None:
+    def __init__(
+        self,
+        sessions: SessionManager,
+        feedback: FeedbackManager,
+        exports: export.ExportSlots | None = None,
+    ) -> None:
         self._sessions = sessions
         self._feedback = feedback
+        self._exports = exports or export.ExportSlots(0)
 
     async def CreateSession(
         self, request: spb.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -112,14 +118,15 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         fmt = export.check_format(request.format)
-        session, pages = await self._sessions.export(current_user(), request.name)
-        summary = await export.summarize(pages)
-        content_type, filename = export.describe(fmt, session)
-        # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
-        add_response_header("content-disposition", f'attachment; filename="{filename}"')
-        first = True
-        async for chunk in export.render(fmt, session, summary, pages):
-            yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
-            first = False
-        if first:  # never an empty stream: the content type must reach the client
-            yield httpbody_pb2.HttpBody(content_type=content_type)
+        user = current_user()
+        async with self._exports.hold(user):
+            session, summary, pages = await self._sessions.export(user, request.name)
+            content_type, filename = export.describe(fmt, session)
+            # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
+            add_response_header("content-disposition", f'attachment; filename="{filename}"')
+            first = True
+            async for chunk in export.render(fmt, session, summary, pages):
+                yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
+                first = False
+            if first:  # never an empty stream: the content type must reach the client
+                yield httpbody_pb2.HttpBody(content_type=content_type)
