@@ -216,3 +216,9 @@ class Reason(enum.StrEnum):
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     #: INTERNAL: Envoy failed for another reason.
     GATEWAY_ERROR = "GATEWAY_ERROR"
+    #: INVALID_ARGUMENT: the messages do not make a conversation this API accepts (a tool
+    #: result without its call, no user message, an answer where a new message belongs).
+    INVALID_CONVERSATION = "INVALID_CONVERSATION"
+    #: INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
+    #: honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
+    UNSUPPORTED_PARAMETER = "UNSUPPORTED_PARAMETER"

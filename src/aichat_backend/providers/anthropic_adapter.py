@@ -103,6 +103,8 @@ class AnthropicProvider:
                 tools=[to_anthropic_tool(t) for t in request.tools]
                 if request.tools
                 else anthropic.omit,
+                stop_sequences=list(request.stop) if request.stop else anthropic.omit,
+                metadata={"user_id": request.end_user} if request.end_user else anthropic.omit,
                 stream=True,
                 timeout=self._stream_timeout,  # SdkEvents watches for stalls
             )

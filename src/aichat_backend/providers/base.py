@@ -72,6 +72,11 @@ class ProviderRequest:
     tools: tuple[ToolSpec, ...] = ()
     temperature: float | None = None
     max_output_tokens: int | None = None
+    # Where the model stops generating (at most 4, as OpenAI allows), and the caller's
+    # own end-user id, passed on for the provider's abuse monitoring: both come from the
+    # OpenAI-compatible API, which honours them rather than drop them.
+    stop: tuple[str, ...] = ()
+    end_user: str = ""
 
 
 # --- stream events -------------------------------------------------------------------

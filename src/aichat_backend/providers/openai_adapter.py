@@ -80,6 +80,10 @@ class OpenAIProvider:
             body["temperature"] = request.temperature
         if limit is not None:
             body[self._max_tokens_param] = limit
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.end_user:
+            body["user"] = request.end_user
         try:
             # The SDK's own `chat.completions.create` walks every parameter through its
             # TypedDict transform (~3 ms a request) and builds a pydantic model per chunk
