@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # --- server ---------------------------------------------------------------------
     # Loopback by default: whoever reaches this port directly is trusted to name the user.
     grpc_address: str = "127.0.0.1:50051"
+    # The OpenAI-compatible API's HTTP listener (Envoy routes /v1/chat/completions and
+    # /v1/models to it); loopback like the gRPC port, which it trusts as much. Empty: off.
+    openai_address: str = "127.0.0.1:50052"
     auth_header: str = "x-user-id"
     max_user_id_length: int = Field(256, ge=1, le=256)  # the user_id columns hold 256
     max_message_bytes: int = Field(16 * MIB, ge=1024)

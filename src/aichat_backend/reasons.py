@@ -222,3 +222,6 @@ class Reason(enum.StrEnum):
     #: INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
     #: honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
     UNSUPPORTED_PARAMETER = "UNSUPPORTED_PARAMETER"
+    #: NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+    #: 404 model_not_found; GET /v1/models lists the names).
+    MODEL_NOT_IN_CATALOGUE = "MODEL_NOT_IN_CATALOGUE"

@@ -67,6 +67,8 @@ async def start_peers(run: Run) -> None:
 def backend_env(run: Run, port: int, database_url: str, replica: str) -> dict[str, str]:
     return {
         "AICHAT_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        # Off unless an arm needs it (two backends run at once: no fixed port for both).
+        "AICHAT_OPENAI_ADDRESS": "",
         "AICHAT_DATABASE_URL": database_url,
         "AICHAT_DATA_DIR": str(run.workdir / replica),
         "AICHAT_LLM_PROVIDER": "openai",

@@ -276,6 +276,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
     honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
     """
+    MODEL_NOT_IN_CATALOGUE: _ErrorReason.ValueType  # 202
+    """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+    404 model_not_found; GET /v1/models lists the names).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a request failed: the `reason` of the `google.rpc.ErrorInfo` that every error of
@@ -539,5 +543,9 @@ result without its call, no user message, an answer where a new message belongs)
 UNSUPPORTED_PARAMETER: ErrorReason.ValueType  # 201
 """INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
 honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
+"""
+MODEL_NOT_IN_CATALOGUE: ErrorReason.ValueType  # 202
+"""NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+404 model_not_found; GET /v1/models lists the names).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

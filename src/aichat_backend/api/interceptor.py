@@ -58,7 +58,7 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
     return wrapper
 
 
-class _Call:
+class Call:
     """What the interceptor knows about one RPC."""
 
     __slots__ = ("error", "kind", "method", "open", "request_id", "start", "user")
@@ -169,15 +169,34 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # we define no client- or bidi-streaming methods
 
-    def _begin(
-        self, method: str, context: grpc.aio.ServicerContext, request: Any, kind: str
-    ) -> _Call:
-        metadata = tuple(context.invocation_metadata() or ())
-        call = _Call(method, metadata, self._auth_header, self._max_user)
+    # --- the ladder, for any transport (the OpenAI-compatible HTTP API climbs it too) ---
+
+    def begin(self, method: str, metadata: tuple[Any, ...], kind: str) -> Call:
+        """A call starts: request id and identity read, counted, bound to the context."""
+        call = Call(method, metadata, self._auth_header, self._max_user)
         call.kind = kind
         self._observer.rpc_started(kind, method)
         request_context.bind(call.user, call.request_id, method)
         request_context.bind_metadata(metadata)
+        return call
+
+    async def admit(self, call: Call) -> None:
+        """Refused early (no identity, bad request), or through the gate (rate limits)."""
+        if call.error is not None:
+            raise call.error
+        if self._gate is not None and call.user is not None:
+            await self._gate(call.user)
+
+    def finish(self, call: Call, code: grpc.StatusCode) -> None:
+        """A call ends: its metrics and its access log line."""
+        seconds = time.perf_counter() - call.start
+        self._observer.rpc_handled(call.kind, call.method, code.name, seconds)
+        _access_log(call, code, seconds)
+
+    def _begin(
+        self, method: str, context: grpc.aio.ServicerContext, request: Any, kind: str
+    ) -> Call:
+        call = self.begin(method, tuple(context.invocation_metadata() or ()), kind)
         if call.error is None and isinstance(request, _Malformed):
             call.error = InvalidArgument(
                 "the request message could not be decoded", reason=Reason.MALFORMED_REQUEST
@@ -185,14 +204,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     @contextlib.asynccontextmanager
-    async def _handled(self, call: _Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _handled(self, call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         """The one ladder every RPC runs in: refuse early, gate, map errors, log the end."""
         code = grpc.StatusCode.OK
         try:
-            if call.error is not None:
-                raise call.error
-            if self._gate is not None and call.user is not None:
-                await self._gate(call.user)
+            await self.admit(call)
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
@@ -201,11 +217,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # the top of the request
-            status = _status_for(call, exc)
+            status = status_for(call, exc)
             code = grpc_code_of(status)
             await abort_with(context, status, call.request_id)
         finally:
-            self._finish(call, code)
+            self.finish(call, code)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
@@ -249,18 +265,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 metadata={"limit_bytes": str(self._max_response)},
             )
 
-    def _finish(self, call: _Call, code: grpc.StatusCode) -> None:
-        seconds = time.perf_counter() - call.start
-        self._observer.rpc_handled(call.kind, call.method, code.name, seconds)
-        _access_log(call, code, seconds)
 
-
-async def _send_headers(context: grpc.aio.ServicerContext, call: _Call) -> None:
+async def _send_headers(context: grpc.aio.ServicerContext, call: Call) -> None:
     extra = request_context.response_headers()
     await context.send_initial_metadata((("x-request-id", call.request_id), *extra))
 
 
-def _status_for(call: _Call, exc: Exception) -> status_pb2.Status:
+def status_for(call: Call, exc: Exception) -> status_pb2.Status:
     if isinstance(exc, AichatError):
         call.error = exc
         return to_status(exc, call.request_id)
@@ -282,7 +293,7 @@ async def abort_with(
     )
 
 
-def _access_log(call: _Call, code: grpc.StatusCode, seconds: float) -> None:
+def _access_log(call: Call, code: grpc.StatusCode, seconds: float) -> None:
     log.info(
         "rpc",
         extra={
