@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import openai
 import pytest
 import pytest_asyncio
+from aichat.v1 import chat_service_pb2 as cpb
 
 from aichat_devtools.dev_token import DevKeys, ensure_keys, make_token
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy, envoy_in_front, render_for_test
+from tests.support.grpc_helpers import md
 from tests.support.tool_stack import tool_stack
 
 MODEL = "gpt-test"  # the stack's catalogue name (tests.support.chat.MODELS)
@@ -62,3 +65,22 @@ def base_url(envoy: Envoy) -> str:
 async def client(base_url: str, token: str) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=base_url, api_key=token, max_retries=0) as c:
         yield c
+
+
+async def turn_ended(
+    stack: ChatStack, user: str, session: str, completion_id: str
+) -> cpb.TurnEnded:
+    """The last event of a completion's turn, read from its event log (StreamTurnEvents waits
+    for it): a turn cut off by a hang-up ends there once its partial answer is stored."""
+    name = f"{session}/turns/{completion_id.removeprefix('chatcmpl-')}"
+    call = stack.server.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=name), metadata=md(user)
+    )
+    last = None
+    try:
+        async for event in call:
+            last = event
+    except grpc.aio.AioRpcError:
+        pass  # a turn that failed ends its stream with its status, after its last event
+    assert last is not None and last.HasField("turn_ended"), last
+    return last.turn_ended
