@@ -206,9 +206,9 @@ class App:
         the turn log before the database.
         """
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
-        await self.health.enter_graceful_shutdown()
-        if self.openai is not None:
+        if self.openai is not None:  # new OpenAI-API requests get 503 from now on
             self.openai.refuse_new()
+        await self.health.enter_graceful_shutdown()
         await cancel_all(self._background)
         if self.server is not None:
             log.info("draining", extra={"grace_seconds": grace, "turns": self.engine.active_turns})

@@ -22,8 +22,9 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from aichat_backend.api.calls import Call
 from aichat_backend.api.errors import GRPC_CODE
-from aichat_backend.api.interceptor import Call, RequestInterceptor
+from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.errors import AichatError, InvalidArgument, Unavailable
 from aichat_backend.reasons import Reason
 
