@@ -287,3 +287,23 @@ async def test_with_a_session_the_last_message_must_be_the_users(
         )
     assert refused.value.code == "invalid_conversation"
     assert await stack.messages(user, session) == []
+
+
+async def test_a_client_sent_identity_header_names_no_one(
+    base_url: str, token: str, stack: ChatStack, user: str, other_user: str
+) -> None:
+    """The token's subject is the caller: Envoy drops any x-user-id the client sends."""
+    forged = {"X-User-Id": other_user, "X-Email-User": other_user}
+    stack.fake.enqueue(Script(text="mine"))
+    async with openai.AsyncOpenAI(
+        base_url=base_url, api_key=token, max_retries=0, default_headers=forged
+    ) as client:
+        reply = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "whose?"}]
+        )
+    session = (reply.model_extra or {})["aichat"]["session"]
+    assert [m.text for m in await stack.messages(user, session)] == ["whose?", "mine"]
+    page = await stack.server.sessions.ListSessions(
+        spb.ListSessionsRequest(), metadata=md(other_user)
+    )
+    assert list(page.sessions) == []
