@@ -200,4 +200,5 @@ def banner(port: int = LISTENER_PORT) -> str:
   stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{{"text":"Hi there"}}' \\
               {base}/v1/chat/sessions/hello:streamChat
   health    curl -s {base}/v1/chat/health
+  OpenAI    any OpenAI SDK: base_url={base}/v1, api_key=$TOKEN (GET /v1/models lists models)
 """

@@ -52,6 +52,12 @@ EXPECTED: dict[str, list[str]] = {
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
     ],
     "aichat-backend health": ["SERVING"],
+    "/v1/chat/completions": [
+        '"object":"list"',
+        '"object":"chat.completion"',
+        '"aichat":{"session":"sessions/hello"',
+        "data: [DONE]",
+    ],
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from aichat_backend.errors import AichatError, ErrorKind
 from aichat_backend.reasons import Reason
@@ -50,6 +51,9 @@ _OPENAI_CODES = {
 # Engine fields that OpenAI's request spells otherwise.
 _PARAMS = {"text": "messages", "attachments": "messages", "session": None}
 
+# Compact, as OpenAI writes it.
+_dumps = partial(json.dumps, separators=(",", ":"))
+
 
 @dataclass(frozen=True, slots=True)
 class OpenAIError:
@@ -58,7 +62,7 @@ class OpenAIError:
     error: dict[str, object]  # the object under "error"
 
     def body(self) -> bytes:
-        return json.dumps({"error": self.error}).encode()
+        return _dumps({"error": self.error}).encode()
 
     def sse(self) -> bytes:
         """The error as a stream's last event (the SDKs raise APIError on it)."""

@@ -135,7 +135,7 @@ class OpenAIServer:
         try:
             await self._admit(call)
             found = self._models.list() if model is None else self._models.get(model)
-            return web.json_response(found, headers={"x-request-id": call.request_id})
+            return web.json_response(found, headers={"x-request-id": call.request_id}, dumps=_dumps)
         except AichatError as exc:
             call.error, code = exc, GRPC_CODE[exc.kind]
             return _error_response(openai_error(exc, call.request_id))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aichat_backend.providers.tool_arguments import arguments_json
@@ -24,6 +25,9 @@ from aichat_backend.providers.tool_arguments import arguments_json
 DONE = b"data: [DONE]\n\n"
 # An SSE comment: clients skip it; it keeps Envoy and proxies from calling the stream idle.
 KEEPALIVE = b": keep-alive\n\n"
+
+# Compact, as OpenAI writes it.
+_dumps = partial(json.dumps, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -113,8 +117,8 @@ class Chunks:
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
         self._head = (
-            f'data: {{"id":{json.dumps(completion_id)},"object":"chat.completion.chunk",'
-            f'"created":{created},"model":{json.dumps(model)},"choices":[{{"index":0,"delta":'
+            f'data: {{"id":{_dumps(completion_id)},"object":"chat.completion.chunk",'
+            f'"created":{created},"model":{_dumps(model)},"choices":[{{"index":0,"delta":'
         ).encode()
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
@@ -122,11 +126,11 @@ class Chunks:
         return self._choice(b'{"role":"assistant","content":""}', b"null")
 
     def content(self, text: str) -> bytes:
-        return self._choice(b'{"content":' + json.dumps(text).encode() + b"}", b"null")
+        return self._choice(b'{"content":' + _dumps(text).encode() + b"}", b"null")
 
     def tool_calls(self, calls: Sequence[ReturnedCall]) -> bytes:
         deltas = [{"index": i, **c.to_json()} for i, c in enumerate(calls)]
-        return self._choice(json.dumps({"tool_calls": deltas}).encode(), b"null")
+        return self._choice(_dumps({"tool_calls": deltas}).encode(), b"null")
 
     def finish(self, reason: str, extension: Extension) -> bytes:
         """The chunk with the finish reason (and aichat's extension object)."""
@@ -134,15 +138,15 @@ class Chunks:
         body = (
             head
             + b'"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
-            + json.dumps(reason).encode()
+            + _dumps(reason).encode()
             + b'}],"aichat":'
-            + json.dumps(extension.to_json()).encode()
+            + _dumps(extension.to_json()).encode()
         )
         return body + self._tail
 
     def usage(self, usage: dict[str, int]) -> bytes:
         head = self._head[: -len(b'"choices":[{"index":0,"delta":')]
-        return head + b'"choices":[],"usage":' + json.dumps(usage).encode() + b"}\n\n"
+        return head + b'"choices":[],"usage":' + _dumps(usage).encode() + b"}\n\n"
 
     def _choice(self, delta: bytes, finish: bytes) -> bytes:
         return (
