@@ -13,11 +13,13 @@ import pytest
 import pytest_asyncio
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
+from aichat.v1 import session_service_pb2 as spb
 
 from aichat_devtools.fake_llm import Script
 from tests.e2e.openai.conftest import MODEL, turn_ended
 from tests.integration.test_observability import scrape, value
 from tests.support.chat import ChatStack, chat_stack
+from tests.support.grpc_helpers import md
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -73,7 +75,7 @@ async def _hold_a_turn(
 
 
 async def test_a_429_reaches_the_sdks_retries_which_wait_as_told(
-    client: openai.AsyncOpenAI, base_url: str, token: str, stack: ChatStack
+    client: openai.AsyncOpenAI, base_url: str, token: str, stack: ChatStack, user: str
 ) -> None:
     gate = asyncio.Event()
     held = await _hold_a_turn(client, stack, gate)
@@ -88,6 +90,9 @@ async def test_a_429_reaches_the_sdks_retries_which_wait_as_told(
         async for _ in held:
             pass
     assert limited.value.code == "rate_limit_exceeded"
+    # The sessions made for the refused requests were removed: only the held turn's is left.
+    page = await stack.server.sessions.ListSessions(spb.ListSessionsRequest(), metadata=md(user))
+    assert len(page.sessions) == 1
     headers = limited.value.response.headers
     assert (headers["retry-after"], headers["retry-after-ms"]) == ("1", "1000")
     # The SDK's default two retries, each after the 1 s we asked for.

@@ -11,9 +11,12 @@ import openai
 import pytest
 from aichat.v1 import resources_pb2 as rpb
 
+from aichat_devtools.dev_token import DevKeys
 from aichat_devtools.fake_llm import Script
 from tests.e2e.openai.conftest import MODEL
 from tests.support.chat import ChatStack
+from tests.support.dev_stack import free_ports
+from tests.support.envoy import envoy_in_front, render_for_test
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -191,3 +194,24 @@ async def test_a_busy_session_is_a_conflict(
         gate.set()
         async for _ in first_chunks:
             pass
+
+
+async def test_envoys_own_replies_are_openai_errors_too(
+    stack: ChatStack,
+    dev_keys: DevKeys,
+    token: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A listener that is down: Envoy answers 503 itself, in OpenAI's error shape."""
+    (closed,) = free_ports(1)
+    config = render_for_test(
+        backend_port=stack.server.port, openai_port=closed, jwks_path=dev_keys.jwks_path
+    )
+    async with envoy_in_front(config, tmp_path_factory.mktemp("envoy-dead-door")) as edge:
+        client = openai.AsyncOpenAI(base_url=edge.base_url + "/v1", api_key=token, max_retries=0)
+        async with client:
+            with pytest.raises(openai.InternalServerError) as down:
+                await client.models.list()
+    assert down.value.status_code == 503
+    assert isinstance(down.value.body, dict)
+    assert down.value.body["type"] == "server_error" and down.value.body["message"]
