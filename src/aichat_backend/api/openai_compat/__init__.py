@@ -9,6 +9,7 @@ request format and writes its response, stream and error formats:
 - ``messages``: its messages as a turn (a session's next message, or a whole conversation);
 - ``wire``: ``chat.completion`` / ``chat.completion.chunk`` bodies and SSE framing;
 - ``errors``: domain errors as OpenAI's error JSON and the HTTP codes its SDKs map;
-- ``completions``: one request, start to end; ``models``: the catalogue as OpenAI lists it;
+- ``completions``: a request's checks, its session and its turn; ``completion_turn``: the
+  turn's events as the response; ``models``: the catalogue as OpenAI lists it;
 - ``http_server``: the small aiohttp listener Envoy routes the two paths to.
 """

@@ -28,7 +28,8 @@ from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.errors import AichatError, InvalidArgument, Unavailable
 from aichat_backend.reasons import Reason
 
-from .completions import SESSION_HEADER, Completions, CompletionTurn
+from .completion_turn import CompletionTurn
+from .completions import SESSION_HEADER, Completions
 from .errors import OpenAIError, internal_error, openai_error
 from .models import ModelList
 from .params import parse_params
