@@ -24,6 +24,14 @@ class ServerFields(BaseSettings):
             "Where the gRPC server listens. Keep it private: whoever reaches it names the user."
         ),
     )
+    openai_address: str = Field(
+        "127.0.0.1:50052",
+        description=(
+            "Where the OpenAI-compatible API's HTTP listener listens (Envoy routes "
+            "/v1/chat/completions and /v1/models to it); private like the gRPC port, which it "
+            "trusts as much. Empty: off."
+        ),
+    )
     auth_header: str = Field(
         "x-user-id",
         description=(

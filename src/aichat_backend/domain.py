@@ -43,6 +43,7 @@ class ToolCallState(enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    RETURNED = "returned"  # the caller's own function: handed back to it, never run here
 
 
 @dataclass(slots=True)

@@ -227,3 +227,12 @@ class Reason(enum.StrEnum):
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     #: INTERNAL: Envoy failed for another reason.
     GATEWAY_ERROR = "GATEWAY_ERROR"
+    #: INVALID_ARGUMENT: the messages do not make a conversation this API accepts (a tool
+    #: result without its call, no user message, an answer where a new message belongs).
+    INVALID_CONVERSATION = "INVALID_CONVERSATION"
+    #: INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
+    #: honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
+    UNSUPPORTED_PARAMETER = "UNSUPPORTED_PARAMETER"
+    #: NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+    #: 404 model_not_found; GET /v1/models lists the names).
+    MODEL_NOT_IN_CATALOGUE = "MODEL_NOT_IN_CATALOGUE"

@@ -91,6 +91,11 @@ class NewTurn:
     # Calls still waiting for approval are denied with this text (a new message answers
     # any open question); None when the history showed none waiting.
     deny_pending: str | None = None
+    # A conversation the caller gave whole (the OpenAI-compatible API): stored before the
+    # user's message, and the turn's rounds the caller answered (their calls with its
+    # results) after it, in order. Their ``seq`` is the store's to assign.
+    earlier: list[Message] = field(default_factory=list)
+    rounds: list[Message] = field(default_factory=list)
 
 
 @dataclass(slots=True)

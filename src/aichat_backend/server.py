@@ -55,6 +55,7 @@ from aichat_backend.wiring.grpc_server import (
     server_options,
 )
 from aichat_backend.wiring.models import model_catalogue
+from aichat_backend.wiring.openai_door import OpenAIServer, openai_server
 from aichat_backend.wiring.turn_parts import turn_parts
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ class App:
         )
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.openai: OpenAIServer | None = None
+        self.openai_port = 0
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self, address: str | None = None, *, migrate_in_child: bool = False) -> int:
@@ -197,6 +200,9 @@ class App:
         await self.admin.start(self.health)
         await server.start()
         self.server = server
+        if self.settings.openai_address:
+            self.openai = openai_server(self.settings, interceptor, self.services, self.sessions)
+            self.openai_port = await self.openai.start(self.settings.openai_address)
         if self.settings.metrics_address:
             self.metrics_port = self.metrics.serve(self.settings.metrics_address)
         for name in ["", *SERVICE_NAMES]:
@@ -207,7 +213,10 @@ class App:
             asyncio.create_task(recovery.housekeeping(self.turn_store, self.db, self.settings))
         )
         self._background.append(asyncio.create_task(watch_dependencies(*watched, self.tools)))
-        log.info("serving", extra={"address": address, "port": self.port})
+        log.info(
+            "serving",
+            extra={"address": address, "port": self.port, "openai_port": self.openai_port},
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -217,6 +226,8 @@ class App:
         the turn log before the database.
         """
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self.openai is not None:  # new OpenAI-API requests get 503 from now on
+            self.openai.refuse_new()
         await self.health.enter_graceful_shutdown()
         await cancel_all(self._background)
         if self.server is not None:
@@ -227,6 +238,8 @@ class App:
             if not await self.engine.wait_idle(grace):
                 self.engine.stop_all()
             await stopping
+        if self.openai is not None:  # its turns have ended: their last events are written
+            await self.openai.stop(timeout=1.0)
         await self.engine.drain_writes()
         await self.turn_streams.detached.close()
         await self.turn_log.close()  # the last events of every turn stored

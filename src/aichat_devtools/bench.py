@@ -12,6 +12,8 @@ Arms, all against one fake upstream (``bench_upstream``, its own process, TCP_NO
      SQLite (``B-sqlite``, the headline arm: database work on the backend's own core) and
      once on PostgreSQL (``B-postgres``, a throwaway database);
 - C  REST/SSE through Envoy to B-sqlite, when ``envoy.yaml`` and its renderer exist;
+- O  B-sqlite's OpenAI-compatible API (``/v1/chat/completions``), called by the peers'
+     client (``bench_door_arm``): beside each peer in ``peers_openai``;
 - P-<peer>  with ``--peer litellm``: the proxy a user would pick instead, installed in its
      own environment and run with its production settings (``bench_peer``); its figures
      beside ours, and ours/peer ratios, are in the report's ``peers`` (``bench_compare``).
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_const", dest="profile", const="quick")
     size.add_argument("--full", action="store_const", dest="profile", const="full")
     parser.add_argument("--out", default="var/bench/latest.json")
-    parser.add_argument("--arms", default="A,F,B-sqlite,B-postgres,C")
+    parser.add_argument("--arms", default="A,F,B-sqlite,B-postgres,C,O")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pg-admin-dsn", default=DEFAULT_PG_ADMIN)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, DBs)")

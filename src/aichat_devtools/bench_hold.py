@@ -24,7 +24,7 @@ async def rss_hold(run: Run) -> None:
     p = run.profile
     out: dict[str, Any] = {}
     text = scenario_text(0, 1000, 600)  # a token a second: the streams stay open
-    for name in [*p.rss_arms, *run.peer_arms]:
+    for name in [*p.rss_arms, *run.side_by_side]:
         if name not in run.arms or not run.arms[name].rss_process:
             continue
         pid = run.children[run.arms[name].rss_process or ""].pid
@@ -94,7 +94,7 @@ async def held_streams(run: Run) -> None:
     """
     p = run.profile
     out: dict[str, Any] = {}
-    for name in [*p.held_arms, *run.peer_arms]:
+    for name in [*p.held_arms, *run.side_by_side]:
         if name not in run.arms:
             continue
         arm = run.arms[name].arm

@@ -87,6 +87,8 @@ def report(run: Run, machine: dict[str, Any], started: float) -> dict[str, Any]:
         "arms": per_arm(run),
         # Ours (the headline arm) against each peer of this run, figure by figure.
         "peers": compare(per_arm(run), b, run.peer_arms),
+        # Our OpenAI-compatible API (arm O) against the same peers: one protocol, one client.
+        "peers_openai": compare(per_arm(run), "O", run.peer_arms) if "O" in run.arms else {},
         "peer_settings": d.get("peer_settings"),
         "knee": d.get("knee"),
         "db": d.get("db"),

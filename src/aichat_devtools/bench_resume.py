@@ -51,6 +51,7 @@ async def _measure(database_url: str) -> dict[str, Any]:
             {
                 "database_url": database_url,
                 "grpc_address": "127.0.0.1:0",
+                "openai_address": "",
                 "llm_provider": "openai",
                 "llm_model": "m",
                 "llm_base_url": fake.base_url,

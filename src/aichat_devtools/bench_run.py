@@ -107,6 +107,12 @@ class Run:
     def peer_arms(self) -> list[str]:
         return [name for name, s in self.arms.items() if s.arm.kind == "peer"]
 
+    @property
+    def side_by_side(self) -> list[str]:
+        """The arms every phase measures beside the profile's own: our OpenAI-compatible
+        API (arm O) and the peers, which speak the same protocol to the same client."""
+        return [name for name, s in self.arms.items() if s.arm.kind in ("door", "peer")]
+
     def pin_services(self) -> None:
         for child in self.children.values():
             procs.pin_process(child.pid, child.core)

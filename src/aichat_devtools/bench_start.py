@@ -15,6 +15,7 @@ from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_clients import DirectArm
+from aichat_devtools.bench_door_arm import DoorArm
 from aichat_devtools.bench_envoy_arm import EnvoyArm
 from aichat_devtools.bench_grpc_arm import GrpcArm
 from aichat_devtools.bench_peer_setup import Launch, PeerUnavailable
@@ -67,6 +68,8 @@ async def start_peers(run: Run) -> None:
 def backend_env(run: Run, port: int, database_url: str, replica: str) -> dict[str, str]:
     return {
         "AICHAT_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        # Off unless an arm needs it (two backends run at once: no fixed port for both).
+        "AICHAT_OPENAI_ADDRESS": "",
         "AICHAT_DATABASE_URL": database_url,
         "AICHAT_DATA_DIR": str(run.workdir / replica),
         "AICHAT_LLM_PROVIDER": "openai",
@@ -174,9 +177,16 @@ async def start(run: Run) -> None:
         relay = GrpcArm("F", f"127.0.0.1:{port}", "relay")
         starts.append(("F", relay))
         run.arms["F"] = ArmSetup(relay, ("relay",), "relay")
-    if want & {"B-sqlite", "C"}:
-        arm = backend("B-sqlite", sqlite_url, "aichat_backend", "backend-sqlite")
+    if want & {"B-sqlite", "C", "O"}:
+        # Arm O is the same backend's OpenAI-compatible listener.
+        door = procs.free_port() if "O" in want else 0
+        extra = {"AICHAT_OPENAI_ADDRESS": f"127.0.0.1:{door}"} if door else {}
+        arm = backend("B-sqlite", sqlite_url, "aichat_backend", "backend-sqlite", **extra)
         run.arms["B-sqlite"] = ArmSetup(arm, ("backend-sqlite",), "backend-sqlite")
+        if door:
+            run.arms["O"] = ArmSetup(
+                DoorArm("O", f"http://127.0.0.1:{door}/v1"), ("backend-sqlite",), "backend-sqlite"
+            )
     if pg_url:
         arm = backend("B-postgres", pg_url, "aichat_backend", "backend-postgres")
         run.arms["B-postgres"] = ArmSetup(arm, ("backend-postgres", "postgres"), "backend-postgres")

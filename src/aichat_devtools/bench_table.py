@@ -72,10 +72,11 @@ def print_table(result: dict[str, Any]) -> None:
         ],
     ]
     print(table(per_arm_rows, ["per arm", *arms]))
-    header, peer_rows = table_rows(result.get("peers") or {})
-    if peer_rows:
-        print()
-        print(table(peer_rows, header))
+    for key in ("peers", "peers_openai"):
+        header, peer_rows = table_rows(result.get(key) or {})
+        if peer_rows:
+            print()
+            print(table(peer_rows, header))
     db = result.get("db") or {}
     if db:
         print()

@@ -18,7 +18,7 @@ async def unary(run: Run) -> None:
     p = run.profile
     text = scenario_text(0, 0, 8)
     out: dict[str, Any] = {}
-    for name in ("F", "B-sqlite", "B-postgres", *run.peer_arms):
+    for name in ("F", "B-sqlite", "B-postgres", *run.side_by_side):
         if name not in run.arms:
             continue
         arm = run.arms[name].arm

@@ -29,6 +29,8 @@ from aichat_backend.web_config import page_config_json
 from aichat_devtools import dev_envoy
 
 ROOT = dev_envoy.ROOT
+GRPC_PORT = 50051
+OPENAI_PORT = 50052  # the OpenAI-compatible API's listener (AICHAT_OPENAI_ADDRESS)
 EDGE_DIR = Path("/etc/aichat-edge")
 JWKS_FILE = EDGE_DIR / "auth" / "jwks.json"
 WEB_CONFIG_FILE = EDGE_DIR / "config" / "web-config.json"
@@ -40,8 +42,15 @@ HEADER = """\
 
 
 def render(
-    backends: Sequence[tuple[str, int]], *, issuer: str | None, audiences: Sequence[str]
+    backends: Sequence[str],
+    *,
+    issuer: str | None,
+    audiences: Sequence[str],
+    grpc_port: int = GRPC_PORT,
+    openai_port: int = OPENAI_PORT,
 ) -> dict[str, Any]:
+    """``backends``: the backends' DNS names; Envoy reaches each on the gRPC port and on
+    the OpenAI-compatible API's port."""
     config = dev_envoy.render(
         paths={
             "var/dev-jwks.json": JWKS_FILE,
@@ -49,8 +58,10 @@ def render(
         },
         root=EDGE_DIR,
     )
+    ports = {"aichat_backend": grpc_port, "aichat_openai": openai_port}
     for cluster in config["static_resources"]["clusters"]:
-        if cluster["name"] == "aichat_backend":
+        port = ports.get(cluster["name"])
+        if port is not None:
             # DNS names, each address a host: Envoy balances turns over every replica.
             cluster["type"] = "STRICT_DNS"
             cluster["dns_lookup_family"] = "V4_PREFERRED"
@@ -62,7 +73,7 @@ def render(
                                 "address": {"socket_address": {"address": host, "port_value": port}}
                             }
                         }
-                        for host, port in backends
+                        for host in backends
                     ]
                 }
             ]
@@ -91,16 +102,16 @@ def renderings() -> dict[Path, tuple[str, dict[str, Any]]]:
         ROOT / "deploy/envoy/envoy.yaml": (
             "The edge image's default: the backend Service `aichat-backend`, any issuer the "
             "mounted JWKS signs for, audience `aichat`.",
-            render([("aichat-backend", 50051)], issuer=None, audiences=["aichat"]),
+            render(["aichat-backend"], issuer=None, audiences=["aichat"]),
         ),
         ROOT / "deploy/compose/envoy.yaml": (
             "deploy/compose/compose.yaml's edge: replicas backend-1 and backend-2.",
-            render([("backend-1", 50051), ("backend-2", 50051)], issuer=None, audiences=["aichat"]),
+            render(["backend-1", "backend-2"], issuer=None, audiences=["aichat"]),
         ),
         ROOT / "deploy/helm/aichat/files/envoy.yaml": (
             "The chart's edge (templates/configmaps.yaml fills in the template values with tpl).",
             render(
-                [('{{ include "aichat.fullname" . }}-backend', 50051)],
+                ['{{ include "aichat.fullname" . }}-backend'],
                 issuer="{{ .Values.auth.issuer }}",
                 audiences=["{{ .Values.auth.audience }}"],
             ),

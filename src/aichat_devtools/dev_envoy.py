@@ -1,7 +1,8 @@
 """Envoy in front of the dev backend: render envoy.yaml for a run, start it, say how to use it.
 
-``envoy.yaml`` at the repository root is the one configuration; it keeps three literal
-ports (listener 8080, admin 9901, backend 50051) and paths relative to the root.
+``envoy.yaml`` at the repository root is the one configuration; it keeps four literal
+ports (listener 8080, admin 9901, backend 50051, its OpenAI-compatible listener 50052)
+and paths relative to the root.
 :func:`render` turns it into the configuration of one run (other ports, absolute paths,
 the CORS origins, the listen address), for ``make run`` and for the end-to-end tests.
 """
@@ -26,6 +27,7 @@ CONFIG = ROOT / "envoy.yaml"
 LISTENER_PORT = 8080
 ADMIN_PORT = 9901
 BACKEND_PORT = 50051
+OPENAI_PORT = 50052  # the backend's OpenAI-compatible listener (AICHAT_OPENAI_ADDRESS)
 # Keys whose values are files envoy.yaml names relative to the repository root.
 _PATH_KEYS = frozenset({"filename", "proto_descriptor"})
 _CORS_FILTER = "envoy.filters.http.cors"
@@ -109,11 +111,19 @@ def cors_origins_from(value: str | None) -> list[str] | None:
 
 
 def backend_port(env: Mapping[str, str]) -> int:
-    address = env.get("AICHAT_GRPC_ADDRESS", f"127.0.0.1:{BACKEND_PORT}")
+    return _port(env, "AICHAT_GRPC_ADDRESS", BACKEND_PORT)
+
+
+def openai_port(env: Mapping[str, str]) -> int:
+    return _port(env, "AICHAT_OPENAI_ADDRESS", OPENAI_PORT)
+
+
+def _port(env: Mapping[str, str], variable: str, default: int) -> int:
+    address = env.get(variable, "") or f"127.0.0.1:{default}"
     try:
         return int(address.rsplit(":", 1)[1])
     except (IndexError, ValueError):
-        return BACKEND_PORT
+        return default
 
 
 def write_web_config(env: Mapping[str, str], path: Path) -> Path:
@@ -152,6 +162,7 @@ def start(
     config = render(
         ports={
             BACKEND_PORT: backend_port(env),
+            OPENAI_PORT: openai_port(env),
             LISTENER_PORT: port,
             ADMIN_PORT: admin_port,
         },
@@ -189,4 +200,5 @@ def banner(port: int = LISTENER_PORT) -> str:
   stream    curl -N -H "Authorization: Bearer $TOKEN" -d '{{"text":"Hi there"}}' \\
               {base}/v1/chat/sessions/hello:streamChat
   health    curl -s {base}/v1/chat/health
+  OpenAI    any OpenAI SDK: base_url={base}/v1, api_key=$TOKEN (GET /v1/models lists models)
 """

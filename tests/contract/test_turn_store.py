@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
 
 from aichat_backend.domain import (
     Attachment,
+    Message,
     MessageState,
     Role,
     ToolCall,
@@ -253,3 +255,37 @@ async def test_the_context_is_the_newest_window_with_attachment_content(stores: 
     assert history[1].attachments[0].content == b"abc"
     wider = HistoryWindow(requested=5, default=20, maximum=100)
     assert len((await stores.turns.load_context(stores.user, sid, wider)).history) == 5
+
+
+async def test_a_given_conversation_is_stored_around_the_user_message(stores: Stores) -> None:
+    """The OpenAI-compatible API's turns: earlier messages before the user's, the rounds the
+    caller answered (with their calls and results) after it, numbered in one write."""
+    sid = await stores.new_session()
+    image = Attachment("a.png", "image/png", 4, "0" * 64, content=b"\x89PNG")
+
+    def given(role: Role, text: str, **kw: object) -> Message:
+        return Message(session_id=sid, id=uuid.uuid4().hex, seq=0, role=role, text=text, **kw)  # type: ignore[arg-type]
+
+    earlier = [given(Role.USER, "look", attachments=[image]), given(Role.ASSISTANT, "a cat")]
+    answered = _call("c-1", ToolCallState.SUCCEEDED, name="get_weather")
+    answered.result_text = "sunny"
+    rounds = [given(Role.ASSISTANT, "", tool_calls=[answered], finish_reason="tool_calls")]
+    _, user_msg, answer = await stores.begin(sid, "and now?", earlier=earlier, rounds=rounds)
+    assert (user_msg.seq, answer.seq) == (3, 5)
+    context = await stores.turns.load_context(stores.user, sid, WINDOW)
+    assert context.session.message_count == 5
+    history = context.history
+    assert [(m.seq, m.role, m.text) for m in history] == [
+        (1, Role.USER, "look"),
+        (2, Role.ASSISTANT, "a cat"),
+        (3, Role.USER, "and now?"),
+        (4, Role.ASSISTANT, ""),
+        (5, Role.ASSISTANT, ""),
+    ]
+    assert [a.filename for a in history[0].attachments] == ["a.png"]
+    assert [(c.id, c.state, c.result_text) for c in history[3].tool_calls] == [
+        ("c-1", ToolCallState.SUCCEEDED, "sunny")
+    ]
+    assert history[4].state is MessageState.STREAMING
+    with pytest.raises(Aborted):  # claimed like any turn
+        await stores.begin(sid)

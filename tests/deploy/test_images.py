@@ -105,6 +105,7 @@ def background(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 class Backend:
     container: str
     grpc_port: int
+    openai_port: int
     log: Path
 
 
@@ -112,11 +113,12 @@ class Backend:
 def backend(built: dict[str, float], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """The backend image serving on the host's network, the fake model on the host."""
     work = tmp_path_factory.mktemp("backend-image")
-    grpc_port, fake_port = free_ports(2)
+    grpc_port, openai_port, fake_port = free_ports(3)
     fake = [sys.executable, "-m", "aichat_devtools.fake_llm", "--port", str(fake_port)]
     servers = ROOT / "deploy/compose/mcp-servers.json"
     env = {
         "AICHAT_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+        "AICHAT_OPENAI_ADDRESS": f"127.0.0.1:{openai_port}",
         "AICHAT_API_KEY": "image-test-key",
         "AICHAT_LLM_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
         "AICHAT_LLM_MODEL": "fake-echo",
@@ -144,7 +146,7 @@ def backend(built: dict[str, float], tmp_path_factory: pytest.TempPathFactory) -
                 return probe.returncode == 0 and probe.stdout.strip() == "SERVING"
 
             _wait("the image's own health check says SERVING", serving)
-            yield Backend(container=name, grpc_port=grpc_port, log=log)
+            yield Backend(container=name, grpc_port=grpc_port, openai_port=openai_port, log=log)
 
 
 def test_backend_image_is_non_root_and_leaves_no_build_behind(backend: Backend) -> None:
@@ -197,7 +199,11 @@ def test_edge_image_serves_the_page_the_document_and_the_api(
     port, admin = free_ports(2)
     config = dev_envoy.render(
         deploy_configs.render(
-            [("127.0.0.1", backend.grpc_port)], issuer=None, audiences=["aichat"]
+            ["127.0.0.1"],
+            issuer=None,
+            audiences=["aichat"],
+            grpc_port=backend.grpc_port,
+            openai_port=backend.openai_port,
         ),
         ports={dev_envoy.LISTENER_PORT: port, dev_envoy.ADMIN_PORT: admin},
         listen_address="127.0.0.1",

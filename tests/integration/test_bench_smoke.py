@@ -57,7 +57,12 @@ def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
     for key in KEYS:
         assert key in report, key
     assert {"cpu_model", "cores", "python"} <= report["machine"].keys()
-    assert {"A", "F", "B-sqlite"} <= report["arms"].keys()
+    assert {"A", "F", "B-sqlite", "O"} <= report["arms"].keys()
+    # Arm O (our OpenAI-compatible API, the peers' client) ran every phase the peers run.
+    door = report["arms"]["O"]
+    assert door["idle_ttft"]["ttft_ms_p50"] is not None
+    assert {"held", "rss", "unary"} <= {k for k, v in door.items() if v}
+    assert report["peers_openai"] == {}  # no peer ran here
     assert "P-litellm" not in report["arms"]
     assert report["skipped"]["P-litellm"].startswith("not run: cannot make")
     assert "P-litellm: not run" in proc.stdout  # the printed table says so too

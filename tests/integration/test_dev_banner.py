@@ -66,3 +66,4 @@ async def test_the_environments_single_model_and_postgres_are_named(tmp_path: Pa
     assert "PostgreSQL at db.example:5433/chat" in text and "secret" not in text
     assert "gpt-test" in text and "AICHAT_LLM_" in text
     assert "REST      http://127.0.0.1:8080" in text
+    assert "base_url=http://127.0.0.1:8080/v1" in text  # the OpenAI-compatible API

@@ -47,14 +47,16 @@ class Ports:
     envoy: int
     admin: int
     fake: int
+    openai: int
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*free_ports(4))
+        return cls(*free_ports(5))
 
     def env(self) -> dict[str, str]:
         return {
             "AICHAT_GRPC_ADDRESS": f"127.0.0.1:{self.grpc}",
+            "AICHAT_OPENAI_ADDRESS": f"127.0.0.1:{self.openai}",
             "AICHAT_DEV_ENVOY_PORT": str(self.envoy),
             "AICHAT_DEV_ENVOY_ADMIN_PORT": str(self.admin),
             "AICHAT_DEV_FAKE_LLM_PORT": str(self.fake),

@@ -44,6 +44,7 @@ _web_config: Path | None = None
 def render_for_test(
     *,
     backend_port: int,
+    openai_port: int | None = None,
     jwks_path: Path | None = None,
     source: Path = CONFIG,
     ports: Mapping[int, int] | None = None,
@@ -59,6 +60,7 @@ def render_for_test(
             dev_envoy.LISTENER_PORT: 0,
             dev_envoy.ADMIN_PORT: 0,
             dev_envoy.BACKEND_PORT: backend_port,
+            **({dev_envoy.OPENAI_PORT: openai_port} if openai_port is not None else {}),
             **(ports or {}),
         },
         paths=paths,

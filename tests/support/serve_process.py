@@ -36,6 +36,7 @@ def child_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     env["AICHAT_GRPC_ADDRESS"] = "127.0.0.1:0"  # the kernel picks; the log tells us
+    env["AICHAT_OPENAI_ADDRESS"] = "127.0.0.1:0"
     env["AICHAT_DATA_DIR"] = str(data_dir)
     env["AICHAT_MODEL_CHECK"] = "false"  # tests count what their fake upstreams see
     env["AICHAT_MCP_STDIO_USER"] = "same"  # see make_settings: the switch has tests of its own

@@ -32,6 +32,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "grpc_address": "127.0.0.1:0",
+        "openai_address": "127.0.0.1:0",
         "shutdown_grace_seconds": 1.0,
         "log_format": "text",
         # Tests send bursts no user would; the limit tests turn it back on.

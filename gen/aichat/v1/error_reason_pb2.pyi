@@ -281,6 +281,20 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: Envoy could not reach a backend."""
     GATEWAY_ERROR: _ErrorReason.ValueType  # 186
     """INTERNAL: Envoy failed for another reason."""
+    INVALID_CONVERSATION: _ErrorReason.ValueType  # 200
+    """--- the OpenAI-compatible API (POST /v1/chat/completions) ----------------------
+
+    INVALID_ARGUMENT: the messages do not make a conversation this API accepts (a tool
+    result without its call, no user message, an answer where a new message belongs).
+    """
+    UNSUPPORTED_PARAMETER: _ErrorReason.ValueType  # 201
+    """INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
+    honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
+    """
+    MODEL_NOT_IN_CATALOGUE: _ErrorReason.ValueType  # 202
+    """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+    404 model_not_found; GET /v1/models lists the names).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a request failed: the `reason` of the `google.rpc.ErrorInfo` that every error of
@@ -550,4 +564,18 @@ BACKEND_UNAVAILABLE: ErrorReason.ValueType  # 185
 """UNAVAILABLE: Envoy could not reach a backend."""
 GATEWAY_ERROR: ErrorReason.ValueType  # 186
 """INTERNAL: Envoy failed for another reason."""
+INVALID_CONVERSATION: ErrorReason.ValueType  # 200
+"""--- the OpenAI-compatible API (POST /v1/chat/completions) ----------------------
+
+INVALID_ARGUMENT: the messages do not make a conversation this API accepts (a tool
+result without its call, no user message, an answer where a new message belongs).
+"""
+UNSUPPORTED_PARAMETER: ErrorReason.ValueType  # 201
+"""INVALID_ARGUMENT: an OpenAI parameter, or a value of one, that this service does not
+honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
+"""
+MODEL_NOT_IN_CATALOGUE: ErrorReason.ValueType  # 202
+"""NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
+404 model_not_found; GET /v1/models lists the names).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

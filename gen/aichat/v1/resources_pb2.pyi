@@ -126,6 +126,10 @@ class _ToolCallStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolCal
     """Finished and returned a result."""
     TOOL_CALL_STATE_FAILED: _ToolCallState.ValueType  # 6
     """Finished with an error, timed out, or its server was gone."""
+    TOOL_CALL_STATE_RETURNED: _ToolCallState.ValueType  # 7
+    """A function of the caller's own (the OpenAI-compatible API's client-side tools): not
+    run here, handed back to the caller, who sends its result with the next request.
+    """
 
 class ToolCallState(_ToolCallState, metaclass=_ToolCallStateEnumTypeWrapper):
     """Where a tool call is in its life."""
@@ -144,6 +148,10 @@ TOOL_CALL_STATE_SUCCEEDED: ToolCallState.ValueType  # 5
 """Finished and returned a result."""
 TOOL_CALL_STATE_FAILED: ToolCallState.ValueType  # 6
 """Finished with an error, timed out, or its server was gone."""
+TOOL_CALL_STATE_RETURNED: ToolCallState.ValueType  # 7
+"""A function of the caller's own (the OpenAI-compatible API's client-side tools): not
+run here, handed back to the caller, who sends its result with the next request.
+"""
 Global___ToolCallState: _TypeAlias = ToolCallState  # noqa: Y015
 
 @_typing.final

@@ -117,6 +117,21 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())
         return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
 
+    def run_turn(
+        self, req: TurnRequest, recorder: TurnRecorder
+    ) -> AsyncGenerator[cpb.StreamChatResponse, None]:
+        """A turn as StreamChat runs it when its caller stays (limits, the stream gauge, the
+        numbered and logged events), for the other doors onto it (the OpenAI-compatible API)."""
+        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
+
+    @property
+    def turns(self) -> TurnStreams:
+        return self._turns
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self._engine
+
     def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
@@ -176,7 +191,7 @@ async def _stream(
     limits: TurnGate,
     gauge: StreamGauge | None,
     recorder: TurnRecorder,
-) -> AsyncIterator[cpb.StreamChatResponse]:
+) -> AsyncGenerator[cpb.StreamChatResponse, None]:
     """A turn's events as stream messages, numbered, named and logged (the recorder),
     inside the user's limits: one generator per held stream (the limits are a slot around
     it, not a layer of their own)."""

@@ -27,6 +27,7 @@ TOOL_STATE_TO_PB = {
     domain.ToolCallState.RUNNING: pb.TOOL_CALL_STATE_RUNNING,
     domain.ToolCallState.SUCCEEDED: pb.TOOL_CALL_STATE_SUCCEEDED,
     domain.ToolCallState.FAILED: pb.TOOL_CALL_STATE_FAILED,
+    domain.ToolCallState.RETURNED: pb.TOOL_CALL_STATE_RETURNED,
 }
 
 

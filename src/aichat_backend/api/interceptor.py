@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -20,20 +18,13 @@ import grpc
 from google.rpc import status_pb2
 
 from aichat_backend import request_context
+from aichat_backend.api.calls import OPEN_SERVICES, Call
 from aichat_backend.api.errors import grpc_code_of, internal_status, to_status
-from aichat_backend.errors import (
-    AichatError,
-    FailedPrecondition,
-    InvalidArgument,
-    Unauthenticated,
-)
+from aichat_backend.errors import AichatError, FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
 
 log = logging.getLogger("aichat_backend.access")
 
-# Health and reflection answer anyone: load balancers and grpcurl carry no user.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -56,50 +47,6 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
             return _MALFORMED
 
     return wrapper
-
-
-class _Call:
-    """What the interceptor knows about one RPC."""
-
-    __slots__ = ("error", "kind", "method", "open", "request_id", "start", "user")
-
-    def __init__(self, method: str, metadata: tuple[Any, ...], auth_header: str, max_user: int):
-        self.method = method
-        self.kind = "unary"
-        self.start = time.perf_counter()
-        self.request_id = ""
-        self.user: str | None = None
-        self.error: AichatError | None = None
-        values: dict[str, list[str]] = {}
-        for key, value in metadata or ():
-            values.setdefault(key.lower(), []).append(value if isinstance(value, str) else "")
-        supplied = values.get("x-request-id", [""])[0]
-        self.request_id = supplied if REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
-        self.open = method.startswith(OPEN_SERVICES)
-        if not self.open:
-            users = values.get(auth_header, [])
-            if len(users) != 1:
-                self.error = Unauthenticated(
-                    f"exactly one {auth_header} metadata value is required"
-                    + ("" if not users else f", got {len(users)}"),
-                    reason=Reason.MISSING_IDENTITY if not users else Reason.AMBIGUOUS_IDENTITY,
-                )
-            else:
-                user = users[0]
-                # Never trimmed: " victim " and "victim" would name one user.
-                if (
-                    not user.strip()
-                    or user != user.strip()
-                    or len(user) > max_user
-                    or not user.isprintable()
-                ):
-                    self.error = Unauthenticated(
-                        f"{auth_header} must be 1-{max_user} printable characters, without "
-                        "leading or trailing spaces",
-                        reason=Reason.INVALID_IDENTITY,
-                    )
-                else:
-                    self.user = user
 
 
 class RpcObserver(Protocol):
@@ -169,15 +116,34 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # we define no client- or bidi-streaming methods
 
-    def _begin(
-        self, method: str, context: grpc.aio.ServicerContext, request: Any, kind: str
-    ) -> _Call:
-        metadata = tuple(context.invocation_metadata() or ())
-        call = _Call(method, metadata, self._auth_header, self._max_user)
+    # --- the ladder, for any transport (the OpenAI-compatible HTTP API climbs it too) ---
+
+    def begin(self, method: str, metadata: tuple[Any, ...], kind: str) -> Call:
+        """A call starts: request id and identity read, counted, bound to the context."""
+        call = Call(method, metadata, self._auth_header, self._max_user)
         call.kind = kind
         self._observer.rpc_started(kind, method)
         request_context.bind(call.user, call.request_id, method)
         request_context.bind_metadata(metadata)
+        return call
+
+    async def admit(self, call: Call) -> None:
+        """Refused early (no identity, bad request), or through the gate (rate limits)."""
+        if call.error is not None:
+            raise call.error
+        if self._gate is not None and call.user is not None:
+            await self._gate(call.user)
+
+    def finish(self, call: Call, code: grpc.StatusCode) -> None:
+        """A call ends: its metrics and its access log line."""
+        seconds = time.perf_counter() - call.start
+        self._observer.rpc_handled(call.kind, call.method, code.name, seconds)
+        _access_log(call, code, seconds)
+
+    def _begin(
+        self, method: str, context: grpc.aio.ServicerContext, request: Any, kind: str
+    ) -> Call:
+        call = self.begin(method, tuple(context.invocation_metadata() or ()), kind)
         if call.error is None and isinstance(request, _Malformed):
             call.error = InvalidArgument(
                 "the request message could not be decoded", reason=Reason.MALFORMED_REQUEST
@@ -185,14 +151,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     @contextlib.asynccontextmanager
-    async def _handled(self, call: _Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _handled(self, call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         """The one ladder every RPC runs in: refuse early, gate, map errors, log the end."""
         code = grpc.StatusCode.OK
         try:
-            if call.error is not None:
-                raise call.error
-            if self._gate is not None and call.user is not None:
-                await self._gate(call.user)
+            await self.admit(call)
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
@@ -201,11 +164,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # the top of the request
-            status = _status_for(call, exc)
+            status = status_for(call, exc)
             code = grpc_code_of(status)
             await abort_with(context, status, call.request_id)
         finally:
-            self._finish(call, code)
+            self.finish(call, code)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
@@ -249,18 +212,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 metadata={"limit_bytes": str(self._max_response)},
             )
 
-    def _finish(self, call: _Call, code: grpc.StatusCode) -> None:
-        seconds = time.perf_counter() - call.start
-        self._observer.rpc_handled(call.kind, call.method, code.name, seconds)
-        _access_log(call, code, seconds)
 
-
-async def _send_headers(context: grpc.aio.ServicerContext, call: _Call) -> None:
+async def _send_headers(context: grpc.aio.ServicerContext, call: Call) -> None:
     extra = request_context.response_headers()
     await context.send_initial_metadata((("x-request-id", call.request_id), *extra))
 
 
-def _status_for(call: _Call, exc: Exception) -> status_pb2.Status:
+def status_for(call: Call, exc: Exception) -> status_pb2.Status:
     if isinstance(exc, AichatError):
         call.error = exc
         return to_status(exc, call.request_id)
@@ -282,7 +240,7 @@ async def abort_with(
     )
 
 
-def _access_log(call: _Call, code: grpc.StatusCode, seconds: float) -> None:
+def _access_log(call: Call, code: grpc.StatusCode, seconds: float) -> None:
     log.info(
         "rpc",
         extra={

@@ -56,7 +56,11 @@ def assistant_message(text: str, calls: Sequence[ToolCall]) -> ChatMessage:
     )
 
 
-def to_chat_messages(history: Sequence[Message]) -> list[ChatMessage]:
+def to_chat_messages(
+    history: Sequence[Message], *, open_with_user: bool = True
+) -> list[ChatMessage]:
+    """``open_with_user=False`` for messages that follow a user message already sent (a
+    turn's rounds), which must not be cut to open with the user."""
     result: list[ChatMessage] = []
     for m in history:
         if m.role is Role.USER:
@@ -73,6 +77,6 @@ def to_chat_messages(history: Sequence[Message]) -> list[ChatMessage]:
         elif m.role is Role.SYSTEM:
             result.append(ChatMessage(role=ChatRole.SYSTEM, text=m.text))
     # A window cut mid-conversation must still open with the user (Anthropic insists).
-    while result and result[0].role is not ChatRole.USER:
+    while open_with_user and result and result[0].role is not ChatRole.USER:
         result.pop(0)
     return result

@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
 from aichat_backend import names
+from aichat_backend.domain import Role, ToolCall
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.sessions import check_request_id, check_text
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.providers.base import ToolSpec
 from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.reasons import Reason
 
 MAX_TEXT_CHARS = 1_000_000
+MAX_STOP_SEQUENCES = 4
+CLIENT_TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+@dataclass(slots=True)
+class GivenMessage:
+    """One message of a conversation the caller gives whole (the OpenAI-compatible API)."""
+
+    role: Role  # USER, ASSISTANT or SYSTEM
+    text: str = ""
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # a user's files
+    # An assistant's calls of the caller's own functions, each with the result the caller
+    # sent (SUCCEEDED).
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A conversation the caller gives whole instead of a session's history: what came
+    before the turn's user message, and the rounds of this turn the caller has answered
+    already (its own functions' results). The model reads these, not a stored history, and
+    the turn stores them around its user message, so the session holds what the model saw.
+    """
+
+    earlier: list[GivenMessage] = field(default_factory=list)
+    rounds: list[GivenMessage] = field(default_factory=list)  # assistant messages with calls
 
 
 @dataclass(slots=True)
@@ -32,6 +61,15 @@ class TurnRequest:
     # handed over once per round instead of token by token.
     relay_text: bool = True
     turn_id: str = ""  # the turn's id when the caller named it (its event log); else new
+    # The OpenAI-compatible API's requests: a conversation given whole (else the session's
+    # history is read), the caller's own functions (offered to the model, never run here:
+    # a round that calls one ends the turn with those calls RETURNED), stop sequences, the
+    # caller's end-user id, and whether tools are offered at all (tool_choice "none").
+    conversation: Conversation | None = None
+    client_tools: tuple[ToolSpec, ...] = ()
+    stop: tuple[str, ...] = ()
+    end_user: str = ""
+    offer_tools: bool = True
 
 
 def check_turn_request(req: TurnRequest) -> str:
@@ -47,7 +85,28 @@ def check_turn_request(req: TurnRequest) -> str:
             reason=Reason.MESSAGE_TOO_LONG,
             field="text",
         )
+    _check_openai_extras(req)
     return session_id
+
+
+def _check_openai_extras(req: TurnRequest) -> None:
+    if len(req.stop) > MAX_STOP_SEQUENCES or any(not s or len(s) > 1000 for s in req.stop):
+        raise InvalidArgument(
+            f"stop: at most {MAX_STOP_SEQUENCES} non-empty sequences of up to 1000 characters",
+            reason=Reason.INVALID_FIELD,
+            field="stop",
+        )
+    names_seen: set[str] = set()
+    for tool in req.client_tools:
+        if not CLIENT_TOOL_NAME_RE.match(tool.name) or tool.name in names_seen:
+            raise InvalidArgument(
+                f"tool name {tool.name[:80]!r}: names are 1-64 letters, digits, '_' or '-', "
+                "each at most once",
+                reason=Reason.INVALID_FIELD,
+                field="tools",
+            )
+        names_seen.add(tool.name)
+    check_text("user", req.end_user)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
-from aichat_backend.engine.turn_run import TurnRun, answered_by, tool_specs, usage_of
+from aichat_backend.engine.turn_run import TurnRun, answered_by, returned_calls, usage_of
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import AichatError, Internal, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
@@ -110,6 +110,11 @@ class TurnRounds:
                     "the model's answer ended unexpectedly",
                     reason=Reason.PROVIDER_STREAM_INTERRUPTED,
                 )
+            elif stream.tool_calls and run.calls_client(stream.tool_calls):
+                # The caller's own functions: the turn ends, handing the calls back.
+                async for event in self._return_calls(run, stream):
+                    yield event
+                return
             elif stream.tool_calls and run.tools:
                 async for event in self._tool_round(run, stream):
                     yield event
@@ -154,6 +159,20 @@ class TurnRounds:
             model=m.model,
             answers=list(run.answers),
         )
+
+    async def _return_calls(
+        self, run: TurnRun, stream: RoundStream
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """A round that called the caller's own functions: stored with its calls, which go
+        back to the caller (RETURNED); the turn is complete (finish reason "tool_calls")."""
+        calls = returned_calls(run, stream.tool_calls)
+        run.message.tool_calls = calls
+        run.message.text = stream.text
+        await self._store.store_tool_round(run.user_id, run.session_id, run.message, calls, None)
+        for call in calls:
+            yield ToolCallUpdate(call)
+        async for event in self._end(run, TurnOutcome.COMPLETED, None, stream):
+            yield event
 
     async def _tool_round(
         self, run: TurnRun, stream: RoundStream
@@ -252,7 +271,7 @@ class TurnRounds:
         run.rounds += 1
         messages = [*run.request.messages, assistant_message(stream.text, calls)]
         messages += [tool_result_message(c) for c in calls]
-        tools = tool_specs(run.tools)
+        tools = run.offered_specs()
         if run.rounds >= self._config.max_tool_rounds:
             tools = ()
             messages.append(ChatMessage(role=ChatRole.USER, text=NO_MORE_TOOLS))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aichat_backend.domain import Message
+from aichat_backend.domain import Message, ToolCall, ToolCallState
 from aichat_backend.engine.round_stream import RoundStream
-from aichat_backend.providers.base import ProviderRequest, ToolSpec
+from aichat_backend.providers.base import ProviderRequest, ToolCallRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
 from aichat_backend.records import Usage
@@ -41,6 +43,17 @@ class TurnRun:
     first_token_seen: bool = False
     ended: bool = False  # the last event (TurnEnded) has been given to the caller
     answers: list[str] = field(default_factory=list)  # the turn's answer messages so far
+    # The caller's own functions (OpenAI-compatible API): offered, never run here.
+    client_tools: tuple[ToolSpec, ...] = ()
+
+    def offered_specs(self) -> tuple[ToolSpec, ...]:
+        """Every tool the model is offered: the session's (run here) and the caller's."""
+        return tool_specs(self.tools) + self.client_tools
+
+    def calls_client(self, calls: Sequence[ToolCallRequest]) -> bool:
+        """Whether a round's calls name any of the caller's own functions."""
+        own = {t.name for t in self.client_tools}
+        return bool(own) and any(c.name in own for c in calls)
 
 
 def stream_targets(catalogue: ModelCatalogue, model: str) -> list[StreamTarget]:
@@ -81,3 +94,31 @@ def usage_of(run: TurnRun, stream: RoundStream) -> Usage | None:
     if finished is None or not (finished.input_tokens or finished.output_tokens):
         return None
     return Usage(answered_by(run, stream), finished.input_tokens, finished.output_tokens)
+
+
+NOT_RUN_WITH_CALLER = (
+    "not run: the same answer called the caller's own functions, so the turn went back to "
+    "the caller; call it again if it is still needed"
+)
+
+
+def returned_calls(run: TurnRun, requests: Sequence[ToolCallRequest]) -> list[ToolCall]:
+    """A round's calls when it called the caller's functions: those are RETURNED to the
+    caller; any tool of the session's in the same round is not run (the turn ends here)."""
+    own = {t.name for t in run.client_tools}
+    calls: list[ToolCall] = []
+    for i, r in enumerate(requests):
+        call = ToolCall(
+            id=(r.id or f"call_{uuid.uuid4().hex[:12]}_{i}")[:128],
+            tool_name=r.name[:128],
+            arguments=dict(r.arguments),
+            state=ToolCallState.RETURNED,
+        )
+        if r.name not in own:
+            call.state, call.is_error, call.result_text = (
+                ToolCallState.FAILED,
+                True,
+                NOT_RUN_WITH_CALLER,
+            )
+        calls.append(call)
+    return calls

@@ -14,6 +14,13 @@ from collections.abc import AsyncGenerator
 from aichat_backend.domain import Attachment, Message, Role, ToolCallState
 from aichat_backend.engine import attachments as attachment_rules
 from aichat_backend.engine.context import to_chat_messages, with_attachments
+from aichat_backend.engine.conversation import (
+    Given,
+    check_client_tools,
+    first_user_text,
+    given_messages,
+    model_context,
+)
 from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.pdf_extractor import PdfExtractor
@@ -62,9 +69,12 @@ class TurnStarter:
     async def stream_turn(self, req: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         session_id = check_turn_request(req)
         files = await attachment_rules.prepare(req.attachments, self._limits, req.user_id)
+        given: Given = ([], [])
+        if req.conversation is not None:
+            given = await given_messages(req.conversation, session_id, self._limits, req.user_id)
         if req.model:
             self._catalogue.get(req.model)
-        started = await self._start_turn(req, session_id, files)
+        started = await self._start_turn(req, session_id, files, given)
         if isinstance(started, TurnEnded):  # an idempotent replay
             yield started
             return
@@ -88,7 +98,7 @@ class TurnStarter:
                 yield event
 
     async def _start_turn(
-        self, req: TurnRequest, session_id: str, files: list[Attachment]
+        self, req: TurnRequest, session_id: str, files: list[Attachment], given: Given
     ) -> TurnRun | TurnEnded:
         """Read the context, send the model request and start storing the user's message;
         or the stored result of a request_id seen before.
@@ -104,7 +114,7 @@ class TurnStarter:
             req.memory_limit, self._config.memory_default, self._config.memory_max
         )
         context = await self._store.load_context(req.user_id, session_id, window)
-        run = self._new_run(req, session_id, context, files)
+        run = self._new_run(req, session_id, context, files, given)
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
         run.stream = self._rounds.open_stream(run)
@@ -117,33 +127,47 @@ class TurnStarter:
             text=req.text,
             attachments=files,
             model=run.model,
-            title=title_from_message(req.text) or (files[0].filename if files else ""),
+            title=title_from_message(first_user_text(given[0], req.text))
+            or (files[0].filename if files else ""),
             answer_id=run.message.id,
             request_id=req.request_id,
             # A new message answers any question still open: the waiting calls are denied.
             # They belong to the session's last message, which the history always holds.
             deny_pending=DENIED_BY_NEW_MESSAGE if waiting else None,
+            earlier=given[0],
+            rounds=given[1],
         )
         run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
         return run
 
     def _new_run(
-        self, req: TurnRequest, session_id: str, context: TurnContext, files: list[Attachment]
+        self,
+        req: TurnRequest,
+        session_id: str,
+        context: TurnContext,
+        files: list[Attachment],
+        given: Given,
     ) -> TurnRun:
         session = context.session
         model = req.model or session.model or self._catalogue.default_name
-        tools = offered_tools(self._tools, session.tool_names)
+        tools = offered_tools(self._tools, session.tool_names) if req.offer_tools else {}
+        client_tools = req.client_tools if req.offer_tools else ()
+        check_client_tools(client_tools, tools)
         text, images = with_attachments(req.text, files)
+        user = ChatMessage(role=ChatRole.USER, text=text, images=images)
+        if req.conversation is not None:
+            messages = model_context(given[0], user, given[1])
+        else:
+            messages = (*to_chat_messages(context.history), user)
         request = ProviderRequest(
             model=model,
-            messages=(
-                *to_chat_messages(context.history),
-                ChatMessage(role=ChatRole.USER, text=text, images=images),
-            ),
+            messages=messages,
             system_prompt=session.system_prompt or self._config.default_system_prompt,
-            tools=tool_specs(tools),
+            tools=tool_specs(tools) + client_tools,
             temperature=req.temperature,
             max_output_tokens=req.max_output_tokens or None,
+            stop=req.stop,
+            end_user=req.end_user,
         )
         answer_id = uuid.uuid4().hex
         return TurnRun(
@@ -158,4 +182,5 @@ class TurnStarter:
             started=req.received,
             deadline=req.deadline,
             relay_text=req.relay_text,
+            client_tools=client_tools,
         )

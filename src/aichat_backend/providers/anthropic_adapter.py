@@ -160,6 +160,8 @@ class AnthropicProvider:
                 thinking={"type": "enabled", "budget_tokens": budget.thinking}
                 if budget.thinking
                 else anthropic.omit,
+                stop_sequences=list(request.stop) if request.stop else anthropic.omit,
+                metadata={"user_id": request.end_user} if request.end_user else anthropic.omit,
                 stream=True,
                 timeout=self._stream_timeout,  # SdkEvents watches for stalls
             )

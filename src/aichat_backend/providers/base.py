@@ -121,6 +121,11 @@ class ProviderRequest:
     # ``MIN_THINKING_BUDGET`` is raised to it).
     reasoning_effort: str | None = None
     thinking_budget_tokens: int | None = None
+    # Where the model stops generating (at most 4, as OpenAI allows), and the caller's
+    # own end-user id, passed on for the provider's abuse monitoring: both come from the
+    # OpenAI-compatible API, which honours them rather than drop them.
+    stop: tuple[str, ...] = ()
+    end_user: str = ""
 
 
 # --- stream events -------------------------------------------------------------------

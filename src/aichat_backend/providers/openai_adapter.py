@@ -91,6 +91,10 @@ class OpenAIProvider:
             body[self._max_tokens_param] = limit
         if effort:
             body["reasoning_effort"] = effort
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.end_user:
+            body["user"] = request.end_user
         try:
             # The SDK's own `chat.completions.create` walks every parameter through its
             # TypedDict transform (~3 ms a request) and builds a pydantic model per chunk

@@ -10,6 +10,7 @@ lease's claim and release from ``turn_leases``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
@@ -48,8 +49,8 @@ _BEGIN = (
         active_turn_id=bindparam("p_turn"),
         active_turn_owner=bindparam("p_owner"),
         active_turn_expires_us=bindparam("p_expires"),
-        last_seq=sessions.c.last_seq + 2,
-        message_count=sessions.c.message_count + 2,
+        last_seq=sessions.c.last_seq + bindparam("p_added"),
+        message_count=sessions.c.message_count + bindparam("p_added"),
         update_time_us=bindparam("p_now"),
         tools_locked=True,
         # The first message names an untitled session.
@@ -174,16 +175,23 @@ class AnswerRepository:
         model: str,
         title: str,
         answer_id: str,
+        *,
+        earlier: Sequence[Message] = (),
+        rounds: Sequence[Message] = (),
     ) -> tuple[Message, Message]:
         """Claim the session and store the user message and a placeholder answer.
 
         This is the only write before the first token, so it is kept to one UPDATE
         (claim, both sequence numbers, title, tool lock) and one multi-row INSERT; on
         PostgreSQL without attachments, to one statement that does both, which the
-        caller may run in ``Database.statement()``.
+        caller may run in ``Database.statement()``. A conversation given whole is stored
+        in the same INSERT: ``earlier`` before the user message, ``rounds`` after it
+        (their tool calls are the caller's to store).
         """
         now = now_us()
+        added = 2 + len(earlier) + len(rounds)
         params = {
+            "p_added": added,
             "p_user": self._user,
             "p_sid": session_id,
             "p_now": now,
@@ -193,7 +201,12 @@ class AnswerRepository:
             "p_title": title,
         }
         user_msg_id = new_message_id()
-        one_statement = not attachments_in and self._db.dialect.name == "postgresql"
+        one_statement = (
+            not attachments_in
+            and not earlier
+            and not rounds
+            and self._db.dialect.name == "postgresql"
+        )
         if one_statement:
             params.update(p_user_msg=user_msg_id, p_answer=answer_id, p_text=text, p_model=model)
             seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
@@ -203,10 +216,14 @@ class AnswerRepository:
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
         seq = row[0]
+        base = seq - added
+        before = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(earlier)]
+        base += len(before) + 1
+        after = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(rounds)]
         user_msg = Message(
             session_id=session_id,
             id=user_msg_id,
-            seq=seq - 1,
+            seq=base,
             role=Role.USER,
             text=text,
             create_time_us=now,
@@ -222,7 +239,9 @@ class AnswerRepository:
             create_time_us=now,
         )
         if not one_statement:
-            await MessageRepository(self._db, self._user).insert([user_msg, answer])
+            await MessageRepository(self._db, self._user).insert(
+                [*before, user_msg, *after, answer]
+            )
         return user_msg, answer
 
     async def placeholder(

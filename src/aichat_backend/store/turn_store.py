@@ -69,7 +69,10 @@ class SqlTurnStore:
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
         # The common turn (no files, no request id, nothing waiting) is one statement on
         # PostgreSQL (AnswerRepository.begin), sent without BEGIN and COMMIT.
-        one_statement = not turn.attachments and not turn.request_id and turn.deny_pending is None
+        given = turn.earlier or turn.rounds
+        one_statement = (
+            not turn.attachments and not turn.request_id and turn.deny_pending is None and not given
+        )
         unit = self._db.statement() if one_statement else self._db.transaction()
         async with unit as tx:
             if turn.request_id and not await self._keys(tx, user_id).put(
@@ -84,7 +87,13 @@ class SqlTurnStore:
                 turn.model,
                 turn.title,
                 turn.answer_id,
+                earlier=turn.earlier,
+                rounds=turn.rounds,
             )
+            calls = ToolCallRepository(tx, user_id)
+            for m in (*turn.earlier, *turn.rounds):
+                if m.tool_calls:
+                    await calls.add_calls(turn.session_id, m.id, m.tool_calls)
             denied: list[ToolCall] = []
             if turn.deny_pending is not None:
                 denied = await ToolCallRepository(tx, user_id).deny_all_pending(

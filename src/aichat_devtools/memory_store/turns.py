@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import uuid
 
@@ -83,20 +84,36 @@ class MemoryTurns:
             s.put_key(user_id, TURN_SCOPE, turn.request_id, turn.answer_id)
         s.take_claim(stored, turn.claim)
         now = now_us()
-        stored.last_seq += 2
-        stored.session.message_count += 2
         stored.session.update_time_us = now
         stored.session.tools_locked = True
         stored.session.display_name = stored.session.display_name or turn.title
+
+        def place(m: Message) -> None:  # a given message, and its calls, next in the session
+            stored.last_seq += 1
+            stored.session.message_count += 1
+            s.add_message(user_id, dataclasses.replace(m, seq=stored.last_seq, create_time_us=now))
+            for i, call in enumerate(m.tool_calls):
+                kept = StoredCall(m.id, turn.session_id, i, copy.deepcopy(call), now)
+                s.calls[(user_id, m.id, call.id)] = kept
+
+        for m in turn.earlier:
+            place(m)
+        stored.last_seq += 1
+        stored.session.message_count += 1
         user_message = Message(
             turn.session_id,
             uuid.uuid4().hex,
-            stored.last_seq - 1,
+            stored.last_seq,
             Role.USER,
             text=turn.text,
             create_time_us=now,
             attachments=copy.deepcopy(turn.attachments),
         )
+        s.add_message(user_id, user_message)
+        for m in turn.rounds:
+            place(m)
+        stored.last_seq += 1
+        stored.session.message_count += 1
         answer = Message(
             turn.session_id,
             turn.answer_id,
@@ -106,7 +123,6 @@ class MemoryTurns:
             model=turn.model,
             create_time_us=now,
         )
-        s.add_message(user_id, user_message)
         s.add_message(user_id, answer)
         denied: list[ToolCall] = []
         if turn.deny_pending is not None:

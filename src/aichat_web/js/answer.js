@@ -13,6 +13,7 @@ const STATE_LABEL = {
   TOOL_CALL_STATE_RUNNING: "running…",
   TOOL_CALL_STATE_SUCCEEDED: "done",
   TOOL_CALL_STATE_FAILED: "failed",
+  TOOL_CALL_STATE_RETURNED: "handed to the caller",
 };
 
 export class AnswerView {

@@ -61,6 +61,12 @@ EXPECTED: dict[str, list[str]] = {
     # docs/deployment.md
     "aichat-backend web-config": ['"appName": "Galaxy Chat"'],
     "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],
+    "/v1/chat/completions": [
+        '"object":"list"',
+        '"object":"chat.completion"',
+        '"aichat":{"session":"sessions/hello"',
+        "data: [DONE]",
+    ],
 }
 
 

@@ -72,13 +72,17 @@ async def test_ext_authz_variant_validates(tmp_path: Path) -> None:
     assert "Deprecated" not in out, out
 
 
-def test_the_three_ports_are_literal_and_rendered_away(dev_keys: DevKeys) -> None:
-    assert sorted(port_values(SOURCE)) == [8080, 9901, 50051]
+def test_the_four_ports_are_literal_and_rendered_away(dev_keys: DevKeys) -> None:
+    assert sorted(port_values(SOURCE)) == [8080, 9901, 50051, 50052]
+    # The backend's own defaults are what envoy.yaml names.
+    settings = Settings()
+    assert settings.grpc_address.endswith(f":{dev_envoy.BACKEND_PORT}")
+    assert settings.openai_address.endswith(f":{dev_envoy.OPENAI_PORT}")
     config = dev_envoy.render(
-        ports={8080: 18080, 9901: 19901, 50051: 15051},
+        ports={8080: 18080, 9901: 19901, 50051: 15051, 50052: 15052},
         paths={"var/dev-jwks.json": dev_keys.jwks_path},
     )
-    assert sorted(port_values(config)) == [15051, 18080, 19901]
+    assert sorted(port_values(config)) == [15051, 15052, 18080, 19901]
     transcoder = http_filter(config, "envoy.filters.http.grpc_json_transcoder")
     assert Path(transcoder["proto_descriptor"]) == dev_envoy.ROOT / "gen" / "aichat.pb"
     provider = http_filter(config, "envoy.filters.http.jwt_authn")["providers"]["aichat"]

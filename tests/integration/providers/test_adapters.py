@@ -118,6 +118,21 @@ async def test_length_finish_reason(upstream: Upstream) -> None:
     assert upstream.last_body[limit_field] == 2
 
 
+async def test_stop_sequences_and_end_user_reach_both_families(upstream: Upstream) -> None:
+    """What the OpenAI-compatible API passes on: each family's own fields for them."""
+    upstream.server.enqueue(Script(text="one two"))
+    await collect(upstream.provider, ask(stop=("END", "STOP"), end_user="customer-7"))
+    body = upstream.last_body
+    if upstream.family == "openai":
+        assert (body["stop"], body["user"]) == (["END", "STOP"], "customer-7")
+    else:
+        assert body["stop_sequences"] == ["END", "STOP"]
+        assert body["metadata"] == {"user_id": "customer-7"}
+    upstream.server.enqueue(Script(text="plain"))
+    await collect(upstream.provider, ask())
+    assert not {"stop", "user", "stop_sequences", "metadata"} & set(upstream.last_body)
+
+
 def _input(events: list[ProviderEvent]) -> int:
     finished = events[-1]
     assert isinstance(finished, StreamFinished)
