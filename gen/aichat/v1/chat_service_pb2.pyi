@@ -367,6 +367,30 @@ class StreamTurnEventsRequest(_message.Message):
 Global___StreamTurnEventsRequest: _TypeAlias = StreamTurnEventsRequest  # noqa: Y015
 
 @_typing.final
+class CancelTurnRequest(_message.Message):
+    """Request for CancelTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The turn, "sessions/{session}/turns/{turn}" (as `StreamChatResponse.turn` or
+    `Session.active_turn`).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTurnRequest: _TypeAlias = CancelTurnRequest  # noqa: Y015
+
+@_typing.final
 class StreamChatResponse(_message.Message):
     """One event of a chat turn stream."""
 

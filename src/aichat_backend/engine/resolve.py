@@ -134,7 +134,7 @@ class Resolver:
             turn_id=turn_id,
             model=model,
             targets=targets,
-            tools=offered_tools(self._tools, session.tool_names),
+            tools=offered_tools(self._tools, session.tool_names, session.tools_disabled),
             request=ProviderRequest(
                 model=model,
                 messages=(),

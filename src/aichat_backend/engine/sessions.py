@@ -146,6 +146,12 @@ class SessionManager:
                     reason=Reason.INVALID_FIELD,
                     field="session.tool_names",
                 )
+        if values.get("tools_disabled") and values.get("tool_names"):
+            raise InvalidArgument(
+                "tools_disabled means no tool at all: leave tool_names empty with it",
+                reason=Reason.INVALID_FIELD,
+                field="session.tools_disabled",
+            )
         model = values.get("model")
         if model and self._model_exists is not None and not self._model_exists(model):
             raise InvalidArgument(
@@ -233,10 +239,19 @@ class SessionManager:
         self._validate(changes)
         async with self._db.transaction() as tx:
             repo = SessionRepository(tx, user_id)
-            if "tool_names" in changes:
+            if "tool_names" in changes or "tools_disabled" in changes:
                 current = await repo.get(session_id, for_update=True)
-                if current.tools_locked and sorted(current.tool_names) != sorted(
-                    changes["tool_names"]
+                names_after = changes.get("tool_names", current.tool_names)
+                disabled_after = changes.get("tools_disabled", current.tools_disabled)
+                if disabled_after and names_after:
+                    raise InvalidArgument(
+                        "tools_disabled means no tool at all: leave tool_names empty with it",
+                        reason=Reason.INVALID_FIELD,
+                        field="session.tools_disabled",
+                    )
+                if current.tools_locked and (
+                    sorted(current.tool_names) != sorted(names_after)
+                    or current.tools_disabled != disabled_after
                 ):
                     raise FailedPrecondition(
                         "tool_names cannot change after the first message of a session",

@@ -135,7 +135,7 @@ class TurnStarter:
 
         model = req.model or session.model or self._catalogue.default_name
         targets = stream_targets(self._catalogue, model)
-        tools = offered_tools(self._tools, session.tool_names)
+        tools = offered_tools(self._tools, session.tool_names, session.tools_disabled)
         text, images = with_attachments(req.text, files)
         request = ProviderRequest(
             model=model,
