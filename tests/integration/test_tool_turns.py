@@ -102,6 +102,11 @@ async def test_destructive_tool_waits_for_approval_then_runs(stack: ChatStack, u
         stack, user, session, cpb.ToolCallDecision(tool_call_id="c1", approved=True)
     )
     assert kinds(resumed)[0] == "turn_started"
+    # The continuation says it goes on in the answer the first turn began (a client
+    # replaying it keeps that answer's text, which is not sent again).
+    assert resumed[0].turn_started.answer_message == events[0].turn_started.answer_message
+    assert resumed[0].turn_started.continues_answer
+    assert not events[0].turn_started.continues_answer
     assert (("tasks__add_task", rpb.TOOL_CALL_STATE_SUCCEEDED)) in tool_events(resumed)
     assert resumed[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
     assert resumed[-1].turn_ended.message.text == "Added."

@@ -134,6 +134,14 @@ def event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
     return out
 
 
+def resolve_event_to_pb(event: ev.TurnEvent, sequence: int) -> cpb.StreamChatResponse:
+    """As ``event_to_pb``, for ResolveToolCalls: its turn continues an earlier answer."""
+    out = event_to_pb(event, sequence)
+    if isinstance(event, ev.TurnStarted):
+        out.turn_started.continues_answer = True
+    return out
+
+
 class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     def __init__(
         self,
@@ -169,7 +177,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         # As StreamChat.
         turns = self._turns
-        recorder = turns.recorder(event_to_pb, request.session)
+        recorder = turns.recorder(resolve_event_to_pb, request.session)
         req = resolve_request(request, context, turn_id=recorder.turn_id)
         if turns.detach(request.detached if request.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
