@@ -9,6 +9,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 REASONS_PY := src/aichat_backend/reasons.py
+WEB_INDEX := src/aichat_web/index.html
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -16,13 +17,15 @@ GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json src/aichat_web/package.json
+$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json src/aichat_web/package.json tests/e2e/web/package.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' -e src/aichat_devtools
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
-	# The web page's modules (marked, DOMPurify): Envoy serves them from node_modules.
+	# The web page's modules (marked, DOMPurify, highlight.js): Envoy serves them from node_modules.
 	cd src/aichat_web && npm ci --no-audit --no-fund --loglevel=error
+	# axe-core, which the browser tests inject into the page to check its accessibility.
+	cd tests/e2e/web && npm ci --no-audit --no-fund --loglevel=error
 	# The browser tests drive Debian's chromium (Playwright never downloads a browser).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
@@ -72,14 +75,19 @@ gen: install
 	touch gen/aichat/__init__.py gen/aichat/v1/__init__.py gen/aichat/v1/py.typed
 	# The ErrorInfo reasons as the server raises them (a StrEnum; the engine knows no protobuf).
 	$(PY) -m aichat_devtools.gen_reasons proto/aichat/v1/error_reason.proto $(REASONS_PY)
+	# The web page's version (a hash of its files) in the URLs its index names.
+	$(PY) -m aichat_devtools.web_version src/aichat_web >/dev/null
 
 check-gen: install
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; cp $(REASONS_PY) $$tmp/reasons.py; \
+	cp $(WEB_INDEX) $$tmp/index.html; \
 	$(MAKE) -s gen >/dev/null; \
-	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null || ! diff -q $$tmp/reasons.py $(REASONS_PY) >/dev/null; then \
-	  echo "gen/ or $(REASONS_PY) is stale: run 'make gen' and commit the result"; \
+	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null || ! diff -q $$tmp/reasons.py $(REASONS_PY) >/dev/null \
+	    || ! diff -q $$tmp/index.html $(WEB_INDEX) >/dev/null; then \
+	  echo "gen/, $(REASONS_PY) or $(WEB_INDEX) is stale: run 'make gen' and commit the result"; \
 	  diff -r -x __pycache__ $$tmp/before gen | head -20; diff $$tmp/reasons.py $(REASONS_PY) | head -10; \
-	  rm -rf gen; cp -r $$tmp/before gen; cp $$tmp/reasons.py $(REASONS_PY); exit 1; fi
+	  diff $$tmp/index.html $(WEB_INDEX) | head -4; \
+	  rm -rf gen; cp -r $$tmp/before gen; cp $$tmp/reasons.py $(REASONS_PY); cp $$tmp/index.html $(WEB_INDEX); exit 1; fi
 
 bench: install
 	$(PY) -m aichat_devtools.bench --full
