@@ -21,18 +21,19 @@ const STATE_LABEL = {
 
 // (view) => an element, or null when it has nothing to offer for this answer.
 export const ACTIONS = [
-  (view) =>
-    view.text
-      ? el("button", {
-          type: "button",
-          class: "link-button",
-          text: "Copy",
-          onclick: async (event) => {
-            await navigator.clipboard?.writeText(view.text);
-            event.currentTarget.textContent = "Copied";
-          },
-        })
-      : null,
+  (view) => {
+    if (!view.text) return null;
+    const copy = el("button", {
+      type: "button",
+      class: "link-button",
+      text: "Copy",
+      onclick: async () => {
+        await navigator.clipboard?.writeText(view.text);
+        copy.textContent = "Copied";
+      },
+    });
+    return copy;
+  },
   (view) => (view.message?.name && view.text ? feedbackControls(view.message) : null),
 ];
 

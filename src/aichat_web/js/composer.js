@@ -63,6 +63,9 @@ export class Composer {
     retireApprovals(); // the server declines calls still waiting when a message comes
     const bubble = this.chat.userBubble(message.text, message.described);
     this.chat.follower.follow(true);
+    const control = new TurnControl();
+    control.bubble = bubble;
+    this.chat.setBusy(control); // from the moment the message shows: one turn at a time
     if (!this.chat.session) {
       try {
         const created = await api.createSession(
@@ -76,14 +79,13 @@ export class Composer {
         this.chat.show(created);
         this.sessions.upsert(created);
       } catch (error) {
+        this.chat.setBusy(null);
         toastError(error, "Could not start the chat");
         return this.notSent(bubble, message, error);
       }
     }
     const name = this.chat.session.name;
-    const control = new TurnControl();
     control.view = new AnswerView(this.chat.list);
-    control.bubble = bubble;
     control.view.retry = () => {
       control.view.node.remove();
       bubble.remove();
