@@ -38,6 +38,7 @@ export class ChatView {
   openDraft() {
     this.leave();
     this.opening += 1;
+    this.loading = false;
     this.session = null;
     this.sessions.setCurrent(null);
     this.setHash("");
@@ -64,12 +65,17 @@ export class ChatView {
     const name = typeof which === "string" ? sessionName(which) : which.name;
     this.sessions.setCurrent(name);
     this.setHash(`session=${encodeURIComponent(sessionId(name))}`);
+    // Until it is read nothing can be sent: a message would land in the chat left behind.
+    this.loading = true;
+    this.session = null;
+    this.list.replaceChildren(el("p", { class: "hint loading", text: "Loading the chat…" }));
     let session;
     let messages;
     try {
       [session, messages] = await Promise.all([api.getSession(name), api.listMessages(name)]);
     } catch (error) {
       if (ticket !== this.opening) return;
+      this.loading = false;
       if (error instanceof ApiError && error.status === 404) {
         toast("That chat does not exist, or it is not yours.", "error");
         this.openDraft();
@@ -79,6 +85,7 @@ export class ChatView {
       return;
     }
     if (ticket !== this.opening) return; // another chat was opened meanwhile
+    this.loading = false;
     this.show(session);
     this.list.replaceChildren();
     this.renderHistory(messages);

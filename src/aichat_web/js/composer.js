@@ -30,7 +30,8 @@ export class Composer {
 
   async send() {
     const text = this.input.value.trim();
-    if (this.chat.control || this.sending || (!text && !this.attachments.files.length)) return;
+    if (this.chat.control || this.chat.loading || this.sending) return;
+    if (!text && !this.attachments.files.length) return;
     if (!text) return toast("Write a message to go with the files", "error");
     // Reading files and creating the session take a moment: one Enter, one message.
     this.sending = true;

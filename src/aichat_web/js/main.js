@@ -92,9 +92,6 @@ async function start() {
     }
     return;
   }
-  $("signin").hidden = true;
-  $("app").hidden = false;
-
   const modelPicker = new ModelPicker();
   modelPicker.setModels(models.models || []);
   const toolPicker = new ToolPicker({ onChange: () => {} });
@@ -133,10 +130,13 @@ async function start() {
     }
   });
 
-  await sessions.loadFirst();
+  // The chat is set (a draft, or the one asked for, loading) before the page shows.
   const wanted = sessionFromHash();
-  if (wanted) await chat.open(wanted);
-  else chat.openDraft();
+  const opened = wanted ? chat.open(wanted) : chat.openDraft();
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  if (!wanted) $("message-input").focus();
+  await Promise.all([sessions.loadFirst(), opened]);
   window.addEventListener("hashchange", () => {
     const id = sessionFromHash();
     if (id && (!chat.session || !chat.session.name.endsWith(`/${id}`))) chat.open(id);
