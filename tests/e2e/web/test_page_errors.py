@@ -82,6 +82,7 @@ async def test_backend_down_a_message_is_kept_with_retry_and_envoys_words_never_
     desktop: BrowserContext, flaky: FlakyBackend, stack: ChatStack, token: str
 ) -> None:
     page = await signed_in(desktop, flaky.envoy, token)
+    await expect(page.locator("#session-list li").first).to_be_visible()  # loaded while up
     await flaky.link.set_mode("refuse")
     try:
         await send(page, "are you there?")
