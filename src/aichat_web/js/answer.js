@@ -10,6 +10,8 @@ import { el, icon, shortName } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 import { feedbackControls } from "./feedback.js";
 
+const RENDER_EVERY_MS = 100;
+
 const STATE_LABEL = {
   TOOL_CALL_STATE_PENDING_APPROVAL: "waiting for approval",
   TOOL_CALL_STATE_APPROVED: "approved",
@@ -67,9 +69,25 @@ export class AnswerView {
   appendText(text) {
     this.text += text;
     this.setThinking(false);
-    // One render per frame however many deltas arrive in it.
-    if (!this.pending) {
-      this.pending = true;
+    // One render per RENDER_EVERY_MS however many deltas arrive meanwhile, in a frame:
+    // text appears as fast as anyone reads, and a slow machine keeps its frames short.
+    if (this.pending) return;
+    this.pending = true;
+    const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - (this.renderedAt || 0)));
+    setTimeout(() => requestAnimationFrame(() => {
+      this.pending = false;
+      this.renderedAt = performance.now();
+      this.render();
+    }), wait);
+  }
+
+  // `final`: the text is complete (the last block is settled too).
+  render(final = false) {
+    const done = this.markdown.update(this.text, { final });
+    this.body.hidden = !this.text;
+    this.grew();
+    if (!done && !this.pending) {
+      this.pending = true; // more blocks to settle: the next frame goes on
       requestAnimationFrame(() => {
         this.pending = false;
         this.render();
@@ -77,16 +95,14 @@ export class AnswerView {
     }
   }
 
-  // `final`: the text is complete (the last block is settled too).
-  render(final = false) {
-    this.markdown.update(this.text, { final });
-    this.body.hidden = !this.text;
-    this.grew();
-  }
-
-  // Tells the chat view to keep the newest part in sight.
+  // Tells the chat view to keep the newest part in sight (once a frame: follow.js).
   grew() {
-    this.node.dispatchEvent(new CustomEvent("answer-grew", { bubbles: true }));
+    if (this.growing) return;
+    this.growing = true;
+    requestAnimationFrame(() => {
+      this.growing = false;
+      this.node.dispatchEvent(new CustomEvent("answer-grew", { bubbles: true }));
+    });
   }
 
   setThinking(on, elapsed) {

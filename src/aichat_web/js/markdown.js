@@ -21,10 +21,22 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
-function toHtml(tokens, links) {
+// Set once: a config given to each sanitize() call is parsed again on every call.
+// IN_PLACE: the HTML is parsed once, in a document of its own with no window (nothing in
+// it runs or loads), cleaned there, and only then moved into the page.
+DOMPurify.setConfig({ USE_PROFILES: { html: true }, IN_PLACE: true });
+const INERT = document.implementation.createHTMLDocument("");
+
+// Blocks settled per call stop after this long; the rest wait for the next frame.
+const BUDGET_MS = 8;
+
+function toNodes(tokens, links) {
   const list = [...tokens];
   list.links = links || {};
-  return DOMPurify.sanitize(marked.parser(list), { USE_PROFILES: { html: true } });
+  const box = INERT.createElement("div");
+  box.innerHTML = marked.parser(list);
+  DOMPurify.sanitize(box);
+  return document.adoptNode(box).childNodes;
 }
 
 // The whole text at once (a stored answer).
@@ -44,13 +56,15 @@ export class MarkdownStream {
     this.text = "";
   }
 
-  // `text` is the whole answer so far (it only ever grows while streaming).
+  // `text` is the whole answer so far (it only ever grows while streaming). Returns false
+  // when blocks are left to settle (call again next frame); the last call is `final`.
   update(text, { final = false } = {}) {
     if (!text.startsWith(this.text.slice(0, this.done))) {
       this.target.replaceChildren(); // not a continuation: start over
       Object.assign(this, { done: 0, links: {}, tail: null });
     }
     this.text = text;
+    const started = performance.now();
     const tokens = marked.lexer(text.slice(this.done));
     Object.assign(this.links, tokens.links || {});
     // Every block that another (non-blank) block follows is final; so is the last at the end.
@@ -58,8 +72,11 @@ export class MarkdownStream {
     while (last >= 0 && tokens[last].type === "space") last--;
     const settled = final ? tokens.length : Math.max(last, 0);
     for (let i = 0; i < settled; i++) {
+      if (!final && i > 0 && performance.now() - started > BUDGET_MS) return false;
       this.done += tokens[i].raw.length;
       if (tokens[i].type === "space") continue;
+      this.tail?.remove(); // what it showed is this block, now final
+      this.tail = null;
       this.append(tokens[i]);
     }
     this.tail?.remove();
@@ -68,18 +85,19 @@ export class MarkdownStream {
       this.tail = this.block(tokens.slice(last));
       this.target.append(this.tail);
     }
+    return true;
   }
 
   append(token) {
     const node = this.block([token]);
-    this.tail ? this.tail.before(node) : this.target.append(node);
+    this.target.append(node);
     enhanceCode(node);
   }
 
   block(tokens) {
     const node = document.createElement("div");
     node.className = "md-block";
-    node.innerHTML = toHtml(tokens, this.links);
+    node.append(...toNodes(tokens, this.links));
     return node;
   }
 }

@@ -21,10 +21,10 @@ export class SessionList {
     this.more = $("more-sessions");
     this.more.addEventListener("click", () => this.loadMore());
     // Scrolling to the end of the list loads the next page too.
+    // (Observed only while there is a next page: an observer costs a check every frame.)
     this.observer = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting) && this.nextPageToken) this.loadMore();
     });
-    this.observer.observe(this.more);
   }
 
   async loadFirst() {
@@ -108,6 +108,8 @@ export class SessionList {
       this.list.append(el("li", { class: "session-empty", text: "No chats yet." }));
     }
     this.more.hidden = !this.nextPageToken;
+    if (this.nextPageToken) this.observer.observe(this.more);
+    else this.observer.disconnect();
     this.watch();
   }
 
