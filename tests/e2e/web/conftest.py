@@ -150,7 +150,9 @@ async def flaky(
     web_config = dev_envoy.write_web_config(env, workdir / "web-config.json")
     link = FaultProxy(upstream_port=stack.server.port)
     await link.start()
-    config = render_for_test(backend_port=link.port, jwks_path=dev_keys.jwks_path, web_config=web_config)
+    config = render_for_test(
+        backend_port=link.port, jwks_path=dev_keys.jwks_path, web_config=web_config
+    )
     try:
         async with envoy_in_front(config, workdir) as running:
             yield FlakyBackend(running, link)

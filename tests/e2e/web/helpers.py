@@ -58,7 +58,9 @@ async def chat_action(page: Page, label: str) -> None:
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 
 
-async def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+async def axe_violations(
+    page: Page, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[str]:
     """axe-core (npm) run in the page: the serious and critical violations, one line each.
 
     Evaluated over the DevTools protocol, which the page's CSP (script-src 'self') does

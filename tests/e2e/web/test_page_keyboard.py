@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)
 async def focused(page: Page) -> str:
     return str(
         await page.evaluate(
-            "() => { const e = document.activeElement; return e ? (e.id || e.getAttribute('aria-label')"
-            " || e.textContent.trim().slice(0, 40)) : ''; }"
+            "() => { const e = document.activeElement; return e ? (e.id"
+            " || e.getAttribute('aria-label') || e.textContent.trim().slice(0, 40)) : ''; }"
         )
     )
 
@@ -78,7 +78,9 @@ async def test_on_a_phone_tab_never_lands_in_the_closed_sidebar_and_escape_close
     await expect(page.locator("#toggle-sidebar")).to_be_focused()
 
 
-async def test_escape_closes_the_tools_panel(desktop: BrowserContext, envoy: Envoy, token: str) -> None:
+async def test_escape_closes_the_tools_panel(
+    desktop: BrowserContext, envoy: Envoy, token: str
+) -> None:
     page = await signed_in(desktop, envoy, token)
     await page.locator("#tools-button").click()
     await expect(page.locator("#tools-panel")).to_be_visible()

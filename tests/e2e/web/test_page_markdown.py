@@ -1,6 +1,6 @@
 """Answers as Markdown (issue 28, items 2 and 4) in the real browser: code blocks with a
 Copy button and highlighting, code at 14 px or more, styled quotes, a jump to the latest
-text while scrolled up; and the rendering cost of a long answer with the CPU slowed 4×
+text while scrolled up; and the rendering cost of a long answer with the CPU slowed 4x
 (no long task over 50 ms), with a selection surviving the stream."""
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def main_thread_tasks(trace: list[dict[str, Any]]) -> list[Task]:
     ]
 
 
-def cpu_within(tasks: list[Task], trace: list[dict[str, Any]], mark: float, start: float, wall: float) -> float:
+def cpu_within(
+    tasks: list[Task], trace: list[dict[str, Any]], mark: float, start: float, wall: float
+) -> float:
     """The CPU time of the traced task a long task (page clock, ms) was: the page's clock
     is matched to the trace's by the mark made on both."""
     marked = next(e["ts"] for e in trace if e.get("name") == "aichat-stream")
@@ -106,7 +108,8 @@ async def test_code_blocks_quotes_and_sizes(
     # A quote looks like one: a bar at its side and a background of its own.
     quote = body.locator("blockquote")
     style = await quote.evaluate(
-        "n => { const s = getComputedStyle(n); return [parseFloat(s.borderLeftWidth), s.backgroundColor]; }"
+        "n => { const s = getComputedStyle(n);"
+        " return [parseFloat(s.borderLeftWidth), s.backgroundColor]; }"
     )
     assert style[0] >= 3 and style[1] not in ("rgba(0, 0, 0, 0)", "transparent"), style
     await page.screenshot(path=str(artifacts / "desktop-markdown.png"))
@@ -142,10 +145,10 @@ async def test_scrolled_up_the_answer_stays_put_and_jump_to_latest_goes_down(
 async def test_a_long_answer_streams_without_long_tasks_and_keeps_a_selection(
     desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
 ) -> None:
-    """CPU slowed 4× (DevTools' CPU throttling), an 880-word answer streamed: the page's
+    """CPU slowed 4x (DevTools' CPU throttling), an 880-word answer streamed: the page's
     long tasks (PerformanceObserver 'longtask') are read together with a trace of the
     renderer's main thread, which says how much of each task was the page's own work
-    (CPU time, slowed 4× too) and how much was this shared machine running something
+    (CPU time, slowed 4x too) and how much was this shared machine running something
     else. No task may take over 50 ms of the page's own work."""
     page = await signed_in(desktop, envoy, token)
     text = long_answer()
@@ -198,7 +201,10 @@ async def test_a_long_answer_streams_without_long_tasks_and_keeps_a_selection(
     await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
     tasks = main_thread_tasks(trace)
     worst = max(tasks, key=lambda t: t.cpu_ms)
-    explained = [(round(wall), round(cpu_within(tasks, trace, mark, start, wall))) for start, wall in long_tasks]
+    explained = [
+        (round(wall), round(cpu_within(tasks, trace, mark, start, wall)))
+        for start, wall in long_tasks
+    ]
     print(
         f"\n880-word answer, CPU slowed 4x: {len(tasks)} main-thread tasks, the longest "
         f"{worst.cpu_ms:.1f} ms of CPU ({worst.wall_ms:.1f} ms wall); long tasks seen by "
@@ -212,4 +218,3 @@ async def test_a_long_answer_streams_without_long_tasks_and_keeps_a_selection(
     assert "word7x59" in shown and "Part 7" in shown
     await expect(answer.locator(".markdown table")).to_have_count(8)
     await expect(answer.locator(".code-block")).to_have_count(8)
-

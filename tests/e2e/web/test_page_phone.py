@@ -1,4 +1,4 @@
-"""Phone defects of issue 28, in the real browser at 390 × 844: the header took two rows,
+"""Phone defects of issue 28, in the real browser at 390 x 844: the header took two rows,
 and 17 controls were smaller than 44 px."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)
 # checkbox's target is its label.
 SMALL_CONTROLS = """() => {
   const controls = document.querySelectorAll(
-    'button, select, textarea, input:not([type=hidden]):not([hidden]), summary, a[href], [role=menuitem]');
+    'button, select, textarea, input:not([type=hidden]):not([hidden]), summary, a[href],'
+    + ' [role=menuitem]');
   const small = [];
   for (const c of controls) {
     if (c.closest('.markdown') && c.tagName === 'A') continue;
@@ -31,8 +32,9 @@ SMALL_CONTROLS = """() => {
     if (r.bottom <= 0 || r.top >= innerHeight || r.right <= 0 || r.left >= innerWidth) continue;
     if (c.classList.contains('skip-link')) continue;  // off screen until focused
     if (r.width < 44 - 0.5 || r.height < 44 - 0.5) {
-      small.push(`${c.tagName.toLowerCase()}#${c.id}.${c.className} "${(c.getAttribute('aria-label')
-        || c.textContent || '').trim().slice(0, 20)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+      const name = (c.getAttribute('aria-label') || c.textContent || '').trim().slice(0, 20);
+      small.push(`${c.tagName.toLowerCase()}#${c.id}.${c.className} "${name}"`
+        + ` ${Math.round(r.width)}x${Math.round(r.height)}`);
     }
   }
   return small;
@@ -48,7 +50,9 @@ async def test_the_header_is_one_row_and_every_control_is_44_px(
 ) -> None:
     page = await signed_in(phone, envoy, token)
     stack.fake.enqueue(
-        Script(text="Here:\n\n```python\nprint('hi')\n```\n\n> a quote\n\nand a [link](https://example.com).")
+        Script(
+            text="Here:\n\n```python\nprint('hi')\n```\n\n> a quote\n\nand a [link](https://example.com)."
+        )
     )
     await send(page, "show me code")
     await wait_idle(page)
