@@ -4,6 +4,8 @@ of white on the accent colour, 4.06:1, and a sign-in card outside any landmark).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
@@ -15,7 +17,8 @@ from tests.support.envoy import Envoy
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(90)]
 
 ANSWER = (
-    "Steps:\n\n1. **Mix** `flour`\n2. Bake\n\n```python\ndef bake(minutes):\n    return minutes\n```\n\n"
+    "Steps:\n\n1. **Mix** `flour`\n2. Bake\n\n"
+    "```python\ndef bake(minutes):\n    return minutes\n```\n\n"
     "> Patience.\n\n| step | min |\n|---|---|\n| bake | 30 |\n\nSee [the recipe](https://example.com)."
 )
 
@@ -56,8 +59,13 @@ async def test_no_serious_violation_at_desktop_width(
 
 
 async def test_no_serious_violation_at_phone_width(
-    phone: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
+    phone: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
+    page = await phone.new_page()
+    await page.goto(f"{envoy.base_url}/web/")
+    await expect(page.locator("#signin")).to_be_visible()
+    await clean(page, "phone sign-in")
+    await page.screenshot(path=str(artifacts / "phone-signin.png"))
     page = await signed_in(phone, envoy, token)
     stack.fake.enqueue(Script(text=ANSWER))
     await send(page, "how do I bake?")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -52,7 +53,12 @@ async def many_errors(page: Page) -> None:
 
 @pytest.mark.parametrize("width", ["desktop", "phone"])
 async def test_toasts_never_cover_the_composer_and_do_not_pile_up(
-    width: str, desktop: BrowserContext, phone: BrowserContext, envoy: Envoy, token: str
+    width: str,
+    desktop: BrowserContext,
+    phone: BrowserContext,
+    envoy: Envoy,
+    token: str,
+    artifacts: Path,
 ) -> None:
     page = await signed_in(desktop if width == "desktop" else phone, envoy, token)
     await many_errors(page)
@@ -73,6 +79,7 @@ async def test_toasts_never_cover_the_composer_and_do_not_pile_up(
         assert not overlap(box, composer), (box, composer)
         assert not overlap(box, send_button)
         assert not overlap(box, header)
+    await page.screenshot(path=str(artifacts / f"{width}-toasts.png"))
     # The message box can still be typed in and sent from while they show.
     await page.locator("#message-input").click()
     await page.locator("#message-input").fill("still works")
@@ -80,7 +87,7 @@ async def test_toasts_never_cover_the_composer_and_do_not_pile_up(
 
 
 async def test_backend_down_a_message_is_kept_with_retry_and_envoys_words_never_show(
-    desktop: BrowserContext, flaky: FlakyBackend, stack: ChatStack, token: str
+    desktop: BrowserContext, flaky: FlakyBackend, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
     page = await signed_in(desktop, flaky.envoy, token)
     await expect(page.locator("#session-list li").first).to_be_visible()  # loaded while up
@@ -95,6 +102,7 @@ async def test_backend_down_a_message_is_kept_with_retry_and_envoys_words_never_
         await expect(page.locator(".toast").first).to_contain_text("not reachable")
         # Envoy's own words are for its log, never for the person.
         assert not RAW_ENVOY.search(await page.locator("body").inner_text())
+        await page.screenshot(path=str(artifacts / "desktop-not-sent.png"))
     finally:
         await back_up(flaky, token)
     stack.fake.enqueue(Script(text="Yes, here."))
@@ -112,7 +120,12 @@ async def test_backend_down_a_message_is_kept_with_retry_and_envoys_words_never_
 
 
 async def test_backend_down_opening_a_chat_says_so_and_retries_in_place(
-    desktop: BrowserContext, flaky: FlakyBackend, stack: ChatStack, token: str, user: str
+    desktop: BrowserContext,
+    flaky: FlakyBackend,
+    stack: ChatStack,
+    token: str,
+    user: str,
+    artifacts: Path,
 ) -> None:
     session = await stack.new_session(user, display_name="Kept chat")
     chat_id = session.split("/", 1)[1]
@@ -129,6 +142,7 @@ async def test_backend_down_opening_a_chat_says_so_and_retries_in_place(
         await expect(page.locator("#chat-title")).not_to_have_text("New chat")
         assert await session_id(page) == chat_id
         assert not RAW_ENVOY.search(await page.locator("body").inner_text())
+        await page.screenshot(path=str(artifacts / "desktop-open-failed.png"))
     finally:
         await back_up(flaky, token)
     await failed.get_by_role("button", name="Retry").click()
@@ -136,7 +150,7 @@ async def test_backend_down_opening_a_chat_says_so_and_retries_in_place(
 
 
 async def test_backend_down_at_start_offers_try_again(
-    desktop: BrowserContext, flaky: FlakyBackend, token: str
+    desktop: BrowserContext, flaky: FlakyBackend, token: str, artifacts: Path
 ) -> None:
     await flaky.link.set_mode("refuse")
     try:
@@ -147,6 +161,7 @@ async def test_backend_down_at_start_offers_try_again(
         )
         assert not RAW_ENVOY.search(await page.locator("body").inner_text())
         await expect(page.get_by_role("button", name="Try again")).to_be_visible()
+        await page.screenshot(path=str(artifacts / "desktop-unreachable.png"))
     finally:
         await back_up(flaky, token)
     await page.get_by_role("button", name="Try again").click()
@@ -154,7 +169,7 @@ async def test_backend_down_at_start_offers_try_again(
 
 
 async def test_a_sign_in_link_pasted_into_the_signed_out_tab_signs_in(
-    desktop: BrowserContext, envoy: Envoy, token: str
+    desktop: BrowserContext, envoy: Envoy, token: str, artifacts: Path
 ) -> None:
     page = await desktop.new_page()
     await page.goto(f"{envoy.base_url}/web/")
@@ -162,6 +177,7 @@ async def test_a_sign_in_link_pasted_into_the_signed_out_tab_signs_in(
     # Nothing but the sign-in card: no toast about the missing token beside it.
     await expect(page.locator(".toast")).to_have_count(0)
     assert "Jwt" not in await page.locator("body").inner_text()
+    await page.screenshot(path=str(artifacts / "desktop-signin.png"))
     # The same page's link with a token, pasted into the address bar: only the
     # fragment changes, so the browser does not load the page again.
     await page.evaluate("t => { location.hash = '#token=' + t; }", token)

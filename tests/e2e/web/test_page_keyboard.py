@@ -41,7 +41,7 @@ async def test_the_attach_button_is_reached_by_tab_and_opens_the_file_chooser(
 
 
 async def test_a_skip_link_leads_to_the_message_box(
-    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, user: str
+    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, user: str, artifacts: Path
 ) -> None:
     session = await stack.new_session(user, display_name="Skip")
     # An opened chat focuses nothing: the first Tab of the page is the skip link.
@@ -51,6 +51,7 @@ async def test_a_skip_link_leads_to_the_message_box(
     link = page.get_by_role("link", name="Skip to the message box")
     await expect(link).to_be_focused()
     await expect(link).to_be_in_viewport()
+    await page.screenshot(path=str(artifacts / "desktop-skip-link.png"))
     await page.keyboard.press("Enter")
     await expect(page.locator("#message-input")).to_be_focused()
 
@@ -92,7 +93,7 @@ async def test_escape_closes_the_tools_panel(
 
 
 async def test_arrow_keys_on_export_move_and_only_enter_downloads(
-    desktop: BrowserContext, envoy: Envoy, token: str, tmp_path: Path
+    desktop: BrowserContext, envoy: Envoy, token: str, artifacts: Path
 ) -> None:
     page = await signed_in(desktop, envoy, token)
     await send(page, "export me")
@@ -109,6 +110,7 @@ async def test_arrow_keys_on_export_move_and_only_enter_downloads(
     await page.keyboard.press("ArrowUp")
     await expect(page.get_by_role("menuitem", name="Export as .md")).to_be_focused()
     assert downloads == []  # moving is not choosing
+    await page.screenshot(path=str(artifacts / "desktop-menu.png"))
     async with page.expect_download() as info:
         await page.keyboard.press("Enter")
     download = await info.value
@@ -124,7 +126,7 @@ async def test_arrow_keys_on_export_move_and_only_enter_downloads(
 
 
 async def test_files_can_be_dropped_on_the_chat_or_pasted_into_the_message_box(
-    desktop: BrowserContext, envoy: Envoy, token: str
+    desktop: BrowserContext, envoy: Envoy, token: str, artifacts: Path
 ) -> None:
     page = await signed_in(desktop, envoy, token)
     make = (
@@ -134,6 +136,7 @@ async def test_files_can_be_dropped_on_the_chat_or_pasted_into_the_message_box(
     dropped = await page.evaluate_handle(make, "dropped.txt")
     await page.locator("#messages").dispatch_event("dragenter", {"dataTransfer": dropped})
     await expect(page.locator("#drop-zone")).to_be_visible()
+    await page.screenshot(path=str(artifacts / "desktop-drop-zone.png"))
     await page.locator("#messages").dispatch_event("drop", {"dataTransfer": dropped})
     await expect(page.locator("#drop-zone")).to_be_hidden()
     await expect(page.locator("#attachment-list .chip")).to_contain_text("dropped.txt")

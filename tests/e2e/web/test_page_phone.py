@@ -71,7 +71,7 @@ async def test_the_header_is_one_row_and_every_control_is_44_px(
     assert max(tops) - min(tops) < 8, tops
     overflow = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
     assert overflow <= 0
-    await page.screenshot(path=str(artifacts / "phone.png"))
+    await page.screenshot(path=str(artifacts / "phone-chat.png"))
     assert await small_controls(page) == []
 
     # The same in every state a phone shows: the tools panel (with the model picker) ...
@@ -90,7 +90,7 @@ async def test_the_header_is_one_row_and_every_control_is_44_px(
     await page.locator("#toggle-sidebar").click()
     await expect(page.locator("#sidebar")).to_be_in_viewport()
     assert await small_controls(page) == []
-    await page.screenshot(path=str(artifacts / "phone-sidebar.png"))
+    await page.screenshot(path=str(artifacts / "phone-sidebar-open.png"))
     await page.keyboard.press("Escape")
     # ... and an approval card.
     await send(page, "add task water the fern")

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)
 
 
 async def test_unticking_every_tool_gives_the_chat_no_tool(
-    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
+    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
     page = await signed_in(desktop, envoy, token)
     await page.locator("#tools-button").click()
@@ -25,6 +25,7 @@ async def test_unticking_every_tool_gives_the_chat_no_tool(
     for i in range(await boxes.count()):
         await boxes.nth(i).uncheck()
     await expect(page.locator("#tools-button")).to_contain_text("Tools: none")
+    await page.screenshot(path=str(artifacts / "desktop-tools-none.png"))
     await page.locator("#tools-button").click()
     requests = len(stack.fake.requests)
     await send(page, "calculate 6*7")

@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, expect
 
 from aichat_devtools import web_version
 from tests.e2e.web.conftest import DESKTOP
-from tests.e2e.web.helpers import send, signed_in, wait_idle
+from tests.e2e.web.helpers import send, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 
