@@ -81,7 +81,6 @@ export class Composer {
         this.sessions.upsert(created);
       } catch (error) {
         this.chat.setBusy(null);
-        toastError(error, "Could not start the chat");
         return this.notSent(bubble, message, error);
       }
     }
@@ -96,13 +95,14 @@ export class Composer {
     const result = await this.chat.run(control, () => api.streamChat(name, body, control.signal));
     if (result.outcome === "REFUSED") {
       control.view.node.remove();
-      toastError(result.error);
       this.notSent(bubble, message, result.error);
     }
   }
 
-  // The message stays where it was written, with what the server said and two ways on.
+  // The message stays where it was written, with what the server said and two ways on
+  // (said there, not in a toast: a toast would cover it).
   notSent(bubble, message, error) {
+    if (error.status === 401) return; // the sign-in card says it
     bubble.classList.add("not-sent");
     const retry = el("button", {
       type: "button",
@@ -127,7 +127,9 @@ export class Composer {
       },
     });
     bubble.append(
-      el("p", { class: "not-sent-note", role: "alert" }, `Not sent: ${error.message}. `, retry, " ", edit),
+      el("p", { class: "not-sent-note", role: "alert" },
+        `Not sent: ${error.message.replace(/\.$/, "")}${error.reason ? ` (${error.reason})` : ""}. `,
+        retry, " ", edit),
     );
     retry.focus();
   }

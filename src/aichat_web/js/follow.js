@@ -6,8 +6,11 @@ export class Follower {
     this.list = list;
     this.button = button;
     this.pinned = true;
-    // `pinned` is measured when the reader scrolls, not after the content grew.
+    // `pinned` is what the reader did: a scroll to where follow() put the view is ours
+    // (its event may come after more content arrived), any other is theirs.
+    this.placed = -1;
     list.addEventListener("scroll", () => {
+      if (Math.abs(this.list.scrollTop - this.placed) < 2) return;
       this.pinned = this.distance() < 80;
       if (this.pinned) this.button.hidden = true;
     });
@@ -26,6 +29,7 @@ export class Follower {
     if (force) this.pinned = true;
     if (this.pinned) {
       this.list.scrollTop = this.list.scrollHeight;
+      this.placed = this.list.scrollTop;
       this.button.hidden = true;
     } else if (this.distance() > 80) {
       this.button.hidden = false;
