@@ -132,6 +132,8 @@ function card(call, decisions, submitIfComplete) {
   );
   // Final: no choice is offered any more; `kind` is approved, denied or settled.
   node.settle = (text, kind) => {
+    const answer = node.closest("article.assistant")?.view;
+    if (answer?.status.dataset.kind === "awaiting") answer.setStatus("");
     title.textContent = "Tool call";
     node.dataset.decision = kind;
     verdict.textContent = text;

@@ -199,7 +199,10 @@ export class ChatView {
         ? this.follow(control.turn, state)
         : control.view.retry?.());
     }
-    if (this.session === session && result.outcome !== "REFUSED") await this.refresh();
+    if (result.outcome.startsWith("TURN_OUTCOME_")) {
+      this.sessions.setActiveTurn(session.name, ""); // it ended: no need to wait for the server
+      if (this.session === session) await this.refresh(control.turn);
+    }
     return result;
   }
 
@@ -214,10 +217,12 @@ export class ChatView {
     return Boolean(owner);
   }
 
-  async refresh() {
+  // `ended`: the turn that just ended here (its claim may be released a moment after).
+  async refresh(ended = "") {
     try {
       const fresh = await api.getSession(this.session.name);
       if (this.session?.name !== fresh.name) return;
+      if (fresh.activeTurn === ended) fresh.activeTurn = "";
       this.session = fresh;
       this.tools.show(fresh);
       this.sessions.upsert(fresh);

@@ -29,6 +29,9 @@ async def test_the_attach_button_is_reached_by_tab_and_opens_the_file_chooser(
     desktop: BrowserContext, envoy: Envoy, token: str
 ) -> None:
     page = await signed_in(desktop, envoy, token)
+    # Listening from the start turns the browser's file dialog into Playwright's event
+    # before any key is pressed (turned on late, a dialog may open natively instead).
+    page.on("filechooser", lambda _chooser: None)
     await page.locator("#message-input").focus()
     await page.keyboard.press("Shift+Tab")
     assert await focused(page) == "attach-button"

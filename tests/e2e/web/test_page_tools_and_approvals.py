@@ -60,6 +60,7 @@ async def test_an_approval_card_stops_offering_a_choice_once_the_turn_moved_on(
     # The call's row in its own answer says so too; the new answer has no stray row.
     first = page.locator("article.message.assistant").first
     await expect(first.locator(".tool-call .tool-state")).to_have_text("denied")
+    await expect(first.locator(".answer-status")).not_to_contain_text("Waiting")
     await expect(last_answer(page).locator(".tool-call")).to_have_count(0)
     await expect(page.get_by_text("Not sent")).to_have_count(0)
     await page.screenshot(path=str(artifacts / "desktop-approval-declined.png"))
