@@ -23,3 +23,6 @@ def test_every_file_envoy_serves_under_the_version_is_hashed() -> None:
     )
     hashed = {p.relative_to(root).as_posix() for p in web_version.hashed_files(web_version.WEB)}
     assert len(served) > 10 and served - {"src/aichat_web/index.html"} <= hashed
+    # ... and every module of the page has its route (a missing one fails its import).
+    modules = {p for p in hashed if p.startswith("src/aichat_web/js/")}
+    assert modules <= served, modules - served

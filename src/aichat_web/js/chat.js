@@ -7,8 +7,8 @@
 // turn again from its first event into the place its answer belongs.
 
 import { api, ApiError, sessionName } from "./api.js";
-import { $, confirmDialog, el, formatBytes, icon, promptDialog, sessionId } from "./dom.js";
-import { exportSession } from "./exporter.js";
+import { $, el, formatBytes, icon, sessionId } from "./dom.js";
+import { chatAction } from "./chat_actions.js";
 import { toast, toastError } from "./toast.js";
 import { AnswerView } from "./answer.js";
 import { TurnControl, readTurn, showDropped } from "./turn.js";
@@ -248,37 +248,9 @@ export class ChatView {
     }
   }
 
-  async action(name) {
-    if (!this.session) return;
-    if (name === "rename") return this.rename();
-    if (name === "delete") return this.remove();
-    if (name.startsWith("export-")) return exportSession(this.session, name.slice("export-".length));
-  }
-
-  async rename() {
-    const value = await promptDialog("Rename chat", this.session.displayName);
-    if (value === null || value === this.session.displayName) return;
-    try {
-      const renamed = await api.updateSession(this.session.name, { displayName: value });
-      this.show(renamed);
-      this.sessions.upsert(renamed, { toTop: false });
-      toast("Renamed");
-    } catch (error) {
-      toastError(error, "Could not rename the chat");
-    }
-  }
-
-  async remove() {
-    const title = this.session.displayName || "this chat";
-    if (!(await confirmDialog(`Delete “${title}” and all its messages? This cannot be undone.`))) return;
-    try {
-      await api.deleteSession(this.session.name);
-      this.sessions.remove(this.session.name);
-      toast(`Deleted “${title}”`);
-      this.openDraft();
-    } catch (error) {
-      toastError(error, "Could not delete the chat");
-    }
+  // The ⋯ menu's actions (chat_actions.js).
+  action(name) {
+    if (this.session) return chatAction(this, name);
   }
 
   setSessionActions(enabled) {
