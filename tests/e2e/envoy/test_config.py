@@ -94,6 +94,8 @@ def test_filter_order_strips_identity_before_anything_sets_it() -> None:
         "jwt_authn",
         "buffer",
         "grpc_json_transcoder",
+        "compressor.brotli",
+        "compressor.gzip",
         "router",
     ]
     removed = {
