@@ -13,12 +13,13 @@ import asyncio
 from collections.abc import Callable
 
 from aichat_backend.domain import now_us
-from aichat_backend.errors import FailedPrecondition, NotFound
+from aichat_backend.errors import FailedPrecondition
 from aichat_backend.reasons import Reason
 from aichat_backend.store import turn_events_repo as repo
 from aichat_backend.store.database import Database
 from aichat_backend.turns.fanout import Watches
 from aichat_backend.turns.log import TurnEventLog
+from aichat_backend.turns.reader import turn_not_found
 
 
 class TurnCancels:
@@ -54,7 +55,7 @@ class TurnCancels:
         buf = self._log.get(turn_id)
         if buf is not None:  # running here (or its end not stored yet)
             if buf.user_id != user_id or buf.session_id != session_id:
-                raise _not_found(name)
+                raise turn_not_found(name)
             if buf.ended or self.stop_here(turn_id):
                 return
             if not self._is_detached(turn_id):
@@ -71,7 +72,7 @@ class TurnCancels:
             await asyncio.sleep(self._flush_seconds * 2)
             state = await self._state(user_id, session_id, turn_id)
         if state is None:
-            raise _not_found(name)
+            raise turn_not_found(name)
         if state == "running" and not self.stop_here(turn_id):
             async with self._db.statement() as tx:
                 await repo.notify_cancel(tx, turn_id)
@@ -79,9 +80,3 @@ class TurnCancels:
     async def _state(self, user_id: str, session_id: str, turn_id: str) -> str | None:
         async with self._db.read() as tx:
             return await repo.turn_state(tx, user_id, session_id, turn_id, now_us())
-
-
-def _not_found(name: str) -> NotFound:
-    return NotFound(
-        f"{name} was not found", reason=Reason.TURN_NOT_FOUND, metadata={"resource": name}
-    )
