@@ -9,9 +9,11 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 REASONS_PY := src/aichat_backend/reasons.py
+WEB_INDEX := src/aichat_web/index.html
 # Generated outside gen/ (committed too, compared by check-gen like gen/).
 GENERATED := $(REASONS_PY) deploy/envoy/envoy.yaml deploy/compose/envoy.yaml \
-  deploy/compose/web-config.json deploy/helm/aichat/files/envoy.yaml docs/configuration.md
+  deploy/compose/web-config.json deploy/helm/aichat/files/envoy.yaml docs/configuration.md \
+  $(WEB_INDEX)
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -19,13 +21,15 @@ GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json src/aichat_web/package.json
+$(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/package.json src/aichat_web/package.json tests/e2e/web/package.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' -e src/aichat_devtools
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
-	# The web page's modules (marked, DOMPurify): Envoy serves them from node_modules.
+	# The web page's modules (marked, DOMPurify, highlight.js): Envoy serves them from node_modules.
 	cd src/aichat_web && npm ci --no-audit --no-fund --loglevel=error
+	# axe-core, which the browser tests inject into the page to check its accessibility.
+	cd tests/e2e/web && npm ci --no-audit --no-fund --loglevel=error
 	# The browser tests drive Debian's chromium (Playwright never downloads a browser).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	# `make gen` writes the OpenAPI document with grpc-gateway's generator (Debian's binary).
@@ -94,6 +98,8 @@ gen: install
 	# envoy.yaml as the image, compose and the Helm chart run it; the settings reference.
 	$(PY) -m aichat_devtools.deploy_configs
 	$(PY) -m aichat_devtools.settings_doc docs/configuration.md
+	# The web page's version (a hash of its files) in the URLs its index names.
+	$(PY) -m aichat_devtools.web_version src/aichat_web >/dev/null
 
 check-gen: install
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \

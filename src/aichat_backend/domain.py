@@ -60,6 +60,8 @@ class Session:
     tools_locked: bool = False
     create_time_us: int = 0
     update_time_us: int = 0
+    tools_disabled: bool = False  # an explicit empty selection: no tool at all
+    active_turn_id: str = ""  # the turn answering now (its claim's lease still valid)
 
     @property
     def name(self) -> str:
@@ -137,6 +139,7 @@ UPDATABLE_SESSION_FIELDS = (
     "model",
     "system_prompt",
     "tool_names",
+    "tools_disabled",
     "memory_limit",
     "labels",
 )

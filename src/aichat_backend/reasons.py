@@ -135,6 +135,8 @@ class Reason(enum.StrEnum):
     TURN_WITHOUT_RESULT = "TURN_WITHOUT_RESULT"
     #: UNAVAILABLE: the server is shutting down; send again (another replica takes it).
     SERVER_SHUTTING_DOWN = "SERVER_SHUTTING_DOWN"
+    #: FAILED_PRECONDITION: CancelTurn on an attached turn; its caller ends it by hanging up.
+    TURN_NOT_DETACHED = "TURN_NOT_DETACHED"
     #: NOT_FOUND: no such tool.
     TOOL_NOT_FOUND = "TOOL_NOT_FOUND"
     #: NOT_FOUND: no such tool call in this session.

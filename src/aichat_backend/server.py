@@ -135,6 +135,7 @@ class App:
             observer=Observers(self.metrics, self.turn_log),
             pdf=configs.pdf_extractor(settings),
         )
+        self.turn_streams.cancels.bind(self.engine.cancel_turn)
         self.direct_calls = DirectToolCaller(
             session_store, self.tools, timeout_seconds=settings.tool_timeout_seconds
         )

@@ -51,6 +51,12 @@ async def test_begin_claims_the_session_and_stores_both_messages(stores: Stores)
     assert context.session.display_name == "First question"  # the first message names it
     assert context.session.tools_locked and context.session.message_count == 2
     assert [m.id for m in context.history] == [user_msg.id, answer.id]
+    # The session names the turn holding it (the page marks chats still answering).
+    turn = (await stores.sessions.get_session(stores.user, sid)).active_turn_id
+    assert (
+        turn
+        and (await stores.sessions.list_sessions(stores.user, 5, None))[0].active_turn_id == turn
+    )
     # One turn per session: a second claim is refused while the first holds it.
     with pytest.raises(Aborted) as busy:
         await stores.begin(sid)
@@ -80,6 +86,7 @@ async def test_finish_releases_and_counts_usage_once_even_when_sent_again(stores
     await stores.turns.finish(stores.user, sid, turn, answer, usage)
     await stores.turns.finish(stores.user, sid, turn, answer, usage)  # an unknown outcome
     assert await stores.usage(stores.user) == [("m", 5, 7, 1)]
+    assert (await stores.sessions.get_session(stores.user, sid)).active_turn_id == ""
     history = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
     assert (history[-1].text, history[-1].state, history[-1].output_tokens) == (
         "done",

@@ -25,12 +25,13 @@ import envoy
 import grpc
 import httpx2
 import pytest
+import yaml
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc, session_service_pb2_grpc
 from aichat.v1 import session_service_pb2 as spb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aichat_devtools import deploy_configs, dev_envoy
+from aichat_devtools import deploy_configs, dev_envoy, web_version
 from aichat_devtools.dev_token import ensure_keys, make_token
 from tests.support import images
 from tests.support.dev_stack import ROOT, free_ports
@@ -235,7 +236,8 @@ def test_edge_image_serves_the_page_the_document_and_the_api(
             with httpx2.Client(base_url=base, timeout=10) as http:
                 page = http.get("/web/")
                 assert page.status_code == 200 and "<html" in page.text.lower()
-                for path in ("/web/vendor/marked.esm.js", "/web/vendor/purify.es.mjs"):
+                # Every file of the page that the image's envoy.yaml serves is in the image.
+                for path in _page_paths(ROOT / "deploy/envoy/envoy.yaml"):
                     assert http.get(path).status_code == 200, path
                 assert http.get("/web/config.json").json() == json.loads(web_config.read_text())
                 document = http.get("/v1/chat/openapi.json")
@@ -272,3 +274,30 @@ def test_the_build_context_is_what_the_dockerfiles_copy(
     assert {f.parts[1] for f in files if f.parts[0] == "src"} == {"aichat_backend", "aichat_web"}
     assert size < 20 * 1024 * 1024, f"build context {size / 1e6:.1f} MB"
     print(f"build context: {len(files)} files, {size / 1e6:.1f} MB")
+
+
+def _page_paths(envoy_yaml: Path) -> list[str]:
+    """The URL of every page file a ``web_*`` route serves from a file, under the page's
+    current version (the routes match ``/web/v/<12 hex digits>/...``)."""
+    config = yaml.safe_load(envoy_yaml.read_text())
+    paths: list[str] = []
+    for listener in config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for host in f["typed_config"].get("route_config", {}).get("virtual_hosts", []):
+                    for route in host["routes"]:
+                        served = route.get("direct_response", {}).get("body", {})
+                        if not route.get("name", "").startswith("web_") or "filename" not in served:
+                            continue
+                        match = route["match"]
+                        if "path" in match:
+                            paths.append(match["path"])
+                        elif "safe_regex" in match:
+                            regex = match["safe_regex"]["regex"].strip("^$")
+                            paths.append(
+                                regex.replace("[0-9a-f]{12}", web_version.version()).replace(
+                                    "\\.", "."
+                                )
+                            )
+    assert len(paths) > 20, paths
+    return paths

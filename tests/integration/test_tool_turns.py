@@ -9,8 +9,9 @@ import grpc
 import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
+from aichat.v1 import session_service_pb2 as spb
 from aichat.v1 import tool_service_pb2 as tpb
-from google.protobuf import struct_pb2
+from google.protobuf import field_mask_pb2, struct_pb2
 
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack
@@ -101,6 +102,11 @@ async def test_destructive_tool_waits_for_approval_then_runs(stack: ChatStack, u
         stack, user, session, cpb.ToolCallDecision(tool_call_id="c1", approved=True)
     )
     assert kinds(resumed)[0] == "turn_started"
+    # The continuation says it goes on in the answer the first turn began (a client
+    # replaying it keeps that answer's text, which is not sent again).
+    assert resumed[0].turn_started.answer_message == events[0].turn_started.answer_message
+    assert resumed[0].turn_started.continues_answer
+    assert not events[0].turn_started.continues_answer
     assert (("tasks__add_task", rpb.TOOL_CALL_STATE_SUCCEEDED)) in tool_events(resumed)
     assert resumed[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
     assert resumed[-1].turn_ended.message.text == "Added."
@@ -236,6 +242,35 @@ async def test_session_tool_names_limit_what_is_offered(stack: ChatStack, user: 
     body = stack.fake.requests[-1].body
     names = [t.get("function", t).get("name") for t in body.get("tools", [])]
     assert names == ["tasks__calculate"]
+
+
+async def test_an_empty_selection_offers_no_tool(stack: ChatStack, user: str) -> None:
+    """``tools_disabled`` is "none", told apart from an empty ``tool_names`` ("all")."""
+    session = await stack.new_session(user, tools_disabled=True)
+    stored = await stack.server.sessions.GetSession(
+        spb.GetSessionRequest(name=session), metadata=md(user)
+    )
+    assert stored.tools_disabled and list(stored.tool_names) == []
+    stack.fake.enqueue(Script(tokens=["no tools here"]))
+    await stack.turn(user, session, "calculate 6*7")
+    assert "tools" not in stack.fake.requests[-1].body
+    # Locked after the first message, like tool_names.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.server.sessions.UpdateSession(
+            spb.UpdateSessionRequest(
+                session=rpb.Session(name=session, tools_disabled=False),
+                update_mask=field_mask_pb2.FieldMask(paths=["tools_disabled"]),
+            ),
+            metadata=md(user),
+        )
+    assert error_info(err.value).reason == "TOOLS_LOCKED"
+    # "No tool" and some named tools contradict each other.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.new_session(user, tools_disabled=True, tool_names=["tasks__calculate"])
+    assert (err.value.code(), error_info(err.value).reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+    )
 
 
 async def test_list_tools_and_servers(stack: ChatStack, user: str) -> None:

@@ -368,6 +368,30 @@ class StreamTurnEventsRequest(_message.Message):
 Global___StreamTurnEventsRequest: _TypeAlias = StreamTurnEventsRequest  # noqa: Y015
 
 @_typing.final
+class CancelTurnRequest(_message.Message):
+    """Request for CancelTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The turn, "sessions/{session}/turns/{turn}" (as `StreamChatResponse.turn` or
+    `Session.active_turn`).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTurnRequest: _TypeAlias = CancelTurnRequest  # noqa: Y015
+
+@_typing.final
 class StreamChatResponse(_message.Message):
     """One event of a chat turn stream."""
 
@@ -444,6 +468,7 @@ class TurnStarted(_message.Message):
     USER_MESSAGE_FIELD_NUMBER: _builtins.int
     ANSWER_MESSAGE_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    CONTINUES_ANSWER_FIELD_NUMBER: _builtins.int
     user_message: _builtins.str
     """The stored user message, "sessions/{s}/messages/{m}"."""
     answer_message: _builtins.str
@@ -458,16 +483,22 @@ class TurnStarted(_message.Message):
     """Model catalogue name asked to answer; if a fallback answers instead, `TurnEnded`
     says so (`message.model`, `usage.model`).
     """
+    continues_answer: _builtins.bool
+    """True when the turn continues `answer_message`, an answer an earlier turn began
+    (ResolveToolCalls): its text so far is not sent again. False when `answer_message`
+    is new with this turn, so the turn's events hold all of its text.
+    """
     def __init__(
         self,
         *,
         user_message: _builtins.str = ...,
         answer_message: _builtins.str = ...,
         model: _builtins.str = ...,
+        continues_answer: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_message", b"answer_message", "model", b"model", "user_message", b"user_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_message", b"answer_message", "continues_answer", b"continues_answer", "model", b"model", "user_message", b"user_message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from aichat.v1 import chat_service_pb2 as aichat_dot_v1_dot_chat__service__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,6 +56,11 @@ class ChatServiceStub:
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.SerializeToString,
                 response_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
                 _registered_method=True)
+        self.CancelTurn = channel.unary_unary(
+                '/aichat.v1.ChatService/CancelTurn',
+                request_serializer=aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/aichat.v1.ChatService/ListModels',
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.ListModelsRequest.SerializeToString,
@@ -100,6 +106,18 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTurn(self, request, context):
+        """Stops a running detached turn at once, on whichever replica runs it: its answer so
+        far is stored as INCOMPLETE and its events end with `turn_ended` CANCELLED
+        (`TURN_CANCELLED`). Idempotent: a turn that has ended already is left as it is. Only
+        the turn's owner may cancel it (anyone else's turn is NOT_FOUND). An attached turn
+        is cancelled by hanging up its stream instead (FAILED_PRECONDITION,
+        `TURN_NOT_DETACHED`, when it runs on the replica asked).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the models a session can use (the catalogue, without secrets).
         """
@@ -129,6 +147,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.StreamTurnEvents,
                     request_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.FromString,
                     response_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.SerializeToString,
+            ),
+            'CancelTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTurn,
+                    request_deserializer=aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -245,6 +268,33 @@ class ChatService:
             '/aichat.v1.ChatService/StreamTurnEvents',
             aichat_dot_v1_dot_chat__service__pb2.StreamTurnEventsRequest.SerializeToString,
             aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.ChatService/CancelTurn',
+            aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

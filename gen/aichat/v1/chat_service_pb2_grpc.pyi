@@ -5,6 +5,7 @@ isort:skip_file
 
 from aichat.v1 import chat_service_pb2 as _chat_service_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 
@@ -32,6 +33,14 @@ class ChatServiceStub:
     ones as they are made (on whichever replica runs the turn), ending with the same
     single `turn_ended` as the turn's own stream. Works for running and finished turns,
     for their owner only. A browser resumes with `GET …:streamEvents?afterSeq=N`.
+    """
+    CancelTurn: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.CancelTurnRequest, _empty_pb2.Empty]
+    """Stops a running detached turn at once, on whichever replica runs it: its answer so
+    far is stored as INCOMPLETE and its events end with `turn_ended` CANCELLED
+    (`TURN_CANCELLED`). Idempotent: a turn that has ended already is left as it is. Only
+    the turn's owner may cancel it (anyone else's turn is NOT_FOUND). An attached turn
+    is cancelled by hanging up its stream instead (FAILED_PRECONDITION,
+    `TURN_NOT_DETACHED`, when it runs on the replica asked).
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListModelsRequest, _chat_service_pb2.ListModelsResponse]
     """Lists the models a session can use (the catalogue, without secrets)."""
@@ -78,6 +87,20 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         ones as they are made (on whichever replica runs the turn), ending with the same
         single `turn_ended` as the turn's own stream. Works for running and finished turns,
         for their owner only. A browser resumes with `GET …:streamEvents?afterSeq=N`.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelTurn(
+        self,
+        request: _chat_service_pb2.CancelTurnRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.CancelTurnRequest, _abc.Awaitable[_empty_pb2.Empty]],
+    ) -> _abc.Awaitable[_empty_pb2.Empty]:
+        """Stops a running detached turn at once, on whichever replica runs it: its answer so
+        far is stored as INCOMPLETE and its events end with `turn_ended` CANCELLED
+        (`TURN_CANCELLED`). Idempotent: a turn that has ended already is left as it is. Only
+        the turn's owner may cancel it (anyone else's turn is NOT_FOUND). An attached turn
+        is cancelled by hanging up its stream instead (FAILED_PRECONDITION,
+        `TURN_NOT_DETACHED`, when it runs on the replica asked).
         """
 
     @_abc_1.abstractmethod

@@ -170,6 +170,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: the turn ended without a result."""
     SERVER_SHUTTING_DOWN: _ErrorReason.ValueType  # 89
     """UNAVAILABLE: the server is shutting down; send again (another replica takes it)."""
+    TURN_NOT_DETACHED: _ErrorReason.ValueType  # 90
+    """FAILED_PRECONDITION: CancelTurn on an attached turn; its caller ends it by hanging up."""
     TOOL_NOT_FOUND: _ErrorReason.ValueType  # 100
     """--- tool calls ----------------------------------------------------------------
 
@@ -453,6 +455,8 @@ TURN_WITHOUT_RESULT: ErrorReason.ValueType  # 88
 """INTERNAL: the turn ended without a result."""
 SERVER_SHUTTING_DOWN: ErrorReason.ValueType  # 89
 """UNAVAILABLE: the server is shutting down; send again (another replica takes it)."""
+TURN_NOT_DETACHED: ErrorReason.ValueType  # 90
+"""FAILED_PRECONDITION: CancelTurn on an attached turn; its caller ends it by hanging up."""
 TOOL_NOT_FOUND: ErrorReason.ValueType  # 100
 """--- tool calls ----------------------------------------------------------------
 

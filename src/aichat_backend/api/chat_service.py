@@ -10,8 +10,9 @@ from typing import Protocol
 import grpc
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc
-from google.protobuf import json_format
+from google.protobuf import empty_pb2, json_format
 
+from aichat_backend import names
 from aichat_backend.api import convert
 from aichat_backend.api.models_pb import models_to_pb
 from aichat_backend.api.turn_events import OUTCOME_TO_PB, usage_pb
@@ -149,6 +150,14 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     ) -> AsyncIterator[cpb.StreamChatResponse]:
         after = after_seq(request, tuple(context.invocation_metadata() or ()))  # type: ignore[arg-type]
         return resume(self._turns.reader, current_user(), request, after)
+
+    async def CancelTurn(
+        self, request: cpb.CancelTurnRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        turn = names.parse_turn(request.name, "name")
+        name = names.turn(turn.session_id, turn.turn_id)
+        await self._turns.cancels.cancel(current_user(), turn.session_id, turn.turn_id, name)
+        return empty_pb2.Empty()
 
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext

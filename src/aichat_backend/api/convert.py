@@ -5,7 +5,7 @@ from __future__ import annotations
 from aichat.v1 import resources_pb2 as pb
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from aichat_backend import domain
+from aichat_backend import domain, names
 
 ROLE_TO_PB = {
     domain.Role.USER: pb.ROLE_USER,
@@ -48,6 +48,8 @@ def session_to_pb(s: domain.Session) -> pb.Session:
         create_time=timestamp(s.create_time_us),
         update_time=timestamp(s.update_time_us),
         tools_locked=s.tools_locked,
+        tools_disabled=s.tools_disabled,
+        active_turn=names.turn(s.id, s.active_turn_id) if s.active_turn_id else "",
     )
 
 
@@ -60,6 +62,7 @@ def session_from_pb(s: pb.Session) -> domain.Session:
         model=s.model,
         system_prompt=s.system_prompt,
         tool_names=list(s.tool_names),
+        tools_disabled=s.tools_disabled,
         memory_limit=s.memory_limit,
         labels=dict(s.labels),
     )

@@ -49,6 +49,7 @@ def _turn_started(e: ev.TurnStarted, out: cpb.StreamChatResponse) -> None:
     out.turn_started.user_message = e.user_message.name
     out.turn_started.answer_message = e.answer_name
     out.turn_started.model = e.model
+    out.turn_started.continues_answer = e.continues_answer
 
 
 def _text_delta(e: ev.TextDelta, out: cpb.StreamChatResponse) -> None:

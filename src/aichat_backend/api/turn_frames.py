@@ -58,6 +58,12 @@ def cut_off_end(buf: TurnBuffer, message: Message, reason: str) -> Frame:
             "the detached turn ran past its time limit; the partial answer was stored",
             reason=Reason.TURN_DEADLINE_EXCEEDED,
         )
+    elif buf.cancelled:
+        outcome = cpb.TURN_OUTCOME_CANCELLED
+        error = err.Cancelled(
+            "the turn was cancelled (CancelTurn); the partial answer was stored",
+            reason=Reason.TURN_CANCELLED,
+        )
     elif reason == "cancelled":
         outcome = cpb.TURN_OUTCOME_CANCELLED
         error = err.Cancelled(

@@ -27,6 +27,7 @@ from aichat_backend.engine import events as ev
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_user
+from aichat_backend.turns.cancel import TurnCancels
 from aichat_backend.turns.log import Reader, TurnBuffer, TurnEventLog
 from aichat_backend.turns.reader import TurnReader
 
@@ -78,6 +79,7 @@ class DetachedTurns:
         self._limits: TurnGate = limits if limits is not None else NO_LIMITS
         self.max_seconds = max_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()  # the turn ids of the tasks (CancelTurn asks)
 
     def deadline(self) -> float:
         """The turn's own deadline (``time.monotonic()``), whatever the caller's."""
@@ -90,8 +92,14 @@ class DetachedTurns:
         reader, _ = buf.reader()  # before the first event: the caller misses none
         task = asyncio.create_task(self._pump(events, recorder, buf, user))
         self._tasks.add(task)
+        self._running.add(recorder.turn_id)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._running.discard(recorder.turn_id))
         return self._read(buf, reader)
+
+    def runs(self, turn_id: str) -> bool:
+        """Whether ``turn_id`` is a detached turn running in this process."""
+        return turn_id in self._running
 
     async def _pump(
         self,
@@ -150,6 +158,7 @@ class TurnStreams:
     log: TurnEventLog
     reader: TurnReader
     detached: DetachedTurns
+    cancels: TurnCancels
     detached_default: bool = False
 
     def recorder(self, session: str) -> TurnRecorder:

@@ -83,6 +83,10 @@ class ChatEngine:
         """The events of one ResolveToolCalls, ending with TurnEnded."""
         return self._resolver.resolve(req)
 
+    def cancel_turn(self, turn_id: str) -> bool:
+        """Stop a detached turn running here (see ``TurnLifecycle.cancel``)."""
+        return self._lifecycle.cancel(turn_id)
+
     # --- shutdown ------------------------------------------------------------------
 
     @property

@@ -21,6 +21,8 @@ class TurnStarted:
     user_message: Message
     answer_name: str
     model: str
+    # A resolution's turn goes on in an answer an earlier turn began (ResolveToolCalls).
+    continues_answer: bool = False
 
 
 @dataclass(slots=True)

@@ -34,6 +34,8 @@ class TurnLifecycle:
         self._store = store
         self._observer = observer or TurnObserver()
         self._active: set[TurnRun] = set()
+        # The task driving each running turn, by turn id: what ``cancel`` stops.
+        self._drivers: dict[str, asyncio.Task[Any]] = {}
         self._leases = LeaseKeeper(store, lease_seconds)
         self._load = LoopLoad()
         self._writes: set[asyncio.Future[Any]] = set()
@@ -59,6 +61,9 @@ class TurnLifecycle:
 
     def admit(self, run: TurnRun) -> Lease:
         self._active.add(run)
+        task = asyncio.current_task()
+        if task is not None:
+            self._drivers[run.turn_id] = task
         self._idle.clear()
         self._load.hold()
         return self._leases.hold(run.user_id, run.session_id, run.turn_id)
@@ -75,8 +80,25 @@ class TurnLifecycle:
                 self._leases.drop(lease)
             self._load.release()
             self._active.discard(run)
+            self._drivers.pop(run.turn_id, None)
             if not self._active:
                 self._idle.set()
+
+    def cancel(self, turn_id: str) -> bool:
+        """Stop the running turn ``turn_id`` now, as if its caller had hung up: the task
+        driving it is cancelled, so whatever it awaits (the model, a tool, the database)
+        stops, its answer so far is stored INCOMPLETE and observers hear ``turn_cut_off``.
+        False if no such turn runs here.
+
+        For turns driven by a task of their own (detached turns): cancelling a gRPC
+        handler's task would leave its client waiting for a status that never comes, so
+        an attached turn is cancelled by its caller hanging up.
+        """
+        task = self._drivers.get(turn_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
 
     # --- shutdown ------------------------------------------------------------------
 

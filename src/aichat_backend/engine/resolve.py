@@ -85,7 +85,7 @@ class Resolver:
             0, state.session.memory_limit, self._config.memory_default, self._config.memory_max
         )
         async with self._lifecycle.driving(run):
-            yield TurnStarted(run.user_message, round_msg.name, run.model)
+            yield TurnStarted(run.user_message, round_msg.name, run.model, continues_answer=True)
             for call in decisions.shown:
                 if call.state is not ToolCallState.APPROVED:
                     yield ToolCallUpdate(call)
@@ -109,7 +109,7 @@ class Resolver:
             turn_id=req.turn_id or uuid.uuid4().hex,
             model=model,
             targets=stream_targets(self._catalogue, model),
-            tools=offered_tools(self._tools, session.tool_names),
+            tools=offered_tools(self._tools, session.tool_names, session.tools_disabled),
             request=ProviderRequest(
                 model=model,
                 messages=(),

@@ -139,6 +139,12 @@ class SessionManager:
                     reason=Reason.INVALID_FIELD,
                     field="session.tool_names",
                 )
+        if values.get("tools_disabled") and values.get("tool_names"):
+            raise InvalidArgument(
+                "tools_disabled means no tool at all: leave tool_names empty with it",
+                reason=Reason.INVALID_FIELD,
+                field="session.tools_disabled",
+            )
         model = values.get("model")
         if model and self._model_exists is not None and not self._model_exists(model):
             raise InvalidArgument(
@@ -206,14 +212,26 @@ class SessionManager:
         self._validate(changes)
 
         def tools_unlocked(current: Session) -> None:
-            if current.tools_locked and sorted(current.tool_names) != sorted(changes["tool_names"]):
+            names_after = changes.get("tool_names", current.tool_names)
+            disabled_after = changes.get("tools_disabled", current.tools_disabled)
+            if disabled_after and names_after:
+                raise InvalidArgument(
+                    "tools_disabled means no tool at all: leave tool_names empty with it",
+                    reason=Reason.INVALID_FIELD,
+                    field="session.tools_disabled",
+                )
+            if current.tools_locked and (
+                sorted(current.tool_names) != sorted(names_after)
+                or current.tools_disabled != disabled_after
+            ):
                 raise FailedPrecondition(
                     "tool_names cannot change after the first message of a session",
                     reason=Reason.TOOLS_LOCKED,
                     metadata={"resource": current.name},
                 )
 
-        check = tools_unlocked if "tool_names" in changes else None
+        tools_change = "tool_names" in changes or "tools_disabled" in changes
+        check = tools_unlocked if tools_change else None
         return await self._store.update_session(user_id, session_id, changes, check)
 
     async def delete(self, user_id: str, name: str) -> None:

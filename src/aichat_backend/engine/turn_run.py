@@ -64,9 +64,12 @@ def stream_targets(catalogue: ModelCatalogue, model: str) -> list[StreamTarget]:
     return targets
 
 
-def offered_tools(tools: ToolProvider | None, names: list[str]) -> dict[str, ToolInfo]:
-    """The tools a session offers the model (all, or those its ``tool_names`` pick)."""
-    if tools is None:
+def offered_tools(
+    tools: ToolProvider | None, names: list[str], disabled: bool = False
+) -> dict[str, ToolInfo]:
+    """The tools a session offers the model (all, those its ``tool_names`` pick, or none
+    when it disabled them)."""
+    if tools is None or disabled:
         return {}
     found = tools.tools()
     if names:

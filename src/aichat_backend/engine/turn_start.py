@@ -150,7 +150,11 @@ class TurnStarter:
     ) -> TurnRun:
         session = context.session
         model = req.model or session.model or self._catalogue.default_name
-        tools = offered_tools(self._tools, session.tool_names) if req.offer_tools else {}
+        tools = (
+            offered_tools(self._tools, session.tool_names, session.tools_disabled)
+            if req.offer_tools
+            else {}
+        )
         client_tools = req.client_tools if req.offer_tools else ()
         check_client_tools(client_tools, tools)
         text, images = with_attachments(req.text, files)

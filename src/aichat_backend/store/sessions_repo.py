@@ -16,7 +16,12 @@ from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
 
 
-def session_from_row(row: Mapping[Any, Any]) -> Session:
+def session_from_row(row: Mapping[Any, Any], now: int | None = None) -> Session:
+    # The turn holding the session, while its lease is valid (a crashed replica's claim
+    # runs out and is swept): read from the same row, so listing sessions stays one query.
+    turn = row.get("active_turn_id")
+    expires = row.get("active_turn_expires_us")
+    running = bool(turn) and expires is not None and expires >= (now or now_us())
     return Session(
         user_id=row["user_id"],
         id=row["id"],
@@ -30,6 +35,8 @@ def session_from_row(row: Mapping[Any, Any]) -> Session:
         tools_locked=row["tools_locked"],
         create_time_us=row["create_time_us"],
         update_time_us=row["update_time_us"],
+        tools_disabled=bool(row.get("tools_disabled")),
+        active_turn_id=str(turn) if running else "",
     )
 
 
@@ -63,6 +70,7 @@ class SessionRepository:
             "message_count": 0,
             "last_seq": 0,
             "tools_locked": False,
+            "tools_disabled": s.tools_disabled,
             "create_time_us": t,
             "update_time_us": t,
         }
@@ -97,7 +105,8 @@ class SessionRepository:
             )
         query = query.order_by(sessions.c.update_time_us.desc(), sessions.c.id.desc()).limit(limit)
         rows = (await self._db.execute(query)).mappings().all()
-        return [session_from_row(r) for r in rows]
+        now = now_us()
+        return [session_from_row(r, now) for r in rows]
 
     async def update(self, session_id: str, changes: dict[str, Any]) -> Session:
         values = dict(changes, update_time_us=now_us())

@@ -50,6 +50,8 @@ sessions = Table(
     # Monotonic message sequence: survives ClearMessages so ordering never repeats.
     Column("last_seq", Integer, nullable=False, default=0),
     Column("tools_locked", Boolean, nullable=False, default=False),
+    # True: no tool at all (tool_names is then empty, which otherwise means every tool).
+    Column("tools_disabled", Boolean, nullable=False, default=False),
     # One turn at a time per session, across replicas: the running turn's answer id
     # and a lease it renews; a crashed replica's lease simply runs out.
     Column("active_turn_id", ID, nullable=True),

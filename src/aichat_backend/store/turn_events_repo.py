@@ -19,6 +19,8 @@ from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions, turn_event_batches, turn_logs
 
 NOTIFY_CHANNEL = "aichat_turn_events"
+# CancelTurn's word to the replica running the turn: the payload is the turn's id.
+CANCEL_CHANNEL = "aichat_turn_cancel"
 NOTIFY_MAX_BYTES = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
 
 
@@ -110,6 +112,30 @@ _CLAIMED = select(sessions.c.id).where(
 )
 
 
+# CancelTurn's look at a turn (owner-scoped): whether it holds its session with a valid
+# lease, and whether its log has ended; no row when the session is not the user's.
+_STATE = (
+    select(
+        and_(
+            sessions.c.active_turn_id == bindparam("p_turn"),
+            sessions.c.active_turn_expires_us >= bindparam("p_now"),
+        ).label("running"),
+        turn_logs.c.ended,
+    )
+    .select_from(
+        sessions.outerjoin(
+            turn_logs,
+            and_(
+                turn_logs.c.turn_id == bindparam("p_turn"),
+                turn_logs.c.user_id == sessions.c.user_id,
+                turn_logs.c.session_id == sessions.c.id,
+            ),
+        )
+    )
+    .where(and_(sessions.c.user_id == bindparam("p_user"), sessions.c.id == bindparam("p_sid")))
+)
+
+
 async def store(tx: Tx, logs: Sequence[LogRow], batches: Sequence[BatchRow]) -> None:
     """One flush: the turns' rows brought up to date, their new batches added."""
     dialect = tx.dialect.name
@@ -191,3 +217,25 @@ async def is_claimed(tx: Tx, user_id: str, session_id: str, turn_id: str) -> boo
     """Whether the turn holds its session right now (running, nothing flushed yet)."""
     params = {"p_user": user_id, "p_sid": session_id, "p_turn": turn_id}
     return (await tx.scalar(_CLAIMED, params)) is not None
+
+
+async def turn_state(
+    tx: Tx, user_id: str, session_id: str, turn_id: str, now_us: int
+) -> str | None:
+    """ "running" (it holds its session), "ended", "stopped" (its log never ended: a crash
+    the sweep has not reached yet), or None when the user has no such turn."""
+    params = {"p_user": user_id, "p_sid": session_id, "p_turn": turn_id, "p_now": now_us}
+    row = (await tx.execute(_STATE, params)).first()
+    if row is None:
+        return None
+    if row.running:
+        return "running"
+    if row.ended is None:
+        return None
+    return "ended" if row.ended else "stopped"
+
+
+async def notify_cancel(tx: Tx, turn_id: str) -> None:
+    """Tell every replica (PostgreSQL only) that ``turn_id`` is to stop."""
+    if tx.dialect.name == "postgresql":
+        await tx.execute(_NOTIFY, {"channel": CANCEL_CHANNEL, "payload": turn_id})

@@ -49,6 +49,7 @@ class TurnBuffer:
 
     __slots__ = (
         "answer_id",
+        "cancelled",
         "create_time_us",
         "deadline_hit",
         "ended",
@@ -79,6 +80,7 @@ class TurnBuffer:
         self.create_time_us = now_us()
         self.error: BaseException | None = None  # what cut the turn off, if anything
         self.deadline_hit = False
+        self.cancelled = False  # stopped by CancelTurn (its last event says so)
 
     def reader(self) -> tuple[Reader, list[Frame]]:
         """Subscribe; and the frames not stored yet, taken in the same instant."""

@@ -1,4 +1,5 @@
-"""Other replicas' turns: PostgreSQL LISTEN on the channel every flush NOTIFYs.
+"""Other replicas' turns: PostgreSQL LISTEN on the channel every flush NOTIFYs (and on
+the one CancelTurn NOTIFYs: the replica running the turn stops it at once).
 
 One connection per process listens (outside the pool: a LISTEN holds its connection).
 A reader of a turn running elsewhere registers a ``Watch`` and is woken when a flush
@@ -12,11 +13,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from aichat_backend.store.turn_events_repo import NOTIFY_CHANNEL
+from aichat_backend.store.turn_events_repo import CANCEL_CHANNEL, NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,12 @@ class Watch:
 
 class Watches:
     """Readers waiting for turns stored by others (any backend: SQLite has no listener
-    and its readers simply poll)."""
+    and its readers simply poll); and CancelTurn's word from other replicas."""
 
     def __init__(self) -> None:
         self._by_turn: dict[str, set[Watch]] = {}
+        # Called with a turn id another replica was asked to cancel (see turns/cancel.py).
+        self.on_cancel: Callable[[str], object] | None = None
 
     def watch(self, turn_id: str) -> Watch:
         w = Watch(turn_id)
@@ -63,6 +67,13 @@ class Watches:
         for item in payload.split(","):
             for w in self._by_turn.get(item.partition(":")[0], ()):
                 w.wake()
+
+    def cancel_asked(self, turn_id: str) -> None:
+        if self.on_cancel is not None:
+            try:
+                self.on_cancel(turn_id)
+            except Exception:  # a listener callback must not end the listener
+                log.exception("could not cancel a turn another replica was asked to stop")
 
     async def start(self) -> None:
         """Nothing to start without a listener."""
@@ -112,6 +123,7 @@ class PgListener(Watches):
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
                 self.connected.set()
                 delay = 0.2
                 await lost.wait()
@@ -129,6 +141,9 @@ class PgListener(Watches):
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.notified(payload)
+
+    def _on_cancel(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.cancel_asked(payload)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -68,7 +68,7 @@ class TurnReader:
         buf = self.log.get(turn_id)
         if buf is not None:
             if buf.user_id != user_id or buf.session_id != session_id:
-                raise _not_found(name)
+                raise turn_not_found(name)
             reader, unstored = buf.reader()
             try:
                 first_unstored = unstored[0].seq if unstored else buf.next_seq
@@ -102,7 +102,7 @@ class TurnReader:
                     ):
                         missing += 1
                         if missing >= self.missing_reads:
-                            raise _not_found(name)
+                            raise turn_not_found(name)
                 for f in frames_after(stored.batches, seen) if stored is not None else ():
                     if cursor.take(f):
                         yield f
@@ -112,7 +112,8 @@ class TurnReader:
             self.watches.unwatch(watch)
 
 
-def _not_found(name: str) -> NotFound:
+def turn_not_found(name: str) -> NotFound:
+    """The same words whether the turn is missing or someone else's."""
     return NotFound(
         f"{name} was not found", reason=Reason.TURN_NOT_FOUND, metadata={"resource": name}
     )

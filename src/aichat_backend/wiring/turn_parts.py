@@ -9,6 +9,7 @@ from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.api.turn_stream import DetachedTurns, TurnStreams
 from aichat_backend.config import Settings
 from aichat_backend.store.database import Database
+from aichat_backend.turns.cancel import TurnCancels
 from aichat_backend.turns.fanout import PgListener, Watches
 from aichat_backend.turns.log import TurnEventLog
 from aichat_backend.turns.reader import TurnReader
@@ -31,6 +32,7 @@ def turn_parts(db: Database, settings: Settings, limits: TurnLimits) -> TurnPart
     # Other replicas' turns: woken by PostgreSQL NOTIFY; SQLite is one process.
     many = db.dialect == "postgresql"
     watches = PgListener(db.url, settings.db_connect_timeout_seconds) if many else Watches()
+    detached = DetachedTurns(turn_log, limits, settings.turn_detached_max_seconds)
     streams = TurnStreams(
         log=turn_log,
         reader=TurnReader(
@@ -40,7 +42,10 @@ def turn_parts(db: Database, settings: Settings, limits: TurnLimits) -> TurnPart
             poll_seconds=settings.heartbeat_seconds,
             missing_reads=2 if many else 1,
         ),
-        detached=DetachedTurns(turn_log, limits, settings.turn_detached_max_seconds),
+        detached=detached,
+        cancels=TurnCancels(
+            db, turn_log, watches, detached.runs, settings.turn_events_flush_seconds
+        ),
         detached_default=settings.turn_detached_default,
     )
     return TurnParts(turn_log, watches, streams)

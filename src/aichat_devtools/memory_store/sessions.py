@@ -43,16 +43,25 @@ class MemoryStore(MemoryTurns):
         return copy.deepcopy(session)
 
     async def get_session(self, user_id: str, session_id: str) -> Session:
-        return copy.deepcopy(self.state.session(user_id, session_id).session)
+        return self._shown(self.state.session(user_id, session_id), now_us())
+
+    @staticmethod
+    def _shown(stored: StoredSession, now: int) -> Session:
+        """The session as a read shows it: the turn holding it while its lease is valid."""
+        out = copy.deepcopy(stored.session)
+        live = stored.turn_id is not None and not stored.claimable(now)
+        out.active_turn_id = stored.turn_id if live and stored.turn_id else ""
+        return out
 
     async def list_sessions(
         self, user_id: str, limit: int, after: tuple[int, str] | None
     ) -> list[Session]:
-        mine = [v.session for (u, _), v in self.state.sessions.items() if u == user_id]
+        now = now_us()
+        mine = [self._shown(v, now) for (u, _), v in self.state.sessions.items() if u == user_id]
         mine.sort(key=lambda x: (x.update_time_us, x.id), reverse=True)
         if after is not None:
             mine = [x for x in mine if (x.update_time_us, x.id) < after]
-        return [copy.deepcopy(x) for x in mine[:limit]]
+        return mine[:limit]
 
     async def update_session(
         self,

@@ -3,12 +3,15 @@
 // cookies go along too, for deployments whose auth server reads those.
 //
 // Errors come back as JSON google.rpc.Status bodies; they become ApiError with the
-// server's message and its ErrorInfo reason.
+// server's message and its ErrorInfo reason. When the backend is down, Envoy answers
+// for it with its own words ("upstream connect error…"): those become one plain sentence.
 
 import { token } from "./auth.js";
 
 const BASE = "/v1/chat";
 const SESSIONS_PAGE = 30;
+const UNREACHABLE = "The chat service is not reachable right now; try again in a moment";
+const GATEWAY_REASONS = new Set(["GATEWAY_ERROR", "BACKEND_UNAVAILABLE", "GATEWAY_TIMEOUT"]);
 
 export class ApiError extends Error {
   constructor(status, message, reason, body) {
@@ -16,6 +19,11 @@ export class ApiError extends Error {
     this.status = status;
     this.reason = reason;
     this.body = body;
+  }
+
+  // Worth trying again as it is: the network, a gateway or the server briefly away.
+  get retriable() {
+    return this.status === 0 || this.status === 429 || this.status >= 500;
   }
 }
 
@@ -28,8 +36,13 @@ export function setUnauthenticatedHandler(handler) {
 
 export function errorFromStatus(httpStatus, body) {
   const info = (body?.details || []).find((d) => String(d["@type"]).endsWith("google.rpc.ErrorInfo"));
-  const message = body?.message || `HTTP ${httpStatus}`;
-  return new ApiError(httpStatus, message, info?.reason || "", body);
+  const reason = info?.reason || "";
+  if (httpStatus >= 502 && httpStatus <= 504 && (GATEWAY_REASONS.has(reason) || !info)) {
+    // Envoy's own reply: the backend (or its health) is away. Its text is for logs.
+    console.warn("gateway:", body?.message);
+    return new ApiError(httpStatus, UNREACHABLE, "BACKEND_UNAVAILABLE", body);
+  }
+  return new ApiError(httpStatus, body?.message || `HTTP ${httpStatus}`, reason, body);
 }
 
 async function failure(response) {
@@ -80,11 +93,14 @@ export function sessionName(id) {
   return `sessions/${id}`;
 }
 
+const STREAM = "text/event-stream";
+
 export const api = {
   listSessions: (pageToken) =>
     json("/sessions", { query: { pageSize: SESSIONS_PAGE, pageToken } }),
   getSession: (name) => json(`/${name}`),
-  createSession: (session) => json("/sessions", { method: "POST", body: session }),
+  createSession: (session, requestId) =>
+    json("/sessions", { method: "POST", body: session, query: { requestId } }),
   updateSession: (name, fields) =>
     json(`/${name}`, {
       method: "PATCH",
@@ -104,32 +120,28 @@ export const api = {
   },
   listModels: () => json("/models"),
   listTools: () => json("/mcp/tools"),
-  // Server-Sent Events responses (read with sse.js); aborting `signal` hangs up, which
-  // cancels the turn on the server (its partial answer is stored as INCOMPLETE). The page's
-  // turns say `detached: false` whatever the server's default: a detached turn has no way
-  // to be cancelled, and Stop must stop it.
+  // Server-Sent Events responses (read with sse.js). The page's turns are detached: they
+  // run on without the page (a reload, another chat, a closed tab), and aborting `signal`
+  // only stops reading. Stop is cancelTurn.
   streamChat: (name, body, signal) =>
     request(`/${name}:streamChat`, {
       method: "POST",
-      body: { ...body, options: { ...body.options, detached: false } },
+      body: { ...body, options: { ...body.options, detached: true } },
       signal,
-      accept: "text/event-stream",
+      accept: STREAM,
     }),
   resolveToolCalls: (name, decisions, signal) =>
     request(`/${name}:resolveToolCalls`, {
       method: "POST",
-      body: { decisions, detached: false },
+      body: { decisions, detached: true },
       signal,
-      accept: "text/event-stream",
+      accept: STREAM,
     }),
-  // The rest of a turn's events after `afterSeq` (stored, then live); hanging up this one
-  // cancels nothing.
+  // A turn's events after `afterSeq` (stored, then live, on any replica).
   streamTurnEvents: (turn, afterSeq, signal) =>
-    request(`/${turn}:streamEvents`, {
-      query: { afterSeq: String(afterSeq) },
-      signal,
-      accept: "text/event-stream",
-    }),
+    request(`/${turn}:streamEvents`, { query: { afterSeq: String(afterSeq) }, signal, accept: STREAM }),
+  // Stops the running turn wherever it runs; its events then end with turnEnded CANCELLED.
+  cancelTurn: (turn) => json(`/${turn}:cancel`, { method: "POST", body: {} }),
   // rating: FEEDBACK_RATING_THUMBS_UP / _DOWN, or _UNSPECIFIED to clear (comment must be empty).
   setFeedback: (name, rating, comment = "") =>
     json(`/${name}:setFeedback`, { method: "POST", body: { rating, comment } }),

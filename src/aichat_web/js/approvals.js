@@ -1,34 +1,67 @@
 // A tool call waiting for approval, as a card: the tool, its server, its arguments, and
 // Approve / Deny / Edit arguments. When every call of the group has a decision they go
 // to ResolveToolCalls together (`resolve`), and the turn continues in the same answer.
+//
+// A card is live only while its call waits: a new message (which declines waiting
+// calls), an update of the call from the server, or a refusal saying the call is no
+// longer waiting settles it for good (LIVE holds the cards still waiting).
 
 import { el, shortName } from "./dom.js";
 import { toast } from "./toast.js";
 
+const LIVE = new Map(); // tool call id → its card's settle(text, kind)
+const SETTLED_BY_SERVER = new Set(["TOOL_CALL_NOT_PENDING", "TOOL_CALL_ALREADY_DECIDED", "TOOL_CALL_NOT_FOUND"]);
+
+// `resolve(decisions)` resolves to null when sent, or the ApiError that refused them.
 export function approvalCards(calls, resolve) {
   const decisions = new Map();
   const group = el("div", { class: "approval-group" });
   const submitIfComplete = async () => {
     if (decisions.size < calls.length) return;
-    for (const button of group.querySelectorAll("button, textarea")) button.disabled = true;
-    const ok = await resolve([...decisions.values()]);
-    if (!ok) {
-      // Refused (e.g. expired): let the user decide again.
-      decisions.clear();
-      for (const node of group.querySelectorAll("button, textarea")) node.disabled = false;
-      for (const card of group.querySelectorAll(".approval-card")) card.dataset.decision = "";
-      for (const heading of group.querySelectorAll(".approval-card strong")) {
-        heading.textContent = "Approval needed";
+    for (const node of group.querySelectorAll("button, textarea")) node.disabled = true;
+    for (const call of calls) LIVE.delete(call.id);
+    const error = await resolve([...decisions.values()]);
+    if (!error) return;
+    if (SETTLED_BY_SERVER.has(error.reason)) {
+      for (const card of group.querySelectorAll(".approval-card")) {
+        card.settle(`Not sent: ${error.message} (${error.reason})`, "settled");
       }
+      return;
     }
+    // Refused for a reason that may pass (the network, a busy server): decide again.
+    decisions.clear();
+    for (const card of group.querySelectorAll(".approval-card")) card.reopen(error);
+    for (const call of calls) LIVE.set(call.id, group.querySelector(`[data-tool-call="${CSS.escape(call.id)}"]`).settle);
   };
-  for (const call of calls) group.append(card(call, decisions, submitIfComplete));
+  for (const call of calls) {
+    const node = card(call, decisions, submitIfComplete);
+    group.append(node);
+    LIVE.set(call.id, node.settle);
+  }
   return group;
+}
+
+// The server says how a call went (a tool call update): its card, if live, shows it.
+export function settleApproval(call) {
+  const settle = LIVE.get(call.id);
+  if (!settle || call.state === "TOOL_CALL_STATE_PENDING_APPROVAL") return false;
+  LIVE.delete(call.id);
+  const denied = call.state === "TOOL_CALL_STATE_DENIED";
+  settle(denied ? `Declined${call.resultText ? `: ${call.resultText}` : ""}` : "Approved", denied ? "denied" : "approved");
+  return true;
+}
+
+// A new message declines every call still waiting: their cards stop offering a choice.
+export function retireApprovals() {
+  for (const [id, settle] of LIVE) {
+    LIVE.delete(id);
+    settle("Declined: you sent a new message instead.", "denied");
+  }
 }
 
 function card(call, decisions, submitIfComplete) {
   const pretty = JSON.stringify(call.arguments || {}, null, 2);
-  const args = el("pre", { class: "approval-args", text: pretty });
+  const args = el("pre", { class: "approval-args", text: pretty, tabindex: "0" });
   const editor = el("textarea", {
     class: "approval-editor",
     hidden: true,
@@ -37,7 +70,7 @@ function card(call, decisions, submitIfComplete) {
     "aria-label": "Arguments (JSON)",
   });
   editor.value = pretty;
-  const verdict = el("p", { class: "approval-verdict", hidden: true });
+  const verdict = el("p", { class: "approval-verdict", role: "status", hidden: true });
   const title = el("strong", { text: "Approval needed" });
   const decide = (decision, label) => {
     decisions.set(call.id, decision);
@@ -82,6 +115,7 @@ function card(call, decisions, submitIfComplete) {
       if (!editor.hidden) editor.focus();
     },
   });
+  const buttons = el("div", { class: "approval-buttons" }, approve, deny, edit);
   const node = el(
     "section",
     { class: "approval-card", "data-tool-call": call.id, "aria-label": `Approve ${shortName(call)}?` },
@@ -93,8 +127,26 @@ function card(call, decisions, submitIfComplete) {
     call.approvalReason ? el("p", { class: "hint", text: call.approvalReason }) : null,
     args,
     editor,
-    el("div", { class: "approval-buttons" }, approve, deny, edit),
+    buttons,
     verdict,
   );
+  // Final: no choice is offered any more; `kind` is approved, denied or settled.
+  node.settle = (text, kind) => {
+    const answer = node.closest("article.assistant")?.view;
+    if (answer?.status.dataset.kind === "awaiting") answer.setStatus("");
+    title.textContent = "Tool call";
+    node.dataset.decision = kind;
+    verdict.textContent = text;
+    verdict.hidden = false;
+    buttons.remove();
+    editor.remove();
+  };
+  node.reopen = (error) => {
+    node.dataset.decision = "";
+    title.textContent = "Approval needed";
+    verdict.textContent = `Not sent: ${error.message}. Decide again to retry.`;
+    verdict.hidden = false;
+    for (const control of node.querySelectorAll("button, textarea")) control.disabled = false;
+  };
   return node;
 }

@@ -1,6 +1,7 @@
 // Files attached to the next message: text, images and PDFs, checked against the
 // server's limits (config.json) before anything is uploaded, sent base64 in the JSON
-// body as the API takes them (Attachment.content is bytes).
+// body as the API takes them (Attachment.content is bytes). They come from the attach
+// button, from files dropped on the chat, or pasted into the message box.
 
 import { $, el, formatBytes, icon } from "./dom.js";
 import { toast } from "./toast.js";
@@ -26,9 +27,44 @@ export class Attachments {
       this.input.value = "";
     });
     const limit = `Text, images (PNG, JPEG, GIF, WebP) or PDF · up to ${this.maxCount} files of ${formatBytes(this.maxBytes)} each`;
-    $("attach-limit").textContent = limit;
-    $("attach-button").title = `Attach files (${limit})`;
-    $("attach-button").hidden = this.maxCount === 0;
+    $("attach-limit").textContent = `${limit} · drop or paste files here`;
+    const button = $("attach-button");
+    button.title = `Attach files (${limit})`;
+    button.hidden = this.maxCount === 0;
+    button.addEventListener("click", () => this.input.click());
+    this.acceptDrops($("chat"));
+    $("message-input").addEventListener("paste", (event) => {
+      const files = [...(event.clipboardData?.files || [])];
+      if (!files.length) return; // text pastes as text
+      event.preventDefault();
+      this.add(files);
+    });
+  }
+
+  // Files dragged over `area` show the drop zone; dropped, they are attached.
+  acceptDrops(area) {
+    const zone = $("drop-zone");
+    let depth = 0;
+    const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+    area.addEventListener("dragenter", (event) => {
+      if (!carriesFiles(event) || this.maxCount === 0) return;
+      depth += 1;
+      zone.hidden = false;
+    });
+    area.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) zone.hidden = true;
+    });
+    area.addEventListener("dragover", (event) => {
+      if (carriesFiles(event)) event.preventDefault(); // allows the drop
+    });
+    area.addEventListener("drop", (event) => {
+      depth = 0;
+      zone.hidden = true;
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      this.add([...event.dataTransfer.files]);
+    });
   }
 
   add(files) {

@@ -1,45 +1,44 @@
-// The chat view: the current session's messages, the composer, sending and stopping a
-// turn, and the session actions (rename, delete, export). A "draft" (no session yet)
-// becomes a session with the chosen model and tools when its first message is sent.
+// The chat view: the current session's messages, its running turn, and the session
+// actions (rename, delete, export). A "draft" (no session yet) becomes a session with the
+// chosen model and tools when its first message is sent (composer.js).
+//
+// Turns are detached: leaving a chat (another chat, a reload, a closed tab) only stops
+// reading its answer. Coming back to a chat whose Session.activeTurn is set reads that
+// turn again from its first event into the place its answer belongs.
 
 import { api, ApiError, sessionName } from "./api.js";
-import { $, confirmDialog, el, formatBytes, icon, promptDialog, sessionId } from "./dom.js";
-import { exportSession } from "./exporter.js";
+import { $, el, formatBytes, icon, sessionId } from "./dom.js";
+import { chatAction } from "./chat_actions.js";
 import { toast, toastError } from "./toast.js";
 import { AnswerView } from "./answer.js";
-import { runTurn } from "./turn.js";
-import { approvalCards } from "./approvals.js";
+import { TurnControl, readTurn, showDropped } from "./turn.js";
+import { approvalCards, settleApproval } from "./approvals.js";
+import { Follower } from "./follow.js";
 
 export class ChatView {
   constructor({ appName, sessions, models, tools, attachments }) {
     Object.assign(this, { appName, sessions, models, tools, attachments });
     this.session = null;
-    this.turn = null; // the AbortController of the running turn
+    this.control = null; // the TurnControl of the turn being read
+    this.opening = 0; // which open() is the latest
     this.list = $("messages");
-    this.input = $("message-input");
-    this.sendButton = $("send-button");
-    this.stopButton = $("stop-button");
-    $("composer").addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send();
-    });
-    this.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        this.send();
-      }
-    });
-    this.input.addEventListener("input", () => this.grow());
-    this.stopButton.addEventListener("click", () => this.turn?.abort());
-    this.pinned = true;
-    this.list.addEventListener("scroll", () => {
-      this.pinned = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80;
-    });
-    this.list.addEventListener("answer-grew", () => this.follow());
-    tools.onChange = (names) => this.toolsChanged(names);
+    this.follower = new Follower(this.list, $("jump-latest"));
+    $("stop-button").addEventListener("click", () => this.control?.stop());
+    tools.onChange = (value) => this.toolsChanged(value);
+  }
+
+  // Stop reading the running turn (it runs on): another chat is about to show.
+  leave() {
+    if (!this.control) return;
+    if (this.session && this.control.turn) this.sessions.setActiveTurn(this.session.name, this.control.turn);
+    this.control.leave();
+    this.setBusy(null);
   }
 
   openDraft() {
+    this.leave();
+    this.opening += 1;
+    this.loading = false;
     this.session = null;
     this.sessions.setCurrent(null);
     this.setHash("");
@@ -56,30 +55,57 @@ export class ChatView {
         el("p", { class: "hint", text: `Attach text, images or PDFs (up to ${formatBytes(this.attachments.maxBytes)} each).` }),
       ),
     );
-    this.input.focus();
+    $("message-input").focus();
   }
 
   // `which` is a session or a session id from the address bar.
   async open(which) {
-    if (this.turn) this.turn.abort();
+    this.leave();
+    const ticket = ++this.opening;
     const name = typeof which === "string" ? sessionName(which) : which.name;
+    this.sessions.setCurrent(name);
+    this.setHash(`session=${encodeURIComponent(sessionId(name))}`);
+    // Until it is read nothing can be sent: a message would land in the chat left behind.
+    this.loading = true;
+    this.session = null;
+    this.list.replaceChildren(el("p", { class: "hint loading", text: "Loading the chat…" }));
     let session;
     let messages;
     try {
       [session, messages] = await Promise.all([api.getSession(name), api.listMessages(name)]);
     } catch (error) {
+      if (ticket !== this.opening) return;
+      this.loading = false;
       if (error instanceof ApiError && error.status === 404) {
         toast("That chat does not exist, or it is not yours.", "error");
+        this.openDraft();
       } else {
-        toastError(error, "Could not open the chat");
+        this.showOpenFailure(which, error);
       }
-      this.openDraft();
       return;
     }
+    if (ticket !== this.opening) return; // another chat was opened meanwhile
+    this.loading = false;
     this.show(session);
     this.list.replaceChildren();
     this.renderHistory(messages);
-    this.follow(true);
+    this.follower.follow(true);
+    if (session.activeTurn) this.follow(session.activeTurn);
+  }
+
+  // The chat could not be read (the server is away): say so here, with a Retry, rather
+  // than falling back to an empty new chat.
+  showOpenFailure(which, error) {
+    this.session = null;
+    this.setSessionActions(false);
+    $("chat-title").textContent = "Chat not loaded";
+    this.list.replaceChildren(
+      el("div", { class: "welcome open-failed", role: "alert" },
+        el("h2", { text: "This chat could not be opened" }),
+        el("p", { text: `${error.message}.` }),
+        el("p", {}, el("button", { type: "button", class: "primary", text: "Retry", onclick: () => this.open(which) })),
+      ),
+    );
   }
 
   show(session) {
@@ -96,7 +122,7 @@ export class ChatView {
   renderHistory(messages) {
     let lastAnswer = null;
     for (const message of messages) {
-      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments);
+      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments, message.name);
       else if (message.role === "ROLE_ASSISTANT") {
         lastAnswer = new AnswerView(this.list, message);
         lastAnswer.finishFromMessage(message);
@@ -112,89 +138,91 @@ export class ChatView {
     }
   }
 
-  userBubble(text, attachments = []) {
+  userBubble(text, attachments = [], name = "") {
     const files = (attachments || []).map((a) =>
       el("span", { class: "chip" }, icon("clip"), `${a.filename}${a.sizeBytes ? ` (${formatBytes(Number(a.sizeBytes))})` : ""}`),
     );
-    this.list.append(
-      el("article", { class: "message user", "data-role": "user" },
-        el("div", { class: "user-text", text }),
-        files.length ? el("div", { class: "chips" }, files) : null),
-    );
+    const bubble = el("article", { class: "message user", "data-role": "user", "data-message": name },
+      el("div", { class: "user-text", text }),
+      files.length ? el("div", { class: "chips" }, files) : null);
+    this.list.append(bubble);
+    return bubble;
   }
 
-  async send() {
-    const text = this.input.value.trim();
-    if (this.turn || this.sending || (!text && !this.attachments.files.length)) return;
-    if (!text) return toast("Write a message to go with the files", "error");
-    // Reading files and creating the session take a moment: one Enter, one message.
-    this.sending = true;
-    try {
-      await this.sendNow(text);
-    } finally {
-      this.sending = false;
-    }
+  // Read the running `turn` from its first event (the page came back to it).
+  follow(turn, seen = undefined) {
+    const control = new TurnControl();
+    control.named(turn);
+    control.view = seen?.view || null;
+    this.sessions.setActiveTurn(this.session.name, turn);
+    return this.run(control, () => api.streamTurnEvents(turn, seen?.lastSequence || 0, control.signal), seen);
   }
 
-  async sendNow(text) {
-    this.list.querySelector(".welcome")?.remove();
-    let attachments;
-    try {
-      attachments = await this.attachments.encode();
-    } catch (error) {
-      return toastError(error, "Could not read the file");
-    }
-    if (!this.session) {
-      try {
-        const created = await api.createSession({
-          displayName: text.split("\n")[0].slice(0, 60),
-          model: this.models.value(),
-          toolNames: this.tools.value(),
-        });
-        this.show(created);
-        this.sessions.upsert(created);
-      } catch (error) {
-        return toastError(error, "Could not start the chat");
-      }
-    }
-    const described = this.attachments.describe();
-    this.input.value = "";
-    this.grow();
-    this.attachments.clear();
-    this.userBubble(text, described);
-    const view = new AnswerView(this.list);
-    this.follow(true);
-    const requestId = crypto.randomUUID();
-    const name = this.session.name;
-    await this.run(view, (signal) => api.streamChat(name, { text, attachments, requestId }, signal));
+  // The answer a turn the page came back to belongs in: the answer it continues (after
+  // approval), or a new one after its user message, in place of what was stored of it.
+  pick(started) {
+    const byName = (name) => name && this.list.querySelector(`[data-message="${CSS.escape(name)}"]`);
+    const continued = started.continuesAnswer && byName(started.answerMessage);
+    const anchor = continued || byName(started.userMessage);
+    while (anchor?.nextElementSibling) anchor.nextElementSibling.remove();
+    if (continued?.view) return continued.view;
+    return new AnswerView(this.list);
   }
 
   async resolve(view, decisions) {
     const name = this.session.name;
     view.setStatus("");
-    const outcome = await this.run(view, (signal) => api.resolveToolCalls(name, decisions, signal));
-    return outcome !== "REFUSED";
+    const control = new TurnControl();
+    control.view = view;
+    const result = await this.run(control, () => api.resolveToolCalls(name, decisions, control.signal));
+    return result.outcome === "REFUSED" ? result.error : null;
   }
 
-  // One turn's stream into `view`, with Stop wired to it; then the session is re-read
-  // (message count, tools now locked).
-  async run(view, start) {
-    const controller = new AbortController();
-    this.setBusy(controller);
+  // One turn's stream into its view, with Stop wired to it; then the session is re-read
+  // (message count, tools now locked, no turn running).
+  async run(control, start, seen = undefined) {
+    this.setBusy(control);
     const session = this.session;
-    const outcome = await runTurn(view, () => start(controller.signal), {
-      resolve: (decisions) => this.resolve(view, decisions),
-      signal: controller.signal,
-      done: (result) => result,
-    });
-    if (this.turn === controller) this.setBusy(null);
-    if (this.session === session && outcome !== "REFUSED") await this.refresh();
-    return outcome;
+    control.onNamed = (turn) => this.sessions.setActiveTurn(session.name, turn);
+    const hooks = {
+      pick: (started) => this.pick(started),
+      resolve: (decisions) => this.resolve(control.view, decisions),
+      toolCall: (call, view) => this.routeToolCall(call, view),
+    };
+    const state = seen || { lastSequence: 0, ended: null };
+    const result = await readTurn(control, start, hooks, state);
+    state.view = control.view;
+    if (this.control === control) this.setBusy(null);
+    if (result.outcome === "LEFT") return result;
+    if (result.outcome === "DROPPED" && control.view) {
+      showDropped(control.view, result.failure, () => control.turn
+        ? this.follow(control.turn, state)
+        : control.view.retry?.());
+    }
+    if (result.outcome.startsWith("TURN_OUTCOME_")) {
+      this.sessions.setActiveTurn(session.name, ""); // it ended: no need to wait for the server
+      if (this.session === session) await this.refresh(control.turn);
+    }
+    return result;
   }
 
-  async refresh() {
+  // A tool call update: its approval card settles; a call another answer shows goes there.
+  routeToolCall(call, view) {
+    settleApproval(call);
+    if (view.hasToolCall(call.id)) return false;
+    const owner = [...this.list.querySelectorAll("article.assistant")]
+      .map((node) => node.view)
+      .find((other) => other && other !== view && other.hasToolCall(call.id));
+    owner?.upsertToolCall(call);
+    return Boolean(owner);
+  }
+
+  // `ended`: the turn that just ended here (its claim may be released a moment after).
+  async refresh(ended = "") {
     try {
       const fresh = await api.getSession(this.session.name);
+      if (this.session?.name !== fresh.name) return;
+      if (fresh.activeTurn === ended) fresh.activeTurn = "";
       this.session = fresh;
       this.tools.show(fresh);
       this.sessions.upsert(fresh);
@@ -203,72 +231,34 @@ export class ChatView {
     }
   }
 
-  setBusy(controller) {
-    this.turn = controller;
-    this.stopButton.hidden = !controller;
-    this.sendButton.hidden = Boolean(controller);
-    $("composer").classList.toggle("busy", Boolean(controller));
+  setBusy(control) {
+    this.control = control;
+    $("stop-button").hidden = !control;
+    $("send-button").hidden = Boolean(control);
+    $("composer").classList.toggle("busy", Boolean(control));
   }
 
-  async toolsChanged(names) {
+  async toolsChanged(value) {
     if (!this.session) return; // a draft's choice is sent with CreateSession
     try {
-      this.session = await api.updateSession(this.session.name, { toolNames: names });
+      this.session = await api.updateSession(this.session.name, value);
     } catch (error) {
       toastError(error, "Could not change the tools");
       this.tools.show(this.session);
     }
   }
 
-  async rename() {
-    if (!this.session) return;
-    const value = await promptDialog("Rename chat", this.session.displayName);
-    if (value === null || value === this.session.displayName) return;
-    try {
-      const renamed = await api.updateSession(this.session.name, { displayName: value });
-      this.show(renamed);
-      this.sessions.upsert(renamed, { toTop: false });
-      toast("Renamed");
-    } catch (error) {
-      toastError(error, "Could not rename the chat");
-    }
-  }
-
-  async remove() {
-    if (!this.session) return;
-    const title = this.session.displayName || "this chat";
-    if (!(await confirmDialog(`Delete “${title}” and all its messages? This cannot be undone.`))) return;
-    try {
-      await api.deleteSession(this.session.name);
-      this.sessions.remove(this.session.name);
-      toast(`Deleted “${title}”`);
-      this.openDraft();
-    } catch (error) {
-      toastError(error, "Could not delete the chat");
-    }
-  }
-
-  export(extension) {
-    if (this.session) exportSession(this.session, extension);
+  // The ⋯ menu's actions (chat_actions.js).
+  action(name) {
+    if (this.session) return chatAction(this, name);
   }
 
   setSessionActions(enabled) {
-    for (const id of ["rename-button", "delete-button", "export-select"]) $(id).disabled = !enabled;
+    for (const item of $("chat-menu").querySelectorAll('[role="menuitem"]')) item.disabled = !enabled;
+    $("chat-menu-button").disabled = !enabled;
   }
 
   setHash(hash) {
     history.replaceState(null, "", location.pathname + (hash ? `#${hash}` : ""));
-  }
-
-  grow() {
-    this.input.style.height = "auto";
-    this.input.style.height = `${Math.min(this.input.scrollHeight, window.innerHeight * 0.4)}px`;
-  }
-
-  // Keep the newest text in view unless the user scrolled up to read (`pinned` is
-  // measured when the user scrolls, not after the content grew).
-  follow(force = false) {
-    if (force) this.pinned = true;
-    if (this.pinned) this.list.scrollTop = this.list.scrollHeight;
   }
 }

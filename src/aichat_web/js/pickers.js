@@ -1,12 +1,27 @@
 // The model picker (ListModels, for a new session) and the tool picker (ListTools: the
 // session's tool_names, locked by the server after the first message and shown as such).
+// Nothing ticked is a real choice, "no tool" (Session.toolsDisabled), not "every tool".
 
 import { $, el, icon } from "./dom.js";
+
+// At phone width the header keeps one row: the model picker moves into the tools panel.
+const PHONE = window.matchMedia("(max-width: 760px)");
 
 export class ModelPicker {
   constructor() {
     this.select = $("model-select");
     this.models = [];
+    const place = () => {
+      const home = PHONE.matches ? $("panel-model") : $("tools-button").parentElement;
+      if (this.select.parentElement === home) return;
+      if (PHONE.matches) home.append(el("label", { for: "model-select", text: "Model" }), this.select);
+      else {
+        $("panel-model").replaceChildren();
+        home.prepend(this.select);
+      }
+    };
+    PHONE.addEventListener("change", place);
+    place();
   }
 
   setModels(models) {
@@ -56,10 +71,14 @@ export class ToolPicker {
     this.locked = false;
     this.button = $("tools-button");
     this.panel = $("tools-panel");
-    this.button.addEventListener("click", () => {
-      this.panel.hidden = !this.panel.hidden;
-      this.button.setAttribute("aria-expanded", String(!this.panel.hidden));
-    });
+    this.list = $("tools-list");
+    this.button.addEventListener("click", () => this.toggle());
+  }
+
+  toggle(open = this.panel.hidden) {
+    this.panel.hidden = !open;
+    this.button.setAttribute("aria-expanded", String(open));
+    if (!open && this.panel.contains(document.activeElement)) this.button.focus();
   }
 
   setTools(tools) {
@@ -67,23 +86,21 @@ export class ToolPicker {
     this.render();
   }
 
-  // Empty tool_names means every tool is offered; the picker shows that as all ticked.
+  // Empty tool_names means every tool (shown all ticked); toolsDisabled means none.
   show(session) {
     const names = session?.toolNames || [];
-    this.selected = new Set(names.length ? names : this.tools.map((t) => t.modelName));
+    const all = this.tools.map((t) => t.modelName);
+    this.selected = new Set(session?.toolsDisabled ? [] : names.length ? names : all);
     this.locked = Boolean(session && (session.toolsLocked || session.messageCount > 0));
     this.render();
   }
 
-  lock() {
-    this.locked = true;
-    this.render();
-  }
-
-  // What to store as the session's tool_names: [] when every tool is ticked.
+  // The session's fields for what is ticked: every tool, none, or some by name.
   value() {
-    const all = this.tools.every((t) => this.selected.has(t.modelName));
-    return all ? [] : this.tools.filter((t) => this.selected.has(t.modelName)).map((t) => t.modelName);
+    const ticked = this.tools.filter((t) => this.selected.has(t.modelName)).map((t) => t.modelName);
+    if (ticked.length === this.tools.length) return { toolNames: [], toolsDisabled: false };
+    if (!ticked.length) return { toolNames: [], toolsDisabled: true };
+    return { toolNames: ticked, toolsDisabled: false };
   }
 
   render() {
@@ -92,8 +109,10 @@ export class ToolPicker {
       ? "No tools"
       : count === this.tools.length
         ? `Tools: all ${count}`
-        : `Tools: ${count} of ${this.tools.length}`;
-    this.button.replaceChildren(icon(this.locked ? "lock" : "tool"), label);
+        : count === 0
+          ? "Tools: none"
+          : `Tools: ${count} of ${this.tools.length}`;
+    this.button.replaceChildren(icon(this.locked ? "lock" : "tool"), el("span", { class: "tools-label", text: label }));
     this.button.dataset.locked = String(this.locked);
     this.button.classList.toggle("locked", this.locked);
     this.button.title = this.locked
@@ -109,6 +128,7 @@ export class ToolPicker {
           if (event.target.checked) this.selected.add(tool.modelName);
           else this.selected.delete(tool.modelName);
           this.render();
+          this.panel.querySelector(`input[value="${CSS.escape(tool.modelName)}"]`)?.focus();
           this.onChange(this.value());
         },
       });
@@ -123,7 +143,7 @@ export class ToolPicker {
     });
     const note = this.locked
       ? el("p", { class: "hint" }, icon("lock"), " Locked: the tools of a chat are fixed by its first message.")
-      : el("p", { class: "hint", text: "None ticked means every tool is offered." });
-    this.panel.replaceChildren(note, ...rows);
+      : el("p", { class: "hint", text: "Untick a tool to keep the model from using it; none ticked means no tools." });
+    this.list.replaceChildren(note, ...rows);
   }
 }

@@ -1,113 +1,161 @@
-// The turn events that write an answer (an AnswerView, answer.js).
+// Reading a turn's events into an answer (an AnswerView, answer.js).
 //
-// runTurn() reads one SSE response (StreamChat or ResolveToolCalls) into a view, so an
-// approved turn continues in the same message. A stream that ends without its turnEnded
-// (a network cut, a proxy restart) is resumed from the last `sequence` seen with
-// StreamTurnEvents, a few times with backoff, into the same view; events already shown
-// are skipped by their sequence.
+// The page's turns are detached (api.js): they run on the server whatever the page does.
+// readTurn() reads one turn: from the request that starts it (StreamChat,
+// ResolveToolCalls) or, when the page comes back to a running turn, from StreamTurnEvents
+// after a sequence number. A stream that ends without its turnEnded (a network cut, a
+// proxy restart) is resumed after the last `sequence` shown, a few times with backoff;
+// events already shown are skipped by sequence. TurnControl is the running turn's Stop
+// (CancelTurn, sent again after a cut until the server hears it) and its Leave (stop
+// reading: the turn goes on).
 
 import { api, ApiError } from "./api.js";
+import { el } from "./dom.js";
 import { sseEvents } from "./sse.js";
 import { toastError } from "./toast.js";
-import { approvalCards } from "./approvals.js";
+import { EVENT_HANDLERS, showOutcome } from "./turn_events.js";
 
 // Waits before each attempt to resume a dropped stream (ms); progress starts them over.
 const RESUME_DELAYS_MS = [250, 500, 1000, 2000, 4000];
 
-// Reads one turn's events into `view`. `start` makes the request (a Promise<Response>);
-// `hooks.resolve(decisions)` continues a turn waiting for approval; `hooks.signal` is the
-// turn's Stop; `hooks.done(outcome)` is told how the turn ended: a TurnOutcome name,
-// "STOPPED", "DROPPED" (resuming failed too), or "REFUSED" (the request itself was
-// answered with an error).
-export async function runTurn(view, start, hooks) {
-  const seen = { lastSequence: 0, turn: "", ended: null };
-  view.setThinking(true);
-  const result = await read(view, start, hooks, seen);
-  if (result.stopped) return stopped(view, hooks);
-  if (result.error) {
-    view.setStatus(`Not sent: ${result.error.message}`, "failed");
-    toastError(result.error);
-    return hooks.done("REFUSED");
+export class TurnControl {
+  constructor() {
+    this.leaving = new AbortController();
+    this.turn = "";
+    this.stopping = false;
+    this.cancelSent = false;
+    this.view = null;
   }
-  if (!seen.ended) return onStreamDropped(view, seen, hooks);
-  return hooks.done(seen.ended);
+
+  get signal() {
+    return this.leaving.signal;
+  }
+
+  // Stop reading; the turn itself runs on (another chat was opened, say).
+  leave() {
+    this.leaving.abort();
+  }
+
+  named(turn) {
+    if (this.turn) return;
+    this.turn = turn;
+    this.onNamed?.(turn);
+    if (this.stopping) this.sendCancel();
+  }
+
+  // Stop: the server cancels the turn, and its stream then ends with turnEnded CANCELLED.
+  stop() {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.view?.setStatus("Stopping…", "stopping");
+    if (this.turn) this.sendCancel();
+  }
+
+  async sendCancel() {
+    if (this.cancelSent || !this.turn) return;
+    this.cancelSent = true;
+    try {
+      await api.cancelTurn(this.turn);
+    } catch (error) {
+      this.cancelSent = false; // the next reconnection tries again
+      if (!(error instanceof ApiError && error.retriable)) {
+        this.stopping = false;
+        toastError(error, "Could not stop the answer");
+      } else {
+        this.view?.setStatus("Stopping… (waiting for the connection)", "stopping");
+      }
+    }
+  }
 }
 
-// One SSE response into the view. Resolves to {} when the stream ended (seen.ended says
-// whether with its turnEnded), {stopped} on Stop, {error} when the request was refused.
-async function read(view, start, hooks, seen) {
+// Reads one turn into a view. `start()` makes the request (a Promise<Response>).
+// `hooks.view` is the view, or null to pick it when turnStarted arrives
+// (`hooks.pick(turnStarted)`: a turn the page comes back to). `hooks.resolve(decisions)`
+// continues a turn waiting for approval; `hooks.toolCall(call)` routes a tool call update.
+// Resolves to the TurnOutcome name, "LEFT" (stopped reading), "DROPPED" (resuming
+// failed too) or "REFUSED" (the request itself was answered with an error: `.error`).
+export async function readTurn(control, start, hooks, seen = { lastSequence: 0, ended: null }) {
+  control.view?.setThinking(true);
+  const result = await read(control, start, hooks, seen);
+  if (result.left) return { outcome: "LEFT" };
+  if (result.error) return { outcome: "REFUSED", error: result.error };
+  if (!seen.ended) return resumeDropped(control, hooks, seen);
+  return { outcome: seen.ended };
+}
+
+// One SSE response. Resolves to {} when the stream ended (seen.ended says whether with
+// its turnEnded), {left} when the page stopped reading, {error} when refused.
+async function read(control, start, hooks, seen) {
   try {
     const response = await start();
     for await (const event of sseEvents(response)) {
       const sequence = Number(event.sequence || 0);
       if (sequence && sequence <= seen.lastSequence) continue; // shown already
       seen.lastSequence = sequence || seen.lastSequence;
-      seen.turn = event.turn || seen.turn;
-      seen.ended = handle(view, event, hooks) || seen.ended;
+      if (event.turn) control.named(event.turn);
+      if (!control.view && event.turnStarted) control.view = hooks.pick(event.turnStarted);
+      if (!control.view) continue;
+      const kind = Object.keys(EVENT_HANDLERS).find((key) => key in event);
+      const outcome = kind ? EVENT_HANDLERS[kind](control.view, event[kind], hooks, control) : null;
+      seen.ended = outcome || seen.ended;
     }
   } catch (error) {
-    if (error.name === "AbortError") return { stopped: true };
+    if (error.name === "AbortError") return { left: true };
     if (error instanceof ApiError) return { error };
     // A read error mid-stream: the connection broke.
   }
   return {};
 }
 
-function stopped(view, hooks) {
-  nameCutOffAnswer(view);
-  view.setStatus("Stopped: the answer above is incomplete (saved as such).", "incomplete");
-  view.renderActions();
-  return hooks.done("STOPPED");
-}
-
 // A stream ended without turnEnded: ask for the rest of the turn after the last event shown.
-async function onStreamDropped(view, seen, hooks) {
-  view.resumed = true;
+async function resumeDropped(control, hooks, seen) {
+  const view = control.view;
   let failure = "";
-  for (let attempt = 0; seen.turn && attempt < RESUME_DELAYS_MS.length; attempt++) {
-    view.setStatus(
-      `Connection lost; reconnecting (try ${attempt + 1} of ${RESUME_DELAYS_MS.length})…`,
+  for (let attempt = 0; control.turn && attempt < RESUME_DELAYS_MS.length; attempt++) {
+    const stopping = control.stopping ? " Your Stop is sent when it is back." : "";
+    view?.setStatus(
+      `Connection lost; reconnecting (try ${attempt + 1} of ${RESUME_DELAYS_MS.length})…${stopping}`,
       "reconnecting",
     );
-    if (!(await pause(RESUME_DELAYS_MS[attempt], hooks.signal))) return stopped(view, hooks);
+    if (!(await pause(RESUME_DELAYS_MS[attempt], control.signal))) return { outcome: "LEFT" };
+    if (control.stopping) control.sendCancel();
     const before = seen.lastSequence;
     const result = await read(
-      view,
+      control,
       async () => {
-        const response = await api.streamTurnEvents(seen.turn, seen.lastSequence, hooks.signal);
-        view.setThinking(true);
+        const response = await api.streamTurnEvents(control.turn, seen.lastSequence, control.signal);
+        control.view?.setThinking(true);
         return response;
       },
       hooks,
       seen,
     );
-    if (result.stopped) return stopped(view, hooks);
-    if (seen.ended) return hooks.done(seen.ended);
-    if (result.error && !retriable(result.error)) {
-      failure = ` The turn cannot be resumed: ${result.error.message.replace(/\.$/, "")}.`;
+    if (result.left) return { outcome: "LEFT" };
+    if (seen.ended) return { outcome: seen.ended };
+    if (result.error && !result.error.retriable) {
+      failure = ` The answer cannot be followed: ${result.error.message.replace(/\.$/, "")}.`;
       break;
     }
     failure = result.error ? ` Last try: ${result.error.message.replace(/\.$/, "")}.` : "";
     if (seen.lastSequence > before) attempt = -1; // it got further: count again from 1
   }
   // No event named the turn yet (it broke before turnStarted): nothing to resume from.
-  if (!seen.turn) failure = " The turn had not started, so it cannot be resumed.";
+  if (!control.turn) failure = " The message may not have reached the server.";
+  return { outcome: "DROPPED", failure };
+}
+
+// The status of an answer whose stream could not be resumed, with a Retry.
+export function showDropped(view, failure, retry) {
   view.setStatus(
-    "Connection lost before the answer finished, and reconnecting failed." + failure +
-      " What arrived is shown above; the server keeps what it produced as incomplete. " +
-      "Reopen the chat to see the stored answer.",
+    "Connection lost, and reconnecting failed." + failure +
+      " The server keeps writing the answer; what arrived is shown above.",
     "incomplete",
+    " ",
+    el("button", { type: "button", class: "link-button retry", text: "Retry", onclick: retry }),
   );
-  view.renderActions();
-  return hooks.done("DROPPED");
 }
 
-// The network, a gateway or the server being briefly away; a 4xx would say the same again.
-function retriable(error) {
-  return error.status === 0 || error.status === 429 || error.status >= 500;
-}
-
-// Resolves true after `ms`, or false at once when the turn is stopped meanwhile.
+// Resolves true after `ms`, or false at once when the page stops reading meanwhile.
 function pause(ms, signal) {
   if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
@@ -122,66 +170,4 @@ function pause(ms, signal) {
   });
 }
 
-function handle(view, event, hooks) {
-  if (event.turnStarted) {
-    view.node.dataset.message = event.turnStarted.answerMessage || "";
-    view.message = null; // a continuation (after approval) answers in messages of its own
-    view.toolsSinceStart = false;
-  } else if (event.textDelta) {
-    view.appendText(event.textDelta.text || "");
-  } else if (event.heartbeat) {
-    view.setThinking(true, event.heartbeat.elapsed);
-  } else if (event.toolCall) {
-    view.toolsSinceStart = true;
-    view.upsertToolCall(event.toolCall);
-  } else if (event.approvalRequired) {
-    view.toolsSinceStart = true;
-    const calls = event.approvalRequired.toolCalls || [];
-    for (const call of calls) view.upsertToolCall(call);
-    view.approvals.append(approvalCards(calls, hooks.resolve));
-    view.grew();
-  } else if (event.turnEnded) {
-    return ended(view, event.turnEnded);
-  }
-  return null;
-}
-
-function ended(view, turnEnded) {
-  const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
-  nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
-  view.setThinking(false);
-  view.render();
-  if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
-    view.setStatus("Waiting for your decision on the tool call above.", "awaiting");
-  } else if (outcome === "TURN_OUTCOME_CANCELLED" && view.resumed) {
-    // The page's turns are attached: losing the connection cancelled this one on the server.
-    view.setStatus(
-      "Connection lost, so the server stopped this answer; reconnected and showing all it " +
-        "produced (stored as incomplete).",
-      "incomplete",
-    );
-  } else if (outcome === "TURN_OUTCOME_CANCELLED") {
-    view.setStatus("Cancelled: the answer above is incomplete.", "incomplete");
-  } else if (outcome === "TURN_OUTCOME_FAILED") {
-    const message = turnEnded.error?.message || "the turn failed";
-    view.setStatus(`Failed: ${message}`, view.text ? "incomplete" : "failed");
-    toastError({ message, reason: reasonOf(turnEnded.error) }, "The answer failed");
-  } else {
-    view.finishFromMessage(turnEnded.message);
-  }
-  if (outcome !== "TURN_OUTCOME_AWAITING_APPROVAL") view.renderActions();
-  return outcome;
-}
-
-// A turn cut off (Stop, CANCELLED) ends without `message`; its text is still a stored
-// message that can be rated: the last of answerMessages when sent, else turnStarted's
-// answerMessage as long as no tool call began a further round since.
-function nameCutOffAnswer(view, last) {
-  if (view.message?.name) return;
-  const name = last || (view.toolsSinceStart ? "" : view.node.dataset.message);
-  if (name) view.message = { name };
-}
-
-function reasonOf(status) {
-  return (status?.details || []).find((d) => String(d["@type"]).endsWith("ErrorInfo"))?.reason;
-}
+export { showOutcome };

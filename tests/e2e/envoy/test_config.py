@@ -99,6 +99,8 @@ def test_filter_order_strips_identity_before_anything_sets_it() -> None:
         "buffer",
         "lua",  # unknown REST body fields refused (after buffer: it holds the whole body)
         "grpc_json_transcoder",
+        "compressor.brotli",
+        "compressor.gzip",
         "router",
     ]
     removed = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
+from aichat_devtools import web_version
 from tests.e2e.envoy.helpers import bearer, reason, status_body
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -30,8 +31,8 @@ async def test_a_missing_page_file_is_404_without_a_token(http: httpx2.AsyncClie
     response = await http.get("/web/nope.js")
     assert response.status_code == 404, response.text
     assert status_body(response)["code"] == 5
-    # The page's real files still load without a token.
-    assert (await http.get("/web/js/main.js")).status_code == 200
+    # The page's real files still load without a token (under the page's version).
+    assert (await http.get(f"/web/v/{web_version.version()}/js/main.js")).status_code == 200
 
 
 async def test_known_fields_pass_in_either_spelling(http: httpx2.AsyncClient, token: str) -> None:

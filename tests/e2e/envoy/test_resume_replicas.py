@@ -160,3 +160,64 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
     assert [e.SerializeToString() for e in replay] == [e.SerializeToString() for e in asked]
     assert [e.WhichOneof("event") for e in replay][-2:] == ["approval_required", "turn_ended"]
     assert replay[-1].turn_ended.outcome == cpb.TURN_OUTCOME_AWAITING_APPROVAL
+
+
+async def test_cancel_reaches_the_replica_running_the_turn(
+    replicas: tuple[FakeLLMServer, Replica, Replica], tmp_path: Path, user: str
+) -> None:
+    """CancelTurn asked of B stops the detached turn A runs (NOTIFY), over gRPC and as REST
+    through Envoy; owner only, idempotent; the answer so far is stored INCOMPLETE."""
+    from aichat.v1 import session_service_pb2
+
+    fake, a, b = replicas
+    session = await new_session(a, user)
+
+    async def started_on_a() -> str:
+        fake.enqueue(Script(tokens=TOKENS_200, token_delay=0.05))  # ~10 s if left alone
+        seen = await cut_after(a.chat, user, detached(session), 3)
+        turn = seen[0].turn
+        got = await b.sessions.GetSession(
+            session_service_pb2.GetSessionRequest(name=session), metadata=md(user)
+        )
+        assert got.active_turn == turn  # B sees A's turn answering
+        return turn
+
+    async def ends_cancelled(turn: str) -> None:
+        events = await resume(b.chat, user, turn, 0)
+        assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_CANCELLED
+        assert "CancelTurn" in events[-1].turn_ended.error.message
+        page = await b.sessions.ListMessages(
+            session_service_pb2.ListMessagesRequest(parent=session), metadata=md(user)
+        )
+        assert page.messages[-1].state == 2  # MESSAGE_STATE_INCOMPLETE
+        assert page.messages[-1].text == text_of(events)
+        assert len(text_of(events)) < len("".join(TOKENS_200))
+
+    # 1. gRPC on B.
+    turn = await started_on_a()
+    disconnects = fake.stream_disconnects
+    await b.chat.CancelTurn(cpb.CancelTurnRequest(name=turn), metadata=md(user))
+    await fake.wait_disconnect(within=5.0, count=disconnects + 1)  # A stopped the model call
+    await ends_cancelled(turn)
+
+    # 2. REST through Envoy, which only knows B.
+    keys, _ = ensure_keys(tmp_path / "keys")
+    config = render_for_test(backend_port=b.port, jwks_path=keys.jwks_path)
+    turn = await started_on_a()
+    async with (
+        envoy_in_front(config, tmp_path / "envoy") as envoy,
+        httpx2.AsyncClient(base_url=envoy.base_url, timeout=30) as http,
+    ):
+        path = f"/v1/chat/{turn}:cancel"
+        mallory = {"authorization": f"Bearer {make_token(keys, 'mallory-' + user)}"}
+        refused = await http.post(path, json={}, headers=mallory)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["details"][0]["reason"] == "TURN_NOT_FOUND"
+        owner = {"authorization": f"Bearer {make_token(keys, user)}"}
+        disconnects = fake.stream_disconnects
+        first = await http.post(path, json={}, headers=owner)
+        assert (first.status_code, first.json()) == (200, {}), first.text
+        await fake.wait_disconnect(within=5.0, count=disconnects + 1)
+        await ends_cancelled(turn)
+        again = await http.post(path, json={}, headers=owner)  # idempotent
+        assert (again.status_code, again.json()) == (200, {}), again.text

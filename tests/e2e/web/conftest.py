@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from aichat_devtools import dev_envoy
 from aichat_devtools.dev_token import DevKeys, ensure_keys, make_token
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy, envoy_in_front, render_for_test
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tool_stack import tool_stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,3 +130,31 @@ async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
         yield context
     finally:
         await context.close()
+
+
+@dataclass
+class FlakyBackend:
+    """The page through an Envoy of its own whose backend link a test can cut (the
+    backend down, as Envoy sees it), while the page's own files are still served."""
+
+    envoy: Envoy
+    link: FaultProxy
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
+async def flaky(
+    stack: ChatStack, dev_keys: DevKeys, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FlakyBackend]:
+    workdir = tmp_path_factory.mktemp("web-flaky-envoy")
+    env = {**os.environ, "AICHAT_APP_NAME": APP_NAME}
+    web_config = dev_envoy.write_web_config(env, workdir / "web-config.json")
+    link = FaultProxy(upstream_port=stack.server.port)
+    await link.start()
+    config = render_for_test(
+        backend_port=link.port, jwks_path=dev_keys.jwks_path, web_config=web_config
+    )
+    try:
+        async with envoy_in_front(config, workdir) as running:
+            yield FlakyBackend(running, link)
+    finally:
+        await link.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -46,3 +47,40 @@ async def rest(envoy: Envoy, token: str, method: str, path: str, **kw: Any) -> h
         return await client.request(
             method, path, headers={"authorization": f"Bearer {token}"}, **kw
         )
+
+
+async def chat_action(page: Page, label: str) -> None:
+    """Choose ``label`` (e.g. "Rename…", "Export as .md") in the chat actions menu."""
+    await page.get_by_role("button", name="Chat actions").click()
+    await page.get_by_role("menuitem", name=label).click()
+
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def axe_violations(
+    page: Page, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[str]:
+    """axe-core (npm) run in the page: the serious and critical violations, one line each.
+
+    Evaluated over the DevTools protocol, which the page's CSP (script-src 'self') does
+    not govern: nothing is added to the page's own scripts."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text())
+    result = await page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3)})))"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {v['nodes']}"
+        for v in result
+        if v["impact"] in impacts
+    ]
+
+
+async def session_id(page: Page) -> str:
+    """The open chat's id, once the page has put it in the address (its first message
+    creates the session, so the address follows a moment after Send)."""
+    await page.wait_for_function("location.hash.includes('session=')")
+    return str(await page.evaluate("location.hash")).split("session=", 1)[1]

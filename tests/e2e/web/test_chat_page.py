@@ -12,9 +12,10 @@ import httpx2
 import pytest
 from playwright.async_api import BrowserContext, expect
 
+from aichat_devtools import web_version
 from aichat_devtools.fake_llm import Script
 from tests.e2e.web.conftest import APP_NAME
-from tests.e2e.web.helpers import last_answer, rest, send, signed_in, wait_idle
+from tests.e2e.web.helpers import chat_action, last_answer, rest, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 
@@ -41,12 +42,13 @@ async def test_without_a_token_the_page_says_how_to_sign_in(
     await expect(page.locator("#signin h1")).to_have_text(APP_NAME)
     await expect(page.locator("#app")).to_be_hidden()
     # The page's files need no token; every API call does.
+    version = web_version.stamped()
     async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
-        script = await client.get("/web/js/main.js")
+        script = await client.get(f"/web/v/{version}/js/main.js")
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")
         assert "import" in script.text
-        vendor = await client.get("/web/vendor/purify.es.mjs")
+        vendor = await client.get(f"/web/v/{version}/vendor/purify.es.mjs")
         assert vendor.status_code == 200 and "DOMPurify" in vendor.text
         config = await client.get("/web/config.json")
         assert config.json()["appName"] == APP_NAME
@@ -167,7 +169,7 @@ async def test_export_rename_and_delete(
         ("json", '"text"'),
     ):
         async with page.expect_download() as info:
-            await page.locator("#export-select").select_option(extension)
+            await chat_action(page, f"Export as .{extension}")
         download = await info.value
         assert download.suggested_filename.endswith(f".{extension}"), download.suggested_filename
         saved = tmp_path / download.suggested_filename
@@ -177,7 +179,7 @@ async def test_export_rename_and_delete(
         if extension == "json":
             assert json.loads(text)
 
-    await page.locator("#rename-button").click()
+    await chat_action(page, "Rename…")
     await page.locator("#prompt-input").fill("Shopping")
     await page.locator("#prompt-input").press("Enter")
     await expect(page.locator("#chat-title")).to_have_text("Shopping")
@@ -186,11 +188,11 @@ async def test_export_rename_and_delete(
     assert stored.json()["displayName"] == "Shopping"
 
     # Delete asks first; Cancel keeps the chat.
-    await page.locator("#delete-button").click()
+    await chat_action(page, "Delete…")
     await expect(page.locator("#confirm-text")).to_contain_text("Shopping")
     await page.locator("#confirm-dialog").get_by_role("button", name="Cancel").click()
     await expect(page.locator(".session-item.current")).to_have_count(1)
-    await page.locator("#delete-button").click()
+    await chat_action(page, "Delete…")
     await page.locator("#confirm-ok").click()
     await expect(page.locator(".session-item")).to_have_count(0)
     await expect(page.locator("#chat-title")).to_have_text("New chat")

@@ -93,7 +93,7 @@ async def test_attachments_are_sent_and_the_limit_is_shown_before_upload(
     assert last_user_text(sent[0].body).startswith("what colour")
 
 
-async def test_errors_are_toasts_with_the_servers_message(
+async def test_a_refused_message_says_the_servers_message_where_it_was_written(
     desktop: BrowserContext, envoy: Envoy, token: str
 ) -> None:
     page = await signed_in(desktop, envoy, token)
@@ -104,9 +104,11 @@ async def test_errors_are_toasts_with_the_servers_message(
     await rest(envoy, token, "DELETE", f"/v1/chat/sessions/{session_id}")
     expected = (await rest(envoy, token, "GET", f"/v1/chat/sessions/{session_id}")).json()
     await send(page, "are you there?")
-    toast = page.locator(".toast-error")
-    await expect(toast).to_contain_text(expected["message"])
-    await expect(toast).to_contain_text("SESSION_NOT_FOUND")
+    note = page.locator("article.message.user").last.locator(".not-sent-note")
+    await expect(note).to_contain_text(expected["message"].rstrip("."))
+    await expect(note).to_contain_text("SESSION_NOT_FOUND")
+    # Said there, not also in a toast that would cover it.
+    await expect(page.locator(".toast")).to_have_count(0)
     assert await page.locator("dialog[open]").count() == 0
 
 
