@@ -10,10 +10,11 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import postgres
+from tests.support import postgres, schedule
 from tests.support.server import Running, make_settings, running_server
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -60,3 +61,46 @@ def user() -> str:
 @pytest.fixture
 def other_user() -> str:
     return f"other-{uuid.uuid4().hex[:10]}"
+
+
+# Parallel runs (pytest-xdist): which tests share a worker, and the longest first.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test's duration to {schedule.DURATIONS} (`make test-durations`)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # the order after -k/-m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    schedule.share_groups(config, items, schedule.plan(items))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    schedule.configure_node(node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return schedule.make_scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    schedule.cleanup(config)
+
+
+_durations: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations.append((report.nodeid, report.duration))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    recording = session.config.getoption("--record-durations")
+    if recording and not hasattr(session.config, "workerinput") and exitstatus == 0:
+        schedule.DURATIONS.write_text(schedule.durations_json(_durations))

@@ -20,6 +20,7 @@ from aichat_backend.tools import python_sandbox
 from aichat_backend.tools.pool import MCPPool
 from aichat_backend.tools.python_sandbox import UID_BASE
 from tests.integration.tools.support import call, make_pool, tool
+from tests.support.dev_stack import descendants
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -65,19 +66,24 @@ async def pool() -> AsyncIterator[MCPPool]:
 
 
 def sandbox_processes() -> list[int]:
-    """Processes still running under a sandbox uid (there must be none after a call)."""
+    """Processes of this test's calls still running under a sandbox uid (there must be none
+    after a call).
+
+    Every one of them descends from this process: a call's processes live in a PID namespace
+    whose first process is unshare's child and dies with unshare (``--kill-child``), and
+    unshare is a child of the MCP server this test started (or of this process). Sandbox
+    processes elsewhere on the machine are other test runs' (another worker, another
+    checkout's suite), busy with calls of their own.
+    """
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            uid = int(
-                next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]
-            )
-            if uid >= UID_BASE:
-                found.append(int(entry.name))
+    for pid in descendants(os.getpid()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+        if uid >= UID_BASE:
+            found.append(pid)
     return found
 
 
