@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support import postgres, schedule
+from tests.support.ci import IN_CI
 from tests.support.server import Running, make_settings, running_server
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import pytest
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
-from tests.conftest import IN_CI
 from tests.support import postgres
+from tests.support.ci import IN_CI
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grpc_helpers import error_info, md, retry_info
 from tests.support.server import Running, make_settings, running_server
