@@ -100,5 +100,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recording = session.config.getoption("--record-durations")
-    if recording and not hasattr(session.config, "workerinput") and exitstatus == 0:
+    # A run with failures still measured every test; an interrupted one did not.
+    done = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    if recording and not hasattr(session.config, "workerinput") and done:
         schedule.DURATIONS.write_text(schedule.durations_json(_durations))

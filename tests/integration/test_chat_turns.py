@@ -136,10 +136,11 @@ async def test_cancel_keeps_prefix_and_closes_upstream(stack: ChatStack, user: s
         if len(received) >= 20:
             break
     call.cancel()
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    await stack.fake.wait_disconnect(within=1.0)
-    assert loop.time() - t0 < 1.0
+    # The upstream's own answer lasts 4 s (200 tokens, 20 ms apart); one it finishes is
+    # no disconnect. So a disconnect proves the cancel closed it mid-answer, however long a
+    # loaded machine takes to get there (a 1 s bound on that failed under load).
+    await stack.fake.wait_disconnect(within=10.0)
+    assert stack.fake.stream_disconnects == 1
     await stack.server.app.engine.drain_writes()
     stored = await stack.messages(user, session)
     assert [m.role for m in stored] == [rpb.ROLE_USER, rpb.ROLE_ASSISTANT]
