@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import postgres, schedule
+from tests.support import postgres, schedule, serve_process
 from tests.support.ci import IN_CI
 from tests.support.server import Running, make_settings, running_server
 
@@ -48,6 +48,14 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Running]:
     settings = make_settings(database_url, data_dir=tmp_path)
     async with running_server(settings) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def _no_server_process_outlives_its_test() -> Iterator[None]:
+    """A test that fails before it stops the servers it started must not leave them running."""
+    mark = serve_process.started_count()
+    yield
+    serve_process.kill_left_behind(mark)
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ class ServeProcess:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        _started.append(self)
         self.stderr_lines: list[str] = []
         self._changed = asyncio.Condition()
         self._eof = False
@@ -140,6 +141,25 @@ class ServeProcess:
         self._reader.cancel()
         with contextlib.suppress(BaseException):
             await self._reader
+
+
+# Every child started here, so that one a failing test never stopped is stopped after it
+# (tests/conftest.py): a server left running holds CPU and ports for the rest of the run.
+_started: list[ServeProcess] = []
+
+
+def started_count() -> int:
+    return len(_started)
+
+
+def kill_left_behind(since: int) -> list[int]:
+    """SIGKILL the children started after the first ``since`` that still run; their pids."""
+    left = [child.proc for child in _started[since:] if child.proc.returncode is None]
+    for proc in left:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    del _started[since:]
+    return [proc.pid for proc in left]
 
 
 async def run_to_exit(
