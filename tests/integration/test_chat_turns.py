@@ -158,14 +158,17 @@ async def test_cancel_keeps_prefix_and_closes_upstream(stack: ChatStack, user: s
 async def test_deadline_stores_partial_answer(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(tokens=["partial ", "answer"], hang_after=2))
+    # The deadline must fall after both tokens are in: 1 s was too short for that on a
+    # loaded machine (nothing stored yet when it fired).
     call = stack.server.chat.StreamChat(
-        cpb.StreamChatRequest(session=session, text="hang"), metadata=md(user), timeout=1.0
+        cpb.StreamChatRequest(session=session, text="hang"), metadata=md(user), timeout=3.0
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         async for _ in call:
             pass
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await stack.fake.wait_disconnect(within=2.0)
+    # The fake hangs after two tokens, so only the server can end its answer: a bound.
+    await stack.fake.wait_disconnect(within=10.0)
     await stack.server.app.engine.drain_writes()
     stored = await stack.messages(user, session)
     assert stored[1].state == rpb.MESSAGE_STATE_INCOMPLETE
@@ -186,7 +189,7 @@ async def test_an_upstream_silent_mid_answer_fails_the_turn_and_keeps_the_text(
         assert error_info(error).reason == "PROVIDER_TIMEOUT"
         assert streamed_text(events) == "partial answer"
         assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_FAILED
-        await stack.fake.wait_disconnect(within=2.0)
+        await stack.fake.wait_disconnect(within=10.0)  # it hangs: only the server ends it
         stored = await stack.messages(user, session)
         assert stored[1].state == rpb.MESSAGE_STATE_INCOMPLETE
         assert stored[1].text == "partial answer"

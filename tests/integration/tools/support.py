@@ -20,7 +20,9 @@ from aichat_backend.tools.pool import MCPPool
 from tests.support.ports import free_port
 
 PROBE = Path(__file__).parent / "servers" / "probe.py"
-WAIT = 15.0  # upper bound for any state change the tests wait on (they wait on events)
+# Upper bound for any state change the tests wait on (they wait on events): a server's
+# process start took over 15 s under the parallel suite on a loaded 2-core machine.
+WAIT = 60.0
 
 
 def probe_entry(*args: str, **extra: Any) -> dict[str, Any]:
