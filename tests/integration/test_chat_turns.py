@@ -156,10 +156,15 @@ async def test_cancel_keeps_prefix_and_closes_upstream(stack: ChatStack, user: s
 
 
 async def test_deadline_stores_partial_answer(stack: ChatStack, user: str) -> None:
+    # The deadline must fall after both tokens are in. A first turn pays for the SDK's
+    # lazy imports and the first database connections: on a loaded machine that alone
+    # took longer than the deadline (nothing stored when it fired). So one turn first,
+    # in a session of its own.
+    warm = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["warm"]))
+    await stack.turn(user, warm, "first")
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(tokens=["partial ", "answer"], hang_after=2))
-    # The deadline must fall after both tokens are in: 1 s was too short for that on a
-    # loaded machine (nothing stored yet when it fired).
     call = stack.server.chat.StreamChat(
         cpb.StreamChatRequest(session=session, text="hang"), metadata=md(user), timeout=3.0
     )
