@@ -28,6 +28,12 @@ class Running:
         return f"127.0.0.1:{self.port}"
 
 
+PRODUCT_DB_BOUNDS = {
+    name: Settings.model_fields[name].default
+    for name in ("db_connect_timeout_seconds", "db_request_timeout_seconds")
+}
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
@@ -38,6 +44,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "rate_rps": 0,
         # Tests count the requests their fake upstreams see; the check tests turn it on.
         "model_check": False,
+        # A test machine shared by parallel workers is no production database: the
+        # product's bounds (2 s to connect, 4.5 s a request) expired there on plain reads.
+        # The database fault tests set theirs, or ask for the product's (PRODUCT_DB_BOUNDS).
+        "db_connect_timeout_seconds": 10.0,
+        "db_request_timeout_seconds": 30.0,
     }
     values.update(overrides)
     return Settings.model_validate(values)
