@@ -92,7 +92,9 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    return schedule.make_scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+    """``-n N`` (which means ``--dist load``) and ``--dist loadgroup``: ours."""
+    wanted = config.getvalue("dist") in ("load", "loadgroup")
+    return schedule.make_scheduler(config, log) if wanted else None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""How the suite is split between parallel workers (pytest-xdist, ``--dist loadgroup``).
+"""How the suite is split between parallel workers (pytest-xdist's ``-n N``).
 
 The unit of work is one test, except where tests share something a worker holds:
 
@@ -6,7 +6,7 @@ The unit of work is one test, except where tests share something a worker holds:
   module, the web page's browser) runs on the worker that runs the rest of that module or
   package, so the stack starts once and is never torn down halfway through;
 - tests marked ``xdist_group(name)`` run on one worker, one after another (for tests that
-  truly cannot share the machine, e.g. the sandbox's process count is machine-wide).
+  truly cannot run beside each other; none need it today).
 
 Units are handed out longest first (their last measured duration, in tests/durations.json),
 so a 40 s test starts at once instead of ending the run alone. A test not in that file
@@ -136,7 +136,7 @@ def cleanup(config: pytest.Config) -> None:
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup``, with the groups the workers wrote and in their order."""
+    """xdist's loadgroup, with the groups the workers wrote and in their order."""
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
