@@ -17,7 +17,7 @@ GENERATED := $(REASONS_PY) deploy/envoy/envoy.yaml deploy/compose/envoy.yaml \
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
-.PHONY: install run test test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick bench-peer node-deps
+.PHONY: install run test test-durations test-fast lint gen check-gen buf-lint envoy-validate clean bench bench-quick bench-peer node-deps
 
 install: $(STAMP)
 
@@ -45,8 +45,28 @@ node-deps:
 run: install
 	$(BIN)/aichat-dev run
 
-test: install check-gen lint
-	$(BIN)/pytest -q -p no:cacheprovider
+# Parallel test workers (pytest-xdist; tests/support/schedule.py says what shares a worker).
+# The suite mostly waits on what it starts (servers, Envoy, chromium), so more workers than
+# cores pay: 4 was the fastest count that stayed stable on the 2-core machine.
+TEST_WORKERS ?= 4
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
+
+# Lint runs beside the suite (lint is CPU, the suite mostly waits); its output follows the
+# suite's, and either failing fails the target.
+test: install check-gen
+	@lint_log=$$(mktemp); lint_pid=; \
+	trap '[ -n "$$lint_pid" ] && kill $$lint_pid 2>/dev/null; rm -f $$lint_log' EXIT; \
+	$(MAKE) --no-print-directory lint >$$lint_log 2>&1 & lint_pid=$$!; \
+	$(PYTEST) --durations=15; tests=$$?; \
+	wait $$lint_pid; lint=$$?; lint_pid=; \
+	echo "--- make lint (ran beside the tests)"; cat $$lint_log; \
+	[ $$lint -eq 0 ] || echo "make test: lint failed (exit $$lint)"; \
+	[ $$tests -eq 0 ] || echo "make test: tests failed (exit $$tests)"; \
+	[ $$lint -eq 0 ] && [ $$tests -eq 0 ]
+
+# Measures every test again, for the scheduler's longest-first order (tests/durations.json).
+test-durations: install
+	$(PYTEST) --record-durations
 
 test-fast: install
 	$(BIN)/pytest -q -x -p no:cacheprovider tests/unit

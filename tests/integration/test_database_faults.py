@@ -19,11 +19,11 @@ import pytest
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
-from tests.conftest import IN_CI
 from tests.support import postgres
+from tests.support.ci import IN_CI
 from tests.support.fault_proxy import FaultProxy
 from tests.support.grpc_helpers import error_info, md, retry_info
-from tests.support.server import Running, make_settings, running_server
+from tests.support.server import PRODUCT_DB_BOUNDS, Running, make_settings, running_server
 
 pytestmark = [pytest.mark.postgres]
 
@@ -81,7 +81,9 @@ def _through(proxy: FaultProxy, url: str) -> str:
 
 def _server(url: str, proxy: FaultProxy, tmp_path: Any, **timeouts: float) -> Any:
     # Rate limit off: bursts of concurrent calls from one user are part of these tests.
-    settings = make_settings(_through(proxy, url), data_dir=tmp_path, rate_rps=0, **timeouts)
+    # Without timeouts of its own a test runs with the product's, as a deployment would.
+    bounds = {**PRODUCT_DB_BOUNDS, **timeouts}
+    settings = make_settings(_through(proxy, url), data_dir=tmp_path, rate_rps=0, **bounds)
     return running_server(settings)
 
 

@@ -18,6 +18,7 @@ from aichat.v1 import session_service_pb2 as spb
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import error_info, joined_body, md
+from tests.support.waits import until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,6 +91,8 @@ async def test_a_response_over_the_limit_is_ours_non_retryable_and_counted(
         handled = stack.server.app.metrics.handled.labels(
             "server_stream", "aichat.v1.ChatService", "StreamChat", "FAILED_PRECONDITION"
         )
+        # The client has the status before the server's interceptor has counted it.
+        await until("the refusal counted", lambda: handled._value.get() >= 1)
         assert handled._value.get() == 1
         # What was stored can still be read, a bounded page at a time.
         page = await stack.server.sessions.ListMessages(

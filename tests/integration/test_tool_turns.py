@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import pytest_asyncio
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
@@ -19,15 +20,28 @@ from tests.support.grpc_helpers import error_info, md
 from tests.support.server import make_settings, running_server
 from tests.support.tool_stack import tool_stack
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture(params=["openai", "anthropic"])
-async def stack(
-    request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["openai", "anthropic"])
+async def shared_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ChatStack]:
-    async with tool_stack(request.param, sqlite_url, tmp_path) as s:
+    """One tool stack per provider for the tests below that need no settings of their own
+    (its start, with the tasks server's process, costs more than most of them): each test
+    has its own user and session, and the tasks server keeps tasks per user."""
+    tmp = tmp_path_factory.mktemp(f"tool-turns-{request.param}")
+    async with tool_stack(request.param, f"sqlite:///{tmp / 'aichat.db'}", tmp) as s:
         yield s
+
+
+@pytest.fixture
+def stack(shared_stack: ChatStack) -> Iterator[ChatStack]:
+    yield shared_stack
+    # A script one test queued and did not use would answer the next test's turn.
+    left = shared_stack.fake.pending_scripts
+    shared_stack.fake._scripts.clear()
+    assert left == 0, f"the test left {left} fake model script(s) unused"
 
 
 def kinds(events: list[cpb.StreamChatResponse]) -> list[str]:
@@ -88,6 +102,7 @@ async def test_destructive_tool_waits_for_approval_then_runs(stack: ChatStack, u
         Script(tool_calls=[("c1", "tasks__add_task", {"title": "buy milk"})]),
         Script(tokens=["Added."]),
     )
+    asked_before = len(stack.fake.requests)
     events = await stack.turn(user, session, "remind me to buy milk")
     assert kinds(events)[-2:] == ["approval_required", "turn_ended"]
     asked = events[-2].approval_required.tool_calls
@@ -97,7 +112,7 @@ async def test_destructive_tool_waits_for_approval_then_runs(stack: ChatStack, u
     assert asked[0].approval_reason and asked[0].server == "tasks"
     assert dict(asked[0].arguments) == {"title": "buy milk"}
     assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_AWAITING_APPROVAL
-    assert len(stack.fake.requests) == 1  # nothing ran, the model waits too
+    assert len(stack.fake.requests) == asked_before + 1  # nothing ran, the model waits too
     resumed = await resolve(
         stack, user, session, cpb.ToolCallDecision(tool_call_id="c1", approved=True)
     )

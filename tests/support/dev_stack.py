@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,24 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 DEV_CLI = Path(sys.executable).parent / "aichat-dev"
 BANNER = "aichat is running."
 START_LIMIT = 90.0  # a loaded 2-core machine; normally ~5 s
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free right now (held together while chosen, so they are distinct)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 from typing import Literal
 
+from tests.support.ports import free_port
+
 Mode = Literal["pass", "freeze", "drop", "refuse"]
 CHUNK = 64 * 1024
 
@@ -44,7 +46,8 @@ class FaultProxy:
     def __init__(self, upstream_host: str = "127.0.0.1", upstream_port: int = 5432) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.mode: Mode = "pass"
-        self.port = 0
+        # Outside the ephemeral range: no connection can take it while the proxy refuses.
+        self.port = free_port()
         self.accepted = 0  # connections accepted so far, whatever the mode
         self._passing = asyncio.Event()
         self._passing.set()

@@ -18,6 +18,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "aichat-backend"
+# A bound, not a wait: normally ~2 s, but the parallel suite starts several children at
+# once on a 2-core machine that other work shares (a start seen taking over 20 s).
+START_LIMIT = 60.0
 
 
 def command() -> list[str]:
@@ -49,6 +52,7 @@ class ServeProcess:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        _started.append(self)
         self.stderr_lines: list[str] = []
         self._changed = asyncio.Condition()
         self._eof = False
@@ -116,7 +120,7 @@ class ServeProcess:
             raise AssertionError(f"process ended (rc={self.proc.returncode}):\n{self.stderr}")
         return entry
 
-    async def wait_serving(self, timeout: float = 20.0) -> int:
+    async def wait_serving(self, timeout: float = START_LIMIT) -> int:
         """Wait for the ``serving`` line; return the port the server bound."""
         entry = await self.wait_for_log(lambda e: e.get("msg") == "serving", timeout)
         return int(entry["port"])
@@ -139,6 +143,25 @@ class ServeProcess:
         self._reader.cancel()
         with contextlib.suppress(BaseException):
             await self._reader
+
+
+# Every child started here, so that one a failing test never stopped is stopped after it
+# (tests/conftest.py): a server left running holds CPU and ports for the rest of the run.
+_started: list[ServeProcess] = []
+
+
+def started_count() -> int:
+    return len(_started)
+
+
+def kill_left_behind(since: int) -> list[int]:
+    """SIGKILL the children started after the first ``since`` that still run; their pids."""
+    left = [child.proc for child in _started[since:] if child.proc.returncode is None]
+    for proc in left:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    del _started[since:]
+    return [proc.pid for proc in left]
 
 
 async def run_to_exit(

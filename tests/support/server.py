@@ -28,6 +28,12 @@ class Running:
         return f"127.0.0.1:{self.port}"
 
 
+PRODUCT_DB_BOUNDS = {
+    name: Settings.model_fields[name].default
+    for name in ("db_connect_timeout_seconds", "db_request_timeout_seconds")
+}
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
@@ -42,6 +48,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # The test process is root here and the interpreter lives under /root: tool servers
         # run as the test's own user (tests of the switch set it back: test_secrets_from_proc).
         "mcp_stdio_user": "same",
+        # A test machine shared by parallel workers is no production database: the
+        # product's bounds (2 s to connect, 4.5 s a request) expired there on plain reads.
+        # The database fault tests set theirs, or ask for the product's (PRODUCT_DB_BOUNDS).
+        "db_connect_timeout_seconds": 10.0,
+        "db_request_timeout_seconds": 30.0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

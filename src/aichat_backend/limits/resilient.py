@@ -48,6 +48,8 @@ class ResilientLimiter:
         self._prober: asyncio.Task[None] | None = None
         # (UTC day, user) -> tokens counted locally while Redis was away.
         self._unsynced: dict[tuple[str, str], int] = {}
+        # One replay at a time: probe() and the prober would each send the same tokens.
+        self._replaying = asyncio.Lock()
         # Set while shared limits are in force; tests and health checks may wait on it.
         self.shared_in_force = asyncio.Event()
         self.shared_in_force.set()
@@ -113,14 +115,15 @@ class ResilientLimiter:
             self._mark_up()
 
     async def _replay_unsynced(self) -> None:
-        while self._unsynced:
-            (day, user), tokens = next(iter(self._unsynced.items()))
-            await self.shared.add_usage_on(user, tokens, day)
-            # Only forget it once Redis has it: a failure mid-replay keeps the rest.
-            if self._unsynced.get((day, user)) == tokens:
-                del self._unsynced[(day, user)]
-            else:
-                self._unsynced[(day, user)] -= tokens
+        async with self._replaying:
+            while self._unsynced:
+                (day, user), tokens = next(iter(self._unsynced.items()))
+                await self.shared.add_usage_on(user, tokens, day)
+                # Only forget it once Redis has it: a failure mid-replay keeps the rest.
+                if self._unsynced.get((day, user)) == tokens:
+                    del self._unsynced[(day, user)]
+                else:
+                    self._unsynced[(day, user)] -= tokens
 
     # --- limits ------------------------------------------------------------------------
 

@@ -76,14 +76,17 @@ async def replicas(
             "rate_burst": "8",
             "log_format": "json",
         }
+        spawned: list[ServeProcess] = []
         started: list[Replica] = []
         try:
             for name in ("replica-a", "replica-b"):
                 env = child_env(tmp_path / name, replica_id=name, **settings)
-                process = await ServeProcess.start("serve", env=env)
-                started.append(Replica(process, await process.wait_serving()))
+                spawned.append(await ServeProcess.start("serve", env=env))
+                started.append(Replica(spawned[-1], await spawned[-1].wait_serving()))
             yield fake, started[0], started[1]
         finally:
+            for never_served in spawned[len(started) :]:
+                await never_served.ensure_dead()  # it must not outlive the test
             for replica in started:
                 await replica.channel.close()
                 replica.process.send_signal(signal.SIGTERM)

@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 
 from aichat_backend.limits.base import LimitSettings
 from aichat_backend.limits.redis_limits import RedisLimiter
+from tests.support.ci import IN_CI
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_URL = os.environ.get("AICHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+
+from tests.support.ports import free_port
 
 
 class FakeClock:
@@ -22,11 +23,9 @@ class FakeClock:
 
 
 def closed_port() -> int:
-    """A local port nothing listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A local port nothing listens on (connections to it are refused), nor will: it is
+    not in the kernel's ephemeral range, and no other test worker draws from its block."""
+    return free_port()
 
 
 class StoppableProxy:
@@ -36,7 +35,8 @@ class StoppableProxy:
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.port = 0
+        # Outside the ephemeral range: no connection can take it while the proxy is down.
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -127,8 +127,10 @@ async def test_slots_of_a_crashed_replica_expire(
 async def test_a_live_turn_keeps_its_slot_past_the_ttl(
     make_redis_limiter: MakeRedisLimiter, rclient: aioredis.Redis, user: str
 ) -> None:
-    lim = make_redis_limiter(LimitSettings(max_concurrent_turns=1, turn_slot_ttl_seconds=0.3))
-    # refresh_slot pushes the expiry out by one ttl from now.
+    # refresh_slot pushes the expiry out by one ttl from now. The expiry is moved 200 ms
+    # back first, so the push shows; a long ttl leaves the calls in between all the time a
+    # loaded machine needs (with 0.3 s, four round trips over 100 ms lost the slot).
+    lim = make_redis_limiter(LimitSettings(max_concurrent_turns=1, turn_slot_ttl_seconds=30))
     slot = await lim.acquire_slot(user)
     key = lim.turns_key(user)
     await rclient.zadd(key, {slot: (await rclient.zscore(key, slot) or 0) - 200}, xx=True)
@@ -139,13 +141,15 @@ async def test_a_live_turn_keeps_its_slot_past_the_ttl(
     await lim.release_slot(user, slot)
     assert not await lim.refresh_slot(user, slot)  # a released slot is not revived
 
-    # A turn held for longer than the ttl (0.3 s) is kept alive by the slot's refresher.
-    async with lim.turn_slot(user):
-        await asyncio.sleep(0.6)  # the passage of time under test, not a wait for a state
-        assert await lim.active_turns(user) == 1
+    # A turn held for twice the ttl is kept alive by the slot's refresher (every ttl/3: a
+    # 1.5 s ttl lets the event loop stall for a second before the slot would lapse).
+    short = make_redis_limiter(LimitSettings(max_concurrent_turns=1, turn_slot_ttl_seconds=1.5))
+    async with short.turn_slot(user):
+        await asyncio.sleep(3.0)  # the passage of time under test, not a wait for a state
+        assert await short.active_turns(user) == 1
         with pytest.raises(ResourceExhausted):
-            await lim.acquire_slot(user)
-    assert await lim.active_turns(user) == 0
+            await short.acquire_slot(user)
+    assert await short.active_turns(user) == 0
 
 
 async def test_a_cancelled_turn_releases_its_shared_slot(

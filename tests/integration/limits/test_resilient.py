@@ -260,3 +260,18 @@ async def test_the_fallback_budget_starts_from_the_last_shared_total(
     await proxy.start()
     assert await limiter.probe()
     assert await limiter.shared.used_today(user) == 100  # only the 20 were replayed
+
+
+async def test_two_probes_at_once_replay_the_outage_once(
+    make_resilient: MakeResilient, proxy: StoppableProxy, user: str
+) -> None:
+    # probe() while the background prober is replaying too (as the test above did when
+    # the prober woke at the same moment): each sent the same 70 tokens, Redis saw 170.
+    limiter = make_resilient(LimitSettings(daily_token_budget=1000), proxy.url)
+    await limiter.add_usage(user, 30)
+    await proxy.stop()
+    await limiter.add_usage(user, 70)
+    assert limiter.degraded() is not None
+    await proxy.start()
+    assert all(await asyncio.gather(limiter.probe(), limiter.probe()))
+    assert await limiter.shared.used_today(user) == 100

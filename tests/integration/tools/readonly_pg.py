@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support import postgres
+from tests.support.ci import IN_CI
 
 SETUP = """
 CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL, price int NOT NULL);
@@ -73,6 +74,8 @@ async def _execute(url: str, sql: str) -> None:
 def readonly_db() -> Iterator[ReadOnlyDatabase]:
     problem = postgres.available()
     if problem is not None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI but unreachable: {problem}")
         pytest.skip(f"PostgreSQL unreachable: {problem}")
     name, sqlalchemy_url = postgres.create_database()
     admin_url = sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://")

@@ -17,9 +17,12 @@ from starlette.types import ASGIApp
 from aichat_backend.tools.base import ServerState, ToolInfo, ToolResult
 from aichat_backend.tools.config import parse_servers
 from aichat_backend.tools.pool import MCPPool
+from tests.support.ports import free_port
 
 PROBE = Path(__file__).parent / "servers" / "probe.py"
-WAIT = 15.0  # upper bound for any state change the tests wait on (they wait on events)
+# Upper bound for any state change the tests wait on (they wait on events): a server's
+# process start took over 15 s under the parallel suite on a loaded 2-core machine.
+WAIT = 60.0
 
 
 def probe_entry(*args: str, **extra: Any) -> dict[str, Any]:
@@ -85,7 +88,8 @@ class ThreadedHTTPServer:
 
     def __init__(self, app_factory: Callable[[], ASGIApp]) -> None:
         self._app_factory = app_factory
-        self.port = 0
+        # Outside the ephemeral range: no connection can take it while the server is down.
+        self.port = free_port()
         self._server: _ReadyServer | None = None
         self._thread: threading.Thread | None = None
 

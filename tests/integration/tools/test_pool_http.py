@@ -4,7 +4,6 @@ the bundled tasks server as its own process) and the legacy SSE transport."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from tests.integration.tools.support import (
     state,
     wait,
 )
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 
@@ -34,18 +34,12 @@ class Servers:
     probe: ThreadedHTTPServer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Servers]:
     probe = ThreadedHTTPServer(lambda: build("probe-http").streamable_http_app())
     sse = ThreadedHTTPServer(lambda: build("probe-sse").sse_app())
     await asyncio.gather(asyncio.to_thread(probe.start), asyncio.to_thread(sse.start))
-    port = _free_port()
+    port = free_port()  # the child binds it only after it has started
     db = tmp_path_factory.mktemp("tasks-http") / "tasks.db"
     tasks = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "aichat_backend", "mcp-tasks",
