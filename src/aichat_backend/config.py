@@ -9,6 +9,7 @@ file named by ``AICHAT_CONFIG_FILE``, then the defaults below. ``serve --env-onl
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,11 @@ from pydantic_settings import (
 
 ENV_PREFIX = "AICHAT_"
 MIB = 1024 * 1024
+
+
+def default_replica_id() -> str:
+    """host-pid-random: the host name alone is shared by processes on one host."""
+    return f"{socket.gethostname()[:100]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Settings(BaseSettings):
@@ -53,8 +59,9 @@ class Settings(BaseSettings):
     # host:port for Prometheus /metrics; unset = off. Keep it private like the gRPC port.
     metrics_address: str | None = None
     data_dir: Path = Path("./var")
-    # Names this process's running turns, so a restart marks its own unfinished ones.
-    replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    # Names this process in its turns' claims and logs (for operators): unique per process
+    # by default, so two processes on one host (or a restarted one) never share it.
+    replica_id: str = Field(default_factory=default_replica_id, min_length=1, max_length=128)
     config_file: Path | None = None
 
     # --- database ---------------------------------------------------------------------
@@ -129,7 +136,12 @@ class Settings(BaseSettings):
     tool_timeout_seconds: float = Field(30.0, gt=0)
     max_tool_rounds: int = Field(8, ge=1, le=100)
     approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
-    turn_lease_seconds: float = Field(60.0, ge=3)
+    # A running turn's claim on its session lasts this long unless renewed (every third of
+    # it, one UPDATE): a crashed replica's sessions take new messages this soon.
+    turn_lease_seconds: float = Field(10.0, ge=3)
+    # Every replica ends crashed turns (their lease ran out) this often: a crashed turn's
+    # readers get its last event within turn_lease_seconds + this.
+    turn_sweep_seconds: float = Field(2.0, gt=0, le=60)
 
     # --- resumable turns (turns/) ---------------------------------------------------------
     # Whether a turn whose caller hangs up runs on (resumable) when the request does not say.
