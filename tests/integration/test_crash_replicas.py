@@ -77,6 +77,10 @@ async def test_a_message_after_a_crash_keeps_the_crashed_turns_own_answer(
 
         assert error is not None  # a failed turn's status, for gRPC clients
         ended = events[-1].turn_ended
+        print(
+            f"\nitem 1: the crashed turn's end names {ended.message.name[-32:]} "
+            f"({len(ended.message.text)} chars; the client saw {len(text_of(seen))})"
+        )
         assert_interrupted(ended)
         assert ended.message.name == crashed_answer  # its own answer, not the new turn's
         assert ended.message.state == rpb.MESSAGE_STATE_INTERRUPTED
@@ -115,6 +119,7 @@ async def test_the_recovered_end_is_numbered_after_every_event_sent(
         assert await c.stored_last_seq(turn_id_of(seen[0])) < last_seen
 
         past, _ = await b.resume(user, seen[0].turn, last_seen)
+        print(f"\nitem 2: the client saw 1..{last_seen}, the recovered end is {past[-1].sequence}")
         assert [e.WhichOneof("event") for e in past] == ["turn_ended"]
         assert past[0].sequence > last_seen  # a client's "sequences only grow" holds
         assert_interrupted(past[0].turn_ended)
@@ -142,6 +147,7 @@ async def test_a_crash_before_the_first_flush_still_ends_the_turn(
 
         for after in (seen[-1].sequence, 0):  # where the client stopped, and from the start
             events, error = await b.resume(user, seen[0].turn, after)
+            print(f"\nitem 4: resume after {after}: {[e.WhichOneof('event') for e in events]}")
             assert error is not None, error
             assert [e.WhichOneof("event") for e in events] == ["turn_ended"]
             assert events[0].sequence > seen[-1].sequence
