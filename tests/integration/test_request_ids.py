@@ -17,6 +17,7 @@ import grpc
 import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import chat_service_pb2_grpc
+from aichat.v1 import tool_service_pb2 as tpb
 
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.support.chat import ChatStack, chat_stack
@@ -201,3 +202,35 @@ async def test_a_resolution_request_id_reused_for_other_decisions_is_refused(
         again = [e async for e in resolve(True)]  # the same decisions: the stored result
         assert again[-1].turn_ended.message == done[-1].turn_ended.message
         assert stack.fake.request_count == 2
+
+
+async def test_concurrent_resolution_duplicates_run_once_and_share_a_stream(
+    sqlite_url: str, tmp_path: Path, user: str
+) -> None:
+    """Two ResolveToolCalls with one request_id at once: the tool runs and the model is
+    called once, and the duplicate reads the first resolution's own stream."""
+    async with tool_stack("openai", sqlite_url, tmp_path) as stack:
+        session = await stack.new_session(user)
+        gate = asyncio.Event()
+        stack.fake.enqueue(
+            Script(tool_calls=[("c1", "tasks__add_task", {"title": "once"})]), gated(gate)
+        )
+        asked = await stack.turn(user, session, "add it once")
+        assert asked[-1].turn_ended.outcome == cpb.TURN_OUTCOME_AWAITING_APPROVAL
+        request = cpb.ResolveToolCallsRequest(
+            session=session,
+            decisions=[cpb.ToolCallDecision(tool_call_id="c1", approved=True)],
+            request_id="res-dup",
+        )
+        calls = [stack.server.chat.ResolveToolCalls(request, metadata=md(user)) for _ in "ab"]
+        try:
+            heads = await asyncio.gather(*(c.read() for c in calls))
+        finally:
+            gate.set()
+        a, b = [[head, *await read_rest(c)] for head, c in zip(heads, calls, strict=True)]
+        check_pair(a, b)
+        assert stack.fake.request_count == 2  # the turn that asked, and one resolution
+        listing = await stack.server.tools.CallTool(
+            tpb.CallToolRequest(name="toolServers/tasks/tools/list_tasks"), metadata=md(user)
+        )
+        assert listing.result_text.count("once") == 1  # the tool ran once
