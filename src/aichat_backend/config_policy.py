@@ -95,7 +95,21 @@ class PolicyFields(BaseSettings):
         24 * 3600.0, gt=0, description="Pending approvals expire after this."
     )
     turn_lease_seconds: float = Field(
-        60.0, ge=3, description="A crashed replica's sessions are freed after this."
+        10.0,
+        ge=3,
+        description=(
+            "A running turn's claim on its session lasts this long unless renewed (every "
+            "third of it, one UPDATE): a crashed replica's sessions take new messages this soon."
+        ),
+    )
+    turn_sweep_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description=(
+            "Every replica ends crashed turns (their lease ran out) this often: a crashed "
+            "turn's readers get its last event within turn_lease_seconds plus this."
+        ),
     )
 
     # --- resumable turns (turns/) ---------------------------------------------------------

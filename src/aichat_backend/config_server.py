@@ -6,6 +6,8 @@ docs/configuration.md says about the variable (``make gen`` writes it from here)
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Literal
@@ -14,6 +16,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 MIB = 1024 * 1024
+
+
+def default_replica_id() -> str:
+    """host-pid-random: the host name alone is shared by processes on one host."""
+    return f"{socket.gethostname()[:100]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class ServerFields(BaseSettings):
@@ -89,12 +96,13 @@ class ServerFields(BaseSettings):
     )
     data_dir: Path = Field(Path("./var"), description="Where the embedded SQLite database lives.")
     replica_id: str = Field(
-        default_factory=socket.gethostname,
+        default_factory=default_replica_id,
         min_length=1,
         max_length=128,
         description=(
-            "Names this process's running turns, so a restart marks its own unfinished ones "
-            "(default: the host name; unique per replica)."
+            "Names this process in its turns' claims and logs, for operators (default: "
+            "host-pid-random, unique per process even on one host). Recovery never goes by "
+            "it: a turn is recovered only once its lease ran out."
         ),
     )
     config_file: Path | None = Field(

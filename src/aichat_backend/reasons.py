@@ -66,6 +66,10 @@ class Reason(enum.StrEnum):
     INVALID_FORMAT = "INVALID_FORMAT"
     #: FAILED_PRECONDITION: the response would be larger than the server sends.
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    #: INVALID_ARGUMENT: this `request_id` was used before for a different request (another
+    #: session, text, attachments or options; other decisions): a retry must repeat its
+    #: request exactly, and a new request needs a new `request_id`.
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
     #: NOT_FOUND: no such session for this user.
     SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
     #: ALREADY_EXISTS: a session with this id exists already.

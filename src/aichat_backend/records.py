@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aichat_backend.domain import Attachment, Message, Session, ToolCall, ToolCallState
-from aichat_backend.errors import Aborted, FailedPrecondition
+from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
 
 # Idempotency scopes (AIP-155): a request_id names one result per scope.
@@ -38,6 +38,8 @@ class IdempotencyRecord:
     resource: str
     response: bytes | None  # None while the first request still runs
     create_time_us: int
+    fingerprint: str = ""  # what the first request asked (empty: not recorded)
+    turn_id: str = ""  # the turn the first request started (chat turns)
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class NewTurn:
     title: str  # names the session if it has no title yet
     answer_id: str
     request_id: str = ""  # recorded under TURN_SCOPE, refused if taken meanwhile
+    fingerprint: str = ""  # the request's, recorded with its request_id
     # Calls still waiting for approval are denied with this text (a new message answers
     # any open question); None when the history showed none waiting.
     deny_pending: str | None = None
@@ -111,6 +114,8 @@ class StoredTurn:
 
     user_message: Message | None
     answers: list[Message]  # the turn's answers in order, one per round; empty if deleted
+    turn_id: str = ""  # the turn the request started (empty for keys older than it)
+    fingerprint: str = ""  # what the first request asked (empty: not recorded)
 
 
 @dataclass(slots=True)
@@ -150,13 +155,26 @@ class Resolution:
     round_message: Message  # marked as being written again
     decided: list[Decided]
     request_id: str = ""  # recorded under RESOLVE_SCOPE, refused if taken meanwhile
+    fingerprint: str = ""  # the request's, recorded with its request_id
 
 
-def turn_in_progress() -> Aborted:
+def turn_in_progress(turn: str = "") -> Aborted:
+    """A turn with this request_id runs: ``turn`` ("sessions/{s}/turns/{t}") names it when
+    known, and the API layer then gives the duplicate that turn's own stream."""
     return Aborted(
         "a turn with this request_id is still running",
         reason=Reason.TURN_IN_PROGRESS,
+        metadata={"turn": turn} if turn else None,
         retry_after=1.0,
+    )
+
+
+def request_id_reused() -> InvalidArgument:
+    return InvalidArgument(
+        "this request_id was used for a different request; send a new request with a new "
+        "request_id (a retry must repeat its request exactly)",
+        reason=Reason.REQUEST_ID_REUSED,
+        field="request_id",
     )
 
 

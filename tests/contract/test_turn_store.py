@@ -99,11 +99,13 @@ async def test_finish_releases_and_counts_usage_once_even_when_sent_again(stores
 async def test_a_request_id_is_taken_once_and_replays_its_turn(stores: Stores) -> None:
     sid = await stores.new_session()
     assert await stores.turns.find_replay(stores.user, TURN_SCOPE, "req-1") is None
-    turn, user_msg, answer = await stores.begin(sid, "q", request_id="req-1")
+    turn, user_msg, answer = await stores.begin(sid, "q", request_id="req-1", fingerprint="fp-1")
     stored = await stores.turns.find_replay(stores.user, TURN_SCOPE, "req-1")
     assert stored is not None and stored.user_message is not None
     assert stored.user_message.id == user_msg.id
     assert [a.id for a in stored.answers] == [answer.id]
+    # The turn (a concurrent duplicate joins it) and what the request asked.
+    assert (stored.turn_id, stored.fingerprint) == (turn, "fp-1")
     assert await stores.turns.find_replay("someone-else", TURN_SCOPE, "req-1") is None
     # Taken meanwhile (a concurrent duplicate): refused, and nothing of it is stored.
     await stores.turns.finish(stores.user, sid, turn, answer, None)
@@ -156,8 +158,13 @@ async def test_approval_then_a_resolution_recorded_once(stores: Stores) -> None:
         [Decided(answer.id, approved, approved=True)],
         request_id="res-1",
     )
+    resolution.fingerprint = "fp-res"
     await stores.turns.open_resolution(stores.user, resolution)
-    assert await stores.turns.find_replay(stores.user, RESOLVE_SCOPE, "res-1") is not None
+    replayed = await stores.turns.find_replay(stores.user, RESOLVE_SCOPE, "res-1")
+    assert replayed is not None and (replayed.turn_id, replayed.fingerprint) == (
+        "turn-2",
+        "fp-res",
+    )
     again = await stores.turns.load_resolution(stores.user, sid, ["w1"])
     assert again.pending == [] and again.others == {"w1": ToolCallState.APPROVED}
     # The claim is the resolution's: the session is busy until it ends.
@@ -220,23 +227,34 @@ async def test_a_cut_off_turn_keeps_its_partial_answer_and_fails_its_running_cal
 
 
 async def test_leases_are_renewed_and_crashed_turns_swept(stores: Stores) -> None:
-    live, expired, mine = [await stores.new_session() for _ in range(3)]
+    live, expired, same_owner = [await stores.new_session() for _ in range(3)]
     turn_live, _, _ = await stores.begin(live, owner="replica-b", lease=60)
     await stores.begin(expired, owner="replica-c", lease=-1)
-    await stores.begin(mine, owner="replica-a", lease=60)
+    await stores.begin(same_owner, owner="replica-a", lease=60)
     await stores.turns.renew_lease(stores.user, live, turn_live, 60)
-    # The periodic sweep: only the turn whose lease ran out (PostgreSQL's database is
-    # shared by the run's tests, whose leftovers a sweep takes too: counted at least).
+    # Only the turn whose lease ran out (PostgreSQL's database is shared by the run's
+    # tests, whose leftovers a sweep takes too: counted at least). Whoever sweeps, and
+    # whatever replica ids the turns carry, a live lease is never touched.
     assert stores.counted(await stores.turns.sweep_interrupted(), 1)
     swept = (await stores.turns.load_context(stores.user, expired, WINDOW)).history[-1]
     assert (swept.state, swept.finish_reason) == (MessageState.INTERRUPTED, "interrupted")
     await stores.begin(expired, owner="replica-d")  # freed
-    # At start-up, replica-a sweeps its own turns too, and never another's live one.
-    assert stores.counted(await stores.turns.sweep_interrupted(starting_owner="replica-a"), 1)
-    mine_last = (await stores.turns.load_context(stores.user, mine, WINDOW)).history[-1]
-    live_last = (await stores.turns.load_context(stores.user, live, WINDOW)).history[-1]
-    assert mine_last.state is MessageState.INTERRUPTED
-    assert live_last.state is MessageState.STREAMING
+    for sid in (live, same_owner):
+        last = (await stores.turns.load_context(stores.user, sid, WINDOW)).history[-1]
+        assert last.state is MessageState.STREAMING
+
+
+async def test_an_answer_a_later_message_superseded_is_swept(stores: Stores) -> None:
+    """A crashed turn whose session took a new message (its lease ran out, then a new
+    turn claimed it) is over, although the session is claimed again."""
+    sid = await stores.new_session()
+    _, _, crashed = await stores.begin(sid, lease=-1)
+    _, _, running = await stores.begin(sid, lease=60)  # the expired claim is taken
+    assert stores.counted(await stores.turns.sweep_interrupted(), 1)
+    history = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
+    states = {m.id: m.state for m in history}
+    assert states[crashed.id] is MessageState.INTERRUPTED
+    assert states[running.id] is MessageState.STREAMING
 
 
 async def test_an_interrupted_answer_still_takes_its_last_write(stores: Stores) -> None:

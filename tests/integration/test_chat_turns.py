@@ -261,15 +261,23 @@ async def test_busy_session_and_turn_in_progress(stack: ChatStack, user: str) ->
         cpb.StreamChatRequest(session=session, text="one", request_id="r1"), metadata=md(user)
     )
     it = first.__aiter__()
-    assert (await it.__anext__()).WhichOneof("event") == "turn_started"
+    started = await it.__anext__()
+    assert started.WhichOneof("event") == "turn_started"
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.turn(user, session, "two")
     assert err.value.code() == grpc.StatusCode.ABORTED
     assert error_info(err.value).reason == "SESSION_BUSY"
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stack.turn(user, session, "one", request_id="r1")
-    assert err.value.code() == grpc.StatusCode.ABORTED
-    assert error_info(err.value).reason == "TURN_IN_PROGRESS"
+    # The same request again (its request_id) while it runs: no second model call, the
+    # duplicate reads the first turn's own stream (issue 23).
+    again = stack.server.chat.StreamChat(
+        cpb.StreamChatRequest(session=session, text="one", request_id="r1"), metadata=md(user)
+    )
+    joined = [await again.read(), await again.read()]
+    assert joined[0].WhichOneof("event") == "turn_started"
+    assert [(e.turn, e.sequence) for e in joined] == [(started.turn, 1), (started.turn, 2)]
+    asked = [r for r in stack.fake.requests if "one" in str(r.body["messages"][-1])]
+    assert len(asked) == 1  # the first turn's call only
+    again.cancel()
     first.cancel()
 
 

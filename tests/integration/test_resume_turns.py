@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -245,3 +246,115 @@ async def test_feedback_on_answers(stack: ChatStack, user: str, other_user: str)
     cleared = await rate(spb.SetMessageFeedbackRequest(name=answer), metadata=md(user))
     assert not cleared.HasField("feedback")
     assert not (await stack.messages(user, session))[1].HasField("feedback")
+
+
+async def _stored_batches(stack: ChatStack, turn_id: str) -> list[tuple[int, int, bool, int]]:
+    from sqlalchemy import func, select
+
+    from aichat_backend.store.tables import turn_event_batches as b
+
+    async with stack.server.app.db.read() as tx:
+        rows = await tx.execute(
+            select(b.c.first_seq, b.c.last_seq, b.c.final, func.length(b.c.data))
+            .where(b.c.turn_id == turn_id)
+            .order_by(b.c.first_seq)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def test_the_event_log_bound_is_a_bound_and_leaves_no_holes(
+    database_url: str, user: str
+) -> None:
+    """Issue 23 item 7: with AICHAT_TURN_EVENTS_MAX_BYTES=64 KiB a 200 kB answer stores
+    at most 64 KiB: events 1..n with no gap, then the turn's last event; a resume that
+    needs an event past n says TURN_LOG_TRUNCATED, one that needs only the end gets it."""
+    bound = 64 * 1024
+    async with chat_stack("openai", database_url, turn_events_max_bytes=bound) as stack:
+        session = await stack.new_session(user)
+        tokens = [f"{i:05d}" + "x" * 95 for i in range(2000)]  # 100 bytes each
+        # Paced so that the answer spans many flushes (a later, smaller flush must not
+        # fill in after a skipped one).
+        stack.fake.enqueue(Script(tokens=tokens, token_delay=0.0005))
+        events = await stack.turn(user, session, "long")
+        ended = events[-1]
+        assert ended.turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+        turn_id = ended.turn.rsplit("/", 1)[1]
+        deadline = time.monotonic() + 10
+        while not (batches := await _stored_batches(stack, turn_id))[-1][2]:
+            assert time.monotonic() < deadline  # the last event's flush is on its way
+            await asyncio.sleep(0.01)
+        stored = sum(size for *_, size in batches)
+        print(f"\nitem 7: {stored} bytes stored for a {len(events)}-event turn, bound {bound}")
+        assert stored <= bound
+        *prefix, last = batches
+        assert last[2] and last[0] == last[1] == ended.sequence  # the end is kept
+        assert [b[0] for b in prefix] == [1] + [b[1] + 1 for b in prefix[:-1]]  # no hole
+        kept = prefix[-1][1]
+        assert kept < ended.sequence - 1  # it was cut
+
+        call = stack.server.chat.StreamTurnEvents(
+            cpb.StreamTurnEventsRequest(name=ended.turn), metadata=md(user)
+        )
+        given: list[cpb.StreamChatResponse] = []
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            async for e in call:
+                given.append(e)
+        assert error_info(cut.value).reason == "TURN_LOG_TRUNCATED"
+        assert seqs(given) == list(range(1, kept + 1))
+        assert [e.SerializeToString() for e in given] == [
+            e.SerializeToString() for e in events[:kept]
+        ]
+        err = await rpc_error(
+            stack.server.chat.StreamTurnEvents(
+                cpb.StreamTurnEventsRequest(name=ended.turn, after_seq=kept + 5),
+                metadata=md(user),
+            )
+        )
+        assert error_info(err).reason == "TURN_LOG_TRUNCATED"
+        end_only = await resume(stack.server.chat, user, ended.turn, ended.sequence - 1)
+        assert [e.sequence for e in end_only] == [ended.sequence]
+        replayed = end_only[0].turn_ended
+        assert replayed.outcome == cpb.TURN_OUTCOME_COMPLETED
+        assert replayed.message.name == ended.turn_ended.message.name
+        assert list(replayed.answer_messages) == list(ended.turn_ended.answer_messages)
+        # The whole answer is stored with the message, whatever the log kept.
+        assert (await stack.messages(user, session))[-1].text == "".join(tokens)
+
+
+async def test_resume_edges_largest_sequence_and_a_deleted_session(
+    stack: ChatStack, user: str
+) -> None:
+    """Issue 23's smaller items: after_seq at the largest int64 gives just turn_ended;
+    a turn of a deleted session is NOT_FOUND (running or ended), never "truncated"."""
+    from aichat.v1 import session_service_pb2 as spb
+
+    session = await stack.new_session(user)
+    stack.fake.enqueue(Script(tokens=["a ", "b"]))
+    events = await stack.turn(user, session, "hi")
+    turn_log, deadline = stack.server.app.turn_log, time.monotonic() + 10
+    while turn_log.get(events[0].turn.rsplit("/", 1)[1]) is not None:
+        # Until stored and gone from memory (one flush): it is read from the database.
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    past = await resume(stack.server.chat, user, events[0].turn, 2**63 - 1)
+    assert [e.sequence for e in past] == [events[-1].sequence]
+
+    gate = asyncio.Event()
+    stack.fake.enqueue(paced_200(gate))
+    seen = await cut_after(stack.server.chat, user, detached(session), 50)  # past a flush
+    await stack.server.sessions.DeleteSession(
+        spb.DeleteSessionRequest(name=session), metadata=md(user)
+    )
+    try:
+        for turn in (seen[0].turn, events[0].turn):
+            err = await rpc_error(
+                stack.server.chat.StreamTurnEvents(
+                    cpb.StreamTurnEventsRequest(name=turn), metadata=md(user)
+                )
+            )
+            assert (err.code(), error_info(err).reason) == (
+                grpc.StatusCode.NOT_FOUND,
+                "TURN_NOT_FOUND",
+            )
+    finally:
+        gate.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from google.protobuf import field_mask_pb2, struct_pb2
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack
 from tests.support.grpc_helpers import error_info, md
+from tests.support.replicas import read_rest
 from tests.support.server import make_settings, running_server
 from tests.support.tool_stack import tool_stack
 
@@ -482,3 +484,43 @@ async def test_call_tool_reservation_of_a_dead_call_expires(stack: ChatStack, us
         )
     result = await stack.server.tools.CallTool(request, metadata=md(user))
     assert not result.is_error
+
+
+async def test_a_resolution_turn_sends_nothing_before_its_log_is_stored(
+    stack: ChatStack, user: str
+) -> None:
+    """Issue 23 item 4 for ResolveToolCalls: its first answer is the round it resumes (no
+    turn id of its own), so a crash recovery could find it only by its log: by the time
+    its caller has turn_started, that log is stored."""
+    from sqlalchemy import select
+
+    from aichat_backend.store.tables import turn_logs
+
+    session = await stack.new_session(user)
+    gate = asyncio.Event()
+    stack.fake.enqueue(
+        Script(tool_calls=[("c1", "tasks__add_task", {"title": "logged"})]),
+        Script(tokens=[f"t{i} " for i in range(5)], gate_after=1, gate=gate),
+    )
+    await stack.turn(user, session, "add it")
+    call = stack.server.chat.ResolveToolCalls(
+        cpb.ResolveToolCallsRequest(
+            session=session, decisions=[cpb.ToolCallDecision(tool_call_id="c1", approved=True)]
+        ),
+        metadata=md(user),
+    )
+    try:
+        started = await call.read()
+        async with stack.server.app.db.read() as tx:
+            row = (
+                await tx.execute(
+                    select(turn_logs.c.answer_id).where(
+                        turn_logs.c.turn_id == started.turn.rsplit("/", 1)[1]
+                    )
+                )
+            ).first()
+    finally:
+        gate.set()
+    await read_rest(call)
+    assert row is not None
+    assert started.turn_started.answer_message.endswith("/" + row[0])

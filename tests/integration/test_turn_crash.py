@@ -57,6 +57,7 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
             tmp_path,
             database_url=f"sqlite:///{db}",
             replica_id="crashy",
+            turn_lease_seconds="3",
             llm_provider="openai",
             llm_model="gpt-test",
             llm_base_url=fake.base_url,
@@ -92,16 +93,12 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
             await process.ensure_dead()
             gate.set()
 
-        process, channel = await start(env)  # the same replica, restarted
+        # The same replica, restarted: once the crashed turn's lease has run out (its
+        # replica id alone proves nothing: another process may share it), it is ended.
+        process, channel = await start(env)
         try:
             sessions = session_service_pb2_grpc.SessionServiceStub(channel)
             chat = chat_service_pb2_grpc.ChatServiceStub(channel)
-            page = await sessions.ListMessages(
-                spb.ListMessagesRequest(parent=session), metadata=md(user)
-            )
-            answer = page.messages[-1]
-            assert answer.state == rpb.MESSAGE_STATE_INTERRUPTED
-            assert answer.text.startswith(text_of(seen)) and answer.text  # nothing seen lost
             call = chat.StreamTurnEvents(
                 cpb.StreamTurnEventsRequest(name=seen[0].turn), metadata=md(user), timeout=30
             )
@@ -110,7 +107,15 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
                 async for event in call:
                     replay.append(event)
             assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert seqs(replay) == list(range(1, len(replay) + 1))
+            page = await sessions.ListMessages(
+                spb.ListMessagesRequest(parent=session), metadata=md(user)
+            )
+            answer = page.messages[-1]
+            assert answer.state == rpb.MESSAGE_STATE_INTERRUPTED
+            assert answer.text.startswith(text_of(seen)) and answer.text  # nothing seen lost
+            # Every event stored, then the recovered end, numbered past all that was sent.
+            assert seqs(replay[:-1]) == list(range(1, len(replay)))
+            assert replay[-1].sequence > seen[-1].sequence
             assert [e.SerializeToString() for e in replay[:40]] == [
                 e.SerializeToString() for e in seen
             ]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from aichat_backend.config import ConfigError, load_settings, normalize_database_url
+from aichat_backend.config import ConfigError, Settings, load_settings, normalize_database_url
 
 
 def test_defaults_are_embedded_sqlite_on_loopback() -> None:
@@ -82,3 +82,16 @@ def test_yaml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
     assert s.memory_default == 9  # the environment wins over the file
     # --env-only ignores the file entirely.
     assert load_settings(env_only=True).llm_model == "gpt-4o-mini"
+
+
+def test_the_default_replica_id_is_unique_per_process_and_bounds_crash_recovery() -> None:
+    """Issue 23 items 5 and 6: two processes on one host never share a replica id unless
+    told to, and a crashed turn ends within a lease and a sweep, 15 s at most by default."""
+    import os
+    import socket
+
+    first, second = Settings.model_validate({}), Settings.model_validate({})
+    assert first.replica_id != second.replica_id
+    assert first.replica_id.startswith(f"{socket.gethostname()}-{os.getpid()}-")
+    assert first.turn_lease_seconds + first.turn_sweep_seconds <= 15
+    assert Settings.model_validate({"replica_id": "pod-1"}).replica_id == "pod-1"

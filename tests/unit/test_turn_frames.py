@@ -65,7 +65,9 @@ def test_cursor_gives_each_frame_once_and_refuses_gaps() -> None:
 
 
 def test_notify_payloads_stay_under_postgres_limit() -> None:
-    rows = [LogRow(f"{i:032x}", "u", "s", "r", "", 123456, 0, False, 0, 0) for i in range(1000)]
+    rows = [
+        LogRow(f"{i:032x}", "u", "s", "r", "", 123456, 0, 0, 0, False, 0, 0) for i in range(1000)
+    ]
     payloads = notify_payloads(rows)
     assert all(len(p.encode()) < NOTIFY_MAX_BYTES for p in payloads) and len(payloads) > 1
     items = [item for p in payloads for item in p.split(",")]

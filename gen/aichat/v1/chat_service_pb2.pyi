@@ -149,7 +149,15 @@ class StreamChatRequest(_message.Message):
     text: _builtins.str
     """The user's message."""
     request_id: _builtins.str
-    """Idempotency key (AIP-155): a retry of a finished turn replays its result."""
+    """Idempotency key (AIP-155), kept for at least 24 hours. The same request again
+    (same session, text, attachments and options) with the same `request_id` never calls
+    the model a second time: if the first turn has ended it gets that turn's result (a
+    stream of just its `turn_ended`); while it runs it gets that turn's own events from
+    the start (its `turn` and sequence numbers; SendMessage waits for its end). A
+    different request with a `request_id` used before is refused: INVALID_ARGUMENT,
+    REQUEST_ID_REUSED. The key is taken before the model is called, which puts one
+    database round trip before the first token that a request without it does not pay.
+    """
     @_builtins.property
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attachment]:
         """Files sent with the message."""
@@ -191,7 +199,15 @@ class SendMessageRequest(_message.Message):
     text: _builtins.str
     """The user's message."""
     request_id: _builtins.str
-    """Idempotency key (AIP-155): a retry of a finished turn replays its result."""
+    """Idempotency key (AIP-155), kept for at least 24 hours. The same request again
+    (same session, text, attachments and options) with the same `request_id` never calls
+    the model a second time: if the first turn has ended it gets that turn's result (a
+    stream of just its `turn_ended`); while it runs it gets that turn's own events from
+    the start (its `turn` and sequence numbers; SendMessage waits for its end). A
+    different request with a `request_id` used before is refused: INVALID_ARGUMENT,
+    REQUEST_ID_REUSED. The key is taken before the model is called, which puts one
+    database round trip before the first token that a request without it does not pay.
+    """
     @_builtins.property
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attachment]:
         """Files sent with the message."""
@@ -312,7 +328,11 @@ class ResolveToolCallsRequest(_message.Message):
     session: _builtins.str
     """The session, "sessions/{session}"."""
     request_id: _builtins.str
-    """Idempotency key (AIP-155)."""
+    """Idempotency key (AIP-155), as `StreamChatRequest.request_id`: the same decisions
+    again get the first resolution's result (or its running turn's events); other
+    decisions with a `request_id` used before are refused (INVALID_ARGUMENT,
+    REQUEST_ID_REUSED).
+    """
     detached: _builtins.bool
     """Whether the rest of the turn runs on when the caller hangs up (see
     `ChatOptions.detached`); the server's default when unset.
@@ -351,7 +371,8 @@ class StreamTurnEventsRequest(_message.Message):
     """The turn, "sessions/{session}/turns/{turn}" (as `StreamChatResponse.turn`)."""
     after_seq: _builtins.int
     """Send the events whose `sequence` is greater than this: the last one the caller
-    saw, or 0 for the whole turn. Past the end, only `turn_ended` comes.
+    saw, or 0 for the whole turn. Past the end (any number up to the largest int64),
+    only `turn_ended` comes.
     """
     def __init__(
         self,
@@ -407,7 +428,10 @@ class StreamChatResponse(_message.Message):
     TURN_ENDED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position of this event in its turn: 1, 2, 3, ... with no gaps, the same in the
-    turn's own stream and in StreamTurnEvents (resume after the last one seen).
+    turn's own stream and in StreamTurnEvents (resume after the last one seen); it only
+    grows. Two exceptions: a turn whose server died ends with a `turn_ended` numbered past
+    every event that server may have sent (a jump), and a `heartbeat` StreamTurnEvents
+    sends while it waits for the turn is no event of the turn and has sequence 0.
     """
     turn: _builtins.str
     """The turn this event belongs to, "sessions/{session}/turns/{turn}"."""
@@ -430,7 +454,8 @@ class StreamChatResponse(_message.Message):
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat:
         """Nothing else to say yet: the turn is alive (sent at least every 5 s while
-        tools run or the model thinks).
+        tools run or the model thinks), or StreamTurnEvents is waiting for it (as often,
+        with sequence 0: a turn running elsewhere, or whose server died, until it ends).
         """
 
     @_builtins.property
@@ -590,7 +615,9 @@ class TurnEnded(_message.Message):
     @_builtins.property
     def message(self) -> _resources_pb2.Message:
         """The turn's last answer message as stored: the final answer (or, when the turn
-        waits for approval, the message holding the waiting calls).
+        waits for approval, the message holding the waiting calls). Replayed from a turn
+        whose event log outgrew its size bound, it may come without its text (read the
+        message itself for that).
         """
 
     @_builtins.property

@@ -89,6 +89,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: an export format that is not offered."""
     RESPONSE_TOO_LARGE: _ErrorReason.ValueType  # 40
     """FAILED_PRECONDITION: the response would be larger than the server sends."""
+    REQUEST_ID_REUSED: _ErrorReason.ValueType  # 41
+    """INVALID_ARGUMENT: this `request_id` was used before for a different request (another
+    session, text, attachments or options; other decisions): a retry must repeat its
+    request exactly, and a new request needs a new `request_id`.
+    """
     SESSION_NOT_FOUND: _ErrorReason.ValueType  # 50
     """--- sessions and messages -----------------------------------------------------
 
@@ -374,6 +379,11 @@ INVALID_FORMAT: ErrorReason.ValueType  # 39
 """INVALID_ARGUMENT: an export format that is not offered."""
 RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 40
 """FAILED_PRECONDITION: the response would be larger than the server sends."""
+REQUEST_ID_REUSED: ErrorReason.ValueType  # 41
+"""INVALID_ARGUMENT: this `request_id` was used before for a different request (another
+session, text, attachments or options; other decisions): a retry must repeat its
+request exactly, and a new request needs a new `request_id`.
+"""
 SESSION_NOT_FOUND: ErrorReason.ValueType  # 50
 """--- sessions and messages -----------------------------------------------------
 

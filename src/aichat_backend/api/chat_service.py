@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -17,11 +18,18 @@ from aichat_backend.api import convert
 from aichat_backend.api.models_pb import models_to_pb
 from aichat_backend.api.turn_events import OUTCOME_TO_PB, usage_pb
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate, TurnLimits
-from aichat_backend.api.turn_stream import TurnRecorder, TurnStreams, after_seq, resume
+from aichat_backend.api.turn_stream import (
+    TurnRecorder,
+    TurnStreams,
+    after_seq,
+    join,
+    joined_turn,
+    resume,
+)
 from aichat_backend.engine import events as ev
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.chat import ChatEngine, ResolveRequest, TurnRequest
-from aichat_backend.errors import Internal
+from aichat_backend.errors import AichatError, Internal
 from aichat_backend.providers.model_check import ModelChecker
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_user
@@ -116,14 +124,16 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         if turns.detach(options.detached if options.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
             return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())
-        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
+        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder, turns)
 
     def run_turn(
         self, req: TurnRequest, recorder: TurnRecorder
     ) -> AsyncGenerator[cpb.StreamChatResponse, None]:
         """A turn as StreamChat runs it when its caller stays (limits, the stream gauge, the
         numbered and logged events), for the other doors onto it (the OpenAI-compatible API)."""
-        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder)
+        return _stream(
+            self._engine.stream_turn(req), self._limits, self._streams, recorder, self._turns
+        )
 
     @property
     def turns(self) -> TurnStreams:
@@ -136,14 +146,15 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     def ResolveToolCalls(
         self, request: cpb.ResolveToolCallsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.StreamChatResponse]:
-        # As StreamChat.
+        # As StreamChat. Its first answer is the round it resumes, which does not carry the
+        # turn's id: nothing of it is sent before its log row is stored (see TurnRecorder).
         turns = self._turns
-        recorder = turns.recorder(request.session)
+        recorder = turns.recorder(request.session, send_ahead=False)
         req = resolve_request(request, context, turn_id=recorder.turn_id)
         if turns.detach(request.detached if request.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
             return turns.detached.run(self._engine.resolve(req), recorder, current_user())
-        return _stream(self._engine.resolve(req), self._limits, self._streams, recorder)
+        return _stream(self._engine.resolve(req), self._limits, self._streams, recorder, turns)
 
     def StreamTurnEvents(
         self, request: cpb.StreamTurnEventsRequest, context: grpc.aio.ServicerContext
@@ -162,24 +173,52 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
     async def SendMessage(
         self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SendMessageResponse:
-        # The answer is returned whole: no delta per token on the way.
-        turn = self._engine.stream_turn(turn_request(request, context, relay_text=False))
-        async with self._limits.turn(current_user()) as slot, aclosing(turn) as events:
-            async for event in events:
-                if not isinstance(event, ev.TurnEnded):
-                    continue
-                await slot.count(event)
-                if event.error is not None:
-                    raise event.error
-                response = cpb.SendMessageResponse(
-                    message=convert.message_to_pb(event.message),
-                    usage=usage_pb(event),
-                    outcome=OUTCOME_TO_PB[event.outcome],
-                    pending_tool_calls=[convert.tool_call_to_pb(c) for c in event.pending],
-                )
-                if event.user_message is not None:
-                    response.user_message.CopyFrom(convert.message_to_pb(event.user_message))
-                return response
+        try:
+            return await self._send_message(request, context)
+        except AichatError as exc:
+            turn = joined_turn(exc)
+            if not turn:
+                raise
+        # The same request runs already (its request_id): wait for that turn's end, then
+        # answer with its stored result, as a retry after it would get.
+        with contextlib.suppress(AichatError):  # a failed turn: its result says so
+            async for _ in join(self._turns.reader, current_user(), turn):
+                pass
+        return await self._send_message(request, context)
+
+    async def _send_message(
+        self, request: cpb.SendMessageRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.SendMessageResponse:
+        # The answer is returned whole: no delta per token on the way. A turn that names a
+        # request_id is logged too (its events are few), so a duplicate can wait for it.
+        recorder = self._turns.recorder(request.session) if request.request_id else None
+        req = turn_request(
+            request, context, relay_text=False, turn_id=recorder.turn_id if recorder else ""
+        )
+        turn = self._engine.stream_turn(req)
+        try:
+            async with self._limits.turn(current_user()) as slot, aclosing(turn) as events:
+                async for event in events:
+                    if recorder is not None:
+                        recorder.record(event)
+                    if not isinstance(event, ev.TurnEnded):
+                        continue
+                    await slot.count(event)
+                    if event.error is not None:
+                        raise event.error
+                    response = cpb.SendMessageResponse(
+                        message=convert.message_to_pb(event.message),
+                        usage=usage_pb(event),
+                        outcome=OUTCOME_TO_PB[event.outcome],
+                        pending_tool_calls=[convert.tool_call_to_pb(c) for c in event.pending],
+                    )
+                    if event.user_message is not None:
+                        response.user_message.CopyFrom(convert.message_to_pb(event.user_message))
+                    return response
+        except Exception as exc:
+            if recorder is not None:
+                recorder.failed(exc)
+            raise
         raise Internal("the turn ended without a result", reason=Reason.TURN_WITHOUT_RESULT)
 
     async def ListModels(
@@ -200,26 +239,39 @@ async def _stream(
     limits: TurnGate,
     gauge: StreamGauge | None,
     recorder: TurnRecorder,
+    turns: TurnStreams,
 ) -> AsyncGenerator[cpb.StreamChatResponse, None]:
     """A turn's events as stream messages, numbered, named and logged (the recorder),
     inside the user's limits: one generator per held stream (the limits are a slot around
-    it, not a layer of their own)."""
+    it, not a layer of their own). An event is sent once its log may have sent it (see
+    ``SEND_AHEAD``): at once, unless the database holds the log's flushes back."""
     if gauge is not None:
         gauge.inc()
+    joined = ""
     try:
         async with limits.turn(current_user()) as slot, aclosing(events):
             async for event in events:
                 if isinstance(event, ev.TurnEnded):
                     await slot.count(event)
-                    yield recorder.record(event)
+                    out = recorder.record(event)
+                    yield (
+                        out if out.sequence <= recorder.seq_limit else await recorder.sendable(out)
+                    )
                     if event.error is not None:
                         # gRPC clients also see the failure as the RPC's status.
                         raise event.error
                     continue
-                yield recorder.record(event)
+                out = recorder.record(event)
+                yield out if out.sequence <= recorder.seq_limit else await recorder.sendable(out)
     except Exception as exc:
-        recorder.failed(exc)  # the log's last event says why
-        raise
+        # A duplicate of a running turn's request (its request_id) reads that turn.
+        joined = joined_turn(exc) if recorder.seq == 0 else ""
+        if not joined:
+            recorder.failed(exc)  # the log's last event says why
+            raise
     finally:
         if gauge is not None:
             gauge.dec()
+    if joined:
+        async for out in join(turns.reader, current_user(), joined):
+            yield out

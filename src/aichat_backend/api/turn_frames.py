@@ -17,7 +17,7 @@ from aichat_backend.api.errors import GRPC_CODE, to_status
 from aichat_backend.domain import Message, MessageState, ToolCallState
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
-from aichat_backend.turns.frames import END, TEXT, Frame
+from aichat_backend.turns.frames import END, KEEPALIVE, TEXT, Frame
 from aichat_backend.turns.log import TurnBuffer
 
 
@@ -29,7 +29,37 @@ def render(frame: Frame, name: str) -> cpb.StreamChatResponse:
         out = cpb.StreamChatResponse(sequence=frame.seq, turn=name)
         out.text_delta.text = frame.payload.decode()
         return out
+    if frame.kind == KEEPALIVE:
+        # A waiting reader's heartbeat: no event of the turn, so no sequence number.
+        out = cpb.StreamChatResponse(turn=name)
+        out.heartbeat.elapsed.FromMicroseconds(int.from_bytes(frame.payload, "big"))
+        return out
     return cpb.StreamChatResponse.FromString(frame.payload)
+
+
+def shrink_end(frame: Frame, room: int) -> Frame:
+    """A turn's last event made to fit the ``room`` its log has left (past its size bound):
+    first without the answer's text (stored with the message: ListMessages has it), then
+    without the message's calls and files, then with the outcome and error alone."""
+    out = cpb.StreamChatResponse.FromString(frame.payload)
+    ended = out.turn_ended
+
+    def without_text() -> None:
+        ended.message.ClearField("text")
+
+    def without_calls() -> None:
+        ended.message.ClearField("tool_calls")
+        ended.message.ClearField("attachments")
+
+    def outcome_only() -> None:
+        ended.ClearField("message")
+        ended.ClearField("answer_messages")
+
+    for step in (without_text, without_calls, outcome_only):
+        if Frame(frame.seq, END, b"").size() + out.ByteSize() <= room:
+            break
+        step()
+    return Frame(frame.seq, END, out.SerializeToString())
 
 
 def _ended(

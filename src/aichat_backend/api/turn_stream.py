@@ -24,7 +24,7 @@ from aichat_backend.api.turn_events import frame_of, kind_of
 from aichat_backend.api.turn_frames import error_from_status, render
 from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate
 from aichat_backend.engine import events as ev
-from aichat_backend.errors import InvalidArgument
+from aichat_backend.errors import AichatError, InvalidArgument
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_user
 from aichat_backend.turns.cancel import TurnCancels
@@ -37,13 +37,16 @@ LAST_EVENT_ID = "last-event-id"
 
 
 class TurnRecorder:
-    __slots__ = ("_buf", "_log", "_session", "_user", "seq", "turn_id")
+    __slots__ = ("_buf", "_log", "_send_ahead", "_session", "_user", "seq", "turn_id")
 
-    def __init__(self, log_: TurnEventLog, user: str, session: str, turn_id: str) -> None:
+    def __init__(
+        self, log_: TurnEventLog, user: str, session: str, turn_id: str, send_ahead: bool = True
+    ) -> None:
         self._log = log_
         self._user = user
         self._session = session  # "sessions/{s}" as requested (validated by the engine)
         self.turn_id = turn_id
+        self._send_ahead = send_ahead
         self._buf: TurnBuffer | None = None
         self.seq = 0
 
@@ -51,8 +54,21 @@ class TurnRecorder:
         if self._buf is None:
             session_id = names.parse_session(self._session, "session")
             name = names.turn(session_id, self.turn_id)
-            self._buf = self._log.open(self.turn_id, self._user, session_id, name)
+            self._buf = self._log.open(
+                self.turn_id, self._user, session_id, name, send_ahead=self._send_ahead
+            )
         return self._buf
+
+    @property
+    def seq_limit(self) -> int:
+        """Events numbered up to this may be sent now."""
+        return self._buf.sendable if self._buf is not None else 0
+
+    async def sendable(self, out: cpb.StreamChatResponse) -> cpb.StreamChatResponse:
+        """``out`` once it may be sent (its log stored a limit past it)."""
+        buf = self._buf or self.open()
+        await buf.until_sendable(out.sequence)
+        return out
 
     def record(self, event: ev.TurnEvent) -> cpb.StreamChatResponse:
         buf = self._buf or self.open()
@@ -74,10 +90,17 @@ class TurnRecorder:
 class DetachedTurns:
     """Turns that outlive their callers, each run by a task of its own."""
 
-    def __init__(self, log_: TurnEventLog, limits: TurnGate | None, max_seconds: float) -> None:
+    def __init__(
+        self,
+        log_: TurnEventLog,
+        limits: TurnGate | None,
+        max_seconds: float,
+        reader: TurnReader | None = None,
+    ) -> None:
         self._log = log_
         self._limits: TurnGate = limits if limits is not None else NO_LIMITS
         self.max_seconds = max_seconds
+        self._reader = reader  # a duplicate of a running turn's request reads that turn
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[str] = set()  # the turn ids of the tasks (CancelTurn asks)
 
@@ -95,7 +118,7 @@ class DetachedTurns:
         self._running.add(recorder.turn_id)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: self._running.discard(recorder.turn_id))
-        return self._read(buf, reader)
+        return self._read(buf, reader, user)
 
     def runs(self, turn_id: str) -> bool:
         """Whether ``turn_id`` is a detached turn running in this process."""
@@ -129,14 +152,22 @@ class DetachedTurns:
         except asyncio.CancelledError:
             raise
 
-    async def _read(self, buf: TurnBuffer, reader: Reader) -> AsyncIterator[cpb.StreamChatResponse]:
+    async def _read(
+        self, buf: TurnBuffer, reader: Reader, user: str
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        joined = ""
         try:
             while True:
                 await reader.wait()
                 if reader.error is not None and not reader.frames:
-                    raise reader.error
+                    joined = joined_turn(reader.error) if self._reader is not None else ""
+                    if not joined:
+                        raise reader.error
+                    break
                 frames, reader.frames = reader.frames, []
                 for f in frames:
+                    if f.seq > buf.sendable:
+                        await buf.until_sendable(f.seq)
                     out = render(f, buf.name)
                     yield out
                     if f.final:
@@ -144,6 +175,9 @@ class DetachedTurns:
                         return
         finally:
             buf.drop(reader)
+        if joined and self._reader is not None:
+            async for out in join(self._reader, user, joined):
+                yield out
 
     async def close(self) -> None:
         """Wait for the turns still running (shutdown stopped them already)."""
@@ -161,8 +195,11 @@ class TurnStreams:
     cancels: TurnCancels
     detached_default: bool = False
 
-    def recorder(self, session: str) -> TurnRecorder:
-        return TurnRecorder(self.log, current_user(), session, uuid.uuid4().hex)
+    def recorder(self, session: str, *, send_ahead: bool = True) -> TurnRecorder:
+        """A new turn's recorder; ``send_ahead`` False for a turn whose first answer does
+        not carry its id (ResolveToolCalls): nothing of it is sent before its log row is
+        stored, so a crash recovery always finds it."""
+        return TurnRecorder(self.log, current_user(), session, uuid.uuid4().hex, send_ahead)
 
     def detach(self, requested: bool | None) -> bool:
         return self.detached_default if requested is None else requested
@@ -196,6 +233,19 @@ def after_seq(request: cpb.StreamTurnEventsRequest, metadata: tuple[tuple[str, s
             field="after_seq",
         )
     return after
+
+
+def joined_turn(exc: BaseException) -> str:
+    """The running turn a duplicate of its request (the same request_id) is to read, as
+    "sessions/{s}/turns/{t}"; "" when ``exc`` is no such refusal."""
+    if isinstance(exc, AichatError) and exc.reason is Reason.TURN_IN_PROGRESS:
+        return exc.metadata.get("turn", "")
+    return ""
+
+
+def join(reader: TurnReader, user: str, turn: str) -> AsyncIterator[cpb.StreamChatResponse]:
+    """A duplicate's stream: the first turn's own events from the start, as it makes them."""
+    return resume(reader, user, cpb.StreamTurnEventsRequest(name=turn), 0)
 
 
 async def resume(

@@ -24,6 +24,9 @@ class TurnObserver:
         """A turn ended without its last event (its caller left, its deadline passed, an
         error); ``message`` is its answer as stored (or as far as storing got)."""
 
+    def round_started(self, turn_id: str, answer_id: str) -> None:
+        """The turn's next round (after tool results) writes the stored ``answer_id``."""
+
 
 class Observers(TurnObserver):
     """Several observers as one."""
@@ -50,3 +53,7 @@ class Observers(TurnObserver):
     def turn_cut_off(self, turn_id: str, message: Message, reason: str) -> None:
         for o in self._all:
             o.turn_cut_off(turn_id, message, reason)
+
+    def round_started(self, turn_id: str, answer_id: str) -> None:
+        for o in self._all:
+            o.round_started(turn_id, answer_id)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from aichat_backend import names
 from aichat_backend.domain import MessageState, ToolCallState, session_not_found
 from aichat_backend.engine.events import TurnEnded, TurnOutcome
 from aichat_backend.errors import Aborted, AichatError, Cancelled
 from aichat_backend.reasons import Reason
-from aichat_backend.records import StoredTurn, turn_in_progress
+from aichat_backend.records import StoredTurn, request_id_reused, turn_in_progress
 
 
-def replay(stored: StoredTurn) -> TurnEnded:
-    """The last event of a stored turn, as it ended."""
+def replay(stored: StoredTurn, fingerprint: str) -> TurnEnded:
+    """The last event of a stored turn, as it ended. A request that is not the one the
+    request_id named first is refused; one whose turn still runs is told which turn
+    (``turn_in_progress``: the API layer then reads that turn's stream)."""
+    if stored.fingerprint and stored.fingerprint != fingerprint:
+        raise request_id_reused()
     if not stored.answers:
         raise session_not_found("(deleted)")
     answer = stored.answers[-1]
     if answer.state is MessageState.STREAMING:
-        raise turn_in_progress()
+        turn = names.turn(answer.session_id, stored.turn_id) if stored.turn_id else ""
+        raise turn_in_progress(turn)
     error: AichatError | None = None
     pending = [c for c in answer.tool_calls if c.state is ToolCallState.PENDING_APPROVAL]
     if pending:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -70,6 +72,40 @@ class TurnRequest:
     stop: tuple[str, ...] = ()
     end_user: str = ""
     offer_tools: bool = True
+
+
+def turn_fingerprint(req: TurnRequest, session_id: str) -> str:
+    """What a turn's request asks, as a hash kept with its request_id: a retry must ask
+    the same (how the caller reads the answer — streamed or whole, detached — may differ)."""
+    return _digest(
+        [
+            session_id,
+            req.text,
+            [
+                [name, mime, hashlib.sha256(content).hexdigest()]
+                for name, mime, content in req.attachments
+            ],
+            req.model,
+            req.temperature,
+            req.max_output_tokens,
+            req.memory_limit,
+        ]
+    )
+
+
+def resolve_fingerprint(req: ResolveRequest, session_id: str) -> str:
+    """As ``turn_fingerprint``, for a ResolveToolCalls: its decisions."""
+    return _digest(
+        [
+            session_id,
+            [[d.tool_call_id, d.approved, d.edited_arguments, d.reason] for d in req.decisions],
+        ]
+    )
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_turn_request(req: TurnRequest) -> str:

@@ -21,16 +21,22 @@ from aichat_backend.domain import (
     memory_window,
     now_us,
 )
-from aichat_backend.engine.approvals import apply_decisions, check_decisions, check_known
+from aichat_backend.engine.approvals import (
+    Decisions,
+    apply_decisions,
+    check_decisions,
+    check_known,
+)
 from aichat_backend.engine.context import to_chat_messages
 from aichat_backend.engine.events import ToolCallUpdate, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.replay import replay
-from aichat_backend.engine.requests import ChatConfig, ResolveRequest
+from aichat_backend.engine.requests import ChatConfig, ResolveRequest, resolve_fingerprint
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import check_request_id
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
+from aichat_backend.errors import AichatError
 from aichat_backend.providers.base import ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.records import RESOLVE_SCOPE, Resolution, TurnClaim
@@ -61,29 +67,27 @@ class Resolver:
         check_request_id(req.request_id)
         check_decisions(req.decisions)
         user, store = req.user_id, self._store
+        fingerprint = ""
         if req.request_id:
+            fingerprint = resolve_fingerprint(req, session_id)
             stored = await store.find_replay(user, RESOLVE_SCOPE, req.request_id)
             if stored is not None:  # yielded outside any read: the client may be slow
-                yield replay(stored)
+                yield replay(stored, fingerprint)  # or the running turn to read
                 return
-        ttl_us = int(self._config.approval_ttl_seconds * 1e6)
-        await store.expire_pending(user, session_id, now_us() - ttl_us, EXPIRED)
-        state = await store.load_resolution(
-            user, session_id, [d.tool_call_id for d in req.decisions]
-        )
-        check_known(req.decisions, state.pending, state.others)
-        decisions = apply_decisions(req.decisions, state.pending, self._tool_info)
-        round_msg = state.round_message
-        assert round_msg is not None  # the decisions name waiting calls of this round
-        run = self._resumed_run(req, session_id, state.session, round_msg)
-        run.user_message = state.user_message or round_msg
-        claim = TurnClaim(run.turn_id, self._config.replica_id, self._config.lease_seconds)
-        await store.open_resolution(
-            user, Resolution(session_id, claim, round_msg, decisions.stored, req.request_id)
-        )
-        history = memory_window(
-            0, state.session.memory_limit, self._config.memory_default, self._config.memory_max
-        )
+        try:
+            run, decisions, history = await self._open(req, session_id, fingerprint)
+        except AichatError:
+            # A duplicate of this request (its request_id) decided meanwhile: its result,
+            # or its running turn, is this request's too.
+            stored = None
+            if req.request_id:
+                stored = await store.find_replay(user, RESOLVE_SCOPE, req.request_id)
+            if stored is None:
+                raise
+            yield replay(stored, fingerprint)
+            return
+        round_msg = run.message
+        assert run.user_message is not None
         async with self._lifecycle.driving(run):
             yield TurnStarted(run.user_message, round_msg.name, run.model, continues_answer=True)
             for call in decisions.shown:
@@ -98,6 +102,33 @@ class Resolver:
                 return
             async for event in self._next_round(run, history):
                 yield event
+
+    async def _open(
+        self, req: ResolveRequest, session_id: str, fingerprint: str
+    ) -> tuple[TurnRun, Decisions, int]:
+        """Expire old approvals, check the decisions, claim the session and record them;
+        the run, the decisions, and how much history the next round reads."""
+        user, store = req.user_id, self._store
+        ttl_us = int(self._config.approval_ttl_seconds * 1e6)
+        await store.expire_pending(user, session_id, now_us() - ttl_us, EXPIRED)
+        state = await store.load_resolution(
+            user, session_id, [d.tool_call_id for d in req.decisions]
+        )
+        check_known(req.decisions, state.pending, state.others)
+        decisions = apply_decisions(req.decisions, state.pending, self._tool_info)
+        round_msg = state.round_message
+        assert round_msg is not None  # the decisions name waiting calls of this round
+        run = self._resumed_run(req, session_id, state.session, round_msg)
+        run.user_message = state.user_message or round_msg
+        claim = TurnClaim(run.turn_id, self._config.replica_id, self._config.lease_seconds)
+        await store.open_resolution(
+            user,
+            Resolution(session_id, claim, round_msg, decisions.stored, req.request_id, fingerprint),
+        )
+        history = memory_window(
+            0, state.session.memory_limit, self._config.memory_default, self._config.memory_max
+        )
+        return run, decisions, history
 
     def _resumed_run(
         self, req: ResolveRequest, session_id: str, session: Session, round_msg: Message
@@ -128,6 +159,7 @@ class Resolver:
             run.user_id, run.session_id, run.message, run.model, history
         )
         run.answers.append(run.message.name)
+        self._rounds.observer.round_started(run.turn_id, run.message.id)
         run.request = dataclasses.replace(
             run.request, messages=tuple(to_chat_messages(context)), tools=tool_specs(run.tools)
         )

@@ -58,6 +58,10 @@ class TurnRounds:
         self._lifecycle = lifecycle
         self._final = final
 
+    @property
+    def observer(self) -> TurnObserver:
+        return self._observer
+
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
         return RoundStream(
@@ -278,6 +282,7 @@ class TurnRounds:
         run.request = dataclasses.replace(run.request, messages=tuple(messages), tools=tools)
         run.message = placeholder
         run.answers.append(placeholder.name)
+        self._observer.round_started(run.turn_id, placeholder.id)
         run.stream = self.open_stream(run)
 
     def _tool_timeout(self, run: TurnRun) -> float:

@@ -37,7 +37,7 @@ class TurnRun:
     input_tokens: int = 0
     output_tokens: int = 0
     stop_requested: bool = False
-    claimed: asyncio.Task[Any] | None = None  # the claim (and first writes), when in flight
+    claimed: asyncio.Future[Any] | None = None  # the claim (and first writes), when in flight
     user_message: Message | None = None
     finalized: bool = False  # the current answer's final write has been started
     first_token_seen: bool = False

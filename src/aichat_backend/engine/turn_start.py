@@ -2,7 +2,10 @@
 
 The path to the first token is kept short: the history is read, the upstream request
 leaves, and the user's message is stored meanwhile (``TurnStore.begin_turn``); nothing
-reaches the client before that store has committed.
+reaches the client before that store has committed. A request with a request_id stores
+first and calls the model after (one round trip more, for those requests only): the key
+is taken before the upstream call, so a concurrent duplicate finds it and reads the first
+turn's stream instead of calling the model again.
 """
 
 from __future__ import annotations
@@ -25,13 +28,20 @@ from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, T
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.replay import replay
-from aichat_backend.engine.requests import ChatConfig, TurnRequest, check_turn_request
+from aichat_backend.engine.requests import (
+    ChatConfig,
+    TurnRequest,
+    check_turn_request,
+    turn_fingerprint,
+)
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
+from aichat_backend.errors import Aborted
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.reasons import Reason
 from aichat_backend.records import (
     TURN_SCOPE,
     BegunTurn,
@@ -106,22 +116,55 @@ class TurnStarter:
         A coroutine of its own, so what only the start needs (the history) is freed when
         it returns rather than held by every running stream.
         """
+        fingerprint = ""
         if req.request_id:
+            fingerprint = turn_fingerprint(req, session_id)
             stored = await self._store.find_replay(req.user_id, TURN_SCOPE, req.request_id)
             if stored is not None:
-                return replay(stored)
+                return replay(stored, fingerprint)  # or the running turn to read
         window = HistoryWindow(
             req.memory_limit, self._config.memory_default, self._config.memory_max
         )
         context = await self._store.load_context(req.user_id, session_id, window)
         run = self._new_run(req, session_id, context, files, given)
+        new_turn = self._new_turn(req, session_id, run, context, files, given, fingerprint)
+        if req.request_id:
+            # The key first, then the model: a duplicate that took it meanwhile wins, and
+            # this request reads that turn (or its result) instead.
+            try:
+                begun = await self._store.begin_turn(req.user_id, new_turn)
+            except Aborted as exc:
+                if exc.reason is not Reason.TURN_IN_PROGRESS:
+                    raise
+                stored = await self._store.find_replay(req.user_id, TURN_SCOPE, req.request_id)
+                if stored is None:
+                    raise
+                return replay(stored, fingerprint)
+            claimed: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
+            claimed.set_result(begun)
+            run.claimed = claimed
+            run.stream = self._rounds.open_stream(run)
+            return run
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed.
         run.stream = self._rounds.open_stream(run)
+        run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
+        return run
+
+    def _new_turn(
+        self,
+        req: TurnRequest,
+        session_id: str,
+        run: TurnRun,
+        context: TurnContext,
+        files: list[Attachment],
+        given: Given,
+        fingerprint: str,
+    ) -> NewTurn:
         waiting = any(
             c.state is ToolCallState.PENDING_APPROVAL for m in context.history for c in m.tool_calls
         )
-        new_turn = NewTurn(
+        return NewTurn(
             session_id=session_id,
             claim=TurnClaim(run.turn_id, self._config.replica_id, self._config.lease_seconds),
             text=req.text,
@@ -131,14 +174,13 @@ class TurnStarter:
             or (files[0].filename if files else ""),
             answer_id=run.message.id,
             request_id=req.request_id,
+            fingerprint=fingerprint,
             # A new message answers any question still open: the waiting calls are denied.
             # They belong to the session's last message, which the history always holds.
             deny_pending=DENIED_BY_NEW_MESSAGE if waiting else None,
             earlier=given[0],
             rounds=given[1],
         )
-        run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
-        return run
 
     def _new_run(
         self,
@@ -173,11 +215,13 @@ class TurnStarter:
             stop=req.stop,
             end_user=req.end_user,
         )
-        answer_id = uuid.uuid4().hex
+        # The turn's first answer carries the turn's id: a crash recovery finds a turn that
+        # died before its event log was first stored by its answer.
+        turn_id = answer_id = req.turn_id or uuid.uuid4().hex
         return TurnRun(
             user_id=req.user_id,
             session_id=session_id,
-            turn_id=req.turn_id or uuid.uuid4().hex,
+            turn_id=turn_id,
             model=model,
             targets=stream_targets(self._catalogue, model),
             tools=tools,

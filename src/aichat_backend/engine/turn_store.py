@@ -33,7 +33,8 @@ class TurnStore(Protocol):
     # --- reading ---------------------------------------------------------------------
 
     async def find_replay(self, user_id: str, scope: str, request_id: str) -> StoredTurn | None:
-        """The turn a request_id named before (within its TTL), or None if it is new."""
+        """The turn a request_id named before (within its TTL), with the request's
+        fingerprint and the turn's id, or None if it is new."""
         ...
 
     async def load_context(
@@ -46,7 +47,8 @@ class TurnStore(Protocol):
 
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
         """Claim the session, store the user's message and a placeholder answer; record
-        the request_id and deny waiting calls, all or nothing. SESSION_BUSY when another
+        the request_id (with the fingerprint and the turn) and deny waiting calls, all or
+        nothing. SESSION_BUSY when another
         turn holds the session, TURN_IN_PROGRESS when the request_id was taken meanwhile.
         The only write before the first token: keep it to one statement where possible."""
         ...
@@ -130,7 +132,8 @@ class TurnStore(Protocol):
         self, user_id: str, session_id: str, turn_id: str, lease_seconds: float
     ) -> None: ...
 
-    async def sweep_interrupted(self, starting_owner: str | None = None) -> int:
+    async def sweep_interrupted(self) -> int:
         """Mark answers a crash left unfinished INTERRUPTED and free their sessions: those
-        whose lease ran out, and at start-up every one of ``starting_owner``'s."""
+        whose turn's lease ran out, or that a later user message superseded. Leases alone
+        decide (never the replica id): a live turn elsewhere is never touched."""
         ...

@@ -36,10 +36,23 @@ class IdempotencyRepository:
         )
         if row is None:
             return None
-        return IdempotencyRecord(row["resource"], row["response"], row["create_time_us"])
+        return IdempotencyRecord(
+            row["resource"],
+            row["response"],
+            row["create_time_us"],
+            row["fingerprint"],
+            row["turn_id"],
+        )
 
     async def put(
-        self, scope: str, request_id: str, resource: str, response: bytes | None = None
+        self,
+        scope: str,
+        request_id: str,
+        resource: str,
+        response: bytes | None = None,
+        *,
+        fingerprint: str = "",
+        turn_id: str = "",
     ) -> bool:
         """Record the first result; False when another request recorded one first."""
         # An expired key may still be there: clear it so the id can be used afresh.
@@ -63,6 +76,8 @@ class IdempotencyRepository:
                         resource=resource,
                         response=response,
                         create_time_us=now_us(),
+                        fingerprint=fingerprint,
+                        turn_id=turn_id,
                     )
                 )
         except IntegrityError:

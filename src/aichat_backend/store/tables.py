@@ -165,6 +165,11 @@ idempotency_keys = Table(
     Column("resource", Text, nullable=False, default=""),
     Column("response", LargeBinary, nullable=True),
     Column("create_time_us", BigInteger, nullable=False),
+    # What the first request asked (a hash): the same request_id with another request is
+    # refused, not answered with the first one's result. Empty for keys older than it.
+    Column("fingerprint", String(64), nullable=False, default="", server_default=""),
+    # The turn the first request started, which a concurrent duplicate joins (chat turns).
+    Column("turn_id", ID, nullable=False, default="", server_default=""),
     # Expiry sweep.
     Index("ix_idempotency_keys_created", "create_time_us"),
 )
@@ -207,9 +212,14 @@ turn_logs = Table(
     Column("user_id", USER_ID, nullable=False),
     Column("session_id", ID, nullable=False),
     Column("replica_id", String(128), nullable=False),
-    # The turn's first answer: where a crash's partial text is put back.
+    # The answer the turn's current round writes: where a crash's partial text is put back.
     Column("answer_id", ID, nullable=False),
     Column("last_seq", Integer, nullable=False),
+    # No event numbered above this was sent before the next flush: a crash's recovered last
+    # event is numbered past it (sequences only grow for every reader).
+    Column("seq_limit", Integer, nullable=False, default=0, server_default="0"),
+    # The first event not kept, once the log outgrew its bound (0: none cut).
+    Column("cut_from", Integer, nullable=False, default=0, server_default="0"),
     Column("stored_bytes", BigInteger, nullable=False),
     Column("ended", Boolean, nullable=False),
     Column("create_time_us", BigInteger, nullable=False),

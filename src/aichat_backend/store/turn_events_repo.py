@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from aichat_backend.domain import MessageState
 from aichat_backend.store.database import Tx
-from aichat_backend.store.tables import sessions, turn_event_batches, turn_logs
+from aichat_backend.store.tables import messages, sessions, turn_event_batches, turn_logs
 
 NOTIFY_CHANNEL = "aichat_turn_events"
 # CancelTurn's word to the replica running the turn: the payload is the turn's id.
@@ -30,8 +31,10 @@ class LogRow:
     user_id: str
     session_id: str
     replica_id: str
-    answer_id: str
+    answer_id: str  # the answer the turn's current round writes
     last_seq: int
+    seq_limit: int  # no event above it was sent before the next flush
+    cut_from: int  # the first event not kept (past the size bound); 0: none
     stored_bytes: int
     ended: bool
     create_time_us: int
@@ -55,10 +58,15 @@ def _upsert(dialect: str) -> Any:
         set_={
             "answer_id": stmt.excluded.answer_id,
             "last_seq": stmt.excluded.last_seq,
+            "seq_limit": stmt.excluded.seq_limit,
+            "cut_from": stmt.excluded.cut_from,
             "stored_bytes": stmt.excluded.stored_bytes,
             "ended": stmt.excluded.ended,
             "update_time_us": stmt.excluded.update_time_us,
         },
+        # An ended log is final: a flush retried after a lost commit, or a replica that
+        # lost its lease after another one ended its turn, changes nothing.
+        where=~turn_logs.c.ended,
     )
 
 
@@ -76,6 +84,8 @@ _READ = (
     select(
         turn_logs.c.last_seq.label("log_last_seq"),
         turn_logs.c.ended,
+        turn_logs.c.cut_from,
+        turn_logs.c.create_time_us,
         turn_logs.c.update_time_us,
         turn_event_batches.c.first_seq,
         turn_event_batches.c.data,
@@ -103,6 +113,9 @@ _READ = (
     )
     .order_by(turn_event_batches.c.first_seq)
 )
+# A turn with no log yet: it holds its session (running, nothing flushed yet), or its
+# first answer (which carries the turn's id) is still being written (it crashed before
+# its first flush, and the crash recovery will end it).
 _CLAIMED = select(sessions.c.id).where(
     and_(
         sessions.c.user_id == bindparam("p_user"),
@@ -110,6 +123,17 @@ _CLAIMED = select(sessions.c.id).where(
         sessions.c.active_turn_id == bindparam("p_turn"),
     )
 )
+_BEING_WRITTEN = select(messages.c.id).where(
+    and_(
+        messages.c.user_id == bindparam("p_user"),
+        messages.c.id == bindparam("p_turn"),
+        messages.c.session_id == bindparam("p_sid"),
+        messages.c.state == MessageState.STREAMING.value,
+    )
+)
+# Sequence numbers are INTEGER columns: a reader asking past the largest one asks past
+# the end (the number is compared in SQL, where a larger one does not fit).
+MAX_SEQ = 2**31 - 1
 
 
 # CancelTurn's look at a turn (owner-scoped): whether it holds its session with a valid
@@ -184,6 +208,8 @@ def _log_params(r: LogRow) -> dict[str, Any]:
         "replica_id": r.replica_id,
         "answer_id": r.answer_id,
         "last_seq": r.last_seq,
+        "seq_limit": r.seq_limit,
+        "cut_from": r.cut_from,
         "stored_bytes": r.stored_bytes,
         "ended": r.ended,
         "create_time_us": r.create_time_us,
@@ -197,6 +223,8 @@ class StoredLog:
     ended: bool
     update_time_us: int
     batches: list[tuple[int, bytes]]  # (first seq, encoded frames), in order
+    cut_from: int = 0  # the first event not kept (past the size bound); 0: none
+    create_time_us: int = 0
 
 
 async def read_after(
@@ -204,19 +232,35 @@ async def read_after(
 ) -> StoredLog | None:
     """The turn's stored batches that hold a frame with ``seq > after`` or its last one
     (None if the user has no such log)."""
-    params = {"p_turn": turn_id, "p_user": user_id, "p_sid": session_id, "p_after": after}
+    params = {
+        "p_turn": turn_id,
+        "p_user": user_id,
+        "p_sid": session_id,
+        "p_after": min(after, MAX_SEQ),
+    }
     rows = (await tx.execute(_READ, params)).all()
     if not rows:
         return None
     head = rows[0]
     batches = [(r.first_seq, r.data) for r in rows if r.data is not None]
-    return StoredLog(head.log_last_seq, head.ended, head.update_time_us, batches)
+    return StoredLog(
+        head.log_last_seq,
+        head.ended,
+        head.update_time_us,
+        batches,
+        head.cut_from,
+        head.create_time_us,
+    )
 
 
 async def is_claimed(tx: Tx, user_id: str, session_id: str, turn_id: str) -> bool:
-    """Whether the turn holds its session right now (running, nothing flushed yet)."""
+    """Whether a turn without a log is still to come: it holds its session (running,
+    nothing flushed yet), or its first answer is still being written (its replica
+    crashed before the first flush; the crash recovery ends it)."""
     params = {"p_user": user_id, "p_sid": session_id, "p_turn": turn_id}
-    return (await tx.scalar(_CLAIMED, params)) is not None
+    if (await tx.scalar(_CLAIMED, params)) is not None:
+        return True
+    return (await tx.scalar(_BEING_WRITTEN, params)) is not None
 
 
 async def turn_state(

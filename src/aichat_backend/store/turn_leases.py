@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, tuple_, update
 
 from aichat_backend import names
-from aichat_backend.domain import MessageState, ToolCallState, now_us, session_not_found
+from aichat_backend.domain import MessageState, Role, ToolCallState, now_us, session_not_found
 from aichat_backend.errors import Aborted
 from aichat_backend.reasons import Reason
 from aichat_backend.records import TurnClaim
@@ -21,6 +21,7 @@ from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages, sessions, tool_calls
 
 UNFINISHED_CALL_STATES = (ToolCallState.APPROVED.value, ToolCallState.RUNNING.value)
+INTERRUPTED_CALL = "interrupted: the server stopped while the tool ran"
 
 
 def claimable(now: Any) -> Any:
@@ -88,48 +89,83 @@ class LeaseRepository:
         await self._db.execute(RELEASE, params)
 
 
-async def sweep_interrupted(db: Tx, starting_owner: str | None = None) -> int:
-    """Mark answers a crash left unfinished as INTERRUPTED and free their sessions.
-
-    A turn is abandoned when its lease ran out, or, at start-up, when it belongs to the
-    replica that is starting (so none of its turns can still be running).
-    """
-    now = now_us()
-    live = [
+def abandoned_answers(now: int) -> Any:
+    """Answers still being written whose turn is over: no turn holds their session (the
+    lease ran out), or a later user message exists (a later turn took the session)."""
+    live = and_(
         sessions.c.user_id == messages.c.user_id,
         sessions.c.id == messages.c.session_id,
         sessions.c.active_turn_id.is_not(None),
         sessions.c.active_turn_expires_us >= now,
-    ]
-    stale = [sessions.c.active_turn_expires_us < now]
-    if starting_owner is not None:
-        live.append(sessions.c.active_turn_owner != starting_owner)
-        stale.append(sessions.c.active_turn_owner == starting_owner)
-    abandoned = and_(messages.c.state == MessageState.STREAMING.value, ~exists().where(and_(*live)))
-    ids = [r[0] for r in (await db.execute(select(messages.c.id).where(abandoned))).all()]
-    if ids:
+    )
+    later = messages.alias("later")
+    superseded = and_(
+        later.c.user_id == messages.c.user_id,
+        later.c.session_id == messages.c.session_id,
+        later.c.seq > messages.c.seq,
+        later.c.role == Role.USER.value,
+    )
+    return and_(
+        messages.c.state == MessageState.STREAMING.value,
+        or_(~exists().where(live), exists().where(superseded)),
+    )
+
+
+async def sweep_interrupted(db: Tx) -> int:
+    """Mark answers a crash left unfinished as INTERRUPTED and free their sessions.
+
+    An answer still being written is abandoned when no turn holds its session (the lease
+    ran out), or when a later user message exists (a later turn took the session: this
+    one is over). Only leases decide: a replica starting up never takes another process's
+    live turn for its own (two processes may share a replica id by configuration).
+    """
+    now = now_us()
+    found = (
         await db.execute(
-            update(messages)
-            .where(messages.c.id.in_(ids))
-            .values(state=MessageState.INTERRUPTED.value, finish_reason="interrupted")
-        )
-        await db.execute(
-            update(tool_calls)
-            .where(
-                and_(
-                    tool_calls.c.message_id.in_(ids),
-                    tool_calls.c.state.in_(UNFINISHED_CALL_STATES),
-                )
-            )
-            .values(
-                state=ToolCallState.FAILED.value,
-                result_text="interrupted: the server stopped while the tool ran",
-                is_error=True,
+            select(messages.c.id, messages.c.user_id, messages.c.session_id).where(
+                abandoned_answers(now)
             )
         )
+    ).all()
+    if not found:
+        return 0
+    ids = [r.id for r in found]
+    await db.execute(
+        update(messages)
+        .where(messages.c.id.in_(ids))
+        .values(state=MessageState.INTERRUPTED.value, finish_reason="interrupted")
+    )
+    await fail_unfinished(db, ids)
+    # Their sessions' claims that ran out are cleared (an expired claim is claimable
+    # anyway; found through the answers, so no sweep scans every session).
+    owners = {(r.user_id, r.session_id) for r in found}
     await db.execute(
         update(sessions)
-        .where(and_(sessions.c.active_turn_id.is_not(None), or_(*stale)))
+        .where(
+            and_(
+                tuple_(sessions.c.user_id, sessions.c.id).in_(sorted(owners)),
+                sessions.c.active_turn_id.is_not(None),
+                sessions.c.active_turn_expires_us < now,
+            )
+        )
         .values(active_turn_id=None, active_turn_owner=None, active_turn_expires_us=None)
     )
     return len(ids)
+
+
+async def fail_unfinished(db: Tx, message_ids: list[str]) -> None:
+    """The calls of interrupted answers that were running (or about to) fail."""
+    await db.execute(
+        update(tool_calls)
+        .where(
+            and_(
+                tool_calls.c.message_id.in_(message_ids),
+                tool_calls.c.state.in_(UNFINISHED_CALL_STATES),
+            )
+        )
+        .values(
+            state=ToolCallState.FAILED.value,
+            result_text=INTERRUPTED_CALL,
+            is_error=True,
+        )
+    )

@@ -51,7 +51,7 @@ class SqlTurnStore:
             if first is None:
                 return None
             user_message, answers = await AnswerRepository(tx, user_id).turn_answers(first.resource)
-        return StoredTurn(user_message, answers)
+        return StoredTurn(user_message, answers, first.turn_id, first.fingerprint)
 
     async def load_context(
         self, user_id: str, session_id: str, window: HistoryWindow
@@ -76,7 +76,11 @@ class SqlTurnStore:
         unit = self._db.statement() if one_statement else self._db.transaction()
         async with unit as tx:
             if turn.request_id and not await self._keys(tx, user_id).put(
-                TURN_SCOPE, turn.request_id, turn.answer_id
+                TURN_SCOPE,
+                turn.request_id,
+                turn.answer_id,
+                fingerprint=turn.fingerprint,
+                turn_id=turn.claim.turn_id,
             ):
                 raise turn_in_progress()
             user_message, answer = await AnswerRepository(tx, user_id).begin(
@@ -212,7 +216,11 @@ class SqlTurnStore:
                 if not await calls.decide(d.message_id, d.call, approved=d.approved):
                     raise already_decided(d.call.id)
             if r.request_id and not await self._keys(tx, user_id).put(
-                RESOLVE_SCOPE, r.request_id, r.round_message.id
+                RESOLVE_SCOPE,
+                r.request_id,
+                r.round_message.id,
+                fingerprint=r.fingerprint,
+                turn_id=r.claim.turn_id,
             ):
                 raise turn_in_progress()
 
@@ -224,6 +232,6 @@ class SqlTurnStore:
         async with self._db.statement() as tx:
             await LeaseRepository(tx, user_id).renew(session_id, turn_id, lease_seconds)
 
-    async def sweep_interrupted(self, starting_owner: str | None = None) -> int:
+    async def sweep_interrupted(self) -> int:
         async with self._db.transaction() as tx:
-            return await sweep(tx, starting_owner)
+            return await sweep(tx)

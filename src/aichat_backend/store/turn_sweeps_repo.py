@@ -2,25 +2,84 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from aichat_backend.domain import MessageState, Role
 from aichat_backend.store.database import Tx
-from aichat_backend.store.tables import messages, turn_event_batches, turn_logs
+from aichat_backend.store.tables import messages, sessions, turn_event_batches, turn_logs
 from aichat_backend.store.turn_events_repo import LogRow
+from aichat_backend.store.turn_leases import abandoned_answers, fail_unfinished
 
 
-async def abandoned(tx: Tx, stale_before_us: int, replica_id: str | None) -> list[LogRow]:
-    """Logs without their last event whose writer is gone: no flush since
-    ``stale_before_us`` (a live turn flushes a heartbeat every few seconds), or, at
-    start-up, written by the replica that is starting."""
-    gone = turn_logs.c.update_time_us < stale_before_us
-    if replica_id is not None:
-        gone = or_(gone, turn_logs.c.replica_id == replica_id)
-    rows = (await tx.execute(select(turn_logs).where(and_(~turn_logs.c.ended, gone)))).all()
-    return [LogRow(**r._mapping) for r in rows]
+async def abandoned(tx: Tx, now_us: int, quiet_before_us: int) -> list[LogRow]:
+    """Logs without their last event whose turn is over: its claim on the session ran
+    out, or (once it released the session, or another turn took it) no flush came since
+    ``quiet_before_us`` (a turn that ended stores its last event at once). A turn whose
+    lease is live is never taken, whichever replica runs it."""
+    claim = and_(sessions.c.user_id == turn_logs.c.user_id, sessions.c.id == turn_logs.c.session_id)
+    mine = sessions.c.active_turn_id == turn_logs.c.turn_id
+    live = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us >= now_us))
+    expired = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us < now_us))
+    query = select(turn_logs).where(
+        and_(
+            ~turn_logs.c.ended,
+            ~live,
+            or_(expired, turn_logs.c.update_time_us < quiet_before_us),
+        )
+    )
+    if tx.dialect.name == "postgresql":
+        # Replicas sweep at once: each log is ended by one of them.
+        query = query.with_for_update(skip_locked=True)
+    return [LogRow(**r._mapping) for r in (await tx.execute(query)).all()]
+
+
+async def unlogged(tx: Tx, now_us: int) -> list[tuple[str, str, str]]:
+    """(user, session, answer id) of abandoned answers with no log: turns whose replica
+    died before their first flush. A chat turn's first answer has the turn's id, so such
+    a turn's log is the one named by its answer."""
+    query = select(messages.c.user_id, messages.c.session_id, messages.c.id).where(
+        and_(
+            abandoned_answers(now_us),
+            messages.c.role == Role.ASSISTANT.value,
+            ~exists().where(turn_logs.c.turn_id == messages.c.id),
+        )
+    )
+    return [(r[0], r[1], r[2]) for r in (await tx.execute(query)).all()]
+
+
+async def interrupt_answer(tx: Tx, user_id: str, answer_id: str, text_: str) -> None:
+    """A crashed turn's answer INTERRUPTED (if still being written), with the text its
+    log kept when nothing else was stored for it; its unfinished calls failed."""
+    row = (
+        await tx.execute(
+            select(messages.c.text, messages.c.state).where(
+                and_(messages.c.user_id == user_id, messages.c.id == answer_id)
+            )
+        )
+    ).first()
+    if row is None:
+        return
+    values: dict[str, str] = {}
+    if row.state == MessageState.STREAMING.value:
+        values = {"state": MessageState.INTERRUPTED.value, "finish_reason": "interrupted"}
+    if (
+        text_
+        and not row.text
+        and row.state
+        in (
+            MessageState.STREAMING.value,
+            MessageState.INTERRUPTED.value,
+        )
+    ):
+        values["text"] = text_
+    if values:
+        await tx.execute(
+            update(messages)
+            .where(and_(messages.c.user_id == user_id, messages.c.id == answer_id))
+            .values(**values)
+        )
+    if row.state == MessageState.STREAMING.value:
+        await fail_unfinished(tx, [answer_id])
 
 
 async def batches_of(tx: Tx, turn_id: str) -> list[tuple[int, bytes]]:
@@ -33,40 +92,6 @@ async def batches_of(tx: Tx, turn_id: str) -> list[tuple[int, bytes]]:
         )
     ).all()
     return [(r.first_seq, r.data) for r in rows]
-
-
-async def restore_partial(tx: Tx, log: LogRow, text_: str) -> Any:
-    """Put a crashed turn's streamed text into its interrupted answer (the newest
-    assistant message of the turn, if the crash sweep left it empty). Returns its row."""
-    first_seq = (
-        select(messages.c.seq)
-        .where(and_(messages.c.user_id == log.user_id, messages.c.id == log.answer_id))
-        .scalar_subquery()
-    )
-    row = (
-        await tx.execute(
-            select(messages.c.id, messages.c.text, messages.c.state)
-            .where(
-                and_(
-                    messages.c.user_id == log.user_id,
-                    messages.c.session_id == log.session_id,
-                    messages.c.role == Role.ASSISTANT.value,
-                    messages.c.seq >= first_seq,
-                )
-            )
-            .order_by(messages.c.seq.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None:
-        return None
-    if text_ and not row.text and row.state == MessageState.INTERRUPTED.value:
-        await tx.execute(
-            update(messages)
-            .where(and_(messages.c.user_id == log.user_id, messages.c.id == row.id))
-            .values(text=text_)
-        )
-    return row.id
 
 
 async def purge_ended(tx: Tx, before_us: int, limit: int = 1000) -> int:

@@ -16,6 +16,9 @@ TEXT = 1  # payload: UTF-8 text of a delta
 EVENT = 2  # payload: an event rendered by the API layer
 END = 3  # payload: the turn's last event, rendered by the API layer
 ROUND_BREAK = 4  # payload: an event rendered by the API layer that ends a round's text
+# Never stored: a reader's keep-alive while it waits for the turn (no sequence number of
+# its own); payload: microseconds since the turn started, 8 bytes big-endian.
+KEEPALIVE = 5
 
 _HEAD = struct.Struct(">BI")
 
@@ -73,3 +76,7 @@ def frames_after(batches: Iterable[tuple[int, bytes]], after: int) -> list[Frame
 
 def all_frames(batches: Iterable[tuple[int, bytes]]) -> list[Frame]:
     return [f for first, data in batches for f in decode(first, data)]
+
+
+def keepalive(elapsed_us: int) -> Frame:
+    return Frame(0, KEEPALIVE, max(elapsed_us, 0).to_bytes(8, "big"))

@@ -20,38 +20,49 @@ PURGE_EVERY_ROUNDS = 60
 
 
 async def recover_at_start(turns: TurnStore, db: Database, settings: Settings) -> None:
-    """Answers and turn event logs this replica (or a crashed one) left unfinished."""
-    interrupted = await turns.sweep_interrupted(starting_owner=settings.replica_id)
+    """Turns a crash left unfinished whose lease ran out (a restarted replica's own ones
+    too, once theirs runs out: a process with the same replica id may still run them)."""
+    recovered, interrupted = await _sweep(turns, db, settings)
     if interrupted:
         log.warning("marked answers left unfinished by a crash", extra={"count": interrupted})
-    recovered = await recover_abandoned(
-        db,
-        interrupted_end,
-        stale_seconds=settings.turn_lease_seconds,
-        starting_replica=settings.replica_id,
-    )
     if recovered:
         log.warning("ended turn event logs left by a crash", extra={"count": recovered})
 
 
+async def _sweep(turns: TurnStore, db: Database, settings: Settings) -> tuple[int, int]:
+    # The logs first: their answers are found by what the logs say their rounds write.
+    recovered = await recover_abandoned(
+        db,
+        interrupted_end,
+        lease_seconds=settings.turn_lease_seconds,
+        replica_id=settings.replica_id,
+    )
+    return recovered, await turns.sweep_interrupted()
+
+
 async def housekeeping(turns: TurnStore, db: Database, settings: Settings) -> None:
     ttl = idempotency_ttl_seconds(settings)
-    # Often enough that a crashed replica's sessions are freed soon after its leases end.
-    interval = settings.turn_lease_seconds
+    # A crashed turn ends within a lease and one interval of its crash.
+    interval = settings.turn_sweep_seconds
+    purge_every = max(1, round(settings.turn_lease_seconds / interval))
     rounds = 0
     while True:
         try:
-            interrupted = await turns.sweep_interrupted()
+            recovered, interrupted = await _sweep(turns, db, settings)
             purged = 0
-            if rounds % PURGE_EVERY_ROUNDS == 0:
+            if rounds % (PURGE_EVERY_ROUNDS * purge_every) == 0:
                 async with db.transaction() as tx:
                     purged = await purge_expired(tx, ttl)
-            await recover_abandoned(db, interrupted_end, stale_seconds=settings.turn_lease_seconds)
-            await purge_old(db, settings.turn_events_retention_seconds)
-            if interrupted or purged:
+            if rounds % purge_every == 0:
+                await purge_old(db, settings.turn_events_retention_seconds)
+            if recovered or interrupted or purged:
                 log.info(
                     "housekeeping",
-                    extra={"interrupted": interrupted, "purged_request_ids": purged},
+                    extra={
+                        "recovered_turns": recovered,
+                        "interrupted": interrupted,
+                        "purged_request_ids": purged,
+                    },
                 )
         except Exception as exc:  # keep housekeeping alive through database trouble
             log.warning("housekeeping failed: %s", type(exc).__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from aichat_backend.api.turn_frames import cut_off_end
+from aichat_backend.api.turn_frames import cut_off_end, shrink_end
 from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.api.turn_stream import DetachedTurns, TurnStreams
 from aichat_backend.config import Settings
@@ -29,19 +29,22 @@ def turn_parts(db: Database, settings: Settings, limits: TurnLimits) -> TurnPart
         max_bytes=settings.turn_events_max_bytes,
     )
     turn_log.end_renderer = cut_off_end
+    turn_log.end_shrinker = shrink_end
     # Other replicas' turns: woken by PostgreSQL NOTIFY; SQLite is one process.
     many = db.dialect == "postgresql"
     watches = PgListener(db.url, settings.db_connect_timeout_seconds) if many else Watches()
-    detached = DetachedTurns(turn_log, limits, settings.turn_detached_max_seconds)
+    reader = TurnReader(
+        db,
+        turn_log,
+        watches,
+        poll_seconds=settings.heartbeat_seconds,
+        missing_reads=2 if many else 1,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    detached = DetachedTurns(turn_log, limits, settings.turn_detached_max_seconds, reader)
     streams = TurnStreams(
         log=turn_log,
-        reader=TurnReader(
-            db,
-            turn_log,
-            watches,
-            poll_seconds=settings.heartbeat_seconds,
-            missing_reads=2 if many else 1,
-        ),
+        reader=reader,
         detached=detached,
         cancels=TurnCancels(
             db, turn_log, watches, detached.runs, settings.turn_events_flush_seconds

@@ -94,8 +94,18 @@ class MemoryState:
             return None
         return found
 
-    def put_key(self, user: str, scope: str, request_id: str, resource: str) -> None:
-        self.keys[(user, scope, request_id)] = IdempotencyRecord(resource, None, now_us())
+    def put_key(
+        self,
+        user: str,
+        scope: str,
+        request_id: str,
+        resource: str,
+        fingerprint: str = "",
+        turn_id: str = "",
+    ) -> None:
+        self.keys[(user, scope, request_id)] = IdempotencyRecord(
+            resource, None, now_us(), fingerprint, turn_id
+        )
 
     # --- messages ---------------------------------------------------------------------------
 

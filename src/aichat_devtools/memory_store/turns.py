@@ -52,7 +52,7 @@ class MemoryTurns:
             return None
         answer = s.messages.get((user_id, first.resource))
         if answer is None:
-            return StoredTurn(None, [])
+            return StoredTurn(None, [], first.turn_id, first.fingerprint)
         after = [m for m in s.in_session(user_id, answer.session_id) if m.seq > answer.seq - 2]
         found = [s.read(user_id, m, with_content=False) for m in after[:1000]]
         user_message = found[0] if found and found[0].role is Role.USER else None
@@ -61,7 +61,7 @@ class MemoryTurns:
             if m.role is Role.USER:
                 break
             answers.append(m)
-        return StoredTurn(user_message, answers)
+        return StoredTurn(user_message, answers, first.turn_id, first.fingerprint)
 
     async def load_context(
         self, user_id: str, session_id: str, window: HistoryWindow
@@ -81,7 +81,14 @@ class MemoryTurns:
             raise turn_in_progress()
         stored = s.claim(user_id, turn.session_id, turn.claim)
         if turn.request_id:
-            s.put_key(user_id, TURN_SCOPE, turn.request_id, turn.answer_id)
+            s.put_key(
+                user_id,
+                TURN_SCOPE,
+                turn.request_id,
+                turn.answer_id,
+                turn.fingerprint,
+                turn.claim.turn_id,
+            )
         s.take_claim(stored, turn.claim)
         now = now_us()
         stored.session.update_time_us = now
@@ -259,7 +266,14 @@ class MemoryTurns:
             c.arguments, c.result_text = dict(d.call.arguments), d.call.result_text
             c.is_error = d.call.is_error
         if r.request_id:
-            s.put_key(user_id, RESOLVE_SCOPE, r.request_id, r.round_message.id)
+            s.put_key(
+                user_id,
+                RESOLVE_SCOPE,
+                r.request_id,
+                r.round_message.id,
+                r.fingerprint,
+                r.claim.turn_id,
+            )
 
     # --- leases ----------------------------------------------------------------------------
 
@@ -270,21 +284,25 @@ class MemoryTurns:
         if stored is not None and stored.turn_id == turn_id:
             stored.expires_us = now_us() + int(lease_seconds * 1e6)
 
-    async def sweep_interrupted(self, starting_owner: str | None = None) -> int:
+    async def sweep_interrupted(self) -> int:
         s, now = self.state, now_us()
 
         def live(user: str, session_id: str) -> bool:
             stored = s.sessions.get((user, session_id))
             if stored is None or stored.turn_id is None or stored.expires_us is None:
                 return False
-            return stored.expires_us >= now and (
-                starting_owner is None or stored.owner != starting_owner
+            return stored.expires_us >= now
+
+        def superseded(user: str, m: Message) -> bool:
+            return any(
+                later.seq > m.seq and later.role is Role.USER
+                for later in s.in_session(user, m.session_id)
             )
 
         swept = [
             (u, m)
             for (u, _), m in s.messages.items()
-            if m.state is MessageState.STREAMING and not live(u, m.session_id)
+            if m.state is MessageState.STREAMING and (not live(u, m.session_id) or superseded(u, m))
         ]
         for u, m in swept:
             m.state, m.finish_reason = MessageState.INTERRUPTED, "interrupted"
@@ -292,9 +310,8 @@ class MemoryTurns:
                 if cu == u and mid == m.id and c.call.state in UNFINISHED:
                     c.call.state, c.call.is_error = ToolCallState.FAILED, True
                     c.call.result_text = "interrupted: the server stopped while the tool ran"
-        for stored in s.sessions.values():
-            stale = stored.expires_us is not None and stored.expires_us < now
-            mine = starting_owner is not None and stored.owner == starting_owner
-            if stored.turn_id is not None and (stale or mine):
+            stored = s.sessions.get((u, m.session_id))
+            stale = stored is not None and stored.expires_us is not None and stored.expires_us < now
+            if stored is not None and stored.turn_id is not None and stale:
                 stored.turn_id = stored.owner = stored.expires_us = None
         return len(swept)

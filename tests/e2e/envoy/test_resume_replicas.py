@@ -16,9 +16,11 @@ from aichat.v1 import chat_service_pb2 as cpb
 
 from aichat_devtools.dev_token import ensure_keys, make_token
 from aichat_devtools.fake_llm import FakeLLMServer, Script
+from tests.e2e.envoy.helpers import read_sse
 from tests.e2e.envoy.test_scale_out import Replica, with_second_endpoint
 from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import md
+from tests.support.replicas import cluster
 from tests.support.resume import TOKENS_200, cut_after, paced_200, resume, seqs, text_of
 from tests.support.serve_process import ServeProcess, child_env
 from tests.support.tool_stack import tasks_server_entry
@@ -224,3 +226,58 @@ async def test_cancel_reaches_the_replica_running_the_turn(
         await ends_cancelled(turn)
         again = await http.post(path, json={}, headers=owner)  # idempotent
         assert (again.status_code, again.json()) == (200, {}), again.text
+
+
+def with_stream_idle_timeout(config: dict, seconds: int) -> dict:  # type: ignore[type-arg]
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    manager["typed_config"]["stream_idle_timeout"] = f"{seconds}s"
+    return config
+
+
+async def test_a_rest_resume_of_a_crashed_turn_gets_heartbeats_until_it_ends(
+    pg_database_url: str, tmp_path: Path, user: str
+) -> None:
+    """Issue 23 item 3: a reader waiting on a turn whose replica died (not recovered yet)
+    gets heartbeats, so Envoy's stream idle timeout (here 3 s, heartbeats every 1 s; in
+    envoy.yaml 20 s and 5 s) never cuts it; it ends with the recovered turn_ended."""
+    async with cluster(
+        pg_database_url, tmp_path, heartbeat_seconds="1", turn_lease_seconds="8"
+    ) as c:
+        a = await c.start("a", replica_id="replica-a")
+        b = await c.start("b", replica_id="replica-b")
+        session = await a.new_session(user)
+        turn = (await c.crash_mid_turn("a", user, session, 20))[0].turn
+
+        keys, _ = ensure_keys(tmp_path / "keys")
+        config = render_for_test(backend_port=b.port, jwks_path=keys.jwks_path)
+        async with envoy_in_front(with_stream_idle_timeout(config, 3), tmp_path / "envoy") as envoy:
+            token = make_token(keys, user)
+
+            async def resumed(after: int) -> list[dict]:  # type: ignore[type-arg]
+                url = f"/v1/chat/{turn}:streamEvents?afterSeq={after}&access_token={token}"
+                async with (
+                    httpx2.AsyncClient(base_url=envoy.base_url, timeout=60) as http,
+                    http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
+                ):
+                    assert response.status_code == 200
+                    return [e.data for e in await read_sse(response)]
+
+            events = await resumed(20)
+            # What A stored after event 20, then the wait (heartbeats), then the end.
+            kinds = [next(k for k in e if k not in ("sequence", "turn")) for e in events]
+            stored = kinds.index("heartbeat")
+            assert set(kinds[:stored]) <= {"textDelta"} and kinds[-1] == "turnEnded", kinds
+            assert set(kinds[stored:-1]) == {"heartbeat"}
+            assert len(kinds[stored:-1]) >= 3, kinds  # the wait outlived Envoy's idle timeout
+            # A reader's heartbeat is no event of the turn: it has no sequence number (0).
+            assert all(int(e.get("sequence", 0)) == 0 for e in events[stored:-1])
+            numbered = [int(e["sequence"]) for e in events[:stored]] + [int(events[-1]["sequence"])]
+            assert numbered == sorted(set(numbered)) and numbered[0] == 21
+            ended = events[-1]
+            assert ended["turnEnded"]["outcome"] == "TURN_OUTCOME_FAILED"
+            assert "TURN_INTERRUPTED" in json.dumps(ended["turnEnded"]["error"])
+
+            # The smaller item: afterSeq at the largest int64 is just turn_ended.
+            past = await resumed(2**63 - 1)
+            assert [int(e["sequence"]) for e in past] == [int(ended["sequence"])]
+            assert "turnEnded" in past[0]

@@ -129,7 +129,8 @@ async def test_scrolled_up_the_answer_stays_put_and_jump_to_latest_goes_down(
     await expect(jump).to_be_hidden()  # following the text, nothing to jump to
     await page.locator("#messages").evaluate("n => n.scrollTo(0, 0)")
     await expect(jump).to_be_visible()
-    await expect(answer.locator(".markdown")).to_contain_text("Line 90")
+    # The answer grows on (at the machine's pace: a shared machine may be slow to stream).
+    await expect(answer.locator(".markdown")).to_contain_text("Line 90", timeout=30_000)
     # The reader was not pulled down while the text grew.
     assert await page.locator("#messages").evaluate("n => n.scrollTop") < 50
     await page.screenshot(path=str(artifacts / "desktop-jump-to-latest.png"))
