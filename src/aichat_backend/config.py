@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     rate_burst: int = Field(20, ge=1)
     max_concurrent_turns_per_user: int = Field(2, ge=0)  # 0 = unlimited
     daily_token_budget: int = Field(0, ge=0)  # input + output tokens per user per UTC day
+    # What a user's model calls may cost per UTC day, in the models file's currency, exact
+    # (e.g. "2.50"); 0 = unlimited. Calls of models without prices cost nothing here.
+    daily_cost_budget: Decimal = Field(Decimal(0), ge=0, max_digits=18, decimal_places=9)
     # Identities exempt from every limit (internal services), comma separated.
     limits_exempt_users: str = ""
     redis_url: str | None = None  # shares the limits between replicas

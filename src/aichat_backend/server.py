@@ -35,6 +35,7 @@ from aichat_backend.store.database import Database
 from aichat_backend.store.session_store import SqlSessionStore
 from aichat_backend.store.turn_store import SqlTurnStore
 from aichat_backend.tools.base import ToolProvider
+from aichat_backend.user_usage import UsageReader
 from aichat_backend.wiring import configs, recovery
 from aichat_backend.wiring.admin import AdminParts
 from aichat_backend.wiring.dependency_health import (
@@ -93,7 +94,7 @@ class App:
             model_exists=self.catalogue.has,
         )
         self.metrics = Metrics()
-        self.limit_settings = configs.limit_settings(settings)
+        self.limit_settings = configs.limit_settings(settings, self.catalogue.currency)
         self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(
             self.limiter, lambda reason: self.metrics.rate_limited.labels(reason).inc()
@@ -132,7 +133,11 @@ class App:
             tools=self.tools,
         )
         self.services = Services(
-            sessions=SessionServicer(self.sessions, FeedbackManager(session_store)),
+            sessions=SessionServicer(
+                self.sessions,
+                FeedbackManager(session_store),
+                UsageReader(self.db, self.limit_settings),
+            ),
             chat=ChatServicer(
                 self.engine,
                 self.limits,

@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -509,6 +510,10 @@ class UsageRow(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     TURNS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user (empty when grouped by model)."""
     model: _builtins.str
@@ -519,6 +524,19 @@ class UsageRow(_message.Message):
     """Output tokens the providers reported."""
     turns: _builtins.int
     """Model calls (each round of a turn counts once)."""
+    reasoning_tokens: _builtins.int
+    """Of the output tokens: reasoning."""
+    cached_input_tokens: _builtins.int
+    """Of the input tokens: read from the provider's prompt cache."""
+    cache_write_tokens: _builtins.int
+    """Of the input tokens: written to the provider's prompt cache."""
+    @_builtins.property
+    def cost(self) -> _money_pb2.Money:
+        """What the priced model calls cost, exact to the nano unit, in the catalogue's
+        currency; unset when none was priced, or when the row's days were priced in more
+        than one currency (the catalogue's currency changed in between).
+        """
+
     def __init__(
         self,
         *,
@@ -527,10 +545,14 @@ class UsageRow(_message.Message):
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
         turns: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "turns", b"turns", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "turns", b"turns", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -18,7 +18,12 @@ from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, T
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.replay import replay
-from aichat_backend.engine.requests import ChatConfig, TurnRequest, check_turn_request
+from aichat_backend.engine.requests import (
+    ChatConfig,
+    TurnRequest,
+    check_reasoning_options,
+    check_turn_request,
+)
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
@@ -132,6 +137,7 @@ class TurnStarter:
     ) -> TurnRun:
         session = context.session
         model = req.model or session.model or self._catalogue.default_name
+        check_reasoning_options(req, self._catalogue.get(model))
         tools = offered_tools(self._tools, session.tool_names)
         text, images = with_attachments(req.text, files)
         request = ProviderRequest(
@@ -144,6 +150,8 @@ class TurnStarter:
             tools=tool_specs(tools),
             temperature=req.temperature,
             max_output_tokens=req.max_output_tokens or None,
+            reasoning_effort=req.reasoning_effort,
+            thinking_budget_tokens=req.thinking_budget_tokens,
         )
         answer_id = uuid.uuid4().hex
         return TurnRun(

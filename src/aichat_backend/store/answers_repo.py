@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
-from aichat_backend.records import TurnClaim
+from aichat_backend.records import TurnClaim, Usage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.tables import messages, sessions
@@ -121,6 +121,8 @@ _BEGIN_ONE_STATEMENT = (
                 cast(bindparam("p_model"), String),
             ),
         ),
+        # The columns left out start as their server defaults (no reasoning, no usage).
+        include_defaults=False,
     )
     .returning(messages.c.seq)
 )
@@ -134,6 +136,12 @@ _WRITE_ANSWER = (
         input_tokens=bindparam("p_in"),
         output_tokens=bindparam("p_out"),
         model=bindparam("p_model"),
+        reasoning=bindparam("p_reasoning"),
+        reasoning_tokens=bindparam("p_rsn"),
+        cached_input_tokens=bindparam("p_cin"),
+        cache_write_tokens=bindparam("p_cw"),
+        cost_nanos=bindparam("p_cost"),
+        currency=bindparam("p_cur"),
     )
 )
 
@@ -242,22 +250,22 @@ class AnswerRepository:
         session_id: str,
         turn_id: str,
         answer: Message,
-        usage: tuple[str, int, int] | None,
+        usage: Usage | None,
     ) -> None:
-        """A turn's last write: the answer, the session released, the usage (model, input
-        and output tokens) if any. One statement on PostgreSQL, which the caller may run
-        in ``Database.statement()``. Idempotent: sent again, it changes nothing more."""
+        """A turn's last write: the answer, the session released, the usage if any. One
+        statement on PostgreSQL, which the caller may run in ``Database.statement()``.
+        Idempotent: sent again, it changes nothing more."""
         if self._db.dialect.name == "postgresql":
             params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
-                params.update(usage_params(self._user, *usage, prefix="u_"))
+                params.update(usage_params(self._user, usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
         landed = await self._db.execute(_FINISH_ANSWER, self._answer_params(answer))
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
         if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
-            await add_usage(self._db, self._user, *usage)
+            await add_usage(self._db, self._user, usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
         """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
@@ -273,6 +281,12 @@ class AnswerRepository:
             "p_in": m.input_tokens,
             "p_out": m.output_tokens,
             "p_model": m.model,
+            "p_reasoning": [b.to_json() for b in m.reasoning] if m.reasoning else None,
+            "p_rsn": m.reasoning_tokens,
+            "p_cin": m.cached_input_tokens,
+            "p_cw": m.cache_write_tokens,
+            "p_cost": m.cost.nanos if m.cost is not None else None,
+            "p_cur": m.cost.currency if m.cost is not None else "",
         }
 
     # --- replay ---------------------------------------------------------------------

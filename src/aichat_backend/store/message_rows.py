@@ -20,6 +20,8 @@ from aichat_backend.domain import (
     ToolCall,
     ToolCallState,
 )
+from aichat_backend.money import Cost
+from aichat_backend.providers.base import ReasoningBlock
 
 
 def to_message(row: RowMapping) -> Message:
@@ -36,7 +38,17 @@ def to_message(row: RowMapping) -> Message:
         output_tokens=row["output_tokens"],
         create_time_us=row["create_time_us"],
         feedback=feedback_of(row),
+        reasoning=[ReasoningBlock.from_json(b) for b in row["reasoning"] or ()],
+        reasoning_tokens=row["reasoning_tokens"],
+        cached_input_tokens=row["cached_input_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cost=cost_of(row),
     )
+
+
+def cost_of(row: RowMapping) -> Cost | None:
+    nanos = row["cost_nanos"]
+    return None if nanos is None else Cost(nanos, row["currency"])
 
 
 def feedback_of(row: RowMapping) -> Feedback | None:
