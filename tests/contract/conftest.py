@@ -77,6 +77,26 @@ class Stores:
             ).mappings()
             return [(r["model"], r["input_tokens"], r["output_tokens"], r["turns"]) for r in rows]
 
+    async def usage_parts(self, user: str) -> list[tuple[str, int, int, int, int, str]]:
+        """(model, reasoning, cached input, cache write tokens, cost nanos, currency) rows."""
+        if self.memory is not None:
+            return [
+                (k[2], d.reasoning_tokens, d.cached_input_tokens, d.cache_write_tokens)
+                + (d.cost_nanos, d.currency)
+                for k, d in self.memory.usage_days()
+                if k[0] == user
+            ]
+        assert self.db is not None
+        async with self.db.read() as tx:
+            rows = (
+                await tx.execute(select(usage_daily).where(usage_daily.c.user_id == user))
+            ).mappings()
+            return [
+                (r["model"], r["reasoning_tokens"], r["cached_input_tokens"])
+                + (r["cache_write_tokens"], r["cost_nanos"], r["currency"])
+                for r in rows
+            ]
+
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
