@@ -31,43 +31,19 @@ from aichat_backend.providers.catalogue import parse_catalogue
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from aichat_devtools.memory_store import MemoryStore
 from tests.engine.conftest import EngineStack, ToolsAtHand, tool
+from tests.support.reasoning_models import reasoning_models
 
 pytestmark = pytest.mark.timeout(30)
 
 THOUGHT = "The user wants to look at seven. I should call the look tool first."
 
 
-def models_file(fake: FakeLLMServer) -> str:
-    return f"""
-currency: EUR
-models:
-  - name: claude
-    provider: anthropic
-    model_name: claude-test
-    base_url: {fake.root_url}
-    api_key: k
-    max_output_tokens: 8192
-    thinking: true
-    thinking_budget_tokens: 2048
-    prices: {{input: 3, cached_input: 0.30, cache_write: 3.75, output: 15}}
-  - name: gpt
-    provider: openai
-    model_name: gpt-test
-    base_url: {fake.base_url}
-    api_key: k
-    prices: {{input: "0.15", cached_input: "0.075", output: "0.60"}}
-  - name: free
-    provider: openai
-    model_name: free-test
-    base_url: {fake.base_url}
-    api_key: k
-"""
-
-
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
     async with FakeLLMServer(min_cache_tokens=64) as fake:
-        catalogue = parse_catalogue(models_file(fake), {}, timeout_seconds=10, prompt_caching=True)
+        catalogue = parse_catalogue(
+            reasoning_models(fake), {}, timeout_seconds=10, prompt_caching=True
+        )
         store = MemoryStore(idempotency_ttl_seconds=60)
         tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
         config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
