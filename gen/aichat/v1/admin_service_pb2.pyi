@@ -191,6 +191,7 @@ class LimitsStatus(_message.Message):
     DEGRADED_REASON_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
     BYPASS_ENTRIES_FIELD_NUMBER: _builtins.int
+    DAILY_COST_BUDGET_FIELD_NUMBER: _builtins.int
     rate_rps: _builtins.float
     """Requests per second per user (0: off)."""
     rate_burst: _builtins.int
@@ -211,6 +212,12 @@ class LimitsStatus(_message.Message):
     def refused(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Requests and turns refused on this replica since it started, by ErrorInfo reason."""
 
+    @_builtins.property
+    def daily_cost_budget(self) -> _money_pb2.Money:
+        """What a user's model calls may cost per UTC day, in the catalogue's currency; unset
+        when unlimited.
+        """
+
     def __init__(
         self,
         *,
@@ -222,10 +229,11 @@ class LimitsStatus(_message.Message):
         degraded_reason: _builtins.str = ...,
         refused: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         bypass_entries: _builtins.int = ...,
+        daily_cost_budget: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,7 +23,7 @@ from aichat_backend.admin_records import (
     make_query,
 )
 from aichat_backend.api.models_pb import models_to_pb
-from aichat_backend.api.money_pb import cost_pb
+from aichat_backend.api.money_pb import cost_pb, nanos_pb
 from aichat_backend.api.tool_service import STATE_TO_PB, TRANSPORT_TO_PB
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.catalogue import ModelCatalogue
@@ -91,6 +91,11 @@ def snapshot_to_pb(s: RuntimeSnapshot) -> apb.RuntimeStatus:
             degraded_reason=limits.degraded_reason,
             refused=limits.refused,
             bypass_entries=limits.bypass_entries,
+            daily_cost_budget=(
+                nanos_pb(limits.settings.daily_cost_budget_nanos, limits.settings.currency)
+                if limits.settings.daily_cost_budget_nanos
+                else None
+            ),
         ),
     )
 

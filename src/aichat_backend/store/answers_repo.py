@@ -31,6 +31,7 @@ from sqlalchemy import (
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
 from aichat_backend.records import TurnClaim, Usage
 from aichat_backend.store.database import Tx
+from aichat_backend.store.message_rows import DETAIL_VALUES, detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.tables import messages, sessions
 from aichat_backend.store.turn_leases import (
@@ -136,12 +137,7 @@ _WRITE_ANSWER = (
         input_tokens=bindparam("p_in"),
         output_tokens=bindparam("p_out"),
         model=bindparam("p_model"),
-        reasoning=bindparam("p_reasoning"),
-        reasoning_tokens=bindparam("p_rsn"),
-        cached_input_tokens=bindparam("p_cin"),
-        cache_write_tokens=bindparam("p_cw"),
-        cost_nanos=bindparam("p_cost"),
-        currency=bindparam("p_cur"),
+        **DETAIL_VALUES,
     )
 )
 
@@ -281,12 +277,7 @@ class AnswerRepository:
             "p_in": m.input_tokens,
             "p_out": m.output_tokens,
             "p_model": m.model,
-            "p_reasoning": [b.to_json() for b in m.reasoning] if m.reasoning else None,
-            "p_rsn": m.reasoning_tokens,
-            "p_cin": m.cached_input_tokens,
-            "p_cw": m.cache_write_tokens,
-            "p_cost": m.cost.nanos if m.cost is not None else None,
-            "p_cur": m.cost.currency if m.cost is not None else "",
+            **detail_params(m),
         }
 
     # --- replay ---------------------------------------------------------------------

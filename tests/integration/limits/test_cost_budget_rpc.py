@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aichat.v1 import admin_service_pb2 as apb
+from aichat.v1 import admin_service_pb2_grpc
 from aichat.v1 import session_service_pb2 as spb
 
 from aichat_devtools.fake_llm import Script
@@ -21,7 +23,7 @@ async def test_a_cost_budget_spent_on_one_replica_is_refused_on_the_other(
     redis_url: str, tmp_path: Path
 ) -> None:
     user = f"spender-{uuid.uuid4().hex[:10]}"  # its own Redis keys
-    budget = {"daily_cost_budget": "0.01", "redis_url": redis_url}
+    budget = {"daily_cost_budget": "0.01", "redis_url": redis_url, "admin_users": "ops"}
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     a_dir.mkdir(), b_dir.mkdir()
     async with (
@@ -31,6 +33,9 @@ async def test_a_cost_budget_spent_on_one_replica_is_refused_on_the_other(
         mine = await b.server.sessions.GetMyUsage(spb.GetMyUsageRequest(), metadata=md(user))
         budget_pb = mine.daily_cost_budget
         assert (budget_pb.currency_code, budget_pb.units, budget_pb.nanos) == ("EUR", 0, 10_000_000)
+        admin = admin_service_pb2_grpc.AdminServiceStub(b.server.channel)
+        status = await admin.GetRuntimeStatus(apb.GetRuntimeStatusRequest(), metadata=md("ops"))
+        assert status.limits.daily_cost_budget == budget_pb
         # 1000 * 3 + 500 * 15 per million: 0.0105 EUR, past the 0.01 budget.
         a.fake.enqueue(Script(text="costly", input_tokens=1000, output_tokens=500))
         await a.turn(user, await a.new_session(user), "spend")
