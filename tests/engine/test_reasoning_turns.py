@@ -306,3 +306,21 @@ async def test_another_replica_answers_after_a_thinking_round_it_did_not_make(
     assert ended.outcome is TurnOutcome.COMPLETED, ended.error
     assert first_assistant_blocks(stack.fake.requests[-1].body)[0]["signature"]
     await other.drain_writes()
+
+
+async def test_a_listed_page_counts_the_reasoning_it_carries(stack: EngineStack, user: str) -> None:
+    """Reasoning is often longer than the answer: a ListMessages page bounded by bytes must
+    count it, or a page of thinking answers would pass the gRPC message limit."""
+    session = await stack.new_session(user, model="gpt")
+    thought = " ".join(f"{n:06d}-thinking-aloud-about-it" for n in range(2000))  # ~62 KB
+    for i in range(3):
+        stack.fake.enqueue(Script(reasoning=thought, text=f"answer {i}"))
+        await stack.turn(user, session, f"question {i}")
+    bounded = SessionManager(
+        stack.store,
+        SessionLimits(memory_max=100, idempotency_ttl_seconds=60, page_max_bytes=100_000),
+    )
+    page = await bounded.list_messages(user, session, 50, "")
+    carried = sum(len(m.reasoning_text) for m in page.items)
+    assert page.next_page_token and len(page.items) < 6
+    assert 0 < carried <= 100_000
