@@ -5,6 +5,8 @@
 import { el, icon, shortName } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { feedbackControls } from "./feedback.js";
+import { ThinkingSection } from "./thinking.js";
+import { usageToggle } from "./usage.js";
 
 const STATE_LABEL = {
   TOOL_CALL_STATE_PENDING_APPROVAL: "waiting for approval",
@@ -20,6 +22,8 @@ export class AnswerView {
     this.text = message?.text || "";
     this.message = message;
     this.calls = new Map();
+    this.thinking = new ThinkingSection(message?.reasoning);
+    this.usage = message?.usage; // the turn's, once a streamed turn ended
     this.tools = el("div", { class: "tool-calls" });
     this.body = el("div", { class: "markdown" });
     this.approvals = el("div", { class: "approvals" });
@@ -28,6 +32,7 @@ export class AnswerView {
     this.node = el(
       "article",
       { class: "message assistant", "data-role": "assistant" },
+      this.thinking.node,
       this.tools,
       this.approvals,
       this.body,
@@ -40,8 +45,15 @@ export class AnswerView {
     this.render();
   }
 
+  appendReasoning(text) {
+    this.thinking.append(text);
+    this.setThinking(false); // the reasoning itself shows the model at work
+    this.grew();
+  }
+
   appendText(text) {
     this.text += text;
+    this.thinking.finish();
     this.setThinking(false);
     // One Markdown render per frame however many deltas arrive in it.
     if (!this.pending) {
@@ -110,12 +122,18 @@ export class AnswerView {
       },
     });
     const thumbs = this.message?.name ? [feedbackControls(this.message)] : [];
-    this.actions.replaceChildren(copy, ...thumbs);
+    const usage = this.usage ? usageToggle(() => this.usage) : null;
+    this.actions.replaceChildren(copy, ...thumbs, ...(usage ? [usage.button] : []));
+    this.usageDetails?.remove();
+    this.usageDetails = usage?.details;
+    if (usage) this.actions.after(usage.details);
     this.grew();
   }
 
   finishFromMessage(message) {
     if (message?.name) this.message = message;
+    this.thinking.finish();
+    this.thinking.setStored(message?.reasoning);
     if (message?.state === "MESSAGE_STATE_INCOMPLETE") {
       this.setStatus("Incomplete: the answer was cut off before it finished.", "incomplete");
     } else if (message?.state === "MESSAGE_STATE_INTERRUPTED") {

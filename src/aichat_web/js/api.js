@@ -134,4 +134,6 @@ export const api = {
   setFeedback: (name, rating, comment = "") =>
     json(`/${name}:setFeedback`, { method: "POST", body: { rating, comment } }),
   exportSession: (name, format) => request(`/${name}:export`, { query: { format } }),
+  // The caller's own usage today and this month, and their daily budgets (GetMyUsage).
+  myUsage: () => json("/usage"),
 };

@@ -8,6 +8,7 @@ import { $ } from "./dom.js";
 import { ModelPicker, ToolPicker } from "./pickers.js";
 import { SessionList } from "./sessions.js";
 import { toastError } from "./toast.js";
+import { mountMyUsage } from "./usage.js";
 
 const DEFAULT_CONFIG = {
   appName: "Galaxy Chat",
@@ -103,6 +104,7 @@ async function start() {
   });
   $("toggle-sidebar").addEventListener("click", () => document.body.classList.toggle("sidebar-open"));
   $("scrim").addEventListener("click", () => document.body.classList.remove("sidebar-open"));
+  mountMyUsage(document.querySelector(".sidebar-footer"));
   $("sign-out").addEventListener("click", () => {
     forgetToken();
     showSignIn("You signed out.");

@@ -127,6 +127,8 @@ function handle(view, event, hooks) {
     view.node.dataset.message = event.turnStarted.answerMessage || "";
     view.message = null; // a continuation (after approval) answers in messages of its own
     view.toolsSinceStart = false;
+  } else if (event.reasoningDelta) {
+    view.appendReasoning(event.reasoningDelta.text || "");
   } else if (event.textDelta) {
     view.appendText(event.textDelta.text || "");
   } else if (event.heartbeat) {
@@ -149,6 +151,8 @@ function handle(view, event, hooks) {
 function ended(view, turnEnded) {
   const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
   nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
+  view.usage = turnEnded.usage || view.usage; // every round of the turn, and its cost
+  view.thinking.finish();
   view.setThinking(false);
   view.render();
   if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
