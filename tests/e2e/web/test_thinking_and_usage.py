@@ -168,3 +168,23 @@ async def test_my_usage_today_this_month_and_budgets(
     await dialog.get_by_role("button", name="Close").click()
     await expect(dialog).to_be_hidden()
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_thinking_and_my_usage_at_phone_width(
+    phone: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
+) -> None:
+    page = await signed_in(phone, envoy, token)
+    stack.fake.enqueue(Script(reasoning=THOUGHT, text="Four.", input_tokens=10, output_tokens=60))
+    await send(page, "2+2?")
+    await wait_idle(page)
+    answer = last_answer(page)
+    await answer.locator("details.thinking summary").click()
+    await answer.locator(".usage-toggle").click()
+    await expect(answer.locator(".answer-usage")).to_be_visible()
+    box = await answer.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390  # nothing wider than the phone
+    await page.screenshot(path=str(artifacts / "thinking-phone.png"))
+    await page.locator("#toggle-sidebar").click()
+    await page.locator("#my-usage").click()
+    await expect(page.locator("#usage-dialog")).to_be_visible()
+    await page.screenshot(path=str(artifacts / "my-usage-phone.png"))
