@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aichat_backend.domain import MessageState, ToolCallState
 from aichat_backend.engine.approvals import Decision
-from aichat_backend.engine.chat import ChatConfig, ChatEngine, ResolveRequest
+from aichat_backend.engine.chat import ResolveRequest
 from aichat_backend.engine.events import (
     ApprovalRequired,
     ReasoningDelta,
@@ -29,8 +28,7 @@ from aichat_backend.errors import InvalidArgument
 from aichat_backend.money import Cost
 from aichat_backend.providers.catalogue import parse_catalogue
 from aichat_devtools.fake_llm import FakeLLMServer, Script
-from aichat_devtools.memory_store import MemoryStore
-from tests.engine.conftest import EngineStack, ToolsAtHand, tool
+from tests.engine.conftest import EngineStack, engine_stack
 from tests.support.reasoning_models import reasoning_models
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,22 +37,12 @@ THOUGHT = "The user wants to look at seven. I should call the look tool first."
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
+async def stack() -> AsyncIterator[EngineStack]:
     async with FakeLLMServer(min_cache_tokens=64) as fake:
-        catalogue = parse_catalogue(
-            reasoning_models(fake), {}, timeout_seconds=10, prompt_caching=True
-        )
-        store = MemoryStore(idempotency_ttl_seconds=60)
-        tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
-        config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
-        engine = ChatEngine(store, catalogue, config, tools=tools)
-        sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
-        try:
-            yield EngineStack(engine, store, fake, sessions, tools, catalogue, config)
-        finally:
-            engine.stop_all()
-            await engine.drain_writes()
-            await catalogue.aclose()
+        models = reasoning_models(fake)
+        catalogue = parse_catalogue(models, {}, timeout_seconds=10, prompt_caching=True)
+        async with engine_stack(fake, catalogue) as built:
+            yield built
 
 
 def ended_of(events: list[TurnEvent]) -> TurnEnded:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Page, expect
 
-from aichat_devtools import dev_envoy
 from aichat_devtools.dev_token import DevKeys
 from aichat_devtools.fake_llm import Script
+from tests.e2e.web.conftest import page_envoy
 from tests.e2e.web.helpers import last_answer, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
-from tests.support.envoy import Envoy, envoy_in_front, render_for_test
+from tests.support.envoy import Envoy
 from tests.support.reasoning_models import reasoning_stack
 
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(90)]
@@ -50,18 +50,22 @@ async def envoy(
     stack: ChatStack, dev_keys: DevKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Envoy]:
     workdir = tmp_path_factory.mktemp("thinking-envoy")
-    web_config = dev_envoy.write_web_config(dict(os.environ), workdir / "web-config.json")
-    config = render_for_test(
-        backend_port=stack.server.port, jwks_path=dev_keys.jwks_path, web_config=web_config
-    )
-    async with envoy_in_front(config, workdir) as running:
+    async with page_envoy(stack, dev_keys, workdir, os.environ) as running:
         yield running
+
+
+async def ready(context: BrowserContext, envoy: Envoy, token: str) -> Page:
+    """Signed in, with the new chat set up (a message typed before that could be lost:
+    the page's start opens the draft after loading the sidebar)."""
+    page = await signed_in(context, envoy, token)
+    await expect(page.locator(".welcome")).to_be_visible()
+    return page
 
 
 async def test_thinking_streams_folds_and_stays_after_a_reload(
     desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
-    page = await signed_in(desktop, envoy, token)
+    page = await ready(desktop, envoy, token)
     gate = asyncio.Event()
     stack.fake.enqueue(
         Script(
@@ -129,7 +133,7 @@ async def test_thinking_streams_folds_and_stays_after_a_reload(
 async def test_an_answer_without_reasoning_shows_no_thinking(
     desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
 ) -> None:
-    page = await signed_in(desktop, envoy, token)
+    page = await ready(desktop, envoy, token)
     await page.locator("#model-select").select_option("free")
     stack.fake.enqueue(Script(text="Plain answer."))
     await send(page, "hello")
@@ -144,7 +148,7 @@ async def test_an_answer_without_reasoning_shows_no_thinking(
 async def test_my_usage_today_this_month_and_budgets(
     desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
-    page = await signed_in(desktop, envoy, token)
+    page = await ready(desktop, envoy, token)
     stack.fake.enqueue(Script(text="Paid for.", input_tokens=2000, output_tokens=10))
     await send(page, "spend a little")
     await wait_idle(page)
@@ -173,7 +177,7 @@ async def test_my_usage_today_this_month_and_budgets(
 async def test_thinking_and_my_usage_at_phone_width(
     phone: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
-    page = await signed_in(phone, envoy, token)
+    page = await ready(phone, envoy, token)
     stack.fake.enqueue(Script(reasoning=THOUGHT, text="Four.", input_tokens=10, output_tokens=60))
     await send(page, "2+2?")
     await wait_idle(page)
