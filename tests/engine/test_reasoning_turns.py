@@ -312,3 +312,25 @@ async def test_a_listed_page_counts_the_reasoning_it_carries(stack: EngineStack,
     carried = sum(len(m.reasoning_text) for m in page.items)
     assert page.next_page_token and len(page.items) < 6
     assert 0 < carried <= 100_000
+
+
+async def test_a_fallback_is_priced_at_its_own_prices(user: str) -> None:
+    """The model that answered is the one paid: a fallback's prices, not the primary's."""
+    async with (
+        FakeLLMServer(default=Script(error_status=503)) as dead,
+        FakeLLMServer() as alive,
+    ):
+        models = f"""
+models:
+  - {{name: main, provider: openai, base_url: "{dead.base_url}", api_key: k,
+     model_name: main-model, fallbacks: [backup], prices: {{input: 10, output: 10}}}}
+  - {{name: backup, provider: openai, base_url: "{alive.base_url}", api_key: k,
+     model_name: backup-model, prices: {{input: 1, output: 2}}}}
+"""
+        async with engine_stack(alive, parse_catalogue(models, {}, timeout_seconds=10)) as stack:
+            session = await stack.new_session(user)
+            alive.enqueue(Script(text="from the backup", input_tokens=1000, output_tokens=1000))
+            ended = ended_of(await stack.turn(user, session, "hi"))
+    assert (ended.outcome, ended.model) == (TurnOutcome.COMPLETED, "backup")
+    assert ended.cost == Cost.of(Decimal("0.003"), "USD")  # 1000 * 1 + 1000 * 2 per million
+    assert ended.message.cost == ended.cost and dead.request_count >= 1
