@@ -9,6 +9,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PROTO_FILES := $(wildcard proto/aichat/v1/*.proto)
 REASONS_PY := src/aichat_backend/reasons.py
+# Generated outside gen/ (committed too, compared by check-gen like gen/).
+GENERATED := $(REASONS_PY) deploy/envoy/envoy.yaml deploy/compose/envoy.yaml \
+  deploy/compose/web-config.json deploy/helm/aichat/files/envoy.yaml docs/configuration.md
 GOOGLE_PROTOS = $(shell $(PY) -c "import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))" 2>/dev/null)
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))" 2>/dev/null)
 
@@ -25,6 +28,11 @@ $(STAMP): pyproject.toml src/aichat_devtools/pyproject.toml tests/e2e/node/packa
 	cd src/aichat_web && npm ci --no-audit --no-fund --loglevel=error
 	# The browser tests drive Debian's chromium (Playwright never downloads a browser).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	# `make gen` writes the OpenAPI document with grpc-gateway's generator (Debian's binary).
+	command -v protoc-gen-swagger >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-grpc-gateway; }
+	# The image tests build with buildah (chroot isolation: no Docker daemon) on a base
+	# debootstrap makes (tests/support/images.py).
+	command -v buildah >/dev/null && command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap; }
 	touch $(STAMP)
 
 node-deps:
@@ -42,6 +50,7 @@ test-fast: install
 lint: install buf-lint envoy-validate
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile deploy/envoy/Dockerfile
 
 # buf runs offline: the google/api and google/rpc protos come from the
 # googleapis-common-protos wheel, staged next to ours in a temp tree.
@@ -72,14 +81,32 @@ gen: install
 	touch gen/aichat/__init__.py gen/aichat/v1/__init__.py gen/aichat/v1/py.typed
 	# The ErrorInfo reasons as the server raises them (a StrEnum; the engine knows no protobuf).
 	$(PY) -m aichat_devtools.gen_reasons proto/aichat/v1/error_reason.proto $(REASONS_PY)
+	# The REST surface as OpenAPI 2.0: protoc-gen-swagger on the HTTP rules, then finished
+	# for what Envoy serves (paths, SSE, errors, the token): see aichat_devtools/openapi_doc.py.
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLE_PROTOS) -I$(GRPC_TOOLS_PROTOS) \
+	  --plugin=protoc-gen-swagger=$(BIN)/aichat-openapi-plugin \
+	  --swagger_out=allow_merge=true,merge_file_name=aichat,json_names_for_fields=true:$$tmp \
+	  $(PROTO_FILES) && \
+	$(PY) -m aichat_devtools.openapi_doc $$tmp/aichat.swagger.json gen/aichat.pb gen/aichat.openapi.json
+	# The REST body fields each HTTP rule takes, for envoy.yaml's Lua filter.
+	$(PY) -m aichat_devtools.rest_fields gen/aichat.pb gen/rest_fields.lua
+	# envoy.yaml as the image, compose and the Helm chart run it; the settings reference.
+	$(PY) -m aichat_devtools.deploy_configs
+	$(PY) -m aichat_devtools.settings_doc docs/configuration.md
 
 check-gen: install
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; cp $(REASONS_PY) $$tmp/reasons.py; \
-	$(MAKE) -s gen >/dev/null; \
-	if ! diff -r -x __pycache__ $$tmp/before gen >/dev/null || ! diff -q $$tmp/reasons.py $(REASONS_PY) >/dev/null; then \
-	  echo "gen/ or $(REASONS_PY) is stale: run 'make gen' and commit the result"; \
-	  diff -r -x __pycache__ $$tmp/before gen | head -20; diff $$tmp/reasons.py $(REASONS_PY) | head -10; \
-	  rm -rf gen; cp -r $$tmp/before gen; cp $$tmp/reasons.py $(REASONS_PY); exit 1; fi
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cp -r gen $$tmp/before; \
+	for f in $(GENERATED); do mkdir -p $$tmp/files/$$(dirname $$f); cp $$f $$tmp/files/$$f; done; \
+	$(MAKE) -s gen >/dev/null; stale=""; \
+	diff -r -x __pycache__ $$tmp/before gen >/dev/null || stale="gen/"; \
+	for f in $(GENERATED); do diff -q $$tmp/files/$$f $$f >/dev/null || stale="$$stale $$f"; done; \
+	if [ -n "$$stale" ]; then \
+	  echo "stale: $$stale: run 'make gen' and commit the result"; \
+	  diff -r -x __pycache__ $$tmp/before gen | head -20; \
+	  for f in $(GENERATED); do diff $$tmp/files/$$f $$f | head -10; done; \
+	  rm -rf gen; cp -r $$tmp/before gen; \
+	  for f in $(GENERATED); do cp $$tmp/files/$$f $$f; done; exit 1; fi
 
 bench: install
 	$(PY) -m aichat_devtools.bench --full

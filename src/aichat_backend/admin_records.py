@@ -74,7 +74,7 @@ class UsageRow:
     model: str
     input_tokens: int
     output_tokens: int
-    turns: int
+    model_calls: int  # the usage_daily column `turns` counts model calls
     reasoning_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0

@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from aichat_backend import logs
 from aichat_backend.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    import grpc
 
 EXIT_CONFIG = 2
 
@@ -26,7 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before the heavy imports: a bad setting fails at once
-    from aichat_backend.server import serve
+    from aichat_backend.server import CannotListen, serve
     from aichat_backend.store.migrate_process import MigrationFailed
 
     logs.configure(settings.log_level, settings.log_format)
@@ -35,7 +39,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aichat-backend: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except MigrationFailed as exc:
+    except (MigrationFailed, CannotListen) as exc:
         print(f"aichat-backend: {exc}", file=sys.stderr)
         return 1
 
@@ -93,17 +97,45 @@ def _cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    address = args.address or probe_address(_settings(args).grpc_address)
     try:
-        with grpc.insecure_channel(args.address) as channel:
+        with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:
-        print(f"unhealthy: {exc.code().name}", file=sys.stderr)
+        print(f"unhealthy: {_rpc_error_text(exc)}", file=sys.stderr)
         return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def probe_address(listen: str) -> str:
+    """Where this machine reaches a server listening on ``listen`` (``0.0.0.0:p`` → local)."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def _rpc_error_text(exc: grpc.RpcError) -> str:
+    """The code, the server's ErrorInfo reason and its message (why, and what to do)."""
+    from grpc_status import rpc_status
+
+    code = exc.code().name
+    status = rpc_status.from_call(exc)
+    reasons: list[str] = []
+    if status is not None:
+        from google.rpc import error_details_pb2
+
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reasons.append(info.reason)
+    parts = [code, *reasons]
+    message = exc.details() or ""
+    return " ".join(parts) + (f": {message}" if message else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--env-only", action="store_true")
     migrate.set_defaults(func=_cmd_migrate)
     health = sub.add_parser("health", help="check a running server's gRPC health")
-    health.add_argument("--address", default="127.0.0.1:50051")
+    health.add_argument(
+        "--address", help="host:port (default: AICHAT_GRPC_ADDRESS, a wildcard host as 127.0.0.1)"
+    )
     health.add_argument("--service", default="")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=_cmd_health)

@@ -9,14 +9,11 @@ file named by ``AICHAT_CONFIG_FILE``, then the defaults below. ``serve --env-onl
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
-from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,134 +21,23 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aichat_backend.config_chat import ChatFields
+from aichat_backend.config_policy import PolicyFields
+from aichat_backend.config_server import MIB, ServerFields
+
 ENV_PREFIX = "AICHAT_"
-MIB = 1024 * 1024
+__all__ = ["MIB", "ConfigError", "Settings", "load_settings"]
 
 
-class Settings(BaseSettings):
+class Settings(ServerFields, ChatFields, PolicyFields):
+    """Every field is declared in config_server, config_chat and config_policy."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",
         extra="ignore",
         validate_default=True,
     )
-
-    # --- server ---------------------------------------------------------------------
-    # Loopback by default: whoever reaches this port directly is trusted to name the user.
-    grpc_address: str = "127.0.0.1:50051"
-    auth_header: str = "x-user-id"
-    max_user_id_length: int = Field(256, ge=1, le=256)  # the user_id columns hold 256
-    max_message_bytes: int = Field(16 * MIB, ge=1024)
-    # A ListMessages page (and each read of an export) stops early past this many bytes.
-    list_page_max_bytes: int = Field(4 * MIB, ge=1024)
-    shutdown_grace_seconds: float = Field(10.0, ge=0)
-    # Clients may ping this often on idle streams without being cut off.
-    keepalive_min_ping_interval_seconds: float = Field(10.0, gt=0)
-    keepalive_time_seconds: float = Field(30.0, gt=0)
-    keepalive_timeout_seconds: float = Field(10.0, gt=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
-    # host:port for Prometheus /metrics; unset = off. Keep it private like the gRPC port.
-    metrics_address: str | None = None
-    data_dir: Path = Path("./var")
-    # Names this process's running turns, so a restart marks its own unfinished ones.
-    replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
-    config_file: Path | None = None
-
-    # --- database ---------------------------------------------------------------------
-    database_url: str | None = None
-    db_host: str | None = None
-    db_port: int = Field(5432, ge=1, le=65535)
-    db_name: str | None = None
-    db_username: str | None = None
-    db_password: str | None = None
-    db_ssl_mode: str | None = None
-    db_pool_size: int = Field(10, ge=1)
-    # Together these bound how long a request waits on a frozen or unreachable database.
-    db_connect_timeout_seconds: float = Field(2.0, gt=0)
-    db_statement_timeout_seconds: float = Field(3.0, gt=0)
-    db_request_timeout_seconds: float = Field(4.5, gt=0)
-    idempotency_ttl_hours: float = Field(24.0, ge=24.0)
-
-    # --- chat -------------------------------------------------------------------------
-    llm_provider: str = "openai"
-    llm_model: str = "gpt-4o-mini"
-    api_key: str | None = None
-    llm_base_url: str | None = None
-    llm_temperature: float | None = Field(None, ge=0, le=2)
-    provider_timeout_seconds: float = Field(30.0, gt=0)
-    # The HTTP client under the provider SDKs: aiohttp (their `aiohttp` extra, C-parsed,
-    # ~40% less CPU per streamed chunk here) or httpx (their default).
-    llm_http_client: Literal["aiohttp", "httpx"] = "aiohttp"
-    provider_max_retries: int = Field(2, ge=0, le=10)
-    models_file: Path | None = None
-    # The env-configured model's limits and reasoning (a models file says them per model);
-    # unset limits come from the table of known models (providers/model_limits.py).
-    llm_context_window: int | None = Field(None, gt=0)
-    llm_max_output_tokens: int | None = Field(None, gt=0)
-    llm_reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    llm_thinking_budget_tokens: int = Field(0, ge=0)  # Anthropic extended thinking; 0: off
-    # Cache points on the system prompt and the conversation so far, for Anthropic models
-    # whose catalogue entry does not say `prompt_caching`.
-    anthropic_prompt_caching: bool = True
-    default_system_prompt: str = ""
-    memory_default: int = Field(20, ge=1)
-    memory_max: int = Field(100, ge=1)
-    max_attachment_bytes: int = Field(10 * MIB, ge=1)
-    max_attachments_per_message: int = Field(10, ge=0)
-    heartbeat_seconds: float = Field(5.0, gt=0, le=60)
-    # The web page's title (seed 003's APP_NAME and its default); see web_config.py.
-    app_name: str = Field("Galaxy Chat", min_length=1, max_length=100)
-    # PDF text extraction (worker processes; a PDF over any bound is refused, not cut).
-    pdf_max_pages: int = Field(100, ge=1)
-    pdf_max_chars: int = Field(200_000, ge=1)  # extracted text per PDF
-    pdf_cpu_seconds: float = Field(5.0, gt=0)
-    pdf_timeout_seconds: float = Field(10.0, gt=0)  # wall clock, waiting for a reader too
-    pdf_max_memory_mib: int = Field(1024, ge=128)
-    pdf_workers: int = Field(1, ge=1, le=16)
-
-    # --- limits -----------------------------------------------------------------------
-    rate_rps: float = Field(5.0, ge=0)  # per user; 0 turns the rate limit off
-    rate_burst: int = Field(20, ge=1)
-    max_concurrent_turns_per_user: int = Field(2, ge=0)  # 0 = unlimited
-    daily_token_budget: int = Field(0, ge=0)  # input + output tokens per user per UTC day
-    # What a user's model calls may cost per UTC day, in the models file's currency, exact
-    # (e.g. "2.50"); 0 = unlimited. Calls of models without prices cost nothing here.
-    daily_cost_budget: Decimal = Field(Decimal(0), ge=0, max_digits=18, decimal_places=9)
-    # Identities exempt from every limit (internal services), comma separated.
-    limits_exempt_users: str = ""
-    redis_url: str | None = None  # shares the limits between replicas
-
-    # --- operator API -------------------------------------------------------------------
-    # Callers whose verified token carries this role (Envoy forwards the claim in
-    # admin_role_header, after removing any client-sent one), or listed here.
-    admin_users: str = ""
-    admin_role_header: str = "x-aichat-role"
-    admin_role: str = "admin"
-    # The API key a caller used, when the edge names one (for the rate-limit bypass list).
-    api_key_header: str = "x-api-key-id"
-    # Each replica re-reads the bypass list this often: how soon a change made on another
-    # replica applies here.
-    bypass_refresh_seconds: float = Field(2.0, gt=0, le=300)
-    # A tiny request to each model at start-up (off for deployments that pay per call).
-    model_check: bool = True
-    model_check_timeout_seconds: float = Field(10.0, gt=0, le=120)
-
-    # --- tools ------------------------------------------------------------------------
-    mcp_servers_file: Path | None = None
-    tool_timeout_seconds: float = Field(30.0, gt=0)
-    max_tool_rounds: int = Field(8, ge=1, le=100)
-    approval_ttl_seconds: float = Field(24 * 3600.0, gt=0)
-    turn_lease_seconds: float = Field(60.0, ge=3)
-
-    # --- resumable turns (turns/) ---------------------------------------------------------
-    # Whether a turn whose caller hangs up runs on (resumable) when the request does not say.
-    turn_detached_default: bool = False
-    turn_detached_max_seconds: float = Field(600.0, gt=0)  # a detached turn's own deadline
-    # Events are stored this long after they are made (at most; a crash loses no more).
-    turn_events_flush_seconds: float = Field(0.1, gt=0, le=5)
-    turn_events_retention_seconds: float = Field(3600.0, gt=0)  # after the turn ended
-    turn_events_max_bytes: int = Field(8 * MIB, ge=64 * 1024)  # stored per turn
 
     @field_validator(
         "api_key",

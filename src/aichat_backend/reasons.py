@@ -92,6 +92,9 @@ class Reason(enum.StrEnum):
     COMMENT_TOO_LONG = "COMMENT_TOO_LONG"
     #: INVALID_ARGUMENT: a feedback comment needs a rating.
     COMMENT_WITHOUT_RATING = "COMMENT_WITHOUT_RATING"
+    #: RESOURCE_EXHAUSTED: this user runs as many exports at once as allowed; retry when
+    #: one has finished (RetryInfo).
+    EXPORTS_LIMITED = "EXPORTS_LIMITED"
     #: INVALID_ARGUMENT: more attachments than a message may carry.
     TOO_MANY_ATTACHMENTS = "TOO_MANY_ATTACHMENTS"
     #: INVALID_ARGUMENT: an attachment is larger than allowed.
@@ -106,8 +109,12 @@ class Reason(enum.StrEnum):
     PDF_TEXT_TOO_LONG = "PDF_TEXT_TOO_LONG"
     #: INVALID_ARGUMENT: reading a PDF took more CPU, memory or time than allowed.
     PDF_TOO_COSTLY = "PDF_TOO_COSTLY"
-    #: RESOURCE_EXHAUSTED: every PDF reader is busy; retry after the RetryInfo delay.
+    #: UNAVAILABLE: every PDF reader is busy (or the user's previous PDF is still being
+    #: read); retry after the RetryInfo delay.
     PDF_READERS_BUSY = "PDF_READERS_BUSY"
+    #: RESOURCE_EXHAUSTED: this user's last PDF was refused as too costly to read; the
+    #: next is read after the RetryInfo delay.
+    PDF_COOLING_DOWN = "PDF_COOLING_DOWN"
     #: ABORTED: a turn with this request_id is still running; retry after it.
     TURN_IN_PROGRESS = "TURN_IN_PROGRESS"
     #: CANCELLED: the turn was cancelled (its caller hung up, or it was stopped).

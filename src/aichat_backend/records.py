@@ -24,6 +24,15 @@ MAX_REQUEST_ID_LENGTH = 256  # what the idempotency keys' column holds
 
 
 @dataclass(slots=True)
+class SessionSummary:
+    """An export's header: how many messages, which models answered, which tools ran."""
+
+    count: int = 0
+    tools: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class IdempotencyRecord:
     """The first result of a write a request_id named (AIP-155)."""
 

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2
 
 from aichat_backend import hardening
 from aichat_backend.api.chat_service import ChatServicer
+from aichat_backend.api.export import ExportSlots
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
@@ -77,6 +78,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+class CannotListen(OSError):
+    """The gRPC address is taken (another server?) or not one this host has."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen on {address}: the port is taken (another aichat-backend?) "
+            "or the host is not an address of this machine; set AICHAT_GRPC_ADDRESS"
+        )
+
+
 class App:
     """The running service: start, serve, shut down gracefully."""
 
@@ -94,6 +105,7 @@ class App:
             model_exists=self.catalogue.has,
         )
         self.metrics = Metrics()
+        self.exports = ExportSlots(settings.max_concurrent_exports_per_user)
         self.limit_settings = configs.limit_settings(settings, self.catalogue.currency)
         self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(
@@ -103,9 +115,14 @@ class App:
         self.pool: MCPPool | None = None
         if settings.mcp_servers_file is not None:
             # Imported only when tools are configured: the MCP SDK costs ~25 MB to load.
+            from aichat_backend.tools import run_as
+            from aichat_backend.tools.config import load_servers_file
             from aichat_backend.tools.pool import MCPPool
 
-            self.pool = MCPPool.from_file(settings.mcp_servers_file, environ=process_environment())
+            servers = load_servers_file(settings.mcp_servers_file, environ=process_environment())
+            # A root backend's stdio servers run as users of their own (see run_as).
+            servers = run_as.apply(servers, settings.mcp_stdio_user, settings.data_dir)
+            self.pool = MCPPool(servers)
         self.tools: ToolProvider | None = self.pool
         self.turn_log, self.turn_watches, self.turn_streams = turn_parts(
             self.db, settings, self.limits
@@ -137,6 +154,7 @@ class App:
                 self.sessions,
                 FeedbackManager(session_store),
                 UsageReader(self.db, self.limit_settings),
+                self.exports,
             ),
             chat=ChatServicer(
                 self.engine,
@@ -145,7 +163,7 @@ class App:
                 model_checks=self.admin.checker,
                 turns=self.turn_streams,
             ),
-            tools=ToolServicer(self.tools, self.direct_calls),
+            tools=ToolServicer(self.tools, self.direct_calls, self.limits),
             admin=self.admin.servicer,
             health=self.health,
         )
@@ -176,9 +194,12 @@ class App:
         )
         server = build_server(self.settings, interceptor, self.services)
         address = address or self.settings.grpc_address
-        self.port = server.add_insecure_port(address)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind": taken, or not an address of ours
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise CannotListen(address)
         await self.admin.start(self.health)
         await server.start()
         self.server = server
@@ -250,7 +271,11 @@ async def serve(settings: Settings) -> int:
     if removed:
         log.info("secrets removed from the environment", extra={"variables": removed})
     # Out of process: what alembic imports would stay in this one for good.
-    await app.start(migrate_in_child=True)
+    try:
+        await app.start(migrate_in_child=True)
+    except CannotListen:
+        await app.stop(0)  # what started before the bind (tool servers, the database)
+        raise
     # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
     # out of the collector's generations so each collection walks only request garbage.
     gc.collect()

@@ -6,6 +6,7 @@ Each wait is bounded and watches the child it waits on, so a backend that exits 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.error
@@ -28,6 +29,27 @@ _PROBE_OPTIONS = [
 
 class StartError(Exception):
     """The stack did not come up; the message says what to do."""
+
+
+def check_free(ports: Sequence[tuple[str, int, str]]) -> None:
+    """Refuse to start when a port we are about to listen on is taken.
+
+    Checked before anything starts: a second `make run` on the same ports would otherwise
+    have its readiness probes answered by the first one and announce itself as running.
+    ``ports``: (host, port, the setting that moves it).
+    """
+    for host, port, setting in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # As the servers bind: a port whose last connections are in TIME_WAIT is free,
+            # one something listens on is not.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                raise StartError(
+                    f"port {port} ({host}) is taken: is another `make run` running? "
+                    f"Stop it, or set {setting} to a free port"
+                ) from None
 
 
 def _wait(

@@ -75,6 +75,18 @@ class DevSettings:
             ),
         )
 
+    def listen_ports(self, *, fake: bool) -> list[tuple[str, int, str]]:
+        """Where this run will listen: (host, port, the setting that moves it)."""
+        host, _, port = self.grpc_address.rpartition(":")
+        ports = [
+            (host.strip("[]") or "0.0.0.0", int(port), "AICHAT_GRPC_ADDRESS"),
+            ("127.0.0.1", self.envoy_port, "AICHAT_DEV_ENVOY_PORT"),
+            ("127.0.0.1", self.envoy_admin_port, "AICHAT_DEV_ENVOY_ADMIN_PORT"),
+        ]
+        if fake:
+            ports.append(("127.0.0.1", self.fake_llm_port, "AICHAT_DEV_FAKE_LLM_PORT"))
+        return ports
+
     @property
     def probe_target(self) -> str:
         """Where this machine reaches the backend (a wildcard listen address included)."""
@@ -84,6 +96,8 @@ class DevSettings:
         return f"{host}:{port}"
 
 
+# The demo model's pace (the README states it): slow enough to see an answer stream.
+FAKE_TOKEN_DELAY_MS = 30
 BUNDLED_TOOLS_HEALTH = "aichat.tools/tasks"  # server.py's TOOLS_HEALTH + the entry's name
 
 FAKE_WARNING = """
@@ -140,9 +154,13 @@ def run() -> int:
         return 2
     env = dict(os.environ)
     env.setdefault("AICHAT_LOG_FORMAT", "text")
+    # A development machine often runs as root with its Python under /root, out of reach of
+    # the users a root backend gives its stdio tool servers: run them as this user instead.
+    env.setdefault("AICHAT_MCP_STDIO_USER", "same")
     children = Children()
     fake = False
     try:
+        dev_ready.check_free(dev.listen_ports(fake=not env.get("AICHAT_API_KEY", "").strip()))
         if not env.get("AICHAT_API_KEY", "").strip():
             children.spawn(
                 [
@@ -152,7 +170,7 @@ def run() -> int:
                     "--port",
                     str(dev.fake_llm_port),
                     "--token-delay-ms",
-                    "30",
+                    str(FAKE_TOKEN_DELAY_MS),
                 ],
                 stdout=subprocess.PIPE,
             )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aichat_backend.domain import Feedback, MessageState, Rating, Session
+from aichat_backend.domain import Feedback, MessageState, Rating, Session, ToolCall, ToolCallState
 from aichat_backend.errors import AlreadyExists, FailedPrecondition, NotFound
-from aichat_backend.records import CALL_TOOL_SCOPE, IdempotencyRecord
+from aichat_backend.records import CALL_TOOL_SCOPE, IdempotencyRecord, Usage
 from tests.contract.conftest import Stores
 
 pytestmark = pytest.mark.timeout(30)
@@ -130,3 +130,37 @@ async def test_a_request_is_reserved_once_settled_or_forgotten(stores: Stores) -
     assert (
         await stores.sessions.reserve_request(user, CALL_TOOL_SCOPE, "call-2", "x", never) is None
     )
+
+
+async def test_message_sizes_come_before_the_messages_and_a_summary_counts_them(
+    stores: Stores,
+) -> None:
+    # Readers bound a page by these sizes before reading it (a message can be 4 MB).
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid, "q" * 1000)
+    answer.text, answer.finish_reason, answer.model = "look", "tool_calls", "model-a"
+    call = ToolCall(
+        id="c1",
+        tool_name="srv__look",
+        arguments={"x": 1},
+        state=ToolCallState.SUCCEEDED,
+        server="srv",
+        result_text="r" * 500,
+    )
+    await stores.turns.store_tool_round(stores.user, sid, answer, [call], Usage("m", 1, 1))
+    placeholder, _ = await stores.turns.next_round(stores.user, sid, answer, "model-b")
+    placeholder.text, placeholder.state = "a" * 3000, MessageState.COMPLETE
+    await stores.turns.finish(stores.user, sid, turn, placeholder, Usage("m", 1, 1))
+    sizes = await stores.sessions.message_sizes(stores.user, sid, 10, None)
+    arguments = len('{"x": 1}')  # as JSON text; stores may drop the space
+    assert sizes[0] == 256 + 1000
+    assert sizes[1] in (256 + 4 + 128 + 500 + arguments, 256 + 4 + 128 + 500 + arguments - 1)
+    assert sizes[2] == 256 + 3000
+    messages = await stores.sessions.list_messages(stores.user, sid, 10, None)
+    assert await stores.sessions.message_sizes(stores.user, sid, 10, messages[0].seq) == sizes[1:]
+    assert await stores.sessions.message_sizes(stores.user, sid, 1, None) == sizes[:1]
+    with pytest.raises(NotFound):
+        await stores.sessions.message_sizes("someone-else", sid, 10, None)
+    summary = await stores.sessions.summarize_session(stores.user, sid)
+    assert summary.count == 3 and summary.tools == {"srv__look"}
+    assert summary.models == {"model-a", "model-b"}

@@ -20,10 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from aichat_devtools.fake_llm import Script
 from tests.support import hostile_pdf
 from tests.support.chat import ChatStack, chat_stack
-from tests.support.grpc_helpers import error_info, md
+from tests.support.grpc_helpers import error_info, md, retry_info
 
 pytestmark = pytest.mark.timeout(90)
 
+COOLDOWN = 30
 LIMITS = {
     "pdf_max_pages": 50,
     "pdf_max_chars": 20_000,
@@ -83,13 +84,17 @@ async def test_encrypted_pdf_is_refused(stack: ChatStack, user: str) -> None:
 
 
 async def test_a_normal_pdf_still_reaches_the_model_after_a_refusal(
-    stack: ChatStack, user: str
+    stack: ChatStack, user: str, other_user: str
 ) -> None:
     await _refused(stack, user, hostile_pdf.operator_flood(1_000_000))  # worker replaced
-    session = await stack.new_session(user)
+    # Another user's (the sender of a costly PDF waits first: see the cool-down below).
+    session = await stack.new_session(other_user)
     stack.fake.enqueue(Script(tokens=["ok"]))
     events = await stack.turn(
-        user, session, "read", attachments=[_pdf(hostile_pdf.text_pdf("Revenue grew 12%"))]
+        other_user,
+        session,
+        "read",
+        attachments=[_pdf(hostile_pdf.text_pdf("Revenue grew 12%"))],
     )
     assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
     assert "Revenue grew 12%" in str(stack.fake.requests[-1].body)
@@ -129,3 +134,70 @@ async def test_other_users_are_served_while_a_hostile_pdf_is_being_read(
             await hostile
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info(err.value).reason == "PDF_TOO_COSTLY"
+
+
+# --- readers shared fairly (issue 24, item 3) ---------------------------------------------
+
+
+async def test_a_user_whose_pdf_was_too_costly_waits_before_the_next(
+    stack: ChatStack, user: str, other_user: str
+) -> None:
+    code, reason = await _refused(stack, user, hostile_pdf.operator_flood(1_000_000))
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "PDF_TOO_COSTLY")
+    session = await stack.new_session(user)
+    normal = [_pdf(hostile_pdf.text_pdf("Revenue grew 12%"))]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.turn(user, session, "read", attachments=normal)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(err.value).reason == "PDF_COOLING_DOWN"
+    retry = retry_info(err.value)
+    assert retry is not None and 0 < retry.retry_delay.seconds <= COOLDOWN
+    assert await stack.messages(user, session) == []
+    # Only that user waits: another user's PDF is read at once.
+    other = await stack.new_session(other_user)
+    stack.fake.enqueue(Script(tokens=["ok"]))
+    events = await stack.turn(other_user, other, "read", attachments=normal)
+    assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+
+
+async def test_one_users_pdfs_are_read_one_at_a_time_and_others_go_on(
+    sqlite_url: str, user: str, other_user: str
+) -> None:
+    # Two readers. The attacker sends two hostile PDFs at once: one is read, the other
+    # waits for the attacker's own turn, so the second reader stays free and another
+    # user's PDF is read while both hostile ones are still pending.
+    async with chat_stack(
+        "openai",
+        sqlite_url,
+        pdf_workers=2,
+        pdf_cpu_seconds=4,
+        pdf_timeout_seconds=60,
+        pdf_max_chars=10**7,
+    ) as stack:
+        extractor = stack.server.app.engine.pdf_extractor
+        hostile = []
+        for _ in range(2):
+            session = await stack.new_session(user)
+            flood = [_pdf(hostile_pdf.operator_flood(1_000_000))]
+            hostile.append(asyncio.create_task(stack.turn(user, session, "x", attachments=flood)))
+        async with asyncio.timeout(20):
+            await extractor.wait_busy()
+        victim = await stack.new_session(other_user)
+        stack.fake.enqueue(Script(tokens=["ok"]))
+        events = await stack.turn(
+            other_user, victim, "read", attachments=[_pdf(hostile_pdf.text_pdf("fine"))]
+        )
+        assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+        assert not any(task.done() for task in hostile)  # both still pending all along
+        reasons = []
+        for task in hostile:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await task
+            reasons.append(error_info(err.value).reason)
+        # The first was too costly; the second, waiting behind it, then met the cool-down.
+        assert sorted(reasons) == ["PDF_COOLING_DOWN", "PDF_TOO_COSTLY"]
+
+
+async def test_readers_default_to_more_than_one(sqlite_url: str) -> None:
+    async with chat_stack("openai", sqlite_url) as stack:
+        assert stack.server.app.engine.pdf_extractor.limits.workers >= 2

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import session_service_pb2 as spb
+from aichat.v1 import tool_service_pb2 as tpb
+from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aichat_devtools.fake_llm import Script
 from tests.integration.test_observability import scrape, value
+from tests.integration.tools.support import probe_entry
 from tests.support.chat import chat_stack
 from tests.support.grpc_helpers import error_info, md, retry_info
+from tests.support.tool_stack import tool_stack
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -103,3 +108,47 @@ async def test_redis_down_is_reported_in_health_and_limits_still_apply(
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stack.server.sessions.ListSessions(request, metadata=md(user))
         assert error_info(err.value).reason == "RATE_LIMITED"
+
+
+async def test_direct_tool_calls_take_a_turn_slot(tmp_path: Path, user: str) -> None:
+    # Issue 24: CallTool ran outside the per-user limits (23 of 25 parallel calls of one
+    # user went through). It takes one of the user's turn slots now, as a turn does.
+    servers = {"probe": probe_entry()}
+    async with tool_stack(
+        "openai",
+        f"sqlite:///{tmp_path / 'aichat.db'}",
+        tmp_path,
+        servers,
+        max_concurrent_turns_per_user=2,
+    ) as stack:
+        request = tpb.CallToolRequest(
+            name="toolServers/probe/tools/sleep", arguments=_struct({"seconds": 5})
+        )
+
+        async def call() -> str:
+            try:
+                await stack.server.tools.CallTool(request, metadata=md(user))
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                return error_info(exc).reason
+            return "ran"
+
+        outcomes = await asyncio.gather(*(call() for _ in range(3)))
+        assert sorted(outcomes) == ["CONCURRENCY_LIMITED", "ran", "ran"]
+        # A turn of the same user meets the same slots while two calls hold them.
+        held = [asyncio.create_task(call()) for _ in range(2)]
+        limiter = stack.server.app.limiter
+        async with asyncio.timeout(10):
+            while limiter.active_turns(user) < 2:  # type: ignore[attr-defined]  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        session = await stack.new_session(user)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.turn(user, session, "hello")
+        assert error_info(err.value).reason == "CONCURRENCY_LIMITED"
+        assert await asyncio.gather(*held) == ["ran", "ran"]
+
+
+def _struct(values: dict[str, object]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(values)
+    return out

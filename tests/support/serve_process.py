@@ -38,6 +38,7 @@ def child_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env["AICHAT_GRPC_ADDRESS"] = "127.0.0.1:0"  # the kernel picks; the log tells us
     env["AICHAT_DATA_DIR"] = str(data_dir)
     env["AICHAT_MODEL_CHECK"] = "false"  # tests count what their fake upstreams see
+    env["AICHAT_MCP_STDIO_USER"] = "same"  # see make_settings: the switch has tests of its own
     env.update({f"AICHAT_{k.upper()}": v for k, v in settings.items()})
     return env
 

@@ -38,6 +38,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "rate_rps": 0,
         # Tests count the requests their fake upstreams see; the check tests turn it on.
         "model_check": False,
+        # The test process is root here and the interpreter lives under /root: tool servers
+        # run as the test's own user (tests of the switch set it back: test_secrets_from_proc).
+        "mcp_stdio_user": "same",
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -517,7 +517,7 @@ class UsageRow(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
-    TURNS_FIELD_NUMBER: _builtins.int
+    MODEL_CALLS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
@@ -530,8 +530,11 @@ class UsageRow(_message.Message):
     """Input tokens the providers reported."""
     output_tokens: _builtins.int
     """Output tokens the providers reported."""
-    turns: _builtins.int
-    """Model calls (each round of a turn counts once)."""
+    model_calls: _builtins.int
+    """Model calls: each round of a turn counts once (a turn that called a tool and then
+    answered is two), and so does each fallback that stood in. Named `turns` before
+    issue 30, which is what it never counted.
+    """
     reasoning_tokens: _builtins.int
     """Of the output tokens: reasoning."""
     cached_input_tokens: _builtins.int
@@ -552,7 +555,7 @@ class UsageRow(_message.Message):
         model: _builtins.str = ...,
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
-        turns: _builtins.int = ...,
+        model_calls: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
         cached_input_tokens: _builtins.int = ...,
         cache_write_tokens: _builtins.int = ...,
@@ -560,7 +563,7 @@ class UsageRow(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "turns", b"turns", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "model", b"model", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -118,6 +118,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: a feedback comment is longer than allowed."""
     COMMENT_WITHOUT_RATING: _ErrorReason.ValueType  # 62
     """INVALID_ARGUMENT: a feedback comment needs a rating."""
+    EXPORTS_LIMITED: _ErrorReason.ValueType  # 63
+    """RESOURCE_EXHAUSTED: this user runs as many exports at once as allowed; retry when
+    one has finished (RetryInfo).
+    """
     TOO_MANY_ATTACHMENTS: _ErrorReason.ValueType  # 70
     """--- attachments ---------------------------------------------------------------
 
@@ -136,7 +140,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     PDF_TOO_COSTLY: _ErrorReason.ValueType  # 76
     """INVALID_ARGUMENT: reading a PDF took more CPU, memory or time than allowed."""
     PDF_READERS_BUSY: _ErrorReason.ValueType  # 77
-    """RESOURCE_EXHAUSTED: every PDF reader is busy; retry after the RetryInfo delay."""
+    """UNAVAILABLE: every PDF reader is busy (or the user's previous PDF is still being
+    read); retry after the RetryInfo delay.
+    """
+    PDF_COOLING_DOWN: _ErrorReason.ValueType  # 78
+    """RESOURCE_EXHAUSTED: this user's last PDF was refused as too costly to read; the
+    next is read after the RetryInfo delay.
+    """
     TURN_IN_PROGRESS: _ErrorReason.ValueType  # 80
     """--- turns ---------------------------------------------------------------------
 
@@ -388,6 +398,10 @@ COMMENT_TOO_LONG: ErrorReason.ValueType  # 61
 """INVALID_ARGUMENT: a feedback comment is longer than allowed."""
 COMMENT_WITHOUT_RATING: ErrorReason.ValueType  # 62
 """INVALID_ARGUMENT: a feedback comment needs a rating."""
+EXPORTS_LIMITED: ErrorReason.ValueType  # 63
+"""RESOURCE_EXHAUSTED: this user runs as many exports at once as allowed; retry when
+one has finished (RetryInfo).
+"""
 TOO_MANY_ATTACHMENTS: ErrorReason.ValueType  # 70
 """--- attachments ---------------------------------------------------------------
 
@@ -406,7 +420,13 @@ PDF_TEXT_TOO_LONG: ErrorReason.ValueType  # 75
 PDF_TOO_COSTLY: ErrorReason.ValueType  # 76
 """INVALID_ARGUMENT: reading a PDF took more CPU, memory or time than allowed."""
 PDF_READERS_BUSY: ErrorReason.ValueType  # 77
-"""RESOURCE_EXHAUSTED: every PDF reader is busy; retry after the RetryInfo delay."""
+"""UNAVAILABLE: every PDF reader is busy (or the user's previous PDF is still being
+read); retry after the RetryInfo delay.
+"""
+PDF_COOLING_DOWN: ErrorReason.ValueType  # 78
+"""RESOURCE_EXHAUSTED: this user's last PDF was refused as too costly to read; the
+next is read after the RetryInfo delay.
+"""
 TURN_IN_PROGRESS: ErrorReason.ValueType  # 80
 """--- turns ---------------------------------------------------------------------
 

@@ -197,7 +197,7 @@ def usage_row_pb(r: UsageRow) -> apb.UsageRow:
         model=r.model,
         input_tokens=r.input_tokens,
         output_tokens=r.output_tokens,
-        turns=r.turns,
+        model_calls=r.model_calls,
         reasoning_tokens=r.reasoning_tokens,
         cached_input_tokens=r.cached_input_tokens,
         cache_write_tokens=r.cache_write_tokens,

@@ -1,9 +1,11 @@
 """ExportSession documents: text, Markdown or JSON, streamed in chunks with a file name.
 
-A session of any size can be exported: messages are read a page at a time and the
-document leaves as a stream of ``HttpBody`` chunks, none near the gRPC message limit.
-The header (message count, models, tools) needs the whole session, so the messages are
-read twice: once for that summary, once to render.
+A session of any size can be exported: messages are read a page at a time (a page is
+bounded in bytes before it is read) and the document leaves as a stream of ``HttpBody``
+chunks, none near the gRPC message limit. The header (message count, models, tools) is
+asked of the database, not counted from the messages. A user runs at most
+``AICHAT_MAX_CONCURRENT_EXPORTS_PER_USER`` exports at once in this process
+(``ExportSlots``): each holds a page and a message in memory while its client reads.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 
 from aichat.v1 import session_service_pb2 as spb
 from google.protobuf import json_format
 
 from aichat_backend import domain
 from aichat_backend.api.convert import message_to_pb, session_to_pb
-from aichat_backend.errors import InvalidArgument
+from aichat_backend.errors import InvalidArgument, ResourceExhausted
+from aichat_backend.limits.slots import Slots, SlotsBusy
 from aichat_backend.reasons import Reason
+from aichat_backend.records import SessionSummary as Summary
 
 CHUNK_BYTES = 1024 * 1024
 # REST takes these (any case) as well as the full enum names: aliases in the contract.
@@ -40,20 +44,28 @@ def check_format(value: int) -> int:
     return value
 
 
-@dataclass
-class Summary:
-    count: int = 0
-    tools: set[str] = field(default_factory=set)
-    models: set[str] = field(default_factory=set)
+class ExportSlots:
+    """At most ``per_user`` exports running at once per user in this process (0: no cap)."""
 
+    def __init__(self, per_user: int) -> None:
+        self._slots = Slots(None, per_user or None)
 
-async def summarize(pages: Pages) -> Summary:
-    summary = Summary()
-    async for page in pages():
-        summary.count += len(page)
-        summary.tools.update(c.tool_name for m in page for c in m.tool_calls)
-        summary.models.update(m.model for m in page if m.model)
-    return summary
+    def held(self, user_id: str) -> int:
+        return self._slots.held(user_id)
+
+    @asynccontextmanager
+    async def hold(self, user_id: str) -> AsyncIterator[None]:
+        try:
+            async with self._slots.hold(user_id, wait=0, key_waits=False):
+                yield
+        except SlotsBusy as busy:
+            raise ResourceExhausted(
+                f"Too many exports at once: at most {busy.limit} running per user. "
+                "Retry when one has finished.",
+                reason=Reason.EXPORTS_LIMITED,
+                retry_after=1.0,
+                metadata={"limit": str(busy.limit)},
+            ) from None
 
 
 def _when(us: int) -> str:

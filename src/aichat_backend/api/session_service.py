@@ -35,11 +35,16 @@ class OwnUsage(Protocol):
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     def __init__(
-        self, sessions: SessionManager, feedback: FeedbackManager, usage: OwnUsage
+        self,
+        sessions: SessionManager,
+        feedback: FeedbackManager,
+        usage: OwnUsage,
+        exports: export.ExportSlots | None = None,
     ) -> None:
         self._sessions = sessions
         self._feedback = feedback
         self._usage = usage
+        self._exports = exports or export.ExportSlots(0)
 
     async def CreateSession(
         self, request: spb.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -122,18 +127,19 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         fmt = export.check_format(request.format)
-        session, pages = await self._sessions.export(current_user(), request.name)
-        summary = await export.summarize(pages)
-        content_type, filename = export.describe(fmt, session)
-        # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
-        add_response_header("content-disposition", f'attachment; filename="{filename}"')
-        first = True
+        user = current_user()
         reasoning = request.include_reasoning
-        async for chunk in export.render(fmt, session, summary, pages, reasoning=reasoning):
-            yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
-            first = False
-        if first:  # never an empty stream: the content type must reach the client
-            yield httpbody_pb2.HttpBody(content_type=content_type)
+        async with self._exports.hold(user):
+            session, summary, pages = await self._sessions.export(user, request.name)
+            content_type, filename = export.describe(fmt, session)
+            # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
+            add_response_header("content-disposition", f'attachment; filename="{filename}"')
+            first = True
+            async for chunk in export.render(fmt, session, summary, pages, reasoning=reasoning):
+                yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
+                first = False
+            if first:  # never an empty stream: the content type must reach the client
+                yield httpbody_pb2.HttpBody(content_type=content_type)
 
     async def GetMyUsage(
         self, request: spb.GetMyUsageRequest, context: grpc.aio.ServicerContext

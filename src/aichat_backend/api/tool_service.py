@@ -11,6 +11,7 @@ from aichat.v1 import tool_service_pb2_grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2
 
 from aichat_backend import names
+from aichat_backend.api.turn_limits import NO_LIMITS, TurnGate
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.request_context import current_user
 from aichat_backend.tools.base import ApprovalPolicy, ServerState, ToolInfo, ToolProvider
@@ -60,9 +61,12 @@ def tool_to_pb(t: ToolInfo) -> tpb.Tool:
 
 
 class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
-    def __init__(self, tools: ToolProvider | None, caller: DirectToolCaller) -> None:
+    def __init__(
+        self, tools: ToolProvider | None, caller: DirectToolCaller, limits: TurnGate = NO_LIMITS
+    ) -> None:
         self._tools = tools
         self._caller = caller
+        self._limits = limits
 
     async def ListTools(
         self, request: tpb.ListToolsRequest, context: grpc.aio.ServicerContext
@@ -98,12 +102,13 @@ class ToolServicer(tool_service_pb2_grpc.ToolServiceServicer):
     async def CallTool(
         self, request: tpb.CallToolRequest, context: grpc.aio.ServicerContext
     ) -> tpb.CallToolResponse:
-        result = await self._caller.call(
-            current_user(),
-            request.name,
-            json_format.MessageToDict(request.arguments),
-            request.request_id,
-        )
+        user = current_user()
+        # A direct call costs what a turn's tool call costs (a sandbox run, a query): it
+        # holds one of the user's turn slots, as a turn does (the rate is the interceptor's).
+        async with self._limits.turn(user):
+            result = await self._caller.call(
+                user, request.name, json_format.MessageToDict(request.arguments), request.request_id
+            )
         duration = duration_pb2.Duration()
         duration.FromMilliseconds(result.duration_ms)
         return tpb.CallToolResponse(

@@ -74,9 +74,11 @@ def is_text_type(mime: str) -> bool:
 
 
 async def prepare(
-    files: list[tuple[str, str, bytes]], limits: AttachmentLimits
+    files: list[tuple[str, str, bytes]], limits: AttachmentLimits, user_id: str
 ) -> list[Attachment]:
-    """(filename, mime type, content) → stored attachments, or INVALID_ARGUMENT."""
+    """(filename, mime type, content) → stored attachments, or INVALID_ARGUMENT.
+
+    ``user_id``: whose PDFs these are (the readers are shared fairly between users)."""
     if len(files) > limits.max_count:
         raise InvalidArgument(
             f"at most {limits.max_count} attachments per message",
@@ -107,7 +109,7 @@ async def prepare(
             text = None
         elif mime == PDF_TYPE:
             try:
-                text = await limits.pdf.extract(content)
+                text = await limits.pdf.extract(content, user_id)
             except PdfRefused as refused:
                 raise refusal(filename, refused) from None
         elif is_text_type(mime):

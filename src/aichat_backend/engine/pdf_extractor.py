@@ -4,18 +4,26 @@ A few long-lived workers (warm: a small PDF costs one round trip, not a process 
 A job that overruns its wall-clock bound, or whose caller goes away mid-job, costs that
 worker its life: it is killed and a fresh one started in its place, so the next job never
 meets a process in an unknown state. Workers get an environment with no secrets in it.
+
+The readers are shared fairly: a user has at most one being read at a time (their next
+PDF waits for it), and a user whose PDF was refused as too costly is refused
+``PDF_COOLING_DOWN`` until ``cooldown_seconds`` have passed. So one user sending costly
+PDFs in a loop holds one reader, part of the time, and every other reader stays free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from aichat_backend.engine import pdf_worker as wire
-from aichat_backend.errors import InvalidArgument, Unavailable
+from aichat_backend.errors import InvalidArgument, ResourceExhausted, Unavailable
+from aichat_backend.limits.slots import Slots, SlotsBusy
 from aichat_backend.reasons import Reason
 
 REASONS = {
@@ -34,7 +42,13 @@ class PdfLimits:
     cpu_seconds: float = 5.0
     timeout_seconds: float = 10.0
     max_memory_bytes: int = 1024 * 1024 * 1024
-    workers: int = 1
+    workers: int = 2
+    cooldown_seconds: float = 30.0  # after a PDF refused as too costly, per user
+
+
+def default_workers() -> int:
+    """Readers for this machine: one per core, at least two (one user holds one at most)."""
+    return max(2, min(os.cpu_count() or 1, 8))
 
 
 class PdfRefused(Exception):
@@ -106,7 +120,8 @@ class PdfExtractor:
     def __init__(self, limits: PdfLimits | None = None) -> None:
         self.limits = limits or PdfLimits()
         self._idle: list[_Worker] = []
-        self._slots = asyncio.Semaphore(self.limits.workers)
+        self._slots = Slots(self.limits.workers, 1)  # every reader, one per user
+        self._cooling: dict[str, float] = {}  # user → monotonic time their wait ends
         self._changed = asyncio.Condition()
         self._closed = False
         self.busy = 0  # jobs being read now
@@ -126,17 +141,51 @@ class PdfExtractor:
             self.busy += delta
             self._changed.notify_all()
 
-    async def extract(self, content: bytes) -> str:
+    async def extract(self, content: bytes, user_id: str = "") -> str:
         limits = self.limits
+        self._check_cooling(user_id)
         try:
-            async with asyncio.timeout(limits.timeout_seconds):
-                await self._slots.acquire()
-        except TimeoutError:
+            async with self._slots.hold(user_id, wait=limits.timeout_seconds):
+                self._check_cooling(user_id)  # a PDF of theirs may have been refused meanwhile
+                try:
+                    return await self._read(content)
+                except PdfRefused as refused:
+                    if refused.reason is Reason.PDF_TOO_COSTLY and limits.cooldown_seconds > 0:
+                        self._cool(user_id)
+                    raise
+        except SlotsBusy as busy:
             raise Unavailable(
-                "every PDF reader is busy; try again shortly",
+                "your previous PDF is still being read; try again shortly"
+                if busy.scope == "key"
+                else "every PDF reader is busy; try again shortly",
                 reason=Reason.PDF_READERS_BUSY,
                 retry_after=limits.timeout_seconds,
             ) from None
+
+    def _check_cooling(self, user_id: str) -> None:
+        until = self._cooling.get(user_id)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._cooling[user_id]
+            return
+        raise ResourceExhausted(
+            f"your last PDF was too costly to read; the next is read after {math.ceil(left)} s",
+            reason=Reason.PDF_COOLING_DOWN,
+            retry_after=math.ceil(left),
+            metadata={"cooldown_seconds": f"{self.limits.cooldown_seconds:g}"},
+        )
+
+    def _cool(self, user_id: str) -> None:
+        now = time.monotonic()
+        # Forget the waits that are over: the map holds only users cooling down now.
+        for user in [u for u, until in self._cooling.items() if until <= now]:
+            del self._cooling[user]
+        self._cooling[user_id] = now + self.limits.cooldown_seconds
+
+    async def _read(self, content: bytes) -> str:
+        limits = self.limits
         worker: _Worker | None = None
         try:
             worker = self._idle.pop() if self._idle else await _Worker.start(limits)
@@ -167,7 +216,6 @@ class PdfExtractor:
         finally:
             if worker is not None:  # overran, died, refused costly, or its caller left
                 await worker.close()
-            self._slots.release()
 
     async def aclose(self) -> None:
         self._closed = True

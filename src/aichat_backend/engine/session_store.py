@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aichat_backend.domain import Feedback, Message, Session
-from aichat_backend.records import IdempotencyRecord
+from aichat_backend.records import IdempotencyRecord, SessionSummary
 
 
 class SessionStore(Protocol):
@@ -41,6 +41,18 @@ class SessionStore(Protocol):
         self, user_id: str, session_id: str, limit: int, after_seq: int | None
     ) -> list[Message]:
         """Messages in order after ``after_seq`` (SESSION_NOT_FOUND if not the user's)."""
+        ...
+
+    async def message_sizes(
+        self, user_id: str, session_id: str, limit: int, after_seq: int | None
+    ) -> list[int]:
+        """Sizes of the messages ``list_messages`` would return, in characters (text, tool
+        results and arguments, plus a fixed overhead per message, call and attachment: see
+        ``engine.page_bytes``), without reading them (SESSION_NOT_FOUND if not the user's)."""
+        ...
+
+    async def summarize_session(self, user_id: str, session_id: str) -> SessionSummary:
+        """How many messages the session has, which models answered, which tools ran."""
         ...
 
     async def clear_messages(self, user_id: str, session_id: str) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 
 from aichat_backend import names, page_tokens
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
-from aichat_backend.engine.page_bytes import EXPORT_PAGE, by_bytes
+from aichat_backend.engine.page_bytes import by_bytes, export_pages, read_page
 from aichat_backend.engine.session_store import SessionStore
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.records import MAX_REQUEST_ID_LENGTH
+from aichat_backend.records import MAX_REQUEST_ID_LENGTH, SessionSummary
 
 SESSION_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
@@ -230,12 +230,15 @@ class SessionManager:
             if not isinstance(seq, int):
                 raise page_tokens.invalid_token()
             after = seq
-        items = await self._store.list_messages(user_id, session_id, limit + 1, after)
-        token = ""
-        fit = min(limit, by_bytes(items, self._limits.page_max_bytes))
-        if len(items) > fit:
+        budget = self._limits.page_max_bytes
+        items, more = await read_page(self._store, user_id, session_id, after, limit, budget)
+        # The read was bounded in characters; the page is bounded in bytes as it is sent.
+        fit = by_bytes(items, budget)
+        if fit < len(items) or more:
             items = items[:fit]
             token = page_tokens.encode(f"messages:{session_id}", user_id, [items[-1].seq])
+        else:
+            token = ""
         return Page(items, token)
 
     async def clear_messages(self, user_id: str, name: str) -> None:
@@ -243,22 +246,10 @@ class SessionManager:
 
     async def export(
         self, user_id: str, name: str
-    ) -> tuple[Session, Callable[[], AsyncIterator[list[Message]]]]:
-        """The session, and a reader of its messages a bounded page at a time (no attachment
-        content) that can be run more than once: ExportSession streams any session."""
+    ) -> tuple[Session, SessionSummary, Callable[[], AsyncIterator[list[Message]]]]:
+        """The session, its summary, and a reader of its messages a bounded page at a time
+        (in bytes; no attachment content) that can be run more than once."""
         session_id = names.parse_session(name)
         session = await self._store.get_session(user_id, session_id)
-
-        async def pages() -> AsyncIterator[list[Message]]:
-            after: int | None = None
-            while True:
-                # One short read per page: a slow reader of the export holds no connection.
-                batch = await self._store.list_messages(user_id, session_id, EXPORT_PAGE + 1, after)
-                fit = min(EXPORT_PAGE, by_bytes(batch, self._limits.page_max_bytes))
-                if batch[:fit]:
-                    yield batch[:fit]
-                if len(batch) <= fit:
-                    return
-                after = batch[fit - 1].seq
-
-        return session, pages
+        summary = await self._store.summarize_session(user_id, session_id)
+        return session, summary, export_pages(self._store, user_id, session_id)

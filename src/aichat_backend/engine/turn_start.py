@@ -66,7 +66,7 @@ class TurnStarter:
 
     async def stream_turn(self, req: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         session_id = check_turn_request(req)
-        files = await attachment_rules.prepare(req.attachments, self._limits)
+        files = await attachment_rules.prepare(req.attachments, self._limits, req.user_id)
         if req.model:
             self._catalogue.get(req.model)
         started = await self._start_turn(req, session_id, files)

@@ -9,8 +9,8 @@ from typing import Any
 from aichat_backend.domain import Feedback, Message, Session
 from aichat_backend.errors import Aborted
 from aichat_backend.reasons import Reason
-from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord
-from aichat_backend.store import turn_sweeps_repo
+from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord, SessionSummary
+from aichat_backend.store import message_stats, turn_sweeps_repo
 from aichat_backend.store.database import Database
 from aichat_backend.store.feedback_repo import set_feedback
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
@@ -82,6 +82,17 @@ class SqlSessionStore:
         async with self._db.read() as tx:
             await SessionRepository(tx, user_id).get(session_id)
             return await MessageRepository(tx, user_id).page(session_id, limit, after_seq)
+
+    async def message_sizes(
+        self, user_id: str, session_id: str, limit: int, after_seq: int | None
+    ) -> list[int]:
+        async with self._db.read() as tx:
+            await SessionRepository(tx, user_id).get(session_id)
+            return await message_stats.sizes(tx, user_id, session_id, after_seq, limit)
+
+    async def summarize_session(self, user_id: str, session_id: str) -> SessionSummary:
+        async with self._db.read() as tx:
+            return await message_stats.summary(tx, user_id, session_id)
 
     async def clear_messages(self, user_id: str, session_id: str) -> None:
         async with self._db.transaction() as tx:

@@ -66,7 +66,7 @@ async def usage_page(tx: Tx, q: UsageQuery, limit: int, after: list[str] | None)
                 model=named.get("model", ""),
                 input_tokens=counts[0],
                 output_tokens=counts[1],
-                turns=counts[2],
+                model_calls=counts[2],
                 reasoning_tokens=counts[3],
                 cached_input_tokens=counts[4],
                 cache_write_tokens=counts[5],

@@ -82,6 +82,15 @@ _KEYS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The user a stdio server runs as, when not the backend's own (see ``run_as``)."""
+
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """One tool server, validated. ``spawn_env()`` is everything a stdio child gets."""
 
@@ -102,6 +111,7 @@ class ServerConfig:
     tool_approval: Mapping[str, ApprovalPolicy] = field(default_factory=dict)
     protocol: Protocol = "auto"
     inherited_env: Mapping[str, str] = field(default_factory=dict)  # PATH, HOME
+    run_as: RunAs | None = None  # None: the backend's own user
 
     def spawn_env(self) -> dict[str, str]:
         return {**self.inherited_env, **self.env}

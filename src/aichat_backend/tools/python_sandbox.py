@@ -2,32 +2,44 @@
 
 What contains the code (see ``sandbox_init`` for how the inside is built):
 
-- new mount, PID, network, IPC and UTS namespaces (util-linux ``unshare``, as root): no
-  network at all, no view of any process outside, mounts private to the call;
+- new user, mount, PID, network, IPC and UTS namespaces: no network at all, no view of
+  any process outside, mounts private to the call, and no namespace of its own below;
 - a chroot of read-only system and Python directories plus a tmpfs ``/work`` (the only
   writable place, ``scratch_bytes`` big, gone with the call): no file of the backend's;
-- a user id of its own (no groups, ``no_new_privs``), an empty environment;
-- resource limits: CPU seconds, address space, processes, file size, open files, no core;
+- no capability, ``no_new_privs``, an empty environment, and for a root server a user id
+  of its own; a seccomp filter (``sandbox_seccomp``) refusing memory that no limit sees
+  (anonymous files, shared memory, message queues) and new namespaces;
+- resource limits: CPU seconds, processes, address space, file size, open files, no core.
+  The call's memory is bounded as a whole: ``memory_bytes`` is split between its
+  ``processes`` (each may map ``memory_bytes // processes``), so all of them together
+  hold at most ``memory_bytes`` (plus ``scratch_bytes`` of files and the two small
+  supervising processes). A cgroup would count pages instead of address space, but this
+  host offers no writable cgroup v2 memory controller, and the sum needs none;
 - a wall-clock timeout and an output cap enforced from here: past either, the namespace's
   first process is killed and with it every process in the namespace.
 
-It needs root (to create the namespaces and change user): ``available()`` says why not.
+It needs no privilege: as root or as an ordinary user (through a user namespace, which
+the kernel must allow) it runs the same way. ``available()`` says why not where it can't.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aichat_backend.tools import sandbox_seccomp
 
 INIT = Path(__file__).with_name("sandbox_init.py")
 # A uid range no account uses, so each call's processes are alone under theirs.
@@ -40,11 +52,16 @@ PIPE_DRAIN_SECONDS = 10.0
 class SandboxLimits:
     cpu_seconds: int = 5
     wall_seconds: float = 10.0
-    memory_bytes: int = 256 * 1024 * 1024  # address space, per process
-    processes: int = 16
+    memory_bytes: int = 1024 * 1024 * 1024  # the call's, all its processes together
+    processes: int = 8  # threads count too
     output_bytes: int = 64 * 1024  # stdout and stderr each
     scratch_bytes: int = 16 * 1024 * 1024
     open_files: int = 64
+
+    @property
+    def process_memory_bytes(self) -> int:
+        """What each process may map: the budget's share, so the shares sum to it."""
+        return self.memory_bytes // self.processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +73,27 @@ class SandboxResult:
 
 
 def available() -> str | None:
-    """None when the sandbox can run here, else why not."""
-    if os.geteuid() != 0:
-        return "the Python sandbox needs root (namespaces and a user change); not root here"
-    if shutil.which("unshare") is None:
-        return "the Python sandbox needs util-linux's unshare, which is not installed"
+    """None when the sandbox can run here, else why not (checked once, by running one)."""
+    return _probe()
+
+
+@functools.cache
+def _probe() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "the Python sandbox needs Linux namespaces"
+    if not sandbox_seccomp.supported():
+        return f"the Python sandbox has no system call filter for {sandbox_seccomp.machine()}"
+    command, config = _command(SandboxLimits(), tempfile.mkdtemp(prefix="aichat-probe-"))
+    try:
+        done = subprocess.run(command, input=b"pass", capture_output=True, env={}, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the Python sandbox could not start ({type(exc).__name__})"
+    finally:
+        shutil.rmtree(str(config["root"]), ignore_errors=True)
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit status {done.returncode}"
+        return "the Python sandbox cannot be built here (user namespaces refused?): " + why[:300]
     return None
 
 
@@ -72,6 +105,32 @@ def _interpreter() -> tuple[str, list[str]]:
     return python, [*system, *([] if prefix.startswith("/usr/") else [prefix])]
 
 
+def _command(limits: SandboxLimits, root: str) -> tuple[list[str], dict[str, Any]]:
+    python, read_only = _interpreter()
+    config: dict[str, Any] = {
+        "root": root,
+        "python": python,
+        "read_only": read_only,
+        "scratch_bytes": limits.scratch_bytes,
+        "max_code_bytes": MAX_CODE_BYTES,
+        "seccomp": sandbox_seccomp.program().hex(),
+        "limits": {
+            "RLIMIT_CPU": limits.cpu_seconds,
+            "RLIMIT_AS": limits.process_memory_bytes,
+            "RLIMIT_NPROC": limits.processes,
+            "RLIMIT_FSIZE": limits.scratch_bytes,
+            "RLIMIT_NOFILE": limits.open_files,
+            "RLIMIT_CORE": 0,
+            "RLIMIT_MEMLOCK": 0,
+            "RLIMIT_MSGQUEUE": 0,
+        },
+    }
+    if os.geteuid() == 0:
+        # Root outside: the code runs as a uid of its own (unprivileged, as itself).
+        config["uid"] = UID_BASE + secrets.randbelow(UID_SPAN)
+    return [python, "-I", "-S", "-B", str(INIT), json.dumps(config)], config
+
+
 async def run(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
     limits = limits or SandboxLimits()
     why_not = available()
@@ -80,28 +139,8 @@ async def run(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
     encoded = code.encode()
     if len(encoded) > MAX_CODE_BYTES:
         raise ValueError(f"the code is longer than {MAX_CODE_BYTES} bytes")
-    python, read_only = _interpreter()
     root = tempfile.mkdtemp(prefix="aichat-sandbox-")
-    config = {
-        "root": root,
-        "uid": UID_BASE + secrets.randbelow(UID_SPAN),
-        "python": python,
-        "read_only": read_only,
-        "scratch_bytes": limits.scratch_bytes,
-        "max_code_bytes": MAX_CODE_BYTES,
-        "limits": {
-            "RLIMIT_CPU": limits.cpu_seconds,
-            "RLIMIT_AS": limits.memory_bytes,
-            "RLIMIT_NPROC": limits.processes,
-            "RLIMIT_FSIZE": limits.scratch_bytes,
-            "RLIMIT_NOFILE": limits.open_files,
-            "RLIMIT_CORE": 0,
-        },
-    }
-    unshare = shutil.which("unshare") or "unshare"
-    command = [unshare, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork"]
-    command += ["--kill-child=SIGKILL", "--propagation", "private", "--"]
-    command += [python, "-I", "-S", "-B", str(INIT), json.dumps(config)]
+    command, _ = _command(limits, root)
     try:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -176,7 +215,7 @@ async def _supervise(
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL the namespace's first process (so the kernel ends all of it), then unshare."""
+    """SIGKILL the namespace's first process (so the kernel ends all of it), then its handle."""
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
         for pid in children.split():

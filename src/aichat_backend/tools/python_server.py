@@ -3,24 +3,29 @@
 Run by the pool over stdio (``python -m aichat_backend.tools.python_server``). The tool is
 annotated destructive, so under the default ``auto`` policy every call waits for the
 user's approval. Limits come from the entry's ``env``: ``AICHAT_PYTHON_SANDBOX_CPU_SECONDS``
-(5), ``_WALL_SECONDS`` (10), ``_MEMORY_MB`` (256, per process), ``_PROCESSES`` (16),
-``_OUTPUT_KB`` (64, stdout and stderr each), ``_SCRATCH_MB`` (16).
+(5), ``_WALL_SECONDS`` (10), ``_MEMORY_MB`` (1024: the call's, all its processes
+together), ``_PROCESSES`` (8, threads included), ``_OUTPUT_KB`` (64, stdout and stderr
+each), ``_SCRATCH_MB`` (16), ``_MAX_CALLS`` (calls running at once in all; 0 sizes it for
+the machine) and ``_MAX_CALLS_PER_USER`` (1: a user's next call is refused while one runs).
 
-Where the sandbox cannot be built (not root, no ``unshare``) the server refuses to start,
+Where the sandbox cannot be built (no user namespaces, say) the server refuses to start,
 so the pool shows it FAILED instead of running code unconfined.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aichat_backend.limits.slots import Slots, SlotsBusy
 from aichat_backend.tools import python_sandbox
+from aichat_backend.tools.caller import caller_id
 from aichat_backend.tools.python_sandbox import SandboxLimits, SandboxResult
 
 SERVER_NAME = "aichat-python"
@@ -31,10 +36,21 @@ class SandboxSettings(BaseSettings):
 
     cpu_seconds: int = Field(default=5, gt=0, le=600)
     wall_seconds: float = Field(default=10.0, gt=0, le=1200)
-    memory_mb: int = Field(default=256, ge=32, le=16_384)
-    processes: int = Field(default=16, gt=0, le=1024)
+    memory_mb: int = Field(default=1024, ge=32, le=65_536)  # the call's, all processes
+    processes: int = Field(default=8, gt=0, le=1024)
     output_kb: int = Field(default=64, gt=0, le=10_240)
     scratch_mb: int = Field(default=16, gt=0, le=4096)
+    max_calls: int = Field(default=0, ge=0, le=1024)  # 0: sized for the machine
+    max_calls_per_user: int = Field(default=1, gt=0, le=1024)
+
+    def calls_at_once(self) -> int:
+        """``max_calls``, or what this machine holds: two per core, and calls that
+        together use at most a quarter of its memory."""
+        if self.max_calls:
+            return self.max_calls
+        per_call = (self.memory_mb + self.scratch_mb) * 1024 * 1024
+        quarter = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        return max(1, min(2 * (os.cpu_count() or 1), quarter // per_call))
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
@@ -69,6 +85,7 @@ def describe(result: SandboxResult, limits: SandboxLimits) -> str:
 
 def build_server(settings: SandboxSettings, *, log_level: str = "WARNING") -> MCPServer:
     limits = settings.limits()
+    slots = Slots(settings.calls_at_once(), settings.max_calls_per_user)
     server: MCPServer = MCPServer(
         SERVER_NAME,
         instructions=(
@@ -87,12 +104,17 @@ def build_server(settings: SandboxSettings, *, log_level: str = "WARNING") -> MC
             open_world_hint=False,
         )
     )
-    async def run_python(code: str) -> str:
+    async def run_python(code: str, ctx: Context) -> str:
         """Run a Python 3 script and get its exit code, stdout and stderr. Print what you
         want to see. Standard library only; no network; files only under /work, which
         is empty at the start of every call."""
+        user = caller_id(ctx)
         try:
-            result = await python_sandbox.run(code, limits)
+            # A user's next call is refused while one runs; others wait for room in all.
+            async with slots.hold(user, wait=limits.wall_seconds, key_waits=False):
+                result = await python_sandbox.run(code, limits)
+        except SlotsBusy as busy:
+            raise ToolError(_busy(busy)) from None
         except ValueError as exc:
             raise ToolError(str(exc)) from None
         text = describe(result, limits)
@@ -101,6 +123,15 @@ def build_server(settings: SandboxSettings, *, log_level: str = "WARNING") -> MC
         return text
 
     return server
+
+
+def _busy(busy: SlotsBusy) -> str:
+    if busy.scope == "key":
+        return (
+            f"not run: this user already has {busy.limit} Python run(s) going; "
+            "wait for it to finish, then try again"
+        )
+    return f"not run: the sandbox is busy with {busy.limit} runs; try again shortly"
 
 
 def main() -> int:

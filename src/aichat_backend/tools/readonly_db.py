@@ -8,10 +8,18 @@ default is read-only too. The transaction's first statement takes its snapshot, 
 ``SET TRANSACTION READ WRITE`` can no longer turn it writable.
 
 PostgreSQL lets a read-only transaction run ``COPY … TO PROGRAM``, ``pg_read_file`` and
-``lo_import`` for a superuser: so the configured role must be an ordinary one, and a
-connection as a superuser or a member of ``pg_execute_server_program``,
-``pg_read_server_files`` or ``pg_write_server_files`` is refused before any query runs.
-The role's own grants (which tables, which functions) are the deployment's to choose.
+``lo_import`` for a superuser: so the configured role must be an ordinary one. A role
+that could *become* more is refused before any query runs: one that is, or is a member
+(directly or through other roles, inheriting or not: ``SET ROLE`` and
+``set_config('role', …)`` switch within a read-only query) of, a superuser or
+``pg_execute_server_program``, ``pg_read_server_files``, ``pg_write_server_files``, and
+one with ``CREATEROLE`` (which can grant itself those memberships). The role's own grants
+(which tables, which functions) are the deployment's to choose.
+
+Values are cut by PostgreSQL, not here: a query that returns rows is run as
+``SELECT left(c1::text, N + 1), … FROM (<query>) AS q(c1, …)`` once its columns are
+known, so a 100 MB cell crosses the wire as ``N + 1`` characters. Connections are few:
+``ConnectionSlots`` bounds them per process and per user.
 """
 
 from __future__ import annotations
@@ -22,14 +30,22 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from aichat_backend.limits.slots import Slots, SlotsBusy
+from aichat_backend.tools.sql_guard import first_word
+
 APPLICATION_NAME = "aichat-readonly-tool"
 MAX_OUTPUT_CHARS = 20_000  # the whole table, as the model reads it
+MAX_CONNECTIONS, MAX_CONNECTIONS_PER_USER = 4, 2  # per tool process
 _PRIVILEGED_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+# Every role the current one is, or may become (MEMBER: direct or indirect membership,
+# whatever its INHERIT), that holds more than SELECT grants can give.
 _ROLE_CHECK = (
-    "SELECT r.rolsuper, "
-    + ", ".join(f"pg_has_role(current_user, '{role}', 'MEMBER')" for role in _PRIVILEGED_ROLES)
-    + " FROM pg_roles r WHERE r.rolname = current_user"
+    "SELECT coalesce(string_agg(r.rolname, ', ' ORDER BY r.rolname), '') FROM pg_roles r "
+    "WHERE pg_has_role(current_user, r.oid, 'MEMBER') AND (r.rolsuper OR r.rolcreaterole OR "
+    f"r.rolname IN {_PRIVILEGED_ROLES!r})"
 )
+# What can be the inside of ``SELECT … FROM (<query>) AS q``.
+_CUTTABLE = frozenset({"select", "with", "values", "table"})
 
 
 class DatabaseRefused(Exception):
@@ -102,15 +118,16 @@ async def _connect(url: str, limits: QueryLimits) -> asyncpg.Connection:
         },
     )
     try:
-        row = await conn.fetchrow(_ROLE_CHECK)
+        more = await conn.fetchval(_ROLE_CHECK)
     except BaseException:
         conn.terminate()
         raise
-    if row is None or any(row.values()):
+    if more:
         conn.terminate()
         raise DatabaseRefused(
-            "the tool's database role is a superuser or may run programs or read and write "
-            "server files; configure an ordinary role with SELECT grants only"
+            f"the tool's database role could become {more} (a superuser, a creator of roles, "
+            "or a role that may run programs or read and write server files); configure an "
+            "ordinary role with SELECT grants only"
         )
     return conn
 
@@ -136,6 +153,9 @@ async def _query(
         if not columns:  # a statement that returns no rows (refused above for writes)
             await statement.fetch(*args)
             return QueryResult([], [], False)
+        if first_word(sql) in _CUTTABLE:
+            # Its columns known, the query runs again inside one that cuts every value.
+            statement = await conn.prepare(_cut(sql, len(columns), limits.max_cell_chars))
         cursor = await statement.cursor(*args)
         records = await cursor.fetch(limits.max_rows + 1)
     finally:
@@ -144,9 +164,40 @@ async def _query(
     return QueryResult(columns, rows[: limits.max_rows], len(rows) > limits.max_rows)
 
 
+def _cut(sql: str, count: int, limit: int) -> str:
+    """``sql`` as a subquery whose every value is text of at most ``limit + 1`` characters
+    (one more than shown, so a cut value is known to be cut)."""
+    names = [f"c{n}" for n in range(1, count + 1)]
+    cells = ", ".join(f"left(q.{name}::text, {limit + 1})" for name in names)
+    # Newlines: a trailing "-- comment" in the query must not swallow the parenthesis.
+    return f"SELECT {cells} FROM (\n{sql}\n) AS q({', '.join(names)})"
+
+
 def _cell(value: Any, limit: int) -> str:
     text = "NULL" if value is None else str(value)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+    return text if len(text) <= limit else text[:limit] + f"… (cut at {limit} chars)"
+
+
+class ConnectionSlots:
+    """At most ``total`` connections from this process, ``per_user`` of them one user's;
+    a query waits its turn for as long as it could have run, then is refused."""
+
+    def __init__(self, total: int = MAX_CONNECTIONS, per_user: int = MAX_CONNECTIONS_PER_USER):
+        self._slots = Slots(total, per_user)
+
+    async def run(
+        self, user: str, url: str, sql: str, args: tuple[Any, ...], limits: QueryLimits
+    ) -> QueryResult:
+        wait = limits.connect_timeout + limits.statement_timeout_ms / 1000
+        try:
+            async with self._slots.hold(user, wait=wait):
+                return await run_read_only(url, sql, args, limits)
+        except SlotsBusy as busy:
+            who = "this user's" if busy.scope == "key" else "the tool's"
+            raise DatabaseRefused(
+                f"not run: {who} {busy.limit} database connections stayed busy for "
+                f"{wait:g} s; send fewer queries at once"
+            ) from None
 
 
 def as_table(result: QueryResult, max_chars: int = MAX_OUTPUT_CHARS) -> str:

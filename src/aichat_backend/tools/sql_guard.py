@@ -37,8 +37,7 @@ def check_read_only(sql: str) -> str:
         raise RefusedQuery("the query is empty")
     if ";" in code:
         raise RefusedQuery("only one statement per query: remove the ';' between statements")
-    match = _FIRST_WORD.match(code)
-    word = match.group(1).lower() if match else ""
+    word = _first_word(code)
     if word not in READ_KEYWORDS:
         allowed = ", ".join(sorted(k.upper() for k in READ_KEYWORDS))
         raise RefusedQuery(
@@ -46,6 +45,16 @@ def check_read_only(sql: str) -> str:
             f"{word.upper() or 'this statement'} is refused"
         )
     return sql[: len(code)]
+
+
+def first_word(sql: str) -> str:
+    """The statement's first keyword, lower case (comments skipped); "" if none."""
+    return _first_word(mask(sql))
+
+
+def _first_word(masked: str) -> str:
+    match = _FIRST_WORD.match(masked)
+    return match.group(1).lower() if match else ""
 
 
 def mask(sql: str) -> str:

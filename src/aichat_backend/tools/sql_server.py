@@ -5,7 +5,9 @@ its entry's ``env`` in the servers file:
 
 - ``AICHAT_SQL_TOOL_DATABASE_URL`` (required): an ordinary role with SELECT grants only;
   a superuser or a member of the server-file/program roles is refused;
-- ``AICHAT_SQL_TOOL_STATEMENT_TIMEOUT_MS`` (5000) and ``AICHAT_SQL_TOOL_MAX_ROWS`` (100).
+- ``AICHAT_SQL_TOOL_STATEMENT_TIMEOUT_MS`` (5000) and ``AICHAT_SQL_TOOL_MAX_ROWS`` (100);
+- ``AICHAT_SQL_TOOL_MAX_CONNECTIONS`` (4) and ``…_MAX_CONNECTIONS_PER_USER`` (2): database
+  connections open at once; a query past them waits its turn, then is refused.
 
 Three layers stand between the model and a write: ``sql_guard`` (one statement, starting
 with a read keyword: a clear error for the obvious cases), then PostgreSQL itself (one
@@ -15,17 +17,20 @@ grants). Both tools are annotated read-only, so they run without asking.
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aichat_backend.tools.caller import caller_id
 from aichat_backend.tools.readonly_db import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_USER,
+    ConnectionSlots,
     DatabaseRefused,
     QueryLimits,
     as_table,
-    run_read_only,
 )
 from aichat_backend.tools.sql_guard import RefusedQuery, check_read_only
 
@@ -46,6 +51,8 @@ class SqlToolSettings(BaseSettings):
     database_url: str
     statement_timeout_ms: int = Field(default=5_000, gt=0, le=600_000)
     max_rows: int = Field(default=100, gt=0, le=10_000)
+    max_connections: int = Field(default=MAX_CONNECTIONS, gt=0, le=100)
+    max_connections_per_user: int = Field(default=MAX_CONNECTIONS_PER_USER, gt=0, le=100)
 
     def limits(self) -> QueryLimits:
         return QueryLimits(statement_timeout_ms=self.statement_timeout_ms, max_rows=self.max_rows)
@@ -53,6 +60,7 @@ class SqlToolSettings(BaseSettings):
 
 def build_server(settings: SqlToolSettings, *, log_level: str = "WARNING") -> MCPServer:
     url, limits = settings.database_url, settings.limits()
+    connections = ConnectionSlots(settings.max_connections, settings.max_connections_per_user)
     server: MCPServer = MCPServer(
         SERVER_NAME,
         instructions=(
@@ -64,26 +72,24 @@ def build_server(settings: SqlToolSettings, *, log_level: str = "WARNING") -> MC
     read_only = {"read_only_hint": True, "destructive_hint": False, "open_world_hint": False}
 
     @server.tool(annotations=ToolAnnotations(title="Run a read-only SQL query", **read_only))
-    async def query(sql: str) -> str:
+    async def query(sql: str, ctx: Context) -> str:
         """Run one read-only SQL statement (PostgreSQL) and get the rows as a table.
 
         Writes, DDL and several statements at once are refused. Results stop after a
         fixed number of rows: add WHERE or LIMIT to see the ones you need."""
         try:
             statement = check_read_only(sql)
-            return as_table(
-                await run_read_only(url, statement, limits=limits), limits.max_output_chars
-            )
+            result = await connections.run(caller_id(ctx), url, statement, (), limits)
+            return as_table(result, limits.max_output_chars)
         except (RefusedQuery, DatabaseRefused) as exc:
             raise ToolError(str(exc)) from None
 
     @server.tool(annotations=ToolAnnotations(title="List the tables", **read_only))
-    async def list_tables() -> str:
+    async def list_tables(ctx: Context) -> str:
         """List the tables and columns this tool may read."""
         try:
-            return as_table(
-                await run_read_only(url, _LIST_TABLES, limits=limits), limits.max_output_chars
-            )
+            result = await connections.run(caller_id(ctx), url, _LIST_TABLES, (), limits)
+            return as_table(result, limits.max_output_chars)
         except DatabaseRefused as exc:
             raise ToolError(str(exc)) from None
 

@@ -21,6 +21,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
+from aichat_backend.tools import run_as
 from aichat_backend.tools.config import ServerConfig
 
 # SSE response streams (and the HTTP read of a long tool call) may stay open this long.
@@ -32,13 +33,8 @@ async def open_transport(
 ) -> Transport:
     """The SDK transport for ``config``; what it needs closed later goes on ``stack``."""
     if config.transport == "stdio":
-        assert config.command is not None
-        params = StdioServerParameters(
-            command=config.command,
-            args=list(config.args),
-            env=config.spawn_env(),
-            cwd=config.cwd,
-        )
+        command, args, env, cwd = run_as.launch(config)
+        params = StdioServerParameters(command=command, args=args, env=env, cwd=cwd)
         return stdio_client(params, errlog=errlog or sys.stderr)
     assert config.url is not None
     if config.transport == "sse":

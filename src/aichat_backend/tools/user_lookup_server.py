@@ -23,7 +23,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aichat_backend.tools.caller import caller_id
-from aichat_backend.tools.readonly_db import DatabaseRefused, QueryLimits, run_read_only
+from aichat_backend.tools.readonly_db import ConnectionSlots, DatabaseRefused, QueryLimits
 
 SERVER_NAME = "aichat-user-lookup"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -68,6 +68,7 @@ class UserLookupSettings(BaseSettings):
 
 def build_server(settings: UserLookupSettings, *, log_level: str = "WARNING") -> MCPServer:
     url, sql, limits = settings.database_url, settings.query(), QueryLimits(max_rows=2)
+    connections = ConnectionSlots()  # a burst of calls holds a few connections, not one each
     server: MCPServer = MCPServer(
         SERVER_NAME,
         instructions="my_profile returns the record of the user you are talking to.",
@@ -87,7 +88,7 @@ def build_server(settings: UserLookupSettings, *, log_level: str = "WARNING") ->
         it can only ever look up the user you are talking to."""
         user = caller_id(ctx)
         try:
-            result = await run_read_only(url, sql, (user,), limits)
+            result = await connections.run(user, url, sql, (user,), limits)
         except DatabaseRefused as exc:
             raise ToolError(str(exc)) from None
         if not result.rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aichat_backend.config import Settings
 from aichat_backend.engine.chat import ChatConfig
-from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits
+from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits, default_workers
 from aichat_backend.engine.sessions import SessionLimits
 from aichat_backend.limits.base import LimitSettings
 from aichat_backend.money import to_nanos
@@ -62,6 +62,7 @@ def pdf_extractor(settings: Settings) -> PdfExtractor:
             cpu_seconds=settings.pdf_cpu_seconds,
             timeout_seconds=settings.pdf_timeout_seconds,
             max_memory_bytes=settings.pdf_max_memory_mib * 1024 * 1024,
-            workers=settings.pdf_workers,
+            workers=settings.pdf_workers or default_workers(),
+            cooldown_seconds=settings.pdf_cooldown_seconds,
         )
     )

@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> None:
         help="whose words an over-window refusal on the OpenAI wire uses",
     )
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_standalone(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run_standalone(args))
+    except OSError as exc:  # the port is taken: one line, not a traceback
+        print(
+            f"fake model: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     sys.stdout.flush()

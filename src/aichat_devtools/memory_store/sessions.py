@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from aichat_backend import names
 from aichat_backend.domain import Feedback, Message, MessageState, Role, Session, now_us
 from aichat_backend.errors import AlreadyExists, FailedPrecondition, NotFound
 from aichat_backend.reasons import Reason
-from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord
+from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord, SessionSummary
 from aichat_devtools.memory_store.state import StoredSession, UsageDay
 from aichat_devtools.memory_store.turns import MemoryTurns
 
@@ -89,6 +90,27 @@ class MemoryStore(MemoryTurns):
             m for m in s.in_session(user_id, session_id) if after_seq is None or m.seq > after_seq
         ]
         return [s.read(user_id, m, with_content=False) for m in found[:limit]]
+
+    async def message_sizes(
+        self, user_id: str, session_id: str, limit: int, after_seq: int | None
+    ) -> list[int]:
+        # The SQL store's estimate (store/message_stats.py), in characters.
+        found = await self.list_messages(user_id, session_id, limit, after_seq)
+        return [
+            256
+            + len(m.text)
+            + sum(128 + len(c.result_text) + len(json.dumps(c.arguments)) for c in m.tool_calls)
+            + 256 * len(m.attachments)
+            for m in found
+        ]
+
+    async def summarize_session(self, user_id: str, session_id: str) -> SessionSummary:
+        found = await self.list_messages(user_id, session_id, 1 << 62, None)
+        return SessionSummary(
+            count=len(found),
+            tools={c.tool_name for m in found for c in m.tool_calls},
+            models={m.model for m in found if m.model},
+        )
 
     async def clear_messages(self, user_id: str, session_id: str) -> None:
         stored = self.state.session(user_id, session_id)

@@ -92,3 +92,36 @@ def test_a_port_taken_is_a_clear_error_and_nothing_is_left(tmp_path: Path) -> No
             assert BANNER not in run.stderr
             # The backend and the fake model it had started are stopped too.
             assert_free(ports, but=ports.envoy)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {},  # the fake model: its port is taken first
+        # A real provider's key (never called: no check, no message): the backend's port.
+        {
+            "AICHAT_API_KEY": "k",
+            "AICHAT_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+            "AICHAT_MODEL_CHECK": "false",
+        },
+    ],
+    ids=["fake-model", "provider-key"],
+)
+def test_a_second_make_run_on_the_same_ports_refuses_to_start(
+    tmp_path: Path, model: dict[str, str]
+) -> None:
+    """Issue 30: the second copy's readiness probe was answered by the first one, so it
+    printed "aichat is running." (and tracebacks) while its own backend had failed."""
+    ports = Ports.pick()
+    env = stack_env(ports, **model)
+    with dev_run(workdir_like_checkout(tmp_path / "first"), env) as first:
+        first.wait_for(BANNER)
+        with dev_run(workdir_like_checkout(tmp_path / "second"), env) as second:
+            code = second.wait_exit(120)
+            assert code == 1, second.stderr
+            assert BANNER not in second.stderr
+            assert "Traceback" not in second.stderr, second.stderr
+            assert "is taken" in second.stderr, second.stderr
+            assert "AICHAT_GRPC_ADDRESS" in second.stderr, second.stderr
+        # The first one is untouched by the attempt.
+        assert_reachable_now(ports)

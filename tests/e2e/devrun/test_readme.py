@@ -1,11 +1,13 @@
-"""The README is what a newcomer follows: every ```sh block in it runs here, as written.
+"""The README and docs/ are what a newcomer follows: every ```sh block in them runs here,
+as written (the README's first, then each docs/*.md in name order).
 
 One real `make run` stack (`aichat-dev run`: fake model, backend, Envoy) on free ports; the
 blocks run in order in one bash (variables such as TOKEN carry over, as in a terminal) from a
 directory that looks like the checkout. The only change made to their text is the ports
 (tests never use fixed ones). Each block must succeed — `set -e`, and curl with
 ``--fail-with-body`` so an HTTP error fails it — and the blocks listed in EXPECTED must say
-what the README says they say. A new ```sh block anywhere in the README runs here too.
+what the README says they say. A new ```sh block anywhere in them runs here too, and none
+may leave a file in the checkout (scratch files go to a temporary directory).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aichat_devtools.dev_run import FAKE_TOKEN_DELAY_MS
 from tests.support.dev_stack import (
     BANNER,
     ROOT,
@@ -30,6 +33,9 @@ from tests.support.envoy import CONFIG
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+# What `make run` itself keeps in the checkout; the examples may add nothing to it.
+CHECKOUT_ENTRIES = {".venv", "gen", "var"}
 MARK = "@@readme-block"
 
 # A line of a block that names it → what its output must contain.
@@ -51,7 +57,10 @@ EXPECTED: dict[str, list[str]] = {
         "TOOL_CALL_STATE_SUCCEEDED",
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
     ],
-    "aichat-backend health": ["SERVING"],
+    "aichat-backend health --address": ["SERVING"],
+    # docs/deployment.md
+    "aichat-backend web-config": ['"appName": "Galaxy Chat"'],
+    "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],
 }
 
 
@@ -74,10 +83,10 @@ def script(blocks: list[str], ports: Ports) -> str:
     return "\n".join(lines)
 
 
-def test_every_shell_block_of_the_readme_runs_as_written(tmp_path: Path) -> None:
-    blocks = sh_blocks(README.read_text())
+def test_every_shell_block_of_the_readme_and_docs_runs_as_written(tmp_path: Path) -> None:
+    blocks = [b for doc in [README, *DOCS] for b in sh_blocks(doc.read_text())]
     for needle in EXPECTED:
-        assert sum(needle in b for b in blocks) == 1, f"README: no one block with {needle!r}"
+        assert sum(needle in b for b in blocks) == 1, f"docs: no one block with {needle!r}"
     ports = Ports.pick()
     work = workdir_like_checkout(tmp_path / "checkout")
     with dev_run(work, stack_env(ports)) as run:
@@ -90,6 +99,7 @@ def test_every_shell_block_of_the_readme_runs_as_written(tmp_path: Path) -> None
             text=True,
             timeout=180,
         )
+    left = {p.name for p in work.iterdir()} - CHECKOUT_ENTRIES
     outputs = re.split(rf"\n{MARK} (\S+)\n", done.stdout)[1:]
     by_block = dict(zip(outputs[::2], outputs[1::2], strict=True))
     if done.returncode != 0 or "end" not in by_block:
@@ -98,6 +108,7 @@ def test_every_shell_block_of_the_readme_runs_as_written(tmp_path: Path) -> None
             f"README block {failed} failed (exit {done.returncode}):\n{blocks[failed]}\n"
             f"--- its output:\n{by_block.get(str(failed), '')}\n--- stderr:\n{done.stderr[-3000:]}"
         )
+    assert not left, f"the examples left files in the checkout: {sorted(left)}"
     for index, block in enumerate(blocks):
         for needle, wanted in EXPECTED.items():
             if needle in block:
@@ -116,3 +127,11 @@ def test_the_readme_states_envoys_clock_skew() -> None:
     jwt = next(f for f in filters if f["name"] == "envoy.filters.http.jwt_authn")
     skew = jwt["typed_config"]["providers"]["aichat"]["clock_skew_seconds"]
     assert f"accepted up to {skew} s after its `exp`" in README.read_text()
+
+
+def test_the_readme_says_how_the_demo_behaves() -> None:
+    """Issue 30: a newcomer could not tell why answers trickled in, nor that CallTool asks
+    nothing before it runs a tool that changes things."""
+    text = " ".join(README.read_text().split())
+    assert f"at {FAKE_TOKEN_DELAY_MS} ms a token" in text
+    assert "`ToolService.CallTool`, runs at once whatever it does" in text

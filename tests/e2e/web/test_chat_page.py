@@ -52,9 +52,11 @@ async def test_without_a_token_the_page_says_how_to_sign_in(
         assert config.json()["appName"] == APP_NAME
         api = await client.get("/v1/chat/sessions")
         assert api.status_code == 401
-        # Only the page's own files are open: any other path still needs a token.
+        # A file the page does not have is missing, not a missing token (issue 30); any
+        # path outside /web/ still needs one.
         other = await client.get("/web/nothing-here.js")
-        assert other.status_code == 401
+        assert other.status_code == 404
+        assert (await client.get("/v1/chat/nothing-here")).status_code == 401
 
 
 async def test_a_rejected_token_leads_to_the_sign_in_message(

@@ -365,7 +365,9 @@ async def test_usage_per_user_and_model_paged(stack: ChatStack, user: str) -> No
             apb.ListUsageRequest(page_size=2, page_token=token, **rng), metadata=md(ADMIN)
         )
         pages += 1
-        seen += [(r.user_id, r.model, r.input_tokens, r.output_tokens, r.turns) for r in page.rows]
+        seen += [
+            (r.user_id, r.model, r.input_tokens, r.output_tokens, r.model_calls) for r in page.rows
+        ]
         token = page.next_page_token
         if not token:
             break
@@ -401,6 +403,12 @@ async def test_usage_per_user_and_model_paged(stack: ChatStack, user: str) -> No
     assert error_info(err.value).reason == "INVALID_PAGE_TOKEN"
 
 
+async def test_usage_counts_model_calls_and_says_so(stack: ChatStack, user: str) -> None:
+    """Issue 30: the field said `turns` and counted model calls; the contract now names it."""
+    fields = apb.UsageRow.DESCRIPTOR.fields_by_name
+    assert "model_calls" in fields and "turns" not in fields
+
+
 async def test_usage_today_by_default_counts_real_turns(stack: ChatStack, user: str) -> None:
     session = await stack.new_session(user)
     stack.fake.enqueue(Script(tokens=["a", "b"], input_tokens=11, output_tokens=2))
@@ -408,7 +416,7 @@ async def test_usage_today_by_default_counts_real_turns(stack: ChatStack, user: 
     async with stack.server.app.db.transaction() as tx:
         await add_usage(tx, user, Usage("other-model", 1, 1))
     page = await admin_stub(stack).ListUsage(apb.ListUsageRequest(user_id=user), metadata=md(ADMIN))
-    assert [(r.model, r.input_tokens, r.output_tokens, r.turns) for r in page.rows] == [
+    assert [(r.model, r.input_tokens, r.output_tokens, r.model_calls) for r in page.rows] == [
         ("gpt-test", 11, 2, 1),
         ("other-model", 1, 1, 1),
     ]

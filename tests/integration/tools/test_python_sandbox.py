@@ -3,6 +3,10 @@
 The test process plays the backend: it holds a secret in its environment and a file of
 its own, runs a listener on 127.0.0.1, and is the parent of the MCP server whose calls
 run the code (so ``/proc/<ppid>/environ`` of the server would be ours).
+
+Every test runs twice: with the server as root (as the test process is here), and with
+the server as a throwaway unprivileged user (``unprivileged``), where the sandbox is
+built in a user namespace. Both must contain the same escapes and keep the same budget.
 """
 
 from __future__ import annotations
@@ -12,78 +16,106 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from aichat_backend.tools import python_sandbox
 from aichat_backend.tools.pool import MCPPool
-from aichat_backend.tools.python_sandbox import UID_BASE
+from tests.integration.tools import sandbox_hogs, unprivileged
 from tests.integration.tools.support import call, make_pool, tool
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.timeout(300),
-    pytest.mark.skipif(python_sandbox.available() is not None, reason="sandbox needs root"),
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="runs the server as root and as a throwaway user: needs root"
+    ),
 ]
 
 SECRET = "sk-backend-secret-for-the-sandbox-test"
+MEMORY_MB = 256
 LIMITS = {
     "AICHAT_PYTHON_SANDBOX_CPU_SECONDS": "2",
     "AICHAT_PYTHON_SANDBOX_WALL_SECONDS": "8",
     "AICHAT_PYTHON_SANDBOX_OUTPUT_KB": "16",
-    "AICHAT_PYTHON_SANDBOX_MEMORY_MB": "128",
+    "AICHAT_PYTHON_SANDBOX_MEMORY_MB": str(MEMORY_MB),  # the call's, all processes together
+    "AICHAT_PYTHON_SANDBOX_PROCESSES": "4",
+    "AICHAT_PYTHON_SANDBOX_MAX_CALLS": "16",
 }
+SERVER_MODULE = "aichat_backend.tools.python_server"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool() -> AsyncIterator[MCPPool]:
+def entry(mode: str, **env: str) -> dict[str, Any]:
+    command, args = sys.executable, ["-m", SERVER_MODULE]
+    if mode == "unprivileged":
+        command, args = unprivileged.wrap(command, args, unprivileged.throwaway_uid())
+    return {"command": command, "args": args, "env": {**LIMITS, **env}}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["root", "unprivileged"])
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[MCPPool]:
     os.environ["AICHAT_TEST_BACKEND_SECRET"] = SECRET  # what the backend would hold
-    entry = {
-        "command": sys.executable,
-        "args": ["-m", "aichat_backend.tools.python_server"],
-        "env": LIMITS,
+    mode = request.param
+    servers = {
+        "py": entry(mode),
+        # A CPU limit far inside the wall clock: on a loaded machine 2 CPU seconds may take
+        # longer than 8 wall seconds, and this server is where the CPU limit is what stops.
+        "py_cpu": entry(
+            mode,
+            AICHAT_PYTHON_SANDBOX_CPU_SECONDS="1",
+            AICHAT_PYTHON_SANDBOX_WALL_SECONDS="120",
+        ),
+        # Room for two calls at once in all (one per user).
+        "py_two": entry(mode, AICHAT_PYTHON_SANDBOX_MAX_CALLS="2"),
     }
-    # A CPU limit far inside the wall clock: on a loaded machine 2 CPU seconds may take
-    # longer than 8 wall seconds, and this server is where the CPU limit is what stops.
-    cpu_bound = {
-        **entry,
-        "env": {
-            **LIMITS,
-            "AICHAT_PYTHON_SANDBOX_CPU_SECONDS": "1",
-            "AICHAT_PYTHON_SANDBOX_WALL_SECONDS": "120",
-        },
-    }
-    pool = make_pool({"py": entry, "py_cpu": cpu_bound})
+    pool = make_pool(servers)
     await pool.start()
     try:
-        assert await pool.wait_ready(20), pool.servers()
+        assert await pool.wait_ready(60), pool.servers()
+        assert all(s.tool_count for s in pool.servers()), pool.servers()
         yield pool
     finally:
         await pool.aclose()
         del os.environ["AICHAT_TEST_BACKEND_SECRET"]
 
 
-def sandbox_processes() -> list[int]:
-    """Processes still running under a sandbox uid (there must be none after a call)."""
-    found = []
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                status = (entry / "status").read_text()
-            except OSError:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            uid = int(
-                next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]
-            )
-            if uid >= UID_BASE:
-                found.append(int(entry.name))
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def leftovers() -> list[int]:
+    """Processes below the sandbox servers (there must be none once a call has returned)."""
+    tree = _children()
+    servers = [
+        pid
+        for pid in tree.get(os.getpid(), [])
+        if SERVER_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert servers, "no sandbox server among this process's children"
+    found, todo = [], [child for pid in servers for child in tree.get(pid, [])]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += tree.get(pid, [])
     return found
 
 
-async def run(pool: MCPPool, code: str, server: str = "py") -> tuple[bool, str]:
-    result = await call(pool, f"{server}__run_python", timeout=150, code=code)
-    assert not sandbox_processes()
+async def run(
+    pool: MCPPool, code: str, server: str = "py", user: str = "tester", *, alone: bool = True
+) -> tuple[bool, str]:
+    """``alone``: no other call is running, so nothing may be left once this one returned."""
+    result = await call(pool, f"{server}__run_python", user=user, timeout=150, code=code)
+    assert not alone or not leftovers()
     return result.is_error, result.text.removeprefix("Error executing tool run_python: ")
 
 
@@ -222,6 +254,7 @@ async def test_huge_memory_is_refused(pool: MCPPool) -> None:
     assert "MemoryError" in text
 
 
+@pytest.mark.skipif(python_sandbox.available() is not None, reason="no sandbox here")
 async def test_a_burst_past_the_cap_on_both_pipes_still_ends_the_call() -> None:
     # 10 MB at once on stdout and on stderr: a reader that stopped at the cap left the
     # pipe paused, its EOF unseen, and Process.wait() waiting forever.
@@ -233,4 +266,54 @@ async def test_a_burst_past_the_cap_on_both_pipes_still_ends_the_call() -> None:
             )
         assert result.ended == "output limit"
         assert len(result.stdout) <= 16384 and len(result.stderr) <= 16384
-        assert not sandbox_processes()
+
+
+# --- the call's memory, and how many calls run at once (issue 24, item 1) -----------------
+
+
+async def test_all_processes_of_a_call_together_stay_within_its_memory(pool: MCPPool) -> None:
+    # Every process the call may fork fills its address space, all of them at once:
+    # per-process limits alone let 16 such processes hold 16 times the limit.
+    failed, text = await run(pool, sandbox_hogs.forked())
+    assert not failed, text
+    assert "processes 4" in text  # the hog did fork up to the limit
+    assert sandbox_hogs.held_mib(text) <= MEMORY_MB, text
+
+
+async def test_memory_outside_any_address_space_is_refused(pool: MCPPool) -> None:
+    # Anonymous files, System V segments (kept after a detach) and a tmpfs in a user
+    # namespace of the code's own: none is in any process's address space.
+    failed, text = await run(pool, sandbox_hogs.outside())
+    assert not failed, text
+    assert sandbox_hogs.held_mib(text) == 0, text
+    assert "memfd stopped: PermissionError 1" in text  # refused, not merely full
+
+
+async def test_a_user_runs_one_call_at_a_time(pool: MCPPool) -> None:
+    slow = "import time; time.sleep(3); print('ran')"
+    both = await asyncio.gather(*(run(pool, slow, user="alice", alone=False) for _ in "ab"))
+    texts = sorted(text for _, text in both)
+    assert [failed for failed, _ in sorted(both, key=lambda r: r[1])] == [False, True], both
+    assert texts[1].startswith("not run: this user already has 1 Python run"), texts
+    # Another user is not held back by alice's call.
+    two = await asyncio.gather(*(run(pool, slow, user=u, alone=False) for u in ("alice", "bob")))
+    assert [failed for failed, _ in two] == [False, False], two
+    assert not leftovers()
+
+
+async def test_no_more_calls_run_at_once_than_the_total(pool: MCPPool) -> None:
+    # Each call reports when its code started and ended (the host's clock): with room for
+    # two, no moment is inside three of them; the third call waited for a free slot.
+    code = "import time; print('span', time.time()); time.sleep(2); print('span', time.time())"
+    results = await asyncio.gather(
+        *(run(pool, code, server="py_two", user=f"user{n}", alone=False) for n in range(3))
+    )
+    assert not leftovers()
+    spans = []
+    for failed, text in results:
+        assert not failed, text
+        start, end = (float(line.split()[1]) for line in text.splitlines() if "span" in line)
+        spans.append((start, end))
+    for start, _ in spans:
+        inside = sum(1 for s, e in spans if s <= start < e)
+        assert inside <= 2, spans

@@ -144,7 +144,7 @@ async def test_session_state_does_not_carry_to_the_next_call(
     await run_read_only(readonly_db.url, "SELECT pg_advisory_lock(42)")
     # A new connection per call: the lock went with the old one.
     result = await run_read_only(readonly_db.url, "SELECT pg_try_advisory_lock(42) AS free")
-    assert result.rows == [["True"]]
+    assert result.rows == [["true"]]  # PostgreSQL's own text for a boolean
     # A setting changed at session level is rolled back with the call, and the next call
     # is read-only all the same.
     await run_read_only(
@@ -159,8 +159,8 @@ async def test_values_are_cut_and_tables_escaped(readonly_db: ReadOnlyDatabase) 
     result = await run_read_only(
         readonly_db.url, "SELECT repeat('x', 50) AS big, 'a|b\nc' AS odd, NULL AS none", (), limits
     )
-    assert result.rows == [["xxxxxxxxxx… (50 chars)", "a|b\nc", "NULL"]]
-    assert as_table(result).splitlines()[2] == "| xxxxxxxxxx… (50 chars) | a\\|b c | NULL |"
+    assert result.rows == [["xxxxxxxxxx… (cut at 10 chars)", "a|b\nc", "NULL"]]
+    assert as_table(result).splitlines()[2] == "| xxxxxxxxxx… (cut at 10 chars) | a\\|b c | NULL |"
 
 
 async def test_a_wide_result_stops_before_it_is_too_long(pool: MCPPool) -> None:
