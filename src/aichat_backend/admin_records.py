@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 
 from aichat_backend.errors import InvalidArgument
+from aichat_backend.money import Cost
 from aichat_backend.reasons import Reason
 
 
@@ -74,6 +75,37 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     model_calls: int  # the usage_daily column `turns` counts model calls
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: Cost | None = None  # None: nothing priced, or priced in several currencies
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """A user's usage over UTC days ``start_day`` to ``end_day``, every model together;
+    ``cost`` counts the calls priced in the catalogue's currency."""
+
+    start_day: str
+    end_day: str
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    model_calls: int
+    cost: Cost
+
+
+@dataclass(frozen=True, slots=True)
+class UserUsage:
+    """What GetMyUsage answers: the user's own usage and the daily budgets that hold it
+    (0 / None: unlimited for this user)."""
+
+    today: UsageTotals
+    this_month: UsageTotals
+    daily_token_budget: int
+    daily_cost_budget: Cost | None
 
 
 def _day(text: str, field: str) -> dt.date:

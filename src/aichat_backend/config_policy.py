@@ -6,6 +6,7 @@ docs/configuration.md says about the variable (``make gen`` writes it from here)
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field
@@ -28,6 +29,17 @@ class PolicyFields(BaseSettings):
         ge=0,
         description=(
             "Input + output tokens per user per UTC day (0 = unlimited; usage is recorded anyway)."
+        ),
+    )
+    daily_cost_budget: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        max_digits=18,
+        decimal_places=9,
+        description=(
+            "What a user's model calls may cost per UTC day, in the models file's currency, "
+            "an exact decimal such as 2.50 (0 = unlimited; models without prices cost nothing "
+            "here). Refused with COST_BUDGET_EXHAUSTED until UTC midnight."
         ),
     )
     limits_exempt_users: str = Field(

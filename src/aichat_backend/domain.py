@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 
 from aichat_backend import names
 from aichat_backend.errors import NotFound
+from aichat_backend.money import Cost
+from aichat_backend.providers.base import ReasoningBlock
 from aichat_backend.reasons import Reason
 
 T = TypeVar("T")
@@ -121,10 +123,23 @@ class Message:
     attachments: list[Attachment] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     feedback: Feedback | None = None
+    # An answer's reasoning before its text, block by block as the provider sent it (an
+    # Anthropic tool-use round sends its signed blocks back), and its usage beyond the
+    # totals: parts of ``output_tokens`` / ``input_tokens``, and the cost when priced.
+    reasoning: list[ReasoningBlock] = field(default_factory=list)
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: Cost | None = None
 
     @property
     def name(self) -> str:
         return names.message(self.session_id, self.id)
+
+    @property
+    def reasoning_text(self) -> str:
+        """The reasoning as shown: every block's text in order (redacted ones have none)."""
+        return "".join(b.text for b in self.reasoning)
 
 
 @dataclass(slots=True)

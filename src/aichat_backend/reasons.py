@@ -189,6 +189,11 @@ class Reason(enum.StrEnum):
     #: provider said; metadata carries the sizes it named (`input_tokens`,
     #: `max_output_tokens`, `context_window`), each only when the provider said it.
     CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
+    #: INVALID_ARGUMENT: a turn's reasoning option is not one the model takes: a
+    #: `reasoning_effort` that is not offered, or one asked of a model that is not
+    #: OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
+    #: that is not Anthropic's (BadRequest names the field).
+    INVALID_REASONING_OPTION = "INVALID_REASONING_OPTION"
     #: RESOURCE_EXHAUSTED: too many requests per second from this user.
     RATE_LIMITED = "RATE_LIMITED"
     #: RESOURCE_EXHAUSTED: this user runs as many turns at once as allowed.
@@ -197,6 +202,10 @@ class Reason(enum.StrEnum):
     TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
     #: UNAVAILABLE: the shared limits (Redis) cannot be reached.
     LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
+    #: RESOURCE_EXHAUSTED: what this user's model calls cost today reached the daily
+    #: budget in money (AICHAT_DAILY_COST_BUDGET); metadata says the limit, what was used,
+    #: the currency and when it resets; RetryInfo waits until then.
+    COST_BUDGET_EXHAUSTED = "COST_BUDGET_EXHAUSTED"
     #: ALREADY_EXISTS: the subject is on the bypass list already.
     BYPASS_ALREADY_EXISTS = "BYPASS_ALREADY_EXISTS"
     #: NOT_FOUND: no such bypass.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aichat_backend.domain import Attachment, Message, Session, ToolCall, ToolCallState
 from aichat_backend.errors import Aborted, FailedPrecondition, InvalidArgument
+from aichat_backend.money import Cost
 from aichat_backend.reasons import Reason
 
 # Idempotency scopes (AIP-155): a request_id names one result per scope.
@@ -54,11 +55,16 @@ class TurnClaim:
 
 @dataclass(slots=True, frozen=True)
 class Usage:
-    """One model call's tokens, counted against its user (the model that answered)."""
+    """One model call's tokens, counted against its user (the model that answered), and
+    what they cost at that model's prices (None: the catalogue names none)."""
 
     model: str
     input_tokens: int
     output_tokens: int
+    reasoning_tokens: int = 0  # of output_tokens
+    cached_input_tokens: int = 0  # of input_tokens
+    cache_write_tokens: int = 0  # of input_tokens
+    cost: Cost | None = None
 
 
 @dataclass(slots=True, frozen=True)

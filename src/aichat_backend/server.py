@@ -36,6 +36,7 @@ from aichat_backend.store.database import Database
 from aichat_backend.store.session_store import SqlSessionStore
 from aichat_backend.store.turn_store import SqlTurnStore
 from aichat_backend.tools.base import ToolProvider
+from aichat_backend.user_usage import UsageReader
 from aichat_backend.wiring import configs, recovery
 from aichat_backend.wiring.admin import AdminParts
 from aichat_backend.wiring.dependency_health import (
@@ -106,7 +107,7 @@ class App:
         )
         self.metrics = Metrics()
         self.exports = ExportSlots(settings.max_concurrent_exports_per_user)
-        self.limit_settings = configs.limit_settings(settings)
+        self.limit_settings = configs.limit_settings(settings, self.catalogue.currency)
         self.limiter = build_limiter(self.limit_settings, settings.redis_url)
         self.limits = TurnLimits(
             self.limiter, lambda reason: self.metrics.rate_limited.labels(reason).inc()
@@ -151,7 +152,12 @@ class App:
             tools=self.tools,
         )
         self.services = Services(
-            sessions=SessionServicer(self.sessions, FeedbackManager(session_store), self.exports),
+            sessions=SessionServicer(
+                self.sessions,
+                FeedbackManager(session_store),
+                UsageReader(self.db, self.limit_settings),
+                self.exports,
+            ),
             chat=ChatServicer(
                 self.engine,
                 self.limits,

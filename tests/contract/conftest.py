@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -76,6 +77,21 @@ class Stores:
                 await tx.execute(select(usage_daily).where(usage_daily.c.user_id == user))
             ).mappings()
             return [(r["model"], r["input_tokens"], r["output_tokens"], r["turns"]) for r in rows]
+
+    async def usage_parts(self, user: str) -> list[tuple[Any, ...]]:
+        """(model, reasoning, cached input, cache write tokens, cost nanos, currency) rows."""
+        if self.memory is not None:
+            found = [(k[2], vars(d)) for k, d in self.memory.usage_days() if k[0] == user]
+        else:
+            assert self.db is not None
+            async with self.db.read() as tx:
+                query = select(usage_daily).where(usage_daily.c.user_id == user)
+                found = [(r["model"], dict(r)) for r in (await tx.execute(query)).mappings()]
+        return [(model, *(row[name] for name in USAGE_PARTS)) for model, row in found]
+
+
+USAGE_PARTS = ("reasoning_tokens", "cached_input_tokens", "cache_write_tokens")
+USAGE_PARTS += ("cost_nanos", "currency")
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

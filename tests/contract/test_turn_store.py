@@ -17,6 +17,8 @@ from aichat_backend.domain import (
     now_us,
 )
 from aichat_backend.errors import Aborted, FailedPrecondition, NotFound
+from aichat_backend.money import MIXED_CURRENCY, Cost
+from aichat_backend.providers.base import ReasoningBlock
 from aichat_backend.records import (
     RESOLVE_SCOPE,
     TURN_SCOPE,
@@ -314,3 +316,66 @@ async def test_a_given_conversation_is_stored_around_the_user_message(stores: St
     assert history[4].state is MessageState.STREAMING
     with pytest.raises(Aborted):  # claimed like any turn
         await stores.begin(sid)
+
+
+SIGNED = ReasoningBlock("anthropic", text="I should look.", signature="c2lnbmVk" * 40)
+REDACTED = ReasoningBlock("anthropic", redacted=True, data="ZW5jcnlwdGVk" * 30)
+
+
+async def test_reasoning_is_kept_block_by_block_with_its_answer(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid, request_id="req-r")
+    answer.text, answer.finish_reason = "let me look", "tool_calls"
+    answer.reasoning = [SIGNED, REDACTED]
+    await stores.turns.store_tool_round(
+        stores.user, sid, answer, [_call("c1", ToolCallState.SUCCEEDED)], None
+    )
+    placeholder, history = await stores.turns.next_round(stores.user, sid, answer, "m", 10)
+    assert history[-1].reasoning == [SIGNED, REDACTED]  # exactly as the provider sent them
+    placeholder.text, placeholder.state = "found", MessageState.COMPLETE
+    placeholder.reasoning = [ReasoningBlock("openai", text="plain thoughts")]
+    await stores.turns.finish(stores.user, sid, turn, placeholder, None)
+    read = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
+    assert [m.reasoning for m in read[1:]] == [[SIGNED, REDACTED], placeholder.reasoning]
+    listed = await stores.sessions.list_messages(stores.user, sid, 10, None)
+    assert listed[1].reasoning_text == "I should look." and listed[0].reasoning == []
+    replay = await stores.turns.find_replay(stores.user, TURN_SCOPE, "req-r")
+    assert replay is not None and replay.answers[-1].reasoning_text == "plain thoughts"
+
+
+async def test_usage_parts_and_cost_are_kept_per_answer_and_per_day(stores: Stores) -> None:
+    sid = await stores.new_session()
+    turn, _, answer = await stores.begin(sid)
+    first = Usage("m", 100, 40, 30, 60, 20, Cost(1_234_567, "EUR"))
+    answer.reasoning_tokens, answer.cost = 30, first.cost
+    calls = [_call("c1", ToolCallState.SUCCEEDED)]
+    await stores.turns.store_tool_round(stores.user, sid, answer, calls, first)
+    placeholder, _ = await stores.turns.next_round(stores.user, sid, answer, "m")
+    placeholder.text, placeholder.state = "done", MessageState.COMPLETE
+    placeholder.cached_input_tokens, placeholder.cache_write_tokens = 70, 5
+    last = Usage("m", 120, 8, 0, 70, 5, Cost(2, "EUR"))
+    placeholder.cost = last.cost
+    await stores.turns.finish(stores.user, sid, turn, placeholder, last)
+    await stores.turns.finish(stores.user, sid, turn, placeholder, last)  # counted once
+    assert await stores.usage_parts(stores.user) == [("m", 30, 130, 25, 1_234_569, "EUR")]
+    read = (await stores.turns.load_context(stores.user, sid, WINDOW)).history
+    assert [(m.reasoning_tokens, m.cost) for m in read[1:]] == [(30, first.cost), (0, last.cost)]
+    assert (read[-1].cached_input_tokens, read[-1].cache_write_tokens) == (70, 5)
+    assert read[0].cost is None  # the user's message cost nothing
+
+
+async def test_a_days_cost_is_in_one_currency_or_marked_mixed(stores: Stores) -> None:
+    sid = await stores.new_session()
+    for usage in (
+        Usage("m", 1, 1),  # unpriced: tokens only
+        Usage("m", 1, 1, cost=Cost(5, "USD")),
+        Usage("m", 1, 1),  # an unpriced call leaves the currency as it is
+    ):
+        turn, _, answer = await stores.begin(sid)
+        answer.state = MessageState.COMPLETE
+        await stores.turns.finish(stores.user, sid, turn, answer, usage)
+    assert await stores.usage_parts(stores.user) == [("m", 0, 0, 0, 5, "USD")]
+    turn, _, answer = await stores.begin(sid)
+    answer.state = MessageState.COMPLETE
+    await stores.turns.finish(stores.user, sid, turn, answer, Usage("m", 1, 1, cost=Cost(7, "EUR")))
+    assert await stores.usage_parts(stores.user) == [("m", 0, 0, 0, 12, MIXED_CURRENCY)]

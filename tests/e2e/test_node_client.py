@@ -11,6 +11,7 @@ import pytest
 
 from aichat_devtools.fake_llm import Script
 from tests.support.chat import ChatStack, chat_stack
+from tests.support.reasoning_models import reasoning_stack
 from tests.support.tools import ROOT, run
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,3 +97,23 @@ async def test_node_reads_a_resumed_stream(stack: ChatStack, user: str) -> None:
     assert result["rest"] == list(range(51, 51 + len(result["rest"])))
     assert result["kinds"][-1] == "turn_ended" and len(result["turns"]) == 1
     assert result["text"] == "".join(TOKENS_200) == result["stored"]
+
+
+async def test_node_reads_reasoning_usage_and_cost(
+    sqlite_url: str, tmp_path: Path, user: str
+) -> None:
+    thought = "Two and two make four."
+    async with reasoning_stack(sqlite_url, tmp_path) as stack:
+        stack.fake.enqueue(
+            Script(reasoning=thought, text="Four.", input_tokens=1000, output_tokens=500)
+        )
+        result = (await node(stack, "reasoning", user))["reasoning"]
+        assert stack.fake.requests[-1].body["thinking"]["budget_tokens"] == 1500
+    assert result["code"] == "OK" and result["text"] == "Four."
+    assert result["kinds"][1] == "reasoning_delta" and result["thought"] == thought
+    usage = result["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == ("1000", "500")  # longs: String
+    assert int(usage["reasoning_tokens"]) > 0
+    assert usage["cost"] == {"currency_code": "EUR", "units": "0", "nanos": 10_500_000}
+    assert result["stored"] == {"text": thought, "redacted_blocks": 0}
+    assert result["today"]["cost"] == usage["cost"] and result["today"]["model_calls"] == "1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,24 @@ class EngineStack:
         return [(model, out, calls) for (_, _, model), (_, out, calls) in self.store.usage()]
 
 
+@asynccontextmanager
+async def engine_stack(
+    fake: FakeLLMServer, catalogue: ModelCatalogue
+) -> AsyncIterator[EngineStack]:
+    """An engine over a MemoryStore and in-process tools, answering with ``catalogue``."""
+    store = MemoryStore(idempotency_ttl_seconds=60)
+    tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
+    config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
+    engine = ChatEngine(store, catalogue, config, tools=tools)
+    sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
+    try:
+        yield EngineStack(engine, store, fake, sessions, tools, catalogue, config)
+    finally:
+        engine.stop_all()
+        await engine.drain_writes()
+        await catalogue.aclose()
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
     async with FakeLLMServer() as fake:
@@ -124,18 +143,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[EngineStack]:
         settings = make_settings(
             f"sqlite:///{tmp_path / 'unused.db'}", **provider_settings("openai", fake)
         )
-        store = MemoryStore(idempotency_ttl_seconds=60)
-        catalogue = model_catalogue(settings)
-        tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
-        config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
-        engine = ChatEngine(store, catalogue, config, tools=tools)
-        sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
-        try:
-            yield EngineStack(engine, store, fake, sessions, tools, catalogue, config)
-        finally:
-            engine.stop_all()
-            await engine.drain_writes()
-            await catalogue.aclose()
+        async with engine_stack(fake, model_catalogue(settings)) as built:
+            yield built
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -190,6 +191,7 @@ class LimitsStatus(_message.Message):
     DEGRADED_REASON_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
     BYPASS_ENTRIES_FIELD_NUMBER: _builtins.int
+    DAILY_COST_BUDGET_FIELD_NUMBER: _builtins.int
     rate_rps: _builtins.float
     """Requests per second per user (0: off)."""
     rate_burst: _builtins.int
@@ -210,6 +212,12 @@ class LimitsStatus(_message.Message):
     def refused(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Requests and turns refused on this replica since it started, by ErrorInfo reason."""
 
+    @_builtins.property
+    def daily_cost_budget(self) -> _money_pb2.Money:
+        """What a user's model calls may cost per UTC day, in the catalogue's currency; unset
+        when unlimited.
+        """
+
     def __init__(
         self,
         *,
@@ -221,10 +229,11 @@ class LimitsStatus(_message.Message):
         degraded_reason: _builtins.str = ...,
         refused: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         bypass_entries: _builtins.int = ...,
+        daily_cost_budget: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -509,6 +518,10 @@ class UsageRow(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MODEL_CALLS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user (empty when grouped by model)."""
     model: _builtins.str
@@ -522,6 +535,19 @@ class UsageRow(_message.Message):
     answered is two), and so does each fallback that stood in. Named `turns` before
     issue 30, which is what it never counted.
     """
+    reasoning_tokens: _builtins.int
+    """Of the output tokens: reasoning."""
+    cached_input_tokens: _builtins.int
+    """Of the input tokens: read from the provider's prompt cache."""
+    cache_write_tokens: _builtins.int
+    """Of the input tokens: written to the provider's prompt cache."""
+    @_builtins.property
+    def cost(self) -> _money_pb2.Money:
+        """What the priced model calls cost, exact to the nano unit, in the catalogue's
+        currency; unset when none was priced, or when the row's days were priced in more
+        than one currency (the catalogue's currency changed in between).
+        """
+
     def __init__(
         self,
         *,
@@ -530,10 +556,14 @@ class UsageRow(_message.Message):
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
         model_calls: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model", b"model", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "model", b"model", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

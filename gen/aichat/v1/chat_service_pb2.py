@@ -34,7 +34,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ichat/v1/chat_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17google/type/money.proto\"\xb9\x01\n\x0b\x43hatOptions\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x0btemperature\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x0b\n\t_detached\"\xd8\x01\n\x11StreamChatRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xd9\x01\n\x12SendMessageRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xdf\x01\n\x13SendMessageResponse\x12(\n\x0cuser_message\x18\x01 \x01(\x0b\x32\x12.aichat.v1.Message\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12\'\n\x07outcome\x18\x04 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12/\n\x12pending_tool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"\x8f\x01\n\x10ToolCallDecision\x12\x1a\n\x0ctool_call_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x37\n\x10\x65\x64ited_arguments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\xc9\x01\n\x17ResolveToolCallsRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x34\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.aichat.v1.ToolCallDecisionB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x0b\n\t_detached\"b\n\x17StreamTurnEventsRequest\x12.\n\x04name\x18\x01 \x01(\tB \xe2\x41\x01\x02\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12\x17\n\tafter_seq\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"C\n\x11\x43\x61ncelTurnRequest\x12.\n\x04name\x18\x01 \x01(\tB \xe2\x41\x01\x02\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\"\xf2\x02\n\x12StreamChatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12*\n\x04turn\x18\x08 \x01(\tB\x1c\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12.\n\x0cturn_started\x18\x02 \x01(\x0b\x32\x16.aichat.v1.TurnStartedH\x00\x12*\n\ntext_delta\x18\x03 \x01(\x0b\x32\x14.aichat.v1.TextDeltaH\x00\x12(\n\ttool_call\x18\x04 \x01(\x0b\x32\x13.aichat.v1.ToolCallH\x00\x12\x38\n\x11\x61pproval_required\x18\x05 \x01(\x0b\x32\x1b.aichat.v1.ApprovalRequiredH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.aichat.v1.HeartbeatH\x00\x12*\n\nturn_ended\x18\x07 \x01(\x0b\x32\x14.aichat.v1.TurnEndedH\x00\x42\x07\n\x05\x65vent\"d\n\x0bTurnStarted\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12\x16\n\x0e\x61nswer_message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x63ontinues_answer\x18\x04 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x10\x41pprovalRequired\x12\'\n\ntool_calls\x18\x01 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"7\n\tHeartbeat\x12*\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb6\x01\n\tTurnEnded\x12\'\n\x07outcome\x18\x01 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0f\x61nswer_messages\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model\"\xe5\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x12\n\nconfigured\x18\x05 \x01(\x08\x12\x11\n\tfallbacks\x18\x06 \x03(\t\x12*\n\x05\x63heck\x18\x07 \x01(\x0b\x32\x15.aichat.v1.ModelCheckB\x04\xe2\x41\x01\x03\x12#\n\x15\x63ontext_window_tokens\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11max_output_tokens\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12,\n\x06prices\x18\n \x01(\x0b\x32\x16.aichat.v1.ModelPricesB\x04\xe2\x41\x01\x03\x12\x32\n\treasoning\x18\x0b \x01(\x0b\x32\x19.aichat.v1.ModelReasoningB\x04\xe2\x41\x01\x03\x12\x1c\n\x0eprompt_caching\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x8b\x02\n\x0bModelPrices\x12:\n\x18input_per_million_tokens\x18\x01 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12\x41\n\x1f\x63\x61\x63hed_input_per_million_tokens\x18\x02 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12@\n\x1e\x63\x61\x63he_write_per_million_tokens\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12;\n\x19output_per_million_tokens\x18\x04 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"L\n\x0eModelReasoning\x12\x14\n\x06\x65\x66\x66ort\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16thinking_budget_tokens\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xb6\x01\n\nModelCheck\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.aichat.v1.ModelCheckState\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration*\xa0\x01\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\"\n\x1eTURN_OUTCOME_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16TURN_OUTCOME_CANCELLED\x10\x03\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x04*\x97\x01\n\x0fModelCheckState\x12!\n\x1dMODEL_CHECK_STATE_UNSPECIFIED\x10\x00\x12!\n\x1dMODEL_CHECK_STATE_NOT_CHECKED\x10\x01\x12\x1f\n\x1bMODEL_CHECK_STATE_REACHABLE\x10\x02\x12\x1d\n\x19MODEL_CHECK_STATE_FAILING\x10\x03\x32\xc7\x06\n\x0b\x43hatService\x12\xac\x01\n\nStreamChat\x12\x1c.aichat.v1.StreamChatRequest\x1a\x1d.aichat.v1.StreamChatResponse\"_\x82\xd3\xe4\x93\x02Y\"(/v1/chat/{session=sessions/*}:streamChat:\x01*Z*\x12(/v1/chat/{session=sessions/*}:streamChat0\x01\x12\x82\x01\n\x0bSendMessage\x12\x1d.aichat.v1.SendMessageRequest\x1a\x1e.aichat.v1.SendMessageResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{session=sessions/*}:sendMessage:\x01*\x12\x92\x01\n\x10ResolveToolCalls\x12\".aichat.v1.ResolveToolCallsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"9\x82\xd3\xe4\x93\x02\x33\"./v1/chat/{session=sessions/*}:resolveToolCalls:\x01*0\x01\x12\x90\x01\n\x10StreamTurnEvents\x12\".aichat.v1.StreamTurnEventsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/chat/{name=sessions/*/turns/*}:streamEvents0\x01\x12x\n\nCancelTurn\x12\x1c.aichat.v1.CancelTurnRequest\x1a\x16.google.protobuf.Empty\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{name=sessions/*/turns/*}:cancel:\x01*\x12\x62\n\nListModels\x12\x1c.aichat.v1.ListModelsRequest\x1a\x1d.aichat.v1.ListModelsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/chat/modelsB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ichat/v1/chat_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17google/type/money.proto\"\x9f\x02\n\x0b\x43hatOptions\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x0btemperature\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\x12\x1e\n\x10reasoning_effort\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12)\n\x16thinking_budget_tokens\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x02\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x0b\n\t_detachedB\x19\n\x17_thinking_budget_tokens\"\xd8\x01\n\x11StreamChatRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xd9\x01\n\x12SendMessageRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x15.aichat.v1.AttachmentB\x04\xe2\x41\x01\x01\x12-\n\x07options\x18\x04 \x01(\x0b\x32\x16.aichat.v1.ChatOptionsB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\xdf\x01\n\x13SendMessageResponse\x12(\n\x0cuser_message\x18\x01 \x01(\x0b\x32\x12.aichat.v1.Message\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12\'\n\x07outcome\x18\x04 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12/\n\x12pending_tool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"\x8f\x01\n\x10ToolCallDecision\x12\x1a\n\x0ctool_call_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x37\n\x10\x65\x64ited_arguments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\xc9\x01\n\x17ResolveToolCallsRequest\x12\x34\n\x07session\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x34\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.aichat.v1.ToolCallDecisionB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\x08\x64\x65tached\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x0b\n\t_detached\"b\n\x17StreamTurnEventsRequest\x12.\n\x04name\x18\x01 \x01(\tB \xe2\x41\x01\x02\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12\x17\n\tafter_seq\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"C\n\x11\x43\x61ncelTurnRequest\x12.\n\x04name\x18\x01 \x01(\tB \xe2\x41\x01\x02\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\"\xa8\x03\n\x12StreamChatResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12*\n\x04turn\x18\x08 \x01(\tB\x1c\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12.\n\x0cturn_started\x18\x02 \x01(\x0b\x32\x16.aichat.v1.TurnStartedH\x00\x12*\n\ntext_delta\x18\x03 \x01(\x0b\x32\x14.aichat.v1.TextDeltaH\x00\x12(\n\ttool_call\x18\x04 \x01(\x0b\x32\x13.aichat.v1.ToolCallH\x00\x12\x38\n\x11\x61pproval_required\x18\x05 \x01(\x0b\x32\x1b.aichat.v1.ApprovalRequiredH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.aichat.v1.HeartbeatH\x00\x12*\n\nturn_ended\x18\x07 \x01(\x0b\x32\x14.aichat.v1.TurnEndedH\x00\x12\x34\n\x0freasoning_delta\x18\t \x01(\x0b\x32\x19.aichat.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"d\n\x0bTurnStarted\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12\x16\n\x0e\x61nswer_message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x63ontinues_answer\x18\x04 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x10\x41pprovalRequired\x12\'\n\ntool_calls\x18\x01 \x03(\x0b\x32\x13.aichat.v1.ToolCall\"7\n\tHeartbeat\x12*\n\x07\x65lapsed\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb6\x01\n\tTurnEnded\x12\'\n\x07outcome\x18\x01 \x01(\x0e\x32\x16.aichat.v1.TurnOutcome\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x12.aichat.v1.Message\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.aichat.v1.Usage\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0f\x61nswer_messages\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model\"\xe5\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\x08\x12\x12\n\nconfigured\x18\x05 \x01(\x08\x12\x11\n\tfallbacks\x18\x06 \x03(\t\x12*\n\x05\x63heck\x18\x07 \x01(\x0b\x32\x15.aichat.v1.ModelCheckB\x04\xe2\x41\x01\x03\x12#\n\x15\x63ontext_window_tokens\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x11max_output_tokens\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12,\n\x06prices\x18\n \x01(\x0b\x32\x16.aichat.v1.ModelPricesB\x04\xe2\x41\x01\x03\x12\x32\n\treasoning\x18\x0b \x01(\x0b\x32\x19.aichat.v1.ModelReasoningB\x04\xe2\x41\x01\x03\x12\x1c\n\x0eprompt_caching\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x8b\x02\n\x0bModelPrices\x12:\n\x18input_per_million_tokens\x18\x01 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12\x41\n\x1f\x63\x61\x63hed_input_per_million_tokens\x18\x02 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12@\n\x1e\x63\x61\x63he_write_per_million_tokens\x18\x03 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\x12;\n\x19output_per_million_tokens\x18\x04 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"L\n\x0eModelReasoning\x12\x14\n\x06\x65\x66\x66ort\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16thinking_budget_tokens\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xb6\x01\n\nModelCheck\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.aichat.v1.ModelCheckState\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration*\xa0\x01\n\x0bTurnOutcome\x12\x1c\n\x18TURN_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TURN_OUTCOME_COMPLETED\x10\x01\x12\"\n\x1eTURN_OUTCOME_AWAITING_APPROVAL\x10\x02\x12\x1a\n\x16TURN_OUTCOME_CANCELLED\x10\x03\x12\x17\n\x13TURN_OUTCOME_FAILED\x10\x04*\x97\x01\n\x0fModelCheckState\x12!\n\x1dMODEL_CHECK_STATE_UNSPECIFIED\x10\x00\x12!\n\x1dMODEL_CHECK_STATE_NOT_CHECKED\x10\x01\x12\x1f\n\x1bMODEL_CHECK_STATE_REACHABLE\x10\x02\x12\x1d\n\x19MODEL_CHECK_STATE_FAILING\x10\x03\x32\xc7\x06\n\x0b\x43hatService\x12\xac\x01\n\nStreamChat\x12\x1c.aichat.v1.StreamChatRequest\x1a\x1d.aichat.v1.StreamChatResponse\"_\x82\xd3\xe4\x93\x02Y\"(/v1/chat/{session=sessions/*}:streamChat:\x01*Z*\x12(/v1/chat/{session=sessions/*}:streamChat0\x01\x12\x82\x01\n\x0bSendMessage\x12\x1d.aichat.v1.SendMessageRequest\x1a\x1e.aichat.v1.SendMessageResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{session=sessions/*}:sendMessage:\x01*\x12\x92\x01\n\x10ResolveToolCalls\x12\".aichat.v1.ResolveToolCallsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"9\x82\xd3\xe4\x93\x02\x33\"./v1/chat/{session=sessions/*}:resolveToolCalls:\x01*0\x01\x12\x90\x01\n\x10StreamTurnEvents\x12\".aichat.v1.StreamTurnEventsRequest\x1a\x1d.aichat.v1.StreamChatResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/chat/{name=sessions/*/turns/*}:streamEvents0\x01\x12x\n\nCancelTurn\x12\x1c.aichat.v1.CancelTurnRequest\x1a\x16.google.protobuf.Empty\"4\x82\xd3\xe4\x93\x02.\")/v1/chat/{name=sessions/*/turns/*}:cancel:\x01*\x12\x62\n\nListModels\x12\x1c.aichat.v1.ListModelsRequest\x1a\x1d.aichat.v1.ListModelsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/chat/modelsB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,6 +52,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATOPTIONS'].fields_by_name['memory_limit']._serialized_options = b'\342A\001\001'
   _globals['_CHATOPTIONS'].fields_by_name['detached']._loaded_options = None
   _globals['_CHATOPTIONS'].fields_by_name['detached']._serialized_options = b'\342A\001\001'
+  _globals['_CHATOPTIONS'].fields_by_name['reasoning_effort']._loaded_options = None
+  _globals['_CHATOPTIONS'].fields_by_name['reasoning_effort']._serialized_options = b'\342A\001\001'
+  _globals['_CHATOPTIONS'].fields_by_name['thinking_budget_tokens']._loaded_options = None
+  _globals['_CHATOPTIONS'].fields_by_name['thinking_budget_tokens']._serialized_options = b'\342A\001\001'
   _globals['_STREAMCHATREQUEST'].fields_by_name['session']._loaded_options = None
   _globals['_STREAMCHATREQUEST'].fields_by_name['session']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Session'
   _globals['_STREAMCHATREQUEST'].fields_by_name['text']._loaded_options = None
@@ -130,50 +134,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATSERVICE'].methods_by_name['CancelTurn']._serialized_options = b'\202\323\344\223\002.\")/v1/chat/{name=sessions/*/turns/*}:cancel:\001*'
   _globals['_CHATSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/chat/models'
-  _globals['_TURNOUTCOME']._serialized_start=3482
-  _globals['_TURNOUTCOME']._serialized_end=3642
-  _globals['_MODELCHECKSTATE']._serialized_start=3645
-  _globals['_MODELCHECKSTATE']._serialized_end=3796
+  _globals['_TURNOUTCOME']._serialized_start=3670
+  _globals['_TURNOUTCOME']._serialized_end=3830
+  _globals['_MODELCHECKSTATE']._serialized_start=3833
+  _globals['_MODELCHECKSTATE']._serialized_end=3984
   _globals['_CHATOPTIONS']._serialized_start=335
-  _globals['_CHATOPTIONS']._serialized_end=520
-  _globals['_STREAMCHATREQUEST']._serialized_start=523
-  _globals['_STREAMCHATREQUEST']._serialized_end=739
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=742
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=959
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=962
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1185
-  _globals['_TOOLCALLDECISION']._serialized_start=1188
-  _globals['_TOOLCALLDECISION']._serialized_end=1331
-  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_start=1334
-  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_end=1535
-  _globals['_STREAMTURNEVENTSREQUEST']._serialized_start=1537
-  _globals['_STREAMTURNEVENTSREQUEST']._serialized_end=1635
-  _globals['_CANCELTURNREQUEST']._serialized_start=1637
-  _globals['_CANCELTURNREQUEST']._serialized_end=1704
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1707
-  _globals['_STREAMCHATRESPONSE']._serialized_end=2077
-  _globals['_TURNSTARTED']._serialized_start=2079
-  _globals['_TURNSTARTED']._serialized_end=2179
-  _globals['_TEXTDELTA']._serialized_start=2181
-  _globals['_TEXTDELTA']._serialized_end=2206
-  _globals['_APPROVALREQUIRED']._serialized_start=2208
-  _globals['_APPROVALREQUIRED']._serialized_end=2267
-  _globals['_HEARTBEAT']._serialized_start=2269
-  _globals['_HEARTBEAT']._serialized_end=2324
-  _globals['_TURNENDED']._serialized_start=2327
-  _globals['_TURNENDED']._serialized_end=2509
-  _globals['_LISTMODELSREQUEST']._serialized_start=2511
-  _globals['_LISTMODELSREQUEST']._serialized_end=2530
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2532
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2586
-  _globals['_MODEL']._serialized_start=2589
-  _globals['_MODEL']._serialized_end=2946
-  _globals['_MODELPRICES']._serialized_start=2949
-  _globals['_MODELPRICES']._serialized_end=3216
-  _globals['_MODELREASONING']._serialized_start=3218
-  _globals['_MODELREASONING']._serialized_end=3294
-  _globals['_MODELCHECK']._serialized_start=3297
-  _globals['_MODELCHECK']._serialized_end=3479
-  _globals['_CHATSERVICE']._serialized_start=3799
-  _globals['_CHATSERVICE']._serialized_end=4638
+  _globals['_CHATOPTIONS']._serialized_end=622
+  _globals['_STREAMCHATREQUEST']._serialized_start=625
+  _globals['_STREAMCHATREQUEST']._serialized_end=841
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=844
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1061
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1064
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1287
+  _globals['_TOOLCALLDECISION']._serialized_start=1290
+  _globals['_TOOLCALLDECISION']._serialized_end=1433
+  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_start=1436
+  _globals['_RESOLVETOOLCALLSREQUEST']._serialized_end=1637
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_start=1639
+  _globals['_STREAMTURNEVENTSREQUEST']._serialized_end=1737
+  _globals['_CANCELTURNREQUEST']._serialized_start=1739
+  _globals['_CANCELTURNREQUEST']._serialized_end=1806
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1809
+  _globals['_STREAMCHATRESPONSE']._serialized_end=2233
+  _globals['_TURNSTARTED']._serialized_start=2235
+  _globals['_TURNSTARTED']._serialized_end=2335
+  _globals['_TEXTDELTA']._serialized_start=2337
+  _globals['_TEXTDELTA']._serialized_end=2362
+  _globals['_REASONINGDELTA']._serialized_start=2364
+  _globals['_REASONINGDELTA']._serialized_end=2394
+  _globals['_APPROVALREQUIRED']._serialized_start=2396
+  _globals['_APPROVALREQUIRED']._serialized_end=2455
+  _globals['_HEARTBEAT']._serialized_start=2457
+  _globals['_HEARTBEAT']._serialized_end=2512
+  _globals['_TURNENDED']._serialized_start=2515
+  _globals['_TURNENDED']._serialized_end=2697
+  _globals['_LISTMODELSREQUEST']._serialized_start=2699
+  _globals['_LISTMODELSREQUEST']._serialized_end=2718
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2720
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2774
+  _globals['_MODEL']._serialized_start=2777
+  _globals['_MODEL']._serialized_end=3134
+  _globals['_MODELPRICES']._serialized_start=3137
+  _globals['_MODELPRICES']._serialized_end=3404
+  _globals['_MODELREASONING']._serialized_start=3406
+  _globals['_MODELREASONING']._serialized_end=3482
+  _globals['_MODELCHECK']._serialized_start=3485
+  _globals['_MODELCHECK']._serialized_end=3667
+  _globals['_CHATSERVICE']._serialized_start=3987
+  _globals['_CHATSERVICE']._serialized_end=4826
 # @@protoc_insertion_point(module_scope)

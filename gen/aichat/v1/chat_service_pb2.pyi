@@ -96,6 +96,8 @@ class ChatOptions(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MEMORY_LIMIT_FIELD_NUMBER: _builtins.int
     DETACHED_FIELD_NUMBER: _builtins.int
+    REASONING_EFFORT_FIELD_NUMBER: _builtins.int
+    THINKING_BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model catalogue name for this turn; overrides the session's model."""
     temperature: _builtins.float
@@ -109,6 +111,16 @@ class ChatOptions(_message.Message):
     resumed with StreamTurnEvents). Unset: the server's default (AICHAT_TURN_DETACHED_DEFAULT,
     false: hanging up cancels the turn). StreamChat only.
     """
+    reasoning_effort: _builtins.str
+    """OpenAI-compatible models: `reasoning_effort` for this turn (`none`, `minimal`,
+    `low`, `medium`, `high`, `xhigh`) instead of the model's (`Model.reasoning.effort`).
+    Empty: the model's.
+    """
+    thinking_budget_tokens: _builtins.int
+    """Anthropic models: the extended-thinking budget for this turn instead of the
+    model's (`Model.reasoning.thinking_budget_tokens`): 0 turns thinking off, less
+    than 1024 is raised to 1024. Unset: the model's.
+    """
     def __init__(
         self,
         *,
@@ -117,19 +129,25 @@ class ChatOptions(_message.Message):
         max_output_tokens: _builtins.int = ...,
         memory_limit: _builtins.int = ...,
         detached: _builtins.bool | None = ...,
+        reasoning_effort: _builtins.str = ...,
+        thinking_budget_tokens: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "detached", b"detached", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "_thinking_budget_tokens", b"_thinking_budget_tokens", "detached", b"detached", "temperature", b"temperature", "thinking_budget_tokens", b"thinking_budget_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "detached", b"detached", "max_output_tokens", b"max_output_tokens", "memory_limit", b"memory_limit", "model", b"model", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_detached", b"_detached", "_temperature", b"_temperature", "_thinking_budget_tokens", b"_thinking_budget_tokens", "detached", b"detached", "max_output_tokens", b"max_output_tokens", "memory_limit", b"memory_limit", "model", b"model", "reasoning_effort", b"reasoning_effort", "temperature", b"temperature", "thinking_budget_tokens", b"thinking_budget_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__detached: _TypeAlias = _typing.Literal["detached"]  # noqa: Y015
     _WhichOneofArgType__detached: _TypeAlias = _typing.Literal["_detached", b"_detached"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__thinking_budget_tokens: _TypeAlias = _typing.Literal["thinking_budget_tokens"]  # noqa: Y015
+    _WhichOneofArgType__thinking_budget_tokens: _TypeAlias = _typing.Literal["_thinking_budget_tokens", b"_thinking_budget_tokens"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__detached) -> _WhichOneofReturnType__detached | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__thinking_budget_tokens) -> _WhichOneofReturnType__thinking_budget_tokens | None: ...
 
 Global___ChatOptions: _TypeAlias = ChatOptions  # noqa: Y015
 
@@ -426,6 +444,7 @@ class StreamChatResponse(_message.Message):
     APPROVAL_REQUIRED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     TURN_ENDED_FIELD_NUMBER: _builtins.int
+    REASONING_DELTA_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position of this event in its turn: 1, 2, 3, ... with no gaps, the same in the
     turn's own stream and in StreamTurnEvents (resume after the last one seen); it only
@@ -462,6 +481,12 @@ class StreamChatResponse(_message.Message):
     def turn_ended(self) -> Global___TurnEnded:
         """The turn is over; always the last event."""
 
+    @_builtins.property
+    def reasoning_delta(self) -> Global___ReasoningDelta:
+        """More of the model's reasoning (thinking) before its answer's text: shown apart
+        from the answer, stored with it (`Message.reasoning`).
+        """
+
     def __init__(
         self,
         *,
@@ -473,12 +498,13 @@ class StreamChatResponse(_message.Message):
         approval_required: Global___ApprovalRequired | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         turn_ended: Global___TurnEnded | None = ...,
+        reasoning_delta: Global___ReasoningDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn", b"turn", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn", b"turn", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["turn_started", "text_delta", "tool_call", "approval_required", "heartbeat", "turn_ended"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["turn_started", "text_delta", "tool_call", "approval_required", "heartbeat", "turn_ended", "reasoning_delta"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -552,6 +578,28 @@ class TextDelta(_message.Message):
 Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
 
 @_typing.final
+class ReasoningDelta(_message.Message):
+    """A piece of the model's reasoning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """Reasoning text to append."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReasoningDelta: _TypeAlias = ReasoningDelta  # noqa: Y015
+
+@_typing.final
 class ApprovalRequired(_message.Message):
     """Tool calls waiting for approval."""
 
@@ -622,7 +670,7 @@ class TurnEnded(_message.Message):
 
     @_builtins.property
     def usage(self) -> _resources_pb2.Usage:
-        """Tokens used by the turn."""
+        """Tokens used by the turn (every model call of it) and their cost."""
 
     @_builtins.property
     def error(self) -> _status_pb2.Status:

@@ -232,6 +232,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     provider said; metadata carries the sizes it named (`input_tokens`,
     `max_output_tokens`, `context_window`), each only when the provider said it.
     """
+    INVALID_REASONING_OPTION: _ErrorReason.ValueType  # 135
+    """INVALID_ARGUMENT: a turn's reasoning option is not one the model takes: a
+    `reasoning_effort` that is not offered, or one asked of a model that is not
+    OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
+    that is not Anthropic's (BadRequest names the field).
+    """
     RATE_LIMITED: _ErrorReason.ValueType  # 140
     """--- limits --------------------------------------------------------------------
 
@@ -243,6 +249,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED: this user's daily token budget is used up."""
     LIMITS_UNAVAILABLE: _ErrorReason.ValueType  # 143
     """UNAVAILABLE: the shared limits (Redis) cannot be reached."""
+    COST_BUDGET_EXHAUSTED: _ErrorReason.ValueType  # 144
+    """RESOURCE_EXHAUSTED: what this user's model calls cost today reached the daily
+    budget in money (AICHAT_DAILY_COST_BUDGET); metadata says the limit, what was used,
+    the currency and when it resets; RetryInfo waits until then.
+    """
     BYPASS_ALREADY_EXISTS: _ErrorReason.ValueType  # 150
     """--- the operator API ----------------------------------------------------------
 
@@ -522,6 +533,12 @@ CONTEXT_TOO_LONG: ErrorReason.ValueType  # 134
 provider said; metadata carries the sizes it named (`input_tokens`,
 `max_output_tokens`, `context_window`), each only when the provider said it.
 """
+INVALID_REASONING_OPTION: ErrorReason.ValueType  # 135
+"""INVALID_ARGUMENT: a turn's reasoning option is not one the model takes: a
+`reasoning_effort` that is not offered, or one asked of a model that is not
+OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
+that is not Anthropic's (BadRequest names the field).
+"""
 RATE_LIMITED: ErrorReason.ValueType  # 140
 """--- limits --------------------------------------------------------------------
 
@@ -533,6 +550,11 @@ TOKEN_BUDGET_EXHAUSTED: ErrorReason.ValueType  # 142
 """RESOURCE_EXHAUSTED: this user's daily token budget is used up."""
 LIMITS_UNAVAILABLE: ErrorReason.ValueType  # 143
 """UNAVAILABLE: the shared limits (Redis) cannot be reached."""
+COST_BUDGET_EXHAUSTED: ErrorReason.ValueType  # 144
+"""RESOURCE_EXHAUSTED: what this user's model calls cost today reached the daily
+budget in money (AICHAT_DAILY_COST_BUDGET); metadata says the limit, what was used,
+the currency and when it resets; RetryInfo waits until then.
+"""
 BYPASS_ALREADY_EXISTS: ErrorReason.ValueType  # 150
 """--- the operator API ----------------------------------------------------------
 

@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -283,6 +284,7 @@ class Message(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     FEEDBACK_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sessions/{session}/messages/{message}"."""
     role: Global___Role.ValueType
@@ -315,6 +317,12 @@ class Message(_message.Message):
     def feedback(self) -> Global___MessageFeedback:
         """The owner's rating of an assistant message (SessionService.SetMessageFeedback)."""
 
+    @_builtins.property
+    def reasoning(self) -> Global___Reasoning:
+        """What a reasoning model thought before this (assistant) message's answer, as it
+        streamed in `reasoning_delta` events; unset when the model did not reason.
+        """
+
     def __init__(
         self,
         *,
@@ -329,14 +337,45 @@ class Message(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         finish_reason: _builtins.str = ...,
         feedback: Global___MessageFeedback | None = ...,
+        reasoning: Global___Reasoning | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "feedback", b"feedback", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "feedback", b"feedback", "reasoning", b"reasoning", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "feedback", b"feedback", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "role", b"role", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "feedback", b"feedback", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "reasoning", b"reasoning", "role", b"role", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class Reasoning(_message.Message):
+    """A model's reasoning before an answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    REDACTED_BLOCKS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The reasoning text, all of it, in the order the model wrote it (Anthropic thinking
+    blocks, or an OpenAI-compatible server's `reasoning_content` / `reasoning`).
+    """
+    redacted_blocks: _builtins.int
+    """How many blocks of the reasoning the provider sent encrypted (Anthropic's
+    `redacted_thinking`): kept and sent back to the model, never shown.
+    """
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        redacted_blocks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["redacted_blocks", b"redacted_blocks", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reasoning: _TypeAlias = Reasoning  # noqa: Y015
 
 @_typing.final
 class MessageFeedback(_message.Message):
@@ -468,31 +507,57 @@ Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
-    """Token counts reported by the provider."""
+    """Token counts reported by the provider, and what they cost."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
-    """Tokens of context sent to the model."""
+    """Tokens of context sent to the model, those read from or written to the provider's
+    prompt cache included.
+    """
     output_tokens: _builtins.int
-    """Tokens the model produced."""
+    """Tokens the model produced, its reasoning included."""
     model: _builtins.str
     """Model catalogue name that produced the answer (its last round), which is a
     fallback's name when the requested model failed and a fallback answered.
     """
+    reasoning_tokens: _builtins.int
+    """Of `output_tokens`: the model's reasoning (thinking) before its answer."""
+    cached_input_tokens: _builtins.int
+    """Of `input_tokens`: read from the provider's prompt cache (OpenAI `cached_tokens`,
+    Anthropic cache reads), billed at the cached-input price.
+    """
+    cache_write_tokens: _builtins.int
+    """Of `input_tokens`: written to the provider's prompt cache (Anthropic cache writes),
+    billed at the cache-write price.
+    """
+    @_builtins.property
+    def cost(self) -> _money_pb2.Money:
+        """What these tokens cost at the catalogue's prices of the model that answered, exact
+        to the nano unit; unset when that model has no prices in the catalogue.
+        """
+
     def __init__(
         self,
         *,
         input_tokens: _builtins.int = ...,
         output_tokens: _builtins.int = ...,
         model: _builtins.str = ...,
+        reasoning_tokens: _builtins.int = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,9 +30,10 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ichat/v1/session_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\"u\n\x14\x43reateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x11GetSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"H\n\x13ListSessionsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"I\n\x14\x44\x65leteSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"}\n\x13ListMessagesRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x14\x43learMessagesRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"x\n\x14\x45xportSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12-\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.aichat.v1.ExportFormatB\x04\xe2\x41\x01\x01\"\x96\x01\n\x19SetMessageFeedbackRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12/\n\x06rating\x18\x02 \x01(\x0e\x32\x19.aichat.v1.FeedbackRatingB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63omment\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01*\x9f\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_TEXT\x10\x01\x12\x1a\n\x16\x45XPORT_FORMAT_MARKDOWN\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x12\x08\n\x04TEXT\x10\x01\x12\x0c\n\x08MARKDOWN\x10\x02\x12\x08\n\x04JSON\x10\x03\x1a\x02\x10\x01\x32\x91\t\n\x0eSessionService\x12}\n\rCreateSession\x12\x1f.aichat.v1.CreateSessionRequest\x1a\x12.aichat.v1.Session\"7\xda\x41\x12session,session_id\x82\xd3\xe4\x93\x02\x1c\"\x11/v1/chat/sessions:\x07session\x12i\n\nGetSession\x12\x1c.aichat.v1.GetSessionRequest\x1a\x12.aichat.v1.Session\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/chat/{name=sessions/*}\x12j\n\x0cListSessions\x12\x1e.aichat.v1.ListSessionsRequest\x1a\x1f.aichat.v1.ListSessionsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/chat/sessions\x12\x8f\x01\n\rUpdateSession\x12\x1f.aichat.v1.UpdateSessionRequest\x1a\x12.aichat.v1.Session\"I\xda\x41\x13session,update_mask\x82\xd3\xe4\x93\x02-2\"/v1/chat/{session.name=sessions/*}:\x07session\x12s\n\rDeleteSession\x12\x1f.aichat.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/chat/{name=sessions/*}\x12\x87\x01\n\x0cListMessages\x12\x1e.aichat.v1.ListMessagesRequest\x1a\x1f.aichat.v1.ListMessagesResponse\"6\xda\x41\x06parent\x82\xd3\xe4\x93\x02\'\x12%/v1/chat/{parent=sessions/*}/messages\x12\x84\x01\n\rClearMessages\x12\x1f.aichat.v1.ClearMessagesRequest\x1a\x16.google.protobuf.Empty\":\xda\x41\x04name\x82\xd3\xe4\x93\x02-\"(/v1/chat/{name=sessions/*}:clearMessages:\x01*\x12\x81\x01\n\rExportSession\x12\x1f.aichat.v1.ExportSessionRequest\x1a\x14.google.api.HttpBody\"7\xda\x41\x0bname,format\x82\xd3\xe4\x93\x02#\x12!/v1/chat/{name=sessions/*}:export0\x01\x12\x8c\x01\n\x12SetMessageFeedback\x12$.aichat.v1.SetMessageFeedbackRequest\x1a\x12.aichat.v1.Message\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\x01*B\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ichat/v1/session_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x17google/type/money.proto\"u\n\x14\x43reateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x11GetSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"H\n\x13ListSessionsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"I\n\x14\x44\x65leteSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"}\n\x13ListMessagesRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x14\x43learMessagesRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"\x99\x01\n\x14\x45xportSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12-\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.aichat.v1.ExportFormatB\x04\xe2\x41\x01\x01\x12\x1f\n\x11include_reasoning\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x96\x01\n\x19SetMessageFeedbackRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12/\n\x06rating\x18\x02 \x01(\x0e\x32\x19.aichat.v1.FeedbackRatingB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63omment\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\x13\n\x11GetMyUsageRequest\"\x9e\x02\n\x0bUsageTotals\x12\x17\n\tstart_day\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x65nd_day\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cinput_tokens\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1b\n\routput_tokens\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1e\n\x10reasoning_tokens\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12!\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12 \n\x12\x63\x61\x63he_write_tokens\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bmodel_calls\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12&\n\x04\x63ost\x18\t \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"\xbf\x01\n\x07MyUsage\x12+\n\x05today\x18\x01 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12\x30\n\nthis_month\x18\x02 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12 \n\x12\x64\x61ily_token_budget\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x33\n\x11\x64\x61ily_cost_budget\x18\x04 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03*\x9f\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_TEXT\x10\x01\x12\x1a\n\x16\x45XPORT_FORMAT_MARKDOWN\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x12\x08\n\x04TEXT\x10\x01\x12\x0c\n\x08MARKDOWN\x10\x02\x12\x08\n\x04JSON\x10\x03\x1a\x02\x10\x01\x32\xe9\t\n\x0eSessionService\x12}\n\rCreateSession\x12\x1f.aichat.v1.CreateSessionRequest\x1a\x12.aichat.v1.Session\"7\xda\x41\x12session,session_id\x82\xd3\xe4\x93\x02\x1c\"\x11/v1/chat/sessions:\x07session\x12i\n\nGetSession\x12\x1c.aichat.v1.GetSessionRequest\x1a\x12.aichat.v1.Session\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/chat/{name=sessions/*}\x12j\n\x0cListSessions\x12\x1e.aichat.v1.ListSessionsRequest\x1a\x1f.aichat.v1.ListSessionsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/chat/sessions\x12\x8f\x01\n\rUpdateSession\x12\x1f.aichat.v1.UpdateSessionRequest\x1a\x12.aichat.v1.Session\"I\xda\x41\x13session,update_mask\x82\xd3\xe4\x93\x02-2\"/v1/chat/{session.name=sessions/*}:\x07session\x12s\n\rDeleteSession\x12\x1f.aichat.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/chat/{name=sessions/*}\x12\x87\x01\n\x0cListMessages\x12\x1e.aichat.v1.ListMessagesRequest\x1a\x1f.aichat.v1.ListMessagesResponse\"6\xda\x41\x06parent\x82\xd3\xe4\x93\x02\'\x12%/v1/chat/{parent=sessions/*}/messages\x12\x84\x01\n\rClearMessages\x12\x1f.aichat.v1.ClearMessagesRequest\x1a\x16.google.protobuf.Empty\":\xda\x41\x04name\x82\xd3\xe4\x93\x02-\"(/v1/chat/{name=sessions/*}:clearMessages:\x01*\x12\x81\x01\n\rExportSession\x12\x1f.aichat.v1.ExportSessionRequest\x1a\x14.google.api.HttpBody\"7\xda\x41\x0bname,format\x82\xd3\xe4\x93\x02#\x12!/v1/chat/{name=sessions/*}:export0\x01\x12\x8c\x01\n\x12SetMessageFeedback\x12$.aichat.v1.SetMessageFeedbackRequest\x1a\x12.aichat.v1.Message\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\x01*\x12V\n\nGetMyUsage\x12\x1c.aichat.v1.GetMyUsageRequest\x1a\x12.aichat.v1.MyUsage\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/chat/usageB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -72,12 +73,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Session'
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['format']._loaded_options = None
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['format']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTSESSIONREQUEST'].fields_by_name['include_reasoning']._loaded_options = None
+  _globals['_EXPORTSESSIONREQUEST'].fields_by_name['include_reasoning']._serialized_options = b'\342A\001\001'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Message'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['rating']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['rating']._serialized_options = b'\342A\001\001'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['comment']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['comment']._serialized_options = b'\342A\001\001'
+  _globals['_USAGETOTALS'].fields_by_name['start_day']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['start_day']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['end_day']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['end_day']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['input_tokens']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['input_tokens']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['output_tokens']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['output_tokens']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['reasoning_tokens']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['reasoning_tokens']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['cached_input_tokens']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['cached_input_tokens']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['cache_write_tokens']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['cache_write_tokens']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['model_calls']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['model_calls']._serialized_options = b'\342A\001\003'
+  _globals['_USAGETOTALS'].fields_by_name['cost']._loaded_options = None
+  _globals['_USAGETOTALS'].fields_by_name['cost']._serialized_options = b'\342A\001\003'
+  _globals['_MYUSAGE'].fields_by_name['today']._loaded_options = None
+  _globals['_MYUSAGE'].fields_by_name['today']._serialized_options = b'\342A\001\003'
+  _globals['_MYUSAGE'].fields_by_name['this_month']._loaded_options = None
+  _globals['_MYUSAGE'].fields_by_name['this_month']._serialized_options = b'\342A\001\003'
+  _globals['_MYUSAGE'].fields_by_name['daily_token_budget']._loaded_options = None
+  _globals['_MYUSAGE'].fields_by_name['daily_token_budget']._serialized_options = b'\342A\001\003'
+  _globals['_MYUSAGE'].fields_by_name['daily_cost_budget']._loaded_options = None
+  _globals['_MYUSAGE'].fields_by_name['daily_cost_budget']._serialized_options = b'\342A\001\003'
   _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\332A\022session,session_id\202\323\344\223\002\034\"\021/v1/chat/sessions:\007session'
   _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._loaded_options = None
@@ -96,30 +125,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSERVICE'].methods_by_name['ExportSession']._serialized_options = b'\332A\013name,format\202\323\344\223\002#\022!/v1/chat/{name=sessions/*}:export'
   _globals['_SESSIONSERVICE'].methods_by_name['SetMessageFeedback']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['SetMessageFeedback']._serialized_options = b'\202\323\344\223\0026\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\001*'
-  _globals['_EXPORTFORMAT']._serialized_start=1392
-  _globals['_EXPORTFORMAT']._serialized_end=1551
-  _globals['_CREATESESSIONREQUEST']._serialized_start=278
-  _globals['_CREATESESSIONREQUEST']._serialized_end=395
-  _globals['_GETSESSIONREQUEST']._serialized_start=397
-  _globals['_GETSESSIONREQUEST']._serialized_end=467
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=469
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=541
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=543
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=628
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=630
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=750
-  _globals['_DELETESESSIONREQUEST']._serialized_start=752
-  _globals['_DELETESESSIONREQUEST']._serialized_end=825
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=827
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=952
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=954
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1039
-  _globals['_CLEARMESSAGESREQUEST']._serialized_start=1041
-  _globals['_CLEARMESSAGESREQUEST']._serialized_end=1114
-  _globals['_EXPORTSESSIONREQUEST']._serialized_start=1116
-  _globals['_EXPORTSESSIONREQUEST']._serialized_end=1236
-  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_start=1239
-  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_end=1389
-  _globals['_SESSIONSERVICE']._serialized_start=1554
-  _globals['_SESSIONSERVICE']._serialized_end=2723
+  _globals['_SESSIONSERVICE'].methods_by_name['GetMyUsage']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['GetMyUsage']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/chat/usage'
+  _globals['_EXPORTFORMAT']._serialized_start=1955
+  _globals['_EXPORTFORMAT']._serialized_end=2114
+  _globals['_CREATESESSIONREQUEST']._serialized_start=303
+  _globals['_CREATESESSIONREQUEST']._serialized_end=420
+  _globals['_GETSESSIONREQUEST']._serialized_start=422
+  _globals['_GETSESSIONREQUEST']._serialized_end=492
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=494
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=566
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=568
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=653
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=655
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=775
+  _globals['_DELETESESSIONREQUEST']._serialized_start=777
+  _globals['_DELETESESSIONREQUEST']._serialized_end=850
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=852
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=977
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=979
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1064
+  _globals['_CLEARMESSAGESREQUEST']._serialized_start=1066
+  _globals['_CLEARMESSAGESREQUEST']._serialized_end=1139
+  _globals['_EXPORTSESSIONREQUEST']._serialized_start=1142
+  _globals['_EXPORTSESSIONREQUEST']._serialized_end=1295
+  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_start=1298
+  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_end=1448
+  _globals['_GETMYUSAGEREQUEST']._serialized_start=1450
+  _globals['_GETMYUSAGEREQUEST']._serialized_end=1469
+  _globals['_USAGETOTALS']._serialized_start=1472
+  _globals['_USAGETOTALS']._serialized_end=1758
+  _globals['_MYUSAGE']._serialized_start=1761
+  _globals['_MYUSAGE']._serialized_end=1952
+  _globals['_SESSIONSERVICE']._serialized_start=2117
+  _globals['_SESSIONSERVICE']._serialized_end=3374
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -327,19 +328,25 @@ class ExportSessionRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    INCLUDE_REASONING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"sessions/{session}"."""
     format: Global___ExportFormat.ValueType
     """Document format; text when unspecified."""
+    include_reasoning: _builtins.bool
+    """Whether answers carry the model's reasoning before them (off by default: it is
+    often longer than the answer).
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         format: Global___ExportFormat.ValueType = ...,
+        include_reasoning: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "include_reasoning", b"include_reasoning", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -374,3 +381,122 @@ class SetMessageFeedbackRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetMessageFeedbackRequest: _TypeAlias = SetMessageFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class GetMyUsageRequest(_message.Message):
+    """Request for GetMyUsage (the caller is the user whose usage it is)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMyUsageRequest: _TypeAlias = GetMyUsageRequest  # noqa: Y015
+
+@_typing.final
+class UsageTotals(_message.Message):
+    """Usage over a span of UTC days, summed over the models used."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DAY_FIELD_NUMBER: _builtins.int
+    END_DAY_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    MODEL_CALLS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    start_day: _builtins.str
+    """First UTC day counted, "YYYY-MM-DD"."""
+    end_day: _builtins.str
+    """Last UTC day counted (today), "YYYY-MM-DD"."""
+    input_tokens: _builtins.int
+    """Input tokens, cached and cache-written ones included."""
+    output_tokens: _builtins.int
+    """Output tokens, reasoning included."""
+    reasoning_tokens: _builtins.int
+    """Of the output tokens: reasoning."""
+    cached_input_tokens: _builtins.int
+    """Of the input tokens: read from the provider's prompt cache."""
+    cache_write_tokens: _builtins.int
+    """Of the input tokens: written to the provider's prompt cache."""
+    model_calls: _builtins.int
+    """Model calls (each round of a turn counts once)."""
+    @_builtins.property
+    def cost(self) -> _money_pb2.Money:
+        """What the priced model calls cost, in the catalogue's currency (calls of models
+        without prices count tokens only); zero in that currency when nothing was priced.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_day: _builtins.str = ...,
+        end_day: _builtins.str = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
+        cached_input_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        model_calls: _builtins.int = ...,
+        cost: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "end_day", b"end_day", "input_tokens", b"input_tokens", "model_calls", b"model_calls", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "start_day", b"start_day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageTotals: _TypeAlias = UsageTotals  # noqa: Y015
+
+@_typing.final
+class MyUsage(_message.Message):
+    """The caller's usage and the daily budgets they are held to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TODAY_FIELD_NUMBER: _builtins.int
+    THIS_MONTH_FIELD_NUMBER: _builtins.int
+    DAILY_TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
+    DAILY_COST_BUDGET_FIELD_NUMBER: _builtins.int
+    daily_token_budget: _builtins.int
+    """Input and output tokens a user may use per UTC day; 0 when unlimited (or when the
+    caller is exempt from limits).
+    """
+    @_builtins.property
+    def today(self) -> Global___UsageTotals:
+        """Today (UTC)."""
+
+    @_builtins.property
+    def this_month(self) -> Global___UsageTotals:
+        """This calendar month (UTC) up to today."""
+
+    @_builtins.property
+    def daily_cost_budget(self) -> _money_pb2.Money:
+        """What a user's model calls may cost per UTC day; unset when unlimited (or when the
+        caller is exempt from limits).
+        """
+
+    def __init__(
+        self,
+        *,
+        today: Global___UsageTotals | None = ...,
+        this_month: Global___UsageTotals | None = ...,
+        daily_token_budget: _builtins.int = ...,
+        daily_cost_budget: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget", "this_month", b"this_month", "today", b"today"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "this_month", b"this_month", "today", b"today"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MyUsage: _TypeAlias = MyUsage  # noqa: Y015

@@ -86,6 +86,11 @@ class SessionServiceStub:
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.SerializeToString,
                 response_deserializer=aichat_dot_v1_dot_resources__pb2.Message.FromString,
                 _registered_method=True)
+        self.GetMyUsage = channel.unary_unary(
+                '/aichat.v1.SessionService/GetMyUsage',
+                request_serializer=aichat_dot_v1_dot_session__service__pb2.GetMyUsageRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_session__service__pb2.MyUsage.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -161,6 +166,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMyUsage(self, request, context):
+        """The caller's own usage: tokens and their cost today and this month (UTC), and the
+        daily budgets they are held to. An operator reads everyone's with
+        AdminService.ListUsage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +222,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.SetMessageFeedback,
                     request_deserializer=aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.FromString,
                     response_serializer=aichat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'GetMyUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyUsage,
+                    request_deserializer=aichat_dot_v1_dot_session__service__pb2.GetMyUsageRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_session__service__pb2.MyUsage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -457,6 +476,33 @@ class SessionService:
             '/aichat.v1.SessionService/SetMessageFeedback',
             aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.SerializeToString,
             aichat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMyUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.SessionService/GetMyUsage',
+            aichat_dot_v1_dot_session__service__pb2.GetMyUsageRequest.SerializeToString,
+            aichat_dot_v1_dot_session__service__pb2.MyUsage.FromString,
             options,
             channel_credentials,
             insecure,

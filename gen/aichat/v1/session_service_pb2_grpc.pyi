@@ -46,6 +46,11 @@ class SessionServiceStub:
     """Rates an assistant message (up or down, with an optional comment); setting it
     again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
     """
+    GetMyUsage: _aio.UnaryUnaryMultiCallable[_session_service_pb2.GetMyUsageRequest, _session_service_pb2.MyUsage]
+    """The caller's own usage: tokens and their cost today and this month (UTC), and the
+    daily budgets they are held to. An operator reads everyone's with
+    AdminService.ListUsage.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the calling user's chat sessions and their messages.
@@ -129,6 +134,17 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_resources_pb2.Message]:
         """Rates an assistant message (up or down, with an optional comment); setting it
         again replaces it, FEEDBACK_RATING_UNSPECIFIED clears it. Returns the message.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMyUsage(
+        self,
+        request: _session_service_pb2.GetMyUsageRequest,
+        context: _aio.ServicerContext[_session_service_pb2.GetMyUsageRequest, _abc.Awaitable[_session_service_pb2.MyUsage]],
+    ) -> _abc.Awaitable[_session_service_pb2.MyUsage]:
+        """The caller's own usage: tokens and their cost today and this month (UTC), and the
+        daily budgets they are held to. An operator reads everyone's with
+        AdminService.ListUsage.
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _aio.Server) -> None: ...

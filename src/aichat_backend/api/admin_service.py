@@ -14,8 +14,16 @@ from aichat_backend import names
 from aichat_backend.admin.access import AdminAccess
 from aichat_backend.admin.operations import AdminOperations
 from aichat_backend.admin.runtime import RuntimeSnapshot, RuntimeView
-from aichat_backend.admin_records import Actor, Bypass, Grouping, SubjectType, make_query
+from aichat_backend.admin_records import (
+    Actor,
+    Bypass,
+    Grouping,
+    SubjectType,
+    UsageRow,
+    make_query,
+)
 from aichat_backend.api.models_pb import models_to_pb
+from aichat_backend.api.money_pb import cost_pb, nanos_pb
 from aichat_backend.api.tool_service import STATE_TO_PB, TRANSPORT_TO_PB
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.catalogue import ModelCatalogue
@@ -83,6 +91,11 @@ def snapshot_to_pb(s: RuntimeSnapshot) -> apb.RuntimeStatus:
             degraded_reason=limits.degraded_reason,
             refused=limits.refused,
             bypass_entries=limits.bypass_entries,
+            daily_cost_budget=(
+                nanos_pb(limits.settings.daily_cost_budget_nanos, limits.settings.currency)
+                if limits.settings.daily_cost_budget_nanos
+                else None
+            ),
         ),
     )
 
@@ -166,19 +179,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         rows, token = await self._ops.usage_page(
             actor.user_id, query, request.page_size, request.page_token
         )
-        return apb.ListUsageResponse(
-            rows=[
-                apb.UsageRow(
-                    user_id=r.user_id,
-                    model=r.model,
-                    input_tokens=r.input_tokens,
-                    output_tokens=r.output_tokens,
-                    model_calls=r.model_calls,
-                )
-                for r in rows
-            ],
-            next_page_token=token,
-        )
+        return apb.ListUsageResponse(rows=[usage_row_pb(r) for r in rows], next_page_token=token)
 
     async def CheckModels(
         self, request: apb.CheckModelsRequest, context: grpc.aio.ServicerContext
@@ -188,3 +189,19 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             # Shielded: a caller hanging up must not cancel the check others may share.
             await asyncio.shield(self._checker.check_all())
         return apb.CheckModelsResponse(models=models_to_pb(self._catalogue, self._checker))
+
+
+def usage_row_pb(r: UsageRow) -> apb.UsageRow:
+    out = apb.UsageRow(
+        user_id=r.user_id,
+        model=r.model,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        model_calls=r.model_calls,
+        reasoning_tokens=r.reasoning_tokens,
+        cached_input_tokens=r.cached_input_tokens,
+        cache_write_tokens=r.cache_write_tokens,
+    )
+    if r.cost is not None:
+        out.cost.CopyFrom(cost_pb(r.cost))
+    return out

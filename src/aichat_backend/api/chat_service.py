@@ -66,6 +66,10 @@ def turn_request(
         deadline=_deadline(context),
         relay_text=relay_text,
         turn_id=turn_id,
+        reasoning_effort=options.reasoning_effort or None,
+        thinking_budget_tokens=(
+            options.thinking_budget_tokens if options.HasField("thinking_budget_tokens") else None
+        ),
     )
 
 

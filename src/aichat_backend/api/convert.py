@@ -6,6 +6,8 @@ from aichat.v1 import resources_pb2 as pb
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from aichat_backend import domain, names
+from aichat_backend.api.money_pb import cost_pb
+from aichat_backend.engine.usage import Tally
 
 ROLE_TO_PB = {
     domain.Role.USER: pb.ROLE_USER,
@@ -128,9 +130,32 @@ def message_to_pb(m: domain.Message) -> pb.Message:
         ],
         tool_calls=[tool_call_to_pb(c) for c in m.tool_calls],
         state=STATE_TO_PB[m.state],
-        usage=pb.Usage(input_tokens=m.input_tokens, output_tokens=m.output_tokens),
+        usage=usage_to_pb(m),
         model=m.model,
         create_time=timestamp(m.create_time_us),
         finish_reason=m.finish_reason,
         feedback=feedback_to_pb(m.feedback),
+        reasoning=reasoning_to_pb(m),
     )
+
+
+def usage_to_pb(u: Tally, model: str = "") -> pb.Usage:
+    """A usage (a message's, a turn's) with its parts and its cost when priced."""
+    out = pb.Usage(
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        model=model,
+        reasoning_tokens=u.reasoning_tokens,
+        cached_input_tokens=u.cached_input_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+    )
+    if u.cost is not None:
+        out.cost.CopyFrom(cost_pb(u.cost))
+    return out
+
+
+def reasoning_to_pb(m: domain.Message) -> pb.Reasoning | None:
+    if not m.reasoning:
+        return None
+    redacted = sum(b.redacted for b in m.reasoning)
+    return pb.Reasoning(text=m.reasoning_text, redacted_blocks=redacted)

@@ -87,13 +87,15 @@ def describe(fmt: int, session: domain.Session) -> tuple[str, str]:
 
 
 async def render(
-    fmt: int, session: domain.Session, summary: Summary, pages: Pages
+    fmt: int, session: domain.Session, summary: Summary, pages: Pages, *, reasoning: bool = False
 ) -> AsyncIterator[bytes]:
-    """The document, in chunks of at most about ``CHUNK_BYTES``."""
+    """The document, in chunks of at most about ``CHUNK_BYTES``; with ``reasoning`` the
+    answers carry the model's reasoning before them."""
     if fmt == spb.EXPORT_FORMAT_JSON:
-        parts = _json_parts(session, pages)
+        parts = _json_parts(session, pages, reasoning)
     else:
-        parts = _text_parts(fmt == spb.EXPORT_FORMAT_MARKDOWN, session, summary, pages)
+        markdown = fmt == spb.EXPORT_FORMAT_MARKDOWN
+        parts = _text_parts(markdown, session, summary, pages, reasoning)
     buffer = bytearray()
     async for part in parts:
         buffer += part.encode()
@@ -104,25 +106,28 @@ async def render(
         yield bytes(buffer)
 
 
-async def _json_parts(session: domain.Session, pages: Pages) -> AsyncIterator[str]:
+async def _json_parts(session: domain.Session, pages: Pages, reasoning: bool) -> AsyncIterator[str]:
     head = json.dumps(json_format.MessageToDict(session_to_pb(session)), ensure_ascii=False)
     yield '{\n  "session": ' + head + ',\n  "messages": ['
     first = True
     async for page in pages():
         for m in page:
-            doc = json.dumps(json_format.MessageToDict(message_to_pb(m)), ensure_ascii=False)
+            message = message_to_pb(m)
+            if not reasoning:
+                message.ClearField("reasoning")
+            doc = json.dumps(json_format.MessageToDict(message), ensure_ascii=False)
             yield ("\n    " if first else ",\n    ") + doc
             first = False
     yield "\n  ]\n}\n"
 
 
 async def _text_parts(
-    markdown: bool, session: domain.Session, summary: Summary, pages: Pages
+    markdown: bool, session: domain.Session, summary: Summary, pages: Pages, reasoning: bool
 ) -> AsyncIterator[str]:
     yield "\n".join(_header(markdown, session, summary)) + "\n"
     async for page in pages():
         for m in page:
-            yield "\n".join(_message_lines(markdown, m)) + "\n"
+            yield "\n".join(_message_lines(markdown, m, reasoning)) + "\n"
 
 
 def _header(markdown: bool, session: domain.Session, summary: Summary) -> list[str]:
@@ -153,13 +158,24 @@ def _header(markdown: bool, session: domain.Session, summary: Summary) -> list[s
     ]
 
 
-def _message_lines(markdown: bool, m: domain.Message) -> Iterator[str]:
+def _message_lines(markdown: bool, m: domain.Message, reasoning: bool) -> Iterator[str]:
     who = m.role.value.capitalize()
     suffix = "" if m.state is domain.MessageState.COMPLETE else f" ({m.state.value})"
     header = f"{who} · {_when(m.create_time_us)}{suffix}"
     yield f"## {header}" if markdown else f"[{header}]"
     if markdown:
         yield ""
+    thought = m.reasoning_text if reasoning else ""
+    if thought and markdown:
+        yield "<details><summary>Thinking</summary>"
+        yield ""
+        yield from (f"> {line}" for line in thought.splitlines())
+        yield ""
+        yield "</details>"
+        yield ""
+    elif thought:
+        yield "  Thinking:"
+        yield from (f"  | {line}" for line in thought.splitlines())
     if m.text:
         yield m.text
     bullet = "- " if markdown else "  "

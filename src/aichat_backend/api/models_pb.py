@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
-
 from aichat.v1 import chat_service_pb2 as cpb
 from google.protobuf import duration_pb2, timestamp_pb2
-from google.type import money_pb2
 
 from aichat_backend.api.errors import to_status
+from aichat_backend.api.money_pb import money_pb
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.model_check import NOT_CHECKED, CheckResult, CheckState, ModelChecker
@@ -31,17 +29,6 @@ def check_to_pb(result: CheckResult) -> cpb.ModelCheck:
         out.latency.CopyFrom(duration_pb2.Duration())
         out.latency.FromNanoseconds(int(result.latency_seconds * 1e9))
     return out
-
-
-NANOS = Decimal(1_000_000_000)
-
-
-def money_pb(amount: Decimal, currency: str) -> money_pb2.Money:
-    """An amount as ``google.type.Money``, rounded to the nano (half to even)."""
-    nanos_total = int((amount * NANOS).to_integral_value(rounding=ROUND_HALF_EVEN))
-    units, nanos = divmod(abs(nanos_total), 1_000_000_000)
-    sign = -1 if nanos_total < 0 else 1
-    return money_pb2.Money(currency_code=currency, units=sign * units, nanos=sign * nanos)
 
 
 def prices_to_pb(prices: ModelPrices) -> cpb.ModelPrices:

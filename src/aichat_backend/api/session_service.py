@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import grpc
 from aichat.v1 import resources_pb2 as rpb
@@ -11,7 +12,9 @@ from aichat.v1 import session_service_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
+from aichat_backend.admin_records import UsageTotals, UserUsage
 from aichat_backend.api import convert, export
+from aichat_backend.api.money_pb import cost_pb
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Rating
 from aichat_backend.engine.feedback import FeedbackManager
 from aichat_backend.engine.sessions import SessionManager
@@ -26,15 +29,21 @@ RATING_FROM_PB = {
 }
 
 
+class OwnUsage(Protocol):
+    async def mine(self, user_id: str) -> UserUsage: ...
+
+
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     def __init__(
         self,
         sessions: SessionManager,
         feedback: FeedbackManager,
+        usage: OwnUsage,
         exports: export.ExportSlots | None = None,
     ) -> None:
         self._sessions = sessions
         self._feedback = feedback
+        self._usage = usage
         self._exports = exports or export.ExportSlots(0)
 
     async def CreateSession(
@@ -119,14 +128,42 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         fmt = export.check_format(request.format)
         user = current_user()
+        reasoning = request.include_reasoning
         async with self._exports.hold(user):
             session, summary, pages = await self._sessions.export(user, request.name)
             content_type, filename = export.describe(fmt, session)
             # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
             add_response_header("content-disposition", f'attachment; filename="{filename}"')
             first = True
-            async for chunk in export.render(fmt, session, summary, pages):
+            async for chunk in export.render(fmt, session, summary, pages, reasoning=reasoning):
                 yield httpbody_pb2.HttpBody(content_type=content_type if first else "", data=chunk)
                 first = False
             if first:  # never an empty stream: the content type must reach the client
                 yield httpbody_pb2.HttpBody(content_type=content_type)
+
+    async def GetMyUsage(
+        self, request: spb.GetMyUsageRequest, context: grpc.aio.ServicerContext
+    ) -> spb.MyUsage:
+        found = await self._usage.mine(current_user())
+        out = spb.MyUsage(
+            today=_totals_pb(found.today),
+            this_month=_totals_pb(found.this_month),
+            daily_token_budget=found.daily_token_budget,
+        )
+        if found.daily_cost_budget is not None:
+            out.daily_cost_budget.CopyFrom(cost_pb(found.daily_cost_budget))
+        return out
+
+
+def _totals_pb(t: UsageTotals) -> spb.UsageTotals:
+    return spb.UsageTotals(
+        start_day=t.start_day,
+        end_day=t.end_day,
+        input_tokens=t.input_tokens,
+        output_tokens=t.output_tokens,
+        reasoning_tokens=t.reasoning_tokens,
+        cached_input_tokens=t.cached_input_tokens,
+        cache_write_tokens=t.cache_write_tokens,
+        model_calls=t.model_calls,
+        cost=cost_pb(t.cost),
+    )

@@ -42,7 +42,7 @@ class EventKind:
 
 
 def usage_pb(e: ev.TurnEnded) -> rpb.Usage:
-    return rpb.Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens, model=e.model)
+    return convert.usage_to_pb(e, e.model)
 
 
 def _turn_started(e: ev.TurnStarted, out: cpb.StreamChatResponse) -> None:
@@ -54,6 +54,10 @@ def _turn_started(e: ev.TurnStarted, out: cpb.StreamChatResponse) -> None:
 
 def _text_delta(e: ev.TextDelta, out: cpb.StreamChatResponse) -> None:
     out.text_delta.text = e.text
+
+
+def _reasoning_delta(e: ev.ReasoningDelta, out: cpb.StreamChatResponse) -> None:
+    out.reasoning_delta.text = e.text
 
 
 def _heartbeat(e: ev.Heartbeat, out: cpb.StreamChatResponse) -> None:
@@ -81,6 +85,8 @@ def _turn_ended(e: ev.TurnEnded, out: cpb.StreamChatResponse) -> None:
 EVENT_KINDS: dict[type[ev.TurnEvent], EventKind] = {
     ev.TurnStarted: EventKind("turn_started", EVENT, _turn_started),
     ev.TextDelta: EventKind("text_delta", TEXT, _text_delta),
+    # Reasoning is replayed on resume, but is not the answer's text a crash restores.
+    ev.ReasoningDelta: EventKind("reasoning_delta", EVENT, _reasoning_delta),
     ev.Heartbeat: EventKind("heartbeat", EVENT, _heartbeat),
     # A tool call or an approval ends a round's text (what a crash recovery needs).
     ev.ToolCallUpdate: EventKind("tool_call", ROUND_BREAK, _tool_call),

@@ -68,8 +68,7 @@ def _ended(
     ended = cpb.TurnEnded(outcome=outcome)  # type: ignore[arg-type]
     if message is not None:
         ended.message.CopyFrom(convert.message_to_pb(message))
-        ended.usage.input_tokens = message.input_tokens
-        ended.usage.output_tokens = message.output_tokens
+        ended.usage.CopyFrom(convert.usage_to_pb(message, message.model))
     if error is not None:
         ended.error.CopyFrom(to_status(error, current_request_id()))
     return cpb.StreamChatResponse(sequence=seq, turn=name, turn_ended=ended)

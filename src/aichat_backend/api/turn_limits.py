@@ -56,7 +56,7 @@ class TurnSlot:
         return None
 
     async def count(self, ended: ev.TurnEnded) -> None:
-        """The tokens a finished turn reported, against the user's budget."""
+        """The tokens and cost a finished turn reported, against the user's budgets."""
 
 
 class TurnGate(Protocol):
@@ -103,5 +103,7 @@ class _LimitedTurn(TurnSlot):
 
     async def count(self, ended: ev.TurnEnded) -> None:
         used = ended.input_tokens + ended.output_tokens
-        if used:
-            await self._limiter.add_usage(self._user, used)
+        # The cost is in the catalogue's currency, which is the budget's (wiring/configs).
+        nanos = ended.cost.nanos if ended.cost is not None else 0
+        if used or nanos:
+            await self._limiter.add_usage(self._user, used, nanos)

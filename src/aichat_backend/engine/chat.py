@@ -57,7 +57,9 @@ class ChatEngine:
             config.final_write_seconds,
             config.final_write_background_seconds,
         )
-        rounds = TurnRounds(store, config, tools, observer, self._lifecycle, self._final)
+        rounds = TurnRounds(
+            store, config, tools, observer, self._lifecycle, self._final, catalogue.prices_of
+        )
         self._pdf = pdf or PdfExtractor()
         self._starter = TurnStarter(
             store, catalogue, config, tools, self._lifecycle, rounds, self._pdf

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, ToolCall, ToolCallState
-from aichat_backend.providers.base import ChatMessage, ChatRole, ImagePart, ToolCallRequest
+from aichat_backend.providers.base import (
+    ChatMessage,
+    ChatRole,
+    ImagePart,
+    ReasoningBlock,
+    ToolCallRequest,
+)
 
 
 def with_attachments(
@@ -48,11 +54,16 @@ def tool_result_message(call: ToolCall) -> ChatMessage:
     )
 
 
-def assistant_message(text: str, calls: Sequence[ToolCall]) -> ChatMessage:
+def assistant_message(
+    text: str, calls: Sequence[ToolCall], reasoning: Sequence[ReasoningBlock] = ()
+) -> ChatMessage:
+    """An answer as the model sees it again: with its reasoning blocks, which the adapter
+    sends back where its API wants them (Anthropic's tool-use rounds) and drops elsewhere."""
     return ChatMessage(
         role=ChatRole.ASSISTANT,
         text=text,
         tool_calls=tuple(ToolCallRequest(c.id, c.tool_name, c.arguments) for c in calls),
+        reasoning=tuple(reasoning),
     )
 
 
@@ -72,7 +83,7 @@ def to_chat_messages(
             calls = [c for c in m.tool_calls if c.state in FINISHED_CALLS]
             if not m.text and not calls:
                 continue  # a turn that failed before any text
-            result.append(assistant_message(m.text, calls))
+            result.append(assistant_message(m.text, calls, m.reasoning))
             result.extend(tool_result_message(c) for c in calls)
         elif m.role is Role.SYSTEM:
             result.append(ChatMessage(role=ChatRole.SYSTEM, text=m.text))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aichat_backend.domain import Message, ToolCall
 from aichat_backend.errors import AichatError
+from aichat_backend.money import Cost
 
 
 class TurnOutcome(enum.Enum):
@@ -27,6 +28,13 @@ class TurnStarted:
 
 @dataclass(slots=True)
 class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """More of the model's reasoning, before (or between) the answer's text."""
+
     text: str
 
 
@@ -59,6 +67,19 @@ class TurnEnded:
     # The names of the turn's answer messages, one per round: the first is
     # TurnStarted.answer_name, the last is ``message``.
     answers: list[str] = field(default_factory=list)
+    # Parts of the token totals above, and what the turn's calls cost (None: unpriced).
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: Cost | None = None
 
 
-TurnEvent = TurnStarted | TextDelta | ToolCallUpdate | ApprovalRequired | Heartbeat | TurnEnded
+TurnEvent = (
+    TurnStarted
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallUpdate
+    | ApprovalRequired
+    | Heartbeat
+    | TurnEnded
+)

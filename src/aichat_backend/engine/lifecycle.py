@@ -146,6 +146,7 @@ class TurnLifecycle:
         if stream is not None:
             stream.cancel()
         text = stream.text if stream is not None else ""
+        reasoning = stream.reasoning() if stream is not None else ()
         finished = stream.finished if stream is not None else None
 
         async def finalize() -> None:
@@ -157,6 +158,7 @@ class TurnLifecycle:
             m = run.message
             if not run.finalized:
                 m.text, m.state, m.finish_reason = text, MessageState.INCOMPLETE, reason
+                m.reasoning = list(reasoning)
                 if finished is not None:
                     m.input_tokens = finished.input_tokens
                     m.output_tokens = finished.output_tokens

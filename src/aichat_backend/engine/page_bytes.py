@@ -25,6 +25,8 @@ EXPORT_PAGE_BYTES = 1024 * 1024
 def approximate_size(message: Message) -> int:
     """Bytes a message takes on the wire, near enough to bound a page (never content)."""
     size = 256 + len(message.text.encode("utf-8", "replace"))
+    for block in message.reasoning:  # shown as Message.reasoning.text
+        size += len(block.text.encode("utf-8", "replace"))
     for call in message.tool_calls:
         size += 128 + len(call.result_text.encode("utf-8", "replace")) + len(str(call.arguments))
     return size + 256 * len(message.attachments)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aichat_backend import names
 from aichat_backend.domain import MessageState, ToolCallState, session_not_found
 from aichat_backend.engine.events import TurnEnded, TurnOutcome
+from aichat_backend.engine.usage import copy_usage
 from aichat_backend.errors import Aborted, AichatError, Cancelled
 from aichat_backend.reasons import Reason
 from aichat_backend.records import StoredTurn, request_id_reused, turn_in_progress
@@ -37,14 +38,14 @@ def replay(stored: StoredTurn, fingerprint: str) -> TurnEnded:
             "this request's turn failed earlier; send the message again with a new request_id",
             reason=Reason.TURN_FAILED,
         )
-    return TurnEnded(
+    ended = TurnEnded(
         outcome=outcome,
         message=answer,
-        input_tokens=answer.input_tokens,
-        output_tokens=answer.output_tokens,
         error=error,
         user_message=stored.user_message,
         pending=pending,
         model=answer.model,
         answers=[m.name for m in stored.answers],
     )
+    copy_usage(ended, answer)  # as before: the usage its last answer stored
+    return ended

@@ -13,7 +13,9 @@ from aichat_backend.domain import Role, ToolCall
 from aichat_backend.engine.approvals import Decision
 from aichat_backend.engine.sessions import check_request_id, check_text
 from aichat_backend.errors import InvalidArgument
-from aichat_backend.providers.base import ToolSpec
+from aichat_backend.providers.base import ModelEntry, ToolSpec
+from aichat_backend.providers.catalogue_model_keys import REASONING_EFFORTS
+from aichat_backend.providers.provider_kinds import provider_kind
 from aichat_backend.providers.retry import RetryPolicy
 from aichat_backend.reasons import Reason
 
@@ -73,6 +75,11 @@ class TurnRequest:
     end_user: str = ""
     offer_tools: bool = True
 
+    # This turn's reasoning, over the model's (None: the model's): OpenAI-compatible
+    # ``reasoning_effort``, Anthropic's thinking budget (0: off).
+    reasoning_effort: str | None = None
+    thinking_budget_tokens: int | None = None
+
 
 def turn_fingerprint(req: TurnRequest, session_id: str) -> str:
     """What a turn's request asks, as a hash kept with its request_id: a retry must ask
@@ -89,6 +96,8 @@ def turn_fingerprint(req: TurnRequest, session_id: str) -> str:
             req.temperature,
             req.max_output_tokens,
             req.memory_limit,
+            req.reasoning_effort,
+            req.thinking_budget_tokens,
         ]
     )
 
@@ -121,6 +130,19 @@ def check_turn_request(req: TurnRequest) -> str:
             reason=Reason.MESSAGE_TOO_LONG,
             field="text",
         )
+    if req.reasoning_effort is not None and req.reasoning_effort not in REASONING_EFFORTS:
+        raise InvalidArgument(
+            f"reasoning_effort must be one of: {', '.join(REASONING_EFFORTS)}",
+            reason=Reason.INVALID_REASONING_OPTION,
+            field="options.reasoning_effort",
+            metadata={"valid_values": ",".join(REASONING_EFFORTS)},
+        )
+    if req.thinking_budget_tokens is not None and req.thinking_budget_tokens < 0:
+        raise InvalidArgument(
+            "thinking_budget_tokens must not be negative (0 turns thinking off)",
+            reason=Reason.INVALID_REASONING_OPTION,
+            field="options.thinking_budget_tokens",
+        )
     _check_openai_extras(req)
     return session_id
 
@@ -143,6 +165,26 @@ def _check_openai_extras(req: TurnRequest) -> None:
             )
         names_seen.add(tool.name)
     check_text("user", req.end_user)
+
+
+def check_reasoning_options(req: TurnRequest, model: ModelEntry) -> None:
+    """Refuse a reasoning option the turn's model would not read (not silently ignore it):
+    ``reasoning_effort`` is the OpenAI-compatible servers', a thinking budget Anthropic's."""
+    anthropic = provider_kind(model.provider).family == "anthropic"
+    if req.reasoning_effort and anthropic:
+        raise InvalidArgument(
+            f"model {model.name!r} is Anthropic's: it takes thinking_budget_tokens, "
+            "not reasoning_effort",
+            reason=Reason.INVALID_REASONING_OPTION,
+            field="options.reasoning_effort",
+        )
+    if req.thinking_budget_tokens and not anthropic:
+        raise InvalidArgument(
+            f"model {model.name!r} is OpenAI-compatible: it takes reasoning_effort, "
+            "not thinking_budget_tokens",
+            reason=Reason.INVALID_REASONING_OPTION,
+            field="options.thinking_budget_tokens",
+        )
 
 
 @dataclass(slots=True)

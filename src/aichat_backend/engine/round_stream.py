@@ -5,6 +5,10 @@ piled up as one delta. So a fast provider and a slow client cost one event per c
 write, not one per token, and the provider is never held back by the client. While the
 event loop is saturated (``LoopLoad.busy``) the producer wakes the relay at most once per
 ``busy_flush`` seconds: deltas are coalesced on purpose, not only when a client is slow.
+
+Reasoning (``ReasoningChunk``) is relayed the same way, as deltas of its own, always
+ahead of text that came after it. For a model that never reasons that costs one test of
+an empty list per delta (no event, no allocation, no wake-up more).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import logging
 import time
 from collections.abc import Sequence
 
-from aichat_backend.engine.events import Heartbeat, TextDelta
+from aichat_backend.engine.events import Heartbeat, ReasoningDelta, TextDelta
 from aichat_backend.engine.loop_load import LoopLoad
 from aichat_backend.errors import AichatError, Internal
 from aichat_backend.providers.base import (
     ProviderRequest,
+    ReasoningBlock,
+    ReasoningChunk,
     StreamFinished,
     TextChunk,
     ToolCallRequest,
@@ -28,6 +34,8 @@ from aichat_backend.providers.retry import RetryPolicy, StreamTarget, open_strea
 from aichat_backend.reasons import Reason
 
 log = logging.getLogger(__name__)
+
+RoundEvent = TextDelta | ReasoningDelta | Heartbeat
 
 
 class RoundStream:
@@ -51,6 +59,8 @@ class RoundStream:
         "finished",
         "first_token_at",
         "pending",
+        "reasoning_parts",
+        "reasoning_pending",
         "stopped",
         "text_parts",
         "tool_calls",
@@ -69,6 +79,8 @@ class RoundStream:
     ) -> None:
         self.pending: list[str] = []
         self.text_parts: list[str] = []
+        self.reasoning_pending: list[str] = []
+        self.reasoning_parts: list[str] = []  # the reasoning relayed so far
         self.done = False
         self.stopped = False
         self.error: AichatError | None = None
@@ -106,6 +118,16 @@ class RoundStream:
     def text(self) -> str:
         return "".join(self.text_parts)
 
+    def reasoning(self) -> tuple[ReasoningBlock, ...]:
+        """The round's reasoning to keep with its answer: the provider's blocks as they
+        came (signed), or, for a round cut short, the text relayed so far as one unsigned
+        block (shown, never sent back: only signed blocks are)."""
+        if self.finished is not None and self.finished.reasoning:
+            return self.finished.reasoning
+        if self.reasoning_parts:
+            return (ReasoningBlock(family="", text="".join(self.reasoning_parts)),)
+        return ()
+
     def cancel(self) -> None:
         """Close the upstream stream now (the SDK stream is left via ``async with``)."""
         self._task.cancel()
@@ -116,13 +138,22 @@ class RoundStream:
         self.stopped = True
         self._wake()
 
-    async def next_event(self) -> TextDelta | Heartbeat | None:
+    async def next_event(self) -> RoundEvent | None:
         """Text as it comes (joined when the reader is slower), a heartbeat when quiet;
         None once the model call is over (or stopped)."""
-        if not (self.pending or self.done or self.stopped or self._beat_due):
+        if not (
+            self.pending or self.reasoning_pending or self.done or self.stopped or self._beat_due
+        ):
             self._waiter = waiter = self._loop.create_future()
             await waiter
             self._waiter = None
+        if self.reasoning_pending:  # it came before any text that is pending now
+            chunk = "".join(self.reasoning_pending)
+            self.reasoning_pending.clear()
+            self.reasoning_parts.append(chunk)
+            self._last_sent = self._loop.time()
+            self._beat_due = False  # reasoning says the turn is alive too
+            return ReasoningDelta(chunk)
         if self.pending:
             chunk = "".join(self.pending)
             self.pending.clear()
@@ -149,6 +180,19 @@ class RoundStream:
         if load is None or not load.busy or not self.text_parts:
             self._wake()  # the first text never waits: time to first token comes first
             return
+        self._coalesce()
+
+    def _reasoning_arrived(self) -> None:
+        if not self._relay:
+            return
+        load = self._load
+        if load is None or not load.busy or not self.reasoning_parts:
+            self._wake()
+            return
+        self._coalesce()
+
+    def _coalesce(self) -> None:
+        """Wake the relay at most once per ``busy_flush`` while the loop is saturated."""
         if self._waiter is None or self._flush is not None:
             return  # the relay is writing (it takes the text after) or will be woken
         due = self._last_sent + self._busy_flush
@@ -200,6 +244,10 @@ class RoundStream:
                                 self.first_token_at = time.monotonic()
                             self.pending.append(event.text)
                             self._text_arrived()
+                    elif isinstance(event, ReasoningChunk):
+                        if event.text:
+                            self.reasoning_pending.append(event.text)
+                            self._reasoning_arrived()
                     elif isinstance(event, ToolCallsReady):
                         self.tool_calls = event.calls
                     elif isinstance(event, StreamFinished):

@@ -28,11 +28,13 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
-from aichat_backend.engine.turn_run import TurnRun, answered_by, returned_calls, usage_of
+from aichat_backend.engine.turn_run import TurnRun, answered_by, returned_calls
 from aichat_backend.engine.turn_store import TurnStore
+from aichat_backend.engine.usage import PricesOf, add_usage, call_usage, copy_usage, set_usage
 from aichat_backend.errors import AichatError, Internal, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
 from aichat_backend.reasons import Reason
+from aichat_backend.records import Usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 NO_MORE_TOOLS = (
@@ -50,8 +52,10 @@ class TurnRounds:
         observer: TurnObserver,
         lifecycle: TurnLifecycle,
         final: FinalWrites,
+        prices: PricesOf,
     ) -> None:
         self._store = store
+        self._prices = prices
         self._config = config
         self._tools = tools
         self._observer = observer
@@ -88,9 +92,9 @@ class TurnRounds:
                 run.first_token_seen = True
                 self._observer.first_token(model, stream.first_token_at - run.started)
             finished = stream.finished
+            usage = call_usage(model, finished, self._prices)
+            add_usage(run, usage)
             if finished is not None:
-                run.input_tokens += finished.input_tokens
-                run.output_tokens += finished.output_tokens
                 self._observer.tokens(model, finished.input_tokens, finished.output_tokens)
             # Every model that failed counts, the ones a fallback stood in for too.
             for failed in [*stream.fallback_errors, *filter(None, [stream.error])]:
@@ -116,23 +120,28 @@ class TurnRounds:
                 )
             elif stream.tool_calls and run.calls_client(stream.tool_calls):
                 # The caller's own functions: the turn ends, handing the calls back.
-                async for event in self._return_calls(run, stream):
+                async for event in self._return_calls(run, stream, usage):
                     yield event
                 return
             elif stream.tool_calls and run.tools:
-                async for event in self._tool_round(run, stream):
+                async for event in self._tool_round(run, stream, usage):
                     yield event
                 if run.stream is stream:  # the round ended the turn (approval asked)
                     return
                 continue
             else:
                 outcome = TurnOutcome.COMPLETED
-            async for event in self._end(run, outcome, error, stream):
+            async for event in self._end(run, outcome, error, stream, usage):
                 yield event
             return
 
     async def _end(
-        self, run: TurnRun, outcome: TurnOutcome, error: AichatError | None, stream: RoundStream
+        self,
+        run: TurnRun,
+        outcome: TurnOutcome,
+        error: AichatError | None,
+        stream: RoundStream,
+        usage: Usage | None,
     ) -> AsyncGenerator[TurnEvent, None]:
         completed = outcome is TurnOutcome.COMPLETED
         m = run.message
@@ -141,31 +150,19 @@ class TurnRounds:
         m.finish_reason = (
             stream.finished.finish_reason if completed and stream.finished else outcome.value
         )
-        if stream.finished is not None:
-            m.input_tokens, m.output_tokens = (
-                stream.finished.input_tokens,
-                stream.finished.output_tokens,
-            )
+        m.reasoning = list(stream.reasoning())
+        set_usage(m, usage)
         m.model = answered_by(run, stream)
 
         run.finalized = True
-        stored = await self._final.land(run, m, usage_of(run, stream))
+        stored = await self._final.land(run, m, usage)
         if stored is not None:  # the database is away: the turn failed, the answer is kept
             outcome, error = TurnOutcome.FAILED, stored
         run.ended = True
-        yield TurnEnded(
-            outcome=outcome,
-            message=m,
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            error=error,
-            user_message=run.user_message,
-            model=m.model,
-            answers=list(run.answers),
-        )
+        yield turn_ended(run, outcome, error)
 
     async def _return_calls(
-        self, run: TurnRun, stream: RoundStream
+        self, run: TurnRun, stream: RoundStream, usage: Usage | None
     ) -> AsyncGenerator[TurnEvent, None]:
         """A round that called the caller's own functions: stored with its calls, which go
         back to the caller (RETURNED); the turn is complete (finish reason "tool_calls")."""
@@ -175,18 +172,17 @@ class TurnRounds:
         await self._store.store_tool_round(run.user_id, run.session_id, run.message, calls, None)
         for call in calls:
             yield ToolCallUpdate(call)
-        async for event in self._end(run, TurnOutcome.COMPLETED, None, stream):
+        async for event in self._end(run, TurnOutcome.COMPLETED, None, stream, usage):
             yield event
 
     async def _tool_round(
-        self, run: TurnRun, stream: RoundStream
+        self, run: TurnRun, stream: RoundStream, usage: Usage | None
     ) -> AsyncGenerator[TurnEvent, None]:
         """Store the calls, run the allowed ones, then ask approval or start the next round."""
         m = run.message
         m.text, m.model, m.finish_reason = stream.text, answered_by(run, stream), "tool_calls"
-        if stream.finished is not None:
-            m.input_tokens = stream.finished.input_tokens
-            m.output_tokens = stream.finished.output_tokens
+        m.reasoning = list(stream.reasoning())
+        set_usage(m, usage)
         calls: list[ToolCall] = []
         runnable: list[tuple[ToolCall, ToolInfo]] = []
         for request in stream.tool_calls:
@@ -210,9 +206,7 @@ class TurnRounds:
                 runnable.append((call, info))
             calls.append(call)
         m.tool_calls = calls
-        await self._store.store_tool_round(
-            run.user_id, run.session_id, m, calls, usage_of(run, stream)
-        )
+        await self._store.store_tool_round(run.user_id, run.session_id, m, calls, usage)
         for call in calls:
             if call.state is not ToolCallState.RUNNING:  # runnable ones report as they start
                 yield ToolCallUpdate(call)
@@ -256,24 +250,15 @@ class TurnRounds:
         await self._store.end_for_approval(run.user_id, run.session_id, run.turn_id, run.message)
         yield ApprovalRequired(pending)
         run.ended = True
-        yield TurnEnded(
-            outcome=TurnOutcome.AWAITING_APPROVAL,
-            message=run.message,
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            user_message=run.user_message,
-            pending=pending,
-            model=run.message.model,
-            answers=list(run.answers),
-        )
+        yield turn_ended(run, TurnOutcome.AWAITING_APPROVAL, pending=pending)
 
     async def _next_round(self, run: TurnRun, stream: RoundStream, calls: list[ToolCall]) -> None:
-        run.message.state = MessageState.COMPLETE  # its calls have run
-        placeholder, _ = await self._store.next_round(
-            run.user_id, run.session_id, run.message, run.model
-        )
+        m = run.message
+        m.state = MessageState.COMPLETE  # its calls have run
+        placeholder, _ = await self._store.next_round(run.user_id, run.session_id, m, run.model)
         run.rounds += 1
-        messages = [*run.request.messages, assistant_message(stream.text, calls)]
+        # The round's reasoning goes back with its calls (Anthropic checks its signatures).
+        messages = [*run.request.messages, assistant_message(stream.text, calls, m.reasoning)]
         messages += [tool_result_message(c) for c in calls]
         tools = run.offered_specs()
         if run.rounds >= self._config.max_tool_rounds:
@@ -291,3 +276,23 @@ class TurnRounds:
             # Never past the caller's deadline: leave a moment to report the result.
             timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
         return timeout
+
+
+def turn_ended(
+    run: TurnRun,
+    outcome: TurnOutcome,
+    error: AichatError | None = None,
+    pending: list[ToolCall] | None = None,
+) -> TurnEnded:
+    """The turn's last event: its current answer, and the usage of all its model calls."""
+    ended = TurnEnded(
+        outcome=outcome,
+        message=run.message,
+        error=error,
+        user_message=run.user_message,
+        pending=pending or [],
+        model=run.message.model,
+        answers=list(run.answers),
+    )
+    copy_usage(ended, run)
+    return ended

@@ -10,10 +10,10 @@ from typing import Any
 
 from aichat_backend.domain import Message, ToolCall, ToolCallState
 from aichat_backend.engine.round_stream import RoundStream
+from aichat_backend.money import Cost
 from aichat_backend.providers.base import ProviderRequest, ToolCallRequest, ToolSpec
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
-from aichat_backend.records import Usage
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 
@@ -34,8 +34,13 @@ class TurnRun:
     relay_text: bool = True
     rounds: int = 0
     stream: RoundStream | None = None
+    # The usage of the turn's model calls so far (engine/usage.py).
     input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: Cost | None = None
     stop_requested: bool = False
     claimed: asyncio.Future[Any] | None = None  # the claim (and first writes), when in flight
     user_message: Message | None = None
@@ -89,14 +94,6 @@ def answered_by(run: TurnRun, stream: RoundStream) -> str:
     """The catalogue name of the model that answered this round (a fallback, maybe);
     the turn's model when none answered."""
     return stream.answered_by or run.model
-
-
-def usage_of(run: TurnRun, stream: RoundStream) -> Usage | None:
-    """The tokens of a model call that reported any, counted for the model that answered."""
-    finished = stream.finished
-    if finished is None or not (finished.input_tokens or finished.output_tokens):
-        return None
-    return Usage(answered_by(run, stream), finished.input_tokens, finished.output_tokens)
 
 
 NOT_RUN_WITH_CALLER = (

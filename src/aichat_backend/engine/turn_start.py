@@ -31,6 +31,7 @@ from aichat_backend.engine.replay import replay
 from aichat_backend.engine.requests import (
     ChatConfig,
     TurnRequest,
+    check_reasoning_options,
     check_turn_request,
     turn_fingerprint,
 )
@@ -192,6 +193,7 @@ class TurnStarter:
     ) -> TurnRun:
         session = context.session
         model = req.model or session.model or self._catalogue.default_name
+        check_reasoning_options(req, self._catalogue.get(model))
         tools = (
             offered_tools(self._tools, session.tool_names, session.tools_disabled)
             if req.offer_tools
@@ -214,6 +216,8 @@ class TurnStarter:
             max_output_tokens=req.max_output_tokens or None,
             stop=req.stop,
             end_user=req.end_user,
+            reasoning_effort=req.reasoning_effort,
+            thinking_budget_tokens=req.thinking_budget_tokens,
         )
         # The turn's first answer carries the turn's id: a crash recovery finds a turn that
         # died before its event log was first stored by its answer.

@@ -71,6 +71,7 @@ class LocalLimiter:
         self._turns: dict[str, int] = {}
         self._day = ""
         self._usage: dict[str, int] = {}
+        self._cost: dict[str, int] = {}  # nano units of the budget's currency
 
     # --- request rate ------------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class LocalLimiter:
         """Turn slots the user holds in this process (for tests and health pages)."""
         return self._turns.get(user_id, 0)
 
-    # --- daily token budget ------------------------------------------------------------
+    # --- daily budgets (tokens, money) -----------------------------------------------
 
     def _today(self) -> str:
         day = refusals.utc_day(self._wall())
@@ -138,41 +139,48 @@ class LocalLimiter:
             # A new UTC day: yesterday's counters are dead weight.
             self._day = day
             self._usage = {}
+            self._cost = {}
         return day
 
     async def check_budget(self, user_id: str) -> None:
-        budget = self.settings.daily_token_budget
-        if budget <= 0 or user_id in self.settings.exempt_users:
+        if not self.settings.budgets_apply(user_id):
             return
         self._today()
-        used = self._usage.get(user_id, 0)
-        if used >= budget:
-            raise refusals.budget_exhausted(budget, used, self._wall())
+        refusals.check_budgets(self.settings, self._used(user_id), self._wall())
 
-    async def add_usage(self, user_id: str, tokens: int) -> None:
-        self.count_usage(user_id, tokens)
+    async def add_usage(self, user_id: str, tokens: int, cost_nanos: int = 0) -> None:
+        self.count_usage(user_id, tokens, cost_nanos)
 
-    def count_usage(self, user_id: str, tokens: int) -> None:
+    def count_usage(self, user_id: str, tokens: int, cost_nanos: int = 0) -> None:
         """``add_usage`` without the coroutine."""
-        if (
-            tokens <= 0
-            or self.settings.daily_token_budget <= 0
-            or user_id in self.settings.exempt_users
-        ):
+        if (tokens <= 0 and cost_nanos <= 0) or not self.settings.budgets_apply(user_id):
             return
         self._today()
-        self._usage[user_id] = self._usage.get(user_id, 0) + tokens
+        if tokens > 0:
+            self._usage[user_id] = self._usage.get(user_id, 0) + tokens
+        if cost_nanos > 0:
+            self._cost[user_id] = self._cost.get(user_id, 0) + cost_nanos
 
-    def remember_usage(self, user_id: str, used: int) -> None:
-        """Raise today's count to a total learnt elsewhere (the shared store), so a
-        fallback to this limiter does not hand out a fresh budget."""
+    def remember_usage(self, user_id: str, used: int, cost_nanos: int = 0) -> None:
+        """Raise today's counts to totals learnt elsewhere (the shared store), so a
+        fallback to this limiter does not hand out fresh budgets."""
         self._today()
         if used > self._usage.get(user_id, 0):
             self._usage[user_id] = used
+        if cost_nanos > self._cost.get(user_id, 0):
+            self._cost[user_id] = cost_nanos
 
     def used_today(self, user_id: str) -> int:
         self._today()
         return self._usage.get(user_id, 0)
+
+    def cost_today(self, user_id: str) -> int:
+        """Nano units of the budget's currency counted today."""
+        self._today()
+        return self._cost.get(user_id, 0)
+
+    def _used(self, user_id: str) -> tuple[int, int]:
+        return self._usage.get(user_id, 0), self._cost.get(user_id, 0)
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -181,7 +189,7 @@ class LocalLimiter:
 
     def tracked_users(self) -> int:
         """How many per-user entries are held in memory (for tests of the bound)."""
-        return len(self._buckets) + len(self._turns) + len(self._usage)
+        return len(self._buckets) + len(self._turns) + len(self._usage) + len(self._cost)
 
     async def aclose(self) -> None:
         return None

@@ -9,6 +9,8 @@ write. Keys live under one prefix (``aichat:limits:`` by default):
   its slot every third of that.
 * ``{prefix}tokens:{YYYY-MM-DD}:{user}`` — tokens used that UTC day (INCRBY); expires
   two days after its last write.
+* ``{prefix}cost:{YYYY-MM-DD}:{user}`` — what that day's calls cost, in nano units of
+  the budget's currency (INCRBY: integers add exactly); expires like the tokens.
 
 Sockets time out quickly (0.5 s by default) so a dead Redis costs a request at most about
 that much; every Redis failure surfaces as ``LimitStoreUnavailable`` (the caller, usually
@@ -112,6 +114,9 @@ class RedisLimiter:
 
     def usage_key(self, user_id: str, day: str | None = None) -> str:
         return f"{self.prefix}tokens:{day or refusals.utc_day(self._wall())}:{user_id}"
+
+    def cost_key(self, user_id: str, day: str | None = None) -> str:
+        return f"{self.prefix}cost:{day or refusals.utc_day(self._wall())}:{user_id}"
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -223,37 +228,41 @@ class RedisLimiter:
                 extra={"error": exc.cause_type},
             )
 
-    # --- daily token budget ------------------------------------------------------------
+    # --- daily budgets (tokens, money) -----------------------------------------------
 
     async def used_today(self, user_id: str) -> int:
         value = await self._call(self.client.get(self.usage_key(user_id)))
         return int(value or 0)
 
+    async def usage_today(self, user_id: str) -> tuple[int, int]:
+        """(tokens, cost in nanos) counted today, in one round trip."""
+        day = refusals.utc_day(self._wall())
+        keys = [self.usage_key(user_id, day), self.cost_key(user_id, day)]
+        tokens, nanos = await self._call(self.client.mget(keys))
+        return int(tokens or 0), int(nanos or 0)
+
     async def check_budget(self, user_id: str) -> None:
-        budget = self.settings.daily_token_budget
-        if budget <= 0 or user_id in self.settings.exempt_users:
+        if not self.settings.budgets_apply(user_id):
             return
         now = self._wall()
-        used = await self.used_today(user_id)
-        if used >= budget:
-            raise refusals.budget_exhausted(budget, used, now)
+        refusals.check_budgets(self.settings, await self.usage_today(user_id), now)
 
-    async def add_usage(self, user_id: str, tokens: int) -> None:
-        if (
-            tokens <= 0
-            or self.settings.daily_token_budget <= 0
-            or user_id in self.settings.exempt_users
-        ):
+    async def add_usage(self, user_id: str, tokens: int, cost_nanos: int = 0) -> None:
+        if (tokens <= 0 and cost_nanos <= 0) or not self.settings.budgets_apply(user_id):
             return
-        await self.add_usage_on(user_id, tokens, refusals.utc_day(self._wall()))
+        await self.add_usage_on(user_id, tokens, refusals.utc_day(self._wall()), cost_nanos)
 
-    async def add_usage_on(self, user_id: str, tokens: int, day: str) -> None:
-        """Count tokens against a given UTC day (used to replay usage counted during an
-        outage)."""
-        key = self.usage_key(user_id, day)
+    async def add_usage_on(self, user_id: str, tokens: int, day: str, cost_nanos: int = 0) -> None:
+        """Count tokens and cost against a given UTC day (used to replay usage counted
+        during an outage)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.incrby(key, tokens)
-        pipe.expire(key, USAGE_KEY_TTL_SECONDS)
+        for key, amount in (
+            (self.usage_key(user_id, day), tokens),
+            (self.cost_key(user_id, day), cost_nanos),
+        ):
+            if amount > 0:
+                pipe.incrby(key, amount)
+                pipe.expire(key, USAGE_KEY_TTL_SECONDS)
         await self._call(pipe.execute())
 
     # --- housekeeping ------------------------------------------------------------------

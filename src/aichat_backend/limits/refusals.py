@@ -1,4 +1,4 @@
-"""The three refusals every limiter raises, worded once so all backends say the same thing.
+"""The four refusals every limiter raises, worded once so all backends say the same thing.
 
 Each is ``ResourceExhausted`` with the ErrorInfo reason clients switch on, ``retry_after``
 seconds for RetryInfo, and string metadata (ErrorInfo metadata is a string map).
@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from aichat_backend.days import SECONDS_PER_DAY as SECONDS_PER_DAY
 from aichat_backend.days import utc_day as utc_day
 from aichat_backend.errors import ResourceExhausted
+from aichat_backend.limits.base import LimitSettings
+from aichat_backend.money import from_nanos
 from aichat_backend.reasons import Reason
 
 RATE_LIMITED = Reason.RATE_LIMITED
 CONCURRENCY_LIMITED = Reason.CONCURRENCY_LIMITED
 TOKEN_BUDGET_EXHAUSTED = Reason.TOKEN_BUDGET_EXHAUSTED
+COST_BUDGET_EXHAUSTED = Reason.COST_BUDGET_EXHAUSTED
 
 # A turn slot frees when some turn ends, which nobody can predict: suggest a short wait.
 CONCURRENCY_RETRY_AFTER = 1.0
@@ -70,3 +73,34 @@ def budget_exhausted(budget: int, used: int, wall_seconds: float) -> ResourceExh
             "resets_at": resets.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )
+
+
+def cost_budget_exhausted(
+    budget_nanos: int, used_nanos: int, currency: str, wall_seconds: float
+) -> ResourceExhausted:
+    resets = next_utc_midnight(wall_seconds)
+    budget, used = from_nanos(budget_nanos).normalize(), from_nanos(used_nanos).normalize()
+    return ResourceExhausted(
+        f"Daily cost budget used up: {used:f} of {budget:f} {currency} today. It resets at "
+        f"{resets:%H:%M} UTC.",
+        reason=COST_BUDGET_EXHAUSTED,
+        retry_after=max(1, math.ceil(seconds_until_utc_midnight(wall_seconds))),
+        metadata={
+            "limit": f"{budget:f}",
+            "used": f"{used:f}",
+            "currency": currency,
+            "resets_at": resets.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+
+
+def check_budgets(settings: LimitSettings, used: tuple[int, int], wall_seconds: float) -> None:
+    """Refuse when today's tokens or today's cost (``used``: tokens, nanos) reached its
+    budget (a budget of 0 is off)."""
+    tokens, nanos = used
+    if 0 < settings.daily_token_budget <= tokens:
+        raise budget_exhausted(settings.daily_token_budget, tokens, wall_seconds)
+    if 0 < settings.daily_cost_budget_nanos <= nanos:
+        raise cost_budget_exhausted(
+            settings.daily_cost_budget_nanos, nanos, settings.currency, wall_seconds
+        )

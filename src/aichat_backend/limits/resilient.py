@@ -6,9 +6,9 @@ call fails the request is judged by a ``LocalLimiter`` instead, one warning is l
 the whole outage, ``degraded()`` says why, and a background task pings Redis with a
 growing back-off until it answers; then shared limits resume and recovery is logged.
 
-For the daily budget the fallback starts from the last total read from Redis, and tokens
-counted during the outage are replayed into Redis on recovery, so the budget still sees
-them.
+For the daily budgets the fallback starts from the last totals read from Redis, and the
+tokens and cost counted during the outage are replayed into Redis on recovery, so the
+budgets still see them.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class ResilientLimiter:
         self._reason: str | None = None
         self._down_since = 0.0
         self._prober: asyncio.Task[None] | None = None
-        # (UTC day, user) -> tokens counted locally while Redis was away.
-        self._unsynced: dict[tuple[str, str], int] = {}
+        # (UTC day, user) -> [tokens, cost nanos] counted locally while Redis was away.
+        self._unsynced: dict[tuple[str, str], list[int]] = {}
         # One replay at a time: probe() and the prober would each send the same tokens.
         self._replaying = asyncio.Lock()
         # Set while shared limits are in force; tests and health checks may wait on it.
@@ -117,13 +117,15 @@ class ResilientLimiter:
     async def _replay_unsynced(self) -> None:
         async with self._replaying:
             while self._unsynced:
-                (day, user), tokens = next(iter(self._unsynced.items()))
-                await self.shared.add_usage_on(user, tokens, day)
-                # Only forget it once Redis has it: a failure mid-replay keeps the rest.
-                if self._unsynced.get((day, user)) == tokens:
+                (day, user), counted = next(iter(self._unsynced.items()))
+                tokens, nanos = counted
+                await self.shared.add_usage_on(user, tokens, day, nanos)
+                # Only forget it once Redis has it: a failure mid-replay keeps the rest (and
+                # what was counted meanwhile).
+                counted[0] -= tokens
+                counted[1] -= nanos
+                if counted == [0, 0]:
                     del self._unsynced[(day, user)]
-                else:
-                    self._unsynced[(day, user)] -= tokens
 
     # --- limits ------------------------------------------------------------------------
 
@@ -154,36 +156,35 @@ class ResilientLimiter:
 
     async def check_budget(self, user_id: str) -> None:
         settings = self.local.settings
-        budget = settings.daily_token_budget
-        if budget <= 0 or user_id in settings.exempt_users:
+        if not settings.budgets_apply(user_id):
             return
         if self._reason is None:
             try:
-                used = await self.shared.used_today(user_id)
+                used = await self.shared.usage_today(user_id)
             except LimitStoreUnavailable as exc:
                 self._mark_down(exc)
             else:
                 # Remembered locally: if Redis goes away, the fallback starts from here
                 # instead of handing every user a fresh budget.
-                self.local.remember_usage(user_id, used)
-                if used >= budget:
-                    raise refusals.budget_exhausted(budget, used, self._wall())
+                self.local.remember_usage(user_id, *used)
+                refusals.check_budgets(settings, used, self._wall())
                 return
         await self.local.check_budget(user_id)
 
-    async def add_usage(self, user_id: str, tokens: int) -> None:
+    async def add_usage(self, user_id: str, tokens: int, cost_nanos: int = 0) -> None:
         if self._reason is None:
             try:
-                await self.shared.add_usage(user_id, tokens)
+                await self.shared.add_usage(user_id, tokens, cost_nanos)
                 return
             except LimitStoreUnavailable as exc:
                 self._mark_down(exc)
         settings = self.local.settings
-        if tokens <= 0 or settings.daily_token_budget <= 0 or user_id in settings.exempt_users:
+        if (tokens <= 0 and cost_nanos <= 0) or not settings.budgets_apply(user_id):
             return
-        self.local.count_usage(user_id, tokens)
-        key = (refusals.utc_day(self._wall()), user_id)
-        self._unsynced[key] = self._unsynced.get(key, 0) + tokens
+        self.local.count_usage(user_id, tokens, cost_nanos)
+        counted = self._unsynced.setdefault((refusals.utc_day(self._wall()), user_id), [0, 0])
+        counted[0] += max(tokens, 0)
+        counted[1] += max(cost_nanos, 0)
 
     async def aclose(self) -> None:
         prober, self._prober = self._prober, None

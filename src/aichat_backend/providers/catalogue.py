@@ -15,7 +15,9 @@ from pathlib import Path
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.base import MIN_THINKING_BUDGET, ChatProvider, ModelEntry
 from aichat_backend.providers.catalogue_file import parse_catalogue_file, read_catalogue_text
+from aichat_backend.providers.catalogue_model_keys import DEFAULT_CURRENCY
 from aichat_backend.providers.model_limits import resolve_limits
+from aichat_backend.providers.pricing import ModelPrices
 from aichat_backend.providers.provider_kinds import (
     DEFAULT_KEY_VARIABLE,
     PROVIDER_KINDS,
@@ -78,6 +80,11 @@ class ModelCatalogue:
                     )
         if default_name is not None and default_name not in self._entries:
             raise ValueError(f"default model {default_name!r} is not in the catalogue")
+        currencies = {e.prices.currency for e in self._entries.values() if e.prices is not None}
+        if len(currencies) > 1:
+            # Costs are summed into one budget and one report: they must be one currency.
+            raise ValueError(f"the models' prices are in several currencies: {sorted(currencies)}")
+        self.currency = currencies.pop() if currencies else DEFAULT_CURRENCY
         self.default_name = default_name or entries[0].name
         self._timeout = timeout_seconds
         self._http_client: HttpClientKind = http_client
@@ -101,6 +108,11 @@ class ModelCatalogue:
                 metadata={"model": name[:100]},
             )
         return entry
+
+    def prices_of(self, name: str) -> ModelPrices | None:
+        """A model's prices (in ``currency``); None when it has none or is not known."""
+        entry = self._entries.get(name)
+        return entry.prices if entry is not None else None
 
     def is_configured(self, name: str) -> bool:
         """False when turns on this model would fail for want of a key or URL."""

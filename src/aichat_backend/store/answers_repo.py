@@ -30,8 +30,9 @@ from sqlalchemy import (
 )
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
-from aichat_backend.records import TurnClaim
+from aichat_backend.records import TurnClaim, Usage
 from aichat_backend.store.database import Tx
+from aichat_backend.store.message_rows import DETAIL_VALUES, detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.tables import messages, sessions
 from aichat_backend.store.turn_leases import (
@@ -122,6 +123,8 @@ _BEGIN_ONE_STATEMENT = (
                 cast(bindparam("p_model"), String),
             ),
         ),
+        # The columns left out start as their server defaults (no reasoning, no usage).
+        include_defaults=False,
     )
     .returning(messages.c.seq)
 )
@@ -135,6 +138,7 @@ _WRITE_ANSWER = (
         input_tokens=bindparam("p_in"),
         output_tokens=bindparam("p_out"),
         model=bindparam("p_model"),
+        **DETAIL_VALUES,
     )
 )
 
@@ -261,22 +265,22 @@ class AnswerRepository:
         session_id: str,
         turn_id: str,
         answer: Message,
-        usage: tuple[str, int, int] | None,
+        usage: Usage | None,
     ) -> None:
-        """A turn's last write: the answer, the session released, the usage (model, input
-        and output tokens) if any. One statement on PostgreSQL, which the caller may run
-        in ``Database.statement()``. Idempotent: sent again, it changes nothing more."""
+        """A turn's last write: the answer, the session released, the usage if any. One
+        statement on PostgreSQL, which the caller may run in ``Database.statement()``.
+        Idempotent: sent again, it changes nothing more."""
         if self._db.dialect.name == "postgresql":
             params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
-                params.update(usage_params(self._user, *usage, prefix="u_"))
+                params.update(usage_params(self._user, usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
         landed = await self._db.execute(_FINISH_ANSWER, self._answer_params(answer))
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
         if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
-            await add_usage(self._db, self._user, *usage)
+            await add_usage(self._db, self._user, usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
         """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
@@ -292,6 +296,7 @@ class AnswerRepository:
             "p_in": m.input_tokens,
             "p_out": m.output_tokens,
             "p_model": m.model,
+            **detail_params(m),
         }
 
     # --- replay ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Rows ⇄ Message: a message with its feedback, attachments and tool calls from columns.
+"""Rows ⇄ Message: a message with its feedback, attachments, tool calls, reasoning and
+usage from columns, and an answer's reasoning and usage to columns.
 
 Shared by every read in ``messages_repo``; the joined reads name child columns with an
 ``a_``/``t_`` prefix, the separate child reads with none.
@@ -7,7 +8,9 @@ Shared by every read in ``messages_repo``; the joined reads name child columns w
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import RowMapping
 
 from aichat_backend.domain import (
@@ -20,6 +23,8 @@ from aichat_backend.domain import (
     ToolCall,
     ToolCallState,
 )
+from aichat_backend.money import Cost
+from aichat_backend.providers.base import ReasoningBlock
 
 
 def to_message(row: RowMapping) -> Message:
@@ -36,7 +41,40 @@ def to_message(row: RowMapping) -> Message:
         output_tokens=row["output_tokens"],
         create_time_us=row["create_time_us"],
         feedback=feedback_of(row),
+        reasoning=[ReasoningBlock.from_json(b) for b in row["reasoning"] or ()],
+        reasoning_tokens=row["reasoning_tokens"],
+        cached_input_tokens=row["cached_input_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cost=cost_of(row),
     )
+
+
+# An answer's reasoning and usage beyond its totals, as an UPDATE's values and their
+# parameters (``detail_params``).
+DETAIL_VALUES: dict[str, Any] = {
+    "reasoning": bindparam("p_reasoning"),
+    "reasoning_tokens": bindparam("p_rsn"),
+    "cached_input_tokens": bindparam("p_cin"),
+    "cache_write_tokens": bindparam("p_cw"),
+    "cost_nanos": bindparam("p_cost"),
+    "currency": bindparam("p_cur"),
+}
+
+
+def detail_params(m: Message) -> dict[str, Any]:
+    return {
+        "p_reasoning": [b.to_json() for b in m.reasoning] if m.reasoning else None,
+        "p_rsn": m.reasoning_tokens,
+        "p_cin": m.cached_input_tokens,
+        "p_cw": m.cache_write_tokens,
+        "p_cost": m.cost.nanos if m.cost is not None else None,
+        "p_cur": m.cost.currency if m.cost is not None else "",
+    }
+
+
+def cost_of(row: RowMapping) -> Cost | None:
+    nanos = row["cost_nanos"]
+    return None if nanos is None else Cost(nanos, row["currency"])
 
 
 def feedback_of(row: RowMapping) -> Feedback | None:

@@ -35,6 +35,16 @@ metadata = MetaData(
 USER_ID = String(256)
 ID = String(64)
 
+
+def usage_columns() -> list[Column[int]]:
+    """The parts of a usage's token totals (reasoning, prompt cache), as messages and
+    usage_daily both keep them."""
+    return [
+        Column(name, BigInteger, nullable=False, default=0, server_default="0")
+        for name in ("reasoning_tokens", "cached_input_tokens", "cache_write_tokens")
+    ]
+
+
 sessions = Table(
     "sessions",
     metadata,
@@ -83,6 +93,13 @@ messages = Table(
     Column("feedback_rating", String(16), nullable=True),
     Column("feedback_comment", Text, nullable=True),
     Column("feedback_time_us", BigInteger, nullable=True),
+    # An answer's reasoning, block by block as the provider sent it (ReasoningBlock's
+    # JSON: signatures kept to be sent back); NULL when the model did not reason.
+    Column("reasoning", JSON(none_as_null=True), nullable=True),
+    *usage_columns(),
+    # What the answer's model call cost (nano units of ``currency``); NULL: unpriced.
+    Column("cost_nanos", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=False, default="", server_default=""),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
@@ -143,7 +160,8 @@ tool_calls = Table(
     ),
 )
 
-# Tokens per user, model and UTC day, as providers report them (budgets and billing).
+# Tokens per user, model and UTC day, as providers report them, and what they cost
+# (budgets and billing).
 usage_daily = Table(
     "usage_daily",
     metadata,
@@ -153,6 +171,11 @@ usage_daily = Table(
     Column("input_tokens", BigInteger, nullable=False, default=0),
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("turns", Integer, nullable=False, default=0),
+    *usage_columns(),
+    # The priced calls' cost in nano units of ``currency`` ('' while none was priced;
+    # money.MIXED_CURRENCY once calls of two currencies met in the row).
+    Column("cost_nanos", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("currency", String(3), nullable=False, default="", server_default=""),
 )
 
 idempotency_keys = Table(

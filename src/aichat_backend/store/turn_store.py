@@ -117,7 +117,7 @@ class SqlTurnStore:
             await AnswerRepository(tx, user_id).write_message(answer, MessageState.STREAMING)
             await ToolCallRepository(tx, user_id).add_calls(session_id, answer.id, calls)
             if usage is not None:
-                await add_usage(tx, user_id, usage.model, usage.input_tokens, usage.output_tokens)
+                await add_usage(tx, user_id, usage)
 
     async def update_call(self, user_id: str, message_id: str, call: ToolCall) -> None:
         async with self._db.statement() as tx:
@@ -147,12 +147,7 @@ class SqlTurnStore:
     ) -> None:
         # One statement on PostgreSQL (AnswerRepository.finish), idempotent by itself.
         async with self._db.statement() as tx:
-            await AnswerRepository(tx, user_id).finish(
-                session_id,
-                turn_id,
-                answer,
-                None if usage is None else (usage.model, usage.input_tokens, usage.output_tokens),
-            )
+            await AnswerRepository(tx, user_id).finish(session_id, turn_id, answer, usage)
 
     async def cut_off(
         self,

@@ -7,6 +7,7 @@ from aichat_backend.engine.chat import ChatConfig
 from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits, default_workers
 from aichat_backend.engine.sessions import SessionLimits
 from aichat_backend.limits.base import LimitSettings
+from aichat_backend.money import to_nanos
 from aichat_backend.providers.retry import RetryPolicy
 
 
@@ -22,12 +23,15 @@ def session_limits(settings: Settings) -> SessionLimits:
     )
 
 
-def limit_settings(settings: Settings) -> LimitSettings:
+def limit_settings(settings: Settings, currency: str) -> LimitSettings:
+    """The limits; a cost budget is in ``currency``, the catalogue's (its prices')."""
     return LimitSettings(
         rate_rps=settings.rate_rps,
         rate_burst=settings.rate_burst,
         max_concurrent_turns=settings.max_concurrent_turns_per_user,
         daily_token_budget=settings.daily_token_budget,
+        daily_cost_budget_nanos=to_nanos(settings.daily_cost_budget),
+        currency=currency,
         exempt_users=settings.exempt_users(),
     )
 

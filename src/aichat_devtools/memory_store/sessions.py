@@ -12,14 +12,20 @@ from aichat_backend.domain import Feedback, Message, MessageState, Role, Session
 from aichat_backend.errors import AlreadyExists, FailedPrecondition, NotFound
 from aichat_backend.reasons import Reason
 from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord, SessionSummary
-from aichat_devtools.memory_store.state import StoredSession
+from aichat_devtools.memory_store.state import StoredSession, UsageDay
 from aichat_devtools.memory_store.turns import MemoryTurns
 
 
 class MemoryStore(MemoryTurns):
     def usage(self) -> list[tuple[tuple[str, str, str], tuple[int, int, int]]]:
         """Every usage row: ((user, day, model), (input, output tokens, model calls))."""
-        return [(k, (v[0], v[1], v[2])) for k, v in self.state.usage.items()]
+        return [
+            (k, (v.input_tokens, v.output_tokens, v.turns)) for k, v in self.state.usage.items()
+        ]
+
+    def usage_days(self) -> list[tuple[tuple[str, str, str], UsageDay]]:
+        """Every usage row whole: ((user, day, model), its counts and cost)."""
+        return [(k, copy.copy(v)) for k, v in self.state.usage.items()]
 
     async def create_session(self, user_id: str, draft: Session, request_id: str) -> Session:
         s = self.state

@@ -17,6 +17,7 @@ from aichat_backend.domain import (
     session_not_found,
 )
 from aichat_backend.errors import Aborted, NotFound
+from aichat_backend.money import MIXED_CURRENCY
 from aichat_backend.reasons import Reason
 from aichat_backend.records import IdempotencyRecord, TurnClaim, Usage
 from aichat_backend.store.turn_leases import UNFINISHED_CALL_STATES
@@ -46,6 +47,35 @@ class StoredCall:
 
 
 @dataclass
+class UsageDay:
+    """A usage_daily row: a user's calls of one model on one UTC day."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_nanos: int = 0
+    currency: str = ""
+
+    def add(self, usage: Usage) -> None:
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.turns += 1
+        self.reasoning_tokens += usage.reasoning_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        if usage.cost is not None:
+            self.cost_nanos += usage.cost.nanos
+            # One currency per row, as usage_repo's upsert keeps it.
+            if self.currency in ("", usage.cost.currency):
+                self.currency = usage.cost.currency
+            else:
+                self.currency = MIXED_CURRENCY
+
+
+@dataclass
 class MemoryState:
     idempotency_ttl_seconds: float
     sessions: dict[tuple[str, str], StoredSession] = field(default_factory=dict)
@@ -53,7 +83,7 @@ class MemoryState:
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     calls: dict[tuple[str, str, str], StoredCall] = field(default_factory=dict)
     keys: dict[tuple[str, str, str], IdempotencyRecord] = field(default_factory=dict)
-    usage: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    usage: dict[tuple[str, str, str], UsageDay] = field(default_factory=dict)
 
     # --- sessions and claims ------------------------------------------------------------
 
@@ -134,6 +164,12 @@ class MemoryState:
         kept.text, kept.state = m.text, state or m.state
         kept.finish_reason, kept.model = m.finish_reason[:64], m.model
         kept.input_tokens, kept.output_tokens = m.input_tokens, m.output_tokens
+        kept.reasoning = copy.deepcopy(m.reasoning)
+        kept.reasoning_tokens, kept.cost = m.reasoning_tokens, m.cost
+        kept.cached_input_tokens, kept.cache_write_tokens = (
+            m.cached_input_tokens,
+            m.cache_write_tokens,
+        )
         return True
 
     def in_session(self, user: str, session_id: str) -> list[Message]:
@@ -178,7 +214,4 @@ class MemoryState:
         return sorted(found, key=lambda c: (c.create_time_us, c.position))
 
     def add_usage(self, user: str, usage: Usage, day: str) -> None:
-        row = self.usage.setdefault((user, day, usage.model[:200]), [0, 0, 0])
-        row[0] += usage.input_tokens
-        row[1] += usage.output_tokens
-        row[2] += 1
+        self.usage.setdefault((user, day, usage.model[:200]), UsageDay()).add(usage)

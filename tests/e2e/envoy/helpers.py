@@ -57,7 +57,9 @@ class Event:
 
     @property
     def kind(self) -> str:
-        return next(k for k in self.data if k != "sequence")
+        # The event's field, whatever JSON's order (it follows field numbers: a
+        # reasoningDelta, number 9, comes after the turn's name, number 8).
+        return next(k for k in self.data if k not in ("sequence", "turn"))
 
 
 class SseReader:

@@ -130,6 +130,21 @@ async function main() {
       text: text(seen) + text(rest),
       stored: rest[rest.length - 1].turn_ended.message.text,
     };
+  } else if (scenario === "reasoning") {
+    // A thinking model with this turn's own budget; the reasoning apart from the answer,
+    // its usage and cost, then the stored message and the caller's own usage.
+    const request = { session: session.name, text: "2+2?", options: { thinking_budget_tokens: 1500 } };
+    const result = await streamTurn(request);
+    const ended = result.events.find((e) => e.event === "turn_ended").turn_ended;
+    const listed = await unary(sessions, "ListMessages", { parent: session.name });
+    const mine = await unary(sessions, "GetMyUsage", {});
+    out.reasoning = {
+      ...summary(result),
+      thought: result.events.filter((e) => e.event === "reasoning_delta").map((e) => e.reasoning_delta.text).join(""),
+      usage: ended.usage,
+      stored: listed.messages[listed.messages.length - 1].reasoning,
+      today: mine.today,
+    };
   } else if (scenario === "errors") {
     try {
       await unary(sessions, "GetSession", { name: "sessions/missing-one" });

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,23 +59,31 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChatS
         yield s
 
 
+@asynccontextmanager
+async def page_envoy(
+    stack: ChatStack, dev_keys: DevKeys, workdir: Path, env: Mapping[str, str]
+) -> AsyncIterator[Envoy]:
+    """The repository's envoy.yaml serving the page and the API of ``stack``; the page's
+    config.json made by the same command `make run` uses, from the settings in ``env``."""
+    web_config = dev_envoy.write_web_config(dict(env), workdir / "web-config.json")
+    config = render_for_test(
+        backend_port=stack.server.port, jwks_path=dev_keys.jwks_path, web_config=web_config
+    )
+    async with envoy_in_front(config, workdir) as running:
+        yield running
+
+
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def envoy(
     stack: ChatStack, dev_keys: DevKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Envoy]:
-    workdir = tmp_path_factory.mktemp("web-envoy")
-    # The page's config.json, made by the same command `make run` uses, from settings
-    # matching the stack's: the app name and the limit must reach the page from there.
+    # Settings matching the stack's: the app name and the limit must reach the page.
     env = {
         **os.environ,
         "AICHAT_APP_NAME": APP_NAME,
         "AICHAT_MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
     }
-    web_config = dev_envoy.write_web_config(env, workdir / "web-config.json")
-    config = render_for_test(
-        backend_port=stack.server.port, jwks_path=dev_keys.jwks_path, web_config=web_config
-    )
-    async with envoy_in_front(config, workdir) as running:
+    async with page_envoy(stack, dev_keys, tmp_path_factory.mktemp("web-envoy"), env) as running:
         yield running
 
 

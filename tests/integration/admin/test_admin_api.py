@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import insert
 
 import aichat_backend
+from aichat_backend.records import Usage
 from aichat_backend.store import admin_repo
 from aichat_backend.store.tables import usage_daily
 from aichat_backend.store.usage_repo import add_usage
@@ -413,7 +414,7 @@ async def test_usage_today_by_default_counts_real_turns(stack: ChatStack, user: 
     stack.fake.enqueue(Script(tokens=["a", "b"], input_tokens=11, output_tokens=2))
     await stack.turn(user, session, "hello")
     async with stack.server.app.db.transaction() as tx:
-        await add_usage(tx, user, "other-model", 1, 1)
+        await add_usage(tx, user, Usage("other-model", 1, 1))
     page = await admin_stub(stack).ListUsage(apb.ListUsageRequest(user_id=user), metadata=md(ADMIN))
     assert [(r.model, r.input_tokens, r.output_tokens, r.model_calls) for r in page.rows] == [
         ("gpt-test", 11, 2, 1),

@@ -152,3 +152,41 @@ async def test_memory_is_bounded_by_recently_active_users() -> None:
     await lim.check_rate("late")
     await lim.add_usage("late", 1)
     assert lim.tracked_users() == 2
+
+
+async def test_cost_budget_refuses_in_its_currency_until_the_next_utc_day() -> None:
+    lim, _, wall = limiter(daily_cost_budget_nanos=2_500_000_000, currency="EUR")
+    await lim.add_usage("alice", 10, 1_500_000_000)
+    await lim.check_budget("alice")
+    await lim.add_usage("alice", 10, 1_000_000_000)
+    with pytest.raises(ResourceExhausted) as refused:
+        await lim.check_budget("alice")
+    error = refused.value
+    assert error.reason == "COST_BUDGET_EXHAUSTED"
+    assert error.retry_after == 60  # 23:59:00 → midnight
+    assert error.metadata == {
+        "limit": "2.5",
+        "used": "2.5",
+        "currency": "EUR",
+        "resets_at": "2026-03-11T00:00:00Z",
+    }
+    assert "2.5 of 2.5 EUR" in error.message
+    await lim.check_budget("bob")
+    wall.advance(60)
+    await lim.check_budget("alice")
+    assert lim.cost_today("alice") == 0
+
+
+async def test_token_and_cost_budgets_hold_apart() -> None:
+    lim, _, _ = limiter(daily_token_budget=100, daily_cost_budget_nanos=1000)
+    await lim.add_usage("alice", 100)  # tokens only (an unpriced model)
+    await lim.add_usage("bob", 1, 1000)
+    with pytest.raises(ResourceExhausted) as tokens:
+        await lim.check_budget("alice")
+    with pytest.raises(ResourceExhausted) as money:
+        await lim.check_budget("bob")
+    assert (tokens.value.reason, money.value.reason) == (
+        "TOKEN_BUDGET_EXHAUSTED",
+        "COST_BUDGET_EXHAUSTED",
+    )
+    assert money.value.metadata["used"] == "0.000001"  # exact, never 1e-06

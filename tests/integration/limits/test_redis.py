@@ -235,3 +235,29 @@ async def test_exempt_users_bypass_every_limit_without_touching_redis(
     await lim.add_usage("indexer", 50)
     await lim.check_budget("indexer")
     assert [key async for key in rclient.scan_iter(match=f"{prefix}*")] == []
+
+
+async def test_cost_budget_is_shared_in_exact_nano_units(
+    make_redis_limiter: MakeRedisLimiter, rclient: aioredis.Redis, user: str
+) -> None:
+    wall = FakeClock(datetime(2026, 3, 10, 23, 0, 0, tzinfo=UTC).timestamp())
+    settings = LimitSettings(daily_cost_budget_nanos=1_000_000_000, currency="USD")
+    a = make_redis_limiter(settings, wall=wall)
+    b = make_redis_limiter(settings, wall=wall)
+    await a.add_usage(user, 5, 333_333_333)
+    await b.add_usage(user, 5, 333_333_333)
+    await a.check_budget(user)  # a third of a cent short
+    await b.add_usage(user, 5, 333_333_334)
+    for replica in (a, b):
+        with pytest.raises(ResourceExhausted) as refused:
+            await replica.check_budget(user)
+        assert refused.value.reason == "COST_BUDGET_EXHAUSTED"
+        assert refused.value.retry_after == 3600
+        assert refused.value.metadata["used"] == "1" and refused.value.metadata["currency"] == "USD"
+    key = a.cost_key(user)
+    assert key.endswith(f"cost:2026-03-10:{user}")
+    assert int(await rclient.get(key) or 0) == 1_000_000_000  # integers: no float drift
+    assert USAGE_KEY_TTL_SECONDS - 5 < await rclient.ttl(key) <= USAGE_KEY_TTL_SECONDS
+    assert await b.usage_today(user) == (15, 1_000_000_000)
+    wall.advance(3600)
+    await a.check_budget(user)

@@ -275,3 +275,24 @@ async def test_two_probes_at_once_replay_the_outage_once(
     await proxy.start()
     assert all(await asyncio.gather(limiter.probe(), limiter.probe()))
     assert await limiter.shared.used_today(user) == 100
+
+
+async def test_cost_spent_during_an_outage_reaches_redis_on_recovery(
+    make_resilient: MakeResilient, proxy: StoppableProxy, user: str
+) -> None:
+    limiter = make_resilient(LimitSettings(daily_cost_budget_nanos=100), proxy.url)
+    await limiter.add_usage(user, 1, 30)
+    await limiter.check_budget(user)  # Redis says 30: remembered locally
+    await proxy.stop()
+    await limiter.add_usage(user, 1, 50)
+    assert limiter.degraded() is not None
+    await limiter.add_usage(user, 1, 10)
+    await limiter.check_budget(user)  # 30 last seen + 60 counted alone: under budget
+    assert limiter.local.cost_today(user) == 90
+    await proxy.start()
+    assert await limiter.probe()
+    assert await limiter.shared.usage_today(user) == (3, 90)  # the 60 were replayed
+    await limiter.add_usage(user, 1, 10)
+    with pytest.raises(ResourceExhausted) as refused:
+        await limiter.check_budget(user)
+    assert refused.value.reason == "COST_BUDGET_EXHAUSTED"
