@@ -251,3 +251,8 @@ class Reason(enum.StrEnum):
     #: NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
     #: 404 model_not_found; GET /v1/models lists the names).
     MODEL_NOT_IN_CATALOGUE = "MODEL_NOT_IN_CATALOGUE"
+    #: RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+    #: user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+    #: what is stored and what the message needs. Delete sessions or clear messages to free
+    #: space; waiting does not help.
+    STORAGE_QUOTA_EXCEEDED = "STORAGE_QUOTA_EXCEEDED"

@@ -313,6 +313,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
     404 model_not_found; GET /v1/models lists the names).
     """
+    STORAGE_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 230
+    """--- storage and titles -----------------------------------------------------------
+
+    RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+    user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+    what is stored and what the message needs. Delete sessions or clear messages to free
+    space; waiting does not help.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a request failed: the `reason` of the `google.rpc.ErrorInfo` that every error of
@@ -613,5 +621,13 @@ honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
 MODEL_NOT_IN_CATALOGUE: ErrorReason.ValueType  # 202
 """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
 404 model_not_found; GET /v1/models lists the names).
+"""
+STORAGE_QUOTA_EXCEEDED: ErrorReason.ValueType  # 230
+"""--- storage and titles -----------------------------------------------------------
+
+RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+what is stored and what the message needs. Delete sessions or clear messages to free
+space; waiting does not help.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -97,6 +97,10 @@ class _LimitedTurn(TurnSlot):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if isinstance(exc[1], ResourceExhausted):
+            # Refused inside the turn (the storage quota, checked where the message is
+            # stored): counted with the refusals at the door.
+            self._refused(exc[1])
         slot, self._slot = self._slot, None
         if slot is not None:
             await slot.__aexit__(None, None, None)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
 from aichat_backend.records import TurnClaim, Usage
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_rows import DETAIL_VALUES, detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
@@ -64,12 +65,23 @@ _BEGIN = (
 
 # PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
 # which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
-# first token instead of four.
-_CLAIMED = _BEGIN.cte("claimed")
+# first token instead of four. The claim is taken only within the storage quota, and the
+# user message's bytes are counted from the claim's row (``storage``).
+_CLAIMED = _BEGIN.where(
+    storage.stored_now() + bindparam("p_size", type_=BigInteger)
+    <= bindparam("p_quota", type_=BigInteger)
+).cte("claimed")
+_COUNTED = storage.add_from(_CLAIMED, cast(bindparam("p_size"), BigInteger)).cte("counted")
 
 
 def _turn_row(
-    id_param: str, seq_back: int, role: Role, text: Any, state: MessageState, model: Any
+    id_param: str,
+    seq_back: int,
+    role: Role,
+    text: Any,
+    state: MessageState,
+    model: Any,
+    size: Any,
 ) -> Any:
     claimed = _CLAIMED.c.last_seq
     return select(
@@ -85,6 +97,7 @@ def _turn_row(
         literal(0, BigInteger),
         literal(0, BigInteger),
         cast(bindparam("p_now"), BigInteger),
+        size,
     ).select_from(_CLAIMED)
 
 
@@ -104,6 +117,7 @@ _BEGIN_ONE_STATEMENT = (
             messages.c.input_tokens,
             messages.c.output_tokens,
             messages.c.create_time_us,
+            messages.c.stored_bytes,
         ],
         union_all(
             _turn_row(
@@ -113,6 +127,7 @@ _BEGIN_ONE_STATEMENT = (
                 cast(bindparam("p_text"), Text),
                 MessageState.COMPLETE,
                 literal("", String),
+                cast(bindparam("p_size"), BigInteger),
             ),
             _turn_row(
                 "p_answer",
@@ -121,12 +136,14 @@ _BEGIN_ONE_STATEMENT = (
                 literal("", Text),
                 MessageState.STREAMING,
                 cast(bindparam("p_model"), String),
+                literal(0, BigInteger),
             ),
         ),
         # The columns left out start as their server defaults (no reasoning, no usage).
         include_defaults=False,
     )
     .returning(messages.c.seq)
+    .add_cte(_COUNTED)
 )
 _WRITE_ANSWER = (
     update(messages)
@@ -138,6 +155,7 @@ _WRITE_ANSWER = (
         input_tokens=bindparam("p_in"),
         output_tokens=bindparam("p_out"),
         model=bindparam("p_model"),
+        stored_bytes=bindparam("p_size"),
         **DETAIL_VALUES,
     )
 )
@@ -150,18 +168,25 @@ _WRITE_ANSWER = (
 # outcome is unknown (a COMMIT delayed in a black-holed network may still land), it
 # lands once, and its usage with it.
 # (Two comparisons rather than IN: an IN list is expanded at every execution.)
-_FINISH_ANSWER = _WRITE_ANSWER.where(
-    or_(
-        messages.c.state == MessageState.STREAMING.value,
-        messages.c.state == MessageState.INTERRUPTED.value,
-    )
+_UNFINISHED = (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
+_FINISH_ANSWER = _WRITE_ANSWER.where(or_(*(messages.c.state == s for s in _UNFINISHED)))
+_ANSWER_CTE = _FINISH_ANSWER.returning(messages.c.id, messages.c.stored_bytes).cte("answer")
+# What the answer's row counted before (the statement's snapshot); the difference is
+# added only if the answer landed.
+_BEFORE = (
+    select(messages.c.id, messages.c.stored_bytes)
+    .where(and_(messages.c.user_id == bindparam("p_user"), messages.c.id == bindparam("p_id")))
+    .cte("before")
 )
-_ANSWER_CTE = _FINISH_ANSWER.returning(messages.c.id).cte("answer")
+_ANSWER_COUNTED = storage.add_from(
+    _ANSWER_CTE.join(_BEFORE, _BEFORE.c.id == _ANSWER_CTE.c.id),
+    _ANSWER_CTE.c.stored_bytes - _BEFORE.c.stored_bytes,
+).cte("answer_counted")
 _FINISH_ONE_STATEMENT = {
     True: usage_upsert("postgresql", prefix="u_", only_with=_ANSWER_CTE).add_cte(
-        _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released")
+        _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released"), _ANSWER_COUNTED
     ),
-    False: RELEASE.add_cte(_ANSWER_CTE),
+    False: RELEASE.add_cte(_ANSWER_CTE, _ANSWER_COUNTED),
 }
 
 
@@ -182,6 +207,7 @@ class AnswerRepository:
         *,
         earlier: Sequence[Message] = (),
         rounds: Sequence[Message] = (),
+        quota: int = storage.UNLIMITED,
     ) -> tuple[Message, Message]:
         """Claim the session and store the user message and a placeholder answer.
 
@@ -190,9 +216,15 @@ class AnswerRepository:
         PostgreSQL without attachments, to one statement that does both, which the
         caller may run in ``Database.statement()``. A conversation given whole is stored
         in the same INSERT: ``earlier`` before the user message, ``rounds`` after it
-        (their tool calls are the caller's to store).
+        (their tool calls are the caller's to store). All of it is counted against the
+        user's storage ``quota`` (``storage``), or refused with STORAGE_QUOTA_EXCEEDED.
         """
         now = now_us()
+        size = (
+            storage.text_bytes(text)
+            + storage.attachment_bytes(attachments_in)
+            + sum(storage.message_bytes(m) for m in (*earlier, *rounds))
+        )
         added = 2 + len(earlier) + len(rounds)
         params = {
             "p_added": added,
@@ -203,6 +235,8 @@ class AnswerRepository:
             "p_owner": claim.owner,
             "p_expires": now + int(claim.lease_seconds * 1e6),
             "p_title": title,
+            "p_size": size,
+            "p_quota": quota,
         }
         user_msg_id = new_message_id()
         one_statement = (
@@ -215,7 +249,13 @@ class AnswerRepository:
             params.update(p_user_msg=user_msg_id, p_answer=answer_id, p_text=text, p_model=model)
             seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
+            if row is None:
+                used = await storage.stored(self._db, self._user)
+                if used + size > quota:
+                    raise storage.quota_exceeded(quota, used, size)
         else:
+            # Counted first: a claim refused next rolls the count back with it.
+            await storage.reserve(self._db, self._user, size, quota)
             row = (await self._db.execute(_BEGIN, params)).first()
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
@@ -270,21 +310,30 @@ class AnswerRepository:
         """A turn's last write: the answer, the session released, the usage if any. One
         statement on PostgreSQL, which the caller may run in ``Database.statement()``.
         Idempotent: sent again, it changes nothing more."""
+        params = self._answer_params(answer)
         if self._db.dialect.name == "postgresql":
-            params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
                 params.update(usage_params(self._user, usage, prefix="u_"))
             await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        landed = await self._db.execute(_FINISH_ANSWER, self._answer_params(answer))
+        delta = await storage.rewrite_delta(
+            self._db, self._user, answer.id, params["p_size"], _UNFINISHED
+        )
+        landed = await self._db.execute(_FINISH_ANSWER, params)
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
-        if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
-            await add_usage(self._db, self._user, usage)
+        if landed.rowcount:  # type: ignore[attr-defined]
+            await storage.add(self._db, self._user, delta)
+            if usage is not None:
+                await add_usage(self._db, self._user, usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
-        """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
-        await self._db.execute(_WRITE_ANSWER, self._answer_params(m, state))
+        """Write an answer's text, state and usage as they are in ``m`` (or with ``state``),
+        and count its bytes' difference (inside a transaction: the row stays locked)."""
+        params = self._answer_params(m, state)
+        delta = await storage.rewrite_delta(self._db, self._user, m.id, params["p_size"])
+        await self._db.execute(_WRITE_ANSWER, params)
+        await storage.add(self._db, self._user, delta)
 
     def _answer_params(self, m: Message, state: MessageState | None = None) -> dict[str, Any]:
         return {
@@ -296,6 +345,7 @@ class AnswerRepository:
             "p_in": m.input_tokens,
             "p_out": m.output_tokens,
             "p_model": m.model,
+            "p_size": storage.message_bytes(m),
             **detail_params(m),
         }
 

@@ -24,6 +24,7 @@ from aichat_backend.domain import (
 )
 from aichat_backend.errors import NotFound
 from aichat_backend.reasons import Reason
+from aichat_backend.store import storage
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
@@ -94,6 +95,7 @@ class MessageRepository:
             attachments=list(attachments_in),
         )
         await self.insert([msg])
+        await storage.add(self._db, self._user, storage.message_bytes(msg))
         return msg
 
     async def insert(self, new: Sequence[Message]) -> None:
@@ -115,6 +117,7 @@ class MessageRepository:
                     "input_tokens": m.input_tokens,
                     "output_tokens": m.output_tokens,
                     "create_time_us": m.create_time_us,
+                    "stored_bytes": storage.message_bytes(m),
                 }
                 for m in new
             ],
@@ -238,8 +241,4 @@ class MessageRepository:
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)
-        await self._db.execute(
-            delete(messages).where(
-                and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
-            )
-        )
+        await storage.delete_session_messages(self._db, self._user, session_id)

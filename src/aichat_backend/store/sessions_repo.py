@@ -12,6 +12,7 @@ from aichat_backend import names
 from aichat_backend.domain import Session, now_us, session_not_found
 from aichat_backend.errors import AlreadyExists
 from aichat_backend.reasons import Reason
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
 
@@ -118,6 +119,8 @@ class SessionRepository:
         return await self.get(session_id)
 
     async def delete(self, session_id: str) -> None:
+        # The messages first, so that what they counted leaves the user's storage with them.
+        await storage.delete_session_messages(self._db, self._user, session_id)
         result = await self._db.execute(delete(sessions).where(self._mine(session_id)))
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)

@@ -100,6 +100,9 @@ messages = Table(
     # What the answer's model call cost (nano units of ``currency``); NULL: unpriced.
     Column("cost_nanos", BigInteger, nullable=True),
     Column("currency", String(3), nullable=False, default="", server_default=""),
+    # What this message counts against its owner's storage quota (its text, reasoning and
+    # attachments, ``store.storage``): a delete subtracts exactly what was added.
+    Column("stored_bytes", BigInteger, nullable=False, default=0, server_default="0"),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
@@ -176,6 +179,18 @@ usage_daily = Table(
     # money.MIXED_CURRENCY once calls of two currencies met in the row).
     Column("cost_nanos", BigInteger, nullable=False, default=0, server_default="0"),
     Column("currency", String(3), nullable=False, default="", server_default=""),
+)
+
+# What each user stores now (the sum of their messages' ``stored_bytes``), kept as a
+# counter by every write and delete of a message: the storage quota is checked against
+# one row, never a SUM over the user's messages.
+user_storage = Table(
+    "user_storage",
+    metadata,
+    Column("user_id", USER_ID, primary_key=True),
+    Column("stored_bytes", BigInteger, nullable=False, default=0),
+    # The operator's listing: largest first.
+    Index("ix_user_storage_stored_bytes", "stored_bytes", "user_id"),
 )
 
 idempotency_keys = Table(

@@ -29,6 +29,7 @@ from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
+from aichat_backend.store.storage import StorageQuota
 from aichat_backend.store.tool_calls_repo import ToolCallRepository
 from aichat_backend.store.turn_leases import LeaseRepository
 from aichat_backend.store.turn_leases import sweep_interrupted as sweep
@@ -36,9 +37,12 @@ from aichat_backend.store.usage_repo import add_usage
 
 
 class SqlTurnStore:
-    def __init__(self, db: Database, idempotency_ttl_seconds: float) -> None:
+    def __init__(
+        self, db: Database, idempotency_ttl_seconds: float, quota: StorageQuota | None = None
+    ) -> None:
         self._db = db
         self._ttl = idempotency_ttl_seconds
+        self._quota = quota or StorageQuota()
 
     def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:
         return IdempotencyRepository(tx, user_id, self._ttl)
@@ -93,6 +97,7 @@ class SqlTurnStore:
                 turn.answer_id,
                 earlier=turn.earlier,
                 rounds=turn.rounds,
+                quota=self._quota.of(user_id),
             )
             calls = ToolCallRepository(tx, user_id)
             for m in (*turn.earlier, *turn.rounds):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from aichat_backend.domain import MessageState, Role
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages, sessions, turn_event_batches, turn_logs
 from aichat_backend.store.turn_events_repo import LogRow
@@ -52,14 +53,14 @@ async def interrupt_answer(tx: Tx, user_id: str, answer_id: str, text_: str) -> 
     log kept when nothing else was stored for it; its unfinished calls failed."""
     row = (
         await tx.execute(
-            select(messages.c.text, messages.c.state).where(
+            select(messages.c.text, messages.c.state, messages.c.stored_bytes).where(
                 and_(messages.c.user_id == user_id, messages.c.id == answer_id)
             )
         )
     ).first()
     if row is None:
         return
-    values: dict[str, str] = {}
+    values: dict[str, str | int] = {}
     if row.state == MessageState.STREAMING.value:
         values = {"state": MessageState.INTERRUPTED.value, "finish_reason": "interrupted"}
     if (
@@ -72,6 +73,8 @@ async def interrupt_answer(tx: Tx, user_id: str, answer_id: str, text_: str) -> 
         )
     ):
         values["text"] = text_
+        values["stored_bytes"] = row.stored_bytes + storage.text_bytes(text_)
+        await storage.add(tx, user_id, storage.text_bytes(text_))
     if values:
         await tx.execute(
             update(messages)

@@ -33,6 +33,7 @@ def limit_settings(settings: Settings, currency: str) -> LimitSettings:
         daily_cost_budget_nanos=to_nanos(settings.daily_cost_budget),
         currency=currency,
         exempt_users=settings.exempt_users(),
+        storage_quota_bytes=settings.storage_quota_bytes,
     )
 
 
