@@ -1,5 +1,6 @@
 """A user's own usage (SessionService.GetMyUsage): today and this month, the daily
-budgets that hold them, and what they store against the storage quota. Operators read everyone's through AdminService.ListUsage."""
+budgets that hold them, and what they store against the storage quota. Operators read
+everyone's through AdminService.ListUsage and ListUserStorage."""
 
 from __future__ import annotations
 

@@ -44,15 +44,22 @@ def message_bytes(text: str, files: int = 0) -> int:
 
 
 @asynccontextmanager
-async def stacks(database_url: str, replicas: int = 1, **overrides: object) -> AsyncIterator[list[ChatStack]]:
+async def stacks(
+    database_url: str, replicas: int = 1, **overrides: object
+) -> AsyncIterator[list[ChatStack]]:
     async with FakeLLMServer(default=Script(text=ANSWER)) as fake:
         values = provider_settings("openai", fake)
         # Five turns of one user at once (the probe), not the per-user turn cap.
         values.update(
-            storage_quota_bytes=QUOTA, admin_users=ADMIN, max_concurrent_turns_per_user=0, **overrides
+            storage_quota_bytes=QUOTA,
+            admin_users=ADMIN,
+            max_concurrent_turns_per_user=0,
+            **overrides,
         )
         async with asyncio.timeout(60):
-            servers = [running_server(make_settings(database_url, **values)) for _ in range(replicas)]
+            servers = [
+                running_server(make_settings(database_url, **values)) for _ in range(replicas)
+            ]
             running = [await s.__aenter__() for s in servers]
         try:
             yield [ChatStack(server=r, fake=fake, provider="openai") for r in running]
@@ -104,13 +111,19 @@ async def test_deletes_and_clears_give_the_bytes_back(database_url: str) -> None
         two = message_bytes("two", 1) + len(ANSWER)
         assert (await my_usage(stack, user)).stored_bytes == one + two  # 1.6 MB of 2 MB
         assert await send(stack, user, first, "three", files=1) == "STORAGE_QUOTA_EXCEEDED"
-        await stack.server.sessions.ClearMessages(spb.ClearMessagesRequest(name=first), metadata=md(user))
+        await stack.server.sessions.ClearMessages(
+            spb.ClearMessagesRequest(name=first), metadata=md(user)
+        )
         assert (await my_usage(stack, user)).stored_bytes == two
         assert await send(stack, user, first, "three", files=1) == "ok"
         three = message_bytes("three", 1) + len(ANSWER)
         assert (await my_usage(stack, user)).stored_bytes == two + three
-        await stack.server.sessions.DeleteSession(spb.DeleteSessionRequest(name=second), metadata=md(user))
-        await stack.server.sessions.DeleteSession(spb.DeleteSessionRequest(name=first), metadata=md(user))
+        await stack.server.sessions.DeleteSession(
+            spb.DeleteSessionRequest(name=second), metadata=md(user)
+        )
+        await stack.server.sessions.DeleteSession(
+            spb.DeleteSessionRequest(name=first), metadata=md(user)
+        )
         assert (await my_usage(stack, user)).stored_bytes == 0
         # A text-only turn (PostgreSQL's one-statement start) is counted and refused alike.
         session = await stack.new_session(user)
@@ -126,9 +139,14 @@ async def test_the_quota_holds_on_every_replica_and_operators_see_it(database_ur
         assert await send(a, user, await a.new_session(user), "on a", files=2) == "ok"
         used = message_bytes("on a", 2) + len(ANSWER)
         assert (await my_usage(b, user)).stored_bytes == used
-        assert await send(b, user, await b.new_session(user), "on b", files=1) == "STORAGE_QUOTA_EXCEEDED"
+        assert (
+            await send(b, user, await b.new_session(user), "on b", files=1)
+            == "STORAGE_QUOTA_EXCEEDED"
+        )
         admin = admin_service_pb2_grpc.AdminServiceStub(b.server.channel)
-        listed = await admin.ListUserStorage(apb.ListUserStorageRequest(user_id=user), metadata=md(ADMIN))
+        listed = await admin.ListUserStorage(
+            apb.ListUserStorageRequest(user_id=user), metadata=md(ADMIN)
+        )
         assert [(u.user_id, u.stored_bytes) for u in listed.users] == [(user, used)]
         assert listed.storage_quota_bytes == QUOTA
         status = await admin.GetRuntimeStatus(apb.GetRuntimeStatusRequest(), metadata=md(ADMIN))

@@ -14,7 +14,7 @@ A turn's first write takes its bytes against the quota:
 - a text-only turn on PostgreSQL keeps its one statement (``answers_repo``): the claim
   reads the counter in its WHERE and the count is added from the claim's row. Concurrent
   text turns of one user may then pass together: past the quota by at most their texts
-  (max_concurrent_turns_per_user × AICHAT_MAX_MESSAGE_BYTES).
+  (max_concurrent_turns_per_user times AICHAT_MAX_MESSAGE_BYTES).
 
 An answer is counted when it is written, by the difference with what its row counted.
 """
@@ -84,7 +84,11 @@ def quota_exceeded(quota: int, stored: int, needed: int) -> ResourceExhausted:
         f"storing this message needs {needed} bytes; {stored} of your {quota} bytes of "
         "storage are used: delete sessions or clear messages to make room",
         reason=Reason.STORAGE_QUOTA_EXCEEDED,
-        metadata={"quota_bytes": str(quota), "stored_bytes": str(stored), "needed_bytes": str(needed)},
+        metadata={
+            "quota_bytes": str(quota),
+            "stored_bytes": str(stored),
+            "needed_bytes": str(needed),
+        },
     )
 
 
@@ -102,9 +106,9 @@ def _adding(stmt: Any, *, within: Any = None) -> Any:
 
 def _reserve(dialect: str) -> Any:
     """Adds ``p_size`` only while the total stays within ``p_quota``; returns the total."""
-    row = select(
-        cast(bindparam("p_user"), String), cast(bindparam("p_size"), BigInteger)
-    ).where(bindparam("p_size", type_=BigInteger) <= bindparam("p_quota", type_=BigInteger))
+    row = select(cast(bindparam("p_user"), String), cast(bindparam("p_size"), BigInteger)).where(
+        bindparam("p_size", type_=BigInteger) <= bindparam("p_quota", type_=BigInteger)
+    )
     stmt = _insert(dialect).from_select(["user_id", "stored_bytes"], row)
     within = user_storage.c.stored_bytes + stmt.excluded.stored_bytes <= bindparam("p_quota")
     return _adding(stmt, within=within).returning(user_storage.c.stored_bytes)
@@ -129,9 +133,7 @@ def add_from(cte: Any, size: Any) -> Any:
     """PostgreSQL: add ``size`` (a column of ``cte``) to ``p_user``'s counter once per
     row ``cte`` returned: a write that did not land counts nothing."""
     row = select(cast(bindparam("p_user"), String), size).select_from(cte)
-    return _adding(
-        postgresql.insert(user_storage).from_select(["user_id", "stored_bytes"], row)
-    )
+    return _adding(postgresql.insert(user_storage).from_select(["user_id", "stored_bytes"], row))
 
 
 async def stored(db: Tx, user_id: str) -> int:
@@ -154,7 +156,9 @@ async def add(db: Tx, user_id: str, size: int) -> None:
         await db.execute(_ADD[db.dialect.name], {"p_user": user_id, "p_size": size})
 
 
-async def rewrite_delta(db: Tx, user_id: str, message_id: str, size: int, states: Sequence[str] = ()) -> int:
+async def rewrite_delta(
+    db: Tx, user_id: str, message_id: str, size: int, states: Sequence[str] = ()
+) -> int:
     """What rewriting a message to ``size`` bytes adds (0 if it is gone, or not in one
     of ``states`` when given). Locks the row on PostgreSQL until the transaction ends,
     so a concurrent delete subtracts what this write leaves."""
@@ -180,7 +184,8 @@ _DELETE_AND_RELEASE = text(
       RETURNING stored_bytes
     )
     UPDATE user_storage
-       SET stored_bytes = user_storage.stored_bytes - (SELECT COALESCE(SUM(stored_bytes), 0) FROM gone)
+       SET stored_bytes = user_storage.stored_bytes
+                          - (SELECT COALESCE(SUM(stored_bytes), 0) FROM gone)
      WHERE user_id = :p_user
     """
 )
@@ -207,7 +212,9 @@ async def delete_session_messages(db: Tx, user_id: str, session_id: str) -> None
         )
 
 
-async def largest(db: Tx, limit: int, after: tuple[int, str] | None, user_id: str = "") -> list[tuple[str, int]]:
+async def largest(
+    db: Tx, limit: int, after: tuple[int, str] | None, user_id: str = ""
+) -> list[tuple[str, int]]:
     """Users by stored bytes, largest first, after a (bytes, user) keyset position."""
     c = user_storage.c
     query = select(c.user_id, c.stored_bytes).where(c.stored_bytes > 0)

@@ -52,10 +52,14 @@ async def test_past_the_quota_is_429_and_both_listings_show_it(
     created = await http.post("/v1/chat/sessions", json={}, headers=bearer(token))
     session = created.json()["name"]
     for text in ("first", "second"):
-        sent = await http.post(f"/v1/chat/{session}:sendMessage", json=body(text), headers=bearer(token))
+        sent = await http.post(
+            f"/v1/chat/{session}:sendMessage", json=body(text), headers=bearer(token)
+        )
         assert sent.status_code == 200, sent.text
     stored = 2 * FILE * 2 + len("first") + len("second") + 2 * len(ANSWER)
-    refused = await http.post(f"/v1/chat/{session}:sendMessage", json=body("third"), headers=bearer(token))
+    refused = await http.post(
+        f"/v1/chat/{session}:sendMessage", json=body("third"), headers=bearer(token)
+    )
     assert refused.status_code == 429, refused.text
     status = status_body(refused)
     assert reason(status) == "STORAGE_QUOTA_EXCEEDED"

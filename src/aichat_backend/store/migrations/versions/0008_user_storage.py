@@ -27,9 +27,7 @@ def upgrade() -> None:
         sa.Column("stored_bytes", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("user_id", name="pk_user_storage"),
     )
-    op.create_index(
-        "ix_user_storage_stored_bytes", "user_storage", ["stored_bytes", "user_id"]
-    )
+    op.create_index("ix_user_storage_stored_bytes", "user_storage", ["stored_bytes", "user_id"])
     # Messages stored before: their text and attachments as the database measures them
     # (bytes on PostgreSQL; characters of text on SQLite, which is close enough for a
     # quota and is exactly what a later delete subtracts).
