@@ -78,6 +78,7 @@ def _turn_ended(e: ev.TurnEnded, out: cpb.StreamChatResponse) -> None:
     ended.message.CopyFrom(convert.message_to_pb(e.message))
     ended.usage.CopyFrom(usage_pb(e))
     ended.answer_messages.extend(e.answers)
+    ended.title_pending = e.title_pending
     if e.error is not None:
         ended.error.CopyFrom(to_status(e.error, current_request_id()))
 

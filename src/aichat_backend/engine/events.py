@@ -72,6 +72,8 @@ class TurnEnded:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     cost: Cost | None = None
+    # The title model is titling the session now (its first turn ended; ``titles``).
+    title_pending: bool = False
 
 
 TurnEvent = (

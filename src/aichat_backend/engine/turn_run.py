@@ -50,6 +50,8 @@ class TurnRun:
     answers: list[str] = field(default_factory=list)  # the turn's answer messages so far
     # The caller's own functions (OpenAI-compatible API): offered, never run here.
     client_tools: tuple[ToolSpec, ...] = ()
+    # The session had no name when the turn began (nobody named it: a title model may).
+    unnamed: bool = False
 
     def offered_specs(self) -> tuple[ToolSpec, ...]:
         """Every tool the model is offered: the session's (run here) and the caller's."""

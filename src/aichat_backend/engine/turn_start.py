@@ -24,7 +24,13 @@ from aichat_backend.engine.conversation import (
     given_messages,
     model_context,
 )
-from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, TurnStarted
+from aichat_backend.engine.events import (
+    ToolCallUpdate,
+    TurnEnded,
+    TurnEvent,
+    TurnOutcome,
+    TurnStarted,
+)
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.replay import replay
@@ -37,6 +43,7 @@ from aichat_backend.engine.requests import (
 )
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
+from aichat_backend.engine.titles import TitleWriter
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import Aborted
@@ -56,6 +63,13 @@ from aichat_backend.tools.base import ToolProvider
 DENIED_BY_NEW_MESSAGE = "Not approved: the user sent a new message."
 
 
+def started_untitled(req: TurnRequest, begun: BegunTurn) -> bool:
+    """Whether this turn starts a session's conversation (its first message: sequences
+    only grow, so a cleared session's next turn is not one) on the sessions API (the
+    OpenAI-compatible door sends conversations whole, for callers that keep their own)."""
+    return req.conversation is None and begun.user_message.seq == 1
+
+
 class TurnStarter:
     def __init__(
         self,
@@ -66,6 +80,7 @@ class TurnStarter:
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
         pdf: PdfExtractor,
+        titles: TitleWriter | None = None,
     ) -> None:
         self._store = store
         self._catalogue = catalogue
@@ -73,6 +88,7 @@ class TurnStarter:
         self._tools = tools
         self._lifecycle = lifecycle
         self._rounds = rounds
+        self._titles = titles
         self._limits = attachment_rules.AttachmentLimits(
             config.max_attachment_bytes, config.max_attachments, pdf
         )
@@ -105,8 +121,20 @@ class TurnStarter:
             yield TurnStarted(begun.user_message, begun.answer.name, run.model)
             for call in begun.denied:
                 yield ToolCallUpdate(call)
+            titled = self._titles is not None and run.unnamed and started_untitled(req, begun)
             async for event in self._rounds.run(run):
+                if titled and isinstance(event, TurnEnded):
+                    event.title_pending = self._title(req, event)
                 yield event
+
+    def _title(self, req: TurnRequest, ended: TurnEnded) -> bool:
+        """The first answer of a session nobody named: a title model titles it, after
+        the turn (scheduled before its last event leaves, which may be the last thing
+        this generator does)."""
+        if ended.outcome is not TurnOutcome.COMPLETED or self._titles is None:
+            return False
+        session_id = ended.message.session_id
+        return self._titles.schedule(req.user_id, session_id, req.text, ended.message.text)
 
     async def _start_turn(
         self, req: TurnRequest, session_id: str, files: list[Attachment], given: Given
@@ -128,6 +156,7 @@ class TurnStarter:
         )
         context = await self._store.load_context(req.user_id, session_id, window)
         run = self._new_run(req, session_id, context, files, given)
+        run.unnamed = not context.session.display_name
         new_turn = self._new_turn(req, session_id, run, context, files, given, fingerprint)
         if req.request_id:
             # The key first, then the model: a duplicate that took it meanwhile wins, and

@@ -132,6 +132,12 @@ class TurnStore(Protocol):
         self, user_id: str, session_id: str, turn_id: str, lease_seconds: float
     ) -> None: ...
 
+    async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
+        """Title the session with a model's title unless its user named it (CreateSession
+        or UpdateSession display_name), in one conditional write: a rename racing it is
+        never overwritten. False when nothing was written (named, or gone)."""
+        ...
+
     async def sweep_interrupted(self) -> int:
         """Mark answers a crash left unfinished INTERRUPTED and free their sessions: those
         whose turn's lease ran out, or that a later user message superseded. Leases alone

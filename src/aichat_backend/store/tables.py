@@ -62,6 +62,9 @@ sessions = Table(
     Column("tools_locked", Boolean, nullable=False, default=False),
     # True: no tool at all (tool_names is then empty, which otherwise means every tool).
     Column("tools_disabled", Boolean, nullable=False, default=False),
+    # The user named the session (CreateSession or UpdateSession display_name): the title
+    # model never renames it (one conditional UPDATE, so a rename racing it wins).
+    Column("title_by_user", Boolean, nullable=False, default=False, server_default="0"),
     # One turn at a time per session, across replicas: the running turn's answer id
     # and a lease it renews; a crashed replica's lease simply runs out.
     Column("active_turn_id", ID, nullable=True),

@@ -232,6 +232,10 @@ class SqlTurnStore:
         async with self._db.statement() as tx:
             await LeaseRepository(tx, user_id).renew(session_id, turn_id, lease_seconds)
 
+    async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
+        async with self._db.statement() as tx:
+            return await SessionRepository(tx, user_id).write_title(session_id, title)
+
     async def sweep_interrupted(self) -> int:
         async with self._db.transaction() as tx:
             return await sweep(tx)

@@ -52,6 +52,9 @@ def chat_config(settings: Settings) -> ChatConfig:
         tool_timeout_seconds=settings.tool_timeout_seconds,
         max_tool_rounds=settings.max_tool_rounds,
         approval_ttl_seconds=settings.approval_ttl_seconds,
+        title_model=settings.title_model,
+        title_timeout_seconds=settings.title_timeout_seconds,
+        title_max_concurrent=settings.title_max_concurrent,
     )
 
 

@@ -1,5 +1,7 @@
 """Storage per user (issue 24.6): what each message counts against its owner's quota,
 and a counter per user that every write and delete keeps, filled from what is stored.
+Titles written by a model (issue 26.5): whether the user named a session (then no model
+renames it).
 
 Revision ID: 0008
 Revises: 0006
@@ -17,6 +19,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:
+        batch.add_column(
+            sa.Column("title_by_user", sa.Boolean(), nullable=False, server_default="0")
+        )
+    # Sessions from before have had their first answer: no model titles them anyway.
+    op.execute("UPDATE sessions SET title_by_user = true")
     with op.batch_alter_table("messages") as batch:
         batch.add_column(
             sa.Column("stored_bytes", sa.BigInteger(), nullable=False, server_default="0")
@@ -52,3 +60,5 @@ def downgrade() -> None:
     op.drop_table("user_storage")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("stored_bytes")
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("title_by_user")
