@@ -108,6 +108,14 @@ export class ChatView {
     );
   }
 
+  // The title model named the chat shown (or not: then nothing changes here).
+  retitle(fresh) {
+    if (this.session?.name !== fresh.name) return;
+    this.session.displayName = fresh.displayName;
+    $("chat-title").textContent = fresh.displayName || "Untitled chat";
+    document.title = `${fresh.displayName || "Chat"} · ${this.appName}`;
+  }
+
   show(session) {
     this.session = session;
     this.sessions.setCurrent(session.name);
@@ -184,10 +192,12 @@ export class ChatView {
     this.setBusy(control);
     const session = this.session;
     control.onNamed = (turn) => this.sessions.setActiveTurn(session.name, turn);
+    let titlePending = false;
     const hooks = {
       pick: (started) => this.pick(started),
       resolve: (decisions) => this.resolve(control.view, decisions),
       toolCall: (call, view) => this.routeToolCall(call, view),
+      titlePending: () => { titlePending = true; },
     };
     const state = seen || { lastSequence: 0, ended: null };
     const result = await readTurn(control, start, hooks, state);
@@ -202,6 +212,10 @@ export class ChatView {
     if (result.outcome.startsWith("TURN_OUTCOME_")) {
       this.sessions.setActiveTurn(session.name, ""); // it ended: no need to wait for the server
       if (this.session === session) await this.refresh(control.turn);
+      if (titlePending) {
+        const before = this.session?.name === session.name ? this.session.displayName : session.displayName;
+        this.sessions.awaitTitle(session.name, before, (fresh) => this.retitle(fresh));
+      }
     }
     return result;
   }

@@ -69,16 +69,15 @@ export class Composer {
     this.chat.setBusy(control); // from the moment the message shows: one turn at a time
     if (!this.chat.session) {
       try {
+        // Unnamed: the server titles it from this message (and a title model may write a
+        // better title after the answer); meanwhile the first line stands in for it.
         const created = await api.createSession(
-          {
-            displayName: message.text.split("\n")[0].slice(0, 60),
-            model: this.models.value(),
-            ...this.tools.value(),
-          },
+          { model: this.models.value(), ...this.tools.value() },
           message.createRequestId,
         );
-        this.chat.show(created);
-        this.sessions.upsert(created);
+        const shown = { ...created, displayName: message.text.split("\n")[0].slice(0, 60) };
+        this.chat.show(shown);
+        this.sessions.upsert(shown);
       } catch (error) {
         this.chat.setBusy(null);
         return this.notSent(bubble, message, error);

@@ -33,7 +33,8 @@ export const EVENT_HANDLERS = {
     view.approvals.append(approvalCards(calls, hooks.resolve));
     view.grew();
   },
-  turnEnded(view, ended) {
+  turnEnded(view, ended, hooks) {
+    if (ended.titlePending) hooks.titlePending?.(); // a title model is naming the chat
     return showOutcome(view, ended);
   },
 };
