@@ -48,7 +48,9 @@ async def settled(stack: ChatStack) -> None:
 
 
 async def session_of(stack: ChatStack, user: str, name: str) -> rpb.Session:
-    return await stack.server.sessions.GetSession(spb.GetSessionRequest(name=name), metadata=md(user))
+    return await stack.server.sessions.GetSession(
+        spb.GetSessionRequest(name=name), metadata=md(user)
+    )
 
 
 def body_text(stack: ChatStack, index: int) -> str:

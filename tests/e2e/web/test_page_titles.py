@@ -72,7 +72,9 @@ async def _watch_the_title(
     await wait_idle(page)
     current = page.locator(".session-item.current .session-title")
     await expect(current).to_have_text("what should I see in Paris in three days?")
-    await expect(page.locator("#chat-title")).to_have_text("what should I see in Paris in three days?")
+    await expect(page.locator("#chat-title")).to_have_text(
+        "what should I see in Paris in three days?"
+    )
     await until("the title model was asked", lambda: len(stack.fake.requests) == 2)
     gate.set()
     # No reload: the page reads the chat again until the model's title shows.
