@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import grpc
 import pytest
@@ -22,10 +23,14 @@ from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
 
+from sqlalchemy import func, select
+
+from aichat_backend.store.tables import messages, tool_calls
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.support.chat import ChatStack, provider_settings
 from tests.support.grpc_helpers import error_info, md
 from tests.support.server import make_settings, running_server
+from tests.support.tool_stack import tool_stack
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,3 +157,33 @@ async def test_the_quota_holds_on_every_replica_and_operators_see_it(database_ur
         status = await admin.GetRuntimeStatus(apb.GetRuntimeStatusRequest(), metadata=md(ADMIN))
         assert status.limits.storage_quota_bytes == QUOTA
         assert status.limits.refused["STORAGE_QUOTA_EXCEEDED"] == 1
+
+
+async def test_tool_rounds_count_and_the_counter_is_the_rows_sum(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A round's answer is written again once its tools ran: arguments and results are
+    counted; the counter always equals the sum of what the user's rows say they hold."""
+    user = f"tooler-{uuid.uuid4().hex[:8]}"
+    async with tool_stack("openai", database_url, tmp_path, storage_quota_bytes=QUOTA) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(
+            Script(tool_calls=[("c1", "tasks__calculate", {"expression": "6*7"})]),
+            Script(text="It is 42."),
+        )
+        events = await stack.turn(user, session, "calculate 6*7")
+        assert events[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+        counted = (await my_usage(stack, user)).stored_bytes
+        db = stack.server.app.db
+        async with db.read() as tx:
+            rows = await tx.scalar(
+                select(func.sum(messages.c.stored_bytes)).where(messages.c.user_id == user)
+            )
+            results = await tx.scalar(
+                select(func.sum(func.length(tool_calls.c.result_text))).where(
+                    tool_calls.c.user_id == user
+                )
+            )
+        assert results and counted == rows
+        text = len("calculate 6*7") + len("It is 42.") + len('{"expression": "6*7"}')
+        assert counted == text + results

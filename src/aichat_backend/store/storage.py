@@ -1,8 +1,8 @@
 """Storage per user: what each message counts, the per-user counter, and the quota.
 
-Every message row carries ``stored_bytes`` (its text, reasoning and attachments); the
-``user_storage`` row of its owner is their sum, kept by the same write or delete that
-changes a message (never a SUM over the user's messages on a request). The database is
+Every message row carries ``stored_bytes`` (its text, reasoning, attachments and tool
+calls); the ``user_storage`` row of its owner is their sum, kept by the same write or
+delete that changes a message (never a SUM over the user's messages on a request). The database is
 the truth, so every replica sees the same counter.
 
 A turn's first write takes its bytes against the quota:
@@ -21,6 +21,7 @@ An answer is counted when it is written, by the difference with what its row cou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +75,15 @@ def attachment_bytes(files: Iterable[Attachment]) -> int:
 
 
 def message_bytes(m: Message) -> int:
-    """What a message counts: its text, its reasoning and its attachments."""
+    """What a message counts: its text, its reasoning, its attachments and its tool
+    calls' arguments and results (a round's answer is written again once its tools ran:
+    the results are counted then, by the difference)."""
     reasoning = sum(text_bytes(b.text) + text_bytes(b.data) for b in m.reasoning)
-    return text_bytes(m.text) + reasoning + attachment_bytes(m.attachments)
+    calls = sum(
+        text_bytes(c.result_text) + text_bytes(json.dumps(c.arguments, ensure_ascii=False))
+        for c in m.tool_calls
+    )
+    return text_bytes(m.text) + reasoning + attachment_bytes(m.attachments) + calls
 
 
 def quota_exceeded(quota: int, stored: int, needed: int) -> ResourceExhausted:
