@@ -22,7 +22,6 @@ from aichat.v1 import admin_service_pb2_grpc
 from aichat.v1 import chat_service_pb2 as cpb
 from aichat.v1 import resources_pb2 as rpb
 from aichat.v1 import session_service_pb2 as spb
-
 from sqlalchemy import func, select
 
 from aichat_backend.store.tables import messages, tool_calls
