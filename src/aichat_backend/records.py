@@ -105,6 +105,12 @@ class NewTurn:
     # results) after it, in order. Their ``seq`` is the store's to assign.
     earlier: list[Message] = field(default_factory=list)
     rounds: list[Message] = field(default_factory=list)
+    # Where the turn hangs in the session's tree: the user message follows ``parent_id``
+    # ('' for a first message; None: the session's active message as the store finds it,
+    # one read more — the engine passes the one its context read saw). With ``question`` (RegenerateAnswer) no user message is
+    # stored: the answer is a new child of that existing user message.
+    parent_id: str | None = None
+    question: Message | None = None
 
 
 @dataclass(slots=True)
