@@ -183,6 +183,14 @@ def memory_window(requested: int, session_limit: int, default: int, maximum: int
     return min(default, maximum)
 
 
+def message_not_found(session_id: str, message_id: str) -> NotFound:
+    # The same words whether the message is missing or someone else's.
+    return NotFound(
+        f"message {names.message(session_id, message_id)} was not found",
+        reason=Reason.MESSAGE_NOT_FOUND,
+    )
+
+
 def session_not_found(session_id: str) -> NotFound:
     # The same words whether the session is missing or someone else's.
     return NotFound(

@@ -6,7 +6,7 @@ message or session of another user is NOT_FOUND, in the same words as a missing 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
@@ -17,11 +17,13 @@ from aichat_backend.domain import (
     MessageState,
     Session,
     ToolCallState,
+    message_not_found,
     now_us,
     session_not_found,
 )
-from aichat_backend.errors import FailedPrecondition, NotFound
+from aichat_backend.errors import FailedPrecondition
 from aichat_backend.reasons import Reason
+from aichat_backend.records import PathPage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
 from aichat_backend.store.message_paths import (
@@ -35,23 +37,6 @@ from aichat_backend.store.message_rows import to_message, with_children
 from aichat_backend.store.messages_repo import new_message_id
 from aichat_backend.store.sessions_repo import SessionRepository, session_from_row
 from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
-
-
-def message_not_found(session_id: str, message_id: str) -> NotFound:
-    return NotFound(
-        f"message {names.message(session_id, message_id)} was not found",
-        reason=Reason.MESSAGE_NOT_FOUND,
-    )
-
-
-@dataclass(slots=True)
-class PathPage:
-    """A page of a path: its messages in order, the path's last message (which the next
-    page keeps), and whether more of the path follows."""
-
-    messages: list[Message] = field(default_factory=list)
-    leaf_id: str = ""
-    more: bool = False
 
 
 class TreeRepository:

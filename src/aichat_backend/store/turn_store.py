@@ -201,6 +201,8 @@ class SqlTurnStore:
             others = {
                 i: await calls.call_state(session_id, i) for i in call_ids if i not in waiting
             }
+            denied = [i for i, state in others.items() if state is ToolCallState.DENIED]
+            superseded = await calls.superseded(session_id, denied)
             round_message = user_message = None
             if pending:
                 messages = MessageRepository(tx, user_id)
@@ -208,7 +210,9 @@ class SqlTurnStore:
                 tree = TreeRepository(tx, user_id)
                 question = await tree.question_of(session_id, round_message.id)
                 user_message = await messages.get(session_id, question)
-        return ResolutionState(session, pending, others, round_message, user_message)
+        return ResolutionState(
+            session, pending, others, round_message, user_message, superseded
+        )
 
     async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
         r = resolution
