@@ -223,7 +223,7 @@ class AnswerRepository:
         """
         now = now_us()
         if parent_id is None and question is None:
-            parent_id = await self._active(session_id)
+            parent_id = await MessageRepository(self._db, self._user).active(session_id)
         added = (1 if question is not None else 2) + len(earlier) + len(rounds)
         params = {
             "p_added": added,
@@ -245,9 +245,7 @@ class AnswerRepository:
             and self._db.dialect.name == "postgresql"
         )
         if one_statement:
-            params.update(
-                p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id
-            )
+            params.update(p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id)
             seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
         else:
@@ -289,14 +287,6 @@ class AnswerRepository:
                 [*before, user_msg, *after, answer]
             )
         return user_msg, answer
-
-    async def _active(self, session_id: str) -> str:
-        found = await self._db.scalar(
-            select(sessions.c.active_message_id).where(
-                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
-            )
-        )
-        return str(found or "")
 
     async def placeholder(
         self, session_id: str, model: str, parent_id: str, message_id: str | None = None

@@ -122,17 +122,18 @@ _CALLS_SIZE = (
 )
 _FILES = select(func.count()).where(attachments.c.message_id == messages.c.id).scalar_subquery()
 _SIZE = MESSAGE_OVERHEAD + func.length(messages.c.text) + _CALLS_SIZE + ATTACHMENT_OVERHEAD * _FILES
-_SIZED = (
-    select(
-        messages.c.id,
-        _SIZE.label("size"),
-        func.sum(_SIZE).over(order_by=messages.c.seq).label("running"),
-        func.row_number().over(order_by=messages.c.seq).label("n"),
-        func.count().over().label("total"),
-    )
+# Each size is computed once (a length reads the whole text), then summed in order.
+_SIZES = (
+    select(messages.c.id, messages.c.seq, _SIZE.label("size"))
     .select_from(_PAGE_PATH.join(messages, messages.c.id == _PAGE_PATH.c.id))
-    .cte("sized")
+    .cte("sizes")
 )
+_SIZED = select(
+    _SIZES.c.id,
+    func.sum(_SIZES.c.size).over(order_by=_SIZES.c.seq).label("running"),
+    func.row_number().over(order_by=_SIZES.c.seq).label("n"),
+    func.count().over().label("total"),
+).cte("sized")
 _PAGE = (
     select(messages, *sibling_columns(messages), _SIZED.c.n.label("path_n"),
            _SIZED.c.total.label("path_total"))

@@ -56,12 +56,15 @@ class MessageRepository:
         attachments_in: Sequence[Attachment] = (),
         display_name_if_empty: str | None = None,
         lock_tools: bool = False,
-        parent_id: str = "",
+        parent_id: str | None = None,
     ) -> Message:
-        """Add a message after ``parent_id`` (sequence taken atomically). The session's
-        active path moves on to it only if it ended at the parent: a turn whose branch the
-        user switched away from runs on there without pulling the view back."""
+        """Add a message after ``parent_id`` (None: the session's active message; sequence
+        taken atomically). The session's active path moves on to it only if it ended at
+        the parent: a turn whose branch the user switched away from runs on there without
+        pulling the view back."""
         t = now_us()
+        if parent_id is None:
+            parent_id = await self.active(session_id)
         new_id = message_id or new_message_id()
         values: dict[str, object] = {
             "last_seq": sessions.c.last_seq + 1,
@@ -104,6 +107,15 @@ class MessageRepository:
         )
         await self.insert([msg])
         return msg
+
+    async def active(self, session_id: str) -> str:
+        """The session's active message ('' when it has none)."""
+        found = await self._db.scalar(
+            select(sessions.c.active_message_id).where(
+                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+            )
+        )
+        return str(found or "")
 
     async def insert(self, new: Sequence[Message]) -> None:
         """Store messages whose sequence numbers were taken already (one statement each

@@ -210,9 +210,7 @@ class SqlTurnStore:
                 tree = TreeRepository(tx, user_id)
                 question = await tree.question_of(session_id, round_message.id)
                 user_message = await messages.get(session_id, question)
-        return ResolutionState(
-            session, pending, others, round_message, user_message, superseded
-        )
+        return ResolutionState(session, pending, others, round_message, user_message, superseded)
 
     async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
         r = resolution
