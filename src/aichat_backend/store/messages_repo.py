@@ -27,6 +27,7 @@ from aichat_backend.reasons import Reason
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
+from aichat_backend.store.message_paths import sibling_columns
 from aichat_backend.store.message_rows import to_message, with_children
 from aichat_backend.store.sessions_repo import SessionRepository, session_from_row
 from aichat_backend.store.tables import attachments, messages, sessions
@@ -163,7 +164,8 @@ class MessageRepository:
     async def page(
         self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False
     ) -> list[Message]:
-        query = select(messages).where(
+        # With each message's place among its siblings (a listing of every branch).
+        query = select(messages, *sibling_columns(messages)).where(
             and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
         )
         if after_seq is not None:
