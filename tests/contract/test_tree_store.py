@@ -103,7 +103,7 @@ async def test_a_running_turn_stays_on_its_branch_when_the_user_switches(stores:
     """Define: the user may switch while a turn runs; the turn's next rounds are written
     on its own branch, and the active message stays where the user switched to."""
     sid = await stores.new_session()
-    q1, a1, _, a2 = await _line(stores, sid)
+    _, a1, _, a2 = await _line(stores, sid)
     turn, _, answer = await stores.begin(sid, "Q3")
     await stores.sessions.switch_branch(stores.user, sid, a1.id, True)
     answer.text, answer.finish_reason = "looking", "tool_calls"
