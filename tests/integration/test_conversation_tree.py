@@ -306,3 +306,17 @@ async def test_regenerate_and_edit_are_held_to_the_same_limits(sqlite_url: str, 
                 await call
             assert error_info(err.value).reason == "TOKEN_BUDGET_EXHAUSTED"
         assert len(stack.fake.requests) == 1
+
+
+async def test_a_regenerate_reads_as_much_history_as_the_turn_it_repeats(
+    stack: ChatStack, user: str
+) -> None:
+    session = await stack.new_session(user, memory_limit=2)
+    await say(stack, user, session, "Q1", "A1")
+    await say(stack, user, session, "Q2", "A2")
+    events = await say(stack, user, session, "Q3", "A3")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3")]
+    await regenerate(stack, user, events[0].turn_started.answer_message, "A3 again")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3")]
+    await edit(stack, user, events[0].turn_started.user_message, "Q3 edited", "A3'")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3 edited")]

@@ -175,7 +175,7 @@ PATH_PAGE = (
 # One statement on both databases: the session, and up to domain.memory_window messages
 # of the path ending at ``p_leaf`` (the session's active message when NULL; none when
 # ''), with attachments (content included) and tool calls. The window is computed in the
-# statement from the session's own limit, as domain.memory_window does.
+# statement from the session's own limit, as domain.memory_window does (plus ``p_extra``).
 _P_REQUESTED = bindparam("p_requested", type_=Integer)
 _P_MAX = bindparam("p_max", type_=Integer)
 _WINDOW = (
@@ -189,9 +189,10 @@ _WINDOW = (
     .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
     .scalar_subquery()
 )
+_DEPTH = _WINDOW + bindparam("p_extra", type_=Integer)
 _CONTEXT_PATH = _path_up(
-    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _WINDOW > 0),
-    depth_limit=_WINDOW,
+    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _DEPTH > 0),
+    depth_limit=_DEPTH,
 )
 _CONTEXT_MESSAGES = (
     select(messages)

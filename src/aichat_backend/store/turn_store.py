@@ -61,7 +61,7 @@ class SqlTurnStore:
         # (TreeRepository.context: the path to ``leaf``, never another branch).
         async with self._db.read() as tx:
             session, history = await TreeRepository(tx, user_id).context(
-                session_id, leaf, window.requested, window.default, window.maximum
+                session_id, leaf, window.requested, window.default, window.maximum, window.extra
             )
         return TurnContext(session, history)
 

@@ -71,7 +71,7 @@ def context(
     target = stored.session.active_message_id if leaf is None else leaf
     if leaf:
         message_in(s, user, session_id, leaf)
-    limit = memory_window(
+    limit = window.extra + memory_window(
         window.requested, stored.session.memory_limit, window.default, window.maximum
     )
     found = path_to(s, user, session_id, target)[-limit:] if limit > 0 else []
