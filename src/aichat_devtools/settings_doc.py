@@ -18,12 +18,29 @@ from aichat_backend.config import ENV_PREFIX, MIB, Settings
 from aichat_backend.config_chat import ChatFields
 from aichat_backend.config_policy import PolicyFields
 from aichat_backend.config_server import ServerFields
+from aichat_backend.tools.python_server import SandboxSettings
+from aichat_backend.tools.sql_server import SqlToolSettings
+from aichat_backend.tools.user_lookup_server import UserLookupSettings
 
 GROUPS: list[tuple[str, type[BaseSettings]]] = [
     ("The server and its database", ServerFields),
     ("Chat turns: models, context, attachments, PDFs", ChatFields),
     ("Limits, the operator API, tools and resumable turns", PolicyFields),
 ]
+# The bundled tool servers read their own settings, from their entry's `env` in the MCP
+# servers file (the backend's own environment never reaches them).
+TOOL_SERVERS: list[tuple[str, str, type[BaseSettings]]] = [
+    ("Read-only SQL", "aichat_backend.tools.sql_server", SqlToolSettings),
+    ("The caller's own row", "aichat_backend.tools.user_lookup_server", UserLookupSettings),
+    ("The Python sandbox", "aichat_backend.tools.python_server", SandboxSettings),
+]
+TOOLS_INTRO = """\
+## Bundled tool servers
+
+Each bundled MCP server reads its own settings from the `env` of its entry in the servers
+file (`AICHAT_MCP_SERVERS_FILE`; the backend's environment never reaches a tool server):
+see [tools.md](tools.md).
+"""
 INTRO = """\
 # Configuration reference
 
@@ -43,6 +60,8 @@ code 2. Durations are seconds, sizes bytes.
 
 
 def default_text(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
     if field.default_factory is not None:
         return "the host name" if "hostname" in repr(field.default_factory) else "computed"
     value: Any = field.default
@@ -69,6 +88,15 @@ def render() -> str:
             field = Settings.model_fields[name]
             meaning = (field.description or "").replace("|", "\\|")
             lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {default_text(field)} | {meaning} |")
+        lines.append("")
+    lines.append(TOOLS_INTRO)
+    for title, module, fields_class in TOOL_SERVERS:
+        lines += [f"### {title} (`python -m {module}`)", "", "| Variable | Default | Meaning |"]
+        lines.append("|---|---|---|")
+        prefix = fields_class.model_config.get("env_prefix", "")
+        for name, field in fields_class.model_fields.items():
+            meaning = (field.description or "").replace("|", "\\|")
+            lines.append(f"| `{prefix}{name.upper()}` | {default_text(field)} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -48,11 +48,28 @@ ORDER BY 1
 class SqlToolSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_SQL_TOOL_", extra="ignore")
 
-    database_url: str
-    statement_timeout_ms: int = Field(default=5_000, gt=0, le=600_000)
-    max_rows: int = Field(default=100, gt=0, le=10_000)
-    max_connections: int = Field(default=MAX_CONNECTIONS, gt=0, le=100)
-    max_connections_per_user: int = Field(default=MAX_CONNECTIONS_PER_USER, gt=0, le=100)
+    database_url: str = Field(
+        description=(
+            "The database the model may read, as an ordinary role with SELECT "
+            "grants only (a role that could become a superuser is refused)."
+        )
+    )
+    statement_timeout_ms: int = Field(
+        default=5_000, gt=0, le=600_000, description="Bound on one query, in milliseconds."
+    )
+    max_rows: int = Field(default=100, gt=0, le=10_000, description="Rows fetched per query.")
+    max_connections: int = Field(
+        default=MAX_CONNECTIONS,
+        gt=0,
+        le=100,
+        description="Connections open at once; a query past them waits its turn, then is refused.",
+    )
+    max_connections_per_user: int = Field(
+        default=MAX_CONNECTIONS_PER_USER,
+        gt=0,
+        le=100,
+        description="Of those, one user's at once.",
+    )
 
     def limits(self) -> QueryLimits:
         return QueryLimits(statement_timeout_ms=self.statement_timeout_ms, max_rows=self.max_rows)

@@ -19,7 +19,7 @@ import re
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aichat_backend.tools.caller import caller_id
@@ -39,10 +39,14 @@ def _quoted(name: str, what: str) -> str:
 class UserLookupSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_USER_LOOKUP_", extra="ignore")
 
-    database_url: str
-    table: str = "users"
-    id_column: str = "id"
-    columns: str = ""
+    database_url: str = Field(
+        description="The database holding the users' records (read-only, as for SQL)."
+    )
+    table: str = Field("users", description="The table (schema.table allowed).")
+    id_column: str = Field("id", description="The column compared with the caller's user id.")
+    columns: str = Field(
+        "", description="The columns returned, comma separated (empty: all the role may read)."
+    )
 
     @field_validator("table", "id_column")
     @classmethod
