@@ -25,8 +25,7 @@ class PolicyFields(BaseSettings):
         2,
         ge=0,
         description=(
-            "Chat turns and direct tool calls (CallTool) running at once per user "
-            "(0 = unlimited)."
+            "Chat turns and direct tool calls (CallTool) running at once per user (0 = unlimited)."
         ),
     )
     daily_token_budget: int = Field(
