@@ -27,20 +27,22 @@ GROUPS: list[tuple[str, type[BaseSettings]]] = [
     ("Chat turns: models, context, attachments, PDFs", ChatFields),
     ("Limits, the operator API, tools and resumable turns", PolicyFields),
 ]
-# The bundled tool servers read their own settings, from their entry's `env` in the MCP
-# servers file (the backend's own environment never reaches them).
-TOOL_SERVERS: list[tuple[str, str, type[BaseSettings]]] = [
-    ("Read-only SQL", "aichat_backend.tools.sql_server", SqlToolSettings),
-    ("The caller's own row", "aichat_backend.tools.user_lookup_server", UserLookupSettings),
-    ("The Python sandbox", "aichat_backend.tools.python_server", SandboxSettings),
+# The bundled tool servers are processes of their own (started by the MCP server file):
+# each reads its own variables, under its own prefix.
+TOOL_GROUPS: list[tuple[str, type[BaseSettings]]] = [
+    (
+        "Bundled tool server: Python sandbox (`python -m aichat_backend.tools.python_server`)",
+        SandboxSettings,
+    ),
+    (
+        "Bundled tool server: read-only SQL (`python -m aichat_backend.tools.sql_server`)",
+        SqlToolSettings,
+    ),
+    (
+        "Bundled tool server: user lookup (`python -m aichat_backend.tools.user_lookup_server`)",
+        UserLookupSettings,
+    ),
 ]
-TOOLS_INTRO = """\
-## Bundled tool servers
-
-Each bundled MCP server reads its own settings from the `env` of its entry in the servers
-file (`AICHAT_MCP_SERVERS_FILE`; the backend's environment never reaches a tool server):
-see [tools.md](tools.md).
-"""
 INTRO = """\
 # Configuration reference
 
@@ -60,8 +62,6 @@ code 2. Durations are seconds, sizes bytes.
 
 
 def default_text(field: FieldInfo) -> str:
-    if field.is_required():
-        return "required"
     if field.default_factory is not None:
         return "the host name" if "hostname" in repr(field.default_factory) else "computed"
     value: Any = field.default
@@ -80,23 +80,23 @@ def default_text(field: FieldInfo) -> str:
     return str(value)
 
 
+def variables(fields_class: type[BaseSettings]) -> list[tuple[str, FieldInfo]]:
+    """(variable, field) of a settings class, under the prefix it is read with."""
+    if fields_class in dict(GROUPS).values():  # parts of the one settings object
+        return [
+            (ENV_PREFIX + n.upper(), Settings.model_fields[n]) for n in fields_class.model_fields
+        ]
+    prefix = str(fields_class.model_config.get("env_prefix", ""))
+    return [(prefix + n.upper(), f) for n, f in fields_class.model_fields.items()]
+
+
 def render() -> str:
     lines = [INTRO]
-    for title, fields_class in GROUPS:
+    for title, fields_class in GROUPS + TOOL_GROUPS:
         lines += [f"## {title}", "", "| Variable | Default | Meaning |", "|---|---|---|"]
-        for name in fields_class.model_fields:
-            field = Settings.model_fields[name]
+        for variable, field in variables(fields_class):
             meaning = (field.description or "").replace("|", "\\|")
-            lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {default_text(field)} | {meaning} |")
-        lines.append("")
-    lines.append(TOOLS_INTRO)
-    for title, module, fields_class in TOOL_SERVERS:
-        lines += [f"### {title} (`python -m {module}`)", "", "| Variable | Default | Meaning |"]
-        lines.append("|---|---|---|")
-        prefix = fields_class.model_config.get("env_prefix", "")
-        for name, field in fields_class.model_fields.items():
-            meaning = (field.description or "").replace("|", "\\|")
-            lines.append(f"| `{prefix}{name.upper()}` | {default_text(field)} | {meaning} |")
+            lines.append(f"| `{variable}` | {default_text(field)} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -38,7 +38,7 @@ class SandboxSettings(BaseSettings):
         default=5, gt=0, le=600, description="CPU seconds of one call, all its processes."
     )
     wall_seconds: float = Field(
-        default=10.0, gt=0, le=1200, description="Wall clock of one call; then all is killed."
+        default=10.0, gt=0, le=1200, description="Wall clock of one call; past it all is killed."
     )
     memory_mb: int = Field(
         default=1024,
@@ -47,10 +47,10 @@ class SandboxSettings(BaseSettings):
         description="Memory of one call, all its processes together (split between them).",
     )
     processes: int = Field(
-        default=8, gt=0, le=1024, description="Processes of one call, threads included."
+        default=8, gt=0, le=1024, description="Processes one call may run at once."
     )
     output_kb: int = Field(
-        default=64, gt=0, le=10_240, description="Output kept of one call, stdout and stderr each."
+        default=64, gt=0, le=10_240, description="Output kept from one call (the rest is cut)."
     )
     scratch_mb: int = Field(
         default=16, gt=0, le=4096, description="Size of the call's writable /work (a tmpfs)."
@@ -59,16 +59,14 @@ class SandboxSettings(BaseSettings):
         default=0,
         ge=0,
         le=1024,
-        description=(
-            "Calls running at once in all (0: two per core, within a quarter of the memory); "
-            "past it a call waits its turn."
-        ),
+        description="Calls run at once by this server; 0: two per core, within a quarter "
+        "of the machine's memory.",
     )
     max_calls_per_user: int = Field(
         default=1,
         gt=0,
         le=1024,
-        description="Calls one user may run at once; the next is refused while they run.",
+        description="Calls one user runs at once; past it the call is refused (busy).",
     )
 
     def calls_at_once(self) -> int:

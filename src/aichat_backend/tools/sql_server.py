@@ -49,26 +49,26 @@ class SqlToolSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_SQL_TOOL_", extra="ignore")
 
     database_url: str = Field(
-        description=(
-            "The database the model may read, as an ordinary role with SELECT "
-            "grants only (a role that could become a superuser is refused)."
-        )
+        description="PostgreSQL URL of a read-only role (required); a role that can become "
+        "a superuser or read server files is refused."
     )
     statement_timeout_ms: int = Field(
-        default=5_000, gt=0, le=600_000, description="Bound on one query, in milliseconds."
+        default=5_000, gt=0, le=600_000, description="Statement timeout of one query."
     )
-    max_rows: int = Field(default=100, gt=0, le=10_000, description="Rows fetched per query.")
+    max_rows: int = Field(
+        default=100, gt=0, le=10_000, description="Rows returned by one query (the rest is cut)."
+    )
     max_connections: int = Field(
         default=MAX_CONNECTIONS,
         gt=0,
         le=100,
-        description="Connections open at once; a query past them waits its turn, then is refused.",
+        description="Database connections this server holds at most.",
     )
     max_connections_per_user: int = Field(
         default=MAX_CONNECTIONS_PER_USER,
         gt=0,
         le=100,
-        description="Of those, one user's at once.",
+        description="Database connections one user's queries hold at most.",
     )
 
     def limits(self) -> QueryLimits:

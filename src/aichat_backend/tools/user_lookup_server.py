@@ -39,13 +39,11 @@ def _quoted(name: str, what: str) -> str:
 class UserLookupSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_USER_LOOKUP_", extra="ignore")
 
-    database_url: str = Field(
-        description="The database holding the users' records (read-only, as for SQL)."
-    )
-    table: str = Field("users", description="The table (schema.table allowed).")
-    id_column: str = Field("id", description="The column compared with the caller's user id.")
+    database_url: str = Field(description="PostgreSQL URL of the user table's database (required).")
+    table: str = Field(default="users", description="The user table (`schema.table` allowed).")
+    id_column: str = Field(default="id", description="Its column holding the caller's user id.")
     columns: str = Field(
-        "", description="The columns returned, comma separated (empty: all the role may read)."
+        default="", description="Comma-separated columns returned (empty: all of them)."
     )
 
     @field_validator("table", "id_column")
