@@ -72,6 +72,13 @@ EXPECTED: dict[str, list[str]] = {
     "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],
     # docs/operations.md
     "aichat-backend health --address": ["SERVING"],
+    # docs/api.md: the conversation tree
+    "sessionId=branches": [
+        '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
+        '"siblingIndex":1,"siblingCount":2',
+        '"activeMessage":"sessions/branches/messages/',
+        '"name":"sessions/branches-copy"',
+    ],
     "/v1/admin/rateLimitBypasses": ['"subject":"load-tester"', '"name":"rateLimitBypasses/'],
 }
 
