@@ -105,8 +105,9 @@ class ChatFields(BaseSettings):
             "The catalogue model that titles a session after its first answer: a few words in "
             "the conversation's language, written in the background once the turn has ended "
             "(TurnEnded.title_pending says one is coming). Empty (the default): no model is "
-            "asked, and a session is titled by the first line of its first message, as it is "
-            "meanwhile and whenever the title model fails. A cheap, fast model suits it; a "
+            "asked, and a session is titled by its first message (its first 60 characters), "
+            "as it is meanwhile and whenever the title model fails. A cheap, fast model "
+            "suits it; a "
             "session named by its user (CreateSession or UpdateSession display_name) is never "
             "retitled."
         ),
@@ -118,8 +119,7 @@ class ChatFields(BaseSettings):
         4,
         ge=1,
         description=(
-            "Titles written at once per process; past it a new session keeps its first-line "
-            "title."
+            "Titles written at once per process; past it a new session keeps its first-line title."
         ),
     )
     memory_default: int = Field(

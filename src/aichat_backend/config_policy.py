@@ -22,7 +22,11 @@ class PolicyFields(BaseSettings):
     )
     rate_burst: int = Field(20, ge=1, description="The token bucket's size.")
     max_concurrent_turns_per_user: int = Field(
-        2, ge=0, description="Chat turns running at once per user (0 = unlimited)."
+        2,
+        ge=0,
+        description=(
+            "Chat turns and direct tool calls (CallTool) running at once per user (0 = unlimited)."
+        ),
     )
     daily_token_budget: int = Field(
         0,
@@ -94,7 +98,7 @@ class PolicyFields(BaseSettings):
 
     # --- tools ------------------------------------------------------------------------
     mcp_servers_file: Path | None = Field(
-        None, description="MCP servers (JSON; see the README's Tools)."
+        None, description="MCP servers (JSON; see docs/tools.md)."
     )
     mcp_stdio_user: str = Field(
         "",

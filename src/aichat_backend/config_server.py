@@ -114,7 +114,8 @@ class ServerFields(BaseSettings):
         None,
         description=(
             "postgresql://…?sslmode=…, postgresql+asyncpg://… or sqlite:///… (default: SQLite in "
-            "AICHAT_DATA_DIR)."
+            "AICHAT_DATA_DIR; SQLite runs inline on the event loop, for one process; "
+            "sqlite+aiosqlite:///… is read as the same)."
         ),
     )
     db_host: str | None = Field(

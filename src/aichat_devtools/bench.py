@@ -42,11 +42,12 @@ from aichat_devtools import bench_procs as procs
 from aichat_devtools.bench_clients import Arm
 from aichat_devtools.bench_dbreport import pg_per_turn
 from aichat_devtools.bench_hold import held_streams, rss_hold
+from aichat_devtools.bench_pg import pg_stats
 from aichat_devtools.bench_profiles import DEFAULT_PG_ADMIN, PROFILES
 from aichat_devtools.bench_report import rnd
 from aichat_devtools.bench_result import report
 from aichat_devtools.bench_run import Run, log
-from aichat_devtools.bench_start import pg_stats, start, stop
+from aichat_devtools.bench_start import start, stop
 from aichat_devtools.bench_table import print_table
 from aichat_devtools.bench_turns import db_probe, idle_ttft, knee, realistic, warmup
 from aichat_devtools.bench_unary import unary

@@ -1,5 +1,5 @@
 """Starting and stopping a run's processes: the upstream, the relay, the backends (SQLite,
-PostgreSQL, the DB probes), Envoy and the peers, pinned to their cores once up.
+PostgreSQL, the DB probes), Envoy and the peers (bench_start_peers), pinned to their cores once up.
 """
 
 from __future__ import annotations
@@ -9,60 +9,17 @@ import contextlib
 import os
 import shutil
 import sys
-import uuid
 
-from aichat_devtools import bench_peer
 from aichat_devtools import bench_procs as procs
 from aichat_devtools import bench_spawn as spawning
 from aichat_devtools.bench_clients import DirectArm
 from aichat_devtools.bench_door_arm import DoorArm
 from aichat_devtools.bench_envoy_arm import EnvoyArm
 from aichat_devtools.bench_grpc_arm import GrpcArm
-from aichat_devtools.bench_peer_setup import Launch, PeerUnavailable
+from aichat_devtools.bench_pg import pg_admin_connect, pg_create
 from aichat_devtools.bench_profiles import BENCH_LIMITS
 from aichat_devtools.bench_run import ArmSetup, Run, log
-
-
-def spawn_peer(run: Run, launch: Launch) -> spawning.Child:
-    """A peer in a bare environment of its own, pinned with the services once up."""
-    child = spawning.spawn(
-        launch.arm,
-        launch.args,
-        core=None,
-        log_dir=run.workdir / "logs",
-        bare_env=launch.env,
-        cwd=launch.cwd,
-    )
-    child.core = run.service_core
-    run.children[launch.arm] = child
-    run.sampler.watch(launch.arm, child.pid)
-    return child
-
-
-async def start_peers(run: Run) -> None:
-    async def one(peer: str) -> None:
-        name = bench_peer.arm_name(peer)
-        try:
-            arm, launch = await bench_peer.start_peer(
-                peer,
-                run.peers_dir,
-                run.workdir,
-                run.upstream_url + "/v1",
-                procs.free_port(),
-                lambda launch: spawn_peer(run, launch),
-            )
-        except PeerUnavailable as exc:
-            run.skipped[name] = f"not run: {exc}"
-            log(f"{name}: not run, the run goes on without it: {exc}")
-            child = run.children.pop(name, None)
-            if child is not None:
-                await asyncio.to_thread(child.stop)
-                run.sampler.pids.pop(name, None)
-            return
-        run.arms[name] = ArmSetup(arm, (name,), name)
-        run.data.setdefault("peer_settings", {})[name] = launch.settings
-
-    await asyncio.gather(*(one(p) for p in run.peers))
+from aichat_devtools.bench_start_peers import start_peers
 
 
 def backend_env(run: Run, port: int, database_url: str, replica: str) -> dict[str, str]:
@@ -84,36 +41,6 @@ def backend_env(run: Run, port: int, database_url: str, replica: str) -> dict[st
         # Per-user limits that never refuse a benchmark turn; the limiter still runs.
         **BENCH_LIMITS,
     }
-
-
-async def pg_admin_connect(run: Run) -> bool:
-    try:
-        import asyncpg  # type: ignore[import-untyped]
-
-        run.pg_conn = await asyncpg.connect(run.pg_admin, timeout=5)
-        return True
-    except Exception as exc:
-        run.skipped["B-postgres"] = f"PostgreSQL unreachable: {type(exc).__name__}: {exc}"
-        return False
-
-
-async def pg_create(run: Run) -> str:
-    name = f"aichat_bench_{uuid.uuid4().hex[:10]}"
-    await run.pg_conn.execute(f'CREATE DATABASE "{name}"')
-    run.pg_databases.append(name)
-    host = run.pg_admin.split("://", 1)[1].rsplit("/", 1)[0]
-    return f"postgresql+asyncpg://{host}/{name}"
-
-
-async def pg_stats(run: Run, database: str) -> dict[str, float]:
-    await run.pg_conn.execute("SELECT pg_stat_clear_snapshot()")
-    row = await run.pg_conn.fetchrow(
-        "SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted,"
-        " tup_updated, tup_deleted, blks_hit, blks_read, active_time, session_time"
-        " FROM pg_stat_database WHERE datname = $1",
-        database,
-    )
-    return {k: float(v or 0) for k, v in dict(row or {}).items()}
 
 
 async def start(run: Run) -> None:

@@ -33,7 +33,7 @@ from aichat_devtools.dev_children import (
 
 @dataclass(frozen=True)
 class DevSettings:
-    """What `make run` reads besides the backend's own settings (documented in README)."""
+    """What `make run` reads besides the backend's own settings (documented in README.md)."""
 
     grpc_address: str = "127.0.0.1:50051"
     envoy_port: int = dev_envoy.LISTENER_PORT

@@ -18,11 +18,30 @@ from aichat_backend.config import ENV_PREFIX, MIB, Settings
 from aichat_backend.config_chat import ChatFields
 from aichat_backend.config_policy import PolicyFields
 from aichat_backend.config_server import ServerFields
+from aichat_backend.tools.python_server import SandboxSettings
+from aichat_backend.tools.sql_server import SqlToolSettings
+from aichat_backend.tools.user_lookup_server import UserLookupSettings
 
 GROUPS: list[tuple[str, type[BaseSettings]]] = [
     ("The server and its database", ServerFields),
     ("Chat turns: models, context, attachments, PDFs", ChatFields),
     ("Limits, the operator API, tools and resumable turns", PolicyFields),
+]
+# The bundled tool servers are processes of their own (started by the MCP server file):
+# each reads its own variables, under its own prefix.
+TOOL_GROUPS: list[tuple[str, type[BaseSettings]]] = [
+    (
+        "Bundled tool server: Python sandbox (`python -m aichat_backend.tools.python_server`)",
+        SandboxSettings,
+    ),
+    (
+        "Bundled tool server: read-only SQL (`python -m aichat_backend.tools.sql_server`)",
+        SqlToolSettings,
+    ),
+    (
+        "Bundled tool server: user lookup (`python -m aichat_backend.tools.user_lookup_server`)",
+        UserLookupSettings,
+    ),
 ]
 INTRO = """\
 # Configuration reference
@@ -61,14 +80,23 @@ def default_text(field: FieldInfo) -> str:
     return str(value)
 
 
+def variables(fields_class: type[BaseSettings]) -> list[tuple[str, FieldInfo]]:
+    """(variable, field) of a settings class, under the prefix it is read with."""
+    if fields_class in dict(GROUPS).values():  # parts of the one settings object
+        return [
+            (ENV_PREFIX + n.upper(), Settings.model_fields[n]) for n in fields_class.model_fields
+        ]
+    prefix = str(fields_class.model_config.get("env_prefix", ""))
+    return [(prefix + n.upper(), f) for n, f in fields_class.model_fields.items()]
+
+
 def render() -> str:
     lines = [INTRO]
-    for title, fields_class in GROUPS:
+    for title, fields_class in GROUPS + TOOL_GROUPS:
         lines += [f"## {title}", "", "| Variable | Default | Meaning |", "|---|---|---|"]
-        for name in fields_class.model_fields:
-            field = Settings.model_fields[name]
+        for variable, field in variables(fields_class):
             meaning = (field.description or "").replace("|", "\\|")
-            lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {default_text(field)} | {meaning} |")
+            lines.append(f"| `{variable}` | {default_text(field)} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -80,12 +80,11 @@ async def test_the_common_turn_sends_nothing_new_before_its_first_token(
         # The context read, and the begin: one statement (claim + both messages).
         assert plain == ["SELECT sessions", "INSERT messages"]
     else:
-        # SQLite: the context read, then the begin: the user's storage counted (within
-        # the quota; issue 24.6: in-process, in the same transaction), the claim and its
-        # messages.
+        # SQLite: the context read (one statement since the tree's path read, issue 25),
+        # then the begin: the user's storage counted (within the quota, issue 24.6:
+        # in-process, in the same transaction), the claim and its messages.
         assert plain == [
             "SELECT sessions",
-            "SELECT messages",
             "INSERT user_storage",
             "UPDATE sessions",
             "INSERT messages",

@@ -8,6 +8,7 @@ the flush of what the client saw before killing, so the bound says nothing may b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sqlite3
 import time
@@ -49,7 +50,13 @@ async def start(env: dict[str, str]) -> tuple[ServeProcess, grpc.aio.Channel]:
     return process, grpc.aio.insecure_channel(f"127.0.0.1:{port}")
 
 
-async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: str) -> None:
+THOUGHT = "first I weigh the question, then I count the words of the answer"
+
+
+@pytest.mark.parametrize("reasoning", ["", THOUGHT], ids=["text", "reasoning-and-text"])
+async def test_kill_9_mid_stream_keeps_what_was_streamed(
+    tmp_path: Path, user: str, reasoning: str
+) -> None:
     db = tmp_path / "aichat.db"
     gate = asyncio.Event()
     async with FakeLLMServer() as fake:
@@ -74,7 +81,8 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
                     spb.CreateSessionRequest(session=rpb.Session()), metadata=md(user)
                 )
             ).name
-            fake.enqueue(paced_200(gate))  # held after 60 tokens: the turn is mid-answer
+            # Held after 60 tokens (reasoning words first): the turn is mid-answer.
+            fake.enqueue(dataclasses.replace(paced_200(gate), reasoning=reasoning))
             call = chat.StreamChat(
                 cpb.StreamChatRequest(session=session, text="go"), metadata=md(user)
             )
@@ -122,6 +130,10 @@ async def test_kill_9_mid_stream_keeps_what_was_streamed(tmp_path: Path, user: s
             ended = replay[-1].turn_ended
             assert ended.outcome == cpb.TURN_OUTCOME_FAILED
             assert ended.message.text == answer.text == text_of(replay)
+            # The reasoning it streamed is kept with it too (what the client saw).
+            thought = "".join(e.reasoning_delta.text for e in seen)
+            assert thought == (THOUGHT if reasoning else "")
+            assert answer.reasoning.text == ended.message.reasoning.text == thought
         finally:
             await channel.close()
             process.send_signal(signal.SIGTERM)

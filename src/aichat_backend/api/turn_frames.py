@@ -17,7 +17,7 @@ from aichat_backend.api.errors import GRPC_CODE, to_status
 from aichat_backend.domain import Message, MessageState, ToolCallState
 from aichat_backend.reasons import Reason
 from aichat_backend.request_context import current_request_id
-from aichat_backend.turns.frames import END, KEEPALIVE, TEXT, Frame
+from aichat_backend.turns.frames import END, EVENT, KEEPALIVE, TEXT, Frame
 from aichat_backend.turns.log import TurnBuffer
 
 
@@ -110,6 +110,17 @@ def cut_off_end(buf: TurnBuffer, message: Message, reason: str) -> Frame:
         )
     out = _ended(buf.next_seq, buf.name, outcome, message, error)
     return Frame(out.sequence, END, out.SerializeToString(), out)
+
+
+def reasoning_text(frames: list[Frame]) -> str:
+    """The reasoning deltas among a round's logged events, joined (crash recovery)."""
+    parts: list[str] = []
+    for f in frames:
+        if f.kind == EVENT:
+            event = cpb.StreamChatResponse.FromString(f.payload)
+            if event.HasField("reasoning_delta"):
+                parts.append(event.reasoning_delta.text)
+    return "".join(parts)
 
 
 def interrupted_end(message: Message | None, name: str, seq: int) -> bytes:

@@ -52,14 +52,17 @@ class LoopLoad:
         self._due = loop.time() + SAMPLE_EVERY
         self._timer = loop.call_at(self._due, self._sample)
 
-    def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
-        late = max(0.0, loop.time() - self._due)
+    def observe(self, late: float) -> None:
+        """One sample: the timer ran ``late`` seconds after it was due."""
         self.lag += SMOOTHING * (late - self.lag)
         if self.lag > BUSY_LAG:
             self.busy = True
         elif self.lag < CALM_LAG:
             self.busy = False
+
+    def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.observe(max(0.0, loop.time() - self._due))
         if self._holders > 0:
             self._arm(loop)
         else:  # idle: forget, so the next turn starts calm

@@ -44,6 +44,7 @@ from aichat_backend.engine.requests import (
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
 from aichat_backend.engine.titles import TitleWriter
+from aichat_backend.engine.turn_branch import branch_point
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import Aborted
@@ -51,6 +52,7 @@ from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.reasons import Reason
 from aichat_backend.records import (
+    DENIED_BY_BRANCH,
     TURN_SCOPE,
     BegunTurn,
     HistoryWindow,
@@ -65,9 +67,11 @@ DENIED_BY_NEW_MESSAGE = "Not approved: the user sent a new message."
 
 def started_untitled(req: TurnRequest, begun: BegunTurn) -> bool:
     """Whether this turn starts a session's conversation (its first message: sequences
-    only grow, so a cleared session's next turn is not one) on the sessions API (the
-    OpenAI-compatible door sends conversations whole, for callers that keep their own)."""
-    return req.conversation is None and begun.user_message.seq == 1
+    only grow, so a cleared session's next turn is not one; a regenerated first answer
+    is not a new conversation) on the sessions API (the OpenAI-compatible door sends
+    conversations whole, for callers that keep their own)."""
+    first = begun.user_message.seq == 1 and not req.regenerate
+    return req.conversation is None and first
 
 
 class TurnStarter:
@@ -154,10 +158,16 @@ class TurnStarter:
         window = HistoryWindow(
             req.memory_limit, self._config.memory_default, self._config.memory_max
         )
-        context = await self._store.load_context(req.user_id, session_id, window)
+        point = await branch_point(self._store, req, session_id, window)
+        context, files = point.context, files if point.files is None else point.files
         run = self._new_run(req, session_id, context, files, given)
         run.unnamed = not context.session.display_name
         new_turn = self._new_turn(req, session_id, run, context, files, given, fingerprint)
+        new_turn.parent_id, new_turn.question = point.parent_id, point.question
+        if req.regenerate or req.edit_of:
+            # It replaces an answer, or a question above one: what waits is superseded,
+            # wherever it is in the tree (the path read shows only this branch).
+            new_turn.deny_pending = DENIED_BY_BRANCH
         if req.request_id:
             # The key first, then the model: a duplicate that took it meanwhile wins, and
             # this request reads that turn (or its result) instead.

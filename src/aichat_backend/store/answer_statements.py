@@ -1,8 +1,9 @@
 """The statements of a turn's first and last writes (``answers_repo`` runs them).
 
-On PostgreSQL the common turn's begin and finish are one statement each: data-modifying
-CTEs that carry the lease's claim and release (``turn_leases``), the usage row
-(``usage_repo``) and the user's storage count (``storage``).
+Built once at import (see sessions_repo._GET). On PostgreSQL the first and the last write
+of a common turn are one statement each: data-modifying CTEs that carry the lease's claim
+and release from ``turn_leases``, the usage row (``usage_repo``) and the user's storage
+count (``storage``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ BEGIN = (
         message_count=sessions.c.message_count + bindparam("p_added"),
         update_time_us=bindparam("p_now"),
         tools_locked=True,
+        # The user acted here: the new answer ends the active path.
+        active_message_id=bindparam("p_answer"),
         # The first message names an untitled session.
         display_name=case(
             (sessions.c.display_name == "", bindparam("p_title")), else_=sessions.c.display_name
@@ -69,6 +72,7 @@ def _turn_row(
     text: Any,
     state: MessageState,
     model: Any,
+    parent_param: str,
     size: Any,
 ) -> Any:
     claimed = _CLAIMED.c.last_seq
@@ -85,6 +89,7 @@ def _turn_row(
         literal(0, BigInteger),
         literal(0, BigInteger),
         cast(bindparam("p_now"), BigInteger),
+        cast(bindparam(parent_param), String),
         size,
     ).select_from(_CLAIMED)
 
@@ -105,6 +110,7 @@ BEGIN_ONE_STATEMENT = (
             messages.c.input_tokens,
             messages.c.output_tokens,
             messages.c.create_time_us,
+            messages.c.parent_id,
             messages.c.stored_bytes,
         ],
         union_all(
@@ -115,6 +121,7 @@ BEGIN_ONE_STATEMENT = (
                 cast(bindparam("p_text"), Text),
                 MessageState.COMPLETE,
                 literal("", String),
+                "p_parent",
                 cast(bindparam("p_size"), BigInteger),
             ),
             _turn_row(
@@ -124,6 +131,7 @@ BEGIN_ONE_STATEMENT = (
                 literal("", Text),
                 MessageState.STREAMING,
                 cast(bindparam("p_model"), String),
+                "p_user_msg",
                 literal(0, BigInteger),
             ),
         ),

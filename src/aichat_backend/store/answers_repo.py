@@ -3,7 +3,8 @@
 The user message is stored with a placeholder answer in one write overlapped with the
 upstream request (which also claims the session), and each answer is written once when
 its round ends. Tokens are never written one by one. On PostgreSQL the first and the last
-write of a common turn are one statement each (``answer_statements``).
+write of a common turn are one statement each (data-modifying CTEs that carry the
+lease's claim and release from ``turn_leases``; built in ``answer_statements``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
-
-from sqlalchemy import and_, select
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
 from aichat_backend.records import TurnClaim, Usage
@@ -28,9 +27,19 @@ from aichat_backend.store.answer_statements import (
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_rows import detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
-from aichat_backend.store.tables import messages
+from aichat_backend.store.tree_repo import TreeRepository
 from aichat_backend.store.turn_leases import LeaseRepository
 from aichat_backend.store.usage_repo import add_usage, usage_params
+
+
+def _chained(given: Sequence[Message], first_seq: int, now: int, parent_id: str) -> list[Message]:
+    """Messages given whole, numbered from ``first_seq``, each the child of the one before
+    (the first of ``parent_id``)."""
+    out: list[Message] = []
+    for i, m in enumerate(given):
+        parent = out[-1].id if out else parent_id
+        out.append(replace(m, seq=first_seq + i, create_time_us=now, parent_id=parent))
+    return out
 
 
 class AnswerRepository:
@@ -50,6 +59,8 @@ class AnswerRepository:
         *,
         earlier: Sequence[Message] = (),
         rounds: Sequence[Message] = (),
+        parent_id: str | None = None,
+        question: Message | None = None,
         quota: int = storage.UNLIMITED,
     ) -> tuple[Message, Message]:
         """Claim the session and store the user message and a placeholder answer.
@@ -59,16 +70,22 @@ class AnswerRepository:
         PostgreSQL without attachments, to one statement that does both, which the
         caller may run in ``Database.statement()``. A conversation given whole is stored
         in the same INSERT: ``earlier`` before the user message, ``rounds`` after it
-        (their tool calls are the caller's to store). All of it is counted against the
-        user's storage ``quota`` (``storage``), or refused with STORAGE_QUOTA_EXCEEDED.
+        (their tool calls are the caller's to store).
+
+        The user message follows ``parent_id`` and the answer follows it (a conversation
+        given whole is chained between them). With ``question`` (RegenerateAnswer) no user
+        message is stored: the answer is a new child of that existing one.
+
+        What is stored is counted against the user's storage ``quota`` (``storage``), or
+        refused with STORAGE_QUOTA_EXCEEDED.
         """
         now = now_us()
-        size = (
-            storage.text_bytes(text)
-            + storage.attachment_bytes(attachments_in)
-            + sum(storage.message_bytes(m) for m in (*earlier, *rounds))
-        )
-        added = 2 + len(earlier) + len(rounds)
+        size = sum(storage.message_bytes(m) for m in (*earlier, *rounds))
+        if question is None:
+            size += storage.text_bytes(text) + storage.attachment_bytes(attachments_in)
+        if parent_id is None and question is None:
+            parent_id = await MessageRepository(self._db, self._user).active(session_id)
+        added = (1 if question is not None else 2) + len(earlier) + len(rounds)
         params = {
             "p_added": added,
             "p_user": self._user,
@@ -78,18 +95,20 @@ class AnswerRepository:
             "p_owner": claim.owner,
             "p_expires": now + int(claim.lease_seconds * 1e6),
             "p_title": title,
+            "p_answer": answer_id,
             "p_size": size,
             "p_quota": quota,
         }
-        user_msg_id = new_message_id()
+        user_msg_id = question.id if question is not None else new_message_id()
         one_statement = (
             not attachments_in
             and not earlier
             and not rounds
+            and question is None
             and self._db.dialect.name == "postgresql"
         )
         if one_statement:
-            params.update(p_user_msg=user_msg_id, p_answer=answer_id, p_text=text, p_model=model)
+            params.update(p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id)
             seqs = (await self._db.execute(BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
             if row is None:
@@ -103,19 +122,6 @@ class AnswerRepository:
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
         seq = row[0]
-        base = seq - added
-        before = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(earlier)]
-        base += len(before) + 1
-        after = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(rounds)]
-        user_msg = Message(
-            session_id=session_id,
-            id=user_msg_id,
-            seq=base,
-            role=Role.USER,
-            text=text,
-            create_time_us=now,
-            attachments=list(attachments_in),
-        )
         answer = Message(
             session_id=session_id,
             id=answer_id,
@@ -125,6 +131,26 @@ class AnswerRepository:
             model=model,
             create_time_us=now,
         )
+        if question is not None:
+            answer.parent_id = question.id
+            await MessageRepository(self._db, self._user).insert([answer])
+            return question, answer
+        base = seq - added
+        parent_id = parent_id or ""
+        before = _chained(earlier, base + 1, now, parent_id)
+        base += len(before) + 1
+        user_msg = Message(
+            session_id=session_id,
+            id=user_msg_id,
+            seq=base,
+            role=Role.USER,
+            text=text,
+            create_time_us=now,
+            attachments=list(attachments_in),
+            parent_id=before[-1].id if before else parent_id,
+        )
+        after = _chained(rounds, base + 1, now, user_msg_id)
+        answer.parent_id = after[-1].id if after else user_msg_id
         if not one_statement:
             await MessageRepository(self._db, self._user).insert(
                 [*before, user_msg, *after, answer]
@@ -132,8 +158,9 @@ class AnswerRepository:
         return user_msg, answer
 
     async def placeholder(
-        self, session_id: str, model: str, message_id: str | None = None
+        self, session_id: str, model: str, parent_id: str, message_id: str | None = None
     ) -> Message:
+        """The next round's answer, a child of the round before it."""
         return await MessageRepository(self._db, self._user).append(
             session_id,
             Role.ASSISTANT,
@@ -141,6 +168,7 @@ class AnswerRepository:
             state=MessageState.STREAMING,
             message_id=message_id or new_message_id(),
             model=model,
+            parent_id=parent_id,
         )
 
     async def finish(
@@ -200,23 +228,12 @@ class AnswerRepository:
         return user_msg, answers[-1] if answers else None
 
     async def turn_answers(self, first_answer_id: str) -> tuple[Message | None, list[Message]]:
-        """(the turn's user message, its answer messages in order), from the first answer."""
-        row = (
-            await self._db.execute(
-                select(messages.c.session_id, messages.c.seq).where(
-                    and_(messages.c.user_id == self._user, messages.c.id == first_answer_id)
-                )
-            )
-        ).first()
-        if row is None:
+        """(the turn's user message, its answer messages in order), from the first answer:
+        its parent, and the chain of rounds below it (never another branch)."""
+        tree = TreeRepository(self._db, self._user)
+        answers = await tree.by_ids(await tree.turn_rounds(first_answer_id))
+        if not answers:
             return None, []
-        session_id, seq = row
-        repo = MessageRepository(self._db, self._user)
-        found = await repo.page(session_id, 1000, seq - 2)
-        user_msg = found[0] if found and found[0].role is Role.USER else None
-        answers: list[Message] = []
-        for m in found[1:]:
-            if m.role is Role.USER:
-                break
-            answers.append(m)
+        parents = await tree.by_ids([answers[0].parent_id]) if answers[0].parent_id else []
+        user_msg = parents[0] if parents and parents[0].role is Role.USER else None
         return user_msg, answers

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 
 from aichat_backend import names
 from aichat_backend.domain import (
@@ -28,6 +28,7 @@ from aichat_backend.store import storage
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
+from aichat_backend.store.message_paths import sibling_columns
 from aichat_backend.store.message_rows import to_message, with_children
 from aichat_backend.store.sessions_repo import SessionRepository, session_from_row
 from aichat_backend.store.tables import attachments, messages, sessions
@@ -57,13 +58,24 @@ class MessageRepository:
         attachments_in: Sequence[Attachment] = (),
         display_name_if_empty: str | None = None,
         lock_tools: bool = False,
+        parent_id: str | None = None,
     ) -> Message:
-        """Add a message at the end of a session (sequence taken atomically)."""
+        """Add a message after ``parent_id`` (None: the session's active message; sequence
+        taken atomically). The session's active path moves on to it only if it ended at
+        the parent: a turn whose branch the user switched away from runs on there without
+        pulling the view back."""
         t = now_us()
+        if parent_id is None:
+            parent_id = await self.active(session_id)
+        new_id = message_id or new_message_id()
         values: dict[str, object] = {
             "last_seq": sessions.c.last_seq + 1,
             "message_count": sessions.c.message_count + 1,
             "update_time_us": t,
+            "active_message_id": case(
+                (func.coalesce(sessions.c.active_message_id, "") == parent_id, new_id),
+                else_=sessions.c.active_message_id,
+            ),
         }
         if lock_tools:
             values["tools_locked"] = True
@@ -85,7 +97,8 @@ class MessageRepository:
             )
         msg = Message(
             session_id=session_id,
-            id=message_id or new_message_id(),
+            id=new_id,
+            parent_id=parent_id,
             seq=seq,
             role=role,
             text=text,
@@ -97,6 +110,15 @@ class MessageRepository:
         await self.insert([msg])
         await storage.add(self._db, self._user, storage.message_bytes(msg))
         return msg
+
+    async def active(self, session_id: str) -> str:
+        """The session's active message ('' when it has none)."""
+        found = await self._db.scalar(
+            select(sessions.c.active_message_id).where(
+                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+            )
+        )
+        return str(found or "")
 
     async def insert(self, new: Sequence[Message]) -> None:
         """Store messages whose sequence numbers were taken already (one statement each
@@ -118,6 +140,7 @@ class MessageRepository:
                     "output_tokens": m.output_tokens,
                     "create_time_us": m.create_time_us,
                     "stored_bytes": storage.message_bytes(m),
+                    "parent_id": m.parent_id,
                 }
                 for m in new
             ],
@@ -144,7 +167,8 @@ class MessageRepository:
     async def page(
         self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False
     ) -> list[Message]:
-        query = select(messages).where(
+        # With each message's place among its siblings (a listing of every branch).
+        query = select(messages, *sibling_columns(messages)).where(
             and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
         )
         if after_seq is not None:
@@ -237,7 +261,9 @@ class MessageRepository:
         result = await self._db.execute(
             update(sessions)
             .where(and_(sessions.c.user_id == self._user, sessions.c.id == session_id))
-            .values(message_count=0, tools_locked=False, update_time_us=now_us())
+            .values(
+                message_count=0, tools_locked=False, update_time_us=now_us(), active_message_id=None
+            )
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)

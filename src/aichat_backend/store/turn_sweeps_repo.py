@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from aichat_backend.domain import MessageState, Role
+from aichat_backend.providers.base import ReasoningBlock
 from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages, sessions, turn_event_batches, turn_logs
@@ -48,33 +51,35 @@ async def unlogged(tx: Tx, now_us: int) -> list[tuple[str, str, str]]:
     return [(r[0], r[1], r[2]) for r in (await tx.execute(query)).all()]
 
 
-async def interrupt_answer(tx: Tx, user_id: str, answer_id: str, text_: str) -> None:
-    """A crashed turn's answer INTERRUPTED (if still being written), with the text its
-    log kept when nothing else was stored for it; its unfinished calls failed."""
+async def interrupt_answer(
+    tx: Tx, user_id: str, answer_id: str, text_: str, reasoning: str = ""
+) -> None:
+    """A crashed turn's answer INTERRUPTED (if still being written), with the text and
+    reasoning its log kept when nothing else was stored for them; its unfinished calls
+    failed. Rebuilt reasoning is one unsigned block (shown, never sent back)."""
     row = (
         await tx.execute(
-            select(messages.c.text, messages.c.state, messages.c.stored_bytes).where(
-                and_(messages.c.user_id == user_id, messages.c.id == answer_id)
-            )
+            select(
+                messages.c.text, messages.c.state, messages.c.reasoning, messages.c.stored_bytes
+            ).where(and_(messages.c.user_id == user_id, messages.c.id == answer_id))
         )
     ).first()
     if row is None:
         return
-    values: dict[str, str | int] = {}
+    values: dict[str, Any] = {}
     if row.state == MessageState.STREAMING.value:
         values = {"state": MessageState.INTERRUPTED.value, "finish_reason": "interrupted"}
-    if (
-        text_
-        and not row.text
-        and row.state
-        in (
-            MessageState.STREAMING.value,
-            MessageState.INTERRUPTED.value,
-        )
-    ):
+    unfinished = row.state in (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
+    added = 0  # the bytes put back count against the user's storage (``storage``)
+    if text_ and not row.text and unfinished:
         values["text"] = text_
-        values["stored_bytes"] = row.stored_bytes + storage.text_bytes(text_)
-        await storage.add(tx, user_id, storage.text_bytes(text_))
+        added += storage.text_bytes(text_)
+    if reasoning and not row.reasoning and unfinished:
+        values["reasoning"] = [ReasoningBlock(family="", text=reasoning).to_json()]
+        added += storage.text_bytes(reasoning)
+    if added:
+        values["stored_bytes"] = row.stored_bytes + added
+        await storage.add(tx, user_id, added)
     if values:
         await tx.execute(
             update(messages)

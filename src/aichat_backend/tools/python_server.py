@@ -34,14 +34,40 @@ SERVER_NAME = "aichat-python"
 class SandboxSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_PYTHON_SANDBOX_", extra="ignore")
 
-    cpu_seconds: int = Field(default=5, gt=0, le=600)
-    wall_seconds: float = Field(default=10.0, gt=0, le=1200)
-    memory_mb: int = Field(default=1024, ge=32, le=65_536)  # the call's, all processes
-    processes: int = Field(default=8, gt=0, le=1024)
-    output_kb: int = Field(default=64, gt=0, le=10_240)
-    scratch_mb: int = Field(default=16, gt=0, le=4096)
-    max_calls: int = Field(default=0, ge=0, le=1024)  # 0: sized for the machine
-    max_calls_per_user: int = Field(default=1, gt=0, le=1024)
+    cpu_seconds: int = Field(
+        default=5, gt=0, le=600, description="CPU seconds of one call, all its processes."
+    )
+    wall_seconds: float = Field(
+        default=10.0, gt=0, le=1200, description="Wall clock of one call; past it all is killed."
+    )
+    memory_mb: int = Field(
+        default=1024,
+        ge=32,
+        le=65_536,
+        description="Memory of one call, all its processes together (split between them).",
+    )
+    processes: int = Field(
+        default=8, gt=0, le=1024, description="Processes one call may run at once."
+    )
+    output_kb: int = Field(
+        default=64, gt=0, le=10_240, description="Output kept from one call (the rest is cut)."
+    )
+    scratch_mb: int = Field(
+        default=16, gt=0, le=4096, description="Size of the call's writable /work (a tmpfs)."
+    )
+    max_calls: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Calls run at once by this server; 0: two per core, within a quarter "
+        "of the machine's memory.",
+    )
+    max_calls_per_user: int = Field(
+        default=1,
+        gt=0,
+        le=1024,
+        description="Calls one user runs at once; past it the call is refused (busy).",
+    )
 
     def calls_at_once(self) -> int:
         """``max_calls``, or what this machine holds: two per core, and calls that

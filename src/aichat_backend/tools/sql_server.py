@@ -48,11 +48,28 @@ ORDER BY 1
 class SqlToolSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_SQL_TOOL_", extra="ignore")
 
-    database_url: str
-    statement_timeout_ms: int = Field(default=5_000, gt=0, le=600_000)
-    max_rows: int = Field(default=100, gt=0, le=10_000)
-    max_connections: int = Field(default=MAX_CONNECTIONS, gt=0, le=100)
-    max_connections_per_user: int = Field(default=MAX_CONNECTIONS_PER_USER, gt=0, le=100)
+    database_url: str = Field(
+        description="PostgreSQL URL of a read-only role (required); a role that can become "
+        "a superuser or read server files is refused."
+    )
+    statement_timeout_ms: int = Field(
+        default=5_000, gt=0, le=600_000, description="Statement timeout of one query."
+    )
+    max_rows: int = Field(
+        default=100, gt=0, le=10_000, description="Rows returned by one query (the rest is cut)."
+    )
+    max_connections: int = Field(
+        default=MAX_CONNECTIONS,
+        gt=0,
+        le=100,
+        description="Database connections this server holds at most.",
+    )
+    max_connections_per_user: int = Field(
+        default=MAX_CONNECTIONS_PER_USER,
+        gt=0,
+        le=100,
+        description="Database connections one user's queries hold at most.",
+    )
 
     def limits(self) -> QueryLimits:
         return QueryLimits(statement_timeout_ms=self.statement_timeout_ms, max_rows=self.max_rows)

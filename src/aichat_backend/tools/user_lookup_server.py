@@ -19,7 +19,7 @@ import re
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aichat_backend.tools.caller import caller_id
@@ -39,10 +39,12 @@ def _quoted(name: str, what: str) -> str:
 class UserLookupSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AICHAT_USER_LOOKUP_", extra="ignore")
 
-    database_url: str
-    table: str = "users"
-    id_column: str = "id"
-    columns: str = ""
+    database_url: str = Field(description="PostgreSQL URL of the user table's database (required).")
+    table: str = Field(default="users", description="The user table (`schema.table` allowed).")
+    id_column: str = Field(default="id", description="Its column holding the caller's user id.")
+    columns: str = Field(
+        default="", description="Comma-separated columns returned (empty: all of them)."
+    )
 
     @field_validator("table", "id_column")
     @classmethod

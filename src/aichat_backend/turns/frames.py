@@ -57,15 +57,21 @@ def decode(first_seq: int, data: bytes) -> Iterator[Frame]:
         seq += 1
 
 
-def last_round_text(frames: Iterable[Frame]) -> str:
-    """The text of the round a turn was in when its log stopped: the text frames after
-    the last round break (a tool call or an approval ends a round's answer)."""
-    parts: list[bytes] = []
+def last_round(frames: Iterable[Frame]) -> list[Frame]:
+    """The frames of the round a turn was in when its log stopped: those after the last
+    round break (a tool call or an approval ends a round's answer)."""
+    out: list[Frame] = []
     for f in frames:
-        if f.kind == TEXT:
-            parts.append(f.payload)
-        elif f.kind == ROUND_BREAK:
-            parts.clear()
+        if f.kind == ROUND_BREAK:
+            out.clear()
+        else:
+            out.append(f)
+    return out
+
+
+def last_round_text(frames: Iterable[Frame]) -> str:
+    """The text of the round a turn was in when its log stopped."""
+    parts = [f.payload for f in last_round(frames) if f.kind == TEXT]
     return b"".join(parts).decode("utf-8", errors="replace")
 
 

@@ -4,8 +4,9 @@ Run by every replica at start-up and every ``AICHAT_TURN_SWEEP_SECONDS`` after, 
 the answers' own sweep (``TurnStore.sweep_interrupted``). Only turns whose lease ran out
 are touched (or, once a turn let go of its session, whose log stopped for a lease): a
 live turn elsewhere never is, whatever its replica's id. Each one's answer is the one
-its log says its current round writes; it is marked INTERRUPTED with the text its log
-kept (everything up to the last flush before the crash), and the log gets its last event,
+its log says its current round writes; it is marked INTERRUPTED with the text (and the
+reasoning, when none was stored) its log kept, everything up to the last flush before
+the crash, and the log gets its last event,
 numbered past every event its producer may have sent (the limit each flush stores), so
 readers waiting on it end too and no client sees a number twice. A turn that died before
 its first flush has no log: it gets one, named by its first answer (which carries the
@@ -25,22 +26,43 @@ from aichat_backend.store import turn_sweeps_repo as sweeps
 from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.turns.buffer import SEND_AHEAD
-from aichat_backend.turns.frames import END, Frame, all_frames, encode, last_round_text
+from aichat_backend.turns.frames import (
+    END,
+    Frame,
+    all_frames,
+    encode,
+    last_round,
+    last_round_text,
+)
 
 # (the interrupted answer, or None if it is gone; the turn's name; the last event's seq)
 InterruptedRenderer = Callable[[Message | None, str, int], bytes]
+# The reasoning text among a round's frames (events are the API layer's to read).
+ReasoningReader = Callable[[list[Frame]], str]
+
+
+def _no_reasoning(_frames: list[Frame]) -> str:
+    return ""
 
 
 async def recover_abandoned(
-    db: Database, render: InterruptedRenderer, *, lease_seconds: float, replica_id: str
+    db: Database,
+    render: InterruptedRenderer,
+    *,
+    lease_seconds: float,
+    replica_id: str,
+    reasoning_of: ReasoningReader = _no_reasoning,
 ) -> int:
-    """End every abandoned turn's log and answer; the number ended."""
+    """End every abandoned turn's log and answer (its text, and the reasoning its round
+    streamed, as the log kept them); the number ended."""
     now = now_us()
     async with db.transaction() as tx:
         dead = await sweeps.abandoned(tx, now, now - int(lease_seconds * 1e6))
         for log in dead:
-            frames = all_frames(await sweeps.batches_of(tx, log.turn_id))
-            await sweeps.interrupt_answer(tx, log.user_id, log.answer_id, last_round_text(frames))
+            frames = last_round(all_frames(await sweeps.batches_of(tx, log.turn_id)))
+            await sweeps.interrupt_answer(
+                tx, log.user_id, log.answer_id, last_round_text(frames), reasoning_of(frames)
+            )
             seq = max(log.last_seq, log.seq_limit) + 1
             await _end(tx, log, seq, render)
         unlogged = await sweeps.unlogged(tx, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aichat_backend.api.turn_frames import interrupted_end
+from aichat_backend.api.turn_frames import interrupted_end, reasoning_text
 from aichat_backend.config import Settings
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.store.database import Database
@@ -36,6 +36,7 @@ async def _sweep(turns: TurnStore, db: Database, settings: Settings) -> tuple[in
         interrupted_end,
         lease_seconds=settings.turn_lease_seconds,
         replica_id=settings.replica_id,
+        reasoning_of=reasoning_text,
     )
     return recovered, await turns.sweep_interrupted()
 

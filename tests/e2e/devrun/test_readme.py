@@ -45,28 +45,41 @@ EXPECTED: dict[str, list[str]] = {
         '"name": "sessions/tuning"',
         "TURN_OUTCOME_COMPLETED",
     ],
-    "TOKEN=$(.venv/bin/aichat-dev token": [
+    """-d '{"displayName":"hello"}'""": [
         '"name":"sessions/hello"',
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
         '{"status":"SERVING"}',
     ],
-    "notes.txt": ['"attachments":[{"filename":"notes.txt"', "water the plants"],
     "127.0.0.1:8080 list": ["aichat.v1.ChatService", '"name": "sessions/hello"'],
+    # docs/api.md
+    "StreamTurnEvents": ['"sequence": "3"', '"sequence":"3"', '"turnEnded"'],
+    "notes.txt": ['"attachments":[{"filename":"notes.txt"', "water the plants"],
     "add task water the plants": [
         "TURN_OUTCOME_AWAITING_APPROVAL",
         "TOOL_CALL_STATE_SUCCEEDED",
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
     ],
-    "aichat-backend health --address": ["SERVING"],
-    # docs/deployment.md
-    "aichat-backend web-config": ['"appName": "Galaxy Chat"'],
-    "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],
+    "calculate:call": ['"result":42'],
+    "/v1/chat/usage": ['"thisMonth"', '"models":[{"name":"fake-echo"'],
     "/v1/chat/completions": [
         '"object":"list"',
         '"object":"chat.completion"',
-        '"aichat":{"session":"sessions/hello"',
+        '"aichat":{"session":"sessions/notes"',
         "data: [DONE]",
     ],
+    # docs/deployment.md
+    "aichat-backend web-config": ['"appName": "Galaxy Chat"'],
+    "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],
+    # docs/operations.md
+    "aichat-backend health --address": ["SERVING"],
+    # docs/api.md: the conversation tree
+    "sessionId=branches": [
+        '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
+        '"siblingIndex":1,"siblingCount":2',
+        '"activeMessage":"sessions/branches/messages/',
+        '"name":"sessions/branches-copy"',
+    ],
+    "/v1/admin/rateLimitBypasses": ['"subject":"load-tester"', '"name":"rateLimitBypasses/'],
 }
 
 
@@ -125,14 +138,15 @@ def test_every_shell_block_of_the_readme_and_docs_runs_as_written(tmp_path: Path
                     )
 
 
-def test_the_readme_states_envoys_clock_skew() -> None:
+def test_the_docs_state_envoys_clock_skew() -> None:
     text = yaml.safe_load(CONFIG.read_text())
     filters = text["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
         "typed_config"
     ]["http_filters"]
     jwt = next(f for f in filters if f["name"] == "envoy.filters.http.jwt_authn")
     skew = jwt["typed_config"]["providers"]["aichat"]["clock_skew_seconds"]
-    assert f"accepted up to {skew} s after its `exp`" in README.read_text()
+    deployment = " ".join((ROOT / "docs" / "deployment.md").read_text().split())
+    assert f"accepted up to {skew} s after its `exp`" in deployment
 
 
 def test_the_readme_says_how_the_demo_behaves() -> None:

@@ -80,7 +80,7 @@ def _auth(token: str) -> list[str]:
 async def test_token_expiry_has_the_documented_clock_skew(
     http: httpx2.AsyncClient, dev_keys: DevKeys, user: str
 ) -> None:
-    """envoy.yaml's clock_skew_seconds (30, in the README): just expired still passes."""
+    """envoy.yaml's clock_skew_seconds (30, in docs/deployment.md): just expired still passes."""
     skew = CLOCK_SKEW_SECONDS
     now = time.time()
     within = make_token(dev_keys, user, ttl_seconds=60, now=now - 60 - skew / 3)

@@ -1,4 +1,4 @@
-"""The README's example role for the SQL tool, run as written: it cannot read the chat tables.
+"""docs/tools.md's example role for the SQL tool, run as written: it cannot read the chat tables.
 
 The ``sql`` block under the bundled tool servers is applied to a real chat database (the
 backend's own migrations) and a reporting database, with the example's names replaced by
@@ -24,7 +24,7 @@ from tests.support import postgres
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
-README = Path(__file__).parents[3] / "README.md"
+README = Path(__file__).parents[3] / "docs" / "tools.md"
 SPLIT = "-- Then, connected to the reporting database:"
 
 

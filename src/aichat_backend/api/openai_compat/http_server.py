@@ -4,7 +4,7 @@ Why not Envoy's gRPC-JSON transcoder, as for the rest of the REST API: it writes
 error as a ``google.rpc.Status`` JSON body (``convert_grpc_status``) or an empty one, never
 OpenAI's ``{"error": {...}}``, and a server-streaming method's HTTP status is fixed by its
 first message, so a streamed request could not be answered 429 or 404 in OpenAI's shape
-(README "OpenAI-compatible API" has the measurements). This listener speaks HTTP/1.1 on
+(docs/api.md, "The OpenAI-compatible door", has the measurements). This listener speaks HTTP/1.1 on
 loopback, like the gRPC port it trusts the identity header Envoy's jwt_authn set, and every
 request climbs the gRPC interceptor's own ladder (request id, identity, rate limit,
 metrics, access log): the same rules, counted as ``aichat.v1.OpenAICompatible`` methods.
