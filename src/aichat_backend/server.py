@@ -100,7 +100,7 @@ class App:
         ttl = configs.idempotency_ttl_seconds(settings)
         quota = StorageQuota(settings.storage_quota_bytes, settings.exempt_users())
         self.turn_store = SqlTurnStore(self.db, ttl, quota)
-        session_store = SqlSessionStore(self.db, ttl)
+        session_store = SqlSessionStore(self.db, ttl, quota)
         self.catalogue = model_catalogue(settings)
         self.sessions = SessionManager(
             session_store,
