@@ -61,7 +61,10 @@ async def test_the_first_answer_is_followed_by_a_title_in_the_conversations_lang
     stack: ChatStack, user: str
 ) -> None:
     session = await stack.new_session(user)
-    stack.fake.enqueue(Script(text="Day 1: the Marais…"), Script(text='"Voyage à Paris en mai."'))
+    stack.fake.enqueue(
+        Script(text="Day 1: the Marais…", input_tokens=100, output_tokens=50),
+        Script(text='"Voyage à Paris en mai."', input_tokens=40, output_tokens=7),
+    )
     events = await stack.turn(user, session, "Organise un voyage de trois jours à Paris en mai")
     ended = events[-1].turn_ended
     assert ended.outcome == cpb.TURN_OUTCOME_COMPLETED and ended.title_pending
@@ -69,6 +72,9 @@ async def test_the_first_answer_is_followed_by_a_title_in_the_conversations_lang
     assert (await session_of(stack, user, session)).display_name == "Voyage à Paris en mai"
     asked = body_text(stack, 1)
     assert INSTRUCTION in asked and "Organise un voyage" in asked and "the Marais" in asked
+    # The title's call is the user's usage like the turn's.
+    mine = await stack.server.sessions.GetMyUsage(spb.GetMyUsageRequest(), metadata=md(user))
+    assert (mine.today.input_tokens, mine.today.output_tokens) == (140, 57)
     # Later answers leave the title alone: no title request, none pending.
     stack.fake.enqueue(Script(text="Day 2"))
     events = await stack.turn(user, session, "et le jour 2 ?")

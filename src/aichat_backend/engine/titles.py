@@ -15,7 +15,14 @@ import asyncio
 import logging
 
 from aichat_backend.engine.turn_store import TurnStore
-from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest, TextChunk
+from aichat_backend.engine.usage import call_usage
+from aichat_backend.providers.base import (
+    ChatMessage,
+    ChatRole,
+    ProviderRequest,
+    StreamFinished,
+    TextChunk,
+)
 from aichat_backend.providers.catalogue import ModelCatalogue
 
 log = logging.getLogger(__name__)
@@ -92,7 +99,7 @@ class TitleWriter:
     async def _title(self, user_id: str, session_id: str, question: str, answer: str) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                title = clean_title(await self._ask(question, answer))
+                title = clean_title(await self._ask(user_id, question, answer))
                 if title:
                     written = await self._store.write_title(user_id, session_id, title)
                     log.info("session titled", extra={"session": session_id, "written": written})
@@ -106,7 +113,7 @@ class TitleWriter:
                 extra={"model": self._model, "error": type(exc).__name__, "detail": str(exc)},
             )
 
-    async def _ask(self, question: str, answer: str) -> str:
+    async def _ask(self, user_id: str, question: str, answer: str) -> str:
         entry = self._catalogue.get(self._model)
         provider = self._catalogue.provider_for(self._model)
         request = ProviderRequest(
@@ -123,8 +130,15 @@ class TitleWriter:
             thinking_budget_tokens=0,  # a title is not worth thinking about
         )
         parts: list[str] = []
+        finished: StreamFinished | None = None
         async with provider.stream(request) as events:
             async for event in events:
                 if isinstance(event, TextChunk):
                     parts.append(event.text)
+                elif isinstance(event, StreamFinished):
+                    finished = event
+        # Paid for like any call: the user's usage and cost of the day (ListUsage, GetMyUsage).
+        usage = call_usage(self._model, finished, self._catalogue.prices_of)
+        if usage is not None:
+            await self._store.record_usage(user_id, usage)
         return "".join(parts)

@@ -246,6 +246,10 @@ class SqlTurnStore:
         async with self._db.statement() as tx:
             await LeaseRepository(tx, user_id).renew(session_id, turn_id, lease_seconds)
 
+    async def record_usage(self, user_id: str, usage: Usage) -> None:
+        async with self._db.statement() as tx:
+            await add_usage(tx, user_id, usage)
+
     async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
         async with self._db.statement() as tx:
             return await SessionRepository(tx, user_id).write_title(session_id, title)

@@ -17,6 +17,7 @@ from aichat_backend.records import (
     IdempotencyRecord,
     PathPage,
     SessionSummary,
+    Usage,
 )
 from aichat_backend.store.tree_repo import forked_draft
 from aichat_devtools.memory_store import tree
@@ -104,6 +105,9 @@ class MemoryStore(MemoryTurns):
         stored.title_by_user = stored.title_by_user or "display_name" in changes
         stored.session.update_time_us = now_us()
         return copy.deepcopy(stored.session)
+
+    async def record_usage(self, user_id: str, usage: Usage) -> None:
+        self._usage(user_id, usage)
 
     async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
         stored = self.state.sessions.get((user_id, session_id))
