@@ -145,5 +145,7 @@ export const api = {
   // rating: FEEDBACK_RATING_THUMBS_UP / _DOWN, or _UNSPECIFIED to clear (comment must be empty).
   setFeedback: (name, rating, comment = "") =>
     json(`/${name}:setFeedback`, { method: "POST", body: { rating, comment } }),
+  // The caller's own tokens and cost, today and this month, and their daily budgets.
+  getMyUsage: () => json("/usage"),
   exportSession: (name, format) => request(`/${name}:export`, { query: { format } }),
 };

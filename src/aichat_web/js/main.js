@@ -11,6 +11,7 @@ import { menuButton } from "./menu.js";
 import { ModelPicker, ToolPicker } from "./pickers.js";
 import { SessionList } from "./sessions.js";
 import { toastError } from "./toast.js";
+import { wireMyUsage } from "./usage.js";
 
 const DEFAULT_CONFIG = {
   appName: "Galaxy Chat",
@@ -113,6 +114,7 @@ async function start() {
     drawer.close();
     chat.openDraft();
   });
+  wireMyUsage($("my-usage"));
   $("sign-out").addEventListener("click", () => {
     forgetToken();
     showSignIn("You signed out.");

@@ -5,7 +5,9 @@
 // (reasoning, a compaction notice) is one more entry here.
 
 import { approvalCards } from "./approvals.js";
+import { appendReasoning, settleThinking } from "./thinking.js";
 import { toastError } from "./toast.js";
+import { noteTurnUsage } from "./usage.js";
 
 export const EVENT_HANDLERS = {
   turnStarted(view, started, hooks, control) {
@@ -14,7 +16,11 @@ export const EVENT_HANDLERS = {
     view.message = null; // a continuation (after approval) answers in messages of its own
     view.toolsSinceStart = false;
   },
+  reasoningDelta(view, delta) {
+    appendReasoning(view, delta.text || "");
+  },
   textDelta(view, delta) {
+    settleThinking(view);
     view.appendText(delta.text || "");
   },
   heartbeat(view, beat, hooks, control) {
@@ -23,6 +29,7 @@ export const EVENT_HANDLERS = {
   toolCall(view, call, hooks) {
     // An update of a call another answer shows (denied by a new message, say) goes there.
     if (hooks.toolCall?.(call, view)) return;
+    settleThinking(view);
     view.toolsSinceStart = true;
     view.upsertToolCall(call);
   },
@@ -52,6 +59,7 @@ export function showOutcome(view, turnEnded) {
   const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
   const reason = reasonOf(turnEnded.error);
   nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
+  settleThinking(view);
   view.setThinking(false);
   view.render(true);
   if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
@@ -65,6 +73,7 @@ export function showOutcome(view, turnEnded) {
     view.setStatus(FAILED[reason] || `Failed: ${message}`, view.text ? "incomplete" : "failed");
     if (!FAILED[reason]) toastError({ message, reason }, "The answer failed");
   } else {
+    noteTurnUsage(view, turnEnded);
     view.finishFromMessage(turnEnded.message);
   }
   view.renderActions();
