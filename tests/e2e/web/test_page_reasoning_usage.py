@@ -196,3 +196,26 @@ async def test_your_usage_today_and_this_month_with_the_daily_budgets(
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_thinking_and_usage_at_phone_width(
+    phone: BrowserContext,
+    reasoning_envoy: Envoy,
+    reasoning: ChatStack,
+    token: str,
+    artifacts: Path,
+) -> None:
+    page = await signed_in(phone, reasoning_envoy, token)
+    reasoning.fake.enqueue(
+        Script(reasoning=THOUGHT, text="Four.", input_tokens=1000, output_tokens=500)
+    )
+    await send(page, "2+2?")
+    await wait_idle(page)
+    answer = last_answer(page)
+    await answer.locator("details.thinking summary").click()
+    await answer.get_by_role("button", name="Tokens and cost").click()
+    await expect(answer.locator(".usage-panel")).to_contain_text("€0.0105")
+    box = await answer.get_by_role("button", name="Tokens and cost").bounding_box()
+    assert box is not None and box["width"] >= 44 and box["height"] >= 44
+    await page.screenshot(path=str(artifacts / "phone-thinking-usage.png"))
+    assert await axe_violations(page) == []
