@@ -15,6 +15,10 @@ import { TurnControl, readTurn, showDropped } from "./turn.js";
 import { approvalCards, settleApproval } from "./approvals.js";
 import { Follower } from "./follow.js";
 
+// (bubble, message or null) => an element for the row under a user message, or null
+// (branches.js adds Edit and the versions).
+export const USER_ACTIONS = [];
+
 export class ChatView {
   constructor({ appName, sessions, models, tools, attachments }) {
     Object.assign(this, { appName, sessions, models, tools, attachments });
@@ -122,7 +126,7 @@ export class ChatView {
   renderHistory(messages) {
     let lastAnswer = null;
     for (const message of messages) {
-      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments, message.name);
+      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments, message.name, message);
       else if (message.role === "ROLE_ASSISTANT") {
         lastAnswer = new AnswerView(this.list, message);
         lastAnswer.finishFromMessage(message);
@@ -138,13 +142,15 @@ export class ChatView {
     }
   }
 
-  userBubble(text, attachments = [], name = "") {
+  userBubble(text, attachments = [], name = "", message = null) {
     const files = (attachments || []).map((a) =>
       el("span", { class: "chip" }, icon("clip"), `${a.filename}${a.sizeBytes ? ` (${formatBytes(Number(a.sizeBytes))})` : ""}`),
     );
     const bubble = el("article", { class: "message user", "data-role": "user", "data-message": name },
       el("div", { class: "user-text", text }),
       files.length ? el("div", { class: "chips" }, files) : null);
+    const actions = USER_ACTIONS.map((make) => make(bubble, message)).filter(Boolean);
+    if (actions.length) bubble.append(el("footer", { class: "bubble-actions" }, actions));
     this.list.append(bubble);
     return bubble;
   }

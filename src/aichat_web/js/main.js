@@ -4,6 +4,7 @@
 import { api, setUnauthenticatedHandler } from "./api.js";
 import { forgetToken, showSignIn, takeTokenFromFragment, token } from "./auth.js";
 import { Attachments } from "./attachments.js";
+import { installBranches } from "./branches.js";
 import { ChatView } from "./chat.js";
 import { Composer } from "./composer.js";
 import { $ } from "./dom.js";
@@ -107,6 +108,7 @@ async function start() {
     },
   });
   chat = new ChatView({ appName: config.appName, sessions, models: modelPicker, tools: toolPicker, attachments });
+  installBranches(chat);
   new Composer({ chat, attachments, models: modelPicker, tools: toolPicker, sessions });
   const menu = menuButton($("chat-menu-button"), $("chat-menu"), (action) => chat.action(action));
 
