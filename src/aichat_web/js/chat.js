@@ -19,6 +19,10 @@ import { Follower } from "./follow.js";
 // (branches.js adds Edit and the versions).
 export const USER_ACTIONS = [];
 
+// (chat, messages) => void, after a chat's messages are shown (an empty list for a new
+// chat): context_gauge.js marks summaries and sets its gauge.
+export const HISTORY_HOOKS = [];
+
 export class ChatView {
   constructor({ appName, sessions, models, tools, attachments }) {
     Object.assign(this, { appName, sessions, models, tools, attachments });
@@ -59,6 +63,7 @@ export class ChatView {
         el("p", { class: "hint", text: `Attach text, images or PDFs (up to ${formatBytes(this.attachments.maxBytes)} each).` }),
       ),
     );
+    for (const hook of HISTORY_HOOKS) hook(this, []);
     $("message-input").focus();
   }
 
@@ -140,6 +145,7 @@ export class ChatView {
       lastAnswer.approvals.append(approvalCards(pending, (d) => this.resolve(lastAnswer, d)));
       lastAnswer.setStatus("Waiting for your decision on the tool call above.", "awaiting");
     }
+    for (const hook of HISTORY_HOOKS) hook(this, messages);
   }
 
   userBubble(text, attachments = [], name = "", message = null) {

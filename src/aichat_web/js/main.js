@@ -5,7 +5,8 @@ import { api, setUnauthenticatedHandler } from "./api.js";
 import { forgetToken, showSignIn, takeTokenFromFragment, token } from "./auth.js";
 import { Attachments } from "./attachments.js";
 import { installBranches } from "./branches.js";
-import { ChatView } from "./chat.js";
+import { ChatView, HISTORY_HOOKS } from "./chat.js";
+import { setModels, showHistoryContext } from "./context_gauge.js";
 import { Composer } from "./composer.js";
 import { $ } from "./dom.js";
 import { menuButton } from "./menu.js";
@@ -109,6 +110,8 @@ async function start() {
   });
   chat = new ChatView({ appName: config.appName, sessions, models: modelPicker, tools: toolPicker, attachments });
   installBranches(chat);
+  setModels(models.models);
+  HISTORY_HOOKS.push(showHistoryContext);
   new Composer({ chat, attachments, models: modelPicker, tools: toolPicker, sessions });
   const menu = menuButton($("chat-menu-button"), $("chat-menu"), (action) => chat.action(action));
 

@@ -5,6 +5,7 @@
 // (reasoning, a compaction notice) is one more entry here.
 
 import { approvalCards } from "./approvals.js";
+import { noteContext, showCompaction } from "./context_gauge.js";
 import { appendReasoning, settleThinking } from "./thinking.js";
 import { toastError } from "./toast.js";
 import { noteTurnUsage } from "./usage.js";
@@ -15,6 +16,10 @@ export const EVENT_HANDLERS = {
     view.node.dataset.message = started.answerMessage || "";
     view.message = null; // a continuation (after approval) answers in messages of its own
     view.toolsSinceStart = false;
+    noteContext(started.context);
+  },
+  contextCompacted(view, compaction, hooks, control) {
+    showCompaction(view, compaction, control);
   },
   reasoningDelta(view, delta) {
     appendReasoning(view, delta.text || "");
@@ -41,6 +46,7 @@ export const EVENT_HANDLERS = {
     view.grew();
   },
   turnEnded(view, ended) {
+    noteContext(ended.context, true);
     return showOutcome(view, ended);
   },
 };
