@@ -64,6 +64,9 @@ class Session:
     update_time_us: int = 0
     tools_disabled: bool = False  # an explicit empty selection: no tool at all
     active_turn_id: str = ""  # the turn answering now (its claim's lease still valid)
+    # The last message of the active path: the conversation shown, and where the next
+    # StreamChat continues ("" while the session has no message).
+    active_message_id: str = ""
 
     @property
     def name(self) -> str:
@@ -131,6 +134,14 @@ class Message:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     cost: Cost | None = None
+    # The message this one follows ("" for a first message); and, when read for a listing,
+    # its place among the messages with the same parent (oldest first) and its neighbours'
+    # ids there ("" when it has none on that side).
+    parent_id: str = ""
+    sibling_index: int = 0
+    sibling_count: int = 1
+    previous_sibling: str = ""
+    next_sibling: str = ""
 
     @property
     def name(self) -> str:
@@ -170,6 +181,14 @@ def memory_window(requested: int, session_limit: int, default: int, maximum: int
         if value > 0:
             return min(value, maximum)
     return min(default, maximum)
+
+
+def message_not_found(session_id: str, message_id: str) -> NotFound:
+    # The same words whether the message is missing or someone else's.
+    return NotFound(
+        f"message {names.message(session_id, message_id)} was not found",
+        reason=Reason.MESSAGE_NOT_FOUND,
+    )
 
 
 def session_not_found(session_id: str) -> NotFound:

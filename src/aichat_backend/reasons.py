@@ -251,3 +251,16 @@ class Reason(enum.StrEnum):
     #: NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
     #: 404 model_not_found; GET /v1/models lists the names).
     MODEL_NOT_IN_CATALOGUE = "MODEL_NOT_IN_CATALOGUE"
+    #: FAILED_PRECONDITION: EditMessage names a message the user did not write (an answer,
+    #: a tool result); answers are regenerated (RegenerateAnswer), not edited.
+    NOT_A_USER_MESSAGE = "NOT_A_USER_MESSAGE"
+    #: FAILED_PRECONDITION: RegenerateAnswer names a message with no user message at or
+    #: above it on its branch, so there is no question to answer again.
+    NOTHING_TO_REGENERATE = "NOTHING_TO_REGENERATE"
+    #: FAILED_PRECONDITION: the tool call waited for approval on an answer that a newer
+    #: turn replaced (a regenerated answer, an edited question, or a new message): it was
+    #: denied then, and its turn cannot go on.
+    TOOL_CALL_SUPERSEDED = "TOOL_CALL_SUPERSEDED"
+    #: INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
+    #: every branch at once, or ExportSession for every branch in a format other than JSON.
+    INVALID_BRANCH_SELECTION = "INVALID_BRANCH_SELECTION"

@@ -20,6 +20,10 @@ TURN_SCOPE = "ChatTurn"
 RESOLVE_SCOPE = "ResolveToolCalls"
 CREATE_SESSION_SCOPE = "CreateSession"
 CALL_TOOL_SCOPE = "CallTool"
+FORK_SESSION_SCOPE = "ForkSession"
+# The text of a waiting call a RegenerateAnswer or an EditMessage superseded: a later
+# ResolveToolCalls on it is refused as TOOL_CALL_SUPERSEDED, not merely NOT_PENDING.
+DENIED_BY_BRANCH = "Not approved: the user regenerated the answer or edited a message above it."
 MAX_REQUEST_ID_LENGTH = 256  # what the idempotency keys' column holds
 
 
@@ -30,6 +34,16 @@ class SessionSummary:
     count: int = 0
     tools: set[str] = field(default_factory=set)
     models: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class PathPage:
+    """A page of a path of a session's tree (ListMessages): its messages in order, the
+    path's last message (which the next page keeps), and whether more of it follows."""
+
+    messages: list[Message] = field(default_factory=list)
+    leaf_id: str = ""
+    more: bool = False
 
 
 @dataclass(slots=True)
@@ -105,6 +119,13 @@ class NewTurn:
     # results) after it, in order. Their ``seq`` is the store's to assign.
     earlier: list[Message] = field(default_factory=list)
     rounds: list[Message] = field(default_factory=list)
+    # Where the turn hangs in the session's tree: the user message follows ``parent_id``
+    # ('' for a first message; None: the session's active message as the store finds it,
+    # one read more — the engine passes the one its context read saw). With ``question``
+    # (RegenerateAnswer) no user message is stored: the answer is a new child of that
+    # existing user message.
+    parent_id: str | None = None
+    question: Message | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +162,8 @@ class ResolutionState:
     others: dict[str, ToolCallState | None]
     round_message: Message | None
     user_message: Message | None
+    # Of the decided-on calls that are DENIED: those a regenerate or an edit superseded.
+    superseded: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)

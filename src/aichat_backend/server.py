@@ -24,6 +24,7 @@ from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.api.turn_limits import TurnLimits
 from aichat_backend.config import ConfigError, Settings, process_environment
+from aichat_backend.engine.branches import Branches
 from aichat_backend.engine.chat import ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
 from aichat_backend.engine.feedback import FeedbackManager
@@ -157,6 +158,7 @@ class App:
                 FeedbackManager(session_store),
                 UsageReader(self.db, self.limit_settings),
                 self.exports,
+                branches=Branches(session_store, configs.session_limits(settings).page_max_bytes),
             ),
             chat=ChatServicer(
                 self.engine,

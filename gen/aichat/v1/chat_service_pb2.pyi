@@ -378,6 +378,90 @@ class ResolveToolCallsRequest(_message.Message):
 Global___ResolveToolCallsRequest: _TypeAlias = ResolveToolCallsRequest  # noqa: Y015
 
 @_typing.final
+class RegenerateAnswerRequest(_message.Message):
+    """Request for RegenerateAnswer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The answer to replace, "sessions/{session}/messages/{message}" (any message of its
+    turn: the question above it is answered again), or that question itself.
+    """
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), as `StreamChatRequest.request_id`: the same request again
+    gets the first one's turn (its events or its result), never a second answer.
+    """
+    @_builtins.property
+    def options(self) -> Global___ChatOptions:
+        """Per-turn options (another model, for instance)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        options: Global___ChatOptions | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "options", b"options", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegenerateAnswerRequest: _TypeAlias = RegenerateAnswerRequest  # noqa: Y015
+
+@_typing.final
+class EditMessageRequest(_message.Message):
+    """Request for EditMessage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DROP_ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The user message edited, "sessions/{session}/messages/{message}"."""
+    text: _builtins.str
+    """The new text."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), as `StreamChatRequest.request_id`."""
+    drop_attachments: _builtins.bool
+    """True: the new version has no files even though `attachments` is empty."""
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attachment]:
+        """Files of the new version. When empty, the edited message's files are sent again
+        (unless `drop_attachments`).
+        """
+
+    @_builtins.property
+    def options(self) -> Global___ChatOptions:
+        """Per-turn options."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        text: _builtins.str = ...,
+        attachments: _abc.Iterable[_resources_pb2.Attachment] | None = ...,
+        options: Global___ChatOptions | None = ...,
+        request_id: _builtins.str = ...,
+        drop_attachments: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "drop_attachments", b"drop_attachments", "name", b"name", "options", b"options", "request_id", b"request_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditMessageRequest: _TypeAlias = EditMessageRequest  # noqa: Y015
+
+@_typing.final
 class StreamTurnEventsRequest(_message.Message):
     """Request for StreamTurnEvents."""
 

@@ -61,6 +61,16 @@ class ChatServiceStub:
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RegenerateAnswer = channel.unary_stream(
+                '/aichat.v1.ChatService/RegenerateAnswer',
+                request_serializer=aichat_dot_v1_dot_chat__service__pb2.RegenerateAnswerRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_stream(
+                '/aichat.v1.ChatService/EditMessage',
+                request_serializer=aichat_dot_v1_dot_chat__service__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/aichat.v1.ChatService/ListModels',
                 request_serializer=aichat_dot_v1_dot_chat__service__pb2.ListModelsRequest.SerializeToString,
@@ -118,6 +128,29 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegenerateAnswer(self, request, context):
+        """Answers a question again: a new answer, a sibling of the earlier ones (the same
+        `parent`, the question), streamed exactly like StreamChat (the same events,
+        resumable with StreamTurnEvents, idempotent by `request_id`, the same limits and
+        budgets). `name` is an answer (the question above it is answered again) or the user
+        message itself. The model sees the path from the first message to the question,
+        never another branch; the new answer becomes the session's active path. No new user
+        message is stored: `turn_started.user_message` is the question answered again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """Sends an edited version of a user message: a new user message, a sibling of the
+        edited one (the same `parent`), and its answer, streamed exactly like StreamChat.
+        The earlier version and everything after it stay as a branch
+        (SessionService.SwitchBranch goes back to it); the new one becomes the active path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the models a session can use (the catalogue, without secrets).
         """
@@ -152,6 +185,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.CancelTurn,
                     request_deserializer=aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RegenerateAnswer': grpc.unary_stream_rpc_method_handler(
+                    servicer.RegenerateAnswer,
+                    request_deserializer=aichat_dot_v1_dot_chat__service__pb2.RegenerateAnswerRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=aichat_dot_v1_dot_chat__service__pb2.EditMessageRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -295,6 +338,60 @@ class ChatService:
             '/aichat.v1.ChatService/CancelTurn',
             aichat_dot_v1_dot_chat__service__pb2.CancelTurnRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aichat.v1.ChatService/RegenerateAnswer',
+            aichat_dot_v1_dot_chat__service__pb2.RegenerateAnswerRequest.SerializeToString,
+            aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aichat.v1.ChatService/EditMessage',
+            aichat_dot_v1_dot_chat__service__pb2.EditMessageRequest.SerializeToString,
+            aichat_dot_v1_dot_chat__service__pb2.StreamChatResponse.FromString,
             options,
             channel_credentials,
             insecure,

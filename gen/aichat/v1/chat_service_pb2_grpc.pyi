@@ -42,6 +42,21 @@ class ChatServiceStub:
     is cancelled by hanging up its stream instead (FAILED_PRECONDITION,
     `TURN_NOT_DETACHED`, when it runs on the replica asked).
     """
+    RegenerateAnswer: _aio.UnaryStreamMultiCallable[_chat_service_pb2.RegenerateAnswerRequest, _chat_service_pb2.StreamChatResponse]
+    """Answers a question again: a new answer, a sibling of the earlier ones (the same
+    `parent`, the question), streamed exactly like StreamChat (the same events,
+    resumable with StreamTurnEvents, idempotent by `request_id`, the same limits and
+    budgets). `name` is an answer (the question above it is answered again) or the user
+    message itself. The model sees the path from the first message to the question,
+    never another branch; the new answer becomes the session's active path. No new user
+    message is stored: `turn_started.user_message` is the question answered again.
+    """
+    EditMessage: _aio.UnaryStreamMultiCallable[_chat_service_pb2.EditMessageRequest, _chat_service_pb2.StreamChatResponse]
+    """Sends an edited version of a user message: a new user message, a sibling of the
+    edited one (the same `parent`), and its answer, streamed exactly like StreamChat.
+    The earlier version and everything after it stay as a branch
+    (SessionService.SwitchBranch goes back to it); the new one becomes the active path.
+    """
     ListModels: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListModelsRequest, _chat_service_pb2.ListModelsResponse]
     """Lists the models a session can use (the catalogue, without secrets)."""
 
@@ -101,6 +116,33 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         the turn's owner may cancel it (anyone else's turn is NOT_FOUND). An attached turn
         is cancelled by hanging up its stream instead (FAILED_PRECONDITION,
         `TURN_NOT_DETACHED`, when it runs on the replica asked).
+        """
+
+    @_abc_1.abstractmethod
+    def RegenerateAnswer(
+        self,
+        request: _chat_service_pb2.RegenerateAnswerRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.RegenerateAnswerRequest, _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]],
+    ) -> _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]:
+        """Answers a question again: a new answer, a sibling of the earlier ones (the same
+        `parent`, the question), streamed exactly like StreamChat (the same events,
+        resumable with StreamTurnEvents, idempotent by `request_id`, the same limits and
+        budgets). `name` is an answer (the question above it is answered again) or the user
+        message itself. The model sees the path from the first message to the question,
+        never another branch; the new answer becomes the session's active path. No new user
+        message is stored: `turn_started.user_message` is the question answered again.
+        """
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _chat_service_pb2.EditMessageRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.EditMessageRequest, _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]],
+    ) -> _abc.AsyncIterator[_chat_service_pb2.StreamChatResponse]:
+        """Sends an edited version of a user message: a new user message, a sibling of the
+        edited one (the same `parent`), and its answer, streamed exactly like StreamChat.
+        The earlier version and everything after it stay as a branch
+        (SessionService.SwitchBranch goes back to it); the new one becomes the active path.
         """
 
     @_abc_1.abstractmethod

@@ -313,6 +313,25 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
     404 model_not_found; GET /v1/models lists the names).
     """
+    NOT_A_USER_MESSAGE: _ErrorReason.ValueType  # 210
+    """--- the conversation tree (edit, regenerate, branches, fork) -------------------
+
+    FAILED_PRECONDITION: EditMessage names a message the user did not write (an answer,
+    a tool result); answers are regenerated (RegenerateAnswer), not edited.
+    """
+    NOTHING_TO_REGENERATE: _ErrorReason.ValueType  # 211
+    """FAILED_PRECONDITION: RegenerateAnswer names a message with no user message at or
+    above it on its branch, so there is no question to answer again.
+    """
+    TOOL_CALL_SUPERSEDED: _ErrorReason.ValueType  # 212
+    """FAILED_PRECONDITION: the tool call waited for approval on an answer that a newer
+    turn replaced (a regenerated answer, an edited question, or a new message): it was
+    denied then, and its turn cannot go on.
+    """
+    INVALID_BRANCH_SELECTION: _ErrorReason.ValueType  # 213
+    """INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
+    every branch at once, or ExportSession for every branch in a format other than JSON.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a request failed: the `reason` of the `google.rpc.ErrorInfo` that every error of
@@ -613,5 +632,24 @@ honour (it is refused rather than ignored); ErrorInfo.metadata.param names it.
 MODEL_NOT_IN_CATALOGUE: ErrorReason.ValueType  # 202
 """NOT_FOUND: the model a request names is not in the catalogue (OpenAI's API answers
 404 model_not_found; GET /v1/models lists the names).
+"""
+NOT_A_USER_MESSAGE: ErrorReason.ValueType  # 210
+"""--- the conversation tree (edit, regenerate, branches, fork) -------------------
+
+FAILED_PRECONDITION: EditMessage names a message the user did not write (an answer,
+a tool result); answers are regenerated (RegenerateAnswer), not edited.
+"""
+NOTHING_TO_REGENERATE: ErrorReason.ValueType  # 211
+"""FAILED_PRECONDITION: RegenerateAnswer names a message with no user message at or
+above it on its branch, so there is no question to answer again.
+"""
+TOOL_CALL_SUPERSEDED: ErrorReason.ValueType  # 212
+"""FAILED_PRECONDITION: the tool call waited for approval on an answer that a newer
+turn replaced (a regenerated answer, an edited question, or a new message): it was
+denied then, and its turn cannot go on.
+"""
+INVALID_BRANCH_SELECTION: ErrorReason.ValueType  # 213
+"""INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
+every branch at once, or ExportSession for every branch in a format other than JSON.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -30,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ichat/v1/resources.proto\x12\taichat.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\xca\x04\n\x07Session\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rsystem_prompt\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\ntool_names\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x34\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.aichat.v1.Session.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x1b\n\rmessage_count\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0ctools_locked\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0etools_disabled\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x61\x63tive_turn\x18\r \x01(\tB \xe2\x41\x01\x03\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:F\xea\x41\x43\n\x1a\x61ichat.example.com/Session\x12\x12sessions/{session}*\x08sessions2\x07session\"\xa7\x04\n\x07Message\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12#\n\x04role\x18\x02 \x01(\x0e\x32\x0f.aichat.v1.RoleB\x04\xe2\x41\x01\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12*\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x15.aichat.v1.Attachment\x12-\n\ntool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCallB\x04\xe2\x41\x01\x03\x12,\n\x05state\x18\x06 \x01(\x0e\x32\x17.aichat.v1.MessageStateB\x04\xe2\x41\x01\x03\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x10.aichat.v1.UsageB\x04\xe2\x41\x01\x03\x12\x13\n\x05model\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\rfinish_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x0b \x01(\x0b\x32\x1a.aichat.v1.MessageFeedbackB\x04\xe2\x41\x01\x03\x12-\n\treasoning\x18\x0c \x01(\x0b\x32\x14.aichat.v1.ReasoningB\x04\xe2\x41\x01\x03:Y\xea\x41V\n\x1a\x61ichat.example.com/Message\x12%sessions/{session}/messages/{message}*\x08messages2\x07message\">\n\tReasoning\x12\x12\n\x04text\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fredacted_blocks\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\x84\x01\n\x0fMessageFeedback\x12)\n\x06rating\x18\x01 \x01(\x0e\x32\x19.aichat.v1.FeedbackRating\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12\x35\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x84\x01\n\nAttachment\x12\x16\n\x08\x66ilename\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tmime_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsize_bytes\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06sha256\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63ontent\x18\x05 \x01(\x0c\x42\x04\xe2\x41\x01\x04\"\xb1\x02\n\x08ToolCall\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttool_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x18.aichat.v1.ToolCallStateB\x04\xe2\x41\x01\x03\x12\x19\n\x0bresult_text\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08is_error\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x31\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x14\n\x06server\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61pproval_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xb8\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\x12 \n\x04\x63ost\x18\x07 \x01(\x0b\x32\x12.google.type.Money*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\r\n\tROLE_TOOL\x10\x03\x12\x0f\n\x0bROLE_SYSTEM\x10\x04*\x86\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATE_COMPLETE\x10\x01\x12\x1c\n\x18MESSAGE_STATE_INCOMPLETE\x10\x02\x12\x1d\n\x19MESSAGE_STATE_INTERRUPTED\x10\x03*q\n\x0e\x46\x65\x65\x64\x62\x61\x63kRating\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_RATING_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_RATING_THUMBS_UP\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_RATING_THUMBS_DOWN\x10\x02*\x86\x02\n\rToolCallState\x12\x1f\n\x1bTOOL_CALL_STATE_UNSPECIFIED\x10\x00\x12$\n TOOL_CALL_STATE_PENDING_APPROVAL\x10\x01\x12\x1c\n\x18TOOL_CALL_STATE_APPROVED\x10\x02\x12\x1a\n\x16TOOL_CALL_STATE_DENIED\x10\x03\x12\x1b\n\x17TOOL_CALL_STATE_RUNNING\x10\x04\x12\x1d\n\x19TOOL_CALL_STATE_SUCCEEDED\x10\x05\x12\x1a\n\x16TOOL_CALL_STATE_FAILED\x10\x06\x12\x1c\n\x18TOOL_CALL_STATE_RETURNED\x10\x07\x42[\n\rcom.aichat.v1P\x01\xea\x41G\n\x17\x61ichat.example.com/Turn\x12\x1fsessions/{session}/turns/{turn}*\x05turns2\x04turnb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ichat/v1/resources.proto\x12\taichat.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\x87\x05\n\x07Session\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rsystem_prompt\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\ntool_names\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cmemory_limit\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x34\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.aichat.v1.Session.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x1b\n\rmessage_count\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0ctools_locked\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0etools_disabled\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x61\x63tive_turn\x18\r \x01(\tB \xe2\x41\x01\x03\xfa\x41\x19\n\x17\x61ichat.example.com/Turn\x12;\n\x0e\x61\x63tive_message\x18\x0e \x01(\tB#\xe2\x41\x01\x03\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:F\xea\x41\x43\n\x1a\x61ichat.example.com/Session\x12\x12sessions/{session}*\x08sessions2\x07session\"\x90\x06\n\x07Message\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12#\n\x04role\x18\x02 \x01(\x0e\x32\x0f.aichat.v1.RoleB\x04\xe2\x41\x01\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12*\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x15.aichat.v1.Attachment\x12-\n\ntool_calls\x18\x05 \x03(\x0b\x32\x13.aichat.v1.ToolCallB\x04\xe2\x41\x01\x03\x12,\n\x05state\x18\x06 \x01(\x0e\x32\x17.aichat.v1.MessageStateB\x04\xe2\x41\x01\x03\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x10.aichat.v1.UsageB\x04\xe2\x41\x01\x03\x12\x13\n\x05model\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\rfinish_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x0b \x01(\x0b\x32\x1a.aichat.v1.MessageFeedbackB\x04\xe2\x41\x01\x03\x12-\n\treasoning\x18\x0c \x01(\x0b\x32\x14.aichat.v1.ReasoningB\x04\xe2\x41\x01\x03\x12\x33\n\x06parent\x18\r \x01(\tB#\xe2\x41\x01\x03\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12\x1b\n\rsibling_index\x18\x0e \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1b\n\rsibling_count\x18\x0f \x01(\x05\x42\x04\xe2\x41\x01\x03\x12=\n\x10previous_sibling\x18\x10 \x01(\tB#\xe2\x41\x01\x03\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12\x39\n\x0cnext_sibling\x18\x11 \x01(\tB#\xe2\x41\x01\x03\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message:Y\xea\x41V\n\x1a\x61ichat.example.com/Message\x12%sessions/{session}/messages/{message}*\x08messages2\x07message\">\n\tReasoning\x12\x12\n\x04text\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fredacted_blocks\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\x84\x01\n\x0fMessageFeedback\x12)\n\x06rating\x18\x01 \x01(\x0e\x32\x19.aichat.v1.FeedbackRating\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12\x35\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x84\x01\n\nAttachment\x12\x16\n\x08\x66ilename\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tmime_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsize_bytes\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06sha256\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63ontent\x18\x05 \x01(\x0c\x42\x04\xe2\x41\x01\x04\"\xb1\x02\n\x08ToolCall\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttool_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x30\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x18.aichat.v1.ToolCallStateB\x04\xe2\x41\x01\x03\x12\x19\n\x0bresult_text\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08is_error\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x31\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x14\n\x06server\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61pproval_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xb8\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\x12 \n\x04\x63ost\x18\x07 \x01(\x0b\x32\x12.google.type.Money*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\r\n\tROLE_TOOL\x10\x03\x12\x0f\n\x0bROLE_SYSTEM\x10\x04*\x86\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATE_COMPLETE\x10\x01\x12\x1c\n\x18MESSAGE_STATE_INCOMPLETE\x10\x02\x12\x1d\n\x19MESSAGE_STATE_INTERRUPTED\x10\x03*q\n\x0e\x46\x65\x65\x64\x62\x61\x63kRating\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_RATING_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_RATING_THUMBS_UP\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_RATING_THUMBS_DOWN\x10\x02*\x86\x02\n\rToolCallState\x12\x1f\n\x1bTOOL_CALL_STATE_UNSPECIFIED\x10\x00\x12$\n TOOL_CALL_STATE_PENDING_APPROVAL\x10\x01\x12\x1c\n\x18TOOL_CALL_STATE_APPROVED\x10\x02\x12\x1a\n\x16TOOL_CALL_STATE_DENIED\x10\x03\x12\x1b\n\x17TOOL_CALL_STATE_RUNNING\x10\x04\x12\x1d\n\x19TOOL_CALL_STATE_SUCCEEDED\x10\x05\x12\x1a\n\x16TOOL_CALL_STATE_FAILED\x10\x06\x12\x1c\n\x18TOOL_CALL_STATE_RETURNED\x10\x07\x42[\n\rcom.aichat.v1P\x01\xea\x41G\n\x17\x61ichat.example.com/Turn\x12\x1fsessions/{session}/turns/{turn}*\x05turns2\x04turnb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,6 +66,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION'].fields_by_name['tools_disabled']._serialized_options = b'\342A\001\001'
   _globals['_SESSION'].fields_by_name['active_turn']._loaded_options = None
   _globals['_SESSION'].fields_by_name['active_turn']._serialized_options = b'\342A\001\003\372A\031\n\027aichat.example.com/Turn'
+  _globals['_SESSION'].fields_by_name['active_message']._loaded_options = None
+  _globals['_SESSION'].fields_by_name['active_message']._serialized_options = b'\342A\001\003\372A\034\n\032aichat.example.com/Message'
   _globals['_SESSION']._loaded_options = None
   _globals['_SESSION']._serialized_options = b'\352AC\n\032aichat.example.com/Session\022\022sessions/{session}*\010sessions2\007session'
   _globals['_MESSAGE'].fields_by_name['name']._loaded_options = None
@@ -88,6 +90,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE'].fields_by_name['feedback']._serialized_options = b'\342A\001\003'
   _globals['_MESSAGE'].fields_by_name['reasoning']._loaded_options = None
   _globals['_MESSAGE'].fields_by_name['reasoning']._serialized_options = b'\342A\001\003'
+  _globals['_MESSAGE'].fields_by_name['parent']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['parent']._serialized_options = b'\342A\001\003\372A\034\n\032aichat.example.com/Message'
+  _globals['_MESSAGE'].fields_by_name['sibling_index']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['sibling_index']._serialized_options = b'\342A\001\003'
+  _globals['_MESSAGE'].fields_by_name['sibling_count']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['sibling_count']._serialized_options = b'\342A\001\003'
+  _globals['_MESSAGE'].fields_by_name['previous_sibling']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['previous_sibling']._serialized_options = b'\342A\001\003\372A\034\n\032aichat.example.com/Message'
+  _globals['_MESSAGE'].fields_by_name['next_sibling']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['next_sibling']._serialized_options = b'\342A\001\003\372A\034\n\032aichat.example.com/Message'
   _globals['_MESSAGE']._loaded_options = None
   _globals['_MESSAGE']._serialized_options = b'\352AV\n\032aichat.example.com/Message\022%sessions/{session}/messages/{message}*\010messages2\007message'
   _globals['_REASONING'].fields_by_name['text']._loaded_options = None
@@ -124,28 +136,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLCALL'].fields_by_name['server']._serialized_options = b'\342A\001\003'
   _globals['_TOOLCALL'].fields_by_name['approval_reason']._loaded_options = None
   _globals['_TOOLCALL'].fields_by_name['approval_reason']._serialized_options = b'\342A\001\003'
-  _globals['_ROLE']._serialized_start=2192
-  _globals['_ROLE']._serialized_end=2287
-  _globals['_MESSAGESTATE']._serialized_start=2290
-  _globals['_MESSAGESTATE']._serialized_end=2424
-  _globals['_FEEDBACKRATING']._serialized_start=2426
-  _globals['_FEEDBACKRATING']._serialized_end=2539
-  _globals['_TOOLCALLSTATE']._serialized_start=2542
-  _globals['_TOOLCALLSTATE']._serialized_end=2804
+  _globals['_ROLE']._serialized_start=2486
+  _globals['_ROLE']._serialized_end=2581
+  _globals['_MESSAGESTATE']._serialized_start=2584
+  _globals['_MESSAGESTATE']._serialized_end=2718
+  _globals['_FEEDBACKRATING']._serialized_start=2720
+  _globals['_FEEDBACKRATING']._serialized_end=2833
+  _globals['_TOOLCALLSTATE']._serialized_start=2836
+  _globals['_TOOLCALLSTATE']._serialized_end=3098
   _globals['_SESSION']._serialized_start=221
-  _globals['_SESSION']._serialized_end=807
-  _globals['_SESSION_LABELSENTRY']._serialized_start=690
-  _globals['_SESSION_LABELSENTRY']._serialized_end=735
-  _globals['_MESSAGE']._serialized_start=810
-  _globals['_MESSAGE']._serialized_end=1361
-  _globals['_REASONING']._serialized_start=1363
-  _globals['_REASONING']._serialized_end=1425
-  _globals['_MESSAGEFEEDBACK']._serialized_start=1428
-  _globals['_MESSAGEFEEDBACK']._serialized_end=1560
-  _globals['_ATTACHMENT']._serialized_start=1563
-  _globals['_ATTACHMENT']._serialized_end=1695
-  _globals['_TOOLCALL']._serialized_start=1698
-  _globals['_TOOLCALL']._serialized_end=2003
-  _globals['_USAGE']._serialized_start=2006
-  _globals['_USAGE']._serialized_end=2190
+  _globals['_SESSION']._serialized_end=868
+  _globals['_SESSION_LABELSENTRY']._serialized_start=751
+  _globals['_SESSION_LABELSENTRY']._serialized_end=796
+  _globals['_MESSAGE']._serialized_start=871
+  _globals['_MESSAGE']._serialized_end=1655
+  _globals['_REASONING']._serialized_start=1657
+  _globals['_REASONING']._serialized_end=1719
+  _globals['_MESSAGEFEEDBACK']._serialized_start=1722
+  _globals['_MESSAGEFEEDBACK']._serialized_end=1854
+  _globals['_ATTACHMENT']._serialized_start=1857
+  _globals['_ATTACHMENT']._serialized_end=1989
+  _globals['_TOOLCALL']._serialized_start=1992
+  _globals['_TOOLCALL']._serialized_end=2297
+  _globals['_USAGE']._serialized_start=2300
+  _globals['_USAGE']._serialized_end=2484
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ichat/v1/session_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x17google/type/money.proto\"u\n\x14\x43reateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x11GetSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"H\n\x13ListSessionsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"I\n\x14\x44\x65leteSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"}\n\x13ListMessagesRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x14\x43learMessagesRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"\x99\x01\n\x14\x45xportSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12-\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.aichat.v1.ExportFormatB\x04\xe2\x41\x01\x01\x12\x1f\n\x11include_reasoning\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x96\x01\n\x19SetMessageFeedbackRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12/\n\x06rating\x18\x02 \x01(\x0e\x32\x19.aichat.v1.FeedbackRatingB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63omment\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\x13\n\x11GetMyUsageRequest\"\x9e\x02\n\x0bUsageTotals\x12\x17\n\tstart_day\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x65nd_day\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cinput_tokens\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1b\n\routput_tokens\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1e\n\x10reasoning_tokens\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12!\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12 \n\x12\x63\x61\x63he_write_tokens\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bmodel_calls\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12&\n\x04\x63ost\x18\t \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"\xbf\x01\n\x07MyUsage\x12+\n\x05today\x18\x01 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12\x30\n\nthis_month\x18\x02 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12 \n\x12\x64\x61ily_token_budget\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x33\n\x11\x64\x61ily_cost_budget\x18\x04 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03*\x9f\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_TEXT\x10\x01\x12\x1a\n\x16\x45XPORT_FORMAT_MARKDOWN\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x12\x08\n\x04TEXT\x10\x01\x12\x0c\n\x08MARKDOWN\x10\x02\x12\x08\n\x04JSON\x10\x03\x1a\x02\x10\x01\x32\xe9\t\n\x0eSessionService\x12}\n\rCreateSession\x12\x1f.aichat.v1.CreateSessionRequest\x1a\x12.aichat.v1.Session\"7\xda\x41\x12session,session_id\x82\xd3\xe4\x93\x02\x1c\"\x11/v1/chat/sessions:\x07session\x12i\n\nGetSession\x12\x1c.aichat.v1.GetSessionRequest\x1a\x12.aichat.v1.Session\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/chat/{name=sessions/*}\x12j\n\x0cListSessions\x12\x1e.aichat.v1.ListSessionsRequest\x1a\x1f.aichat.v1.ListSessionsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/chat/sessions\x12\x8f\x01\n\rUpdateSession\x12\x1f.aichat.v1.UpdateSessionRequest\x1a\x12.aichat.v1.Session\"I\xda\x41\x13session,update_mask\x82\xd3\xe4\x93\x02-2\"/v1/chat/{session.name=sessions/*}:\x07session\x12s\n\rDeleteSession\x12\x1f.aichat.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/chat/{name=sessions/*}\x12\x87\x01\n\x0cListMessages\x12\x1e.aichat.v1.ListMessagesRequest\x1a\x1f.aichat.v1.ListMessagesResponse\"6\xda\x41\x06parent\x82\xd3\xe4\x93\x02\'\x12%/v1/chat/{parent=sessions/*}/messages\x12\x84\x01\n\rClearMessages\x12\x1f.aichat.v1.ClearMessagesRequest\x1a\x16.google.protobuf.Empty\":\xda\x41\x04name\x82\xd3\xe4\x93\x02-\"(/v1/chat/{name=sessions/*}:clearMessages:\x01*\x12\x81\x01\n\rExportSession\x12\x1f.aichat.v1.ExportSessionRequest\x1a\x14.google.api.HttpBody\"7\xda\x41\x0bname,format\x82\xd3\xe4\x93\x02#\x12!/v1/chat/{name=sessions/*}:export0\x01\x12\x8c\x01\n\x12SetMessageFeedback\x12$.aichat.v1.SetMessageFeedbackRequest\x1a\x12.aichat.v1.Message\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\x01*\x12V\n\nGetMyUsage\x12\x1c.aichat.v1.GetMyUsageRequest\x1a\x12.aichat.v1.MyUsage\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/chat/usageB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ichat/v1/session_service.proto\x12\taichat.v1\x1a\x19\x61ichat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x17google/type/money.proto\"u\n\x14\x43reateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x11GetSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"H\n\x13ListSessionsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"U\n\x14ListSessionsResponse\x12$\n\x08sessions\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateSessionRequest\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x12.aichat.v1.SessionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"I\n\x14\x44\x65leteSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"\xce\x01\n\x13ListMessagesRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x33\n\x06\x62ranch\x18\x04 \x01(\tB#\xe2\x41\x01\x01\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12\x1a\n\x0c\x61ll_branches\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"U\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.aichat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x14\x43learMessagesRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\"\xb5\x01\n\x14\x45xportSessionRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Session\x12-\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.aichat.v1.ExportFormatB\x04\xe2\x41\x01\x01\x12\x1f\n\x11include_reasoning\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x61ll_branches\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x96\x01\n\x19SetMessageFeedbackRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12/\n\x06rating\x18\x02 \x01(\x0e\x32\x19.aichat.v1.FeedbackRatingB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63omment\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"]\n\x13SwitchBranchRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12\x13\n\x05\x65xact\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x9a\x01\n\x12\x46orkSessionRequest\x12\x34\n\x07message\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1a\x61ichat.example.com/Message\x12\x18\n\nsession_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\x13\n\x11GetMyUsageRequest\"\x9e\x02\n\x0bUsageTotals\x12\x17\n\tstart_day\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x65nd_day\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cinput_tokens\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1b\n\routput_tokens\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1e\n\x10reasoning_tokens\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12!\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12 \n\x12\x63\x61\x63he_write_tokens\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bmodel_calls\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12&\n\x04\x63ost\x18\t \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03\"\xbf\x01\n\x07MyUsage\x12+\n\x05today\x18\x01 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12\x30\n\nthis_month\x18\x02 \x01(\x0b\x32\x16.aichat.v1.UsageTotalsB\x04\xe2\x41\x01\x03\x12 \n\x12\x64\x61ily_token_budget\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x33\n\x11\x64\x61ily_cost_budget\x18\x04 \x01(\x0b\x32\x12.google.type.MoneyB\x04\xe2\x41\x01\x03*\x9f\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45XPORT_FORMAT_TEXT\x10\x01\x12\x1a\n\x16\x45XPORT_FORMAT_MARKDOWN\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x12\x08\n\x04TEXT\x10\x01\x12\x0c\n\x08MARKDOWN\x10\x02\x12\x08\n\x04JSON\x10\x03\x1a\x02\x10\x01\x32\xfb\x0b\n\x0eSessionService\x12}\n\rCreateSession\x12\x1f.aichat.v1.CreateSessionRequest\x1a\x12.aichat.v1.Session\"7\xda\x41\x12session,session_id\x82\xd3\xe4\x93\x02\x1c\"\x11/v1/chat/sessions:\x07session\x12i\n\nGetSession\x12\x1c.aichat.v1.GetSessionRequest\x1a\x12.aichat.v1.Session\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/chat/{name=sessions/*}\x12j\n\x0cListSessions\x12\x1e.aichat.v1.ListSessionsRequest\x1a\x1f.aichat.v1.ListSessionsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/chat/sessions\x12\x8f\x01\n\rUpdateSession\x12\x1f.aichat.v1.UpdateSessionRequest\x1a\x12.aichat.v1.Session\"I\xda\x41\x13session,update_mask\x82\xd3\xe4\x93\x02-2\"/v1/chat/{session.name=sessions/*}:\x07session\x12s\n\rDeleteSession\x12\x1f.aichat.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\")\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/chat/{name=sessions/*}\x12\x87\x01\n\x0cListMessages\x12\x1e.aichat.v1.ListMessagesRequest\x1a\x1f.aichat.v1.ListMessagesResponse\"6\xda\x41\x06parent\x82\xd3\xe4\x93\x02\'\x12%/v1/chat/{parent=sessions/*}/messages\x12\x84\x01\n\rClearMessages\x12\x1f.aichat.v1.ClearMessagesRequest\x1a\x16.google.protobuf.Empty\":\xda\x41\x04name\x82\xd3\xe4\x93\x02-\"(/v1/chat/{name=sessions/*}:clearMessages:\x01*\x12\x81\x01\n\rExportSession\x12\x1f.aichat.v1.ExportSessionRequest\x1a\x14.google.api.HttpBody\"7\xda\x41\x0bname,format\x82\xd3\xe4\x93\x02#\x12!/v1/chat/{name=sessions/*}:export0\x01\x12\x88\x01\n\x0cSwitchBranch\x12\x1e.aichat.v1.SwitchBranchRequest\x1a\x12.aichat.v1.Session\"D\xda\x41\x04name\x82\xd3\xe4\x93\x02\x37\"2/v1/chat/{name=sessions/*/messages/*}:switchBranch:\x01*\x12\x84\x01\n\x0b\x46orkSession\x12\x1d.aichat.v1.ForkSessionRequest\x1a\x12.aichat.v1.Session\"B\xda\x41\x07message\x82\xd3\xe4\x93\x02\x32\"-/v1/chat/{message=sessions/*/messages/*}:fork:\x01*\x12\x8c\x01\n\x12SetMessageFeedback\x12$.aichat.v1.SetMessageFeedbackRequest\x1a\x12.aichat.v1.Message\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\x01*\x12V\n\nGetMyUsage\x12\x1c.aichat.v1.GetMyUsageRequest\x1a\x12.aichat.v1.MyUsage\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/chat/usageB\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -67,6 +67,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['branch']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['branch']._serialized_options = b'\342A\001\001\372A\034\n\032aichat.example.com/Message'
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['all_branches']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['all_branches']._serialized_options = b'\342A\001\001'
   _globals['_CLEARMESSAGESREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_CLEARMESSAGESREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Session'
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['name']._loaded_options = None
@@ -75,12 +79,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['format']._serialized_options = b'\342A\001\001'
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['include_reasoning']._loaded_options = None
   _globals['_EXPORTSESSIONREQUEST'].fields_by_name['include_reasoning']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTSESSIONREQUEST'].fields_by_name['all_branches']._loaded_options = None
+  _globals['_EXPORTSESSIONREQUEST'].fields_by_name['all_branches']._serialized_options = b'\342A\001\001'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Message'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['rating']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['rating']._serialized_options = b'\342A\001\001'
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['comment']._loaded_options = None
   _globals['_SETMESSAGEFEEDBACKREQUEST'].fields_by_name['comment']._serialized_options = b'\342A\001\001'
+  _globals['_SWITCHBRANCHREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_SWITCHBRANCHREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Message'
+  _globals['_SWITCHBRANCHREQUEST'].fields_by_name['exact']._loaded_options = None
+  _globals['_SWITCHBRANCHREQUEST'].fields_by_name['exact']._serialized_options = b'\342A\001\001'
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['message']._loaded_options = None
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['message']._serialized_options = b'\342A\001\002\372A\034\n\032aichat.example.com/Message'
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\001'
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['display_name']._loaded_options = None
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\001'
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_FORKSESSIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
   _globals['_USAGETOTALS'].fields_by_name['start_day']._loaded_options = None
   _globals['_USAGETOTALS'].fields_by_name['start_day']._serialized_options = b'\342A\001\003'
   _globals['_USAGETOTALS'].fields_by_name['end_day']._loaded_options = None
@@ -123,12 +141,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSERVICE'].methods_by_name['ClearMessages']._serialized_options = b'\332A\004name\202\323\344\223\002-\"(/v1/chat/{name=sessions/*}:clearMessages:\001*'
   _globals['_SESSIONSERVICE'].methods_by_name['ExportSession']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['ExportSession']._serialized_options = b'\332A\013name,format\202\323\344\223\002#\022!/v1/chat/{name=sessions/*}:export'
+  _globals['_SESSIONSERVICE'].methods_by_name['SwitchBranch']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['SwitchBranch']._serialized_options = b'\332A\004name\202\323\344\223\0027\"2/v1/chat/{name=sessions/*/messages/*}:switchBranch:\001*'
+  _globals['_SESSIONSERVICE'].methods_by_name['ForkSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['ForkSession']._serialized_options = b'\332A\007message\202\323\344\223\0022\"-/v1/chat/{message=sessions/*/messages/*}:fork:\001*'
   _globals['_SESSIONSERVICE'].methods_by_name['SetMessageFeedback']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['SetMessageFeedback']._serialized_options = b'\202\323\344\223\0026\"1/v1/chat/{name=sessions/*/messages/*}:setFeedback:\001*'
   _globals['_SESSIONSERVICE'].methods_by_name['GetMyUsage']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['GetMyUsage']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/chat/usage'
-  _globals['_EXPORTFORMAT']._serialized_start=1955
-  _globals['_EXPORTFORMAT']._serialized_end=2114
+  _globals['_EXPORTFORMAT']._serialized_start=2317
+  _globals['_EXPORTFORMAT']._serialized_end=2476
   _globals['_CREATESESSIONREQUEST']._serialized_start=303
   _globals['_CREATESESSIONREQUEST']._serialized_end=420
   _globals['_GETSESSIONREQUEST']._serialized_start=422
@@ -141,22 +163,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATESESSIONREQUEST']._serialized_end=775
   _globals['_DELETESESSIONREQUEST']._serialized_start=777
   _globals['_DELETESESSIONREQUEST']._serialized_end=850
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=852
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=977
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=979
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1064
-  _globals['_CLEARMESSAGESREQUEST']._serialized_start=1066
-  _globals['_CLEARMESSAGESREQUEST']._serialized_end=1139
-  _globals['_EXPORTSESSIONREQUEST']._serialized_start=1142
-  _globals['_EXPORTSESSIONREQUEST']._serialized_end=1295
-  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_start=1298
-  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_end=1448
-  _globals['_GETMYUSAGEREQUEST']._serialized_start=1450
-  _globals['_GETMYUSAGEREQUEST']._serialized_end=1469
-  _globals['_USAGETOTALS']._serialized_start=1472
-  _globals['_USAGETOTALS']._serialized_end=1758
-  _globals['_MYUSAGE']._serialized_start=1761
-  _globals['_MYUSAGE']._serialized_end=1952
-  _globals['_SESSIONSERVICE']._serialized_start=2117
-  _globals['_SESSIONSERVICE']._serialized_end=3374
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=853
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=1059
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=1061
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1146
+  _globals['_CLEARMESSAGESREQUEST']._serialized_start=1148
+  _globals['_CLEARMESSAGESREQUEST']._serialized_end=1221
+  _globals['_EXPORTSESSIONREQUEST']._serialized_start=1224
+  _globals['_EXPORTSESSIONREQUEST']._serialized_end=1405
+  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_start=1408
+  _globals['_SETMESSAGEFEEDBACKREQUEST']._serialized_end=1558
+  _globals['_SWITCHBRANCHREQUEST']._serialized_start=1560
+  _globals['_SWITCHBRANCHREQUEST']._serialized_end=1653
+  _globals['_FORKSESSIONREQUEST']._serialized_start=1656
+  _globals['_FORKSESSIONREQUEST']._serialized_end=1810
+  _globals['_GETMYUSAGEREQUEST']._serialized_start=1812
+  _globals['_GETMYUSAGEREQUEST']._serialized_end=1831
+  _globals['_USAGETOTALS']._serialized_start=1834
+  _globals['_USAGETOTALS']._serialized_end=2120
+  _globals['_MYUSAGE']._serialized_start=2123
+  _globals['_MYUSAGE']._serialized_end=2314
+  _globals['_SESSIONSERVICE']._serialized_start=2479
+  _globals['_SESSIONSERVICE']._serialized_end=4010
 # @@protoc_insertion_point(module_scope)

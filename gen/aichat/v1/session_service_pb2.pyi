@@ -249,22 +249,35 @@ class ListMessagesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    ALL_BRANCHES_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The session, "sessions/{session}"."""
     page_size: _builtins.int
     """Most messages to return: default 50, at most 1000."""
     page_token: _builtins.str
-    """`next_page_token` from the previous page."""
+    """`next_page_token` from the previous page (it keeps the branch of the first page)."""
+    branch: _builtins.str
+    """A branch to list instead of the active path, named by any of its messages
+    "sessions/{s}/messages/{m}": the path from the first message through it and on to
+    its newest descendant (as SwitchBranch would show it; the session is not changed).
+    """
+    all_branches: _builtins.bool
+    """True: every message of every branch, in the order they were stored (`branch` must
+    then be empty).
+    """
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        branch: _builtins.str = ...,
+        all_branches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_branches", b"all_branches", "branch", b"branch", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -329,6 +342,7 @@ class ExportSessionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     INCLUDE_REASONING_FIELD_NUMBER: _builtins.int
+    ALL_BRANCHES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"sessions/{session}"."""
     format: Global___ExportFormat.ValueType
@@ -337,16 +351,22 @@ class ExportSessionRequest(_message.Message):
     """Whether answers carry the model's reasoning before them (off by default: it is
     often longer than the answer).
     """
+    all_branches: _builtins.bool
+    """JSON only: every message of every branch (each with its `parent`), and the session
+    with its `active_message`, instead of the active path alone (which the other
+    formats always export).
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         format: Global___ExportFormat.ValueType = ...,
         include_reasoning: _builtins.bool = ...,
+        all_branches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "include_reasoning", b"include_reasoning", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_branches", b"all_branches", "format", b"format", "include_reasoning", b"include_reasoning", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,6 +401,74 @@ class SetMessageFeedbackRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetMessageFeedbackRequest: _TypeAlias = SetMessageFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class SwitchBranchRequest(_message.Message):
+    """Request for SwitchBranch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXACT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The message whose branch becomes the active path,
+    "sessions/{session}/messages/{message}".
+    """
+    exact: _builtins.bool
+    """True: the active path ends at `name` itself instead of its newest descendant (the
+    next StreamChat then continues from that message).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        exact: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exact", b"exact", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SwitchBranchRequest: _TypeAlias = SwitchBranchRequest  # noqa: Y015
+
+@_typing.final
+class ForkSessionRequest(_message.Message):
+    """Request for ForkSession."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    """The last message copied, "sessions/{session}/messages/{message}": the new session
+    holds the path from the first message to it.
+    """
+    session_id: _builtins.str
+    """Id for the new session (as CreateSessionRequest.session_id); generated when empty."""
+    display_name: _builtins.str
+    """Title of the new session; the original's title with " (fork)" when empty."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155): a retry with the same key returns the session the first
+    request made instead of making another.
+    """
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "message", b"message", "request_id", b"request_id", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForkSessionRequest: _TypeAlias = ForkSessionRequest  # noqa: Y015
 
 @_typing.final
 class GetMyUsageRequest(_message.Message):

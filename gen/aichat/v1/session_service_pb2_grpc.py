@@ -81,6 +81,16 @@ class SessionServiceStub:
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.SwitchBranch = channel.unary_unary(
+                '/aichat.v1.SessionService/SwitchBranch',
+                request_serializer=aichat_dot_v1_dot_session__service__pb2.SwitchBranchRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_resources__pb2.Session.FromString,
+                _registered_method=True)
+        self.ForkSession = channel.unary_unary(
+                '/aichat.v1.SessionService/ForkSession',
+                request_serializer=aichat_dot_v1_dot_session__service__pb2.ForkSessionRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_resources__pb2.Session.FromString,
+                _registered_method=True)
         self.SetMessageFeedback = channel.unary_unary(
                 '/aichat.v1.SessionService/SetMessageFeedback',
                 request_serializer=aichat_dot_v1_dot_session__service__pb2.SetMessageFeedbackRequest.SerializeToString,
@@ -136,7 +146,10 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMessages(self, request, context):
-        """Lists a session's messages, oldest first.
+        """Lists a session's messages, oldest first: the active path (the conversation as the
+        session shows it, root to `Session.active_message`) unless `branch` names another or
+        `all_branches` asks for the whole tree. Each message carries its `parent` and its
+        place among its siblings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,6 +166,27 @@ class SessionServiceServicer:
         """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
         chunks: the first carries the content type, the document is their data joined.
         Through Envoy it is one HTTP response body of any size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwitchBranch(self, request, context):
+        """Makes a message's branch the session's active path: the path from the first message
+        through `name` and on to its newest descendant (or ending at `name` itself with
+        `exact`). Pick a sibling at any depth ("‹ 2 / 3 ›"); the next StreamChat continues
+        there. A turn running on another branch runs on to its end on its own branch and
+        leaves the active path where it was switched to. Returns the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForkSession(self, request, context):
+        """Starts a new session from a copy of the path from the first message to `message`
+        (its messages with their files, tool calls and feedback; other branches are not
+        copied), with the original's settings. The original is unchanged. Returns the new
+        session, whose active path is the copy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +251,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ExportSession,
                     request_deserializer=aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'SwitchBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchBranch,
+                    request_deserializer=aichat_dot_v1_dot_session__service__pb2.SwitchBranchRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_resources__pb2.Session.SerializeToString,
+            ),
+            'ForkSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkSession,
+                    request_deserializer=aichat_dot_v1_dot_session__service__pb2.ForkSessionRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_resources__pb2.Session.SerializeToString,
             ),
             'SetMessageFeedback': grpc.unary_unary_rpc_method_handler(
                     servicer.SetMessageFeedback,
@@ -449,6 +493,60 @@ class SessionService:
             '/aichat.v1.SessionService/ExportSession',
             aichat_dot_v1_dot_session__service__pb2.ExportSessionRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.SessionService/SwitchBranch',
+            aichat_dot_v1_dot_session__service__pb2.SwitchBranchRequest.SerializeToString,
+            aichat_dot_v1_dot_resources__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.SessionService/ForkSession',
+            aichat_dot_v1_dot_session__service__pb2.ForkSessionRequest.SerializeToString,
+            aichat_dot_v1_dot_resources__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,13 +34,30 @@ class SessionServiceStub:
     DeleteSession: _aio.UnaryUnaryMultiCallable[_session_service_pb2.DeleteSessionRequest, _empty_pb2.Empty]
     """Deletes a session with its messages, attachments and tool calls."""
     ListMessages: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ListMessagesRequest, _session_service_pb2.ListMessagesResponse]
-    """Lists a session's messages, oldest first."""
+    """Lists a session's messages, oldest first: the active path (the conversation as the
+    session shows it, root to `Session.active_message`) unless `branch` names another or
+    `all_branches` asks for the whole tree. Each message carries its `parent` and its
+    place among its siblings.
+    """
     ClearMessages: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ClearMessagesRequest, _empty_pb2.Empty]
     """Deletes every message of a session, keeping the session itself."""
     ExportSession: _aio.UnaryStreamMultiCallable[_session_service_pb2.ExportSessionRequest, _httpbody_pb2.HttpBody]
     """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
     chunks: the first carries the content type, the document is their data joined.
     Through Envoy it is one HTTP response body of any size.
+    """
+    SwitchBranch: _aio.UnaryUnaryMultiCallable[_session_service_pb2.SwitchBranchRequest, _resources_pb2.Session]
+    """Makes a message's branch the session's active path: the path from the first message
+    through `name` and on to its newest descendant (or ending at `name` itself with
+    `exact`). Pick a sibling at any depth ("‹ 2 / 3 ›"); the next StreamChat continues
+    there. A turn running on another branch runs on to its end on its own branch and
+    leaves the active path where it was switched to. Returns the session.
+    """
+    ForkSession: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ForkSessionRequest, _resources_pb2.Session]
+    """Starts a new session from a copy of the path from the first message to `message`
+    (its messages with their files, tool calls and feedback; other branches are not
+    copied), with the original's settings. The original is unchanged. Returns the new
+    session, whose active path is the copy.
     """
     SetMessageFeedback: _aio.UnaryUnaryMultiCallable[_session_service_pb2.SetMessageFeedbackRequest, _resources_pb2.Message]
     """Rates an assistant message (up or down, with an optional comment); setting it
@@ -105,7 +122,11 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _session_service_pb2.ListMessagesRequest,
         context: _aio.ServicerContext[_session_service_pb2.ListMessagesRequest, _abc.Awaitable[_session_service_pb2.ListMessagesResponse]],
     ) -> _abc.Awaitable[_session_service_pb2.ListMessagesResponse]:
-        """Lists a session's messages, oldest first."""
+        """Lists a session's messages, oldest first: the active path (the conversation as the
+        session shows it, root to `Session.active_message`) unless `branch` names another or
+        `all_branches` asks for the whole tree. Each message carries its `parent` and its
+        place among its siblings.
+        """
 
     @_abc_1.abstractmethod
     def ClearMessages(
@@ -124,6 +145,31 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Exports a session as a downloadable document (text, Markdown or JSON), streamed in
         chunks: the first carries the content type, the document is their data joined.
         Through Envoy it is one HTTP response body of any size.
+        """
+
+    @_abc_1.abstractmethod
+    def SwitchBranch(
+        self,
+        request: _session_service_pb2.SwitchBranchRequest,
+        context: _aio.ServicerContext[_session_service_pb2.SwitchBranchRequest, _abc.Awaitable[_resources_pb2.Session]],
+    ) -> _abc.Awaitable[_resources_pb2.Session]:
+        """Makes a message's branch the session's active path: the path from the first message
+        through `name` and on to its newest descendant (or ending at `name` itself with
+        `exact`). Pick a sibling at any depth ("‹ 2 / 3 ›"); the next StreamChat continues
+        there. A turn running on another branch runs on to its end on its own branch and
+        leaves the active path where it was switched to. Returns the session.
+        """
+
+    @_abc_1.abstractmethod
+    def ForkSession(
+        self,
+        request: _session_service_pb2.ForkSessionRequest,
+        context: _aio.ServicerContext[_session_service_pb2.ForkSessionRequest, _abc.Awaitable[_resources_pb2.Session]],
+    ) -> _abc.Awaitable[_resources_pb2.Session]:
+        """Starts a new session from a copy of the path from the first message to `message`
+        (its messages with their files, tool calls and feedback; other branches are not
+        copied), with the original's settings. The original is unchanged. Returns the new
+        session, whose active path is the copy.
         """
 
     @_abc_1.abstractmethod

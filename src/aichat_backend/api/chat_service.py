@@ -73,6 +73,13 @@ def turn_request(
     )
 
 
+def session_of(message_name: str) -> str:
+    """The session of a message's name, for naming its turn before the request is checked
+    (a malformed name is refused by the engine's check, with the field it belongs to)."""
+    parts = message_name.split("/")
+    return "/".join(parts[:2]) if len(parts) == 4 and parts[2] == "messages" else ""
+
+
 def resolve_request(
     request: cpb.ResolveToolCallsRequest,
     context: grpc.aio.ServicerContext,
@@ -125,6 +132,45 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         turns, options = self._turns, request.options
         recorder = turns.recorder(request.session)
         req = turn_request(request, context, turn_id=recorder.turn_id)
+        if turns.detach(options.detached if options.HasField("detached") else None):
+            req.deadline = turns.detached.deadline()
+            return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())
+        return _stream(self._engine.stream_turn(req), self._limits, self._streams, recorder, turns)
+
+    def RegenerateAnswer(
+        self, request: cpb.RegenerateAnswerRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        # A StreamChat turn whose user message is one stored already (engine/turn_branch).
+        options = request.options
+        recorder = self._turns.recorder(session_of(request.name))
+        req = turn_request(
+            cpb.StreamChatRequest(options=options, request_id=request.request_id),
+            context,
+            turn_id=recorder.turn_id,
+        )
+        req.regenerate = request.name
+        return self._run(req, recorder, options)
+
+    def EditMessage(
+        self, request: cpb.EditMessageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        # A StreamChat turn hung beside the edited message instead of after the last one.
+        options = request.options
+        recorder = self._turns.recorder(session_of(request.name))
+        chat = cpb.StreamChatRequest(
+            text=request.text,
+            attachments=request.attachments,
+            options=options,
+            request_id=request.request_id,
+        )
+        req = turn_request(chat, context, turn_id=recorder.turn_id)
+        req.edit_of, req.drop_attachments = request.name, request.drop_attachments
+        return self._run(req, recorder, options)
+
+    def _run(
+        self, req: TurnRequest, recorder: TurnRecorder, options: cpb.ChatOptions
+    ) -> AsyncIterator[cpb.StreamChatResponse]:
+        turns = self._turns
         if turns.detach(options.detached if options.HasField("detached") else None):
             req.deadline = turns.detached.deadline()
             return turns.detached.run(self._engine.stream_turn(req), recorder, current_user())

@@ -52,6 +52,7 @@ def session_to_pb(s: domain.Session) -> pb.Session:
         tools_locked=s.tools_locked,
         tools_disabled=s.tools_disabled,
         active_turn=names.turn(s.id, s.active_turn_id) if s.active_turn_id else "",
+        active_message=names.message(s.id, s.active_message_id) if s.active_message_id else "",
     )
 
 
@@ -136,7 +137,16 @@ def message_to_pb(m: domain.Message) -> pb.Message:
         finish_reason=m.finish_reason,
         feedback=feedback_to_pb(m.feedback),
         reasoning=reasoning_to_pb(m),
+        parent=_sibling(m, m.parent_id),
+        sibling_index=m.sibling_index,
+        sibling_count=m.sibling_count,
+        previous_sibling=_sibling(m, m.previous_sibling),
+        next_sibling=_sibling(m, m.next_sibling),
     )
+
+
+def _sibling(m: domain.Message, message_id: str) -> str:
+    return names.message(m.session_id, message_id) if message_id else ""
 
 
 def usage_to_pb(u: Tally, model: str = "") -> pb.Usage:

@@ -12,10 +12,12 @@ from aichat.v1 import session_service_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
+from aichat_backend import names
 from aichat_backend.admin_records import UsageTotals, UserUsage
 from aichat_backend.api import convert, export
 from aichat_backend.api.money_pb import cost_pb
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Rating
+from aichat_backend.engine.branches import Branches, branch_selection_conflict
 from aichat_backend.engine.feedback import FeedbackManager
 from aichat_backend.engine.sessions import SessionManager
 from aichat_backend.errors import InvalidArgument
@@ -40,8 +42,11 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         feedback: FeedbackManager,
         usage: OwnUsage,
         exports: export.ExportSlots | None = None,
+        *,
+        branches: Branches,
     ) -> None:
         self._sessions = sessions
+        self._branches = branches
         self._feedback = feedback
         self._usage = usage
         self._exports = exports or export.ExportSlots(0)
@@ -95,13 +100,43 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def ListMessages(
         self, request: spb.ListMessagesRequest, context: grpc.aio.ServicerContext
     ) -> spb.ListMessagesResponse:
-        page = await self._sessions.list_messages(
-            current_user(), request.parent, request.page_size, request.page_token
-        )
+        user = current_user()
+        if request.all_branches:
+            if request.branch:
+                raise branch_selection_conflict()
+            page = await self._sessions.list_messages(
+                user, request.parent, request.page_size, request.page_token
+            )
+        else:
+            page = await self._branches.list_path(
+                user,
+                names.parse_session(request.parent, "parent"),
+                request.branch,
+                request.page_size,
+                request.page_token,
+            )
         return spb.ListMessagesResponse(
             messages=[convert.message_to_pb(m) for m in page.items],
             next_page_token=page.next_page_token,
         )
+
+    async def SwitchBranch(
+        self, request: spb.SwitchBranchRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.Session:
+        session = await self._branches.switch(current_user(), request.name, request.exact)
+        return convert.session_to_pb(session)
+
+    async def ForkSession(
+        self, request: spb.ForkSessionRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.Session:
+        forked = await self._branches.fork(
+            current_user(),
+            request.message,
+            request.session_id,
+            request.display_name,
+            request.request_id,
+        )
+        return convert.session_to_pb(forked)
 
     async def ClearMessages(
         self, request: spb.ClearMessagesRequest, context: grpc.aio.ServicerContext

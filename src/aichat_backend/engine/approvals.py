@@ -51,6 +51,7 @@ def check_known(
     decisions: list[Decision],
     pending: list[PendingCall],
     others: dict[str, ToolCallState | None],
+    superseded: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """Refuse a decision on a call that is not waiting, saying why."""
     waiting = {p.call.id for p in pending}
@@ -63,6 +64,13 @@ def check_known(
                 f"tool call {d.tool_call_id[:80]!r} was not found in this session",
                 reason=Reason.TOOL_CALL_NOT_FOUND,
                 metadata={"tool_call_id": d.tool_call_id[:128]},
+            )
+        if d.tool_call_id in superseded:
+            raise FailedPrecondition(
+                f"tool call {d.tool_call_id[:80]!r} was superseded: its answer was "
+                "regenerated, or a message above it edited, while it waited",
+                reason=Reason.TOOL_CALL_SUPERSEDED,
+                metadata={"tool_call_id": d.tool_call_id[:128], "state": state.value},
             )
         if state is ToolCallState.DENIED:
             # Expired, superseded by a new message, or denied before.

@@ -80,6 +80,15 @@ class TurnRequest:
     reasoning_effort: str | None = None
     thinking_budget_tokens: int | None = None
 
+    # Where in the session's tree the turn goes (engine/turn_branch.py), as resource names
+    # "sessions/{s}/messages/{m}": RegenerateAnswer names a message (an answer, or its
+    # question) whose question is answered again; EditMessage the user message it
+    # replaces (its files are sent again unless the request has its own or
+    # ``drop_attachments``). Neither: after the active message.
+    regenerate: str = ""
+    edit_of: str = ""
+    drop_attachments: bool = False
+
 
 def turn_fingerprint(req: TurnRequest, session_id: str) -> str:
     """What a turn's request asks, as a hash kept with its request_id: a retry must ask
@@ -98,6 +107,12 @@ def turn_fingerprint(req: TurnRequest, session_id: str) -> str:
             req.memory_limit,
             req.reasoning_effort,
             req.thinking_budget_tokens,
+            # Only when set: the fingerprints of plain turns stay what they were.
+            *(
+                [req.regenerate, req.edit_of, req.drop_attachments]
+                if req.regenerate or req.edit_of
+                else []
+            ),
         ]
     )
 
@@ -119,10 +134,14 @@ def _digest(value: object) -> str:
 
 def check_turn_request(req: TurnRequest) -> str:
     """Refuse a malformed turn before anything is read; the session's id."""
+    for target in (req.regenerate, req.edit_of):
+        if target:  # the message's session is the turn's (the API derives it from it)
+            req.session = names.session(names.parse_message(target, "name").session_id)
     session_id = names.parse_session(req.session, "session")
     check_request_id(req.request_id)
     check_text("text", req.text)
-    if not req.text.strip() and not req.attachments:
+    keeps_files = bool(req.edit_of) and not req.drop_attachments
+    if not req.regenerate and not req.text.strip() and not req.attachments and not keeps_files:
         raise InvalidArgument("text must not be empty", reason=Reason.EMPTY_MESSAGE, field="text")
     if len(req.text) > MAX_TEXT_CHARS:
         raise InvalidArgument(

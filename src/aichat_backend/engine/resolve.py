@@ -114,7 +114,7 @@ class Resolver:
         state = await store.load_resolution(
             user, session_id, [d.tool_call_id for d in req.decisions]
         )
-        check_known(req.decisions, state.pending, state.others)
+        check_known(req.decisions, state.pending, state.others, state.superseded)
         decisions = apply_decisions(req.decisions, state.pending, self._tool_info)
         round_msg = state.round_message
         assert round_msg is not None  # the decisions name waiting calls of this round

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aichat_backend.domain import Feedback, Message, Session
-from aichat_backend.records import IdempotencyRecord, SessionSummary
+from aichat_backend.records import IdempotencyRecord, PathPage, SessionSummary
 
 
 class SessionStore(Protocol):
@@ -41,6 +41,48 @@ class SessionStore(Protocol):
         self, user_id: str, session_id: str, limit: int, after_seq: int | None
     ) -> list[Message]:
         """Messages in order after ``after_seq`` (SESSION_NOT_FOUND if not the user's)."""
+        ...
+
+    async def list_path(
+        self,
+        user_id: str,
+        session_id: str,
+        leaf: str | None,
+        after_seq: int | None,
+        limit: int,
+        max_chars: int,
+    ) -> PathPage:
+        """Up to ``limit`` messages (with sibling positions, no attachment content) of the
+        path from the root to ``leaf`` (None: the session's active message), after
+        ``after_seq``, no more than ``max_chars`` of them by ``message_sizes``' estimate
+        (one at least). SESSION_NOT_FOUND if not the user's. The SQL store reads a page
+        in one statement."""
+        ...
+
+    async def branch_leaf(self, user_id: str, session_id: str, message_id: str) -> str:
+        """The last message of the newest branch through ``message_id`` (the message
+        written last below it, or itself): MESSAGE_NOT_FOUND if not in the session."""
+        ...
+
+    async def switch_branch(
+        self, user_id: str, session_id: str, message_id: str, exact: bool
+    ) -> Session:
+        """Make the session's active message ``message_id`` (``exact``) or its
+        ``branch_leaf``; the session as it is then."""
+        ...
+
+    async def fork_session(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: str,
+        new_id: str,
+        display_name: str,
+        request_id: str,
+    ) -> Session:
+        """A new session ``new_id`` with the original's settings and a copy of the path to
+        ``message_id`` (messages, files, tool calls, feedback; calls still waiting are
+        copied denied); with a request_id seen before, the session that request made."""
         ...
 
     async def message_sizes(

@@ -37,6 +37,7 @@ from aichat_backend.engine.requests import (
 )
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
+from aichat_backend.engine.turn_branch import branch_point
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import Aborted
@@ -44,6 +45,7 @@ from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.reasons import Reason
 from aichat_backend.records import (
+    DENIED_BY_BRANCH,
     TURN_SCOPE,
     BegunTurn,
     HistoryWindow,
@@ -126,9 +128,15 @@ class TurnStarter:
         window = HistoryWindow(
             req.memory_limit, self._config.memory_default, self._config.memory_max
         )
-        context = await self._store.load_context(req.user_id, session_id, window)
+        point = await branch_point(self._store, req, session_id, window)
+        context, files = point.context, files if point.files is None else point.files
         run = self._new_run(req, session_id, context, files, given)
         new_turn = self._new_turn(req, session_id, run, context, files, given, fingerprint)
+        new_turn.parent_id, new_turn.question = point.parent_id, point.question
+        if req.regenerate or req.edit_of:
+            # It replaces an answer, or a question above one: what waits is superseded,
+            # wherever it is in the tree (the path read shows only this branch).
+            new_turn.deny_pending = DENIED_BY_BRANCH
         if req.request_id:
             # The key first, then the model: a duplicate that took it meanwhile wins, and
             # this request reads that turn (or its result) instead.

@@ -38,15 +38,25 @@ class TurnStore(Protocol):
         ...
 
     async def load_context(
-        self, user_id: str, session_id: str, window: HistoryWindow
+        self, user_id: str, session_id: str, window: HistoryWindow, leaf: str | None = None
     ) -> TurnContext:
-        """The session and its newest messages (SESSION_NOT_FOUND if not the user's)."""
+        """The session and the newest messages of the path from the root to ``leaf`` (the
+        session's active message when None), never of another branch, ``leaf`` last
+        (SESSION_NOT_FOUND if not the user's; MESSAGE_NOT_FOUND if ``leaf`` is not the
+        session's)."""
+        ...
+
+    async def question_of(self, user_id: str, session_id: str, message_id: str) -> str:
+        """The user message at or above ``message_id`` on its path (MESSAGE_NOT_FOUND;
+        NOTHING_TO_REGENERATE when there is none)."""
         ...
 
     # --- a turn's writes ---------------------------------------------------------------
 
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
-        """Claim the session, store the user's message and a placeholder answer; record
+        """Claim the session, store the user's message (below ``parent_id``; none with
+        ``question``) and a placeholder answer below it, which becomes the session's active
+        message; record
         the request_id (with the fingerprint and the turn) and deny waiting calls, all or
         nothing. SESSION_BUSY when another
         turn holds the session, TURN_IN_PROGRESS when the request_id was taken meanwhile.
@@ -72,8 +82,10 @@ class TurnStore(Protocol):
     async def next_round(
         self, user_id: str, session_id: str, done: Message, model: str, history: int = 0
     ) -> tuple[Message, list[Message]]:
-        """Complete the round ``done`` and add the next round's placeholder answer; with
-        ``history`` > 0 also read that many newest messages (a resumed turn's context)."""
+        """Complete the round ``done`` and add the next round's placeholder answer below it
+        (the active message moves to it only from ``done``: a user who switched branch
+        meanwhile stays there); with ``history`` > 0 also read that many newest messages of
+        the path to ``done`` (a resumed turn's context)."""
         ...
 
     async def end_for_approval(

@@ -35,6 +35,7 @@ from aichat_backend.store.database import Tx
 from aichat_backend.store.message_rows import DETAIL_VALUES, detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
 from aichat_backend.store.tables import messages, sessions
+from aichat_backend.store.tree_repo import TreeRepository
 from aichat_backend.store.turn_leases import (
     RELEASE,
     THIS_SESSION,
@@ -54,6 +55,8 @@ _BEGIN = (
         message_count=sessions.c.message_count + bindparam("p_added"),
         update_time_us=bindparam("p_now"),
         tools_locked=True,
+        # The user acted here: the new answer ends the active path.
+        active_message_id=bindparam("p_answer"),
         # The first message names an untitled session.
         display_name=case(
             (sessions.c.display_name == "", bindparam("p_title")), else_=sessions.c.display_name
@@ -69,7 +72,13 @@ _CLAIMED = _BEGIN.cte("claimed")
 
 
 def _turn_row(
-    id_param: str, seq_back: int, role: Role, text: Any, state: MessageState, model: Any
+    id_param: str,
+    seq_back: int,
+    role: Role,
+    text: Any,
+    state: MessageState,
+    model: Any,
+    parent_param: str,
 ) -> Any:
     claimed = _CLAIMED.c.last_seq
     return select(
@@ -85,6 +94,7 @@ def _turn_row(
         literal(0, BigInteger),
         literal(0, BigInteger),
         cast(bindparam("p_now"), BigInteger),
+        cast(bindparam(parent_param), String),
     ).select_from(_CLAIMED)
 
 
@@ -104,6 +114,7 @@ _BEGIN_ONE_STATEMENT = (
             messages.c.input_tokens,
             messages.c.output_tokens,
             messages.c.create_time_us,
+            messages.c.parent_id,
         ],
         union_all(
             _turn_row(
@@ -113,6 +124,7 @@ _BEGIN_ONE_STATEMENT = (
                 cast(bindparam("p_text"), Text),
                 MessageState.COMPLETE,
                 literal("", String),
+                "p_parent",
             ),
             _turn_row(
                 "p_answer",
@@ -121,6 +133,7 @@ _BEGIN_ONE_STATEMENT = (
                 literal("", Text),
                 MessageState.STREAMING,
                 cast(bindparam("p_model"), String),
+                "p_user_msg",
             ),
         ),
         # The columns left out start as their server defaults (no reasoning, no usage).
@@ -165,6 +178,16 @@ _FINISH_ONE_STATEMENT = {
 }
 
 
+def _chained(given: Sequence[Message], first_seq: int, now: int, parent_id: str) -> list[Message]:
+    """Messages given whole, numbered from ``first_seq``, each the child of the one before
+    (the first of ``parent_id``)."""
+    out: list[Message] = []
+    for i, m in enumerate(given):
+        parent = out[-1].id if out else parent_id
+        out.append(replace(m, seq=first_seq + i, create_time_us=now, parent_id=parent))
+    return out
+
+
 class AnswerRepository:
     def __init__(self, db: Tx, user_id: str) -> None:
         self._db = db
@@ -182,6 +205,8 @@ class AnswerRepository:
         *,
         earlier: Sequence[Message] = (),
         rounds: Sequence[Message] = (),
+        parent_id: str | None = None,
+        question: Message | None = None,
     ) -> tuple[Message, Message]:
         """Claim the session and store the user message and a placeholder answer.
 
@@ -191,9 +216,15 @@ class AnswerRepository:
         caller may run in ``Database.statement()``. A conversation given whole is stored
         in the same INSERT: ``earlier`` before the user message, ``rounds`` after it
         (their tool calls are the caller's to store).
+
+        The user message follows ``parent_id`` and the answer follows it (a conversation
+        given whole is chained between them). With ``question`` (RegenerateAnswer) no user
+        message is stored: the answer is a new child of that existing one.
         """
         now = now_us()
-        added = 2 + len(earlier) + len(rounds)
+        if parent_id is None and question is None:
+            parent_id = await self._active(session_id)
+        added = (1 if question is not None else 2) + len(earlier) + len(rounds)
         params = {
             "p_added": added,
             "p_user": self._user,
@@ -203,16 +234,20 @@ class AnswerRepository:
             "p_owner": claim.owner,
             "p_expires": now + int(claim.lease_seconds * 1e6),
             "p_title": title,
+            "p_answer": answer_id,
         }
-        user_msg_id = new_message_id()
+        user_msg_id = question.id if question is not None else new_message_id()
         one_statement = (
             not attachments_in
             and not earlier
             and not rounds
+            and question is None
             and self._db.dialect.name == "postgresql"
         )
         if one_statement:
-            params.update(p_user_msg=user_msg_id, p_answer=answer_id, p_text=text, p_model=model)
+            params.update(
+                p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id
+            )
             seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
         else:
@@ -220,19 +255,6 @@ class AnswerRepository:
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
         seq = row[0]
-        base = seq - added
-        before = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(earlier)]
-        base += len(before) + 1
-        after = [replace(m, seq=base + 1 + i, create_time_us=now) for i, m in enumerate(rounds)]
-        user_msg = Message(
-            session_id=session_id,
-            id=user_msg_id,
-            seq=base,
-            role=Role.USER,
-            text=text,
-            create_time_us=now,
-            attachments=list(attachments_in),
-        )
         answer = Message(
             session_id=session_id,
             id=answer_id,
@@ -242,15 +264,44 @@ class AnswerRepository:
             model=model,
             create_time_us=now,
         )
+        if question is not None:
+            answer.parent_id = question.id
+            await MessageRepository(self._db, self._user).insert([answer])
+            return question, answer
+        base = seq - added
+        parent_id = parent_id or ""
+        before = _chained(earlier, base + 1, now, parent_id)
+        base += len(before) + 1
+        user_msg = Message(
+            session_id=session_id,
+            id=user_msg_id,
+            seq=base,
+            role=Role.USER,
+            text=text,
+            create_time_us=now,
+            attachments=list(attachments_in),
+            parent_id=before[-1].id if before else parent_id,
+        )
+        after = _chained(rounds, base + 1, now, user_msg_id)
+        answer.parent_id = after[-1].id if after else user_msg_id
         if not one_statement:
             await MessageRepository(self._db, self._user).insert(
                 [*before, user_msg, *after, answer]
             )
         return user_msg, answer
 
+    async def _active(self, session_id: str) -> str:
+        found = await self._db.scalar(
+            select(sessions.c.active_message_id).where(
+                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+            )
+        )
+        return str(found or "")
+
     async def placeholder(
-        self, session_id: str, model: str, message_id: str | None = None
+        self, session_id: str, model: str, parent_id: str, message_id: str | None = None
     ) -> Message:
+        """The next round's answer, a child of the round before it."""
         return await MessageRepository(self._db, self._user).append(
             session_id,
             Role.ASSISTANT,
@@ -258,6 +309,7 @@ class AnswerRepository:
             state=MessageState.STREAMING,
             message_id=message_id or new_message_id(),
             model=model,
+            parent_id=parent_id,
         )
 
     async def finish(
@@ -307,23 +359,12 @@ class AnswerRepository:
         return user_msg, answers[-1] if answers else None
 
     async def turn_answers(self, first_answer_id: str) -> tuple[Message | None, list[Message]]:
-        """(the turn's user message, its answer messages in order), from the first answer."""
-        row = (
-            await self._db.execute(
-                select(messages.c.session_id, messages.c.seq).where(
-                    and_(messages.c.user_id == self._user, messages.c.id == first_answer_id)
-                )
-            )
-        ).first()
-        if row is None:
+        """(the turn's user message, its answer messages in order), from the first answer:
+        its parent, and the chain of rounds below it (never another branch)."""
+        tree = TreeRepository(self._db, self._user)
+        answers = await tree.by_ids(await tree.turn_rounds(first_answer_id))
+        if not answers:
             return None, []
-        session_id, seq = row
-        repo = MessageRepository(self._db, self._user)
-        found = await repo.page(session_id, 1000, seq - 2)
-        user_msg = found[0] if found and found[0].role is Role.USER else None
-        answers: list[Message] = []
-        for m in found[1:]:
-            if m.role is Role.USER:
-                break
-            answers.append(m)
+        parents = await tree.by_ids([answers[0].parent_id]) if answers[0].parent_id else []
+        user_msg = parents[0] if parents and parents[0].role is Role.USER else None
         return user_msg, answers

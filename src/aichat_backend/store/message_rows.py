@@ -46,6 +46,13 @@ def to_message(row: RowMapping) -> Message:
         cached_input_tokens=row["cached_input_tokens"],
         cache_write_tokens=row["cache_write_tokens"],
         cost=cost_of(row),
+        parent_id=row.get("parent_id") or "",
+        # Only a listing's read has them (message_paths.py); every other read leaves the
+        # defaults, which no caller of those reads looks at.
+        sibling_index=row.get("sib_index") or 0,
+        sibling_count=row.get("sib_count") or 1,
+        previous_sibling=row.get("sib_prev") or "",
+        next_sibling=row.get("sib_next") or "",
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 
 from aichat_backend import names
 from aichat_backend.domain import (
@@ -56,13 +56,21 @@ class MessageRepository:
         attachments_in: Sequence[Attachment] = (),
         display_name_if_empty: str | None = None,
         lock_tools: bool = False,
+        parent_id: str = "",
     ) -> Message:
-        """Add a message at the end of a session (sequence taken atomically)."""
+        """Add a message after ``parent_id`` (sequence taken atomically). The session's
+        active path moves on to it only if it ended at the parent: a turn whose branch the
+        user switched away from runs on there without pulling the view back."""
         t = now_us()
+        new_id = message_id or new_message_id()
         values: dict[str, object] = {
             "last_seq": sessions.c.last_seq + 1,
             "message_count": sessions.c.message_count + 1,
             "update_time_us": t,
+            "active_message_id": case(
+                (func.coalesce(sessions.c.active_message_id, "") == parent_id, new_id),
+                else_=sessions.c.active_message_id,
+            ),
         }
         if lock_tools:
             values["tools_locked"] = True
@@ -84,7 +92,8 @@ class MessageRepository:
             )
         msg = Message(
             session_id=session_id,
-            id=message_id or new_message_id(),
+            id=new_id,
+            parent_id=parent_id,
             seq=seq,
             role=role,
             text=text,
@@ -115,6 +124,7 @@ class MessageRepository:
                     "input_tokens": m.input_tokens,
                     "output_tokens": m.output_tokens,
                     "create_time_us": m.create_time_us,
+                    "parent_id": m.parent_id,
                 }
                 for m in new
             ],
@@ -234,7 +244,9 @@ class MessageRepository:
         result = await self._db.execute(
             update(sessions)
             .where(and_(sessions.c.user_id == self._user, sessions.c.id == session_id))
-            .values(message_count=0, tools_locked=False, update_time_us=now_us())
+            .values(
+                message_count=0, tools_locked=False, update_time_us=now_us(), active_message_id=None
+            )
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)

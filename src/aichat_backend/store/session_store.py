@@ -6,16 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aichat_backend.domain import Feedback, Message, Session
+from aichat_backend.domain import Feedback, Message, Session, message_not_found
 from aichat_backend.errors import Aborted
 from aichat_backend.reasons import Reason
-from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord, SessionSummary
+from aichat_backend.records import (
+    CREATE_SESSION_SCOPE,
+    FORK_SESSION_SCOPE,
+    IdempotencyRecord,
+    PathPage,
+    SessionSummary,
+)
 from aichat_backend.store import message_stats, turn_sweeps_repo
 from aichat_backend.store.database import Database
 from aichat_backend.store.feedback_repo import set_feedback
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
+from aichat_backend.store.tree_repo import TreeRepository, forked_draft
 
 
 class _LostRace(Exception):
@@ -82,6 +89,62 @@ class SqlSessionStore:
         async with self._db.read() as tx:
             await SessionRepository(tx, user_id).get(session_id)
             return await MessageRepository(tx, user_id).page(session_id, limit, after_seq)
+
+    async def list_path(
+        self,
+        user_id: str,
+        session_id: str,
+        leaf: str | None,
+        after_seq: int | None,
+        limit: int,
+        max_chars: int,
+    ) -> PathPage:
+        async with self._db.read() as tx:
+            return await TreeRepository(tx, user_id).path_page(
+                session_id, leaf, after_seq, limit, max_chars
+            )
+
+    async def branch_leaf(self, user_id: str, session_id: str, message_id: str) -> str:
+        async with self._db.read() as tx:
+            return await TreeRepository(tx, user_id).newest_descendant(session_id, message_id)
+
+    async def switch_branch(
+        self, user_id: str, session_id: str, message_id: str, exact: bool
+    ) -> Session:
+        async with self._db.transaction() as tx:
+            return await TreeRepository(tx, user_id).switch(session_id, message_id, exact)
+
+    async def fork_session(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: str,
+        new_id: str,
+        display_name: str,
+        request_id: str,
+    ) -> Session:
+        for _ in range(2):
+            try:
+                async with self._db.transaction() as tx:
+                    keys = IdempotencyRepository(tx, user_id, self._ttl)
+                    repo = SessionRepository(tx, user_id)
+                    if request_id:
+                        first = await keys.get(FORK_SESSION_SCOPE, request_id)
+                        if first is not None:
+                            return await repo.get(first.resource)
+                    source = await repo.get(session_id)
+                    created = await repo.create(forked_draft(source, new_id, display_name))
+                    tree = TreeRepository(tx, user_id)
+                    if not await tree.copy_path(session_id, message_id, created.id):
+                        raise message_not_found(session_id, message_id)
+                    if request_id and not await keys.put(
+                        FORK_SESSION_SCOPE, request_id, created.id
+                    ):
+                        raise _LostRace
+                    return await repo.get(created.id)
+            except _LostRace:
+                continue
+        raise Aborted("concurrent requests with the same request_id; retry", reason=Reason.ABORTED)
 
     async def message_sizes(
         self, user_id: str, session_id: str, limit: int, after_seq: int | None

@@ -37,6 +37,7 @@ def session_from_row(row: Mapping[Any, Any], now: int | None = None) -> Session:
         update_time_us=row["update_time_us"],
         tools_disabled=bool(row.get("tools_disabled")),
         active_turn_id=str(turn) if running else "",
+        active_message_id=row.get("active_message_id") or "",
     )
 
 

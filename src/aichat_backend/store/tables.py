@@ -68,6 +68,9 @@ sessions = Table(
     Column("active_turn_expires_us", BigInteger, nullable=True),
     # Which replica runs it: a restarted replica marks its own unfinished turns at once.
     Column("active_turn_owner", String(128), nullable=True),
+    # The last message of the active path (the conversation shown and continued); NULL
+    # while the session has no message.
+    Column("active_message_id", ID, nullable=True),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
     # ListSessions: newest activity first, keyset on (update_time_us, id).
@@ -100,11 +103,24 @@ messages = Table(
     # What the answer's model call cost (nano units of ``currency``); NULL: unpriced.
     Column("cost_nanos", BigInteger, nullable=True),
     Column("currency", String(3), nullable=False, default="", server_default=""),
+    # The message this one follows ('' for a first message, not NULL: sibling lookups are
+    # then plain equalities on the index below on every database). No foreign key: a
+    # session's messages are deleted together (ClearMessages, the session's cascade),
+    # never one by one, and a self-reference would only order those deletes.
+    Column("parent_id", ID, nullable=False, default="", server_default=""),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
     # ListMessages and context building: a session's messages in order.
     UniqueConstraint("user_id", "session_id", "seq"),
+    # A message's siblings and children (sibling positions, newest descendant).
+    Index(
+        "ix_messages_user_id_session_id_parent_id_seq",
+        "user_id",
+        "session_id",
+        "parent_id",
+        "seq",
+    ),
     # Start-up sweep for answers a crash left unfinished.
     Index("ix_messages_state", "state"),
 )

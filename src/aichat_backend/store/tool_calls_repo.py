@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 
 from aichat_backend.domain import ToolCall, ToolCallState, now_us
-from aichat_backend.records import PendingCall
+from aichat_backend.records import DENIED_BY_BRANCH, PendingCall
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import tool_calls
 from aichat_backend.store.turn_leases import UNFINISHED_CALL_STATES
@@ -189,3 +189,20 @@ class ToolCallRepository:
             )
         )
         return ToolCallState(state) if state is not None else None
+
+    async def superseded(self, session_id: str, call_ids: list[str]) -> set[str]:
+        """Which of ``call_ids`` a regenerate or an edit denied while they waited."""
+        if not call_ids:
+            return set()
+        rows = await self._db.execute(
+            select(tool_calls.c.id).where(
+                and_(
+                    tool_calls.c.user_id == self._user,
+                    tool_calls.c.session_id == session_id,
+                    tool_calls.c.id.in_(call_ids),
+                    tool_calls.c.state == ToolCallState.DENIED.value,
+                    tool_calls.c.result_text == DENIED_BY_BRANCH,
+                )
+            )
+        )
+        return {str(i) for (i,) in rows}

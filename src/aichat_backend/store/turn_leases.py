@@ -91,7 +91,7 @@ class LeaseRepository:
 
 def abandoned_answers(now: int) -> Any:
     """Answers still being written whose turn is over: no turn holds their session (the
-    lease ran out), or a later user message exists (a later turn took the session)."""
+    lease ran out), or a later turn began (it took the session)."""
     live = and_(
         sessions.c.user_id == messages.c.user_id,
         sessions.c.id == messages.c.session_id,
@@ -99,11 +99,23 @@ def abandoned_answers(now: int) -> Any:
         sessions.c.active_turn_expires_us >= now,
     )
     later = messages.alias("later")
+    asked = messages.alias("later_parent")
+    # A later turn began: a later user message, or a later answer to a user message (a
+    # regenerated answer stores no user message of its own).
     superseded = and_(
         later.c.user_id == messages.c.user_id,
         later.c.session_id == messages.c.session_id,
         later.c.seq > messages.c.seq,
-        later.c.role == Role.USER.value,
+        or_(
+            later.c.role == Role.USER.value,
+            exists().where(
+                and_(
+                    asked.c.user_id == later.c.user_id,
+                    asked.c.id == later.c.parent_id,
+                    asked.c.role == Role.USER.value,
+                )
+            ),
+        ),
     )
     return and_(
         messages.c.state == MessageState.STREAMING.value,

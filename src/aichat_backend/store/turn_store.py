@@ -30,6 +30,7 @@ from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
 from aichat_backend.store.tool_calls_repo import ToolCallRepository
+from aichat_backend.store.tree_repo import TreeRepository
 from aichat_backend.store.turn_leases import LeaseRepository
 from aichat_backend.store.turn_leases import sweep_interrupted as sweep
 from aichat_backend.store.usage_repo import add_usage
@@ -54,15 +55,19 @@ class SqlTurnStore:
         return StoredTurn(user_message, answers, first.turn_id, first.fingerprint)
 
     async def load_context(
-        self, user_id: str, session_id: str, window: HistoryWindow
+        self, user_id: str, session_id: str, window: HistoryWindow, leaf: str | None = None
     ) -> TurnContext:
-        # One statement on PostgreSQL, in autocommit: nothing before the upstream request
-        # but this read (MessageRepository.context).
+        # One statement, in autocommit: nothing before the upstream request but this read
+        # (TreeRepository.context: the path to ``leaf``, never another branch).
         async with self._db.read() as tx:
-            session, history = await MessageRepository(tx, user_id).context(
-                session_id, window.requested, window.default, window.maximum
+            session, history = await TreeRepository(tx, user_id).context(
+                session_id, leaf, window.requested, window.default, window.maximum
             )
         return TurnContext(session, history)
+
+    async def question_of(self, user_id: str, session_id: str, message_id: str) -> str:
+        async with self._db.read() as tx:
+            return await TreeRepository(tx, user_id).question_of(session_id, message_id)
 
     # --- a turn's writes ---------------------------------------------------------------
 
@@ -93,6 +98,8 @@ class SqlTurnStore:
                 turn.answer_id,
                 earlier=turn.earlier,
                 rounds=turn.rounds,
+                parent_id=turn.parent_id,
+                question=turn.question,
             )
             calls = ToolCallRepository(tx, user_id)
             for m in (*turn.earlier, *turn.rounds):
@@ -131,8 +138,11 @@ class SqlTurnStore:
             await answers.write_message(done, MessageState.COMPLETE)
             context: list[Message] = []
             if history > 0:
-                context = await MessageRepository(tx, user_id).recent(session_id, history)
-            placeholder = await answers.placeholder(session_id, model)
+                # The path to this round (never another branch), as a new turn reads it.
+                _, context = await TreeRepository(tx, user_id).context(
+                    session_id, done.id, history, history, history
+                )
+            placeholder = await answers.placeholder(session_id, model, done.id)
         return placeholder, context
 
     async def end_for_approval(
@@ -191,12 +201,18 @@ class SqlTurnStore:
             others = {
                 i: await calls.call_state(session_id, i) for i in call_ids if i not in waiting
             }
+            denied = [i for i, state in others.items() if state is ToolCallState.DENIED]
+            superseded = await calls.superseded(session_id, denied)
             round_message = user_message = None
             if pending:
                 messages = MessageRepository(tx, user_id)
                 round_message = await messages.get(session_id, pending[0].message_id)
-                user_message = await messages.last_user_before(session_id, round_message.seq)
-        return ResolutionState(session, pending, others, round_message, user_message)
+                tree = TreeRepository(tx, user_id)
+                question = await tree.question_of(session_id, round_message.id)
+                user_message = await messages.get(session_id, question)
+        return ResolutionState(
+            session, pending, others, round_message, user_message, superseded
+        )
 
     async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
         r = resolution
