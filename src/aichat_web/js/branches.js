@@ -52,7 +52,7 @@ class Branches {
         "aria-label": label,
         title: label,
         disabled: !target,
-        onclick: () => this.switchTo(target),
+        onclick: () => this.switchTo(target, label),
       }, glyph);
     return el("span", { class: "siblings", role: "group", "aria-label": "Versions" },
       step(message.previousSibling, "Previous version", "‹"),
@@ -80,7 +80,9 @@ class Branches {
     }, icon("edit"));
   }
 
-  async switchTo(target) {
+  // `label`: the arrow used, focused again on the version shown (or the other arrow,
+  // at the end of the versions), so the keyboard stays where it was.
+  async switchTo(target, label) {
     if (!target || !this.idle()) return;
     try {
       await api.switchBranch(target);
@@ -88,6 +90,10 @@ class Branches {
       return toastError(error, "Could not switch to that version");
     }
     await this.reread(target);
+    const steps = [...(this.chat.list.querySelector(`[data-message="${CSS.escape(target)}"]`)
+      ?.querySelectorAll(".sibling-step") || [])];
+    (steps.find((b) => b.getAttribute("aria-label") === label && !b.disabled) ||
+      steps.find((b) => !b.disabled))?.focus();
   }
 
   // The active path again, the message `keep` (if given) where it was on the screen.

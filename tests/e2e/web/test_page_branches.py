@@ -68,6 +68,8 @@ async def test_regenerate_edit_switch_and_fork(
     await expect(last_answer(page).locator(".markdown")).to_have_text("Answer one.")
     await expect(last_answer(page).locator(".sibling-position")).to_have_text("1 / 2")
     await expect(last_answer(page).get_by_role("button", name="Previous version")).to_be_disabled()
+    # The keyboard stays on the versions: at the first, the other arrow has the focus.
+    await expect(last_answer(page).get_by_role("button", name="Next version")).to_be_focused()
     await page.reload()
     await expect(last_answer(page).locator(".markdown")).to_have_text("Answer one.")
     await expect(last_answer(page).locator(".sibling-position")).to_have_text("1 / 2")
@@ -149,3 +151,23 @@ async def test_edit_cancel_and_one_turn_at_a_time(
     gate.set()
     await wait_idle(page)
     assert len(stack.fake.requests) == requests + 1
+
+
+async def test_versions_at_phone_width(
+    phone: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
+) -> None:
+    page = await signed_in(phone, envoy, token)
+    stack.fake.enqueue(Script(text="One way."))
+    await send(page, "a question with two answers")
+    await wait_idle(page)
+    stack.fake.enqueue(Script(text="Another way."))
+    await last_answer(page).get_by_role("button", name="Regenerate").click()
+    await wait_idle(page)
+    await expect(last_answer(page).locator(".sibling-position")).to_have_text("2 / 2")
+    for name in ("Previous version", "Next version", "Regenerate", "Fork into a new chat"):
+        box = await last_answer(page).get_by_role("button", name=name).bounding_box()
+        assert box is not None and box["width"] >= 44 and box["height"] >= 44, name
+    edit = await page.locator("article.message.user").get_by_role("button", name="Edit").bounding_box()
+    assert edit is not None and edit["width"] >= 44 and edit["height"] >= 44
+    await page.screenshot(path=str(artifacts / "phone-branches.png"))
+    assert await axe_violations(page) == []
