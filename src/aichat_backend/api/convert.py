@@ -136,6 +136,20 @@ def message_to_pb(m: domain.Message) -> pb.Message:
         finish_reason=m.finish_reason,
         feedback=feedback_to_pb(m.feedback),
         reasoning=reasoning_to_pb(m),
+        context_summary=summary_to_pb(m.context_summary),
+    )
+
+
+def summary_to_pb(s: domain.ContextSummary | None) -> pb.ContextSummary | None:
+    if s is None:
+        return None
+    return pb.ContextSummary(
+        text=s.text,
+        folded_messages=s.folded_messages,
+        folded_tokens=s.folded_tokens,
+        summary_tokens=s.summary_tokens,
+        model=s.model,
+        create_time=timestamp(s.create_time_us),
     )
 
 

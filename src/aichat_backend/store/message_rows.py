@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 
 from aichat_backend.domain import (
     Attachment,
+    ContextSummary,
     Feedback,
     Message,
     MessageState,
@@ -46,7 +47,15 @@ def to_message(row: RowMapping) -> Message:
         cached_input_tokens=row["cached_input_tokens"],
         cache_write_tokens=row["cache_write_tokens"],
         cost=cost_of(row),
+        context_summary=summary_of(row),
     )
+
+
+def summary_of(row: RowMapping) -> ContextSummary | None:
+    text = row.get("summary_text")
+    if text is None:
+        return None
+    return ContextSummary.from_columns(text, row.get("summary_meta") or {})
 
 
 # An answer's reasoning and usage beyond its totals, as an UPDATE's values and their

@@ -100,6 +100,10 @@ messages = Table(
     # What the answer's model call cost (nano units of ``currency``); NULL: unpriced.
     Column("cost_nanos", BigInteger, nullable=True),
     Column("currency", String(3), nullable=False, default="", server_default=""),
+    # A compaction checkpoint on the last message it folded (domain.ContextSummary): its
+    # text, and its counts as JSON; NULL on every other message.
+    Column("summary_text", Text, nullable=True),
+    Column("summary_meta", JSON(none_as_null=True), nullable=True),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
