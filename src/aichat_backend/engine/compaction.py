@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aichat_backend.domain import ContextSummary, Message, Role
 from aichat_backend.engine.context import FINISHED_CALLS, with_attachments
-from aichat_backend.engine.context_budget import message_tokens, text_tokens
+from aichat_backend.engine.context_budget import BYTES_PER_TOKEN, message_tokens, text_tokens
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import Internal
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest, TextChunk
@@ -80,7 +80,7 @@ def chunks(pieces: Sequence[str], limit: int) -> list[str]:
     for piece in pieces:
         cost = text_tokens(piece) + 2
         if cost > limit:
-            piece = piece[: limit * 3 // 4 * 3] + " …"  # chars, at worst 3 bytes each
+            piece = cut_to_tokens(piece, limit - 2)
             cost = text_tokens(piece) + 2
         if current and used + cost > limit:
             out.append("\n\n".join(current))
@@ -90,6 +90,14 @@ def chunks(pieces: Sequence[str], limit: int) -> list[str]:
     if current:
         out.append("\n\n".join(current))
     return out
+
+
+def cut_to_tokens(text: str, limit: int) -> str:
+    """``text``, cut to at most ``limit`` estimated tokens (marked when cut)."""
+    if text_tokens(text) <= limit:
+        return text
+    chars = (limit - 1) * (BYTES_PER_TOKEN if text.isascii() else 1)
+    return text[: max(0, chars)].rstrip() + "…"
 
 
 class Compactor:
@@ -111,14 +119,13 @@ class Compactor:
         earlier: ContextSummary | None,
         folded: Sequence[Message],
         turn_model: str,
+        max_tokens: int,
     ) -> ContextSummary:
-        """Summarize ``earlier`` and ``folded`` and store it on ``folded[-1]``; raises
-        the provider's error when the summary could not be written."""
+        """Summarize ``earlier`` and ``folded`` in at most ``max_tokens`` and store it on
+        ``folded[-1]``; raises the provider's error when it could not be written."""
         model = self.model_for(turn_model)
-        text = await self._summarize(model, transcript(earlier, folded))
-        limit = self._config.summary_max_tokens
-        if text_tokens(text) > limit:  # a model that ignores its limit is cut to it
-            text = text[: limit * 3 // 4 * 3].rstrip() + " …"
+        limit = min(max_tokens, self._config.summary_max_tokens)
+        text = await self._summarize(model, transcript(earlier, folded), limit)
         folded_tokens = sum(message_tokens(m) for m in folded)
         if earlier is not None:
             folded_tokens += earlier.summary_tokens
@@ -132,15 +139,15 @@ class Compactor:
         )
         return await self._store.store_summary(user_id, session_id, folded[-1].id, summary)
 
-    async def _summarize(self, model: str, pieces: list[str]) -> str:
+    async def _summarize(self, model: str, pieces: list[str], limit: int) -> str:
         entry = self._catalogue.get(model)
         provider = self._catalogue.provider_for(model)
-        out_tokens = min(self._config.summary_max_tokens, entry.max_output_tokens or 1024)
+        out_tokens = min(limit, entry.max_output_tokens or 1024)
         window = entry.context_window or 8192
         # What one call may read: its window less the answer, the instructions, a margin.
         room = max(256, window - out_tokens - text_tokens(INSTRUCTIONS) - window // 10 - 64)
         summary = ""
-        for chunk in chunks(pieces, room - text_tokens(summary)):
+        for chunk in chunks(pieces, max(128, room - limit)):  # the summary so far rides along
             body = f"<conversation>\n{chunk}\n</conversation>"
             if summary:
                 body = f"[Summary so far]\n{summary}\n\n{body}"
@@ -156,7 +163,8 @@ class Compactor:
                     async for event in events:
                         if isinstance(event, TextChunk):
                             parts.append(event.text)
-            summary = "".join(parts).strip() or summary
+            # A model that ignores its answer limit is cut to it.
+            summary = cut_to_tokens("".join(parts).strip(), limit) or summary
         if not summary:
             raise Internal(
                 "the summarizing model wrote nothing", reason=Reason.PROVIDER_BAD_RESPONSE

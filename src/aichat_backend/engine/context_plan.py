@@ -139,6 +139,10 @@ class ContextPlanner:
         plan.pending = choice.overflow and self._compactor is not None and self._config.compaction
         return plan
 
+    def summary_limit(self, plan: ContextPlan) -> int:
+        """A summary's most tokens: the setting, at most a quarter of the room."""
+        return max(32, min(self._config.summary_max_tokens, plan.budget.input_tokens // 4))
+
     def system_prompt(self, plan: ContextPlan) -> str:
         summary = plan.choice.summary
         if summary is None:
@@ -159,7 +163,8 @@ class ContextPlanner:
         plan.pending = False
         choice = plan.choice
         first = choice.summary_at + 1
-        allowance = int(self._config.summary_max_tokens * choice.scale)
+        limit = self.summary_limit(plan)
+        allowance = int(limit * choice.scale)
         room = int(plan.budget.input_tokens * self._config.keep_ratio) - allowance
         cut = fold_point(plan.path, choice, max(room, choice.fixed))
         if cut <= first:
@@ -170,12 +175,12 @@ class ContextPlanner:
         if self._compactor is not None and self._config.compaction:
             try:
                 summary = await self._compactor.compact(
-                    run.user_id, run.session_id, choice.summary, folded, run.model
+                    run.user_id, run.session_id, choice.summary, folded, run.model, limit
                 )
             except AichatError as exc:
                 log.warning(
                     "compaction failed; older messages are left out this turn",
-                    extra={"reason": exc.reason, "session": run.session_id},
+                    extra={"reason": exc.reason, "session": run.session_id, "detail": str(exc)},
                 )
         if summary is not None:
             plan.path[cut - 1] = dataclasses.replace(plan.path[cut - 1], context_summary=summary)
@@ -223,6 +228,15 @@ class ContextPlanner:
         if refusal.input_tokens:
             scale = refusal.input_tokens / sent * 1.1
         scale = min(SCALE_AFTER_REFUSAL_MAX, max(SCALE_MIN, scale, c.scale))
+        # The window the provider holds to may be smaller than the catalogue says (a
+        # server started with a shorter context): the one it names, else less than what
+        # it refused.
+        window = refusal.context_window or int((refusal.input_tokens or c.tokens) * 0.75)
+        if window < plan.budget.window:
+            b = plan.budget
+            plan.budget = Budget(
+                window, min(b.output_reserve, window // 4), int(window * self._config.margin_ratio)
+            )
         plan.choice = choose(plan.path, plan.fixed, plan.budget, scale)
         if plan.choice.start == plan.choice.summary_at + 1 == len(plan.path) or not plan.path:
             raise self.too_long(plan, refusal)
