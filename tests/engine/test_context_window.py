@@ -184,20 +184,20 @@ async def test_compaction_folds_older_messages_into_a_stored_summary_once_per_ne
 
 
 async def test_a_cheaper_model_writes_the_summary_when_configured(user: str) -> None:
-    async with FakeLLMServer(context_windows=UPSTREAM) as fake:
-        async with make_stack(fake, model="cheap") as stack:
-            session = await stack.new_session(user)
-            for turn in range(10):
-                events = await stack.turn(user, session, words(turn), model="small")
-                if compactions(events):
-                    break
-            assert compactions(events)[0].summary.model == "cheap"
-            summary_calls = [
-                r.body
-                for r in fake.requests
-                if isinstance(r.body, dict) and _is_summary_call(r.body)
-            ]
-            assert summary_calls and {b["model"] for b in summary_calls} == {"cheap-4k"}
+    async with (
+        FakeLLMServer(context_windows=UPSTREAM) as fake,
+        make_stack(fake, model="cheap") as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(10):
+            events = await stack.turn(user, session, words(turn), model="small")
+            if compactions(events):
+                break
+        assert compactions(events)[0].summary.model == "cheap"
+        summary_calls = [
+            r.body for r in fake.requests if isinstance(r.body, dict) and _is_summary_call(r.body)
+        ]
+        assert summary_calls and {b["model"] for b in summary_calls} == {"cheap-4k"}
 
 
 @pytest.mark.parametrize("model", ["roomy", "roomy-claude"])

@@ -131,20 +131,29 @@ def provider_scale(path: Sequence[Message], fixed_before: int) -> float:
     return 1.0
 
 
-def choose(path: Sequence[Message], fixed: int, budget: Budget, scale: float = 1.0) -> Choice:
+def choose(
+    path: Sequence[Message],
+    fixed: int,
+    budget: Budget,
+    scale: float | None = None,
+    fixed_before: int = 0,
+) -> Choice:
     """The newest messages after the path's newest summary that fit with ``fixed``
-    (unscaled tokens of the system prompt, tools and the new message) in the budget."""
+    (unscaled tokens of the system prompt, tools and the new message) in the budget.
+    ``scale`` None: the provider's correction (``provider_scale``), from the same counts."""
     summary_at = -1
     for i in range(len(path) - 1, -1, -1):
         if path[i].context_summary is not None:
             summary_at = i
             break
     summary = path[summary_at].context_summary if summary_at >= 0 else None
+    summary_cost = text_tokens(summary_message_text(summary)) if summary is not None else 0
+    raw = [message_tokens(m) for m in path[summary_at + 1 :]]
+    if scale is None:
+        scale = _scale(path, summary_at, raw, fixed_before + summary_cost)
     fixed_scaled = int(fixed * scale) + 1
-    used = fixed_scaled
-    if summary is not None:
-        used += int(text_tokens(summary_message_text(summary)) * scale) + 1
-    costs = [int(message_tokens(m) * scale) + 1 for m in path[summary_at + 1 :]]
+    used = fixed_scaled + (int(summary_cost * scale) + 1 if summary is not None else 0)
+    costs = [int(c * scale) + 1 for c in raw]
     room = budget.input_tokens
     start = len(path)
     for i in range(len(costs) - 1, -1, -1):
@@ -154,6 +163,17 @@ def choose(path: Sequence[Message], fixed: int, budget: Budget, scale: float = 1
         start = summary_at + 1 + i
     overflow = start > summary_at + 1
     return Choice(summary, summary_at, start, fixed_scaled, used, costs, scale, overflow)
+
+
+def _scale(path: Sequence[Message], summary_at: int, raw: list[int], before: int) -> float:
+    """``provider_scale`` without counting a message twice: the newest counted answer
+    after the summary read ``before`` and the messages between them."""
+    for j in range(len(path) - 1, summary_at, -1):
+        m = path[j]
+        if m.role is Role.ASSISTANT and m.input_tokens > 0:
+            estimate = before + sum(raw[: j - summary_at - 1])
+            return min(SCALE_MAX, max(SCALE_MIN, m.input_tokens / max(1, estimate)))
+    return provider_scale(path[: summary_at + 1], before) if summary_at >= 0 else 1.0
 
 
 def fold_point(path: Sequence[Message], choice: Choice, room: int) -> int:

@@ -30,7 +30,6 @@ from aichat_backend.engine.context_budget import (
     budget_for,
     choose,
     fold_point,
-    provider_scale,
     summary_message_text,
     text_tokens,
 )
@@ -123,8 +122,7 @@ class ContextPlanner:
         )
         fixed_before = MESSAGE_OVERHEAD + text_tokens(system_prompt) + self.tools_tokens(tools)
         user_tokens = MESSAGE_OVERHEAD + text_tokens(user.text) + IMAGE_TOKENS * len(user.images)
-        scale = provider_scale(path, fixed_before)
-        choice = choose(path, fixed_before + user_tokens, budget, scale)
+        choice = choose(path, fixed_before + user_tokens, budget, fixed_before=fixed_before)
         plan = ContextPlan(
             path=path,
             budget=budget,
