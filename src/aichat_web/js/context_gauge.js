@@ -4,7 +4,7 @@
 // The gauge's figures: TurnStarted.context (the server's estimate of what the turn
 // sends), ContextCompacted (what is sent after a compaction), TurnEnded.context (the
 // provider's count of the last model call). A chat just opened has none of those yet:
-// it shows the last answer's usage against the model's window (ListModels), "about".
+// it shows the last answer's input tokens against the model's window (ListModels).
 // The marker: ContextCompacted live, Message.contextSummary when a chat is read (it is
 // set on the last message folded; the marker goes after it).
 
@@ -55,8 +55,9 @@ function estimateFromHistory(chat, messages) {
   const last = [...messages].reverse().find((m) => m.role === "ROLE_ASSISTANT" && m.usage);
   const model = models.find((m) => m.name === (last?.usage?.model || last?.model || chat.session?.model));
   if (!last || !model?.contextWindowTokens) return hideGauge();
-  const tokens = Number(last.usage.inputTokens || 0) + Number(last.usage.outputTokens || 0);
-  showFill({ tokens, windowTokens: model.contextWindowTokens }, "at the last answer");
+  // The input of the last model call, as TurnEnded.context counts it: the same figure
+  // the gauge showed when that turn ended.
+  showFill({ tokens: last.usage.inputTokens, windowTokens: model.contextWindowTokens }, "at the last model call");
 }
 
 function marker(compaction) {
