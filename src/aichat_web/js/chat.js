@@ -14,6 +14,7 @@ import { AnswerView } from "./answer.js";
 import { TurnControl, readTurn, showDropped } from "./turn.js";
 import { approvalCards, settleApproval } from "./approvals.js";
 import { Follower } from "./follow.js";
+import { followTitle, showTitle } from "./titles.js";
 
 // (bubble, message or null) => an element for the row under a user message, or null
 // (branches.js adds Edit and the versions).
@@ -214,6 +215,7 @@ export class ChatView {
     if (result.outcome.startsWith("TURN_OUTCOME_")) {
       this.sessions.setActiveTurn(session.name, ""); // it ended: no need to wait for the server
       if (this.session === session) await this.refresh(control.turn);
+      if (control.titlePending) followTitle(this, session.name, this.session?.displayName || "");
     }
     return result;
   }
@@ -238,6 +240,7 @@ export class ChatView {
       this.session = fresh;
       this.tools.show(fresh);
       this.sessions.upsert(fresh);
+      showTitle(this, fresh); // the server titles a chat created without a name
     } catch (error) {
       toastError(error, "Could not refresh the chat");
     }

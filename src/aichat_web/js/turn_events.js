@@ -45,8 +45,9 @@ export const EVENT_HANDLERS = {
     view.approvals.append(approvalCards(calls, hooks.resolve));
     view.grew();
   },
-  turnEnded(view, ended) {
+  turnEnded(view, ended, hooks, control) {
     noteContext(ended.context, true);
+    control.titlePending = Boolean(ended.titlePending); // a title model is naming the chat
     return showOutcome(view, ended);
   },
 };
