@@ -1,5 +1,5 @@
 """Issue 25, item 6, in the real browser: the conversation tree. Regenerate an answer,
-edit your own message, step between versions ("‹ 1 / 2 ›", SwitchBranch), fork into a
+edit your own message, step between versions ("< 1 / 2 >", SwitchBranch), fork into a
 new chat; a reload shows the path chosen last."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def test_regenerate_edit_switch_and_fork(
     assert user_texts(stack.fake.requests[-1]) == ["first question"]
     await page.screenshot(path=str(artifacts / "desktop-branches-regenerated.png"))
 
-    # ‹ goes back to the first answer; the server's active path follows (a reload agrees).
+    # "Previous version": the first answer again, and the active path (a reload agrees).
     await answer.get_by_role("button", name="Previous version").click()
     await expect(last_answer(page).locator(".markdown")).to_have_text("Answer one.")
     await expect(last_answer(page).locator(".sibling-position")).to_have_text("1 / 2")
@@ -92,7 +92,7 @@ async def test_regenerate_edit_switch_and_fork(
     await page.screenshot(path=str(artifacts / "desktop-branches-edited.png"))
     assert await axe_violations(page) == []
 
-    # ‹ on the question: the first version, with the answers it had.
+    # "Previous version" on the question: the first version, with the answers it had.
     await question.get_by_role("button", name="Previous version").click()
     question = page.locator("article.message.user").first
     await expect(question.locator(".user-text")).to_have_text("first question")
@@ -144,9 +144,11 @@ async def test_edit_cancel_and_one_turn_at_a_time(
     stack.fake.enqueue(Script(text="slow answer here", gate_after=1, gate=gate))
     await send(page, "slow one")
     await expect(page.locator("#stop-button")).to_be_visible()
-    await page.locator("article.message.assistant").first.get_by_role(
-        "button", name="Regenerate"
-    ).click()
+    await (
+        page.locator("article.message.assistant")
+        .first.get_by_role("button", name="Regenerate")
+        .click()
+    )
     await expect(page.locator(".toast")).to_contain_text("Wait until the answer has finished")
     gate.set()
     await wait_idle(page)
@@ -167,7 +169,9 @@ async def test_versions_at_phone_width(
     for name in ("Previous version", "Next version", "Regenerate", "Fork into a new chat"):
         box = await last_answer(page).get_by_role("button", name=name).bounding_box()
         assert box is not None and box["width"] >= 44 and box["height"] >= 44, name
-    edit = await page.locator("article.message.user").get_by_role("button", name="Edit").bounding_box()
+    edit = (
+        await page.locator("article.message.user").get_by_role("button", name="Edit").bounding_box()
+    )
     assert edit is not None and edit["width"] >= 44 and edit["height"] >= 44
     await page.screenshot(path=str(artifacts / "phone-branches.png"))
     assert await axe_violations(page) == []

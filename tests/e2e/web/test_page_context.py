@@ -93,7 +93,9 @@ async def test_gauge_fills_and_a_compaction_is_marked_live_and_after_a_reload(
     through = await marker.get_attribute("data-through")
     assert through
     folded = page.locator(f'article[data-message="{through}"]')
-    assert await folded.evaluate("(n) => n.nextElementSibling.classList.contains('compaction-marker')")
+    assert await folded.evaluate(
+        "(n) => n.nextElementSibling.classList.contains('compaction-marker')"
+    )
     await marker.locator("summary").click()
     await expect(marker.locator(".compaction-text")).not_to_be_empty()
     meter = gauge.locator("meter")
@@ -108,7 +110,9 @@ async def test_gauge_fills_and_a_compaction_is_marked_live_and_after_a_reload(
     marker = page.locator(".compaction-marker")
     await expect(marker).to_have_count(1)
     await expect(marker).to_have_attribute("data-through", through)
-    await expect(page.locator(f'article[data-message="{through}"] + .compaction-marker')).to_have_count(1)
+    await expect(
+        page.locator(f'article[data-message="{through}"] + .compaction-marker')
+    ).to_have_count(1)
     # ... the same figure as when the last turn ended (its input tokens, by the provider).
     await expect(gauge.locator(".context-percent")).to_have_text(f"{shown[-1]}%")
     await marker.scroll_into_view_if_needed()

@@ -83,9 +83,7 @@ async def test_thinking_streams_live_folds_and_stays_after_a_reload(
     # Live: open, saying it is thinking, the first words there before the rest exists.
     await expect(thinking).to_have_attribute("open", "")
     await expect(thinking.locator("summary")).to_have_text("Thinking…")
-    await expect(thinking.locator(".thinking-text")).to_have_text(
-        "The user asks for a sum."
-    )
+    await expect(thinking.locator(".thinking-text")).to_have_text("The user asks for a sum.")
     await expect(answer.locator(".markdown")).to_be_hidden()
     await page.screenshot(path=str(artifacts / "desktop-thinking-live.png"))
     assert await axe_violations(page) == []

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # chained after tree on the page branch; the lead re-chains 0008 (quota) at merge
+down_revision = "0007"  # after tree on the page branch; the lead re-chains 0008 at merge
 branch_labels = None
 depends_on = None
 
