@@ -88,6 +88,14 @@ async def test_thinking_streams_live_folds_and_stays_after_a_reload(
     await page.screenshot(path=str(artifacts / "desktop-thinking-live.png"))
     assert await axe_violations(page) == []
 
+    # A reload while it thinks: the turn runs on (detached) and its thinking so far is
+    # read again from its first event, still live.
+    await page.reload()
+    await expect(page.locator("#stop-button")).to_be_visible()
+    await expect(thinking).to_have_attribute("open", "")
+    await expect(thinking.locator("summary")).to_have_text("Thinking…")
+    await expect(thinking.locator(".thinking-text")).to_have_text("The user asks for a sum.")
+
     gate.set()
     await wait_idle(page)
     await expect(answer.locator(".markdown")).to_have_text("Four.")
