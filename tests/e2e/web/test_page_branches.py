@@ -105,7 +105,7 @@ async def test_regenerate_edit_switch_and_fork(
     # Fork from the answer shown: a new chat with that path, the original untouched.
     shown = str(await last_answer(page).locator(".markdown").text_content())
     await last_answer(page).get_by_role("button", name="Fork into a new chat").click()
-    await page.wait_for_function(f"!location.hash.includes('session={session}')")
+    await page.wait_for_function(f"() => !location.hash.includes('session={session}')")
     forked = await session_id(page)
     assert forked != session
     await expect(page.locator("#chat-title")).to_contain_text("(fork)")
