@@ -88,6 +88,10 @@ class HistoryWindow:
     requested: int
     default: int
     maximum: int
+    # Read this many more: a regenerate or an edit reads the path down to the message it
+    # answers again or replaces, which is not history (so the model sees as much history
+    # as the turn that first asked).
+    extra: int = 0
 
 
 @dataclass(slots=True)

@@ -117,3 +117,30 @@ async def test_node_reads_reasoning_usage_and_cost(
     assert usage["cost"] == {"currency_code": "EUR", "units": "0", "nanos": 10_500_000}
     assert result["stored"] == {"text": thought, "redacted_blocks": 0}
     assert result["today"]["cost"] == usage["cost"] and result["today"]["model_calls"] == "1"
+
+
+async def test_node_branches_a_conversation(stack: ChatStack, user: str) -> None:
+    """Issue 25 from Node: RegenerateAnswer and EditMessage stream like StreamChat, every
+    message carries its parent and its place among its siblings, SwitchBranch, ForkSession."""
+    for answer in ("A1", "A2", "A2 again", "A2 edited"):
+        stack.fake.enqueue(Script(text=answer))
+    tree = (await node(stack, "tree", user))["tree"]
+    assert tree["again"]["code"] == "OK" and tree["again"]["kinds"][-1] == "turn_ended"
+    assert tree["again"]["user_message"] == tree["q2"]  # no new user message
+    assert tree["again"]["stored"] == "A2 again" and tree["again"]["text"] == "A2 again"
+    assert tree["edited"]["outcome"] == "TURN_OUTCOME_COMPLETED"
+    after_edit = tree["afterEdit"]
+    assert [m["text"] for m in after_edit] == ["Q1", "A1", "Q2 edited", "A2 edited"]
+    assert (after_edit[2]["index"], after_edit[2]["count"]) == (1, 2)
+    assert (
+        after_edit[2]["previous"] == tree["q2"] and after_edit[2]["parent"] == after_edit[1]["name"]
+    )
+    # Back to the first Q2: its newest descendant is the regenerated answer.
+    after_switch = tree["afterSwitch"]
+    assert [m["text"] for m in after_switch] == ["Q1", "A1", "Q2", "A2 again"]
+    assert (after_switch[3]["index"], after_switch[3]["count"]) == (1, 2)
+    assert tree["active"] == after_switch[3]["name"]
+    assert tree["forked"] == ["Q1", "A1", "Q2", "A2"]
+    assert tree["missing"]["code"] == "NOT_FOUND"
+    assert tree["missing"]["errorInfo"]["reason"] == "MESSAGE_NOT_FOUND"
+    assert tree["all"] == ["Q1", "A1", "Q2", "A2", "A2 again", "Q2 edited", "A2 edited"]

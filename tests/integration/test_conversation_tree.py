@@ -263,3 +263,60 @@ async def test_fork_copies_the_path_up_to_a_message(stack: ChatStack, user: str)
     ]
     # The original is unchanged.
     assert texts(await listed(stack, user, session)) == ["Q1", "A1", "Q2", "A2 again", "Q3", "A3"]
+
+
+async def test_a_regenerate_is_resumed_by_sequence_like_any_turn(
+    stack: ChatStack, user: str
+) -> None:
+    session = await stack.new_session(user)
+    events = await say(stack, user, session, "Q1", "A1")
+    a1 = events[0].turn_started.answer_message
+    stack.fake.enqueue(Script(tokens=[f"w{i} " for i in range(20)], token_delay=0.03))
+    call = stack.server.chat.RegenerateAnswer(
+        cpb.RegenerateAnswerRequest(name=a1, options=cpb.ChatOptions(detached=True)),
+        metadata=md(user),
+    )
+    seen_events = [await call.read() for _ in range(3)]
+    call.cancel()  # a detached turn runs on without its caller
+    last = seen_events[-1]
+    assert last.WhichOneof("event") == "text_delta"  # cut while it runs
+    resumed = stack.server.chat.StreamTurnEvents(
+        cpb.StreamTurnEventsRequest(name=last.turn, after_seq=last.sequence), metadata=md(user)
+    )
+    rest = [e async for e in resumed]
+    sequences = [e.sequence for e in seen_events + rest]
+    assert sequences == list(range(1, len(sequences) + 1))
+    ended = rest[-1].turn_ended
+    assert ended.outcome == cpb.TURN_OUTCOME_COMPLETED
+    assert ended.message.text == "".join(f"w{i} " for i in range(20))
+    assert texts(await listed(stack, user, session))[-1] == ended.message.text
+
+
+async def test_regenerate_and_edit_are_held_to_the_same_limits(sqlite_url: str, user: str) -> None:
+    async with chat_stack("openai", sqlite_url, daily_token_budget=100) as stack:
+        session = await stack.new_session(user)
+        stack.fake.enqueue(Script(tokens=["big"], input_tokens=90, output_tokens=20))
+        events = await stack.turn(user, session, "spend it")
+        started = events[0].turn_started
+        for call in (
+            regenerate(stack, user, started.answer_message, "x"),
+            edit(stack, user, started.user_message, "again", "x"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert error_info(err.value).reason == "TOKEN_BUDGET_EXHAUSTED"
+        assert len(stack.fake.requests) == 1
+
+
+async def test_a_regenerate_reads_as_much_history_as_the_turn_it_repeats(
+    stack: ChatStack, user: str
+) -> None:
+    session = await stack.new_session(user, memory_limit=2)
+    await say(stack, user, session, "Q1", "A1")
+    await say(stack, user, session, "Q2", "A2")
+    events = await say(stack, user, session, "Q3", "A3")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3")]
+    await regenerate(stack, user, events[0].turn_started.answer_message, "A3 again")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3")]
+    await edit(stack, user, events[0].turn_started.user_message, "Q3 edited", "A3'")
+    assert seen(stack) == [("user", "Q2"), ("assistant", "A2"), ("user", "Q3 edited")]

@@ -162,10 +162,18 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self, request: spb.ExportSessionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         fmt = export.check_format(request.format)
+        if request.all_branches and fmt != spb.EXPORT_FORMAT_JSON:
+            raise InvalidArgument(
+                "only the JSON export carries every branch (each message names its parent)",
+                reason=Reason.INVALID_BRANCH_SELECTION,
+                field="all_branches",
+            )
         user = current_user()
         reasoning = request.include_reasoning
         async with self._exports.hold(user):
-            session, summary, pages = await self._sessions.export(user, request.name)
+            session, summary, pages = await self._sessions.export(
+                user, request.name, request.all_branches
+            )
             content_type, filename = export.describe(fmt, session)
             # Envoy passes initial metadata on as HTTP headers: browsers save a named file.
             add_response_header("content-disposition", f'attachment; filename="{filename}"')

@@ -71,9 +71,7 @@ class Branches:
 
     async def switch(self, user_id: str, name: str, exact: bool) -> Session:
         parsed = names.parse_message(name)
-        return await self._store.switch_branch(
-            user_id, parsed.session_id, parsed.message_id, exact
-        )
+        return await self._store.switch_branch(user_id, parsed.session_id, parsed.message_id, exact)
 
     async def fork(
         self, user_id: str, message: str, session_id: str, display_name: str, request_id: str

@@ -91,3 +91,26 @@ def export_pages(
             after = batch[-1].seq
 
     return pages
+
+
+def export_path_pages(
+    store: SessionStore, user_id: str, session_id: str
+) -> Callable[[], AsyncIterator[list[Message]]]:
+    """As ``export_pages``, for the session's active path only (the conversation as it is
+    shown); every page keeps the path the first one read, should the session move on."""
+
+    async def pages() -> AsyncIterator[list[Message]]:
+        leaf: str | None = None
+        after: int | None = None
+        while True:
+            page = await store.list_path(
+                user_id, session_id, leaf, after, EXPORT_PAGE, EXPORT_PAGE_BYTES
+            )
+            if not page.messages:
+                return
+            yield page.messages
+            if not page.more:
+                return
+            leaf, after = page.leaf_id, page.messages[-1].seq
+
+    return pages

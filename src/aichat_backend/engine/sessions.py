@@ -14,7 +14,7 @@ from typing import Any
 
 from aichat_backend import names, page_tokens
 from aichat_backend.domain import UPDATABLE_SESSION_FIELDS, Message, Page, Session
-from aichat_backend.engine.page_bytes import by_bytes, export_pages, read_page
+from aichat_backend.engine.page_bytes import by_bytes, export_pages, export_path_pages, read_page
 from aichat_backend.engine.session_store import SessionStore
 from aichat_backend.errors import FailedPrecondition, InvalidArgument
 from aichat_backend.reasons import Reason
@@ -263,11 +263,13 @@ class SessionManager:
         await self._store.clear_messages(user_id, names.parse_session(name))
 
     async def export(
-        self, user_id: str, name: str
+        self, user_id: str, name: str, all_branches: bool = False
     ) -> tuple[Session, SessionSummary, Callable[[], AsyncIterator[list[Message]]]]:
         """The session, its summary, and a reader of its messages a bounded page at a time
-        (in bytes; no attachment content) that can be run more than once."""
+        (in bytes; no attachment content) that can be run more than once: the active path,
+        or every message of every branch."""
         session_id = names.parse_session(name)
         session = await self._store.get_session(user_id, session_id)
         summary = await self._store.summarize_session(user_id, session_id)
-        return session, summary, export_pages(self._store, user_id, session_id)
+        read = export_pages if all_branches else export_path_pages
+        return session, summary, read(self._store, user_id, session_id)

@@ -9,6 +9,7 @@ new message's parent — never another branch — then the user message.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from aichat_backend import names
@@ -35,16 +36,17 @@ class BranchPoint:
 async def branch_point(
     store: TurnStore, req: TurnRequest, session_id: str, window: HistoryWindow
 ) -> BranchPoint:
+    past = dataclasses.replace(window, extra=1)  # the path ends at the message replaced
     if req.regenerate:
         target = names.parse_message(req.regenerate).message_id
         question_id = await store.question_of(req.user_id, session_id, target)
-        context = await store.load_context(req.user_id, session_id, window, question_id)
+        context = await store.load_context(req.user_id, session_id, past, question_id)
         question = context.history.pop()
         req.text = question.text
         return BranchPoint(context, question.parent_id, question, question.attachments)
     if req.edit_of:
         edit_id = names.parse_message(req.edit_of).message_id
-        context = await store.load_context(req.user_id, session_id, window, edit_id)
+        context = await store.load_context(req.user_id, session_id, past, edit_id)
         edited = context.history.pop()
         if edited.role is not Role.USER:
             raise FailedPrecondition(

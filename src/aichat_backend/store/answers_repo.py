@@ -4,7 +4,7 @@ The user message is stored with a placeholder answer in one write overlapped wit
 upstream request (which also claims the session), and each answer is written once when
 its round ends. Tokens are never written one by one. On PostgreSQL the first and the last
 write of a common turn are one statement each (data-modifying CTEs that carry the
-lease's claim and release from ``turn_leases``).
+lease's claim and release from ``turn_leases``; built in ``answer_statements``).
 """
 
 from __future__ import annotations
@@ -13,169 +13,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    String,
-    Text,
-    and_,
-    bindparam,
-    case,
-    cast,
-    insert,
-    literal,
-    or_,
-    select,
-    union_all,
-    update,
-)
-
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
 from aichat_backend.records import TurnClaim, Usage
+from aichat_backend.store.answer_statements import (
+    BEGIN,
+    BEGIN_ONE_STATEMENT,
+    FINISH_ANSWER,
+    FINISH_ONE_STATEMENT,
+    WRITE_ANSWER,
+)
 from aichat_backend.store.database import Tx
-from aichat_backend.store.message_rows import DETAIL_VALUES, detail_params
+from aichat_backend.store.message_rows import detail_params
 from aichat_backend.store.messages_repo import MessageRepository, new_message_id
-from aichat_backend.store.tables import messages, sessions
 from aichat_backend.store.tree_repo import TreeRepository
-from aichat_backend.store.turn_leases import (
-    RELEASE,
-    THIS_SESSION,
-    LeaseRepository,
-    claimable,
-)
-from aichat_backend.store.usage_repo import add_usage, usage_params, usage_upsert
-
-_BEGIN = (
-    update(sessions)
-    .where(and_(THIS_SESSION, claimable(bindparam("p_now"))))
-    .values(
-        active_turn_id=bindparam("p_turn"),
-        active_turn_owner=bindparam("p_owner"),
-        active_turn_expires_us=bindparam("p_expires"),
-        last_seq=sessions.c.last_seq + bindparam("p_added"),
-        message_count=sessions.c.message_count + bindparam("p_added"),
-        update_time_us=bindparam("p_now"),
-        tools_locked=True,
-        # The user acted here: the new answer ends the active path.
-        active_message_id=bindparam("p_answer"),
-        # The first message names an untitled session.
-        display_name=case(
-            (sessions.c.display_name == "", bindparam("p_title")), else_=sessions.c.display_name
-        ),
-    )
-    .returning(sessions.c.last_seq)
-)
-
-# PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
-# which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
-# first token instead of four.
-_CLAIMED = _BEGIN.cte("claimed")
-
-
-def _turn_row(
-    id_param: str,
-    seq_back: int,
-    role: Role,
-    text: Any,
-    state: MessageState,
-    model: Any,
-    parent_param: str,
-) -> Any:
-    claimed = _CLAIMED.c.last_seq
-    return select(
-        cast(bindparam(id_param), String),
-        cast(bindparam("p_user"), String),
-        cast(bindparam("p_sid"), String),
-        claimed - seq_back,
-        literal(role.value, String),
-        text,
-        literal(state.value, String),
-        model,
-        literal("", String),
-        literal(0, BigInteger),
-        literal(0, BigInteger),
-        cast(bindparam("p_now"), BigInteger),
-        cast(bindparam(parent_param), String),
-    ).select_from(_CLAIMED)
-
-
-_BEGIN_ONE_STATEMENT = (
-    insert(messages)
-    .from_select(
-        [
-            messages.c.id,
-            messages.c.user_id,
-            messages.c.session_id,
-            messages.c.seq,
-            messages.c.role,
-            messages.c.text,
-            messages.c.state,
-            messages.c.model,
-            messages.c.finish_reason,
-            messages.c.input_tokens,
-            messages.c.output_tokens,
-            messages.c.create_time_us,
-            messages.c.parent_id,
-        ],
-        union_all(
-            _turn_row(
-                "p_user_msg",
-                1,
-                Role.USER,
-                cast(bindparam("p_text"), Text),
-                MessageState.COMPLETE,
-                literal("", String),
-                "p_parent",
-            ),
-            _turn_row(
-                "p_answer",
-                0,
-                Role.ASSISTANT,
-                literal("", Text),
-                MessageState.STREAMING,
-                cast(bindparam("p_model"), String),
-                "p_user_msg",
-            ),
-        ),
-        # The columns left out start as their server defaults (no reasoning, no usage).
-        include_defaults=False,
-    )
-    .returning(messages.c.seq)
-)
-_WRITE_ANSWER = (
-    update(messages)
-    .where(and_(messages.c.user_id == bindparam("p_user"), messages.c.id == bindparam("p_id")))
-    .values(
-        text=bindparam("p_text"),
-        state=bindparam("p_state"),
-        finish_reason=bindparam("p_finish"),
-        input_tokens=bindparam("p_in"),
-        output_tokens=bindparam("p_out"),
-        model=bindparam("p_model"),
-        **DETAIL_VALUES,
-    )
-)
-
-# PostgreSQL only: a finished turn's answer, the session's release and the usage row
-# in one statement (data-modifying CTEs run whether or not the main part reads them),
-# atomic by itself: one round trip instead of five.
-# The last write moves an answer still being written (or marked INTERRUPTED by a sweep
-# while the database was away) and nothing else: sent again after a failure whose
-# outcome is unknown (a COMMIT delayed in a black-holed network may still land), it
-# lands once, and its usage with it.
-# (Two comparisons rather than IN: an IN list is expanded at every execution.)
-_FINISH_ANSWER = _WRITE_ANSWER.where(
-    or_(
-        messages.c.state == MessageState.STREAMING.value,
-        messages.c.state == MessageState.INTERRUPTED.value,
-    )
-)
-_ANSWER_CTE = _FINISH_ANSWER.returning(messages.c.id).cte("answer")
-_FINISH_ONE_STATEMENT = {
-    True: usage_upsert("postgresql", prefix="u_", only_with=_ANSWER_CTE).add_cte(
-        _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released")
-    ),
-    False: RELEASE.add_cte(_ANSWER_CTE),
-}
+from aichat_backend.store.turn_leases import LeaseRepository
+from aichat_backend.store.usage_repo import add_usage, usage_params
 
 
 def _chained(given: Sequence[Message], first_seq: int, now: int, parent_id: str) -> list[Message]:
@@ -223,7 +75,7 @@ class AnswerRepository:
         """
         now = now_us()
         if parent_id is None and question is None:
-            parent_id = await self._active(session_id)
+            parent_id = await MessageRepository(self._db, self._user).active(session_id)
         added = (1 if question is not None else 2) + len(earlier) + len(rounds)
         params = {
             "p_added": added,
@@ -245,13 +97,11 @@ class AnswerRepository:
             and self._db.dialect.name == "postgresql"
         )
         if one_statement:
-            params.update(
-                p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id
-            )
-            seqs = (await self._db.execute(_BEGIN_ONE_STATEMENT, params)).scalars().all()
+            params.update(p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id)
+            seqs = (await self._db.execute(BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
         else:
-            row = (await self._db.execute(_BEGIN, params)).first()
+            row = (await self._db.execute(BEGIN, params)).first()
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
         seq = row[0]
@@ -290,14 +140,6 @@ class AnswerRepository:
             )
         return user_msg, answer
 
-    async def _active(self, session_id: str) -> str:
-        found = await self._db.scalar(
-            select(sessions.c.active_message_id).where(
-                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
-            )
-        )
-        return str(found or "")
-
     async def placeholder(
         self, session_id: str, model: str, parent_id: str, message_id: str | None = None
     ) -> Message:
@@ -327,16 +169,16 @@ class AnswerRepository:
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
                 params.update(usage_params(self._user, usage, prefix="u_"))
-            await self._db.execute(_FINISH_ONE_STATEMENT[usage is not None], params)
+            await self._db.execute(FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        landed = await self._db.execute(_FINISH_ANSWER, self._answer_params(answer))
+        landed = await self._db.execute(FINISH_ANSWER, self._answer_params(answer))
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
         if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
             await add_usage(self._db, self._user, usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
         """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
-        await self._db.execute(_WRITE_ANSWER, self._answer_params(m, state))
+        await self._db.execute(WRITE_ANSWER, self._answer_params(m, state))
 
     def _answer_params(self, m: Message, state: MessageState | None = None) -> dict[str, Any]:
         return {

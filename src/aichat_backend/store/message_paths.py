@@ -122,17 +122,18 @@ _CALLS_SIZE = (
 )
 _FILES = select(func.count()).where(attachments.c.message_id == messages.c.id).scalar_subquery()
 _SIZE = MESSAGE_OVERHEAD + func.length(messages.c.text) + _CALLS_SIZE + ATTACHMENT_OVERHEAD * _FILES
-_SIZED = (
-    select(
-        messages.c.id,
-        _SIZE.label("size"),
-        func.sum(_SIZE).over(order_by=messages.c.seq).label("running"),
-        func.row_number().over(order_by=messages.c.seq).label("n"),
-        func.count().over().label("total"),
-    )
+# Each size is computed once (a length reads the whole text), then summed in order.
+_SIZES = (
+    select(messages.c.id, messages.c.seq, _SIZE.label("size"))
     .select_from(_PAGE_PATH.join(messages, messages.c.id == _PAGE_PATH.c.id))
-    .cte("sized")
+    .cte("sizes")
 )
+_SIZED = select(
+    _SIZES.c.id,
+    func.sum(_SIZES.c.size).over(order_by=_SIZES.c.seq).label("running"),
+    func.row_number().over(order_by=_SIZES.c.seq).label("n"),
+    func.count().over().label("total"),
+).cte("sized")
 _PAGE = (
     select(messages, *sibling_columns(messages), _SIZED.c.n.label("path_n"),
            _SIZED.c.total.label("path_total"))
@@ -174,7 +175,7 @@ PATH_PAGE = (
 # One statement on both databases: the session, and up to domain.memory_window messages
 # of the path ending at ``p_leaf`` (the session's active message when NULL; none when
 # ''), with attachments (content included) and tool calls. The window is computed in the
-# statement from the session's own limit, as domain.memory_window does.
+# statement from the session's own limit, as domain.memory_window does (plus ``p_extra``).
 _P_REQUESTED = bindparam("p_requested", type_=Integer)
 _P_MAX = bindparam("p_max", type_=Integer)
 _WINDOW = (
@@ -188,9 +189,10 @@ _WINDOW = (
     .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
     .scalar_subquery()
 )
+_DEPTH = _WINDOW + bindparam("p_extra", type_=Integer)
 _CONTEXT_PATH = _path_up(
-    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _WINDOW > 0),
-    depth_limit=_WINDOW,
+    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _DEPTH > 0),
+    depth_limit=_DEPTH,
 )
 _CONTEXT_MESSAGES = (
     select(messages)

@@ -28,6 +28,7 @@ from aichat_backend.reasons import Reason
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
+from aichat_backend.store.message_paths import sibling_columns
 from aichat_backend.store.message_rows import to_message, with_children
 from aichat_backend.store.sessions_repo import SessionRepository, session_from_row
 from aichat_backend.store.tables import attachments, messages, sessions
@@ -57,12 +58,15 @@ class MessageRepository:
         attachments_in: Sequence[Attachment] = (),
         display_name_if_empty: str | None = None,
         lock_tools: bool = False,
-        parent_id: str = "",
+        parent_id: str | None = None,
     ) -> Message:
-        """Add a message after ``parent_id`` (sequence taken atomically). The session's
-        active path moves on to it only if it ended at the parent: a turn whose branch the
-        user switched away from runs on there without pulling the view back."""
+        """Add a message after ``parent_id`` (None: the session's active message; sequence
+        taken atomically). The session's active path moves on to it only if it ended at
+        the parent: a turn whose branch the user switched away from runs on there without
+        pulling the view back."""
         t = now_us()
+        if parent_id is None:
+            parent_id = await self.active(session_id)
         new_id = message_id or new_message_id()
         values: dict[str, object] = {
             "last_seq": sessions.c.last_seq + 1,
@@ -105,6 +109,15 @@ class MessageRepository:
         )
         await self.insert([msg])
         return msg
+
+    async def active(self, session_id: str) -> str:
+        """The session's active message ('' when it has none)."""
+        found = await self._db.scalar(
+            select(sessions.c.active_message_id).where(
+                and_(sessions.c.user_id == self._user, sessions.c.id == session_id)
+            )
+        )
+        return str(found or "")
 
     async def insert(self, new: Sequence[Message]) -> None:
         """Store messages whose sequence numbers were taken already (one statement each
@@ -152,7 +165,8 @@ class MessageRepository:
     async def page(
         self, session_id: str, limit: int, after_seq: int | None, *, with_content: bool = False
     ) -> list[Message]:
-        query = select(messages).where(
+        # With each message's place among its siblings (a listing of every branch).
+        query = select(messages, *sibling_columns(messages)).where(
             and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
         )
         if after_seq is not None:

@@ -71,13 +71,24 @@ class TreeRepository:
         return page
 
     async def context(
-        self, session_id: str, leaf: str | None, requested: int, default: int, maximum: int
+        self,
+        session_id: str,
+        leaf: str | None,
+        requested: int,
+        default: int,
+        maximum: int,
+        extra: int = 0,
     ) -> tuple[Session, list[Message]]:
         """The session and the last ``domain.memory_window`` messages of the path ending at
         ``leaf`` (None: the active message; '': no history), oldest first, with file
         content: one statement. MESSAGE_NOT_FOUND when ``leaf`` is not the session's."""
         params = self._params(
-            session_id, p_leaf=leaf, p_requested=requested, p_default=default, p_max=maximum
+            session_id,
+            p_leaf=leaf,
+            p_requested=requested,
+            p_default=default,
+            p_max=maximum,
+            p_extra=extra,
         )
         rows = (await self._db.execute(CONTEXT_PATH, params)).mappings().all()
         if not rows:

@@ -61,7 +61,7 @@ class SqlTurnStore:
         # (TreeRepository.context: the path to ``leaf``, never another branch).
         async with self._db.read() as tx:
             session, history = await TreeRepository(tx, user_id).context(
-                session_id, leaf, window.requested, window.default, window.maximum
+                session_id, leaf, window.requested, window.default, window.maximum, window.extra
             )
         return TurnContext(session, history)
 
@@ -216,9 +216,7 @@ class SqlTurnStore:
                 tree = TreeRepository(tx, user_id)
                 question = await tree.question_of(session_id, round_message.id)
                 user_message = await messages.get(session_id, question)
-        return ResolutionState(
-            session, pending, others, round_message, user_message, superseded
-        )
+        return ResolutionState(session, pending, others, round_message, user_message, superseded)
 
     async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
         r = resolution

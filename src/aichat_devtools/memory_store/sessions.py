@@ -11,9 +11,27 @@ from aichat_backend import names
 from aichat_backend.domain import Feedback, Message, MessageState, Role, Session, now_us
 from aichat_backend.errors import AlreadyExists, FailedPrecondition, NotFound
 from aichat_backend.reasons import Reason
-from aichat_backend.records import CREATE_SESSION_SCOPE, IdempotencyRecord, SessionSummary
+from aichat_backend.records import (
+    CREATE_SESSION_SCOPE,
+    FORK_SESSION_SCOPE,
+    IdempotencyRecord,
+    PathPage,
+    SessionSummary,
+)
+from aichat_backend.store.tree_repo import forked_draft
+from aichat_devtools.memory_store import tree
 from aichat_devtools.memory_store.state import StoredSession, UsageDay
 from aichat_devtools.memory_store.turns import MemoryTurns
+
+
+def _size(m: Message) -> int:
+    # The SQL store's estimate (store/message_stats.py), in characters.
+    return (
+        256
+        + len(m.text)
+        + sum(128 + len(c.result_text) + len(json.dumps(c.arguments)) for c in m.tool_calls)
+        + 256 * len(m.attachments)
+    )
 
 
 class MemoryStore(MemoryTurns):
@@ -98,20 +116,63 @@ class MemoryStore(MemoryTurns):
         found = [
             m for m in s.in_session(user_id, session_id) if after_seq is None or m.seq > after_seq
         ]
-        return [s.read(user_id, m, with_content=False) for m in found[:limit]]
+        return [tree.with_siblings(s, user_id, m) for m in found[:limit]]
+
+    async def list_path(
+        self,
+        user_id: str,
+        session_id: str,
+        leaf: str | None,
+        after_seq: int | None,
+        limit: int,
+        max_chars: int,
+    ) -> PathPage:
+        s = self.state
+        s.session(user_id, session_id)
+        return tree.path_page(s, user_id, session_id, leaf, after_seq, limit, max_chars, _size)
+
+    async def branch_leaf(self, user_id: str, session_id: str, message_id: str) -> str:
+        self.state.session(user_id, session_id)
+        return tree.newest_descendant(self.state, user_id, session_id, message_id)
+
+    async def switch_branch(
+        self, user_id: str, session_id: str, message_id: str, exact: bool
+    ) -> Session:
+        s = self.state
+        stored = s.session(user_id, session_id)
+        tree.message_in(s, user_id, session_id, message_id)
+        leaf = message_id if exact else tree.newest_descendant(s, user_id, session_id, message_id)
+        stored.session.active_message_id = leaf
+        return self._shown(stored, now_us())
+
+    async def fork_session(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: str,
+        new_id: str,
+        display_name: str,
+        request_id: str,
+    ) -> Session:
+        s = self.state
+        if request_id:
+            first = s.key(user_id, FORK_SESSION_SCOPE, request_id)
+            if first is not None:
+                return self._shown(s.session(user_id, first.resource), now_us())
+        source = s.session(user_id, session_id).session
+        tree.message_in(s, user_id, session_id, message_id)
+        await self.create_session(user_id, forked_draft(source, new_id, display_name), "")
+        tree.copy_path(s, user_id, session_id, message_id, new_id)
+        if request_id:
+            s.put_key(user_id, FORK_SESSION_SCOPE, request_id, new_id)
+        return self._shown(s.session(user_id, new_id), now_us())
 
     async def message_sizes(
         self, user_id: str, session_id: str, limit: int, after_seq: int | None
     ) -> list[int]:
         # The SQL store's estimate (store/message_stats.py), in characters.
         found = await self.list_messages(user_id, session_id, limit, after_seq)
-        return [
-            256
-            + len(m.text)
-            + sum(128 + len(c.result_text) + len(json.dumps(c.arguments)) for c in m.tool_calls)
-            + 256 * len(m.attachments)
-            for m in found
-        ]
+        return [_size(m) for m in found]
 
     async def summarize_session(self, user_id: str, session_id: str) -> SessionSummary:
         found = await self.list_messages(user_id, session_id, 1 << 62, None)
@@ -124,6 +185,7 @@ class MemoryStore(MemoryTurns):
     async def clear_messages(self, user_id: str, session_id: str) -> None:
         stored = self.state.session(user_id, session_id)
         stored.session.message_count, stored.session.tools_locked = 0, False
+        stored.session.active_message_id = ""
         stored.session.update_time_us = now_us()
         self._drop_messages(user_id, session_id)
 

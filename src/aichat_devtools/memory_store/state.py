@@ -146,15 +146,32 @@ class MemoryState:
         self.messages[(user, m.id)] = kept
 
     def append(
-        self, user: str, session_id: str, role: Role, state: MessageState, model: str, mid: str
+        self,
+        user: str,
+        session_id: str,
+        role: Role,
+        state: MessageState,
+        model: str,
+        mid: str,
+        parent_id: str = "",
     ) -> Message:
         stored = self.session(user, session_id)
         stored.last_seq += 1
         stored.session.message_count += 1
         stored.session.update_time_us = now = now_us()
         m = Message(
-            session_id, mid, stored.last_seq, role, state=state, model=model, create_time_us=now
+            session_id,
+            mid,
+            stored.last_seq,
+            role,
+            state=state,
+            model=model,
+            create_time_us=now,
+            parent_id=parent_id,
         )
+        # The active path moves on only from the parent (the user may have switched away).
+        if stored.session.active_message_id == parent_id:
+            stored.session.active_message_id = mid
         self.add_message(user, m)
         return copy.deepcopy(m)
 

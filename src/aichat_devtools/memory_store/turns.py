@@ -15,10 +15,10 @@ from aichat_backend.domain import (
     Role,
     ToolCall,
     ToolCallState,
-    memory_window,
     now_us,
 )
 from aichat_backend.records import (
+    DENIED_BY_BRANCH,
     RESOLVE_SCOPE,
     TURN_SCOPE,
     BegunTurn,
@@ -33,7 +33,9 @@ from aichat_backend.records import (
     already_decided,
     turn_in_progress,
 )
+from aichat_devtools.memory_store import tree
 from aichat_devtools.memory_store.state import UNFINISHED, MemoryState, StoredCall
+from aichat_devtools.memory_store.sweeps import sweep_interrupted
 
 
 class MemoryTurns:
@@ -51,28 +53,23 @@ class MemoryTurns:
         first = s.key(user_id, scope, request_id)
         if first is None:
             return None
-        answer = s.messages.get((user_id, first.resource))
-        if answer is None:
+        rounds = tree.turn_rounds(s, user_id, first.resource)
+        if not rounds:
             return StoredTurn(None, [], first.turn_id, first.fingerprint)
-        after = [m for m in s.in_session(user_id, answer.session_id) if m.seq > answer.seq - 2]
-        found = [s.read(user_id, m, with_content=False) for m in after[:1000]]
-        user_message = found[0] if found and found[0].role is Role.USER else None
-        answers: list[Message] = []
-        for m in found[1:]:
-            if m.role is Role.USER:
-                break
-            answers.append(m)
+        answers = [s.read(user_id, m, with_content=False) for m in rounds]
+        asked = s.messages.get((user_id, rounds[0].parent_id))
+        user_message = None
+        if asked is not None and asked.role is Role.USER:
+            user_message = s.read(user_id, asked, with_content=False)
         return StoredTurn(user_message, answers, first.turn_id, first.fingerprint)
 
     async def load_context(
-        self, user_id: str, session_id: str, window: HistoryWindow
+        self, user_id: str, session_id: str, window: HistoryWindow, leaf: str | None = None
     ) -> TurnContext:
-        stored = self.state.session(user_id, session_id)
-        limit = memory_window(
-            window.requested, stored.session.memory_limit, window.default, window.maximum
-        )
-        history = self.state.recent(user_id, session_id, limit)
-        return TurnContext(copy.deepcopy(stored.session), history)
+        return TurnContext(*tree.context(self.state, user_id, session_id, window, leaf))
+
+    async def question_of(self, user_id: str, session_id: str, message_id: str) -> str:
+        return tree.question_of(self.state, user_id, session_id, message_id)
 
     # --- a turn's writes ---------------------------------------------------------------
 
@@ -100,31 +97,45 @@ class MemoryTurns:
         stored.session.update_time_us = now
         stored.session.tools_locked = True
         stored.session.display_name = stored.session.display_name or turn.title
+        parent = stored.session.active_message_id if turn.parent_id is None else turn.parent_id
+        chain = [parent]
 
         def place(m: Message) -> None:  # a given message, and its calls, next in the session
             stored.last_seq += 1
             stored.session.message_count += 1
-            s.add_message(user_id, dataclasses.replace(m, seq=stored.last_seq, create_time_us=now))
+            placed = dataclasses.replace(
+                m, seq=stored.last_seq, create_time_us=now, parent_id=chain[-1]
+            )
+            s.add_message(user_id, placed)
+            chain.append(m.id)
             for i, call in enumerate(m.tool_calls):
                 kept = StoredCall(m.id, turn.session_id, i, copy.deepcopy(call), now)
                 s.calls[(user_id, m.id, call.id)] = kept
 
-        for m in turn.earlier:
-            place(m)
-        stored.last_seq += 1
-        stored.session.message_count += 1
-        user_message = Message(
-            turn.session_id,
-            uuid.uuid4().hex,
-            stored.last_seq,
-            Role.USER,
-            text=turn.text,
-            create_time_us=now,
-            attachments=copy.deepcopy(turn.attachments),
-        )
-        s.add_message(user_id, user_message)
-        for m in turn.rounds:
-            place(m)
+        if turn.question is not None:
+            user_message = s.read(
+                user_id, s.messages[(user_id, turn.question.id)], with_content=False
+            )
+            chain.append(user_message.id)
+        else:
+            for m in turn.earlier:
+                place(m)
+            stored.last_seq += 1
+            stored.session.message_count += 1
+            user_message = Message(
+                turn.session_id,
+                uuid.uuid4().hex,
+                stored.last_seq,
+                Role.USER,
+                text=turn.text,
+                create_time_us=now,
+                attachments=copy.deepcopy(turn.attachments),
+                parent_id=chain[-1],
+            )
+            s.add_message(user_id, user_message)
+            chain.append(user_message.id)
+            for m in turn.rounds:
+                place(m)
         stored.last_seq += 1
         stored.session.message_count += 1
         answer = Message(
@@ -135,8 +146,10 @@ class MemoryTurns:
             state=MessageState.STREAMING,
             model=turn.model,
             create_time_us=now,
+            parent_id=chain[-1],
         )
         s.add_message(user_id, answer)
+        stored.session.active_message_id = answer.id
         denied: list[ToolCall] = []
         if turn.deny_pending is not None:
             for c in s.pending(user_id, turn.session_id):
@@ -173,9 +186,18 @@ class MemoryTurns:
         s = self.state
         s.session(user_id, session_id)
         s.write(user_id, done, MessageState.COMPLETE)
-        context = s.recent(user_id, session_id, history) if history > 0 else []
+        context: list[Message] = []
+        if history > 0:
+            window = HistoryWindow(history, history, history)
+            _, context = tree.context(s, user_id, session_id, window, done.id)
         placeholder = s.append(
-            user_id, session_id, Role.ASSISTANT, MessageState.STREAMING, model, uuid.uuid4().hex
+            user_id,
+            session_id,
+            Role.ASSISTANT,
+            MessageState.STREAMING,
+            model,
+            uuid.uuid4().hex,
+            done.id,
         )
         return placeholder, context
 
@@ -245,15 +267,20 @@ class MemoryTurns:
         round_message = user_message = None
         if pending:
             round_message = s.get(user_id, session_id, pending[0].message_id)
-            before = [
-                m
-                for m in s.in_session(user_id, session_id)
-                if m.seq < round_message.seq and m.role is Role.USER
-            ]
-            if before:
-                user_message = copy.deepcopy(before[-1])
-                user_message.attachments = []
-        return ResolutionState(session, pending, others, round_message, user_message)
+            asked = tree.question_of(s, user_id, session_id, round_message.id)
+            user_message = copy.deepcopy(s.messages[(user_id, asked)])
+            user_message.attachments = []
+        superseded = {
+            i
+            for i, state in others.items()
+            if state is ToolCallState.DENIED
+            and any(
+                c.call.result_text == DENIED_BY_BRANCH
+                for (u, _, cid), c in s.calls.items()
+                if u == user_id and cid == i and c.session_id == session_id
+            )
+        }
+        return ResolutionState(session, pending, others, round_message, user_message, superseded)
 
     async def open_resolution(self, user_id: str, resolution: Resolution) -> None:
         s, r = self.state, resolution
@@ -291,33 +318,4 @@ class MemoryTurns:
             stored.expires_us = now_us() + int(lease_seconds * 1e6)
 
     async def sweep_interrupted(self) -> int:
-        s, now = self.state, now_us()
-
-        def live(user: str, session_id: str) -> bool:
-            stored = s.sessions.get((user, session_id))
-            if stored is None or stored.turn_id is None or stored.expires_us is None:
-                return False
-            return stored.expires_us >= now
-
-        def superseded(user: str, m: Message) -> bool:
-            return any(
-                later.seq > m.seq and later.role is Role.USER
-                for later in s.in_session(user, m.session_id)
-            )
-
-        swept = [
-            (u, m)
-            for (u, _), m in s.messages.items()
-            if m.state is MessageState.STREAMING and (not live(u, m.session_id) or superseded(u, m))
-        ]
-        for u, m in swept:
-            m.state, m.finish_reason = MessageState.INTERRUPTED, "interrupted"
-            for (cu, mid, _), c in s.calls.items():
-                if cu == u and mid == m.id and c.call.state in UNFINISHED:
-                    c.call.state, c.call.is_error = ToolCallState.FAILED, True
-                    c.call.result_text = "interrupted: the server stopped while the tool ran"
-            stored = s.sessions.get((u, m.session_id))
-            stale = stored is not None and stored.expires_us is not None and stored.expires_us < now
-            if stored is not None and stored.turn_id is not None and stale:
-                stored.turn_id = stored.owner = stored.expires_us = None
-        return len(swept)
+        return sweep_interrupted(self.state)

@@ -58,6 +58,12 @@ EXPECTED: dict[str, list[str]] = {
         '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
     ],
     "aichat-backend health --address": ["SERVING"],
+    "sessionId=branches": [
+        '"turnEnded":{"outcome":"TURN_OUTCOME_COMPLETED"',
+        '"siblingIndex":1,"siblingCount":2',
+        '"activeMessage":"sessions/branches/messages/',
+        '"name":"sessions/branches-copy"',
+    ],
     # docs/deployment.md
     "aichat-backend web-config": ['"appName": "Galaxy Chat"'],
     "openapi.json": ['{"status":"SERVING"}', '"swagger": "2.0"', "SERVING"],

@@ -56,10 +56,10 @@ function unary(client, method, request, options = {}) {
   });
 }
 
-function streamTurn(request, { cancelAfterDeltas = null, deadlineMs = null } = {}) {
+function streamTurn(request, { cancelAfterDeltas = null, deadlineMs = null, method = "StreamChat" } = {}) {
   return new Promise((resolve) => {
     const options = deadlineMs ? { deadline: new Date(Date.now() + deadlineMs) } : {};
-    const call = chat.StreamChat(request, metadata(), options);
+    const call = chat[method](request, metadata(), options);
     const events = [];
     let deltas = 0;
     call.on("data", (event) => {
@@ -144,6 +144,38 @@ async function main() {
       usage: ended.usage,
       stored: listed.messages[listed.messages.length - 1].reasoning,
       today: mine.today,
+    };
+  } else if (scenario === "tree") {
+    // The conversation tree: regenerate an answer, edit a question, switch back, fork.
+    const started = (result) => result.events[0].turn_started;
+    const ended = (result) => result.events[result.events.length - 1].turn_ended;
+    const shown = async (extra = {}) =>
+      (await unary(sessions, "ListMessages", { parent: session.name, ...extra })).messages.map((m) => ({
+        name: m.name, text: m.text, parent: m.parent, index: m.sibling_index, count: m.sibling_count,
+        previous: m.previous_sibling, next: m.next_sibling,
+      }));
+    await streamTurn({ session: session.name, text: "Q1" });
+    const second = await streamTurn({ session: session.name, text: "Q2" });
+    const { user_message: q2, answer_message: a2 } = started(second);
+    const again = await streamTurn({ name: a2 }, { method: "RegenerateAnswer" });
+    const edited = await streamTurn({ name: q2, text: "Q2 edited" }, { method: "EditMessage" });
+    const afterEdit = await shown();
+    const switched = await unary(sessions, "SwitchBranch", { name: q2 });
+    const afterSwitch = await shown();
+    const fork = await unary(sessions, "ForkSession", { message: a2, session_id: "" });
+    const forked = (await unary(sessions, "ListMessages", { parent: fork.name })).messages.map((m) => m.text);
+    let missing = null;
+    try {
+      await unary(sessions, "SwitchBranch", { name: `${session.name}/messages/nope` });
+    } catch (err) {
+      missing = { code: grpc.status[err.code], errorInfo: errorInfo(err) };
+    }
+    out.tree = {
+      q2, a2,
+      again: { ...summary(again), user_message: started(again).user_message, stored: ended(again).message.text },
+      edited: { ...summary(edited), stored: ended(edited).message.text },
+      afterEdit, afterSwitch, active: switched.active_message, fork: fork.name, forked, missing,
+      all: (await shown({ all_branches: true })).map((m) => m.text),
     };
   } else if (scenario === "errors") {
     try {
