@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from aichat_backend import names
-from aichat_backend.engine.chat import ChatConfig
+from aichat_backend.engine.approvals import Decision
+from aichat_backend.engine.chat import ChatConfig, ResolveRequest
 from aichat_backend.engine.compaction import INSTRUCTIONS, CompactionConfig
 from aichat_backend.engine.context_budget import ContextConfig
 from aichat_backend.engine.events import (
@@ -26,7 +27,7 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.providers.catalogue import parse_catalogue
-from aichat_devtools.fake_llm import FakeLLMServer
+from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.engine.conftest import EngineStack, engine_stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -246,3 +247,31 @@ async def test_two_hundred_turns_on_a_4096_token_model(stack: EngineStack, user:
     assert folded > 300
     assert len(await stack.messages(user, session)) == 400
     assert names.parse_session(session)
+
+
+async def test_the_round_after_an_approval_is_chosen_by_tokens_too(user: str) -> None:
+    """ResolveToolCalls' next round reads the history again: the newest that fits the
+    window, the turn's own messages always (before issue 26 it sent the last 100
+    messages whatever their size, and the 4k upstream refused it)."""
+    async with (
+        FakeLLMServer(context_windows=UPSTREAM) as fake,
+        make_stack(fake, ContextConfig(compaction=False)) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(12):
+            events = await stack.turn(user, session, words(turn), model="small")
+            assert ended(events).outcome is TurnOutcome.COMPLETED
+        fake.enqueue(Script(tool_calls=[("call_w", "srv__change", {"x": 1})]))
+        events = await stack.turn(user, session, "change 1", model="small")
+        assert ended(events).outcome is TurnOutcome.AWAITING_APPROVAL
+        fake.enqueue(Script(text="changed"))
+        decision = Decision(tool_call_id="call_w", approved=True)
+        resolved = [
+            e async for e in stack.engine.resolve(ResolveRequest(user, session, [decision]))
+        ]
+        last = ended(resolved)
+        assert last.outcome is TurnOutcome.COMPLETED, last.error
+        assert last.message.text == "changed"
+        sent = chat_requests(fake)[-1]["messages"]
+        assert any("change 1" in str(m.get("content")) for m in sent)  # the turn's own
+        assert "t0w0 " not in " ".join(str(m.get("content")) for m in sent)

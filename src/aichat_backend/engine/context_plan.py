@@ -108,11 +108,15 @@ class ContextPlanner:
         path: list[Message],
         system_prompt: str,
         tools: Sequence[ToolSpec],
-        user: ChatMessage,
+        user: ChatMessage | None,
         model: str,
         requested_output: int | None,
         message_count: int,
+        turn_tokens: int = 0,
     ) -> ContextPlan:
+        """``path``: the conversation before the turn; ``user``: the turn's new message,
+        or None and ``turn_tokens``, the estimate of the turn's own messages so far (a
+        resolution's user message and rounds), which are always sent after the path."""
         entry = self._catalogue.get(model)
         budget = budget_for(
             entry.context_window or 8192,
@@ -121,7 +125,11 @@ class ContextPlanner:
             self._config.margin_ratio,
         )
         fixed_before = MESSAGE_OVERHEAD + text_tokens(system_prompt) + self.tools_tokens(tools)
-        user_tokens = MESSAGE_OVERHEAD + text_tokens(user.text) + IMAGE_TOKENS * len(user.images)
+        user_tokens = turn_tokens
+        if user is not None:
+            user_tokens += (
+                MESSAGE_OVERHEAD + text_tokens(user.text) + IMAGE_TOKENS * len(user.images)
+            )
         choice = choose(path, fixed_before + user_tokens, budget, fixed_before=fixed_before)
         plan = ContextPlan(
             path=path,
