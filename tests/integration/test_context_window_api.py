@@ -50,7 +50,7 @@ async def all_messages(stack: ChatStack, user: str, session: str) -> list[rpb.Me
             return out
 
 
-def words(turn: int, n: int = 60) -> str:
+def words(turn: int, n: int = 150) -> str:
     return " ".join(f"t{turn}w{i}" for i in range(n))
 
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
-from aichat_backend.domain import ContextSummary, Message
+from aichat_backend.domain import ContextSummary, Message, Role
 from aichat_backend.engine.compaction import Compactor
 from aichat_backend.engine.context import to_chat_messages
 from aichat_backend.engine.context_budget import (
@@ -60,6 +60,7 @@ class ContextPlan:
     message_count: int  # the session's messages before this turn
     model: str
     pending: bool = False  # a compaction must run before the model is called
+    retain: bool = False  # ...to keep the summary within the messages a turn reads
     retried: bool = False
     history_sent: int = 0  # request.messages[:history_sent] come from ``path``
 
@@ -113,6 +114,7 @@ class ContextPlanner:
         requested_output: int | None,
         message_count: int,
         turn_tokens: int = 0,
+        read_limit: int = 0,
     ) -> ContextPlan:
         """``path``: the conversation before the turn; ``user``: the turn's new message,
         or None and ``turn_tokens``, the estimate of the turn's own messages so far (a
@@ -142,7 +144,16 @@ class ContextPlanner:
             message_count=message_count,
             model=model,
         )
-        plan.pending = choice.overflow and self._compactor is not None and self._config.compaction
+        compacting = self._compactor is not None and self._config.compaction
+        # The summary is about to leave the messages a turn reads (``read_limit``, the
+        # count bound): fold on, or the next turn would lose what it stands for.
+        plan.retain = (
+            compacting
+            and choice.summary is not None
+            and 0 < read_limit <= len(path)
+            and choice.summary_at < 2
+        )
+        plan.pending = compacting and (choice.overflow or plan.retain)
         return plan
 
     def summary_limit(self, plan: ContextPlan) -> int:
@@ -173,6 +184,11 @@ class ContextPlanner:
         allowance = int(limit * choice.scale)
         room = int(plan.budget.input_tokens * self._config.keep_ratio) - allowance
         cut = fold_point(plan.path, choice, max(room, choice.fixed))
+        if cut <= first and plan.retain:  # all fits: fold the older half to carry it on
+            cut = first + (len(plan.path) - first) // 2
+            while cut < len(plan.path) and plan.path[cut].role is not Role.USER:
+                cut += 1
+        plan.retain = False
         if cut <= first:
             return
         before = plan.whole_tokens()

@@ -175,6 +175,7 @@ class Resolver:
             None,
             len(context),
             turn_tokens=sum(message_tokens(m) for m in context[own:]),
+            read_limit=history,
         )
         run.context = plan
         run.request = dataclasses.replace(

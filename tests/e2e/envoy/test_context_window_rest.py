@@ -40,7 +40,7 @@ async def test_two_hundred_turns_as_sse_with_gauge_and_compactions(
     session = created.json()["name"]
     compacted: list[dict[str, object]] = []
     for turn in range(200):
-        text = " ".join(f"t{turn}w{i}" for i in range(60))
+        text = " ".join(f"t{turn}w{i}" for i in range(150))
         async with http.stream(
             "POST", f"/v1/chat/{session}:streamChat", json={"text": text}, headers=bearer(token)
         ) as response:
