@@ -8,6 +8,7 @@ that alone is bigger than the window fails with MESSAGE_EXCEEDS_CONTEXT_WINDOW.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.providers.catalogue import parse_catalogue
-from aichat_devtools.fake_llm import FakeLLMServer, Script
+from aichat_devtools.fake_llm import FakeLLMServer, RecordedRequest, Script, echo_behaviour
 from tests.engine.conftest import EngineStack, engine_stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -297,3 +298,40 @@ async def test_the_summary_is_carried_on_before_it_leaves_the_messages_read(user
                 system = str(chat_requests(fake)[-1]["messages"][0]["content"])
                 assert "<conversation_summary>" in system, short
             assert carried >= 2
+
+
+async def test_a_compaction_cut_off_midway_stores_nothing_and_is_made_again(user: str) -> None:
+    """Resumable: the caller hangs up while the summary is being written; nothing is
+    stored, and the next turn that needs it compacts again and is answered."""
+    hung = asyncio.Event()
+    echo = echo_behaviour()
+
+    def upstream(request: RecordedRequest) -> Script:
+        body = request.body if isinstance(request.body, dict) else {}
+        if _is_summary_call(body) and not hung.is_set():
+            hung.set()
+            return Script(text="never", hang_after=0)
+        return echo(request)
+
+    async with (
+        FakeLLMServer(default=upstream, context_windows=UPSTREAM) as fake,
+        make_stack(fake) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(20):
+            running = asyncio.create_task(stack.turn(user, session, words(turn, 300)))
+            hanging = asyncio.create_task(hung.wait())
+            await asyncio.wait({running, hanging}, return_when=asyncio.FIRST_COMPLETED)
+            hanging.cancel()
+            if hung.is_set():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                break
+            assert ended(running.result()).outcome is TurnOutcome.COMPLETED
+        assert hung.is_set(), "no compaction was needed: the test proves nothing"
+        assert await stack.engine.wait_idle(5)
+        assert not [m for m in await stack.messages(user, session) if m.context_summary]
+        events = await stack.turn(user, session, words(99, 300))
+        assert ended(events).outcome is TurnOutcome.COMPLETED, ended(events).error
+        assert compactions(events)
+        assert [m for m in await stack.messages(user, session) if m.context_summary]
