@@ -188,6 +188,8 @@ class Resolver:
         if plan.pending:
             async for compacted in planner.compact(run, plan):
                 yield compacted
+        elif plan.retain:
+            self._lifecycle.spawn(planner.carry_on(run, plan))
         run.stream = self._rounds.open_stream(run)
         async for event in self._rounds.run(run):
             yield event

@@ -118,6 +118,8 @@ class TurnStarter:
                 async for compacted in self._planner.compact(run, plan):
                     yield compacted
                 run.stream = self._rounds.open_stream(run)
+            elif plan is not None and plan.retain:
+                self._lifecycle.spawn(self._planner.carry_on(run, plan))
             async for event in self._rounds.run(run):
                 yield event
 

@@ -70,4 +70,4 @@ async def test_two_hundred_turns_as_sse_with_gauge_and_compactions(
         if not page_token:
             break
     assert listed == 400  # every original message, the summaries marked on them
-    assert marked == [c["throughMessage"] for c in compacted]
+    assert {c["throughMessage"] for c in compacted} <= set(marked)
