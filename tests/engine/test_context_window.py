@@ -344,3 +344,26 @@ async def test_a_compaction_cut_off_midway_stores_nothing_and_is_made_again(user
         assert ended(events).outcome is TurnOutcome.COMPLETED, ended(events).error
         assert compactions(events)
         assert [m for m in await stack.messages(user, session) if m.context_summary]
+
+
+async def test_a_summarizer_that_fails_leaves_older_messages_out_and_the_turn_answers(
+    user: str,
+) -> None:
+    def upstream(request: RecordedRequest) -> Script:
+        body = request.body if isinstance(request.body, dict) else {}
+        if _is_summary_call(body):
+            return Script(text="never", hang_after=0)  # silent until the timeout
+        return echo_behaviour()(request)
+
+    async with (
+        FakeLLMServer(default=upstream, context_windows=UPSTREAM) as fake,
+        make_stack(fake, timeout_seconds=0.2) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(8):
+            events = await stack.turn(user, session, words(turn, 300))
+            end = ended(events)
+            assert end.outcome is TurnOutcome.COMPLETED, end.error
+            assert not compactions(events)
+        assert end.context is not None and end.context.omitted_messages > 0
+        assert not [m for m in await stack.messages(user, session) if m.context_summary]
