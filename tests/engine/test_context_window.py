@@ -8,6 +8,7 @@ that alone is bigger than the window fails with MESSAGE_EXCEEDS_CONTEXT_WINDOW.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from aichat_backend import names
-from aichat_backend.engine.chat import ChatConfig
+from aichat_backend.engine.approvals import Decision
+from aichat_backend.engine.chat import ChatConfig, ResolveRequest
 from aichat_backend.engine.compaction import INSTRUCTIONS, CompactionConfig
 from aichat_backend.engine.context_budget import ContextConfig
 from aichat_backend.engine.events import (
@@ -26,7 +28,7 @@ from aichat_backend.engine.events import (
     TurnStarted,
 )
 from aichat_backend.providers.catalogue import parse_catalogue
-from aichat_devtools.fake_llm import FakeLLMServer
+from aichat_devtools.fake_llm import FakeLLMServer, RecordedRequest, Script, echo_behaviour
 from tests.engine.conftest import EngineStack, engine_stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -212,7 +214,7 @@ async def test_a_context_refusal_gets_one_compaction_and_one_retry(user: str, mo
         session = await stack.new_session(user)
         refused: list[ContextCompacted] = []
         for turn in range(14):
-            events = await stack.turn(user, session, words(turn), model=model)
+            events = await stack.turn(user, session, words(turn, 200), model=model)
             assert ended(events).outcome is TurnOutcome.COMPLETED, ended(events).error
             refused += [c for c in compactions(events) if c.after_refusal]
         assert refused, "the upstream never refused: the test proves nothing"
@@ -238,11 +240,130 @@ async def test_two_hundred_turns_on_a_4096_token_model(stack: EngineStack, user:
     session = await stack.new_session(user)
     folded = 0
     for turn in range(200):
-        events = await stack.turn(user, session, words(turn, 60), model="small")
+        events = await stack.turn(user, session, words(turn, 150), model="small")
         assert ended(events).outcome is TurnOutcome.COMPLETED, (turn, ended(events).error)
         for c in compactions(events):
             assert not c.after_refusal  # our count kept every request inside the window
             folded += c.folded_messages
-    assert folded > 300
-    assert len(await stack.messages(user, session)) == 400
+    assert folded > 0
+    await stack.engine.settle()
+    stored = await stack.messages(user, session)
+    assert len(stored) == 400  # every original kept
+    summaries = [m.context_summary for m in stored if m.context_summary is not None]
+    assert len(summaries) > 10 and summaries[-1].folded_messages > 300
+    system = str(chat_requests(stack.fake)[-1]["messages"][0]["content"])
+    assert "<conversation_summary>" in system
     assert names.parse_session(session)
+
+
+async def test_the_round_after_an_approval_is_chosen_by_tokens_too(user: str) -> None:
+    """ResolveToolCalls' next round reads the history again: the newest that fits the
+    window, the turn's own messages always (before issue 26 it sent the last 100
+    messages whatever their size, and the 4k upstream refused it)."""
+    async with (
+        FakeLLMServer(context_windows=UPSTREAM) as fake,
+        make_stack(fake, ContextConfig(compaction=False)) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(12):
+            events = await stack.turn(user, session, words(turn), model="small")
+            assert ended(events).outcome is TurnOutcome.COMPLETED
+        fake.enqueue(Script(tool_calls=[("call_w", "srv__change", {"x": 1})]))
+        events = await stack.turn(user, session, "change 1", model="small")
+        assert ended(events).outcome is TurnOutcome.AWAITING_APPROVAL
+        fake.enqueue(Script(text="changed"))
+        decision = Decision(tool_call_id="call_w", approved=True)
+        resolved = [
+            e async for e in stack.engine.resolve(ResolveRequest(user, session, [decision]))
+        ]
+        last = ended(resolved)
+        assert last.outcome is TurnOutcome.COMPLETED, last.error
+        assert last.message.text == "changed"
+        sent = chat_requests(fake)[-1]["messages"]
+        assert any("change 1" in str(m.get("content")) for m in sent)  # the turn's own
+        assert "t0w0 " not in " ".join(str(m.get("content")) for m in sent)
+
+
+async def test_the_summary_is_carried_on_before_it_leaves_the_messages_read(user: str) -> None:
+    """The count bound (here 10 messages) still bounds what a turn reads: a summary about to
+    fall out of it is folded on, so later turns never lose what it stands for."""
+    async with FakeLLMServer(context_windows=UPSTREAM) as fake:
+        catalogue = parse_catalogue(catalogue_text(fake), {}, timeout_seconds=10)
+        config = ChatConfig(heartbeat_seconds=5.0, memory_default=10)
+        async with engine_stack(fake, catalogue, config) as stack:
+            session = await stack.new_session(user)
+            turn = 0
+            while not compactions(await stack.turn(user, session, words(turn, 300))):
+                turn += 1
+                assert turn < 10
+            before_answer = 0
+            for short in range(12):
+                events = await stack.turn(user, session, f"short {short}", model="small")
+                assert ended(events).outcome is TurnOutcome.COMPLETED
+                before_answer += len(compactions(events))
+                system = str(chat_requests(fake)[-1]["messages"][0]["content"])
+                assert "<conversation_summary>" in system, short
+                await stack.engine.settle()
+            assert before_answer <= 1  # carried on beside the answers, two turns ahead
+            stored = await stack.messages(user, session)
+            assert len([m for m in stored if m.context_summary is not None]) >= 3
+
+
+async def test_a_compaction_cut_off_midway_stores_nothing_and_is_made_again(user: str) -> None:
+    """Resumable: the caller hangs up while the summary is being written; nothing is
+    stored, and the next turn that needs it compacts again and is answered."""
+    hung = asyncio.Event()
+    echo = echo_behaviour()
+
+    def upstream(request: RecordedRequest) -> Script:
+        body = request.body if isinstance(request.body, dict) else {}
+        if _is_summary_call(body) and not hung.is_set():
+            hung.set()
+            return Script(text="never", hang_after=0)
+        return echo(request)
+
+    async with (
+        FakeLLMServer(default=upstream, context_windows=UPSTREAM) as fake,
+        make_stack(fake) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(20):
+            running = asyncio.create_task(stack.turn(user, session, words(turn, 300)))
+            hanging = asyncio.create_task(hung.wait())
+            await asyncio.wait({running, hanging}, return_when=asyncio.FIRST_COMPLETED)
+            hanging.cancel()
+            if hung.is_set():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                break
+            assert ended(running.result()).outcome is TurnOutcome.COMPLETED
+        assert hung.is_set(), "no compaction was needed: the test proves nothing"
+        assert await stack.engine.wait_idle(5)
+        assert not [m for m in await stack.messages(user, session) if m.context_summary]
+        events = await stack.turn(user, session, words(99, 300))
+        assert ended(events).outcome is TurnOutcome.COMPLETED, ended(events).error
+        assert compactions(events)
+        assert [m for m in await stack.messages(user, session) if m.context_summary]
+
+
+async def test_a_summarizer_that_fails_leaves_older_messages_out_and_the_turn_answers(
+    user: str,
+) -> None:
+    def upstream(request: RecordedRequest) -> Script:
+        body = request.body if isinstance(request.body, dict) else {}
+        if _is_summary_call(body):
+            return Script(text="never", hang_after=0)  # silent until the timeout
+        return echo_behaviour()(request)
+
+    async with (
+        FakeLLMServer(default=upstream, context_windows=UPSTREAM) as fake,
+        make_stack(fake, timeout_seconds=0.2) as stack,
+    ):
+        session = await stack.new_session(user)
+        for turn in range(8):
+            events = await stack.turn(user, session, words(turn, 300))
+            end = ended(events)
+            assert end.outcome is TurnOutcome.COMPLETED, end.error
+            assert not compactions(events)
+        assert end.context is not None and end.context.omitted_messages > 0
+        assert not [m for m in await stack.messages(user, session) if m.context_summary]

@@ -50,7 +50,7 @@ async def all_messages(stack: ChatStack, user: str, session: str) -> list[rpb.Me
             return out
 
 
-def words(turn: int, n: int = 60) -> str:
+def words(turn: int, n: int = 150) -> str:
     return " ".join(f"t{turn}w{i}" for i in range(n))
 
 
@@ -76,8 +76,11 @@ async def test_two_hundred_turns_on_a_4096_token_model_complete_and_say_so(
     listed = await all_messages(stack, user, session)
     assert len(listed) == 400  # nothing hidden from its owner
     marked = [m for m in listed if m.HasField("context_summary")]
-    assert [m.name for m in marked] == [c.through_message for c in compacted]
-    assert marked[-1].context_summary.folded_messages > marked[0].context_summary.folded_messages
+    # Each compaction the stream told of, and those made beside an answer (a summary
+    # carried on before it leaves the 20 messages a turn reads), in order.
+    assert {c.through_message for c in compacted} <= {m.name for m in marked}
+    folded = [m.context_summary.folded_messages for m in marked]
+    assert folded == sorted(folded) and folded[-1] > 300
 
     for fmt in (spb.EXPORT_FORMAT_MARKDOWN, spb.EXPORT_FORMAT_TEXT, spb.EXPORT_FORMAT_JSON):
         call = stack.server.sessions.ExportSession(

@@ -712,7 +712,9 @@ Global___ContextWindowUsage: _TypeAlias = ContextWindowUsage  # noqa: Y015
 @_typing.final
 class ContextCompacted(_message.Message):
     """Older messages were folded into a summary (a compaction), once, when the
-    conversation stopped fitting the model's context window.
+    conversation stopped fitting the model's context window. (A summary carried on beside
+    an answer, to keep it within the messages a turn reads, is not announced: it shows as
+    `Message.context_summary` in ListMessages, and the next turn's `context.summarized`.)
     """
 
     DESCRIPTOR: _descriptor.Descriptor

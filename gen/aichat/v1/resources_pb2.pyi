@@ -414,8 +414,9 @@ class ContextSummary(_message.Message):
     text: _builtins.str
     """The summary as the model is sent it."""
     folded_messages: _builtins.int
-    """How many messages it stands for: every message from the start of the conversation
-    up to and including the one it is set on (an earlier summary's messages included).
+    """How many messages it stands for: those it folded and those the summary before it
+    stood for (messages a turn no longer read before any summary was made, beyond the
+    session's `memory_limit`, are not among them).
     """
     folded_tokens: _builtins.int
     """Estimated tokens of what it replaced (the earlier summary, if any, and the messages

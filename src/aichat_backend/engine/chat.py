@@ -96,6 +96,10 @@ class ChatEngine:
         """The events of one ResolveToolCalls, ending with TurnEnded."""
         return self._resolver.resolve(req)
 
+    async def settle(self) -> None:
+        """Wait for the background work started so far (see ``TurnLifecycle.settle``)."""
+        await self._lifecycle.settle()
+
     def cancel_turn(self, turn_id: str) -> bool:
         """Stop a detached turn running here (see ``TurnLifecycle.cancel``)."""
         return self._lifecycle.cancel(turn_id)

@@ -25,7 +25,7 @@ from aichat_backend.domain import ContextSummary, Message, Role
 from aichat_backend.engine.context import FINISHED_CALLS, with_attachments
 from aichat_backend.engine.context_budget import BYTES_PER_TOKEN, message_tokens, text_tokens
 from aichat_backend.engine.turn_store import TurnStore
-from aichat_backend.errors import Internal
+from aichat_backend.errors import DeadlineExceeded, Internal
 from aichat_backend.providers.base import ChatMessage, ChatRole, ProviderRequest, TextChunk
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.reasons import Reason
@@ -158,11 +158,17 @@ class Compactor:
                 max_output_tokens=out_tokens,
             )
             parts: list[str] = []
-            async with asyncio.timeout(self._config.timeout_seconds):
-                async with provider.stream(request) as events:
-                    async for event in events:
-                        if isinstance(event, TextChunk):
-                            parts.append(event.text)
+            try:
+                async with asyncio.timeout(self._config.timeout_seconds):
+                    async with provider.stream(request) as events:
+                        async for event in events:
+                            if isinstance(event, TextChunk):
+                                parts.append(event.text)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the summary was not written within {self._config.timeout_seconds:g} s",
+                    reason=Reason.PROVIDER_TIMEOUT,
+                ) from None
             # A model that ignores its answer limit is cut to it.
             summary = cut_to_tokens("".join(parts).strip(), limit) or summary
         if not summary:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
-from aichat_backend.domain import ContextSummary, Message
+from aichat_backend.domain import ContextSummary, Message, Role
 from aichat_backend.engine.compaction import Compactor
 from aichat_backend.engine.context import to_chat_messages
 from aichat_backend.engine.context_budget import (
@@ -60,6 +60,10 @@ class ContextPlan:
     message_count: int  # the session's messages before this turn
     model: str
     pending: bool = False  # a compaction must run before the model is called
+    # The summary is about to leave the messages a turn reads: carry it on (fold more)
+    # in the background, or now, before the model is called, at the last turn it can.
+    retain: bool = False
+    carry_now: bool = False
     retried: bool = False
     history_sent: int = 0  # request.messages[:history_sent] come from ``path``
 
@@ -108,11 +112,16 @@ class ContextPlanner:
         path: list[Message],
         system_prompt: str,
         tools: Sequence[ToolSpec],
-        user: ChatMessage,
+        user: ChatMessage | None,
         model: str,
         requested_output: int | None,
         message_count: int,
+        turn_tokens: int = 0,
+        read_limit: int = 0,
     ) -> ContextPlan:
+        """``path``: the conversation before the turn; ``user``: the turn's new message,
+        or None and ``turn_tokens``, the estimate of the turn's own messages so far (a
+        resolution's user message and rounds), which are always sent after the path."""
         entry = self._catalogue.get(model)
         budget = budget_for(
             entry.context_window or 8192,
@@ -121,7 +130,11 @@ class ContextPlanner:
             self._config.margin_ratio,
         )
         fixed_before = MESSAGE_OVERHEAD + text_tokens(system_prompt) + self.tools_tokens(tools)
-        user_tokens = MESSAGE_OVERHEAD + text_tokens(user.text) + IMAGE_TOKENS * len(user.images)
+        user_tokens = turn_tokens
+        if user is not None:
+            user_tokens += (
+                MESSAGE_OVERHEAD + text_tokens(user.text) + IMAGE_TOKENS * len(user.images)
+            )
         choice = choose(path, fixed_before + user_tokens, budget, fixed_before=fixed_before)
         plan = ContextPlan(
             path=path,
@@ -134,8 +147,55 @@ class ContextPlanner:
             message_count=message_count,
             model=model,
         )
-        plan.pending = choice.overflow and self._compactor is not None and self._config.compaction
+        compacting = self._compactor is not None and self._config.compaction
+        # The summary is about to leave the messages a turn reads (``read_limit``, the
+        # count bound): fold on, or the next turn would lose what it stands for.
+        # Two turns ahead it is folded on in the background, beside this turn's answer;
+        # at the last turn that still reads it, before the answer if that has not happened.
+        carry = (
+            compacting
+            and not choice.overflow
+            and choice.summary is not None
+            and 0 < read_limit <= len(path)
+            and choice.summary_at < 4
+        )
+        plan.carry_now = carry and choice.summary_at < 2
+        plan.retain = carry and not plan.carry_now
+        plan.pending = compacting and (choice.overflow or plan.carry_now)
         return plan
+
+    @staticmethod
+    def half_point(plan: ContextPlan) -> int:
+        """A cut folding the older half of the messages after the summary (at a user's)."""
+        first = plan.choice.summary_at + 1
+        cut = first + (len(plan.path) - first) // 2
+        while cut < len(plan.path) and plan.path[cut].role is not Role.USER:
+            cut += 1
+        return cut
+
+    async def carry_on(self, run: TurnRun, plan: ContextPlan) -> None:
+        """Fold the older half of the messages after the summary into a new one, off the
+        turn's way (its request is made already): the summary stays within what the
+        next turns read. A failure only leaves it to the next turn to try."""
+        c = plan.choice
+        first = c.summary_at + 1
+        cut = self.half_point(plan)
+        if self._compactor is None or cut <= first or cut >= len(plan.path):
+            return
+        try:
+            await self._compactor.compact(
+                run.user_id,
+                run.session_id,
+                c.summary,
+                plan.path[first:cut],
+                run.model,
+                self.summary_limit(plan),
+            )
+        except AichatError as exc:
+            log.warning(
+                "carrying a summary on failed; the next turn tries again",
+                extra={"reason": exc.reason, "session": run.session_id},
+            )
 
     def summary_limit(self, plan: ContextPlan) -> int:
         """A summary's most tokens: the setting, at most a quarter of the room."""
@@ -165,6 +225,9 @@ class ContextPlanner:
         allowance = int(limit * choice.scale)
         room = int(plan.budget.input_tokens * self._config.keep_ratio) - allowance
         cut = fold_point(plan.path, choice, max(room, choice.fixed))
+        if cut <= first and plan.carry_now:
+            cut = self.half_point(plan)
+        plan.retain = plan.carry_now = False  # this compaction moves the summary on
         if cut <= first:
             return
         before = plan.whole_tokens()

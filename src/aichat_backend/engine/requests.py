@@ -221,7 +221,7 @@ class ResolveRequest:
 @dataclass(slots=True)
 class ChatConfig:
     # Messages of history read per turn: an upper bound; what is sent is chosen by tokens.
-    memory_default: int = 100
+    memory_default: int = 20
     memory_max: int = 500
     context: ContextConfig = field(default_factory=ContextConfig)
     compaction: CompactionConfig = field(default_factory=CompactionConfig)

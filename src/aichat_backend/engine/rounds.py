@@ -19,7 +19,6 @@ from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.events import (
     ApprovalRequired,
     ToolCallUpdate,
-    TurnEnded,
     TurnEvent,
     TurnOutcome,
 )
@@ -29,9 +28,10 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
+from aichat_backend.engine.turn_end import turn_ended
 from aichat_backend.engine.turn_run import TurnRun, answered_by, returned_calls
 from aichat_backend.engine.turn_store import TurnStore
-from aichat_backend.engine.usage import PricesOf, add_usage, call_usage, copy_usage, set_usage
+from aichat_backend.engine.usage import PricesOf, add_usage, call_usage, set_usage
 from aichat_backend.errors import AichatError, Internal, InvalidArgument, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
 from aichat_backend.reasons import Reason
@@ -68,6 +68,10 @@ class TurnRounds:
     @property
     def observer(self) -> TurnObserver:
         return self._observer
+
+    @property
+    def planner(self) -> ContextPlanner:
+        return self._planner
 
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
@@ -290,25 +294,3 @@ class TurnRounds:
             # Never past the caller's deadline: leave a moment to report the result.
             timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
         return timeout
-
-
-def turn_ended(
-    run: TurnRun,
-    outcome: TurnOutcome,
-    error: AichatError | None = None,
-    pending: list[ToolCall] | None = None,
-) -> TurnEnded:
-    """The turn's last event: its current answer, and the usage of all its model calls."""
-    ended = TurnEnded(
-        outcome=outcome,
-        message=run.message,
-        error=error,
-        user_message=run.user_message,
-        pending=pending or [],
-        model=run.message.model,
-        answers=list(run.answers),
-    )
-    copy_usage(ended, run)
-    if run.context is not None and run.last_input_tokens:
-        ended.context = run.context.fill(run.last_input_tokens)
-    return ended

@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 
-from aichat_backend.domain import Attachment, Message, Role, ToolCallState
+from aichat_backend.domain import Attachment, Message, Role, ToolCallState, memory_window
 from aichat_backend.engine import attachments as attachment_rules
 from aichat_backend.engine.context import with_attachments
 from aichat_backend.engine.context_plan import ContextPlanner
@@ -120,6 +120,8 @@ class TurnStarter:
                 async for compacted in self._planner.compact(run, plan):
                     yield compacted
                 run.stream = self._rounds.open_stream(run)
+            elif plan is not None and plan.retain:
+                self._lifecycle.spawn(self._planner.carry_on(run, plan))
             async for event in self._rounds.run(run):
                 yield event
 
@@ -241,6 +243,12 @@ class TurnStarter:
                 model,
                 req.max_output_tokens or None,
                 session.message_count,
+                read_limit=memory_window(
+                    req.memory_limit,
+                    session.memory_limit,
+                    self._config.memory_default,
+                    self._config.memory_max,
+                ),
             )
             messages = (*self._planner.history(plan), user)
             system_prompt = self._planner.system_prompt(plan)

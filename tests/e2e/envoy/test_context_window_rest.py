@@ -40,7 +40,7 @@ async def test_two_hundred_turns_as_sse_with_gauge_and_compactions(
     session = created.json()["name"]
     compacted: list[dict[str, object]] = []
     for turn in range(200):
-        text = " ".join(f"t{turn}w{i}" for i in range(60))
+        text = " ".join(f"t{turn}w{i}" for i in range(150))
         async with http.stream(
             "POST", f"/v1/chat/{session}:streamChat", json={"text": text}, headers=bearer(token)
         ) as response:
@@ -70,4 +70,4 @@ async def test_two_hundred_turns_as_sse_with_gauge_and_compactions(
         if not page_token:
             break
     assert listed == 400  # every original message, the summaries marked on them
-    assert marked == [c["throughMessage"] for c in compacted]
+    assert {c["throughMessage"] for c in compacted} <= set(marked)
