@@ -166,5 +166,6 @@ export const api = {
   forkSession: (message, requestId) => json(`/${message}:fork`, { method: "POST", body: { requestId } }),
   // The caller's own tokens and cost, today and this month, and their daily budgets.
   getMyUsage: () => json("/usage"),
-  exportSession: (name, format) => request(`/${name}:export`, { query: { format } }),
+  exportSession: (name, format, includeReasoning = false) =>
+    request(`/${name}:export`, { query: { format, includeReasoning: includeReasoning ? "true" : "" } }),
 };

@@ -21,7 +21,14 @@ from playwright.async_api import BrowserContext, expect
 from aichat_devtools.dev_token import DevKeys
 from aichat_devtools.fake_llm import Script
 from tests.e2e.web.conftest import APP_NAME, page_envoy
-from tests.e2e.web.helpers import axe_violations, last_answer, send, signed_in, wait_idle
+from tests.e2e.web.helpers import (
+    axe_violations,
+    chat_action,
+    last_answer,
+    send,
+    signed_in,
+    wait_idle,
+)
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 from tests.support.reasoning_models import reasoning_stack
@@ -239,3 +246,21 @@ async def test_thinking_and_usage_at_phone_width(
     assert box is not None and box["width"] >= 44 and box["height"] >= 44
     await page.screenshot(path=str(artifacts / "phone-thinking-usage.png"))
     assert await axe_violations(page) == []
+
+
+async def test_an_export_with_thinking_and_one_without(
+    desktop: BrowserContext, reasoning_envoy: Envoy, reasoning: ChatStack, token: str
+) -> None:
+    page = await signed_in(desktop, reasoning_envoy, token)
+    reasoning.fake.enqueue(Script(reasoning=THOUGHT, text="Four."))
+    await send(page, "2+2?")
+    await wait_idle(page)
+    async with page.expect_download() as info:
+        await chat_action(page, "Export with thinking (.md)")
+    with_thinking = await asyncio.to_thread(Path(await (await info.value).path()).read_text)
+    assert "<summary>Thinking</summary>" in with_thinking and THOUGHT in with_thinking
+    assert "Four." in with_thinking
+    async with page.expect_download() as info:
+        await chat_action(page, "Export as .md")
+    plain = await asyncio.to_thread(Path(await (await info.value).path()).read_text)
+    assert "Four." in plain and THOUGHT not in plain
