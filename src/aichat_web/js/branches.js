@@ -60,8 +60,10 @@ class Branches {
       step(message.nextSibling, "Next version", "›"));
   }
 
+  // On answers with text, as Copy and the thumbs: a round that only called a tool is
+  // followed by the answer that offers them.
   answerButtons(view) {
-    if (!view.message?.name) return null;
+    if (!view.message?.name || !view.text) return null;
     return el("span", { class: "branch-actions" },
       el("button", {
         type: "button", class: "icon-button", title: "Regenerate", "aria-label": "Regenerate",

@@ -264,3 +264,45 @@ async def test_an_export_with_thinking_and_one_without(
         await chat_action(page, "Export as .md")
     plain = await asyncio.to_thread(Path(await (await info.value).path()).read_text)
     assert "Four." in plain and THOUGHT not in plain
+
+
+async def test_each_round_of_a_tool_using_turn_thinks_in_its_own_section(
+    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
+) -> None:
+    """On the package's stack (OpenAI wire, the bundled tasks tools): the model thinks,
+    calls the calculator, thinks again and answers. Live, one answer shows thinking,
+    the call, thinking; after a reload each round is its own stored message, each with
+    its thinking."""
+    stack.fake.enqueue(
+        Script(
+            reasoning="I should use the calculator.",
+            tool_calls=[("c1", "tasks__calculate", {"expression": "6*7"})],
+        ),
+        Script(reasoning="The tool says 42.", text="It is 42."),
+    )
+    page = await signed_in(desktop, envoy, token)
+    await send(page, "what is 6*7?")
+    await wait_idle(page)
+    answer = last_answer(page)
+    await expect(answer.locator(".markdown")).to_have_text("It is 42.")
+    parts = answer.locator(".answer-parts > *")
+    await expect(parts).to_have_count(3)
+    assert await parts.evaluate_all("ps => ps.map(p => p.className.split(' ')[0])") == [
+        "thinking",
+        "tool-call",
+        "thinking",
+    ]
+    await expect(parts.nth(0).locator(".thinking-text")).to_have_text(
+        "I should use the calculator."
+    )
+    await expect(parts.nth(2).locator(".thinking-text")).to_have_text("The tool says 42.")
+    await page.reload()
+    answers = page.locator("article.message.assistant")
+    await expect(answers).to_have_count(2)
+    await expect(answers.nth(0).locator(".thinking-text")).to_have_text(
+        "I should use the calculator."
+    )
+    await expect(answers.nth(1).locator(".thinking-text")).to_have_text("The tool says 42.")
+    await answers.nth(1).locator("details.thinking summary").click()
+    await page.screenshot(path=str(artifacts / "desktop-thinking-rounds.png"))
+    assert page.errors == []  # type: ignore[attr-defined]
