@@ -37,7 +37,8 @@ export function showFill(usage, how) {
   const node = gauge();
   const meter = node.querySelector("meter");
   meter.value = share;
-  node.querySelector(".context-percent").textContent = `${percent}%`;
+  // A big window barely used still says something is in it.
+  node.querySelector(".context-percent").textContent = tokens && !percent ? "<1%" : `${percent}%`;
   const parts = [`${count(tokens)} of ${count(window)} tokens of the model's context (${percent}%), ${how}`];
   if (Number(usage.outputReserveTokens)) parts.push(`${count(usage.outputReserveTokens)} kept for the answer`);
   if (Number(usage.omittedMessages)) {
