@@ -14,9 +14,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 
-from aichat_backend.domain import Attachment, Message, Role, ToolCallState
+from aichat_backend.domain import Attachment, Message, Role, ToolCallState, memory_window
 from aichat_backend.engine import attachments as attachment_rules
-from aichat_backend.engine.context import to_chat_messages, with_attachments
+from aichat_backend.engine.context import with_attachments
+from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.conversation import (
     Given,
     check_client_tools,
@@ -68,7 +69,9 @@ class TurnStarter:
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
         pdf: PdfExtractor,
+        planner: ContextPlanner,
     ) -> None:
+        self._planner = planner
         self._store = store
         self._catalogue = catalogue
         self._config = config
@@ -93,20 +96,32 @@ class TurnStarter:
             return
         run = started
         async with self._lifecycle.driving(run):
-            assert run.claimed is not None and run.stream is not None
+            assert run.claimed is not None
             try:
                 begun: BegunTurn = await run.claimed
             except BaseException:
-                run.stream.cancel()
+                if run.stream is not None:
+                    run.stream.cancel()
                 raise
             # Stored: a cut-off turn's finalizer has nothing to wait for, and the task is
             # not kept alive by every held stream.
             run.claimed = None
             run.user_message, run.message = begun.user_message, begun.answer
             run.answers.append(begun.answer.name)
-            yield TurnStarted(begun.user_message, begun.answer.name, run.model)
+            plan = run.context
+            fill = None
+            if plan is not None:
+                fill = plan.fill(plan.whole_tokens() if plan.pending else None)
+            yield TurnStarted(begun.user_message, begun.answer.name, run.model, context=fill)
             for call in begun.denied:
                 yield ToolCallUpdate(call)
+            if run.stream is None:  # the conversation outgrew the window: compact first
+                assert plan is not None
+                async for compacted in self._planner.compact(run, plan):
+                    yield compacted
+                run.stream = self._rounds.open_stream(run)
+            elif plan is not None and plan.retain:
+                self._lifecycle.spawn(self._planner.carry_on(run, plan))
             async for event in self._rounds.run(run):
                 yield event
 
@@ -152,11 +167,14 @@ class TurnStarter:
             claimed: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
             claimed.set_result(begun)
             run.claimed = claimed
-            run.stream = self._rounds.open_stream(run)
+            if run.context is None or not run.context.pending:
+                run.stream = self._rounds.open_stream(run)
             return run
         # The upstream request leaves now; the user's message is stored meanwhile, and
-        # nothing reaches the client before that store has committed.
-        run.stream = self._rounds.open_stream(run)
+        # nothing reaches the client before that store has committed. (Unless the
+        # conversation must be compacted first: stream_turn does that after TurnStarted.)
+        if run.context is None or not run.context.pending:
+            run.stream = self._rounds.open_stream(run)
         run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
         return run
 
@@ -211,15 +229,34 @@ class TurnStarter:
         check_client_tools(client_tools, tools)
         text, images = with_attachments(req.text, files)
         user = ChatMessage(role=ChatRole.USER, text=text, images=images)
-        if req.conversation is not None:
+        system_prompt = session.system_prompt or self._config.default_system_prompt
+        specs = tool_specs(tools) + client_tools
+        plan = None
+        if req.conversation is not None:  # the caller's whole conversation, as given
             messages = model_context(given[0], user, given[1])
-        else:
-            messages = (*to_chat_messages(context.history), user)
+        else:  # the newest messages that fit the model's window (context_plan)
+            plan = self._planner.plan(
+                context.history,
+                system_prompt,
+                specs,
+                user,
+                model,
+                req.max_output_tokens or None,
+                session.message_count,
+                read_limit=memory_window(
+                    req.memory_limit,
+                    session.memory_limit,
+                    self._config.memory_default,
+                    self._config.memory_max,
+                ),
+            )
+            messages = (*self._planner.history(plan), user)
+            system_prompt = self._planner.system_prompt(plan)
         request = ProviderRequest(
             model=model,
             messages=messages,
-            system_prompt=session.system_prompt or self._config.default_system_prompt,
-            tools=tool_specs(tools) + client_tools,
+            system_prompt=system_prompt,
+            tools=specs,
             temperature=req.temperature,
             max_output_tokens=req.max_output_tokens or None,
             stop=req.stop,
@@ -243,4 +280,5 @@ class TurnStarter:
             deadline=req.deadline,
             relay_text=req.relay_text,
             client_tools=client_tools,
+            context=plan,
         )

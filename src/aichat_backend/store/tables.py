@@ -108,6 +108,10 @@ messages = Table(
     # session's messages are deleted together (ClearMessages, the session's cascade),
     # never one by one, and a self-reference would only order those deletes.
     Column("parent_id", ID, nullable=False, default="", server_default=""),
+    # A compaction checkpoint on the last message it folded (domain.ContextSummary): its
+    # text, and its counts as JSON; NULL on every other message.
+    Column("summary_text", Text, nullable=True),
+    Column("summary_meta", JSON(none_as_null=True), nullable=True),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
