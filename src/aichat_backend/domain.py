@@ -111,6 +111,39 @@ class Feedback:
 
 
 @dataclass(slots=True)
+class ContextSummary:
+    """A compaction checkpoint: text that stands in for a message and every one before it
+    on its branch when the model's context is made (the messages stay stored)."""
+
+    text: str
+    folded_messages: int  # from the conversation's start through the message it is on
+    folded_tokens: int  # estimated tokens of what it replaced
+    summary_tokens: int  # estimated tokens of the text
+    model: str  # the catalogue name that wrote it
+    create_time_us: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folded_messages": self.folded_messages,
+            "folded_tokens": self.folded_tokens,
+            "summary_tokens": self.summary_tokens,
+            "model": self.model,
+            "create_time_us": self.create_time_us,
+        }
+
+    @classmethod
+    def from_columns(cls, text: str, meta: dict[str, Any]) -> ContextSummary:
+        return cls(
+            text=text,
+            folded_messages=int(meta.get("folded_messages", 0)),
+            folded_tokens=int(meta.get("folded_tokens", 0)),
+            summary_tokens=int(meta.get("summary_tokens", 0)),
+            model=str(meta.get("model", "")),
+            create_time_us=int(meta.get("create_time_us", 0)),
+        )
+
+
+@dataclass(slots=True)
 class Message:
     session_id: str
     id: str
@@ -142,6 +175,8 @@ class Message:
     sibling_count: int = 1
     previous_sibling: str = ""
     next_sibling: str = ""
+    # Set on the last message a compaction folded (engine/compaction.py).
+    context_summary: ContextSummary | None = None
 
     @property
     def name(self) -> str:

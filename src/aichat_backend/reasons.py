@@ -194,6 +194,12 @@ class Reason(enum.StrEnum):
     #: OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
     #: that is not Anthropic's (BadRequest names the field).
     INVALID_REASONING_OPTION = "INVALID_REASONING_OPTION"
+    #: INVALID_ARGUMENT: the new message alone (with the system prompt, tool definitions
+    #: and the room kept for the answer) does not fit the model's context window, even
+    #: after every earlier message was folded or left out. Metadata: `message_tokens`
+    #: (estimated), `context_window`, `output_reserve_tokens`, `model`, and
+    #: `input_tokens` when the provider said how many it counted.
+    MESSAGE_EXCEEDS_CONTEXT_WINDOW = "MESSAGE_EXCEEDS_CONTEXT_WINDOW"
     #: RESOURCE_EXHAUSTED: too many requests per second from this user.
     RATE_LIMITED = "RATE_LIMITED"
     #: RESOURCE_EXHAUSTED: this user runs as many turns at once as allowed.

@@ -120,12 +120,12 @@ class EngineStack:
 
 @asynccontextmanager
 async def engine_stack(
-    fake: FakeLLMServer, catalogue: ModelCatalogue
+    fake: FakeLLMServer, catalogue: ModelCatalogue, config: ChatConfig | None = None
 ) -> AsyncIterator[EngineStack]:
     """An engine over a MemoryStore and in-process tools, answering with ``catalogue``."""
     store = MemoryStore(idempotency_ttl_seconds=60)
     tools = ToolsAtHand([tool("look", read_only=True), tool("change", read_only=False)])
-    config = ChatConfig(heartbeat_seconds=5.0, memory_default=20)
+    config = config or ChatConfig(heartbeat_seconds=5.0, memory_default=20)
     engine = ChatEngine(store, catalogue, config, tools=tools)
     sessions = SessionManager(store, SessionLimits(memory_max=100, idempotency_ttl_seconds=60))
     try:

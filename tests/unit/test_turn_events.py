@@ -16,7 +16,7 @@ import pytest
 from aichat.v1 import chat_service_pb2 as cpb
 
 from aichat_backend.api.turn_events import EVENT_KINDS, event_to_pb, frame_of, kind_of
-from aichat_backend.domain import Message, Role, ToolCall, ToolCallState
+from aichat_backend.domain import ContextSummary, Message, Role, ToolCall, ToolCallState
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import Internal
 from aichat_backend.turns.frames import END, TEXT
@@ -35,6 +35,8 @@ def _value(annotation: str) -> Any:
         "Message": Message(session_id="s", id="m", seq=1, role=Role.ASSISTANT, text="t"),
         "ToolCall": ToolCall(id="c", tool_name="srv__t", arguments={}, state=ToolCallState.RUNNING),
         "TurnOutcome": ev.TurnOutcome.COMPLETED,
+        "ContextSummary": ContextSummary("summary", 4, 900, 40, "m"),
+        "ContextFill": ev.ContextFill(100, 4096, 1024, 3),
     }
     base = annotation.split(" | ")[0]
     if base.startswith("list["):

@@ -529,6 +529,7 @@ class StreamChatResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     TURN_ENDED_FIELD_NUMBER: _builtins.int
     REASONING_DELTA_FIELD_NUMBER: _builtins.int
+    CONTEXT_COMPACTED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position of this event in its turn: 1, 2, 3, ... with no gaps, the same in the
     turn's own stream and in StreamTurnEvents (resume after the last one seen); it only
@@ -571,6 +572,12 @@ class StreamChatResponse(_message.Message):
         from the answer, stored with it (`Message.reasoning`).
         """
 
+    @_builtins.property
+    def context_compacted(self) -> Global___ContextCompacted:
+        """Older messages were folded into a summary so the conversation fits the model's
+        context window; sent before the model is called with the shorter context.
+        """
+
     def __init__(
         self,
         *,
@@ -583,12 +590,13 @@ class StreamChatResponse(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         turn_ended: Global___TurnEnded | None = ...,
         reasoning_delta: Global___ReasoningDelta | None = ...,
+        context_compacted: Global___ContextCompacted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "context_compacted", b"context_compacted", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn", b"turn", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "context_compacted", b"context_compacted", "event", b"event", "heartbeat", b"heartbeat", "reasoning_delta", b"reasoning_delta", "sequence", b"sequence", "text_delta", b"text_delta", "tool_call", b"tool_call", "turn", b"turn", "turn_ended", b"turn_ended", "turn_started", b"turn_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["turn_started", "text_delta", "tool_call", "approval_required", "heartbeat", "turn_ended", "reasoning_delta"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["turn_started", "text_delta", "tool_call", "approval_required", "heartbeat", "turn_ended", "reasoning_delta", "context_compacted"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -604,6 +612,7 @@ class TurnStarted(_message.Message):
     ANSWER_MESSAGE_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CONTINUES_ANSWER_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     user_message: _builtins.str
     """The stored user message, "sessions/{s}/messages/{m}"."""
     answer_message: _builtins.str
@@ -623,6 +632,14 @@ class TurnStarted(_message.Message):
     (ResolveToolCalls): its text so far is not sent again. False when `answer_message`
     is new with this turn, so the turn's events hold all of its text.
     """
+    @_builtins.property
+    def context(self) -> Global___ContextWindowUsage:
+        """How full the model's context window is with what this turn sends first (the
+        server's offline estimate, corrected by the provider's counts of earlier turns), as
+        chosen before any compaction: when it says more than fits, a `context_compacted`
+        event follows with the figure after.
+        """
+
     def __init__(
         self,
         *,
@@ -630,14 +647,125 @@ class TurnStarted(_message.Message):
         answer_message: _builtins.str = ...,
         model: _builtins.str = ...,
         continues_answer: _builtins.bool = ...,
+        context: Global___ContextWindowUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_message", b"answer_message", "continues_answer", b"continues_answer", "model", b"model", "user_message", b"user_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_message", b"answer_message", "context", b"context", "continues_answer", b"continues_answer", "model", b"model", "user_message", b"user_message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TurnStarted: _TypeAlias = TurnStarted  # noqa: Y015
+
+@_typing.final
+class ContextWindowUsage(_message.Message):
+    """How much of a model's context window one request fills: a page's gauge is
+    `tokens / window_tokens` (the part kept for the answer, `output_reserve_tokens`, is
+    never filled by the conversation).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    WINDOW_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_RESERVE_TOKENS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    OMITTED_MESSAGES_FIELD_NUMBER: _builtins.int
+    SUMMARIZED_FIELD_NUMBER: _builtins.int
+    tokens: _builtins.int
+    """Tokens of the context: system prompt, summary, messages, tool definitions. Estimated
+    in `TurnStarted`; the provider's own count of the last model call in `TurnEnded`.
+    """
+    window_tokens: _builtins.int
+    """The model's context window (input and output together), as `Model.context_window_tokens`."""
+    output_reserve_tokens: _builtins.int
+    """Tokens kept free for the answer: the model's maximum output (or the turn's
+    `max_output_tokens`) plus a safety margin. The conversation gets
+    `window_tokens - output_reserve_tokens`.
+    """
+    messages: _builtins.int
+    """Messages of the conversation sent verbatim (the new user message included)."""
+    omitted_messages: _builtins.int
+    """Earlier messages of the conversation not sent verbatim: folded into a summary, or,
+    when compaction is off, left out.
+    """
+    summarized: _builtins.bool
+    """Whether the context opens with a summary of earlier messages."""
+    def __init__(
+        self,
+        *,
+        tokens: _builtins.int = ...,
+        window_tokens: _builtins.int = ...,
+        output_reserve_tokens: _builtins.int = ...,
+        messages: _builtins.int = ...,
+        omitted_messages: _builtins.int = ...,
+        summarized: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "omitted_messages", b"omitted_messages", "output_reserve_tokens", b"output_reserve_tokens", "summarized", b"summarized", "tokens", b"tokens", "window_tokens", b"window_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContextWindowUsage: _TypeAlias = ContextWindowUsage  # noqa: Y015
+
+@_typing.final
+class ContextCompacted(_message.Message):
+    """Older messages were folded into a summary (a compaction), once, when the
+    conversation stopped fitting the model's context window. (A summary carried on beside
+    an answer, to keep it within the messages a turn reads, is not announced: it shows as
+    `Message.context_summary` in ListMessages, and the next turn's `context.summarized`.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THROUGH_MESSAGE_FIELD_NUMBER: _builtins.int
+    FOLDED_MESSAGES_FIELD_NUMBER: _builtins.int
+    TOKENS_BEFORE_FIELD_NUMBER: _builtins.int
+    TOKENS_AFTER_FIELD_NUMBER: _builtins.int
+    WINDOW_TOKENS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    AFTER_REFUSAL_FIELD_NUMBER: _builtins.int
+    through_message: _builtins.str
+    """The last message folded, "sessions/{s}/messages/{m}": it now carries
+    `Message.context_summary`; the summary stands for it and every message before it.
+    """
+    folded_messages: _builtins.int
+    """Messages folded by this compaction (not counting those an earlier summary had
+    folded already).
+    """
+    tokens_before: _builtins.int
+    """Estimated tokens of the context before the compaction."""
+    tokens_after: _builtins.int
+    """Estimated tokens of the context after it (summary plus the messages kept), as sent."""
+    window_tokens: _builtins.int
+    """The model's context window, for a gauge (as `ContextWindowUsage.window_tokens`)."""
+    after_refusal: _builtins.bool
+    """True when the provider refused the request as too long and the compaction was made
+    to retry it (once); false when the server's own estimate asked for it.
+    """
+    @_builtins.property
+    def summary(self) -> _resources_pb2.ContextSummary:
+        """The summary stored."""
+
+    def __init__(
+        self,
+        *,
+        through_message: _builtins.str = ...,
+        folded_messages: _builtins.int = ...,
+        tokens_before: _builtins.int = ...,
+        tokens_after: _builtins.int = ...,
+        window_tokens: _builtins.int = ...,
+        summary: _resources_pb2.ContextSummary | None = ...,
+        after_refusal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_refusal", b"after_refusal", "folded_messages", b"folded_messages", "summary", b"summary", "through_message", b"through_message", "tokens_after", b"tokens_after", "tokens_before", b"tokens_before", "window_tokens", b"window_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContextCompacted: _TypeAlias = ContextCompacted  # noqa: Y015
 
 @_typing.final
 class TextDelta(_message.Message):
@@ -742,6 +870,7 @@ class TurnEnded(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ANSWER_MESSAGES_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     TITLE_PENDING_FIELD_NUMBER: _builtins.int
     outcome: Global___TurnOutcome.ValueType
     """How the turn ended."""
@@ -772,6 +901,12 @@ class TurnEnded(_message.Message):
         is `TurnStarted.answer_message`, the last is `message`; one per model round.
         """
 
+    @_builtins.property
+    def context(self) -> Global___ContextWindowUsage:
+        """How full the context window was at the turn's last model call, by the provider's
+        count of its input tokens (unset when the turn made no model call).
+        """
+
     def __init__(
         self,
         *,
@@ -780,11 +915,12 @@ class TurnEnded(_message.Message):
         usage: _resources_pb2.Usage | None = ...,
         error: _status_pb2.Status | None = ...,
         answer_messages: _abc.Iterable[_builtins.str] | None = ...,
+        context: Global___ContextWindowUsage | None = ...,
         title_pending: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message", b"message", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "error", b"error", "message", b"message", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_messages", b"answer_messages", "error", b"error", "message", b"message", "outcome", b"outcome", "title_pending", b"title_pending", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_messages", b"answer_messages", "context", b"context", "error", b"error", "message", b"message", "outcome", b"outcome", "title_pending", b"title_pending", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

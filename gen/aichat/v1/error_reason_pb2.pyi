@@ -238,6 +238,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
     that is not Anthropic's (BadRequest names the field).
     """
+    MESSAGE_EXCEEDS_CONTEXT_WINDOW: _ErrorReason.ValueType  # 220
+    """--- context windows (220-229) ---------------------------------------------------
+
+    INVALID_ARGUMENT: the new message alone (with the system prompt, tool definitions
+    and the room kept for the answer) does not fit the model's context window, even
+    after every earlier message was folded or left out. Metadata: `message_tokens`
+    (estimated), `context_window`, `output_reserve_tokens`, `model`, and
+    `input_tokens` when the provider said how many it counted.
+    """
     RATE_LIMITED: _ErrorReason.ValueType  # 140
     """--- limits --------------------------------------------------------------------
 
@@ -565,6 +574,15 @@ INVALID_REASONING_OPTION: ErrorReason.ValueType  # 135
 `reasoning_effort` that is not offered, or one asked of a model that is not
 OpenAI-compatible; a negative `thinking_budget_tokens`, or one asked of a model
 that is not Anthropic's (BadRequest names the field).
+"""
+MESSAGE_EXCEEDS_CONTEXT_WINDOW: ErrorReason.ValueType  # 220
+"""--- context windows (220-229) ---------------------------------------------------
+
+INVALID_ARGUMENT: the new message alone (with the system prompt, tool definitions
+and the room kept for the answer) does not fit the model's context window, even
+after every earlier message was folded or left out. Metadata: `message_tokens`
+(estimated), `context_window`, `output_reserve_tokens`, `model`, and
+`input_tokens` when the provider said how many it counted.
 """
 RATE_LIMITED: ErrorReason.ValueType  # 140
 """--- limits --------------------------------------------------------------------

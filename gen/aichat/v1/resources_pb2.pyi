@@ -298,6 +298,7 @@ class Message(_message.Message):
     SIBLING_COUNT_FIELD_NUMBER: _builtins.int
     PREVIOUS_SIBLING_FIELD_NUMBER: _builtins.int
     NEXT_SIBLING_FIELD_NUMBER: _builtins.int
+    CONTEXT_SUMMARY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sessions/{session}/messages/{message}"."""
     role: Global___Role.ValueType
@@ -357,6 +358,15 @@ class Message(_message.Message):
         streamed in `reasoning_delta` events; unset when the model did not reason.
         """
 
+    @_builtins.property
+    def context_summary(self) -> Global___ContextSummary:
+        """Set on the last message a compaction folded: from the next turn on, the model is
+        sent this summary instead of this message and every one before it (on this branch
+        of the conversation), then the messages after it. The messages themselves stay
+        stored and listed; only the model stops seeing them verbatim. Unset on most
+        messages. A page shows it as a marker after this message.
+        """
+
     def __init__(
         self,
         *,
@@ -377,14 +387,66 @@ class Message(_message.Message):
         sibling_count: _builtins.int = ...,
         previous_sibling: _builtins.str = ...,
         next_sibling: _builtins.str = ...,
+        context_summary: Global___ContextSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "feedback", b"feedback", "reasoning", b"reasoning", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context_summary", b"context_summary", "create_time", b"create_time", "feedback", b"feedback", "reasoning", b"reasoning", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "feedback", b"feedback", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "next_sibling", b"next_sibling", "parent", b"parent", "previous_sibling", b"previous_sibling", "reasoning", b"reasoning", "role", b"role", "sibling_count", b"sibling_count", "sibling_index", b"sibling_index", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "context_summary", b"context_summary", "create_time", b"create_time", "feedback", b"feedback", "finish_reason", b"finish_reason", "model", b"model", "name", b"name", "next_sibling", b"next_sibling", "parent", b"parent", "previous_sibling", b"previous_sibling", "reasoning", b"reasoning", "role", b"role", "sibling_count", b"sibling_count", "sibling_index", b"sibling_index", "state", b"state", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class ContextSummary(_message.Message):
+    """A summary of the earlier conversation that stands in for its messages in the
+    model's context (a compaction checkpoint).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    FOLDED_MESSAGES_FIELD_NUMBER: _builtins.int
+    FOLDED_TOKENS_FIELD_NUMBER: _builtins.int
+    SUMMARY_TOKENS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The summary as the model is sent it."""
+    folded_messages: _builtins.int
+    """How many messages it stands for: those it folded and those the summary before it
+    stood for (messages a turn no longer read before any summary was made, beyond the
+    session's `memory_limit`, are not among them).
+    """
+    folded_tokens: _builtins.int
+    """Estimated tokens of what it replaced (the earlier summary, if any, and the messages
+    it folded), by the server's offline count.
+    """
+    summary_tokens: _builtins.int
+    """Estimated tokens of the summary itself."""
+    model: _builtins.str
+    """Model catalogue name that wrote it (AICHAT_COMPACTION_MODEL, else the turn's model)."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        folded_messages: _builtins.int = ...,
+        folded_tokens: _builtins.int = ...,
+        summary_tokens: _builtins.int = ...,
+        model: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "folded_messages", b"folded_messages", "folded_tokens", b"folded_tokens", "model", b"model", "summary_tokens", b"summary_tokens", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContextSummary: _TypeAlias = ContextSummary  # noqa: Y015
 
 @_typing.final
 class Reasoning(_message.Message):

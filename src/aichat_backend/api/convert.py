@@ -142,6 +142,20 @@ def message_to_pb(m: domain.Message) -> pb.Message:
         sibling_count=m.sibling_count,
         previous_sibling=_sibling(m, m.previous_sibling),
         next_sibling=_sibling(m, m.next_sibling),
+        context_summary=summary_to_pb(m.context_summary),
+    )
+
+
+def summary_to_pb(s: domain.ContextSummary | None) -> pb.ContextSummary | None:
+    if s is None:
+        return None
+    return pb.ContextSummary(
+        text=s.text,
+        folded_messages=s.folded_messages,
+        folded_tokens=s.folded_tokens,
+        summary_tokens=s.summary_tokens,
+        model=s.model,
+        create_time=timestamp(s.create_time_us),
     )
 
 

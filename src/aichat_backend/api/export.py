@@ -188,3 +188,22 @@ def _message_lines(markdown: bool, m: domain.Message, reasoning: bool) -> Iterat
         args = json.dumps(c.arguments, ensure_ascii=False)
         yield f"{bullet}tool {c.tool_name}({args}) → {c.state.value}: {c.result_text[:500]}"
     yield ""
+    if m.context_summary is not None:
+        yield from _summary_lines(markdown, m.context_summary)
+
+
+def _summary_lines(markdown: bool, s: domain.ContextSummary) -> Iterator[str]:
+    """A compaction checkpoint, after the last message it folded: the messages above
+    stay in the export; the model was sent this instead of them from here on."""
+    said = (
+        f"Summary of the {s.folded_messages} messages above, written by {s.model}: the "
+        "model is sent it instead of them from here on"
+    )
+    if markdown:
+        yield f"> **{said}**"
+        yield ">"
+        yield from (f"> {line}" if line else ">" for line in s.text.splitlines())
+    else:
+        yield f"[{said}]"
+        yield from (f"  | {line}" for line in s.text.splitlines())
+    yield ""

@@ -50,6 +50,32 @@ def _turn_started(e: ev.TurnStarted, out: cpb.StreamChatResponse) -> None:
     out.turn_started.answer_message = e.answer_name
     out.turn_started.model = e.model
     out.turn_started.continues_answer = e.continues_answer
+    if e.context is not None:
+        out.turn_started.context.CopyFrom(context_pb(e.context))
+
+
+def context_pb(c: ev.ContextFill) -> cpb.ContextWindowUsage:
+    return cpb.ContextWindowUsage(
+        tokens=c.tokens,
+        window_tokens=c.window_tokens,
+        output_reserve_tokens=c.output_reserve_tokens,
+        messages=c.messages,
+        omitted_messages=c.omitted_messages,
+        summarized=c.summarized,
+    )
+
+
+def _context_compacted(e: ev.ContextCompacted, out: cpb.StreamChatResponse) -> None:
+    c = out.context_compacted
+    c.through_message = e.through_name
+    c.folded_messages = e.folded_messages
+    c.tokens_before = e.tokens_before
+    c.tokens_after = e.tokens_after
+    c.window_tokens = e.window_tokens
+    summary = convert.summary_to_pb(e.summary)
+    assert summary is not None
+    c.summary.CopyFrom(summary)
+    c.after_refusal = e.after_refusal
 
 
 def _text_delta(e: ev.TextDelta, out: cpb.StreamChatResponse) -> None:
@@ -78,6 +104,8 @@ def _turn_ended(e: ev.TurnEnded, out: cpb.StreamChatResponse) -> None:
     ended.message.CopyFrom(convert.message_to_pb(e.message))
     ended.usage.CopyFrom(usage_pb(e))
     ended.answer_messages.extend(e.answers)
+    if e.context is not None:
+        ended.context.CopyFrom(context_pb(e.context))
     ended.title_pending = e.title_pending
     if e.error is not None:
         ended.error.CopyFrom(to_status(e.error, current_request_id()))
@@ -92,6 +120,7 @@ EVENT_KINDS: dict[type[ev.TurnEvent], EventKind] = {
     # A tool call or an approval ends a round's text (what a crash recovery needs).
     ev.ToolCallUpdate: EventKind("tool_call", ROUND_BREAK, _tool_call),
     ev.ApprovalRequired: EventKind("approval_required", ROUND_BREAK, _approval_required),
+    ev.ContextCompacted: EventKind("context_compacted", EVENT, _context_compacted),
     ev.TurnEnded: EventKind("turn_ended", END, _turn_ended),
 }
 

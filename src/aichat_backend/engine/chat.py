@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from aichat_backend.engine.compaction import Compactor
+from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.events import TurnEvent
 from aichat_backend.engine.final_write import FinalWrites
 from aichat_backend.engine.lifecycle import TurnLifecycle
@@ -59,8 +61,17 @@ class ChatEngine:
             config.final_write_seconds,
             config.final_write_background_seconds,
         )
+        compactor = Compactor(catalogue, store, config.compaction)
+        planner = ContextPlanner(catalogue, compactor, config.context)
         rounds = TurnRounds(
-            store, config, tools, observer, self._lifecycle, self._final, catalogue.prices_of
+            store,
+            config,
+            tools,
+            observer,
+            self._lifecycle,
+            self._final,
+            catalogue.prices_of,
+            planner,
         )
         self._pdf = pdf or PdfExtractor()
         self.titles: TitleWriter | None = None
@@ -73,7 +84,15 @@ class ChatEngine:
                 max_concurrent=config.title_max_concurrent,
             )
         self._starter = TurnStarter(
-            store, catalogue, config, tools, self._lifecycle, rounds, self._pdf, self.titles
+            store,
+            catalogue,
+            config,
+            tools,
+            self._lifecycle,
+            rounds,
+            self._pdf,
+            planner,
+            self.titles,
         )
         self._resolver = Resolver(store, catalogue, config, tools, self._lifecycle, rounds)
 
@@ -95,6 +114,10 @@ class ChatEngine:
     def resolve(self, req: ResolveRequest) -> AsyncGenerator[TurnEvent, None]:
         """The events of one ResolveToolCalls, ending with TurnEnded."""
         return self._resolver.resolve(req)
+
+    async def settle(self) -> None:
+        """Wait for the background work started so far (see ``TurnLifecycle.settle``)."""
+        await self._lifecycle.settle()
 
     def cancel_turn(self, turn_id: str) -> bool:
         """Stop a detached turn running here (see ``TurnLifecycle.cancel``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from aichat_backend.domain import Message, ToolCall
+from aichat_backend.domain import ContextSummary, Message, ToolCall
 from aichat_backend.errors import AichatError
 from aichat_backend.money import Cost
 
@@ -18,12 +18,38 @@ class TurnOutcome(enum.Enum):
 
 
 @dataclass(slots=True)
+class ContextFill:
+    """How much of the model's context window a request fills (a page's gauge)."""
+
+    tokens: int
+    window_tokens: int
+    output_reserve_tokens: int
+    messages: int = 0
+    omitted_messages: int = 0
+    summarized: bool = False
+
+
+@dataclass(slots=True)
 class TurnStarted:
     user_message: Message
     answer_name: str
     model: str
     # A resolution's turn goes on in an answer an earlier turn began (ResolveToolCalls).
     continues_answer: bool = False
+    context: ContextFill | None = None  # as first chosen, before any compaction
+
+
+@dataclass(slots=True)
+class ContextCompacted:
+    """Older messages were folded into a summary stored on ``through_name``."""
+
+    through_name: str
+    folded_messages: int
+    tokens_before: int
+    tokens_after: int
+    window_tokens: int
+    summary: ContextSummary
+    after_refusal: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +98,7 @@ class TurnEnded:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     cost: Cost | None = None
+    context: ContextFill | None = None  # the last model call's, by the provider's count
     # The title model is titling the session now (its first turn ended; ``titles``).
     title_pending: bool = False
 
@@ -83,5 +110,6 @@ TurnEvent = (
     | ToolCallUpdate
     | ApprovalRequired
     | Heartbeat
+    | ContextCompacted
     | TurnEnded
 )

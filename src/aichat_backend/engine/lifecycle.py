@@ -125,6 +125,11 @@ class TurnLifecycle:
         await self._leases.close()
         self._load.close()
 
+    async def settle(self) -> None:
+        """Wait for the background work started so far (final writes, compactions)."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
     # --- writes that outlive their caller -------------------------------------------
 
     async def shielded(self, work: Awaitable[T]) -> T:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from aichat_backend import names
 from aichat_backend.domain import Role, ToolCall
 from aichat_backend.engine.approvals import Decision
+from aichat_backend.engine.compaction import CompactionConfig
+from aichat_backend.engine.context_budget import ContextConfig
 from aichat_backend.engine.sessions import check_request_id, check_text
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.providers.base import ModelEntry, ToolSpec
@@ -218,8 +220,11 @@ class ResolveRequest:
 
 @dataclass(slots=True)
 class ChatConfig:
+    # Messages of history read per turn: an upper bound; what is sent is chosen by tokens.
     memory_default: int = 20
-    memory_max: int = 100
+    memory_max: int = 500
+    context: ContextConfig = field(default_factory=ContextConfig)
+    compaction: CompactionConfig = field(default_factory=CompactionConfig)
     default_system_prompt: str = ""
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_attachments: int = 10

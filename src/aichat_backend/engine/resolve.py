@@ -16,6 +16,7 @@ from aichat_backend import names
 from aichat_backend.domain import (
     Message,
     MessageState,
+    Role,
     Session,
     ToolCallState,
     memory_window,
@@ -28,6 +29,7 @@ from aichat_backend.engine.approvals import (
     check_known,
 )
 from aichat_backend.engine.context import to_chat_messages
+from aichat_backend.engine.context_budget import message_tokens
 from aichat_backend.engine.events import ToolCallUpdate, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.replay import replay
@@ -160,10 +162,34 @@ class Resolver:
         )
         run.answers.append(run.message.name)
         self._rounds.observer.round_started(run.turn_id, run.message.id)
+        # The turn's own messages (its user message on) always go; before them, the
+        # newest of the conversation that fit the window (context_plan), as StreamChat.
+        own = next((i for i in range(len(context) - 1, -1, -1) if context[i].role is Role.USER), 0)
+        planner, specs = self._rounds.planner, tool_specs(run.tools)
+        plan = planner.plan(
+            list(context[:own]),
+            run.request.system_prompt,
+            specs,
+            None,
+            run.model,
+            None,
+            len(context),
+            turn_tokens=sum(message_tokens(m) for m in context[own:]),
+            read_limit=history,
+        )
+        run.context = plan
         run.request = dataclasses.replace(
-            run.request, messages=tuple(to_chat_messages(context)), tools=tool_specs(run.tools)
+            run.request,
+            system_prompt=planner.system_prompt(plan),
+            messages=(*planner.history(plan), *to_chat_messages(context[own:])),
+            tools=specs,
         )
         run.rounds = 1
+        if plan.pending:
+            async for compacted in planner.compact(run, plan):
+                yield compacted
+        elif plan.retain:
+            self._lifecycle.spawn(planner.carry_on(run, plan))
         run.stream = self._rounds.open_stream(run)
         async for event in self._rounds.run(run):
             yield event

@@ -15,10 +15,10 @@ from collections.abc import AsyncGenerator
 
 from aichat_backend.domain import MessageState, ToolCall, ToolCallState
 from aichat_backend.engine.context import assistant_message, tool_result_message
+from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.events import (
     ApprovalRequired,
     ToolCallUpdate,
-    TurnEnded,
     TurnEvent,
     TurnOutcome,
 )
@@ -28,10 +28,11 @@ from aichat_backend.engine.observer import TurnObserver
 from aichat_backend.engine.requests import ChatConfig
 from aichat_backend.engine.round_stream import RoundStream
 from aichat_backend.engine.tool_runner import run_calls
+from aichat_backend.engine.turn_end import turn_ended
 from aichat_backend.engine.turn_run import TurnRun, answered_by, returned_calls
 from aichat_backend.engine.turn_store import TurnStore
-from aichat_backend.engine.usage import PricesOf, add_usage, call_usage, copy_usage, set_usage
-from aichat_backend.errors import AichatError, Internal, Unavailable
+from aichat_backend.engine.usage import PricesOf, add_usage, call_usage, set_usage
+from aichat_backend.errors import AichatError, Internal, InvalidArgument, Unavailable
 from aichat_backend.providers.base import ChatMessage, ChatRole
 from aichat_backend.reasons import Reason
 from aichat_backend.records import Usage
@@ -53,7 +54,9 @@ class TurnRounds:
         lifecycle: TurnLifecycle,
         final: FinalWrites,
         prices: PricesOf,
+        planner: ContextPlanner,
     ) -> None:
+        self._planner = planner
         self._store = store
         self._prices = prices
         self._config = config
@@ -65,6 +68,10 @@ class TurnRounds:
     @property
     def observer(self) -> TurnObserver:
         return self._observer
+
+    @property
+    def planner(self) -> ContextPlanner:
+        return self._planner
 
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
@@ -92,6 +99,8 @@ class TurnRounds:
                 run.first_token_seen = True
                 self._observer.first_token(model, stream.first_token_at - run.started)
             finished = stream.finished
+            if finished is not None and finished.input_tokens:
+                run.last_input_tokens = finished.input_tokens  # how full the context is
             usage = call_usage(model, finished, self._prices)
             add_usage(run, usage)
             if finished is not None:
@@ -112,6 +121,15 @@ class TurnRounds:
                 outcome = TurnOutcome.CANCELLED
             elif stream.error is not None:
                 outcome, error = TurnOutcome.FAILED, stream.error
+                if run.context is not None and self._planner.retries(run, stream.error):
+                    # Too long for the provider: one compaction, one retry.
+                    try:
+                        async for compacted in self._planner.after_refusal(run, stream.error):
+                            yield compacted
+                        run.stream = self.open_stream(run)
+                        continue
+                    except InvalidArgument as exc:
+                        error = exc
             elif finished is None:
                 outcome = TurnOutcome.FAILED
                 error = Internal(
@@ -276,23 +294,3 @@ class TurnRounds:
             # Never past the caller's deadline: leave a moment to report the result.
             timeout = min(timeout, max(0.1, run.deadline - time.monotonic() - 0.2))
         return timeout
-
-
-def turn_ended(
-    run: TurnRun,
-    outcome: TurnOutcome,
-    error: AichatError | None = None,
-    pending: list[ToolCall] | None = None,
-) -> TurnEnded:
-    """The turn's last event: its current answer, and the usage of all its model calls."""
-    ended = TurnEnded(
-        outcome=outcome,
-        message=run.message,
-        error=error,
-        user_message=run.user_message,
-        pending=pending or [],
-        model=run.message.model,
-        answers=list(run.answers),
-    )
-    copy_usage(ended, run)
-    return ended

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aichat_backend.engine.events import TurnEnded, TurnOutcome
+from aichat_backend.engine.requests import TurnRequest
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.engine.usage import call_usage
 from aichat_backend.providers.base import (
@@ -24,6 +26,7 @@ from aichat_backend.providers.base import (
     TextChunk,
 )
 from aichat_backend.providers.catalogue import ModelCatalogue
+from aichat_backend.records import BegunTurn
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,15 @@ def clean_title(raw: str) -> str:
     return line
 
 
+def starts_conversation(req: TurnRequest, begun: BegunTurn) -> bool:
+    """Whether this turn starts a session's conversation (its first message: sequences
+    only grow, so a cleared session's next turn is not one; a regenerated first answer
+    is not a new conversation) on the sessions API (the OpenAI-compatible door sends
+    conversations whole, for callers that keep their own)."""
+    first = begun.user_message.seq == 1 and not req.regenerate
+    return req.conversation is None and first
+
+
 class TitleWriter:
     def __init__(
         self,
@@ -71,6 +83,14 @@ class TitleWriter:
         self._timeout = timeout_seconds
         self._max = max_concurrent
         self._jobs: set[asyncio.Task[None]] = set()
+
+    def after_first_answer(self, user_id: str, question: str, ended: TurnEnded) -> bool:
+        """A session's first turn ended: title it if the model answered. Whether a title
+        is coming (``TurnEnded.title_pending``)."""
+        if ended.outcome is not TurnOutcome.COMPLETED:
+            return False
+        message = ended.message
+        return self.schedule(user_id, message.session_id, question, message.text)
 
     def schedule(self, user_id: str, session_id: str, question: str, answer: str) -> bool:
         """Start titling the session in the background; False when no job was started

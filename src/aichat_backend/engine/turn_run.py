@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aichat_backend.domain import Message, ToolCall, ToolCallState
 from aichat_backend.engine.round_stream import RoundStream
@@ -15,6 +15,9 @@ from aichat_backend.providers.base import ProviderRequest, ToolCallRequest, Tool
 from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.providers.retry import StreamTarget
 from aichat_backend.tools.base import ToolInfo, ToolProvider
+
+if TYPE_CHECKING:
+    from aichat_backend.engine.context_plan import ContextPlan
 
 
 @dataclass(slots=True, eq=False)  # identity-hashed: runs live in a set
@@ -50,6 +53,10 @@ class TurnRun:
     answers: list[str] = field(default_factory=list)  # the turn's answer messages so far
     # The caller's own functions (OpenAI-compatible API): offered, never run here.
     client_tools: tuple[ToolSpec, ...] = ()
+    # The context chosen by tokens (None: a conversation the caller gave whole, or a
+    # resolution), and the provider's count of the input of the turn's last model call.
+    context: ContextPlan | None = None
+    last_input_tokens: int = 0
     # The session had no name when the turn began (nobody named it: a title model may).
     unnamed: bool = False
 

@@ -14,9 +14,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 
-from aichat_backend.domain import Attachment, Message, Role, ToolCallState
+from aichat_backend.domain import Attachment, Message, Role, ToolCallState, memory_window
 from aichat_backend.engine import attachments as attachment_rules
-from aichat_backend.engine.context import to_chat_messages, with_attachments
+from aichat_backend.engine.context import with_attachments
+from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.conversation import (
     Given,
     check_client_tools,
@@ -28,7 +29,6 @@ from aichat_backend.engine.events import (
     ToolCallUpdate,
     TurnEnded,
     TurnEvent,
-    TurnOutcome,
     TurnStarted,
 )
 from aichat_backend.engine.lifecycle import TurnLifecycle
@@ -43,7 +43,7 @@ from aichat_backend.engine.requests import (
 )
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
-from aichat_backend.engine.titles import TitleWriter
+from aichat_backend.engine.titles import TitleWriter, starts_conversation
 from aichat_backend.engine.turn_branch import branch_point
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
@@ -65,15 +65,6 @@ from aichat_backend.tools.base import ToolProvider
 DENIED_BY_NEW_MESSAGE = "Not approved: the user sent a new message."
 
 
-def started_untitled(req: TurnRequest, begun: BegunTurn) -> bool:
-    """Whether this turn starts a session's conversation (its first message: sequences
-    only grow, so a cleared session's next turn is not one; a regenerated first answer
-    is not a new conversation) on the sessions API (the OpenAI-compatible door sends
-    conversations whole, for callers that keep their own)."""
-    first = begun.user_message.seq == 1 and not req.regenerate
-    return req.conversation is None and first
-
-
 class TurnStarter:
     def __init__(
         self,
@@ -84,8 +75,10 @@ class TurnStarter:
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
         pdf: PdfExtractor,
+        planner: ContextPlanner,
         titles: TitleWriter | None = None,
     ) -> None:
+        self._planner = planner
         self._store = store
         self._catalogue = catalogue
         self._config = config
@@ -111,34 +104,38 @@ class TurnStarter:
             return
         run = started
         async with self._lifecycle.driving(run):
-            assert run.claimed is not None and run.stream is not None
+            assert run.claimed is not None
             try:
                 begun: BegunTurn = await run.claimed
             except BaseException:
-                run.stream.cancel()
+                if run.stream is not None:
+                    run.stream.cancel()
                 raise
             # Stored: a cut-off turn's finalizer has nothing to wait for, and the task is
             # not kept alive by every held stream.
             run.claimed = None
             run.user_message, run.message = begun.user_message, begun.answer
             run.answers.append(begun.answer.name)
-            yield TurnStarted(begun.user_message, begun.answer.name, run.model)
+            plan = run.context
+            fill = None
+            if plan is not None:
+                fill = plan.fill(plan.whole_tokens() if plan.pending else None)
+            yield TurnStarted(begun.user_message, begun.answer.name, run.model, context=fill)
             for call in begun.denied:
                 yield ToolCallUpdate(call)
-            titled = self._titles is not None and run.unnamed and started_untitled(req, begun)
+            if run.stream is None:  # the conversation outgrew the window: compact first
+                assert plan is not None
+                async for compacted in self._planner.compact(run, plan):
+                    yield compacted
+                run.stream = self._rounds.open_stream(run)
+            elif plan is not None and plan.retain:
+                self._lifecycle.spawn(self._planner.carry_on(run, plan))
+            titles = self._titles if run.unnamed and starts_conversation(req, begun) else None
             async for event in self._rounds.run(run):
-                if titled and isinstance(event, TurnEnded):
-                    event.title_pending = self._title(req, event)
+                if titles is not None and isinstance(event, TurnEnded):
+                    # Before the last event leaves (the generator may end at that yield).
+                    event.title_pending = titles.after_first_answer(req.user_id, req.text, event)
                 yield event
-
-    def _title(self, req: TurnRequest, ended: TurnEnded) -> bool:
-        """The first answer of a session nobody named: a title model titles it, after
-        the turn (scheduled before its last event leaves, which may be the last thing
-        this generator does)."""
-        if ended.outcome is not TurnOutcome.COMPLETED or self._titles is None:
-            return False
-        session_id = ended.message.session_id
-        return self._titles.schedule(req.user_id, session_id, req.text, ended.message.text)
 
     async def _start_turn(
         self, req: TurnRequest, session_id: str, files: list[Attachment], given: Given
@@ -183,11 +180,14 @@ class TurnStarter:
             claimed: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
             claimed.set_result(begun)
             run.claimed = claimed
-            run.stream = self._rounds.open_stream(run)
+            if run.context is None or not run.context.pending:
+                run.stream = self._rounds.open_stream(run)
             return run
         # The upstream request leaves now; the user's message is stored meanwhile, and
-        # nothing reaches the client before that store has committed.
-        run.stream = self._rounds.open_stream(run)
+        # nothing reaches the client before that store has committed. (Unless the
+        # conversation must be compacted first: stream_turn does that after TurnStarted.)
+        if run.context is None or not run.context.pending:
+            run.stream = self._rounds.open_stream(run)
         run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
         return run
 
@@ -242,15 +242,34 @@ class TurnStarter:
         check_client_tools(client_tools, tools)
         text, images = with_attachments(req.text, files)
         user = ChatMessage(role=ChatRole.USER, text=text, images=images)
-        if req.conversation is not None:
+        system_prompt = session.system_prompt or self._config.default_system_prompt
+        specs = tool_specs(tools) + client_tools
+        plan = None
+        if req.conversation is not None:  # the caller's whole conversation, as given
             messages = model_context(given[0], user, given[1])
-        else:
-            messages = (*to_chat_messages(context.history), user)
+        else:  # the newest messages that fit the model's window (context_plan)
+            plan = self._planner.plan(
+                context.history,
+                system_prompt,
+                specs,
+                user,
+                model,
+                req.max_output_tokens or None,
+                session.message_count,
+                read_limit=memory_window(
+                    req.memory_limit,
+                    session.memory_limit,
+                    self._config.memory_default,
+                    self._config.memory_max,
+                ),
+            )
+            messages = (*self._planner.history(plan), user)
+            system_prompt = self._planner.system_prompt(plan)
         request = ProviderRequest(
             model=model,
             messages=messages,
-            system_prompt=session.system_prompt or self._config.default_system_prompt,
-            tools=tool_specs(tools) + client_tools,
+            system_prompt=system_prompt,
+            tools=specs,
             temperature=req.temperature,
             max_output_tokens=req.max_output_tokens or None,
             stop=req.stop,
@@ -274,4 +293,5 @@ class TurnStarter:
             deadline=req.deadline,
             relay_text=req.relay_text,
             client_tools=client_tools,
+            context=plan,
         )

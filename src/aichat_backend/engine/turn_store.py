@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aichat_backend.domain import Message, ToolCall
+from aichat_backend.domain import ContextSummary, Message, ToolCall
 from aichat_backend.records import (
     BegunTurn,
     HistoryWindow,
@@ -52,6 +52,14 @@ class TurnStore(Protocol):
         ...
 
     # --- a turn's writes ---------------------------------------------------------------
+
+    async def store_summary(
+        self, user_id: str, session_id: str, message_id: str, summary: ContextSummary
+    ) -> ContextSummary:
+        """Keep ``summary`` on the message (a compaction checkpoint) and return it; a
+        message that carries one already keeps it, and that one is returned (idempotent).
+        MESSAGE_NOT_FOUND-style NOT_FOUND when the message is not the user's."""
+        ...
 
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
         """Claim the session, store the user's message (below ``parent_id``; none with

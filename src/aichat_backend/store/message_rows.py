@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 
 from aichat_backend.domain import (
     Attachment,
+    ContextSummary,
     Feedback,
     Message,
     MessageState,
@@ -53,7 +54,15 @@ def to_message(row: RowMapping) -> Message:
         sibling_count=row.get("sib_count") or 1,
         previous_sibling=row.get("sib_prev") or "",
         next_sibling=row.get("sib_next") or "",
+        context_summary=summary_of(row),
     )
+
+
+def summary_of(row: RowMapping) -> ContextSummary | None:
+    text = row.get("summary_text")
+    if text is None:
+        return None
+    return ContextSummary.from_columns(text, row.get("summary_meta") or {})
 
 
 # An answer's reasoning and usage beyond its totals, as an UPDATE's values and their

@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, func, insert, select, update
 from aichat_backend import names
 from aichat_backend.domain import (
     Attachment,
+    ContextSummary,
     Message,
     MessageState,
     Role,
@@ -256,6 +257,32 @@ class MessageRepository:
         """The last ``limit`` messages, oldest first, with attachment content (context)."""
         params = {"p_user": self._user, "p_sid": session_id, "p_limit": limit}
         return with_children((await self._db.execute(RECENT, params)).mappings().all())
+
+    async def set_summary(
+        self, session_id: str, message_id: str, summary: ContextSummary
+    ) -> ContextSummary:
+        """Keep a compaction summary on a message unless it has one (then that one)."""
+        this = and_(
+            messages.c.user_id == self._user,
+            messages.c.session_id == session_id,
+            messages.c.id == message_id,
+        )
+        await self._db.execute(
+            update(messages)
+            .where(this, messages.c.summary_text.is_(None))
+            .values(summary_text=summary.text, summary_meta=summary.to_json())
+        )
+        row = (
+            await self._db.execute(
+                select(messages.c.summary_text, messages.c.summary_meta).where(this)
+            )
+        ).first()
+        if row is None or row[0] is None:
+            raise NotFound(
+                f"message {names.message(session_id, message_id)} was not found",
+                reason=Reason.MESSAGE_NOT_FOUND,
+            )
+        return ContextSummary.from_columns(row[0], row[1] or {})
 
     async def clear(self, session_id: str) -> None:
         result = await self._db.execute(

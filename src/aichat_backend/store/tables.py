@@ -111,6 +111,10 @@ messages = Table(
     # session's messages are deleted together (ClearMessages, the session's cascade),
     # never one by one, and a self-reference would only order those deletes.
     Column("parent_id", ID, nullable=False, default="", server_default=""),
+    # A compaction checkpoint on the last message it folded (domain.ContextSummary): its
+    # text, and its counts as JSON; NULL on every other message.
+    Column("summary_text", Text, nullable=True),
+    Column("summary_meta", JSON(none_as_null=True), nullable=True),
     # What this message counts against its owner's storage quota (its text, reasoning and
     # attachments, ``store.storage``): a delete subtracts exactly what was added.
     Column("stored_bytes", BigInteger, nullable=False, default=0, server_default="0"),

@@ -9,7 +9,7 @@ own their statements.
 
 from __future__ import annotations
 
-from aichat_backend.domain import Message, MessageState, ToolCall, ToolCallState
+from aichat_backend.domain import ContextSummary, Message, MessageState, ToolCall, ToolCallState
 from aichat_backend.records import (
     RESOLVE_SCOPE,
     TURN_SCOPE,
@@ -74,6 +74,12 @@ class SqlTurnStore:
             return await TreeRepository(tx, user_id).question_of(session_id, message_id)
 
     # --- a turn's writes ---------------------------------------------------------------
+
+    async def store_summary(
+        self, user_id: str, session_id: str, message_id: str, summary: ContextSummary
+    ) -> ContextSummary:
+        async with self._db.transaction() as tx:
+            return await MessageRepository(tx, user_id).set_summary(session_id, message_id, summary)
 
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
         # The common turn (no files, no request id, nothing waiting) is one statement on

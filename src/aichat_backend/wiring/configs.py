@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aichat_backend.config import Settings
 from aichat_backend.engine.chat import ChatConfig
+from aichat_backend.engine.compaction import CompactionConfig
+from aichat_backend.engine.context_budget import ContextConfig
 from aichat_backend.engine.pdf_extractor import PdfExtractor, PdfLimits, default_workers
 from aichat_backend.engine.sessions import SessionLimits
 from aichat_backend.limits.base import LimitSettings
@@ -52,6 +54,17 @@ def chat_config(settings: Settings) -> ChatConfig:
         tool_timeout_seconds=settings.tool_timeout_seconds,
         max_tool_rounds=settings.max_tool_rounds,
         approval_ttl_seconds=settings.approval_ttl_seconds,
+        context=ContextConfig(
+            margin_ratio=settings.context_margin_ratio,
+            compaction=settings.compaction_enabled,
+            keep_ratio=settings.compaction_keep_ratio,
+            summary_max_tokens=settings.compaction_summary_max_tokens,
+        ),
+        compaction=CompactionConfig(
+            model=settings.compaction_model,
+            summary_max_tokens=settings.compaction_summary_max_tokens,
+            timeout_seconds=max(settings.provider_timeout_seconds, 30.0),
+        ),
         title_model=settings.title_model,
         title_timeout_seconds=settings.title_timeout_seconds,
         title_max_concurrent=settings.title_max_concurrent,

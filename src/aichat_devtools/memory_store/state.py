@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aichat_backend import names
 from aichat_backend.domain import (
+    ContextSummary,
     Message,
     MessageState,
     Role,
@@ -214,6 +215,19 @@ class MemoryState:
                 reason=Reason.MESSAGE_NOT_FOUND,
             )
         return self.read(user, m, with_content=False)
+
+    def set_summary(
+        self, user: str, session_id: str, message_id: str, summary: ContextSummary
+    ) -> ContextSummary:
+        m = self.messages.get((user, message_id))
+        if m is None or m.session_id != session_id:
+            raise NotFound(
+                f"message {names.message(session_id, message_id)} was not found",
+                reason=Reason.MESSAGE_NOT_FOUND,
+            )
+        if m.context_summary is None:  # once: a second summary keeps the first
+            m.context_summary = copy.deepcopy(summary)
+        return copy.deepcopy(m.context_summary)
 
     def recent(self, user: str, session_id: str, limit: int) -> list[Message]:
         found = self.in_session(user, session_id)[-limit:] if limit > 0 else []

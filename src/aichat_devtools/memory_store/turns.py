@@ -9,6 +9,7 @@ import uuid
 
 from aichat_backend.days import utc_day
 from aichat_backend.domain import (
+    ContextSummary,
     Message,
     MessageState,
     Role,
@@ -71,6 +72,11 @@ class MemoryTurns:
         return tree.question_of(self.state, user_id, session_id, message_id)
 
     # --- a turn's writes ---------------------------------------------------------------
+
+    async def store_summary(
+        self, user_id: str, session_id: str, message_id: str, summary: ContextSummary
+    ) -> ContextSummary:
+        return self.state.set_summary(user_id, session_id, message_id, summary)
 
     async def begin_turn(self, user_id: str, turn: NewTurn) -> BegunTurn:
         s = self.state

@@ -9,6 +9,8 @@
 import { el, icon, shortName } from "./dom.js";
 import { MarkdownStream } from "./markdown.js";
 import { feedbackControls } from "./feedback.js";
+import { showStoredReasoning } from "./thinking.js";
+import { usageAction } from "./usage.js";
 
 const RENDER_EVERY_MS = 100;
 
@@ -38,6 +40,7 @@ export const ACTIONS = [
     return copy;
   },
   (view) => (view.message?.name && view.text ? feedbackControls(view.message) : null),
+  usageAction,
 ];
 
 export class AnswerView {
@@ -63,6 +66,7 @@ export class AnswerView {
     container.insertBefore(this.node, before);
     this.markdown = new MarkdownStream(this.body);
     this.pending = false;
+    showStoredReasoning(this, message?.reasoning);
     for (const call of message?.toolCalls || []) this.upsertToolCall(call);
     this.render(!message || message.state !== "MESSAGE_STATE_STREAMING");
   }

@@ -145,5 +145,27 @@ export const api = {
   // rating: FEEDBACK_RATING_THUMBS_UP / _DOWN, or _UNSPECIFIED to clear (comment must be empty).
   setFeedback: (name, rating, comment = "") =>
     json(`/${name}:setFeedback`, { method: "POST", body: { rating, comment } }),
-  exportSession: (name, format) => request(`/${name}:export`, { query: { format } }),
+  // The conversation tree: a new answer to a question, an edited question (both stream
+  // like streamChat, detached); a sibling's branch made the active path; a copy of the
+  // path up to a message as a new session.
+  regenerateAnswer: (name, body, signal) =>
+    request(`/${name}:regenerate`, {
+      method: "POST",
+      body: { ...body, options: { ...body.options, detached: true } },
+      signal,
+      accept: STREAM,
+    }),
+  editMessage: (name, body, signal) =>
+    request(`/${name}:edit`, {
+      method: "POST",
+      body: { ...body, options: { ...body.options, detached: true } },
+      signal,
+      accept: STREAM,
+    }),
+  switchBranch: (name, exact = false) => json(`/${name}:switchBranch`, { method: "POST", body: { exact } }),
+  forkSession: (message, requestId) => json(`/${message}:fork`, { method: "POST", body: { requestId } }),
+  // The caller's own tokens and cost, today and this month, and their daily budgets.
+  getMyUsage: () => json("/usage"),
+  exportSession: (name, format, includeReasoning = false) =>
+    request(`/${name}:export`, { query: { format, includeReasoning: includeReasoning ? "true" : "" } }),
 };

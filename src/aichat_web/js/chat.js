@@ -14,6 +14,15 @@ import { AnswerView } from "./answer.js";
 import { TurnControl, readTurn, showDropped } from "./turn.js";
 import { approvalCards, settleApproval } from "./approvals.js";
 import { Follower } from "./follow.js";
+import { followTitle, showTitle } from "./titles.js";
+
+// (bubble, message or null) => an element for the row under a user message, or null
+// (branches.js adds Edit and the versions).
+export const USER_ACTIONS = [];
+
+// (chat, messages) => void, after a chat's messages are shown (an empty list for a new
+// chat): context_gauge.js marks summaries and sets its gauge.
+export const HISTORY_HOOKS = [];
 
 export class ChatView {
   constructor({ appName, sessions, models, tools, attachments }) {
@@ -55,6 +64,7 @@ export class ChatView {
         el("p", { class: "hint", text: `Attach text, images or PDFs (up to ${formatBytes(this.attachments.maxBytes)} each).` }),
       ),
     );
+    for (const hook of HISTORY_HOOKS) hook(this, []);
     $("message-input").focus();
   }
 
@@ -108,14 +118,6 @@ export class ChatView {
     );
   }
 
-  // The title model named the chat shown (or not: then nothing changes here).
-  retitle(fresh) {
-    if (this.session?.name !== fresh.name) return;
-    this.session.displayName = fresh.displayName;
-    $("chat-title").textContent = fresh.displayName || "Untitled chat";
-    document.title = `${fresh.displayName || "Chat"} · ${this.appName}`;
-  }
-
   show(session) {
     this.session = session;
     this.sessions.setCurrent(session.name);
@@ -130,7 +132,7 @@ export class ChatView {
   renderHistory(messages) {
     let lastAnswer = null;
     for (const message of messages) {
-      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments, message.name);
+      if (message.role === "ROLE_USER") this.userBubble(message.text, message.attachments, message.name, message);
       else if (message.role === "ROLE_ASSISTANT") {
         lastAnswer = new AnswerView(this.list, message);
         lastAnswer.finishFromMessage(message);
@@ -144,15 +146,18 @@ export class ChatView {
       lastAnswer.approvals.append(approvalCards(pending, (d) => this.resolve(lastAnswer, d)));
       lastAnswer.setStatus("Waiting for your decision on the tool call above.", "awaiting");
     }
+    for (const hook of HISTORY_HOOKS) hook(this, messages);
   }
 
-  userBubble(text, attachments = [], name = "") {
+  userBubble(text, attachments = [], name = "", message = null) {
     const files = (attachments || []).map((a) =>
       el("span", { class: "chip" }, icon("clip"), `${a.filename}${a.sizeBytes ? ` (${formatBytes(Number(a.sizeBytes))})` : ""}`),
     );
     const bubble = el("article", { class: "message user", "data-role": "user", "data-message": name },
       el("div", { class: "user-text", text }),
       files.length ? el("div", { class: "chips" }, files) : null);
+    const actions = USER_ACTIONS.map((make) => make(bubble, message)).filter(Boolean);
+    if (actions.length) bubble.append(el("footer", { class: "bubble-actions" }, actions));
     this.list.append(bubble);
     return bubble;
   }
@@ -192,12 +197,10 @@ export class ChatView {
     this.setBusy(control);
     const session = this.session;
     control.onNamed = (turn) => this.sessions.setActiveTurn(session.name, turn);
-    let titlePending = false;
     const hooks = {
       pick: (started) => this.pick(started),
       resolve: (decisions) => this.resolve(control.view, decisions),
       toolCall: (call, view) => this.routeToolCall(call, view),
-      titlePending: () => { titlePending = true; },
     };
     const state = seen || { lastSequence: 0, ended: null };
     const result = await readTurn(control, start, hooks, state);
@@ -212,10 +215,7 @@ export class ChatView {
     if (result.outcome.startsWith("TURN_OUTCOME_")) {
       this.sessions.setActiveTurn(session.name, ""); // it ended: no need to wait for the server
       if (this.session === session) await this.refresh(control.turn);
-      if (titlePending) {
-        const before = this.session?.name === session.name ? this.session.displayName : session.displayName;
-        this.sessions.awaitTitle(session.name, before, (fresh) => this.retitle(fresh));
-      }
+      if (control.titlePending) followTitle(this, session.name, this.session?.displayName || "");
     }
     return result;
   }
@@ -240,6 +240,7 @@ export class ChatView {
       this.session = fresh;
       this.tools.show(fresh);
       this.sessions.upsert(fresh);
+      showTitle(this, fresh); // the server titles a chat created without a name
     } catch (error) {
       toastError(error, "Could not refresh the chat");
     }

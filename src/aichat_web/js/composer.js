@@ -9,6 +9,7 @@ import { toast, toastError } from "./toast.js";
 import { AnswerView } from "./answer.js";
 import { TurnControl } from "./turn.js";
 import { retireApprovals } from "./approvals.js";
+import { firstMessageTitle } from "./titles.js";
 
 export class Composer {
   constructor({ chat, attachments, models, tools, sessions }) {
@@ -69,13 +70,14 @@ export class Composer {
     this.chat.setBusy(control); // from the moment the message shows: one turn at a time
     if (!this.chat.session) {
       try {
-        // Unnamed: the server titles it from this message (and a title model may write a
-        // better title after the answer); meanwhile the first line stands in for it.
+        // No name: the server titles the chat (its first line, then a title model's
+        // words when one is configured: titles.js); a named chat is never retitled.
         const created = await api.createSession(
           { model: this.models.value(), ...this.tools.value() },
           message.createRequestId,
         );
-        const shown = { ...created, displayName: message.text.split("\n")[0].slice(0, 60) };
+        // Until the server's title is read back, its first line stands in for it.
+        const shown = { ...created, displayName: created.displayName || firstMessageTitle(message.text) };
         this.chat.show(shown);
         this.sessions.upsert(shown);
       } catch (error) {

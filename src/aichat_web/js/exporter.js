@@ -11,9 +11,11 @@ const FORMATS = {
   json: "EXPORT_FORMAT_JSON",
 };
 
-export async function exportSession(session, extension) {
+// `choice`: an extension, "-thinking" after it for the models' reasoning too.
+export async function exportSession(session, choice) {
+  const [extension, thinking] = choice.split("-");
   try {
-    const response = await api.exportSession(session.name, FORMATS[extension]);
+    const response = await api.exportSession(session.name, FORMATS[extension], thinking === "thinking");
     const blob = await response.blob();
     const disposition = response.headers.get("content-disposition") || "";
     const named = /filename="?([^";]+)"?/.exec(disposition);

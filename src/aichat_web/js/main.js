@@ -4,13 +4,16 @@
 import { api, setUnauthenticatedHandler } from "./api.js";
 import { forgetToken, showSignIn, takeTokenFromFragment, token } from "./auth.js";
 import { Attachments } from "./attachments.js";
-import { ChatView } from "./chat.js";
+import { installBranches } from "./branches.js";
+import { ChatView, HISTORY_HOOKS } from "./chat.js";
+import { setModels, showHistoryContext } from "./context_gauge.js";
 import { Composer } from "./composer.js";
 import { $ } from "./dom.js";
 import { menuButton } from "./menu.js";
 import { ModelPicker, ToolPicker } from "./pickers.js";
 import { SessionList } from "./sessions.js";
 import { toastError } from "./toast.js";
+import { wireMyUsage } from "./usage.js";
 
 const DEFAULT_CONFIG = {
   appName: "Galaxy Chat",
@@ -106,6 +109,9 @@ async function start() {
     },
   });
   chat = new ChatView({ appName: config.appName, sessions, models: modelPicker, tools: toolPicker, attachments });
+  installBranches(chat);
+  setModels(models.models);
+  HISTORY_HOOKS.push(showHistoryContext);
   new Composer({ chat, attachments, models: modelPicker, tools: toolPicker, sessions });
   const menu = menuButton($("chat-menu-button"), $("chat-menu"), (action) => chat.action(action));
 
@@ -113,6 +119,7 @@ async function start() {
     drawer.close();
     chat.openDraft();
   });
+  wireMyUsage($("my-usage"));
   $("sign-out").addEventListener("click", () => {
     forgetToken();
     showSignIn("You signed out.");

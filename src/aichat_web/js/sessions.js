@@ -1,17 +1,13 @@
 // The sessions sidebar: ListSessions page by page (newest activity first), the current
 // one highlighted, kept in step with what the chat view creates, renames and deletes.
 // A chat whose answer is still being written (Session.activeTurn) is marked, and looked
-// at again every few seconds until it is done; a chat a title model is naming is looked
-// at again until its new name shows.
+// at again every few seconds until it is done.
 
 import { api } from "./api.js";
 import { $, el, sessionId } from "./dom.js";
 import { toastError } from "./toast.js";
 
 const WATCH_MS = 3000;
-// When to ask for a title a model is writing (turnEnded.titlePending), from the turn's end:
-// past the server's title timeout (AICHAT_TITLE_TIMEOUT_SECONDS, 20 s) in all.
-const TITLE_CHECKS_MS = [500, 1000, 2000, 4000, 8000, 8000];
 
 export class SessionList {
   constructor({ onSelect }) {
@@ -73,28 +69,6 @@ export class SessionList {
     if (!session || (session.activeTurn || "") === turn) return;
     session.activeTurn = turn;
     this.render();
-  }
-
-  // A title model is naming this chat: read it again a few times until its name is no
-  // longer `before`, then show the new one here and tell `onTitled`. A chat deleted
-  // meanwhile, or a model that failed (the name stays), ends the checks.
-  async awaitTitle(name, before, onTitled) {
-    for (const delay of TITLE_CHECKS_MS) {
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      const known = this.sessions.find((s) => s.name === name);
-      if (!known) return;
-      let fresh;
-      try {
-        fresh = await api.getSession(name);
-      } catch {
-        return; // deleted, or the server is away: the title shows at the next load
-      }
-      if ((fresh.displayName || "") === (before || "")) continue;
-      known.displayName = fresh.displayName; // only the name: a new turn may be running
-      this.render();
-      onTitled?.(fresh);
-      return;
-    }
   }
 
   remove(name) {

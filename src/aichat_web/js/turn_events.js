@@ -5,7 +5,10 @@
 // (reasoning, a compaction notice) is one more entry here.
 
 import { approvalCards } from "./approvals.js";
+import { noteContext, showCompaction } from "./context_gauge.js";
+import { appendReasoning, settleThinking } from "./thinking.js";
 import { toastError } from "./toast.js";
+import { noteTurnUsage } from "./usage.js";
 
 export const EVENT_HANDLERS = {
   turnStarted(view, started, hooks, control) {
@@ -13,8 +16,16 @@ export const EVENT_HANDLERS = {
     view.node.dataset.message = started.answerMessage || "";
     view.message = null; // a continuation (after approval) answers in messages of its own
     view.toolsSinceStart = false;
+    noteContext(started.context);
+  },
+  contextCompacted(view, compaction, hooks, control) {
+    showCompaction(view, compaction, control);
+  },
+  reasoningDelta(view, delta) {
+    appendReasoning(view, delta.text || "");
   },
   textDelta(view, delta) {
+    settleThinking(view);
     view.appendText(delta.text || "");
   },
   heartbeat(view, beat, hooks, control) {
@@ -23,6 +34,7 @@ export const EVENT_HANDLERS = {
   toolCall(view, call, hooks) {
     // An update of a call another answer shows (denied by a new message, say) goes there.
     if (hooks.toolCall?.(call, view)) return;
+    settleThinking(view);
     view.toolsSinceStart = true;
     view.upsertToolCall(call);
   },
@@ -33,8 +45,9 @@ export const EVENT_HANDLERS = {
     view.approvals.append(approvalCards(calls, hooks.resolve));
     view.grew();
   },
-  turnEnded(view, ended, hooks) {
-    if (ended.titlePending) hooks.titlePending?.(); // a title model is naming the chat
+  turnEnded(view, ended, hooks, control) {
+    noteContext(ended.context, true);
+    control.titlePending = Boolean(ended.titlePending); // a title model is naming the chat
     return showOutcome(view, ended);
   },
 };
@@ -53,6 +66,7 @@ export function showOutcome(view, turnEnded) {
   const outcome = turnEnded.outcome || "TURN_OUTCOME_UNSPECIFIED";
   const reason = reasonOf(turnEnded.error);
   nameCutOffAnswer(view, (turnEnded.answerMessages || []).at(-1));
+  settleThinking(view);
   view.setThinking(false);
   view.render(true);
   if (outcome === "TURN_OUTCOME_AWAITING_APPROVAL") {
@@ -66,6 +80,7 @@ export function showOutcome(view, turnEnded) {
     view.setStatus(FAILED[reason] || `Failed: ${message}`, view.text ? "incomplete" : "failed");
     if (!FAILED[reason]) toastError({ message, reason }, "The answer failed");
   } else {
+    noteTurnUsage(view, turnEnded);
     view.finishFromMessage(turnEnded.message);
   }
   view.renderActions();

@@ -82,5 +82,7 @@ async def axe_violations(
 async def session_id(page: Page) -> str:
     """The open chat's id, once the page has put it in the address (its first message
     creates the session, so the address follows a moment after Send)."""
-    await page.wait_for_function("location.hash.includes('session=')")
+    # A function, not an expression: Playwright polls an expression with eval(), which
+    # the page's CSP refuses once the first check finds it false (a slow machine).
+    await page.wait_for_function("() => location.hash.includes('session=')")
     return str(await page.evaluate("location.hash")).split("session=", 1)[1]

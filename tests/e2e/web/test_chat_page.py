@@ -114,8 +114,8 @@ async def test_chat_streams_markdown_runs_tools_and_continues_after_approval(
     # The new session is in the list, highlighted; its tools are now locked.
     current = page.locator(".session-item.current")
     await expect(current).to_have_count(1)
-    # Titled by the server from the first message (its lines joined, engine.sessions):
-    # the page creates chats unnamed, so that a title model may name them (issue 26.5).
+    # Titled by the server from the first message (on one line), as the page creates
+    # chats unnamed so that a title model may name them (titles.js).
     await expect(current.locator(".session-title")).to_have_text("first line second line")
     await expect(page.locator("#tools-button")).to_have_attribute("data-locked", "true")
     await page.locator("#tools-button").click()

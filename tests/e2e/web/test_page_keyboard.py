@@ -73,6 +73,9 @@ async def test_on_a_phone_tab_never_lands_in_the_closed_sidebar_and_escape_close
             "Boolean(document.activeElement && document.activeElement.closest('#sidebar'))"
         )
     assert in_sidebar == 0
+    # Where the 50th Tab lands depends on how many controls the chat has; the skip link,
+    # when it is the one focused, lies over the menu button: focus leaves it first.
+    await page.evaluate("document.activeElement.blur()")
     # Opened, its chats are reachable; Escape closes it and gives focus back to its button.
     await page.locator("#toggle-sidebar").click()
     await expect(page.locator("#sidebar")).to_be_in_viewport()

@@ -4,7 +4,7 @@ Titles written by a model (issue 26.5): whether the user named a session (then n
 renames it).
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
