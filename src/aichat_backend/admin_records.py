@@ -106,6 +106,8 @@ class UserUsage:
     this_month: UsageTotals
     daily_token_budget: int
     daily_cost_budget: Cost | None
+    stored_bytes: int = 0  # messages and attachments stored now
+    storage_quota_bytes: int = 0  # 0: unlimited
 
 
 def _day(text: str, field: str) -> dt.date:

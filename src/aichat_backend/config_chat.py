@@ -99,6 +99,29 @@ class ChatFields(BaseSettings):
         ),
     )
     default_system_prompt: str = Field("", description="Used when a session has none.")
+    title_model: str = Field(
+        "",
+        description=(
+            "The catalogue model that titles a session after its first answer: a few words in "
+            "the conversation's language, written in the background once the turn has ended "
+            "(TurnEnded.title_pending says one is coming). Empty (the default): no model is "
+            "asked, and a session is titled by its first message (its first 60 characters), "
+            "as it is meanwhile and whenever the title model fails. A cheap, fast model "
+            "suits it; a "
+            "session named by its user (CreateSession or UpdateSession display_name) is never "
+            "retitled."
+        ),
+    )
+    title_timeout_seconds: float = Field(
+        20.0, gt=0, le=120, description="How long the title model may take before it is given up."
+    )
+    title_max_concurrent: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Titles written at once per process; past it a new session keeps its first-line title."
+        ),
+    )
     memory_default: int = Field(
         20,
         ge=1,

@@ -46,6 +46,16 @@ class PolicyFields(BaseSettings):
             "here). Refused with COST_BUDGET_EXHAUSTED until UTC midnight."
         ),
     )
+    storage_quota_bytes: int = Field(
+        1024 * MIB,
+        ge=0,
+        description=(
+            "Bytes of messages and attachments each user may store (their text, reasoning, "
+            "files and the text read from them; 0 = unlimited). A message past it is refused "
+            "with STORAGE_QUOTA_EXCEEDED until the user deletes sessions or clears messages; "
+            "GetMyUsage shows users theirs, AdminService.ListUserStorage everyone's."
+        ),
+    )
     limits_exempt_users: str = Field(
         "", description="Identities exempt from every limit (internal services), comma separated."
     )

@@ -270,3 +270,8 @@ class Reason(enum.StrEnum):
     #: INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
     #: every branch at once, or ExportSession for every branch in a format other than JSON.
     INVALID_BRANCH_SELECTION = "INVALID_BRANCH_SELECTION"
+    #: RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+    #: user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+    #: what is stored and what the message needs. Delete sessions or clear messages to free
+    #: space; waiting does not help.
+    STORAGE_QUOTA_EXCEEDED = "STORAGE_QUOTA_EXCEEDED"

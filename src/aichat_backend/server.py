@@ -35,6 +35,7 @@ from aichat_backend.metrics import Metrics
 from aichat_backend.store import migrate_process
 from aichat_backend.store.database import Database
 from aichat_backend.store.session_store import SqlSessionStore
+from aichat_backend.store.storage import StorageQuota
 from aichat_backend.store.turn_store import SqlTurnStore
 from aichat_backend.tools.base import ToolProvider
 from aichat_backend.user_usage import UsageReader
@@ -97,8 +98,9 @@ class App:
         self.settings = settings
         self.db = Database(settings)
         ttl = configs.idempotency_ttl_seconds(settings)
-        self.turn_store = SqlTurnStore(self.db, ttl)
-        session_store = SqlSessionStore(self.db, ttl)
+        quota = StorageQuota(settings.storage_quota_bytes, settings.exempt_users())
+        self.turn_store = SqlTurnStore(self.db, ttl, quota)
+        session_store = SqlSessionStore(self.db, ttl, quota)
         self.catalogue = model_catalogue(settings)
         self.sessions = SessionManager(
             session_store,

@@ -379,3 +379,18 @@ async def test_a_days_cost_is_in_one_currency_or_marked_mixed(stores: Stores) ->
     answer.state = MessageState.COMPLETE
     await stores.turns.finish(stores.user, sid, turn, answer, Usage("m", 1, 1, cost=Cost(7, "EUR")))
     assert await stores.usage_parts(stores.user) == [("m", 0, 0, 0, 12, MIXED_CURRENCY)]
+
+
+async def test_a_model_title_is_written_unless_the_user_named_the_session(stores: Stores) -> None:
+    unnamed = await stores.new_session()
+    await stores.begin(unnamed, "first question", title="first question")
+    assert await stores.turns.write_title(stores.user, unnamed, "Model title")
+    assert (await stores.sessions.get_session(stores.user, unnamed)).display_name == "Model title"
+    named = await stores.new_session(display_name="Mine")
+    assert not await stores.turns.write_title(stores.user, named, "Model title")
+    renamed = await stores.new_session()
+    await stores.sessions.update_session(stores.user, renamed, {"display_name": "Renamed"})
+    assert not await stores.turns.write_title(stores.user, renamed, "Model title")
+    assert (await stores.sessions.get_session(stores.user, renamed)).display_name == "Renamed"
+    assert not await stores.turns.write_title("someone-else", unnamed, "Theirs")
+    assert not await stores.turns.write_title(stores.user, "s-gone", "Model title")

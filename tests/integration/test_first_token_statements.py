@@ -81,8 +81,14 @@ async def test_the_common_turn_sends_nothing_new_before_its_first_token(
         assert plain == ["SELECT sessions", "INSERT messages"]
     else:
         # SQLite: the context read (one statement since the tree's path read, issue 25),
-        # then the begin's claim and its messages.
-        assert plain == ["SELECT sessions", "UPDATE sessions", "INSERT messages"]
+        # then the begin: the user's storage counted (within the quota, issue 24.6:
+        # in-process, in the same transaction), the claim and its messages.
+        assert plain == [
+            "SELECT sessions",
+            "INSERT user_storage",
+            "UPDATE sessions",
+            "INSERT messages",
+        ]
     writes = [s for s in plain if s.split()[0] in ("INSERT", "UPDATE", "DELETE")]
-    assert all(s.endswith(("messages", "sessions")) for s in writes)
+    assert all(s.endswith(("messages", "sessions", "user_storage")) for s in writes)
     assert "INSERT idempotency_keys" in keyed  # taken before the model is called

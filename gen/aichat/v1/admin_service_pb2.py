@@ -33,7 +33,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import money_pb2 as google_dot_type_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61ichat/v1/admin_service.proto\x12\taichat.v1\x1a\x1c\x61ichat/v1/chat_service.proto\x1a\x1c\x61ichat/v1/tool_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\x19\n\x17GetRuntimeStatusRequest\"-\n\x0f\x41\x63tiveTurnCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xa6\x01\n\x10ToolServerStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.aichat.v1.ToolServerState\x12\x12\n\ntool_count\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x31\n\ttransport\x18\x05 \x01(\x0e\x32\x1e.aichat.v1.ToolServerTransport\"\xc5\x02\n\x0cLimitsStatus\x12\x10\n\x08rate_rps\x18\x01 \x01(\x01\x12\x12\n\nrate_burst\x18\x02 \x01(\x05\x12\x1c\n\x14max_concurrent_turns\x18\x03 \x01(\x05\x12\x1a\n\x12\x64\x61ily_token_budget\x18\x04 \x01(\x03\x12\x0e\n\x06shared\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x35\n\x07refused\x18\x07 \x03(\x0b\x32$.aichat.v1.LimitsStatus.RefusedEntry\x12\x16\n\x0e\x62ypass_entries\x18\x08 \x01(\x05\x12-\n\x11\x64\x61ily_cost_budget\x18\t \x01(\x0b\x32\x12.google.type.Money\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb3\x03\n\rRuntimeStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x61\x63tive_turns\x18\x05 \x01(\x05\x12\x39\n\x15\x61\x63tive_turns_by_model\x18\x06 \x03(\x0b\x32\x1a.aichat.v1.ActiveTurnCount\x12\x38\n\x14\x61\x63tive_turns_by_user\x18\x07 \x03(\x0b\x32\x1a.aichat.v1.ActiveTurnCount\x12\x19\n\x11pending_approvals\x18\x08 \x01(\x03\x12\x31\n\x0ctool_servers\x18\t \x03(\x0b\x32\x1b.aichat.v1.ToolServerStatus\x12\'\n\x06limits\x18\n \x01(\x0b\x32\x17.aichat.v1.LimitsStatus\x12 \n\x06models\x18\x0b \x03(\x0b\x32\x10.aichat.v1.Model\"\xce\x02\n\x0fRateLimitBypass\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x38\n\x0csubject_type\x18\x02 \x01(\x0e\x32\x1c.aichat.v1.BypassSubjectTypeB\x04\xe2\x41\x01\x02\x12\x15\n\x07subject\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63reator\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:r\xea\x41o\n\"aichat.example.com/RateLimitBypass\x12%rateLimitBypasses/{rate_limit_bypass}*\x11rateLimitBypasses2\x0frateLimitBypass\"Q\n\x1cListRateLimitBypassesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"q\n\x1dListRateLimitBypassesResponse\x12\x37\n\x13rate_limit_bypasses\x18\x01 \x03(\x0b\x32\x1a.aichat.v1.RateLimitBypass\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x1c\x43reateRateLimitBypassRequest\x12;\n\x11rate_limit_bypass\x18\x01 \x01(\x0b\x32\x1a.aichat.v1.RateLimitBypassB\x04\xe2\x41\x01\x02\"Y\n\x1c\x44\x65leteRateLimitBypassRequest\x12\x39\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"aichat.example.com/RateLimitBypass\"\xd3\x01\n\x10ListUsageRequest\x12\x17\n\tstart_day\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x65nd_day\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07user_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x30\n\x08grouping\x18\x05 \x01(\x0e\x32\x18.aichat.v1.UsageGroupingB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\"\xe1\x01\n\x08UsageRow\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x05 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x06 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x08 \x01(\x03\x12 \n\x04\x63ost\x18\t \x01(\x0b\x32\x12.google.type.Money\"O\n\x11ListUsageResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.aichat.v1.UsageRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12\x43heckModelsRequest\"7\n\x13\x43heckModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model*w\n\x11\x42ypassSubjectType\x12#\n\x1f\x42YPASS_SUBJECT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42YPASS_SUBJECT_TYPE_USER\x10\x01\x12\x1f\n\x1b\x42YPASS_SUBJECT_TYPE_API_KEY\x10\x02*\x85\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12!\n\x1dUSAGE_GROUPING_USER_AND_MODEL\x10\x01\x12\x17\n\x13USAGE_GROUPING_USER\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x32\xff\x05\n\x0c\x41\x64minService\x12k\n\x10GetRuntimeStatus\x12\".aichat.v1.GetRuntimeStatusRequest\x1a\x18.aichat.v1.RuntimeStatus\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/runtime\x12\x8f\x01\n\x15ListRateLimitBypasses\x12\'.aichat.v1.ListRateLimitBypassesRequest\x1a(.aichat.v1.ListRateLimitBypassesResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/admin/rateLimitBypasses\x12\x94\x01\n\x15\x43reateRateLimitBypass\x12\'.aichat.v1.CreateRateLimitBypassRequest\x1a\x1a.aichat.v1.RateLimitBypass\"6\x82\xd3\xe4\x93\x02\x30\"\x1b/v1/admin/rateLimitBypasses:\x11rate_limit_bypass\x12\x86\x01\n\x15\x44\x65leteRateLimitBypass\x12\'.aichat.v1.DeleteRateLimitBypassRequest\x1a\x16.google.protobuf.Empty\",\x82\xd3\xe4\x93\x02&*$/v1/admin/{name=rateLimitBypasses/*}\x12_\n\tListUsage\x12\x1b.aichat.v1.ListUsageRequest\x1a\x1c.aichat.v1.ListUsageResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/usage\x12o\n\x0b\x43heckModels\x12\x1d.aichat.v1.CheckModelsRequest\x1a\x1e.aichat.v1.CheckModelsResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/admin/models:check:\x01*B\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61ichat/v1/admin_service.proto\x12\taichat.v1\x1a\x1c\x61ichat/v1/chat_service.proto\x1a\x1c\x61ichat/v1/tool_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/type/money.proto\"\x19\n\x17GetRuntimeStatusRequest\"-\n\x0f\x41\x63tiveTurnCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xa6\x01\n\x10ToolServerStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.aichat.v1.ToolServerState\x12\x12\n\ntool_count\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x31\n\ttransport\x18\x05 \x01(\x0e\x32\x1e.aichat.v1.ToolServerTransport\"\xe2\x02\n\x0cLimitsStatus\x12\x10\n\x08rate_rps\x18\x01 \x01(\x01\x12\x12\n\nrate_burst\x18\x02 \x01(\x05\x12\x1c\n\x14max_concurrent_turns\x18\x03 \x01(\x05\x12\x1a\n\x12\x64\x61ily_token_budget\x18\x04 \x01(\x03\x12\x0e\n\x06shared\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x35\n\x07refused\x18\x07 \x03(\x0b\x32$.aichat.v1.LimitsStatus.RefusedEntry\x12\x16\n\x0e\x62ypass_entries\x18\x08 \x01(\x05\x12-\n\x11\x64\x61ily_cost_budget\x18\t \x01(\x0b\x32\x12.google.type.Money\x12\x1b\n\x13storage_quota_bytes\x18\x1e \x01(\x03\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb3\x03\n\rRuntimeStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x61\x63tive_turns\x18\x05 \x01(\x05\x12\x39\n\x15\x61\x63tive_turns_by_model\x18\x06 \x03(\x0b\x32\x1a.aichat.v1.ActiveTurnCount\x12\x38\n\x14\x61\x63tive_turns_by_user\x18\x07 \x03(\x0b\x32\x1a.aichat.v1.ActiveTurnCount\x12\x19\n\x11pending_approvals\x18\x08 \x01(\x03\x12\x31\n\x0ctool_servers\x18\t \x03(\x0b\x32\x1b.aichat.v1.ToolServerStatus\x12\'\n\x06limits\x18\n \x01(\x0b\x32\x17.aichat.v1.LimitsStatus\x12 \n\x06models\x18\x0b \x03(\x0b\x32\x10.aichat.v1.Model\"\xce\x02\n\x0fRateLimitBypass\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x38\n\x0csubject_type\x18\x02 \x01(\x0e\x32\x1c.aichat.v1.BypassSubjectTypeB\x04\xe2\x41\x01\x02\x12\x15\n\x07subject\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63reator\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:r\xea\x41o\n\"aichat.example.com/RateLimitBypass\x12%rateLimitBypasses/{rate_limit_bypass}*\x11rateLimitBypasses2\x0frateLimitBypass\"Q\n\x1cListRateLimitBypassesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"q\n\x1dListRateLimitBypassesResponse\x12\x37\n\x13rate_limit_bypasses\x18\x01 \x03(\x0b\x32\x1a.aichat.v1.RateLimitBypass\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x1c\x43reateRateLimitBypassRequest\x12;\n\x11rate_limit_bypass\x18\x01 \x01(\x0b\x32\x1a.aichat.v1.RateLimitBypassB\x04\xe2\x41\x01\x02\"Y\n\x1c\x44\x65leteRateLimitBypassRequest\x12\x39\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"aichat.example.com/RateLimitBypass\"\xd3\x01\n\x10ListUsageRequest\x12\x17\n\tstart_day\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x65nd_day\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07user_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x30\n\x08grouping\x18\x05 \x01(\x0e\x32\x18.aichat.v1.UsageGroupingB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\"\xe1\x01\n\x08UsageRow\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x05 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x06 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x08 \x01(\x03\x12 \n\x04\x63ost\x18\t \x01(\x0b\x32\x12.google.type.Money\"O\n\x11ListUsageResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.aichat.v1.UsageRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x16ListUserStorageRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"4\n\x0bUserStorage\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x03\"v\n\x17ListUserStorageResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.aichat.v1.UserStorage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x1b\n\x13storage_quota_bytes\x18\x03 \x01(\x03\"\x14\n\x12\x43heckModelsRequest\"7\n\x13\x43heckModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.aichat.v1.Model*w\n\x11\x42ypassSubjectType\x12#\n\x1f\x42YPASS_SUBJECT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42YPASS_SUBJECT_TYPE_USER\x10\x01\x12\x1f\n\x1b\x42YPASS_SUBJECT_TYPE_API_KEY\x10\x02*\x85\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12!\n\x1dUSAGE_GROUPING_USER_AND_MODEL\x10\x01\x12\x17\n\x13USAGE_GROUPING_USER\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x32\xf4\x06\n\x0c\x41\x64minService\x12k\n\x10GetRuntimeStatus\x12\".aichat.v1.GetRuntimeStatusRequest\x1a\x18.aichat.v1.RuntimeStatus\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/runtime\x12\x8f\x01\n\x15ListRateLimitBypasses\x12\'.aichat.v1.ListRateLimitBypassesRequest\x1a(.aichat.v1.ListRateLimitBypassesResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/admin/rateLimitBypasses\x12\x94\x01\n\x15\x43reateRateLimitBypass\x12\'.aichat.v1.CreateRateLimitBypassRequest\x1a\x1a.aichat.v1.RateLimitBypass\"6\x82\xd3\xe4\x93\x02\x30\"\x1b/v1/admin/rateLimitBypasses:\x11rate_limit_bypass\x12\x86\x01\n\x15\x44\x65leteRateLimitBypass\x12\'.aichat.v1.DeleteRateLimitBypassRequest\x1a\x16.google.protobuf.Empty\",\x82\xd3\xe4\x93\x02&*$/v1/admin/{name=rateLimitBypasses/*}\x12_\n\tListUsage\x12\x1b.aichat.v1.ListUsageRequest\x1a\x1c.aichat.v1.ListUsageResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/usage\x12s\n\x0fListUserStorage\x12!.aichat.v1.ListUserStorageRequest\x1a\".aichat.v1.ListUserStorageResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/storage\x12o\n\x0b\x43heckModels\x12\x1d.aichat.v1.CheckModelsRequest\x1a\x1e.aichat.v1.CheckModelsResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/admin/models:check:\x01*B\x11\n\rcom.aichat.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -79,6 +79,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSAGEREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTUSAGEREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTUSAGEREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTUSERSTORAGEREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_ADMINSERVICE'].methods_by_name['GetRuntimeStatus']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['GetRuntimeStatus']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/admin/runtime'
   _globals['_ADMINSERVICE'].methods_by_name['ListRateLimitBypasses']._loaded_options = None
@@ -89,12 +95,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINSERVICE'].methods_by_name['DeleteRateLimitBypass']._serialized_options = b'\202\323\344\223\002&*$/v1/admin/{name=rateLimitBypasses/*}'
   _globals['_ADMINSERVICE'].methods_by_name['ListUsage']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['ListUsage']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/usage'
+  _globals['_ADMINSERVICE'].methods_by_name['ListUserStorage']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListUserStorage']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/admin/storage'
   _globals['_ADMINSERVICE'].methods_by_name['CheckModels']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['CheckModels']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/admin/models:check:\001*'
-  _globals['_BYPASSSUBJECTTYPE']._serialized_start=2643
-  _globals['_BYPASSSUBJECTTYPE']._serialized_end=2762
-  _globals['_USAGEGROUPING']._serialized_start=2765
-  _globals['_USAGEGROUPING']._serialized_end=2898
+  _globals['_BYPASSSUBJECTTYPE']._serialized_start=2946
+  _globals['_BYPASSSUBJECTTYPE']._serialized_end=3065
+  _globals['_USAGEGROUPING']._serialized_start=3068
+  _globals['_USAGEGROUPING']._serialized_end=3201
   _globals['_GETRUNTIMESTATUSREQUEST']._serialized_start=313
   _globals['_GETRUNTIMESTATUSREQUEST']._serialized_end=338
   _globals['_ACTIVETURNCOUNT']._serialized_start=340
@@ -102,31 +110,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLSERVERSTATUS']._serialized_start=388
   _globals['_TOOLSERVERSTATUS']._serialized_end=554
   _globals['_LIMITSSTATUS']._serialized_start=557
-  _globals['_LIMITSSTATUS']._serialized_end=882
-  _globals['_LIMITSSTATUS_REFUSEDENTRY']._serialized_start=836
-  _globals['_LIMITSSTATUS_REFUSEDENTRY']._serialized_end=882
-  _globals['_RUNTIMESTATUS']._serialized_start=885
-  _globals['_RUNTIMESTATUS']._serialized_end=1320
-  _globals['_RATELIMITBYPASS']._serialized_start=1323
-  _globals['_RATELIMITBYPASS']._serialized_end=1657
-  _globals['_LISTRATELIMITBYPASSESREQUEST']._serialized_start=1659
-  _globals['_LISTRATELIMITBYPASSESREQUEST']._serialized_end=1740
-  _globals['_LISTRATELIMITBYPASSESRESPONSE']._serialized_start=1742
-  _globals['_LISTRATELIMITBYPASSESRESPONSE']._serialized_end=1855
-  _globals['_CREATERATELIMITBYPASSREQUEST']._serialized_start=1857
-  _globals['_CREATERATELIMITBYPASSREQUEST']._serialized_end=1948
-  _globals['_DELETERATELIMITBYPASSREQUEST']._serialized_start=1950
-  _globals['_DELETERATELIMITBYPASSREQUEST']._serialized_end=2039
-  _globals['_LISTUSAGEREQUEST']._serialized_start=2042
-  _globals['_LISTUSAGEREQUEST']._serialized_end=2253
-  _globals['_USAGEROW']._serialized_start=2256
-  _globals['_USAGEROW']._serialized_end=2481
-  _globals['_LISTUSAGERESPONSE']._serialized_start=2483
-  _globals['_LISTUSAGERESPONSE']._serialized_end=2562
-  _globals['_CHECKMODELSREQUEST']._serialized_start=2564
-  _globals['_CHECKMODELSREQUEST']._serialized_end=2584
-  _globals['_CHECKMODELSRESPONSE']._serialized_start=2586
-  _globals['_CHECKMODELSRESPONSE']._serialized_end=2641
-  _globals['_ADMINSERVICE']._serialized_start=2901
-  _globals['_ADMINSERVICE']._serialized_end=3668
+  _globals['_LIMITSSTATUS']._serialized_end=911
+  _globals['_LIMITSSTATUS_REFUSEDENTRY']._serialized_start=865
+  _globals['_LIMITSSTATUS_REFUSEDENTRY']._serialized_end=911
+  _globals['_RUNTIMESTATUS']._serialized_start=914
+  _globals['_RUNTIMESTATUS']._serialized_end=1349
+  _globals['_RATELIMITBYPASS']._serialized_start=1352
+  _globals['_RATELIMITBYPASS']._serialized_end=1686
+  _globals['_LISTRATELIMITBYPASSESREQUEST']._serialized_start=1688
+  _globals['_LISTRATELIMITBYPASSESREQUEST']._serialized_end=1769
+  _globals['_LISTRATELIMITBYPASSESRESPONSE']._serialized_start=1771
+  _globals['_LISTRATELIMITBYPASSESRESPONSE']._serialized_end=1884
+  _globals['_CREATERATELIMITBYPASSREQUEST']._serialized_start=1886
+  _globals['_CREATERATELIMITBYPASSREQUEST']._serialized_end=1977
+  _globals['_DELETERATELIMITBYPASSREQUEST']._serialized_start=1979
+  _globals['_DELETERATELIMITBYPASSREQUEST']._serialized_end=2068
+  _globals['_LISTUSAGEREQUEST']._serialized_start=2071
+  _globals['_LISTUSAGEREQUEST']._serialized_end=2282
+  _globals['_USAGEROW']._serialized_start=2285
+  _globals['_USAGEROW']._serialized_end=2510
+  _globals['_LISTUSAGERESPONSE']._serialized_start=2512
+  _globals['_LISTUSAGERESPONSE']._serialized_end=2591
+  _globals['_LISTUSERSTORAGEREQUEST']._serialized_start=2593
+  _globals['_LISTUSERSTORAGEREQUEST']._serialized_end=2691
+  _globals['_USERSTORAGE']._serialized_start=2693
+  _globals['_USERSTORAGE']._serialized_end=2745
+  _globals['_LISTUSERSTORAGERESPONSE']._serialized_start=2747
+  _globals['_LISTUSERSTORAGERESPONSE']._serialized_end=2865
+  _globals['_CHECKMODELSREQUEST']._serialized_start=2867
+  _globals['_CHECKMODELSREQUEST']._serialized_end=2887
+  _globals['_CHECKMODELSRESPONSE']._serialized_start=2889
+  _globals['_CHECKMODELSRESPONSE']._serialized_end=2944
+  _globals['_ADMINSERVICE']._serialized_start=3204
+  _globals['_ADMINSERVICE']._serialized_end=4088
 # @@protoc_insertion_point(module_scope)

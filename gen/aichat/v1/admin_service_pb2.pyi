@@ -192,6 +192,7 @@ class LimitsStatus(_message.Message):
     REFUSED_FIELD_NUMBER: _builtins.int
     BYPASS_ENTRIES_FIELD_NUMBER: _builtins.int
     DAILY_COST_BUDGET_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     rate_rps: _builtins.float
     """Requests per second per user (0: off)."""
     rate_burst: _builtins.int
@@ -208,6 +209,8 @@ class LimitsStatus(_message.Message):
     """
     bypass_entries: _builtins.int
     """Entries of the rate-limit bypass list in force on this replica."""
+    storage_quota_bytes: _builtins.int
+    """Bytes of messages and attachments each user may store (0: unlimited)."""
     @_builtins.property
     def refused(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Requests and turns refused on this replica since it started, by ErrorInfo reason."""
@@ -230,10 +233,11 @@ class LimitsStatus(_message.Message):
         refused: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         bypass_entries: _builtins.int = ...,
         daily_cost_budget: _money_pb2.Money | None = ...,
+        storage_quota_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bypass_entries", b"bypass_entries", "daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "degraded_reason", b"degraded_reason", "max_concurrent_turns", b"max_concurrent_turns", "rate_burst", b"rate_burst", "rate_rps", b"rate_rps", "refused", b"refused", "shared", b"shared", "storage_quota_bytes", b"storage_quota_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -596,6 +600,96 @@ class ListUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUsageResponse: _TypeAlias = ListUsageResponse  # noqa: Y015
+
+@_typing.final
+class ListUserStorageRequest(_message.Message):
+    """Request for ListUserStorage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Only this user's row."""
+    page_size: _builtins.int
+    """At most this many rows (default 50, max 1000)."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token (same filter)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserStorageRequest: _TypeAlias = ListUserStorageRequest  # noqa: Y015
+
+@_typing.final
+class UserStorage(_message.Message):
+    """What one user stores now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user."""
+    stored_bytes: _builtins.int
+    """Bytes of the user's messages (text, reasoning) and attachments (content and the text
+    extracted from them), as counted against the quota.
+    """
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        stored_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stored_bytes", b"stored_bytes", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserStorage: _TypeAlias = UserStorage  # noqa: Y015
+
+@_typing.final
+class ListUserStorageResponse(_message.Message):
+    """Response for ListUserStorage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    storage_quota_bytes: _builtins.int
+    """Bytes each user may store (0: unlimited; exempt users are not held)."""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserStorage]:
+        """Users by stored bytes, largest first (users storing nothing are not listed)."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___UserStorage] | None = ...,
+        next_page_token: _builtins.str = ...,
+        storage_quota_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "storage_quota_bytes", b"storage_quota_bytes", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserStorageResponse: _TypeAlias = ListUserStorageResponse  # noqa: Y015
 
 @_typing.final
 class CheckModelsRequest(_message.Message):

@@ -64,6 +64,11 @@ class AdminServiceStub:
                 request_serializer=aichat_dot_v1_dot_admin__service__pb2.ListUsageRequest.SerializeToString,
                 response_deserializer=aichat_dot_v1_dot_admin__service__pb2.ListUsageResponse.FromString,
                 _registered_method=True)
+        self.ListUserStorage = channel.unary_unary(
+                '/aichat.v1.AdminService/ListUserStorage',
+                request_serializer=aichat_dot_v1_dot_admin__service__pb2.ListUserStorageRequest.SerializeToString,
+                response_deserializer=aichat_dot_v1_dot_admin__service__pb2.ListUserStorageResponse.FromString,
+                _registered_method=True)
         self.CheckModels = channel.unary_unary(
                 '/aichat.v1.AdminService/CheckModels',
                 request_serializer=aichat_dot_v1_dot_admin__service__pb2.CheckModelsRequest.SerializeToString,
@@ -114,6 +119,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUserStorage(self, request, context):
+        """The users who store the most bytes of messages and attachments, largest first,
+        paged, with the storage quota that holds them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckModels(self, request, context):
         """Sends every model of the catalogue a tiny request now and returns the results
         (also shown by ChatService.ListModels and in health as `aichat.model.<name>`).
@@ -149,6 +162,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListUsage,
                     request_deserializer=aichat_dot_v1_dot_admin__service__pb2.ListUsageRequest.FromString,
                     response_serializer=aichat_dot_v1_dot_admin__service__pb2.ListUsageResponse.SerializeToString,
+            ),
+            'ListUserStorage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserStorage,
+                    request_deserializer=aichat_dot_v1_dot_admin__service__pb2.ListUserStorageRequest.FromString,
+                    response_serializer=aichat_dot_v1_dot_admin__service__pb2.ListUserStorageResponse.SerializeToString,
             ),
             'CheckModels': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckModels,
@@ -295,6 +313,33 @@ class AdminService:
             '/aichat.v1.AdminService/ListUsage',
             aichat_dot_v1_dot_admin__service__pb2.ListUsageRequest.SerializeToString,
             aichat_dot_v1_dot_admin__service__pb2.ListUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserStorage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aichat.v1.AdminService/ListUserStorage',
+            aichat_dot_v1_dot_admin__service__pb2.ListUserStorageRequest.SerializeToString,
+            aichat_dot_v1_dot_admin__service__pb2.ListUserStorageResponse.FromString,
             options,
             channel_credentials,
             insecure,

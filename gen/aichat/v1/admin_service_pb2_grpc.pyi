@@ -33,6 +33,10 @@ class AdminServiceStub:
     """Removes an exemption; the rate limit applies again on every replica."""
     ListUsage: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListUsageRequest, _admin_service_pb2.ListUsageResponse]
     """Token usage per user and model over a range of UTC days, paged."""
+    ListUserStorage: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListUserStorageRequest, _admin_service_pb2.ListUserStorageResponse]
+    """The users who store the most bytes of messages and attachments, largest first,
+    paged, with the storage quota that holds them.
+    """
     CheckModels: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CheckModelsRequest, _admin_service_pb2.CheckModelsResponse]
     """Sends every model of the catalogue a tiny request now and returns the results
     (also shown by ChatService.ListModels and in health as `aichat.model.<name>`).
@@ -86,6 +90,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_admin_service_pb2.ListUsageRequest, _abc.Awaitable[_admin_service_pb2.ListUsageResponse]],
     ) -> _abc.Awaitable[_admin_service_pb2.ListUsageResponse]:
         """Token usage per user and model over a range of UTC days, paged."""
+
+    @_abc_1.abstractmethod
+    def ListUserStorage(
+        self,
+        request: _admin_service_pb2.ListUserStorageRequest,
+        context: _aio.ServicerContext[_admin_service_pb2.ListUserStorageRequest, _abc.Awaitable[_admin_service_pb2.ListUserStorageResponse]],
+    ) -> _abc.Awaitable[_admin_service_pb2.ListUserStorageResponse]:
+        """The users who store the most bytes of messages and attachments, largest first,
+        paged, with the storage quota that holds them.
+        """
 
     @_abc_1.abstractmethod
     def CheckModels(

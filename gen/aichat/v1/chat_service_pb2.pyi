@@ -871,8 +871,14 @@ class TurnEnded(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     ANSWER_MESSAGES_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    TITLE_PENDING_FIELD_NUMBER: _builtins.int
     outcome: Global___TurnOutcome.ValueType
     """How the turn ended."""
+    title_pending: _builtins.bool
+    """The title model (AICHAT_TITLE_MODEL) is writing the session's title now, after its
+    first answer: read the session again (GetSession) in a moment to see it. A session
+    the user renamed keeps its name; if the model fails, the title stays as it was.
+    """
     @_builtins.property
     def message(self) -> _resources_pb2.Message:
         """The turn's last answer message as stored: the final answer (or, when the turn
@@ -910,10 +916,11 @@ class TurnEnded(_message.Message):
         error: _status_pb2.Status | None = ...,
         answer_messages: _abc.Iterable[_builtins.str] | None = ...,
         context: Global___ContextWindowUsage | None = ...,
+        title_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "error", b"error", "message", b"message", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_messages", b"answer_messages", "context", b"context", "error", b"error", "message", b"message", "outcome", b"outcome", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_messages", b"answer_messages", "context", b"context", "error", b"error", "message", b"message", "outcome", b"outcome", "title_pending", b"title_pending", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

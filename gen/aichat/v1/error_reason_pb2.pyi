@@ -341,6 +341,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
     every branch at once, or ExportSession for every branch in a format other than JSON.
     """
+    STORAGE_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 230
+    """--- storage and titles -----------------------------------------------------------
+
+    RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+    user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+    what is stored and what the message needs. Delete sessions or clear messages to free
+    space; waiting does not help.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a request failed: the `reason` of the `google.rpc.ErrorInfo` that every error of
@@ -669,5 +677,13 @@ denied then, and its turn cannot go on.
 INVALID_BRANCH_SELECTION: ErrorReason.ValueType  # 213
 """INVALID_ARGUMENT: ListMessages or ExportSession was asked for a named branch and for
 every branch at once, or ExportSession for every branch in a format other than JSON.
+"""
+STORAGE_QUOTA_EXCEEDED: ErrorReason.ValueType  # 230
+"""--- storage and titles -----------------------------------------------------------
+
+RESOURCE_EXHAUSTED: storing this message (its text and attachments) would take the
+user past the storage quota (AICHAT_STORAGE_QUOTA_BYTES); metadata says the quota,
+what is stored and what the message needs. Delete sessions or clear messages to free
+space; waiting does not help.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

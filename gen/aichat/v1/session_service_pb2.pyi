@@ -555,9 +555,20 @@ class MyUsage(_message.Message):
     THIS_MONTH_FIELD_NUMBER: _builtins.int
     DAILY_TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
     DAILY_COST_BUDGET_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
     daily_token_budget: _builtins.int
     """Input and output tokens a user may use per UTC day; 0 when unlimited (or when the
     caller is exempt from limits).
+    """
+    stored_bytes: _builtins.int
+    """Bytes of the caller's messages and attachments stored now, as counted against the
+    storage quota.
+    """
+    storage_quota_bytes: _builtins.int
+    """Bytes of messages and attachments the caller may store; 0 when unlimited (or when
+    the caller is exempt from limits). Past it a new message is refused with
+    STORAGE_QUOTA_EXCEEDED.
     """
     @_builtins.property
     def today(self) -> Global___UsageTotals:
@@ -580,10 +591,12 @@ class MyUsage(_message.Message):
         this_month: Global___UsageTotals | None = ...,
         daily_token_budget: _builtins.int = ...,
         daily_cost_budget: _money_pb2.Money | None = ...,
+        stored_bytes: _builtins.int = ...,
+        storage_quota_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget", "this_month", b"this_month", "today", b"today"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "this_month", b"this_month", "today", b"today"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_cost_budget", b"daily_cost_budget", "daily_token_budget", b"daily_token_budget", "storage_quota_bytes", b"storage_quota_bytes", "stored_bytes", b"stored_bytes", "this_month", b"this_month", "today", b"today"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

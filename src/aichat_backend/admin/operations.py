@@ -14,7 +14,7 @@ from aichat_backend.admin.bypass import BypassList
 from aichat_backend.admin_records import Actor, Bypass, SubjectType, UsageQuery, UsageRow
 from aichat_backend.errors import InvalidArgument
 from aichat_backend.reasons import Reason
-from aichat_backend.store import admin_repo, usage_report
+from aichat_backend.store import admin_repo, storage, usage_report
 from aichat_backend.store.database import Database
 
 log = logging.getLogger("aichat_backend.audit")
@@ -98,6 +98,25 @@ class AdminOperations:
             token = page_tokens.encode(
                 query.page_kind(), owner, usage_report.row_key(query, rows[-1])
             )
+        return rows, token
+
+    async def storage_page(
+        self, owner: str, user_id: str, page_size: int, page_token: str
+    ) -> tuple[list[tuple[str, int]], str]:
+        """(user, stored bytes) rows, largest first, and the next page's token."""
+        limit = page_tokens.clamp_page_size(page_size)
+        after = None
+        if page_token:
+            size, who = page_tokens.decode(page_token, "storage", owner, 2)
+            if not isinstance(size, int) or not isinstance(who, str):
+                raise page_tokens.invalid_token()
+            after = (size, who)
+        async with self._db.read() as tx:
+            rows = await storage.largest(tx, limit + 1, after, user_id)
+        token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            token = page_tokens.encode("storage", owner, [rows[-1][1], rows[-1][0]])
         return rows, token
 
     @staticmethod

@@ -20,7 +20,12 @@ from aichat_backend.store import admin_repo
 from aichat_backend.store.database import Database
 from aichat_backend.tools.base import ToolProvider, ToolServerInfo
 
-REFUSAL_REASONS = (Reason.RATE_LIMITED, Reason.CONCURRENCY_LIMITED, Reason.TOKEN_BUDGET_EXHAUSTED)
+REFUSAL_REASONS = (
+    Reason.RATE_LIMITED,
+    Reason.CONCURRENCY_LIMITED,
+    Reason.TOKEN_BUDGET_EXHAUSTED,
+    Reason.STORAGE_QUOTA_EXCEEDED,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ def snapshot_to_pb(s: RuntimeSnapshot) -> apb.RuntimeStatus:
                 if limits.settings.daily_cost_budget_nanos
                 else None
             ),
+            storage_quota_bytes=limits.settings.storage_quota_bytes,
         ),
     )
 
@@ -180,6 +181,19 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             actor.user_id, query, request.page_size, request.page_token
         )
         return apb.ListUsageResponse(rows=[usage_row_pb(r) for r in rows], next_page_token=token)
+
+    async def ListUserStorage(
+        self, request: apb.ListUserStorageRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListUserStorageResponse:
+        actor = self._actor()
+        rows, token = await self._ops.storage_page(
+            actor.user_id, request.user_id, request.page_size, request.page_token
+        )
+        return apb.ListUserStorageResponse(
+            users=[apb.UserStorage(user_id=u, stored_bytes=b) for u, b in rows],
+            next_page_token=token,
+            storage_quota_bytes=self._runtime.limit_settings.storage_quota_bytes,
+        )
 
     async def CheckModels(
         self, request: apb.CheckModelsRequest, context: grpc.aio.ServicerContext

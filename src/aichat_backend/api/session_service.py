@@ -192,6 +192,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             today=_totals_pb(found.today),
             this_month=_totals_pb(found.this_month),
             daily_token_budget=found.daily_token_budget,
+            stored_bytes=found.stored_bytes,
+            storage_quota_bytes=found.storage_quota_bytes,
         )
         if found.daily_cost_budget is not None:
             out.daily_cost_budget.CopyFrom(cost_pb(found.daily_cost_budget))

@@ -106,6 +106,7 @@ def _turn_ended(e: ev.TurnEnded, out: cpb.StreamChatResponse) -> None:
     ended.answer_messages.extend(e.answers)
     if e.context is not None:
         ended.context.CopyFrom(context_pb(e.context))
+    ended.title_pending = e.title_pending
     if e.error is not None:
         ended.error.CopyFrom(to_status(e.error, current_request_id()))
 

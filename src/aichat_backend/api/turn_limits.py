@@ -14,8 +14,11 @@ from typing import Protocol
 from aichat_backend.engine import events as ev
 from aichat_backend.errors import ResourceExhausted
 from aichat_backend.limits.base import Limiter
+from aichat_backend.reasons import Reason
 
 OnRefused = Callable[[str], None]
+# The user's own limits that a turn meets after it started (not a provider's refusals).
+REFUSED_INSIDE = frozenset({Reason.STORAGE_QUOTA_EXCEEDED})
 
 
 class TurnLimits:
@@ -97,6 +100,11 @@ class _LimitedTurn(TurnSlot):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        refused = exc[1]
+        if isinstance(refused, ResourceExhausted) and refused.reason in REFUSED_INSIDE:
+            # Refused inside the turn (the storage quota is checked where the message is
+            # stored): counted with the refusals at the door.
+            self._refused(refused)
         slot, self._slot = self._slot, None
         if slot is not None:
             await slot.__aexit__(None, None, None)

@@ -12,7 +12,8 @@ the last event says how it ended.
 - ``final_write``: the turn's last write, kept through a database blip;
 - ``resolve``: decisions on waiting tool calls, expiry, resuming the turn;
 - ``lifecycle``: running turns, their leases, cut-off turns, shutdown;
-- ``requests``: the request types and the engine's settings.
+- ``requests``: the request types and the engine's settings;
+- ``titles``: a session's title from a model, after its first answer, in the background.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from aichat_backend.engine.requests import (
 )
 from aichat_backend.engine.resolve import Resolver
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
+from aichat_backend.engine.titles import TitleWriter
 from aichat_backend.engine.turn_start import TurnStarter
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.providers.catalogue import ModelCatalogue
@@ -72,8 +74,25 @@ class ChatEngine:
             planner,
         )
         self._pdf = pdf or PdfExtractor()
+        self.titles: TitleWriter | None = None
+        if config.title_model:
+            self.titles = TitleWriter(
+                store,
+                catalogue,
+                config.title_model,
+                timeout_seconds=config.title_timeout_seconds,
+                max_concurrent=config.title_max_concurrent,
+            )
         self._starter = TurnStarter(
-            store, catalogue, config, tools, self._lifecycle, rounds, self._pdf, planner
+            store,
+            catalogue,
+            config,
+            tools,
+            self._lifecycle,
+            rounds,
+            self._pdf,
+            planner,
+            self.titles,
         )
         self._resolver = Resolver(store, catalogue, config, tools, self._lifecycle, rounds)
 
@@ -127,6 +146,8 @@ class ChatEngine:
         self._final.close()
         await self._lifecycle.drain()
         await self._pdf.aclose()
+        if self.titles is not None:
+            await self.titles.aclose()
 
 
 __all__ = [

@@ -99,6 +99,8 @@ class TurnEnded:
     cache_write_tokens: int = 0
     cost: Cost | None = None
     context: ContextFill | None = None  # the last model call's, by the provider's count
+    # The title model is titling the session now (its first turn ended; ``titles``).
+    title_pending: bool = False
 
 
 TurnEvent = (

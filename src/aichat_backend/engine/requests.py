@@ -242,3 +242,7 @@ class ChatConfig:
     # the database is away, then in the background this long (see final_write).
     final_write_seconds: float = 10.0
     final_write_background_seconds: float = 300.0
+    # The catalogue model that titles a session after its first answer ("" = none).
+    title_model: str = ""
+    title_timeout_seconds: float = 20.0
+    title_max_concurrent: int = 4

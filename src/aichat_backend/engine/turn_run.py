@@ -57,6 +57,8 @@ class TurnRun:
     # resolution), and the provider's count of the input of the turn's last model call.
     context: ContextPlan | None = None
     last_input_tokens: int = 0
+    # The session had no name when the turn began (nobody named it: a title model may).
+    unnamed: bool = False
 
     def offered_specs(self) -> tuple[ToolSpec, ...]:
         """Every tool the model is offered: the session's (run here) and the caller's."""

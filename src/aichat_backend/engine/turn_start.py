@@ -25,7 +25,12 @@ from aichat_backend.engine.conversation import (
     given_messages,
     model_context,
 )
-from aichat_backend.engine.events import ToolCallUpdate, TurnEnded, TurnEvent, TurnStarted
+from aichat_backend.engine.events import (
+    ToolCallUpdate,
+    TurnEnded,
+    TurnEvent,
+    TurnStarted,
+)
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.pdf_extractor import PdfExtractor
 from aichat_backend.engine.replay import replay
@@ -38,6 +43,7 @@ from aichat_backend.engine.requests import (
 )
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import title_from_message
+from aichat_backend.engine.titles import TitleWriter, starts_conversation
 from aichat_backend.engine.turn_branch import branch_point
 from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
 from aichat_backend.engine.turn_store import TurnStore
@@ -70,6 +76,7 @@ class TurnStarter:
         rounds: TurnRounds,
         pdf: PdfExtractor,
         planner: ContextPlanner,
+        titles: TitleWriter | None = None,
     ) -> None:
         self._planner = planner
         self._store = store
@@ -78,6 +85,7 @@ class TurnStarter:
         self._tools = tools
         self._lifecycle = lifecycle
         self._rounds = rounds
+        self._titles = titles
         self._limits = attachment_rules.AttachmentLimits(
             config.max_attachment_bytes, config.max_attachments, pdf
         )
@@ -122,7 +130,11 @@ class TurnStarter:
                 run.stream = self._rounds.open_stream(run)
             elif plan is not None and plan.retain:
                 self._lifecycle.spawn(self._planner.carry_on(run, plan))
+            titles = self._titles if run.unnamed and starts_conversation(req, begun) else None
             async for event in self._rounds.run(run):
+                if titles is not None and isinstance(event, TurnEnded):
+                    # Before the last event leaves (the generator may end at that yield).
+                    event.title_pending = titles.after_first_answer(req.user_id, req.text, event)
                 yield event
 
     async def _start_turn(
@@ -146,6 +158,7 @@ class TurnStarter:
         point = await branch_point(self._store, req, session_id, window)
         context, files = point.context, files if point.files is None else point.files
         run = self._new_run(req, session_id, context, files, given)
+        run.unnamed = not context.session.display_name
         new_turn = self._new_turn(req, session_id, run, context, files, given, fingerprint)
         new_turn.parent_id, new_turn.question = point.parent_id, point.question
         if req.regenerate or req.edit_of:

@@ -152,6 +152,16 @@ class TurnStore(Protocol):
         self, user_id: str, session_id: str, turn_id: str, lease_seconds: float
     ) -> None: ...
 
+    async def record_usage(self, user_id: str, usage: Usage) -> None:
+        """A model call outside any turn (a session's title): its usage, in the day's row."""
+        ...
+
+    async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
+        """Title the session with a model's title unless its user named it (CreateSession
+        or UpdateSession display_name), in one conditional write: a rename racing it is
+        never overwritten. False when nothing was written (named, or gone)."""
+        ...
+
     async def sweep_interrupted(self) -> int:
         """Mark answers a crash left unfinished INTERRUPTED and free their sessions: those
         whose turn's lease ran out, or that a later user message superseded. Leases alone

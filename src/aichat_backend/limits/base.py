@@ -23,6 +23,8 @@ class LimitSettings:
     daily_cost_budget_nanos: int = 0
     currency: str = "USD"
     exempt_users: frozenset[str] = field(default_factory=frozenset)
+    # Bytes of messages and attachments per user (0 = unlimited); the store enforces it.
+    storage_quota_bytes: int = 0
     # A turn slot is held at most this long even if its holder vanished (crashed replica).
     turn_slot_ttl_seconds: float = 3600.0
 

@@ -2,7 +2,8 @@
 
 Built once at import (see sessions_repo._GET). On PostgreSQL the first and the last write
 of a common turn are one statement each: data-modifying CTEs that carry the lease's claim
-and release from ``turn_leases``.
+and release from ``turn_leases``, the usage row (``usage_repo``) and the user's storage
+count (``storage``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 
 from aichat_backend.domain import MessageState, Role
+from aichat_backend.store import storage
 from aichat_backend.store.message_rows import DETAIL_VALUES
 from aichat_backend.store.tables import messages, sessions
 from aichat_backend.store.turn_leases import RELEASE, THIS_SESSION, claimable
@@ -54,8 +56,13 @@ BEGIN = (
 
 # PostgreSQL only: the claim and both messages in one statement (a data-modifying CTE),
 # which is atomic by itself, so it needs no BEGIN and COMMIT: one round trip before the
-# first token instead of four.
-_CLAIMED = BEGIN.cte("claimed")
+# first token instead of four. The claim is taken only within the storage quota, and the
+# user message's bytes are counted from the claim's row (``storage``).
+_CLAIMED = BEGIN.where(
+    storage.stored_now() + bindparam("p_size", type_=BigInteger)
+    <= bindparam("p_quota", type_=BigInteger)
+).cte("claimed")
+_COUNTED = storage.add_from(_CLAIMED, cast(bindparam("p_size"), BigInteger)).cte("counted")
 
 
 def _turn_row(
@@ -66,6 +73,7 @@ def _turn_row(
     state: MessageState,
     model: Any,
     parent_param: str,
+    size: Any,
 ) -> Any:
     claimed = _CLAIMED.c.last_seq
     return select(
@@ -82,6 +90,7 @@ def _turn_row(
         literal(0, BigInteger),
         cast(bindparam("p_now"), BigInteger),
         cast(bindparam(parent_param), String),
+        size,
     ).select_from(_CLAIMED)
 
 
@@ -102,6 +111,7 @@ BEGIN_ONE_STATEMENT = (
             messages.c.output_tokens,
             messages.c.create_time_us,
             messages.c.parent_id,
+            messages.c.stored_bytes,
         ],
         union_all(
             _turn_row(
@@ -112,6 +122,7 @@ BEGIN_ONE_STATEMENT = (
                 MessageState.COMPLETE,
                 literal("", String),
                 "p_parent",
+                cast(bindparam("p_size"), BigInteger),
             ),
             _turn_row(
                 "p_answer",
@@ -121,12 +132,14 @@ BEGIN_ONE_STATEMENT = (
                 MessageState.STREAMING,
                 cast(bindparam("p_model"), String),
                 "p_user_msg",
+                literal(0, BigInteger),
             ),
         ),
         # The columns left out start as their server defaults (no reasoning, no usage).
         include_defaults=False,
     )
     .returning(messages.c.seq)
+    .add_cte(_COUNTED)
 )
 WRITE_ANSWER = (
     update(messages)
@@ -138,6 +151,7 @@ WRITE_ANSWER = (
         input_tokens=bindparam("p_in"),
         output_tokens=bindparam("p_out"),
         model=bindparam("p_model"),
+        stored_bytes=bindparam("p_size"),
         **DETAIL_VALUES,
     )
 )
@@ -150,16 +164,23 @@ WRITE_ANSWER = (
 # outcome is unknown (a COMMIT delayed in a black-holed network may still land), it
 # lands once, and its usage with it.
 # (Two comparisons rather than IN: an IN list is expanded at every execution.)
-FINISH_ANSWER = WRITE_ANSWER.where(
-    or_(
-        messages.c.state == MessageState.STREAMING.value,
-        messages.c.state == MessageState.INTERRUPTED.value,
-    )
+UNFINISHED = (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
+FINISH_ANSWER = WRITE_ANSWER.where(or_(*(messages.c.state == s for s in UNFINISHED)))
+_ANSWER_CTE = FINISH_ANSWER.returning(messages.c.id, messages.c.stored_bytes).cte("answer")
+# What the answer's row counted before (the statement's snapshot); the difference is
+# added only if the answer landed.
+_BEFORE = (
+    select(messages.c.id, messages.c.stored_bytes)
+    .where(and_(messages.c.user_id == bindparam("p_user"), messages.c.id == bindparam("p_id")))
+    .cte("before")
 )
-_ANSWER_CTE = FINISH_ANSWER.returning(messages.c.id).cte("answer")
+_ANSWER_COUNTED = storage.add_from(
+    _ANSWER_CTE.join(_BEFORE, _BEFORE.c.id == _ANSWER_CTE.c.id),
+    _ANSWER_CTE.c.stored_bytes - _BEFORE.c.stored_bytes,
+).cte("answer_counted")
 FINISH_ONE_STATEMENT = {
     True: usage_upsert("postgresql", prefix="u_", only_with=_ANSWER_CTE).add_cte(
-        _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released")
+        _ANSWER_CTE, RELEASE.returning(sessions.c.id).cte("released"), _ANSWER_COUNTED
     ),
-    False: RELEASE.add_cte(_ANSWER_CTE),
+    False: RELEASE.add_cte(_ANSWER_CTE, _ANSWER_COUNTED),
 }

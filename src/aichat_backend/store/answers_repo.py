@@ -15,11 +15,13 @@ from typing import Any
 
 from aichat_backend.domain import Attachment, Message, MessageState, Role, now_us
 from aichat_backend.records import TurnClaim, Usage
+from aichat_backend.store import storage
 from aichat_backend.store.answer_statements import (
     BEGIN,
     BEGIN_ONE_STATEMENT,
     FINISH_ANSWER,
     FINISH_ONE_STATEMENT,
+    UNFINISHED,
     WRITE_ANSWER,
 )
 from aichat_backend.store.database import Tx
@@ -59,6 +61,7 @@ class AnswerRepository:
         rounds: Sequence[Message] = (),
         parent_id: str | None = None,
         question: Message | None = None,
+        quota: int = storage.UNLIMITED,
     ) -> tuple[Message, Message]:
         """Claim the session and store the user message and a placeholder answer.
 
@@ -72,8 +75,14 @@ class AnswerRepository:
         The user message follows ``parent_id`` and the answer follows it (a conversation
         given whole is chained between them). With ``question`` (RegenerateAnswer) no user
         message is stored: the answer is a new child of that existing one.
+
+        What is stored is counted against the user's storage ``quota`` (``storage``), or
+        refused with STORAGE_QUOTA_EXCEEDED.
         """
         now = now_us()
+        size = sum(storage.message_bytes(m) for m in (*earlier, *rounds))
+        if question is None:
+            size += storage.text_bytes(text) + storage.attachment_bytes(attachments_in)
         if parent_id is None and question is None:
             parent_id = await MessageRepository(self._db, self._user).active(session_id)
         added = (1 if question is not None else 2) + len(earlier) + len(rounds)
@@ -87,6 +96,8 @@ class AnswerRepository:
             "p_expires": now + int(claim.lease_seconds * 1e6),
             "p_title": title,
             "p_answer": answer_id,
+            "p_size": size,
+            "p_quota": quota,
         }
         user_msg_id = question.id if question is not None else new_message_id()
         one_statement = (
@@ -100,7 +111,13 @@ class AnswerRepository:
             params.update(p_user_msg=user_msg_id, p_text=text, p_model=model, p_parent=parent_id)
             seqs = (await self._db.execute(BEGIN_ONE_STATEMENT, params)).scalars().all()
             row = (max(seqs),) if seqs else None
+            if row is None:
+                used = await storage.stored(self._db, self._user)
+                if used + size > quota:
+                    raise storage.quota_exceeded(quota, used, size)
         else:
+            # Counted first: a claim refused next rolls the count back with it.
+            await storage.reserve(self._db, self._user, size, quota)
             row = (await self._db.execute(BEGIN, params)).first()
         if row is None:
             await LeaseRepository(self._db, self._user).refuse_claim(session_id)
@@ -164,21 +181,30 @@ class AnswerRepository:
         """A turn's last write: the answer, the session released, the usage if any. One
         statement on PostgreSQL, which the caller may run in ``Database.statement()``.
         Idempotent: sent again, it changes nothing more."""
+        params = self._answer_params(answer)
         if self._db.dialect.name == "postgresql":
-            params = self._answer_params(answer)
             params.update(p_sid=session_id, p_turn=turn_id, p_now=now_us())
             if usage is not None:
                 params.update(usage_params(self._user, usage, prefix="u_"))
             await self._db.execute(FINISH_ONE_STATEMENT[usage is not None], params)
             return
-        landed = await self._db.execute(FINISH_ANSWER, self._answer_params(answer))
+        delta = await storage.rewrite_delta(
+            self._db, self._user, answer.id, params["p_size"], UNFINISHED
+        )
+        landed = await self._db.execute(FINISH_ANSWER, params)
         await LeaseRepository(self._db, self._user).release(session_id, turn_id)
-        if usage is not None and landed.rowcount:  # type: ignore[attr-defined]
-            await add_usage(self._db, self._user, usage)
+        if landed.rowcount:  # type: ignore[attr-defined]
+            await storage.add(self._db, self._user, delta)
+            if usage is not None:
+                await add_usage(self._db, self._user, usage)
 
     async def write_message(self, m: Message, state: MessageState | None = None) -> None:
-        """Write an answer's text, state and usage as they are in ``m`` (or with ``state``)."""
-        await self._db.execute(WRITE_ANSWER, self._answer_params(m, state))
+        """Write an answer's text, state and usage as they are in ``m`` (or with ``state``),
+        and count its bytes' difference (inside a transaction: the row stays locked)."""
+        params = self._answer_params(m, state)
+        delta = await storage.rewrite_delta(self._db, self._user, m.id, params["p_size"])
+        await self._db.execute(WRITE_ANSWER, params)
+        await storage.add(self._db, self._user, delta)
 
     def _answer_params(self, m: Message, state: MessageState | None = None) -> dict[str, Any]:
         return {
@@ -190,6 +216,7 @@ class AnswerRepository:
             "p_in": m.input_tokens,
             "p_out": m.output_tokens,
             "p_model": m.model,
+            "p_size": storage.message_bytes(m),
             **detail_params(m),
         }
 

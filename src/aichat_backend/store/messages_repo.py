@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 
 from aichat_backend import names
 from aichat_backend.domain import (
@@ -25,6 +25,7 @@ from aichat_backend.domain import (
 )
 from aichat_backend.errors import NotFound
 from aichat_backend.reasons import Reason
+from aichat_backend.store import storage
 from aichat_backend.store.context_queries import CONTEXT, RECENT
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
@@ -108,6 +109,7 @@ class MessageRepository:
             attachments=list(attachments_in),
         )
         await self.insert([msg])
+        await storage.add(self._db, self._user, storage.message_bytes(msg))
         return msg
 
     async def active(self, session_id: str) -> str:
@@ -138,6 +140,7 @@ class MessageRepository:
                     "input_tokens": m.input_tokens,
                     "output_tokens": m.output_tokens,
                     "create_time_us": m.create_time_us,
+                    "stored_bytes": storage.message_bytes(m),
                     "parent_id": m.parent_id,
                 }
                 for m in new
@@ -291,8 +294,4 @@ class MessageRepository:
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)
-        await self._db.execute(
-            delete(messages).where(
-                and_(messages.c.user_id == self._user, messages.c.session_id == session_id)
-            )
-        )
+        await storage.delete_session_messages(self._db, self._user, session_id)

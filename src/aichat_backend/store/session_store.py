@@ -22,6 +22,7 @@ from aichat_backend.store.feedback_repo import set_feedback
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
+from aichat_backend.store.storage import StorageQuota
 from aichat_backend.store.tree_repo import TreeRepository, forked_draft
 
 
@@ -30,9 +31,12 @@ class _LostRace(Exception):
 
 
 class SqlSessionStore:
-    def __init__(self, db: Database, idempotency_ttl_seconds: float) -> None:
+    def __init__(
+        self, db: Database, idempotency_ttl_seconds: float, quota: StorageQuota | None = None
+    ) -> None:
         self._db = db
         self._ttl = idempotency_ttl_seconds
+        self._quota = quota or StorageQuota()  # a fork's copies count like new messages
 
     async def create_session(self, user_id: str, draft: Session, request_id: str) -> Session:
         for _ in range(2):
@@ -135,7 +139,8 @@ class SqlSessionStore:
                     source = await repo.get(session_id)
                     created = await repo.create(forked_draft(source, new_id, display_name))
                     tree = TreeRepository(tx, user_id)
-                    if not await tree.copy_path(session_id, message_id, created.id):
+                    quota = self._quota.of(user_id)
+                    if not await tree.copy_path(session_id, message_id, created.id, quota):
                         raise message_not_found(session_id, message_id)
                     if request_id and not await keys.put(
                         FORK_SESSION_SCOPE, request_id, created.id

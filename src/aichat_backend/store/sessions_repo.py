@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, false, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aichat_backend import names
 from aichat_backend.domain import Session, now_us, session_not_found
 from aichat_backend.errors import AlreadyExists
 from aichat_backend.reasons import Reason
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import sessions
 
@@ -72,6 +73,7 @@ class SessionRepository:
             "last_seq": 0,
             "tools_locked": False,
             "tools_disabled": s.tools_disabled,
+            "title_by_user": bool(s.display_name),
             "create_time_us": t,
             "update_time_us": t,
         }
@@ -111,6 +113,8 @@ class SessionRepository:
 
     async def update(self, session_id: str, changes: dict[str, Any]) -> Session:
         values = dict(changes, update_time_us=now_us())
+        if "display_name" in changes:
+            values["title_by_user"] = True  # a title model never renames it now
         result = await self._db.execute(
             update(sessions).where(self._mine(session_id)).values(**values)
         )
@@ -118,7 +122,19 @@ class SessionRepository:
             raise session_not_found(session_id)
         return await self.get(session_id)
 
+    async def write_title(self, session_id: str, title: str) -> bool:
+        """A model's title, unless the user named the session (checked in the same
+        UPDATE: a rename committed first wins, and one committed after overwrites it)."""
+        result = await self._db.execute(
+            update(sessions)
+            .where(self._mine(session_id), sessions.c.title_by_user == false())
+            .values(display_name=title)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def delete(self, session_id: str) -> None:
+        # The messages first, so that what they counted leaves the user's storage with them.
+        await storage.delete_session_messages(self._db, self._user, session_id)
         result = await self._db.execute(delete(sessions).where(self._mine(session_id)))
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise session_not_found(session_id)

@@ -62,6 +62,9 @@ sessions = Table(
     Column("tools_locked", Boolean, nullable=False, default=False),
     # True: no tool at all (tool_names is then empty, which otherwise means every tool).
     Column("tools_disabled", Boolean, nullable=False, default=False),
+    # The user named the session (CreateSession or UpdateSession display_name): the title
+    # model never renames it (one conditional UPDATE, so a rename racing it wins).
+    Column("title_by_user", Boolean, nullable=False, default=False, server_default="0"),
     # One turn at a time per session, across replicas: the running turn's answer id
     # and a lease it renews; a crashed replica's lease simply runs out.
     Column("active_turn_id", ID, nullable=True),
@@ -112,6 +115,9 @@ messages = Table(
     # text, and its counts as JSON; NULL on every other message.
     Column("summary_text", Text, nullable=True),
     Column("summary_meta", JSON(none_as_null=True), nullable=True),
+    # What this message counts against its owner's storage quota (its text, reasoning and
+    # attachments, ``store.storage``): a delete subtracts exactly what was added.
+    Column("stored_bytes", BigInteger, nullable=False, default=0, server_default="0"),
     ForeignKeyConstraint(
         ["user_id", "session_id"], ["sessions.user_id", "sessions.id"], ondelete="CASCADE"
     ),
@@ -196,6 +202,18 @@ usage_daily = Table(
     # money.MIXED_CURRENCY once calls of two currencies met in the row).
     Column("cost_nanos", BigInteger, nullable=False, default=0, server_default="0"),
     Column("currency", String(3), nullable=False, default="", server_default=""),
+)
+
+# What each user stores now (the sum of their messages' ``stored_bytes``), kept as a
+# counter by every write and delete of a message: the storage quota is checked against
+# one row, never a SUM over the user's messages.
+user_storage = Table(
+    "user_storage",
+    metadata,
+    Column("user_id", USER_ID, primary_key=True),
+    Column("stored_bytes", BigInteger, nullable=False, default=0),
+    # The operator's listing: largest first.
+    Index("ix_user_storage_stored_bytes", "stored_bytes", "user_id"),
 )
 
 idempotency_keys = Table(

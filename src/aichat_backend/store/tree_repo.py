@@ -24,6 +24,7 @@ from aichat_backend.domain import (
 from aichat_backend.errors import FailedPrecondition
 from aichat_backend.reasons import Reason
 from aichat_backend.records import PathPage
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
 from aichat_backend.store.message_paths import (
@@ -174,10 +175,13 @@ class TreeRepository:
             raise session_not_found(session_id)
         return await SessionRepository(self._db, self._user).get(session_id)
 
-    async def copy_path(self, source: str, message_id: str, target: str) -> int:
+    async def copy_path(
+        self, source: str, message_id: str, target: str, quota: int = storage.UNLIMITED
+    ) -> int:
         """Copy the path from the root to ``message_id`` of session ``source`` into the new
         session ``target``: the messages (new ids, the same chain), their files, tool calls
-        and feedback. How many messages were copied."""
+        and feedback. How many messages were copied. The copies count against the user's
+        storage ``quota`` like new messages (STORAGE_QUOTA_EXCEEDED past it)."""
         _, path = await self.context(source, message_id, 1 << 30, 0, 1 << 30)
         if not path:
             raise message_not_found(source, message_id)
@@ -198,6 +202,7 @@ class TreeRepository:
                 # A turn still writing it goes on in the original only.
                 row["state"] = MessageState.INCOMPLETE.value
             copies.append(row)
+        await storage.reserve(self._db, self._user, sum(r["stored_bytes"] for r in copies), quota)
         await self._db.execute(insert(messages), copies)
         files = [
             {

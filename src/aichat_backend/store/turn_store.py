@@ -29,6 +29,7 @@ from aichat_backend.store.database import Database, Tx
 from aichat_backend.store.idempotency_repo import IdempotencyRepository
 from aichat_backend.store.messages_repo import MessageRepository
 from aichat_backend.store.sessions_repo import SessionRepository
+from aichat_backend.store.storage import StorageQuota
 from aichat_backend.store.tool_calls_repo import ToolCallRepository
 from aichat_backend.store.tree_repo import TreeRepository
 from aichat_backend.store.turn_leases import LeaseRepository
@@ -37,9 +38,12 @@ from aichat_backend.store.usage_repo import add_usage
 
 
 class SqlTurnStore:
-    def __init__(self, db: Database, idempotency_ttl_seconds: float) -> None:
+    def __init__(
+        self, db: Database, idempotency_ttl_seconds: float, quota: StorageQuota | None = None
+    ) -> None:
         self._db = db
         self._ttl = idempotency_ttl_seconds
+        self._quota = quota or StorageQuota()
 
     def _keys(self, tx: Tx, user_id: str) -> IdempotencyRepository:
         return IdempotencyRepository(tx, user_id, self._ttl)
@@ -106,6 +110,7 @@ class SqlTurnStore:
                 rounds=turn.rounds,
                 parent_id=turn.parent_id,
                 question=turn.question,
+                quota=self._quota.of(user_id),
             )
             calls = ToolCallRepository(tx, user_id)
             for m in (*turn.earlier, *turn.rounds):
@@ -246,6 +251,14 @@ class SqlTurnStore:
     ) -> None:
         async with self._db.statement() as tx:
             await LeaseRepository(tx, user_id).renew(session_id, turn_id, lease_seconds)
+
+    async def record_usage(self, user_id: str, usage: Usage) -> None:
+        async with self._db.statement() as tx:
+            await add_usage(tx, user_id, usage)
+
+    async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
+        async with self._db.statement() as tx:
+            return await SessionRepository(tx, user_id).write_title(session_id, title)
 
     async def sweep_interrupted(self) -> int:
         async with self._db.transaction() as tx:

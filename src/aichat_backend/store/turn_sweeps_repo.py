@@ -8,6 +8,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from aichat_backend.domain import MessageState, Role
 from aichat_backend.providers.base import ReasoningBlock
+from aichat_backend.store import storage
 from aichat_backend.store.database import Tx
 from aichat_backend.store.tables import messages, sessions, turn_event_batches, turn_logs
 from aichat_backend.store.turn_events_repo import LogRow
@@ -58,9 +59,9 @@ async def interrupt_answer(
     failed. Rebuilt reasoning is one unsigned block (shown, never sent back)."""
     row = (
         await tx.execute(
-            select(messages.c.text, messages.c.state, messages.c.reasoning).where(
-                and_(messages.c.user_id == user_id, messages.c.id == answer_id)
-            )
+            select(
+                messages.c.text, messages.c.state, messages.c.reasoning, messages.c.stored_bytes
+            ).where(and_(messages.c.user_id == user_id, messages.c.id == answer_id))
         )
     ).first()
     if row is None:
@@ -69,10 +70,16 @@ async def interrupt_answer(
     if row.state == MessageState.STREAMING.value:
         values = {"state": MessageState.INTERRUPTED.value, "finish_reason": "interrupted"}
     unfinished = row.state in (MessageState.STREAMING.value, MessageState.INTERRUPTED.value)
+    added = 0  # the bytes put back count against the user's storage (``storage``)
     if text_ and not row.text and unfinished:
         values["text"] = text_
+        added += storage.text_bytes(text_)
     if reasoning and not row.reasoning and unfinished:
         values["reasoning"] = [ReasoningBlock(family="", text=reasoning).to_json()]
+        added += storage.text_bytes(reasoning)
+    if added:
+        values["stored_bytes"] = row.stored_bytes + added
+        await storage.add(tx, user_id, added)
     if values:
         await tx.execute(
             update(messages)

@@ -35,6 +35,7 @@ def limit_settings(settings: Settings, currency: str) -> LimitSettings:
         daily_cost_budget_nanos=to_nanos(settings.daily_cost_budget),
         currency=currency,
         exempt_users=settings.exempt_users(),
+        storage_quota_bytes=settings.storage_quota_bytes,
     )
 
 
@@ -64,6 +65,9 @@ def chat_config(settings: Settings) -> ChatConfig:
             summary_max_tokens=settings.compaction_summary_max_tokens,
             timeout_seconds=max(settings.provider_timeout_seconds, 30.0),
         ),
+        title_model=settings.title_model,
+        title_timeout_seconds=settings.title_timeout_seconds,
+        title_max_concurrent=settings.title_max_concurrent,
     )
 
 

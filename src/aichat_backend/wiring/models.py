@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from aichat_backend.config import Settings, process_environment
+from aichat_backend.config import ConfigError, Settings, process_environment
 from aichat_backend.providers.base import ModelEntry
 from aichat_backend.providers.catalogue import ModelCatalogue, load_catalogue
 
 
 def model_catalogue(settings: Settings) -> ModelCatalogue:
-    """The catalogue file if one is set, else the single model the AICHAT_LLM_* describe."""
+    """The catalogue file if one is set, else the single model the AICHAT_LLM_* describe;
+    a title model it does not hold is a configuration error (said at start, not later)."""
+    catalogue = _catalogue(settings)
+    if settings.title_model and not catalogue.has(settings.title_model):
+        known = ", ".join(e.name for e in catalogue.entries())
+        raise ConfigError(
+            f"AICHAT_TITLE_MODEL names {settings.title_model!r}, which is not in the model "
+            f"catalogue ({known})"
+        )
+    return catalogue
+
+
+def _catalogue(settings: Settings) -> ModelCatalogue:
     if settings.models_file is not None:
         catalogue = load_catalogue(
             settings.models_file,

@@ -17,6 +17,7 @@ from aichat_backend.records import (
     IdempotencyRecord,
     PathPage,
     SessionSummary,
+    Usage,
 )
 from aichat_backend.store.tree_repo import forked_draft
 from aichat_devtools.memory_store import tree
@@ -61,7 +62,9 @@ class MemoryStore(MemoryTurns):
         session = copy.deepcopy(draft)
         session.user_id, session.message_count, session.tools_locked = user_id, 0, False
         session.create_time_us = session.update_time_us = now
-        s.sessions[(user_id, draft.id)] = StoredSession(session)
+        s.sessions[(user_id, draft.id)] = StoredSession(
+            session, title_by_user=bool(draft.display_name)
+        )
         if request_id:
             s.put_key(user_id, CREATE_SESSION_SCOPE, request_id, draft.id)
         return copy.deepcopy(session)
@@ -99,8 +102,19 @@ class MemoryStore(MemoryTurns):
             check(copy.deepcopy(stored.session))
         for field, value in changes.items():
             setattr(stored.session, field, copy.deepcopy(value))
+        stored.title_by_user = stored.title_by_user or "display_name" in changes
         stored.session.update_time_us = now_us()
         return copy.deepcopy(stored.session)
+
+    async def record_usage(self, user_id: str, usage: Usage) -> None:
+        self._usage(user_id, usage)
+
+    async def write_title(self, user_id: str, session_id: str, title: str) -> bool:
+        stored = self.state.sessions.get((user_id, session_id))
+        if stored is None or stored.title_by_user:
+            return False
+        stored.session.display_name = title
+        return True
 
     async def delete_session(self, user_id: str, session_id: str) -> None:
         s = self.state

@@ -33,6 +33,7 @@ class StoredSession:
     turn_id: str | None = None
     owner: str | None = None
     expires_us: int | None = None
+    title_by_user: bool = False  # named by its user: no title model renames it
 
     def claimable(self, now: int) -> bool:
         return self.turn_id is None or (self.expires_us is not None and self.expires_us < now)
