@@ -5,7 +5,7 @@ messages (a turn's context, ListMessages, exports) carries them without a join, 
 summary belongs to its message, so to every branch of the conversation through it.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # after tree on the page branch; the lead re-chains 0008 at merge
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@ and a counter per user that every write and delete keeps, filled from what is st
 Titles written by a model (issue 26.5): whether the user named a session (then no model
 renames it).
 
-Revision ID: 0008
+Revision ID: 0010
 Revises: 0009
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
