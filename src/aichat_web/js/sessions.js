@@ -23,7 +23,11 @@ export class SessionList {
     // Scrolling to the end of the list loads the next page too.
     // (Observed only while there is a next page: an observer costs a check every frame.)
     this.observer = new IntersectionObserver((entries) => {
-      if (entries.some((e) => e.isIntersecting) && this.nextPageToken) this.loadMore();
+      // Scrolled into view: read on quietly; a failure leaves the "More" button to retry
+      // (a toast for a read the person did not ask for would cover what they are doing).
+      if (entries.some((e) => e.isIntersecting) && this.nextPageToken) {
+        this.loadMore(false, { quiet: true });
+      }
     });
   }
 
@@ -34,9 +38,10 @@ export class SessionList {
   }
 
   // True when the page was read.
-  async loadMore(first = false) {
+  async loadMore(first = false, { quiet = false } = {}) {
     if (this.loading || (!first && !this.nextPageToken)) return false;
     this.loading = true;
+    this.list.setAttribute("aria-busy", "true"); // (tests wait on it too)
     try {
       const page = await api.listSessions(first ? "" : this.nextPageToken);
       const known = new Set(this.sessions.map((s) => s.name));
@@ -45,10 +50,11 @@ export class SessionList {
       this.render();
       return true;
     } catch (error) {
-      toastError(error, "Could not load your chats");
+      if (!quiet) toastError(error, "Could not load your chats");
       return false;
     } finally {
       this.loading = false;
+      this.list.setAttribute("aria-busy", "false");
     }
   }
 
