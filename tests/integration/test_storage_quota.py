@@ -203,11 +203,9 @@ async def test_a_fork_counts_its_copies(database_url: str) -> None:
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert error_info(refused.value).reason == "STORAGE_QUOTA_EXCEEDED"
         assert (await my_usage(stack, user)).stored_bytes == 2 * one
-        if database_url.startswith("postgresql"):
-            # The refused fork left no session behind. (On SQLite it does, today: the new
-            # session's SAVEPOINT, the transaction's first write, commits under pysqlite's
-            # legacy transaction handling; a ForkSession problem reported to the lead.)
-            listed = await stack.server.sessions.ListSessions(
-                spb.ListSessionsRequest(), metadata=md(user)
-            )
-            assert len(listed.sessions) == 2
+        # The refused fork left no session behind, on SQLite too (its SAVEPOINT once
+        # committed by itself: pysqlite's legacy transactions never sent a BEGIN).
+        listed = await stack.server.sessions.ListSessions(
+            spb.ListSessionsRequest(), metadata=md(user)
+        )
+        assert len(listed.sessions) == 2

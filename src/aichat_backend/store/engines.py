@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, create_engine
+from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
@@ -44,6 +44,11 @@ def sqlite_engine(url: URL, settings: Settings) -> Engine:
         **_POOL_OPTIONS,
     )
     event.listen(engine, "connect", _sqlite_pragmas)
+    # pysqlite's legacy transactions send no BEGIN before the first write, so a
+    # transaction's reads see no snapshot and a SAVEPOINT opening it commits on its own
+    # RELEASE (a refused fork's nested insert outlived its rollback). The driver is put in
+    # autocommit and SQLAlchemy sends BEGIN itself: SQLAlchemy's documented recipe.
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -62,7 +67,12 @@ def postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
     )
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # BEGIN is ours (_sqlite_begin)
     cursor = dbapi_connection.cursor()
     # Cascading deletes need foreign keys on; WAL lets readers run beside the writer.
     cursor.execute("PRAGMA foreign_keys=ON")
