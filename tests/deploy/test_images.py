@@ -79,10 +79,18 @@ def container(image: str) -> Iterator[str]:
 
 
 def run_in(name: str, *command: str, env: dict[str, str] | None = None) -> str:
+    """The command's output (an empty one is asked for again, see below)."""
     args = ["run", "--isolation", "chroot"]
     for key, value in (env or {}).items():
         args += ["--env", f"{key}={value}"]
-    return images.buildah(*args, name, "--", *command, timeout=120)
+    # `buildah run` beside another run in the same container (the served backend) was
+    # seen once to exit 0 with its output lost (`id -u` printed nothing): asked again,
+    # at most twice more, rather than failing on the builder's plumbing.
+    for _ in range(3):
+        out = images.buildah(*args, name, "--", *command, timeout=120)
+        if out.strip():
+            return out
+    return out
 
 
 @contextlib.contextmanager

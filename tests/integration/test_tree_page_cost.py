@@ -117,7 +117,10 @@ async def test_a_page_of_the_active_path_of_a_large_tree_is_one_statement(
                 timings.append((time.perf_counter() - started) * 1000)
                 pages += 1
                 listed.extend(page.messages)
-                assert len(seen[tag]) == 1, seen[tag]  # one statement for the whole page
+                # One statement for the whole page (SQLite's in-process BEGIN aside: it
+                # is transaction control, not a read).
+                queries = [q for q in seen[tag] if q.strip().upper() != "BEGIN"]
+                assert len(queries) == 1, seen[tag]
                 token = page.next_page_token
                 if not token:
                     break
