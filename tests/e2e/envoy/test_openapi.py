@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)
 
 DOCUMENT = ROOT / "gen" / "aichat.openapi.json"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-MAX_SECONDS = 60  # the fuzzing budget (the run's own --max-time)
+# The fuzzing budget (the run's own --max-time): every operation is reached well within it.
+MAX_SECONDS = 40
 
 
 async def test_envoy_serves_the_document_without_a_token(http: httpx2.AsyncClient) -> None:
