@@ -75,19 +75,40 @@ def sibling_columns(m: Any) -> list[Any]:
     ]  # fmt: skip
 
 
-def _path_up(anchor_where: Any, *, after: Any = None, depth_limit: Any = None) -> Any:
+def _path_up(
+    anchor_where: Any, *, after: Any = None, depth_limit: Any = None, lateral: bool = False
+) -> Any:
     """The CTE of a path: ``(id, seq, depth)`` from the anchor up to the root, pruned below
-    ``after`` (a page's keyset) or past ``depth_limit`` messages (a context window)."""
+    ``after`` (a page's keyset) or past ``depth_limit`` messages (a context window).
+
+    ``lateral`` (PostgreSQL): each step looks its parent up by primary key in a LATERAL
+    subquery. Planned as a plain join, PostgreSQL hashes the user's whole table of messages
+    at every step while the table is small enough to look cheap (measured: 2.4 ms for a
+    20-message context in a 400-message session, against ~0.2 ms by key).
+    """
     anchor = select(
         messages.c.id, messages.c.parent_id, messages.c.seq, literal(1, Integer).label("depth")
     ).where(anchor_where)
     if after is not None:
         anchor = anchor.where(messages.c.seq > after)
     path = anchor.cte("path", recursive=True)
-    up = messages.alias("up")
-    step = select(up.c.id, up.c.parent_id, up.c.seq, (path.c.depth + 1).label("depth")).where(
-        and_(up.c.id == path.c.parent_id, up.c.user_id == P_USER, path.c.parent_id != "")
-    )
+    up: Any = messages.alias("up")
+    if lateral:
+        up = (
+            select(up.c.id, up.c.parent_id, up.c.seq)
+            .where(and_(up.c.id == path.c.parent_id, up.c.user_id == P_USER))
+            .limit(1)
+            .lateral("up_row")
+        )
+        step = (
+            select(up.c.id, up.c.parent_id, up.c.seq, (path.c.depth + 1).label("depth"))
+            .select_from(path.join(up, true()))
+            .where(path.c.parent_id != "")
+        )
+    else:
+        step = select(up.c.id, up.c.parent_id, up.c.seq, (path.c.depth + 1).label("depth")).where(
+            and_(up.c.id == path.c.parent_id, up.c.user_id == P_USER, path.c.parent_id != "")
+        )
     if after is not None:
         step = step.where(up.c.seq > after)
     if depth_limit is not None:
@@ -190,39 +211,48 @@ _WINDOW = (
     .scalar_subquery()
 )
 _DEPTH = _WINDOW + bindparam("p_extra", type_=Integer)
-_CONTEXT_PATH = _path_up(
-    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _DEPTH > 0),
-    depth_limit=_DEPTH,
-)
-_CONTEXT_MESSAGES = (
-    select(messages)
-    .select_from(_CONTEXT_PATH.join(messages, messages.c.id == _CONTEXT_PATH.c.id))
-    .subquery("w")
-)
-CONTEXT_PATH = (
-    select(
-        *(c.label(f"s_{c.name}") for c in sessions.c),
-        _CONTEXT_MESSAGES,
-        attachments.c.position.label("a_position"),
-        attachments.c.filename.label("a_filename"),
-        attachments.c.mime_type.label("a_mime_type"),
-        attachments.c.size_bytes.label("a_size_bytes"),
-        attachments.c.sha256.label("a_sha256"),
-        attachments.c.content.label("a_content"),
-        attachments.c.text_content.label("a_text_content"),
-        *(c.label(f"t_{c.name}") for c in tool_calls.c if c.name not in ("message_id",)),
+
+
+def _context_path(lateral: bool) -> Any:
+    path = _path_up(
+        and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _DEPTH > 0),
+        depth_limit=_DEPTH,
+        lateral=lateral,
     )
-    .select_from(
-        sessions.outerjoin(_CONTEXT_MESSAGES, true())
-        .outerjoin(attachments, attachments.c.message_id == _CONTEXT_MESSAGES.c.id)
-        .outerjoin(
-            tool_calls,
-            and_(tool_calls.c.message_id == _CONTEXT_MESSAGES.c.id, tool_calls.c.user_id == P_USER),
+    found: Any
+    if lateral:  # each message by key (see _path_up)
+        row = select(messages).where(messages.c.id == path.c.id).limit(1).lateral("row")
+        found = select(row).select_from(path.join(row, true())).subquery("w")
+    else:
+        joined = path.join(messages, messages.c.id == path.c.id)
+        found = select(messages).select_from(joined).subquery("w")
+    return (
+        select(
+            *(c.label(f"s_{c.name}") for c in sessions.c),
+            found,
+            attachments.c.position.label("a_position"),
+            attachments.c.filename.label("a_filename"),
+            attachments.c.mime_type.label("a_mime_type"),
+            attachments.c.size_bytes.label("a_size_bytes"),
+            attachments.c.sha256.label("a_sha256"),
+            attachments.c.content.label("a_content"),
+            attachments.c.text_content.label("a_text_content"),
+            *(c.label(f"t_{c.name}") for c in tool_calls.c if c.name not in ("message_id",)),
         )
+        .select_from(
+            sessions.outerjoin(found, true())
+            .outerjoin(attachments, attachments.c.message_id == found.c.id)
+            .outerjoin(
+                tool_calls,
+                and_(tool_calls.c.message_id == found.c.id, tool_calls.c.user_id == P_USER),
+            )
+        )
+        .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
+        .order_by(found.c.seq, attachments.c.position, tool_calls.c.position)
     )
-    .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
-    .order_by(_CONTEXT_MESSAGES.c.seq, attachments.c.position, tool_calls.c.position)
-)
+
+
+CONTEXT_PATH = {"sqlite": _context_path(lateral=False), "postgresql": _context_path(lateral=True)}
 
 # --- a message's newest descendant (SwitchBranch, ListMessages' ``branch``) -------------
 #

@@ -91,7 +91,8 @@ class TreeRepository:
             p_max=maximum,
             p_extra=extra,
         )
-        rows = (await self._db.execute(CONTEXT_PATH, params)).mappings().all()
+        statement = CONTEXT_PATH[self._db.dialect.name]
+        rows = (await self._db.execute(statement, params)).mappings().all()
         if not rows:
             raise session_not_found(session_id)
         session = session_from_row({k[2:]: v for k, v in rows[0].items() if k[:2] == "s_"})
