@@ -82,13 +82,9 @@ async def test_the_common_turn_sends_nothing_new_before_its_first_token(
     else:
         # SQLite: the context read (one statement since the tree's path read, issue 25),
         # then the begin: the user's storage counted (within the quota, issue 24.6:
-        # in-process, in the same transaction), the claim and its messages. Each
-        # transaction opens with its own BEGIN (in-process too: pysqlite's implicit one
-        # came only before a write, so reads saw no snapshot).
+        # in-process, in the same transaction), the claim and its messages.
         assert plain == [
-            "BEGIN ",
             "SELECT sessions",
-            "BEGIN ",
             "INSERT user_storage",
             "UPDATE sessions",
             "INSERT messages",

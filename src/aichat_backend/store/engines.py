@@ -68,7 +68,9 @@ def postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # On the driver's connection itself: through exec_driver_sql it cost ~15 µs a
+    # transaction (SQLAlchemy's statement machinery), this is ~2 µs.
+    conn.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
