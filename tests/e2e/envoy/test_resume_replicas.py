@@ -272,7 +272,10 @@ async def test_a_rest_resume_of_a_crashed_turn_gets_heartbeats_until_it_ends(
             # A reader's heartbeat is no event of the turn: it has no sequence number (0).
             assert all(int(e.get("sequence", 0)) == 0 for e in events[stored:-1])
             numbered = [int(e["sequence"]) for e in events[:stored]] + [int(events[-1]["sequence"])]
-            assert numbered == sorted(set(numbered)) and numbered[0] == 21
+            assert numbered == sorted(set(numbered)) and numbered[-1] > 20
+            # Whatever A stored after 20 follows it without a gap (A may have been killed
+            # before its next flush, and then only the recovered end follows).
+            assert stored == 0 or numbered[0] == 21, numbered
             ended = events[-1]
             assert ended["turnEnded"]["outcome"] == "TURN_OUTCOME_FAILED"
             assert "TURN_INTERRUPTED" in json.dumps(ended["turnEnded"]["error"])
