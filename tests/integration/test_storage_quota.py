@@ -135,9 +135,9 @@ async def test_deletes_and_clears_give_the_bytes_back(database_url: str) -> None
         assert (await my_usage(stack, user)).stored_bytes == 1000 + len(ANSWER)
 
 
+# Replicas share a PostgreSQL database (SQLite is one process): PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_the_quota_holds_on_every_replica_and_operators_see_it(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
     user = f"spread-{uuid.uuid4().hex[:8]}"
     async with stacks(database_url, replicas=2) as (a, b):
         assert await send(a, user, await a.new_session(user), "on a", files=2) == "ok"
