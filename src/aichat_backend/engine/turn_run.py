@@ -17,7 +17,7 @@ from aichat_backend.providers.retry import StreamTarget
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
 if TYPE_CHECKING:
-    from aichat_backend.engine.context_plan import ContextPlan
+    from aichat_backend.engine.planned_context import ContextPlan
 
 
 @dataclass(slots=True, eq=False)  # identity-hashed: runs live in a set
