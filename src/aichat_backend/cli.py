@@ -30,7 +30,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before the heavy imports: a bad setting fails at once
-    from aichat_backend.server import CannotListen, serve
+    from aichat_backend.process import serve
+    from aichat_backend.server import CannotListen
     from aichat_backend.store.migrate_process import MigrationFailed
 
     logs.configure(settings.log_level, settings.log_format)

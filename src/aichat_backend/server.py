@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
 from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from aichat_backend import hardening
 from aichat_backend.api.chat_service import ChatServicer
 from aichat_backend.api.export import ExportSlots
 from aichat_backend.api.interceptor import RequestInterceptor
 from aichat_backend.api.session_service import SessionServicer
 from aichat_backend.api.tool_service import ToolServicer
 from aichat_backend.api.turn_limits import TurnLimits
-from aichat_backend.config import ConfigError, Settings, process_environment
+from aichat_backend.config import Settings, process_environment
 from aichat_backend.engine.branches import Branches
 from aichat_backend.engine.chat import ChatEngine
 from aichat_backend.engine.direct_calls import DirectToolCaller
@@ -74,7 +71,6 @@ __all__ = [
     "TOOLS_HEALTH",
     "App",
     "model_catalogue",
-    "serve",
     "server_options",
 ]
 
@@ -271,44 +267,3 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-FULL_COLLECTION_AFTER = 100  # gen-1 collections between full ones (CPython's default: 10)
-
-
-async def serve(settings: Settings) -> int:
-    # Before any child exists: none of them may read this process's /proc files.
-    hardening.make_undumpable()
-    try:
-        app = App(settings)
-    except ValueError as exc:  # a bad model catalogue or MCP servers file
-        raise ConfigError(str(exc)) from None
-    # Every secret has been read into the settings, the catalogue and the tool configs:
-    # the environment (and its exec-time copy in /proc/self/environ) no longer needs them.
-    removed = hardening.scrub_environment()
-    if removed:
-        log.info("secrets removed from the environment", extra={"variables": removed})
-    # Out of process: what alembic imports would stay in this one for good.
-    try:
-        await app.start(migrate_in_child=True)
-    except CannotListen:
-        await app.stop(0)  # what started before the bind (tool servers, the database)
-        raise
-    # Everything alive now (modules, descriptors, SDK classes) lives until exit: move it
-    # out of the collector's generations so each collection walks only request garbage.
-    gc.collect()
-    gc.freeze()
-    # A full collection walks every object of every held stream (~30 ms with 200 held,
-    # measured), pausing all of them at once. After 10 young-generation passes (the
-    # default) that happened every few seconds while streams were being added; after 100
-    # it did not happen in the same run, and the young generations stay as they were.
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutdown requested")
-    await app.stop()
-    return 0
