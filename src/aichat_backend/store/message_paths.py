@@ -1,5 +1,5 @@
 """The statements that read a session's tree: a path from the root to a message, a
-message's siblings, its newest descendant.
+message's siblings, its newest descendant (a turn's context read is in ``context_path``).
 
 A path is found by walking up ``parent_id`` from its last message with a recursive CTE
 (SQLite and PostgreSQL alike): a message's ancestors always have smaller ``seq`` (a child
@@ -39,14 +39,14 @@ P_SID = bindparam("p_sid", type_=String)
 # The path's last message; NULL: the session's active message (read in the statement).
 P_LEAF = bindparam("p_leaf", type_=String)
 
-_ACTIVE = (
+ACTIVE = (
     select(sessions.c.active_message_id)
     .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
     .scalar_subquery()
 )
 
 
-def _least(a: Any, b: Any) -> Any:
+def least(a: Any, b: Any) -> Any:
     return case((a < b, a), else_=b)
 
 
@@ -75,7 +75,7 @@ def sibling_columns(m: Any) -> list[Any]:
     ]  # fmt: skip
 
 
-def _path_up(
+def path_up(
     anchor_where: Any, *, after: Any = None, depth_limit: Any = None, lateral: bool = False
 ) -> Any:
     """The CTE of a path: ``(id, seq, depth)`` from the anchor up to the root, pruned below
@@ -116,7 +116,7 @@ def _path_up(
     return path.union_all(step)
 
 
-_OF_SESSION = and_(messages.c.user_id == P_USER, messages.c.session_id == P_SID)
+OF_SESSION = and_(messages.c.user_id == P_USER, messages.c.session_id == P_SID)
 
 # --- a page of a path (ListMessages): one statement -----------------------------------
 #
@@ -124,8 +124,8 @@ _OF_SESSION = and_(messages.c.user_id == P_USER, messages.c.session_id == P_SID)
 # attachments (no content) and tool calls, bounded by count and by size (the same
 # estimate as message_stats.sizes, summed in order by a window) — all in one statement.
 _P_AFTER = bindparam("p_after", type_=BigInteger)
-_PAGE_PATH = _path_up(
-    and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE)), after=_P_AFTER
+_PAGE_PATH = path_up(
+    and_(OF_SESSION, messages.c.id == func.coalesce(P_LEAF, ACTIVE)), after=_P_AFTER
 )
 _CALLS_SIZE = (
     select(
@@ -191,76 +191,13 @@ PATH_PAGE = (
     .order_by(_PAGE.c.seq, attachments.c.position, tool_calls.c.position)
 )
 
-# --- a turn's context: the last messages of the path to a message, with file content ---
-#
-# One statement on both databases: the session, and up to domain.memory_window messages
-# of the path ending at ``p_leaf`` (the session's active message when NULL; none when
-# ''), with attachments (content included) and tool calls. The window is computed in the
-# statement from the session's own limit, as domain.memory_window does (plus ``p_extra``).
-_P_REQUESTED = bindparam("p_requested", type_=Integer)
-_P_MAX = bindparam("p_max", type_=Integer)
-_WINDOW = (
-    select(
-        case(
-            (_P_REQUESTED > 0, _least(_P_REQUESTED, _P_MAX)),
-            (sessions.c.memory_limit > 0, _least(sessions.c.memory_limit, _P_MAX)),
-            else_=_least(bindparam("p_default", type_=Integer), _P_MAX),
-        )
-    )
-    .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
-    .scalar_subquery()
-)
-_DEPTH = _WINDOW + bindparam("p_extra", type_=Integer)
-
-
-def _context_path(lateral: bool) -> Any:
-    path = _path_up(
-        and_(_OF_SESSION, messages.c.id == func.coalesce(P_LEAF, _ACTIVE), _DEPTH > 0),
-        depth_limit=_DEPTH,
-        lateral=lateral,
-    )
-    found: Any
-    if lateral:  # each message by key (see _path_up)
-        row = select(messages).where(messages.c.id == path.c.id).limit(1).lateral("row")
-        found = select(row).select_from(path.join(row, true())).subquery("w")
-    else:
-        joined = path.join(messages, messages.c.id == path.c.id)
-        found = select(messages).select_from(joined).subquery("w")
-    return (
-        select(
-            *(c.label(f"s_{c.name}") for c in sessions.c),
-            found,
-            attachments.c.position.label("a_position"),
-            attachments.c.filename.label("a_filename"),
-            attachments.c.mime_type.label("a_mime_type"),
-            attachments.c.size_bytes.label("a_size_bytes"),
-            attachments.c.sha256.label("a_sha256"),
-            attachments.c.content.label("a_content"),
-            attachments.c.text_content.label("a_text_content"),
-            *(c.label(f"t_{c.name}") for c in tool_calls.c if c.name not in ("message_id",)),
-        )
-        .select_from(
-            sessions.outerjoin(found, true())
-            .outerjoin(attachments, attachments.c.message_id == found.c.id)
-            .outerjoin(
-                tool_calls,
-                and_(tool_calls.c.message_id == found.c.id, tool_calls.c.user_id == P_USER),
-            )
-        )
-        .where(and_(sessions.c.user_id == P_USER, sessions.c.id == P_SID))
-        .order_by(found.c.seq, attachments.c.position, tool_calls.c.position)
-    )
-
-
-CONTEXT_PATH = {"sqlite": _context_path(lateral=False), "postgresql": _context_path(lateral=True)}
-
 # --- a message's newest descendant (SwitchBranch, ListMessages' ``branch``) -------------
 #
 # A child is always newer than its parent, so the newest message of a subtree is a leaf:
 # the end of the branch through the message that was written last.
 _P_MESSAGE = bindparam("p_message", type_=String)
 _down_anchor = select(messages.c.id, messages.c.seq).where(
-    and_(_OF_SESSION, messages.c.id == _P_MESSAGE)
+    and_(OF_SESSION, messages.c.id == _P_MESSAGE)
 )
 _DOWN = _down_anchor.cte("down", recursive=True)
 _child = messages.alias("child")
@@ -276,7 +213,7 @@ _DOWN = _DOWN.union_all(
 NEWEST_DESCENDANT = select(_DOWN.c.id).order_by(_DOWN.c.seq.desc()).limit(1)
 
 # --- the nearest user message at or above a message (RegenerateAnswer) ------------------
-_ASK = _path_up(and_(_OF_SESSION, messages.c.id == _P_MESSAGE))
+_ASK = path_up(and_(OF_SESSION, messages.c.id == _P_MESSAGE))
 QUESTION_OF = (
     select(messages.c.id, messages.c.role, _ASK.c.depth)
     .select_from(_ASK.join(messages, messages.c.id == _ASK.c.id))

@@ -25,10 +25,10 @@ from aichat_backend.errors import FailedPrecondition
 from aichat_backend.reasons import Reason
 from aichat_backend.records import PathPage
 from aichat_backend.store import storage
+from aichat_backend.store.context_path import CONTEXT_PATH
 from aichat_backend.store.database import Tx
 from aichat_backend.store.message_children import load_children
 from aichat_backend.store.message_paths import (
-    CONTEXT_PATH,
     NEWEST_DESCENDANT,
     PATH_PAGE,
     QUESTION_OF,
