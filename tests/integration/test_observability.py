@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -54,7 +55,16 @@ async def test_a_scripted_conversation_moves_the_metrics(sqlite_url: str, user: 
             await stack.server.sessions.ListSessions(
                 __import__("aichat.v1.session_service_pb2", fromlist=["x"]).ListSessionsRequest()
             )
-        s = scrape(port)
+        # A call's handled count is recorded as its handler returns, which can be just
+        # after its client has the status: wait for the last call's before reading.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            s = scrape(port)
+            refused = dict(grpc_code="UNAUTHENTICATED", grpc_method="ListSessions")
+            if value(s, "grpc_server_handled_total", **refused) >= 1:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "ListSessions never counted"
+            await asyncio.sleep(0.05)
         method = dict(grpc_service="aichat.v1.ChatService", grpc_method="StreamChat")
         assert value(s, "grpc_server_started_total", **method) == 2
         assert value(s, "grpc_server_handled_total", grpc_code="OK", **method) == 1
