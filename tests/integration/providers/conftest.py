@@ -13,7 +13,13 @@ import pytest
 from aichat_backend.providers.anthropic_adapter import AnthropicProvider
 from aichat_backend.providers.openai_adapter import OpenAIProvider
 from aichat_devtools.fake_llm import FakeLLMServer
-from tests.integration.providers.support import Upstream, anthropic_provider, openai_provider
+from tests.integration.providers.support import (
+    PATIENT_TIMEOUT,
+    SDK_TIMEOUT,
+    Upstream,
+    anthropic_provider,
+    openai_provider,
+)
 
 
 @pytest.fixture
@@ -23,31 +29,44 @@ async def fake() -> AsyncIterator[FakeLLMServer]:
 
 
 async def _upstream(
-    family: str, fake: FakeLLMServer, http: str = "aiohttp"
+    family: str, fake: FakeLLMServer, http: str = "aiohttp", timeout: float = PATIENT_TIMEOUT
 ) -> AsyncIterator[Upstream]:
     provider: OpenAIProvider | AnthropicProvider
     if family == "openai":
-        provider = openai_provider(fake.base_url, http=http)
+        provider = openai_provider(fake.base_url, timeout, http=http)
     else:
-        provider = anthropic_provider(fake.root_url, http=http)
+        provider = anthropic_provider(fake.root_url, timeout, http=http)
     yield Upstream(family, provider, fake)
     await provider.aclose()
 
 
-@pytest.fixture(
-    params=[
-        ("openai", "aiohttp"),
-        ("anthropic", "aiohttp"),
-        # The SDKs' default HTTP client, which AICHAT_LLM_HTTP_CLIENT=httpx selects.
-        ("openai", "httpx"),
-        ("anthropic", "httpx"),
-    ],
-    ids=lambda p: "-".join(p),
-)
+EVERY_ADAPTER = [
+    ("openai", "aiohttp"),
+    ("anthropic", "aiohttp"),
+    # The SDKs' default HTTP client, which AICHAT_LLM_HTTP_CLIENT=httpx selects.
+    ("openai", "httpx"),
+    ("anthropic", "httpx"),
+]
+
+
+@pytest.fixture(params=EVERY_ADAPTER, ids=lambda p: "-".join(p))
 async def upstream(request: pytest.FixtureRequest, fake: FakeLLMServer) -> AsyncIterator[Upstream]:
-    """Each adapter over each HTTP client in turn: tests that hold for all of them."""
+    """Each adapter over each HTTP client in turn: tests that hold for all of them.
+
+    Patient: a first request over a fresh httpx client missed a 0.5 s timeout in a CI run
+    beside the whole suite, so only the tests of timeouts use the short one."""
     family, http = request.param
     async for up in _upstream(family, fake, http):
+        yield up
+
+
+@pytest.fixture(params=EVERY_ADAPTER, ids=lambda p: "-".join(p))
+async def hasty_upstream(
+    request: pytest.FixtureRequest, fake: FakeLLMServer
+) -> AsyncIterator[Upstream]:
+    """As ``upstream``, with the short SDK_TIMEOUT: for the tests of timeouts."""
+    family, http = request.param
+    async for up in _upstream(family, fake, http, SDK_TIMEOUT):
         yield up
 
 

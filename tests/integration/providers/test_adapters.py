@@ -353,41 +353,41 @@ async def test_unknown_upstream_model(upstream: Upstream) -> None:
 
 @pytest.mark.parametrize("after_headers", [False, True], ids=["before-headers", "after-headers"])
 async def test_slow_first_token_is_deadline_exceeded(
-    upstream: Upstream, after_headers: bool
+    hasty_upstream: Upstream, after_headers: bool
 ) -> None:
     error = await open_and_fail(
-        upstream, Script(text="too late", ttft=5.0, ttft_after_headers=after_headers)
+        hasty_upstream, Script(text="too late", ttft=5.0, ttft_after_headers=after_headers)
     )
     assert isinstance(error, DeadlineExceeded)
     assert error.reason == "PROVIDER_TIMEOUT"
     # The client gave up and hung up; the fake noticed.
-    await upstream.server.wait_disconnect(1.0)
+    await hasty_upstream.server.wait_disconnect(1.0)
 
 
-async def test_an_upstream_silent_mid_answer_is_deadline_exceeded(upstream: Upstream) -> None:
+async def test_an_upstream_silent_mid_answer_is_deadline_exceeded(hasty_upstream: Upstream) -> None:
     # Two tokens, then silence with the socket open: the stall watch (not the HTTP
     # client's read timeout, which streams are sent without) ends it after SDK_TIMEOUT.
-    upstream.server.enqueue(Script(tokens=["one ", "two ", "three"], hang_after=2))
+    hasty_upstream.server.enqueue(Script(tokens=["one ", "two ", "three"], hang_after=2))
     received: list[str] = []
     with pytest.raises(DeadlineExceeded) as caught:
-        async with upstream.provider.stream(ask()) as events:
+        async with hasty_upstream.provider.stream(ask()) as events:
             async for event in events:
                 if isinstance(event, TextChunk):
                     received.append(event.text)
     assert caught.value.reason == "PROVIDER_TIMEOUT"
-    assert caught.value.metadata["provider"] == upstream.family
+    assert caught.value.metadata["provider"] == hasty_upstream.family
     assert received == ["one ", "two "]
-    await upstream.server.wait_disconnect(1.0)
+    await hasty_upstream.server.wait_disconnect(1.0)
 
 
 async def test_a_slow_stream_that_never_goes_silent_for_a_period_is_not_cut(
-    upstream: Upstream,
+    hasty_upstream: Upstream,
 ) -> None:
     # Each token comes 0.4 of the timeout after the last; the whole answer takes two
     # timeouts and more. Silence is what is bounded, not the answer's length.
     tokens = [f"t{i} " for i in range(6)]
-    upstream.server.enqueue(Script(tokens=tokens, token_delay=SDK_TIMEOUT * 0.4))
-    events = await collect(upstream.provider, ask())
+    hasty_upstream.server.enqueue(Script(tokens=tokens, token_delay=SDK_TIMEOUT * 0.4))
+    events = await collect(hasty_upstream.provider, ask())
     assert text_of(events) == "".join(tokens)
 
 

@@ -78,17 +78,22 @@ async def test_retries_when_the_stream_drops_before_any_token(upstream: Upstream
     assert await run([target(upstream.provider, "m")], Sleeps()) == "second try"
 
 
-async def test_an_upstream_silent_before_its_first_token_falls_back(upstream: Upstream) -> None:
+async def test_an_upstream_silent_before_its_first_token_falls_back(
+    hasty_upstream: Upstream,
+) -> None:
     # Headers, then nothing for longer than the timeout: the stall watch stops the first
     # try as a timeout, which (as the SDK's own timeout did) is not waited out twice at
     # the same model but sends the turn to its fallback.
-    upstream.server.enqueue(
+    hasty_upstream.server.enqueue(
         Script(text="too late", ttft=5.0, ttft_after_headers=True), Script(text="fallback")
     )
     sleeps = Sleeps()
-    targets = [target(upstream.provider, "primary"), target(upstream.provider, "backup")]
+    targets = [
+        target(hasty_upstream.provider, "primary"),
+        target(hasty_upstream.provider, "backup"),
+    ]
     assert await run(targets, sleeps) == "fallback"
-    assert models_asked(upstream) == ["primary", "backup"]
+    assert models_asked(hasty_upstream) == ["primary", "backup"]
     assert sleeps.delays == []
 
 
