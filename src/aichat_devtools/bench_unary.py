@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aichat_devtools.bench_clients import Arm, UnaryResult
-from aichat_devtools.bench_profiles import UNARY_EXTRA_STEPS, UNARY_P99_S
+from aichat_devtools.bench_profiles import UNARY_P99_S
 from aichat_devtools.bench_report import ms, pct, rnd, unary_summary
 from aichat_devtools.bench_run import Run, log
 from aichat_devtools.bench_upstream import scenario_text
@@ -40,7 +40,7 @@ async def unary(run: Run) -> None:
         # falls as the load grows (the calibration's includes the idle process's own),
         # so the estimate is where the climb starts, not where it ends.
         last = p.unary_factors[-1]
-        climb = [*p.unary_factors, *(last * 1.2**k for k in range(1, UNARY_EXTRA_STEPS + 1))]
+        climb = [*p.unary_factors, *(last * 1.2**k for k in range(1, p.unary_extra_steps + 1))]
         for factor in climb:
             rate = capacity * factor
             # A step that fails is run once more before the climb stops: one pause
