@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)
 
 DOCUMENT = ROOT / "gen" / "aichat.openapi.json"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-# The fuzzing budget (the run's own --max-time): every operation is reached well within it.
-MAX_SECONDS = 40
+# The fuzzing budget (the run's own --max-time): every operation reached, both phases done
+# (33/33, 1,706 cases) in a run beside three busy loops on this 2-core machine.
+MAX_SECONDS = 20
 
 
 async def test_envoy_serves_the_document_without_a_token(http: httpx2.AsyncClient) -> None:
