@@ -63,8 +63,7 @@ def test_litellm_launch_is_its_production_setup_against_our_upstream(
     assert launch.env["PATH"].split(":")[0] == str(venv / "bin")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)  # a new venv takes ~5 s of CPU, and far longer on a busy machine
+@pytest.mark.timeout(60)
 def test_install_that_cannot_reach_a_registry_says_why(tmp_path: Path) -> None:
     # No index at all: pip fails at once, and nothing is downloaded.
     with pytest.raises(PeerUnavailable) as caught:
