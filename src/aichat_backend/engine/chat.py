@@ -36,6 +36,7 @@ from aichat_backend.engine.requests import (
 from aichat_backend.engine.resolve import Resolver
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
 from aichat_backend.engine.titles import TitleWriter
+from aichat_backend.engine.turn_setup import TurnSetup
 from aichat_backend.engine.turn_start import TurnStarter
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.providers.catalogue import ModelCatalogue
@@ -83,18 +84,19 @@ class ChatEngine:
                 timeout_seconds=config.title_timeout_seconds,
                 max_concurrent=config.title_max_concurrent,
             )
+        setup = TurnSetup(catalogue, config, tools, planner)
         self._starter = TurnStarter(
             store,
+            setup,
             catalogue,
             config,
-            tools,
             self._lifecycle,
             rounds,
             self._pdf,
             planner,
             self.titles,
         )
-        self._resolver = Resolver(store, catalogue, config, tools, self._lifecycle, rounds)
+        self._resolver = Resolver(store, setup, config, tools, self._lifecycle, rounds)
 
     @property
     def pdf_extractor(self) -> PdfExtractor:

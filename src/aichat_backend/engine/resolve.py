@@ -7,17 +7,11 @@ results in a new round, with the session's history read again.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-import uuid
 from collections.abc import AsyncGenerator
 
 from aichat_backend import names
 from aichat_backend.domain import (
-    Message,
     MessageState,
-    Role,
-    Session,
     ToolCallState,
     memory_window,
     now_us,
@@ -28,19 +22,16 @@ from aichat_backend.engine.approvals import (
     check_decisions,
     check_known,
 )
-from aichat_backend.engine.context import to_chat_messages
-from aichat_backend.engine.context_budget import message_tokens
 from aichat_backend.engine.events import ToolCallUpdate, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.replay import replay
 from aichat_backend.engine.requests import ChatConfig, ResolveRequest, resolve_fingerprint
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import check_request_id
-from aichat_backend.engine.turn_run import TurnRun, offered_tools, stream_targets, tool_specs
+from aichat_backend.engine.turn_run import TurnRun
+from aichat_backend.engine.turn_setup import TurnSetup
 from aichat_backend.engine.turn_store import TurnStore
 from aichat_backend.errors import AichatError
-from aichat_backend.providers.base import ProviderRequest
-from aichat_backend.providers.catalogue import ModelCatalogue
 from aichat_backend.records import RESOLVE_SCOPE, Resolution, TurnClaim
 from aichat_backend.tools.base import ToolInfo, ToolProvider
 
@@ -51,14 +42,14 @@ class Resolver:
     def __init__(
         self,
         store: TurnStore,
-        catalogue: ModelCatalogue,
+        setup: TurnSetup,
         config: ChatConfig,
         tools: ToolProvider | None,
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
     ) -> None:
         self._store = store
-        self._catalogue = catalogue
+        self._setup = setup
         self._config = config
         self._tools = tools
         self._lifecycle = lifecycle
@@ -120,7 +111,7 @@ class Resolver:
         decisions = apply_decisions(req.decisions, state.pending, self._tool_info)
         round_msg = state.round_message
         assert round_msg is not None  # the decisions name waiting calls of this round
-        run = self._resumed_run(req, session_id, state.session, round_msg)
+        run = self._setup.resumed_run(req, session_id, state.session, round_msg)
         run.user_message = state.user_message or round_msg
         claim = TurnClaim(run.turn_id, self._config.replica_id, self._config.lease_seconds)
         await store.open_resolution(
@@ -132,28 +123,6 @@ class Resolver:
         )
         return run, decisions, history
 
-    def _resumed_run(
-        self, req: ResolveRequest, session_id: str, session: Session, round_msg: Message
-    ) -> TurnRun:
-        model = round_msg.model or session.model or self._catalogue.default_name
-        return TurnRun(
-            user_id=req.user_id,
-            session_id=session_id,
-            turn_id=req.turn_id or uuid.uuid4().hex,
-            model=model,
-            targets=stream_targets(self._catalogue, model),
-            tools=offered_tools(self._tools, session.tool_names, session.tools_disabled),
-            request=ProviderRequest(
-                model=model,
-                messages=(),
-                system_prompt=session.system_prompt or self._config.default_system_prompt,
-            ),
-            message=round_msg,
-            started=time.monotonic(),
-            deadline=req.deadline,
-            answers=[round_msg.name],
-        )
-
     async def _next_round(self, run: TurnRun, history: int) -> AsyncGenerator[TurnEvent, None]:
         """Nothing waits any more: the model reads the results in a new round."""
         run.message.state = MessageState.COMPLETE  # its calls are decided or have run
@@ -162,29 +131,8 @@ class Resolver:
         )
         run.answers.append(run.message.name)
         self._rounds.observer.round_started(run.turn_id, run.message.id)
-        # The turn's own messages (its user message on) always go; before them, the
-        # newest of the conversation that fit the window (context_plan), as StreamChat.
-        own = next((i for i in range(len(context) - 1, -1, -1) if context[i].role is Role.USER), 0)
-        planner, specs = self._rounds.planner, tool_specs(run.tools)
-        plan = planner.plan(
-            list(context[:own]),
-            run.request.system_prompt,
-            specs,
-            None,
-            run.model,
-            None,
-            len(context),
-            turn_tokens=sum(message_tokens(m) for m in context[own:]),
-            read_limit=history,
-        )
-        run.context = plan
-        run.request = dataclasses.replace(
-            run.request,
-            system_prompt=planner.system_prompt(plan),
-            messages=(*planner.history(plan), *to_chat_messages(context[own:])),
-            tools=specs,
-        )
-        run.rounds = 1
+        plan = self._setup.next_round(run, context, history)
+        planner = self._rounds.planner
         if plan.pending:
             async for compacted in planner.compact(run, plan):
                 yield compacted
