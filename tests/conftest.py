@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import postgres, schedule, serve_process
 from tests.support.ci import IN_CI
+from tests.support.migrated import SqliteTemplate
 from tests.support.server import Running, make_settings, running_server
 
 
@@ -30,17 +31,23 @@ def pg_database_url() -> Iterator[str]:
     postgres.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'aichat.db'}"
+        return request.getfixturevalue("migrated_sqlite").copy_to(tmp_path / "aichat.db")
     url: str = request.getfixturevalue("pg_database_url")
     return url
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'aichat.db'}"
+def sqlite_url(tmp_path: Path, migrated_sqlite: SqliteTemplate) -> str:
+    """A database of this test's own, its schema in place (a copy: see support/migrated)."""
+    return migrated_sqlite.copy_to(tmp_path / "aichat.db")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from aichat_backend.store.session_store import SqlSessionStore
 from aichat_backend.store.tables import usage_daily
 from aichat_backend.store.turn_store import SqlTurnStore
 from aichat_devtools.memory_store import MemoryStore
+from tests.support.migrated import SqliteTemplate
 from tests.support.server import make_settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -98,7 +99,8 @@ USAGE_PARTS += ("cost_nanos", "currency")
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Which implementation: "memory", or the database URL of a SQL one."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'contract.db'}"
+        template: SqliteTemplate = request.getfixturevalue("migrated_sqlite")
+        return template.copy_to(tmp_path / "contract.db")
     if request.param == "postgres":
         url: str = request.getfixturevalue("pg_database_url")
         return url
