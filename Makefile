@@ -84,9 +84,14 @@ test-durations: install
 test-fast: install
 	$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
 
+# mypy's cache outside the checkout, as the image tests keep their base: a clean clone checks
+# in ~3 s what takes ~26 s of CPU cold (files whose hash changed are checked again; a cache
+# of another mypy version is not used).
+MYPY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/aichat/mypy
+
 lint: install buf-lint envoy-validate
 	$(BIN)/ruff check src tests
-	$(BIN)/mypy
+	$(BIN)/mypy --cache-dir $(MYPY_CACHE)
 	$(BIN)/hadolint Dockerfile deploy/envoy/Dockerfile
 
 # buf runs offline: the google/api and google/rpc protos come from the
