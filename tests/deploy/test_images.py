@@ -35,6 +35,7 @@ from aichat_devtools import deploy_configs, dev_envoy, web_version
 from aichat_devtools.dev_token import ensure_keys, make_token
 from tests.support import images
 from tests.support.dev_stack import ROOT, free_ports
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow]
 
@@ -241,7 +242,7 @@ def test_edge_image_serves_the_page_the_document_and_the_api(
                 return False
 
             _wait("the edge image's Envoy sees the backend healthy", healthy)
-            with httpx2.Client(base_url=base, timeout=10) as http:
+            with httpx2.Client(verify=TLS, base_url=base, timeout=10) as http:
                 page = http.get("/web/")
                 assert page.status_code == 200 and "<html" in page.text.lower()
                 # Every file of the page that the image's envoy.yaml serves is in the image.

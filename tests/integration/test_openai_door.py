@@ -8,6 +8,7 @@ import httpx2
 import pytest
 
 from tests.support.chat import ChatStack, chat_stack
+from tests.support.http import TLS
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.timeout(30)
 async def door(sqlite_url: str) -> AsyncIterator[tuple[ChatStack, httpx2.AsyncClient]]:
     async with chat_stack("openai", sqlite_url) as stack:
         url = f"http://127.0.0.1:{stack.server.app.openai_port}"
-        async with httpx2.AsyncClient(base_url=url, timeout=10) as http:
+        async with httpx2.AsyncClient(verify=TLS, base_url=url, timeout=10) as http:
             yield stack, http
 
 

@@ -22,6 +22,7 @@ import httpx2
 from aichat_backend.config import Settings
 from aichat_backend.web_config import page_config_json
 from aichat_devtools import dev_envoy
+from tests.support.http import TLS
 from tests.support.tools import binary
 
 CONFIG = dev_envoy.CONFIG
@@ -122,7 +123,7 @@ class Envoy:
         return found
 
     async def admin(self, path: str) -> str:
-        async with httpx2.AsyncClient(base_url=self.admin_url, timeout=5) as client:
+        async with httpx2.AsyncClient(verify=TLS, base_url=self.admin_url, timeout=5) as client:
             response = await client.get(path)
             return response.text
 
@@ -185,7 +186,7 @@ async def running_envoy(config: Mapping[str, Any], workdir: Path) -> AsyncIterat
 
         async def listener_port() -> int | None:
             try:
-                async with httpx2.AsyncClient(timeout=2) as client:
+                async with httpx2.AsyncClient(verify=TLS, timeout=2) as client:
                     ready = await client.get(f"http://127.0.0.1:{admin}/ready")
                     if ready.status_code != 200:
                         return None

@@ -16,6 +16,7 @@ import pytest_asyncio
 from aichat_devtools.dev_token import DevKeys, ensure_keys, make_token
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.envoy import Envoy, envoy_in_front, render_for_test
+from tests.support.http import TLS
 
 
 @pytest.fixture(scope="session")
@@ -57,5 +58,5 @@ async def envoy(
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http(envoy: Envoy) -> AsyncIterator[httpx2.AsyncClient]:
     """HTTP/1.1, as curl and browsers' EventSource speak it."""
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as client:
         yield client

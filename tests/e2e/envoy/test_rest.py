@@ -28,6 +28,7 @@ from tests.e2e.envoy.helpers import (
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 from tests.support.grpc_helpers import md
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 
@@ -180,7 +181,7 @@ async def test_client_hang_up_cancels_the_provider_call(
     envoy: Envoy, stack: ChatStack, user: str, token: str
 ) -> None:
     # A client of its own: hanging up closes its connection.
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as http:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as http:
         session = await new_session(http, token)
         tokens = [f"t{i} " for i in range(300)]
         stack.fake.enqueue(Script(tokens=tokens, token_delay=0.02))

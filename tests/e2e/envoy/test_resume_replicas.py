@@ -20,6 +20,7 @@ from tests.e2e.envoy.helpers import read_sse
 from tests.e2e.envoy.test_scale_out import Replica, with_second_endpoint
 from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import md
+from tests.support.http import TLS
 from tests.support.replicas import cluster
 from tests.support.resume import TOKENS_200, cut_after, paced_200, resume, seqs, text_of
 from tests.support.serve_process import ServeProcess, child_env
@@ -139,7 +140,7 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
         events: list[dict] = []  # type: ignore[type-arg]
         try:
             async with (
-                httpx2.AsyncClient(base_url=envoy.base_url, timeout=60) as http,
+                httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=60) as http,
                 http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
             ):
                 assert response.status_code == 200
@@ -211,7 +212,7 @@ async def test_cancel_reaches_the_replica_running_the_turn(
     turn = await started_on_a()
     async with (
         envoy_in_front(config, tmp_path / "envoy") as envoy,
-        httpx2.AsyncClient(base_url=envoy.base_url, timeout=30) as http,
+        httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=30) as http,
     ):
         path = f"/v1/chat/{turn}:cancel"
         mallory = {"authorization": f"Bearer {make_token(keys, 'mallory-' + user)}"}
@@ -256,7 +257,7 @@ async def test_a_rest_resume_of_a_crashed_turn_gets_heartbeats_until_it_ends(
             async def resumed(after: int) -> list[dict]:  # type: ignore[type-arg]
                 url = f"/v1/chat/{turn}:streamEvents?afterSeq={after}&access_token={token}"
                 async with (
-                    httpx2.AsyncClient(base_url=envoy.base_url, timeout=60) as http,
+                    httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=60) as http,
                     http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
                 ):
                     assert response.status_code == 200

@@ -23,6 +23,7 @@ from aichat_devtools.dev_token import ensure_keys, make_token
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import error_info, md
+from tests.support.http import TLS
 from tests.support.serve_process import ServeProcess, child_env
 from tests.support.tool_stack import tasks_server_entry
 
@@ -104,7 +105,7 @@ async def test_two_replicas_share_sessions_approvals_and_limits(
     )
     async with envoy_in_front(config, tmp_path / "envoy") as envoy:
         headers = {"Authorization": f"Bearer {make_token(keys, user)}"}
-        async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as http:
+        async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as http:
             # 1. Created through Envoy (either replica), continued on each replica directly.
             created = await http.post(
                 "/v1/chat/sessions", json={"displayName": "shared"}, headers=headers

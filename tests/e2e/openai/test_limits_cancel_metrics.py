@@ -20,6 +20,7 @@ from tests.e2e.openai.conftest import MODEL, turn_ended
 from tests.integration.test_observability import scrape, value
 from tests.support.chat import ChatStack, chat_stack
 from tests.support.grpc_helpers import md
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -58,7 +59,7 @@ class Attempts:
 
     def client(self, base_url: str, token: str, retries: int) -> openai.AsyncOpenAI:
         hooks = {"request": [self.sent], "response": [self.answered]}
-        http = httpx2.AsyncClient(event_hooks=hooks, timeout=30)  # type: ignore[arg-type]
+        http = httpx2.AsyncClient(verify=TLS, event_hooks=hooks, timeout=30)  # type: ignore[arg-type]
         return openai.AsyncOpenAI(
             base_url=base_url, api_key=token, max_retries=retries, http_client=http
         )

@@ -17,6 +17,7 @@ from tests.e2e.openai.conftest import MODEL
 from tests.support.chat import ChatStack
 from tests.support.dev_stack import free_ports
 from tests.support.envoy import envoy_in_front, render_for_test
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -98,7 +99,7 @@ async def test_the_wire_is_openais(base_url: str, token: str, stack: ChatStack) 
     """What the SDKs read, byte for byte: SSE data lines, [DONE], chunk objects."""
     auth = {"Authorization": f"Bearer {token}"}
     stack.fake.enqueue(Script(tokens=["a", "b"], token_delay=0.02), Script(text="whole"))
-    async with httpx2.AsyncClient(timeout=20) as http:
+    async with httpx2.AsyncClient(verify=TLS, timeout=20) as http:
         body = {"model": MODEL, "messages": HI, "stream": True}
         async with http.stream(
             "POST", f"{base_url}/chat/completions", json=body, headers=auth

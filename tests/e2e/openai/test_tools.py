@@ -15,6 +15,7 @@ from aichat.v1 import resources_pb2 as rpb
 from aichat_devtools.fake_llm import Script
 from tests.e2e.openai.conftest import MODEL
 from tests.support.chat import ChatStack
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -135,7 +136,7 @@ async def test_a_tool_that_needs_approval_stops_the_turn_with_the_call_named(
     # Resolved through our API (the REST binding, same token), the turn goes on there.
     session_id = extra["session"].removeprefix("sessions/")
     stack.fake.enqueue(Script(text="Added."))
-    async with httpx2.AsyncClient(timeout=20) as http:
+    async with httpx2.AsyncClient(verify=TLS, timeout=20) as http:
         resolved = await http.post(
             f"{base_url}/chat/sessions/{session_id}:resolveToolCalls",
             json={"decisions": [{"toolCallId": "c-add", "approved": True}]},

@@ -9,6 +9,7 @@ import httpx2
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.support.envoy import Envoy
+from tests.support.http import TLS
 
 
 async def signed_in(context: BrowserContext, envoy: Envoy, token: str, extra: str = "") -> Page:
@@ -43,7 +44,7 @@ async def wait_idle(page: Page) -> None:
 
 
 async def rest(envoy: Envoy, token: str, method: str, path: str, **kw: Any) -> httpx2.Response:
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as client:
         return await client.request(
             method, path, headers={"authorization": f"Bearer {token}"}, **kw
         )

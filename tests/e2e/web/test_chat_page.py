@@ -18,6 +18,7 @@ from tests.e2e.web.conftest import APP_NAME
 from tests.e2e.web.helpers import chat_action, last_answer, rest, send, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)]
 
@@ -43,7 +44,7 @@ async def test_without_a_token_the_page_says_how_to_sign_in(
     await expect(page.locator("#app")).to_be_hidden()
     # The page's files need no token; every API call does.
     version = web_version.stamped()
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as client:
         script = await client.get(f"/web/v/{version}/js/main.js")
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")

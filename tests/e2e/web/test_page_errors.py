@@ -18,6 +18,7 @@ from tests.e2e.web.conftest import MAX_ATTACHMENT_BYTES, FlakyBackend
 from tests.e2e.web.helpers import last_answer, rest, send, session_id, signed_in, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(90)]
 
@@ -197,7 +198,7 @@ async def test_the_page_has_a_favicon(desktop: BrowserContext, envoy: Envoy) -> 
     await page.goto(f"{envoy.base_url}/web/")
     href = await page.locator('link[rel="icon"]').get_attribute("href")
     assert href
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as client:
         icon = await client.get(href)
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
     assert icon.text.startswith("<svg")

@@ -15,6 +15,7 @@ from tests.e2e.web.conftest import DESKTOP
 from tests.e2e.web.helpers import send, wait_idle
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
+from tests.support.http import TLS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="package"), pytest.mark.timeout(60)]
 
@@ -104,7 +105,7 @@ async def test_cold_and_warm_load_bytes(
 
 async def test_files_are_compressed_and_cached_by_version(envoy: Envoy) -> None:
     version = web_version.stamped()
-    async with httpx2.AsyncClient(base_url=envoy.base_url, timeout=10) as client:
+    async with httpx2.AsyncClient(verify=TLS, base_url=envoy.base_url, timeout=10) as client:
         for path, kind in [
             (f"/web/v/{version}/js/chat.js", "text/javascript"),
             (f"/web/v/{version}/styles.css", "text/css"),

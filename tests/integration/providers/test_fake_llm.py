@@ -16,6 +16,7 @@ from aichat_backend.errors import AichatError
 from aichat_backend.providers.context_errors import ContextTooLong
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import Upstream, ask, collect, openai_provider, text_of
+from tests.support.http import TLS
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -79,7 +80,9 @@ async def test_standalone_process() -> None:
         line = (await asyncio.wait_for(process.stdout.readline(), 8)).decode().strip()
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.removeprefix("listening on ")
-        async with httpx2.AsyncClient() as http:
+        async with httpx2.AsyncClient(
+            verify=TLS,
+        ) as http:
             assert (await http.get(url + "/health")).status_code == 200
         provider = openai_provider(url + "/v1", timeout=5)
         events = await collect(provider, ask())
