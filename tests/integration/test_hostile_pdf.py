@@ -8,7 +8,7 @@ turn is stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
@@ -54,22 +54,24 @@ async def _refused(stack: ChatStack, user: str, content: bytes) -> tuple[grpc.St
     return err.value.code(), error_info(err.value).reason
 
 
+# Made by the test that uses them, not at collection: every worker collects every module,
+# and the 300 MB bomb alone costs ~2.5 s of CPU to compress.
 @pytest.mark.parametrize(
-    ("content", "reason"),
+    ("make", "reason"),
     [
-        (hostile_pdf.operator_flood(1_000_000), "PDF_TOO_COSTLY"),
-        (hostile_pdf.decompression_bomb(300), "UNSUPPORTED_ATTACHMENT"),
-        (hostile_pdf.many_pages(400), "PDF_TOO_MANY_PAGES"),
-        (hostile_pdf.operator_flood(30_000), "PDF_TEXT_TOO_LONG"),
-        (hostile_pdf.broken_xref(), "UNSUPPORTED_ATTACHMENT"),
-        (b"%PDF-1.7\n" + b"\x00" * 4096, "UNSUPPORTED_ATTACHMENT"),
+        (lambda: hostile_pdf.operator_flood(1_000_000), "PDF_TOO_COSTLY"),
+        (lambda: hostile_pdf.decompression_bomb(300), "UNSUPPORTED_ATTACHMENT"),
+        (lambda: hostile_pdf.many_pages(400), "PDF_TOO_MANY_PAGES"),
+        (lambda: hostile_pdf.operator_flood(30_000), "PDF_TEXT_TOO_LONG"),
+        (hostile_pdf.broken_xref, "UNSUPPORTED_ATTACHMENT"),
+        (lambda: b"%PDF-1.7\n" + b"\x00" * 4096, "UNSUPPORTED_ATTACHMENT"),
     ],
     ids=["operator-flood", "decompression-bomb", "many-pages", "too-much-text", "xref", "junk"],
 )
 async def test_hostile_pdf_is_refused(
-    stack: ChatStack, user: str, content: bytes, reason: str
+    stack: ChatStack, user: str, make: Callable[[], bytes], reason: str
 ) -> None:
-    code, got = await _refused(stack, user, content)
+    code, got = await _refused(stack, user, make())
     assert (code, got) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
 
 
