@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select, update
 
 from aichat_backend.domain import MessageState, Role
 from aichat_backend.providers.base import ReasoningBlock
@@ -20,35 +20,48 @@ async def abandoned(tx: Tx, now_us: int, quiet_before_us: int) -> list[LogRow]:
     out, or (once it released the session, or another turn took it) no flush came since
     ``quiet_before_us`` (a turn that ended stores its last event at once). A turn whose
     lease is live is never taken, whichever replica runs it."""
+    # Replicas sweep at once on PostgreSQL: each log is ended by one of them.
+    query = ABANDONED_LOGS_LOCKED if tx.dialect.name == "postgresql" else ABANDONED_LOGS
+    params = {"sweep_now": now_us, "quiet_before": quiet_before_us}
+    return [LogRow(**r._mapping) for r in (await tx.execute(query, params)).all()]
+
+
+def _abandoned_logs() -> Select[Any]:
+    now: Any = bindparam("sweep_now")
     claim = and_(sessions.c.user_id == turn_logs.c.user_id, sessions.c.id == turn_logs.c.session_id)
     mine = sessions.c.active_turn_id == turn_logs.c.turn_id
-    live = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us >= now_us))
-    expired = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us < now_us))
-    query = select(turn_logs).where(
+    live = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us >= now))
+    expired = exists().where(and_(claim, mine, sessions.c.active_turn_expires_us < now))
+    return select(turn_logs).where(
         and_(
             ~turn_logs.c.ended,
             ~live,
-            or_(expired, turn_logs.c.update_time_us < quiet_before_us),
+            or_(expired, turn_logs.c.update_time_us < bindparam("quiet_before")),
         )
     )
-    if tx.dialect.name == "postgresql":
-        # Replicas sweep at once: each log is ended by one of them.
-        query = query.with_for_update(skip_locked=True)
-    return [LogRow(**r._mapping) for r in (await tx.execute(query)).all()]
+
+
+# Built once, the times as parameters (see turn_leases.ABANDONED): run at every sweep.
+ABANDONED_LOGS = _abandoned_logs()
+ABANDONED_LOGS_LOCKED = ABANDONED_LOGS.with_for_update(skip_locked=True)
 
 
 async def unlogged(tx: Tx, now_us: int) -> list[tuple[str, str, str]]:
     """(user, session, answer id) of abandoned answers with no log: turns whose replica
     died before their first flush. A chat turn's first answer has the turn's id, so such
     a turn's log is the one named by its answer."""
-    query = select(messages.c.user_id, messages.c.session_id, messages.c.id).where(
-        and_(
-            abandoned_answers(now_us),
-            messages.c.role == Role.ASSISTANT.value,
-            ~exists().where(turn_logs.c.turn_id == messages.c.id),
-        )
+    rows = (await tx.execute(UNLOGGED, {"sweep_now": now_us})).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+# Built once (see turn_leases.ABANDONED): a replica runs it at every sweep.
+UNLOGGED = select(messages.c.user_id, messages.c.session_id, messages.c.id).where(
+    and_(
+        abandoned_answers(bindparam("sweep_now")),
+        messages.c.role == Role.ASSISTANT.value,
+        ~exists().where(turn_logs.c.turn_id == messages.c.id),
     )
-    return [(r[0], r[1], r[2]) for r in (await tx.execute(query)).all()]
+)
 
 
 async def interrupt_answer(
