@@ -18,13 +18,9 @@ from aichat_backend.admin_records import Actor, Bypass, SubjectType
 from aichat_backend.domain import now_us
 from aichat_backend.errors import AlreadyExists, NotFound
 from aichat_backend.reasons import Reason
+from aichat_backend.store.admin_tables import admin_audit_log, rate_limit_bypasses
 from aichat_backend.store.database import Tx
-from aichat_backend.store.tables import (
-    PENDING_APPROVAL,
-    admin_audit_log,
-    rate_limit_bypasses,
-    tool_calls,
-)
+from aichat_backend.store.tables import PENDING_APPROVAL, tool_calls
 
 
 def _bypass(row: Any) -> Bypass:

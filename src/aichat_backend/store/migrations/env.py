@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from aichat_backend.store import admin_tables  # noqa: F401  (its tables join the metadata)
 from aichat_backend.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
