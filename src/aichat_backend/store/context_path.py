@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, bindparam, case, func, select, true
 
+from aichat_backend.store.context_queries import attachment_columns
 from aichat_backend.store.message_paths import (
     ACTIVE,
     OF_SESSION,
@@ -61,13 +62,7 @@ def _context_path(lateral: bool) -> Any:
         select(
             *(c.label(f"s_{c.name}") for c in sessions.c),
             found,
-            attachments.c.position.label("a_position"),
-            attachments.c.filename.label("a_filename"),
-            attachments.c.mime_type.label("a_mime_type"),
-            attachments.c.size_bytes.label("a_size_bytes"),
-            attachments.c.sha256.label("a_sha256"),
-            attachments.c.content.label("a_content"),
-            attachments.c.text_content.label("a_text_content"),
+            *attachment_columns(),
             *(c.label(f"t_{c.name}") for c in tool_calls.c if c.name not in ("message_id",)),
         )
         .select_from(

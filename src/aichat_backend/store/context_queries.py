@@ -6,14 +6,23 @@ Built once at import (see sessions_repo._GET); ``MessageRepository.context`` and
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Integer, and_, bindparam, case, func, select, true
 
 from aichat_backend.store.tables import attachments, messages, sessions, tool_calls
+
 
 # The history read of every turn: the last messages with their attachments and tool
 # calls in one statement, not three. A message has one
 # kind of child or none (user messages carry files, answers carry calls); rows repeat
 # only if one had both, and with_children() takes each child once either way.
+def attachment_columns() -> list[Any]:
+    """A message's file in a context row, under the names ``with_children`` reads."""
+    names = ("position", "filename", "mime_type", "size_bytes", "sha256", "content")
+    return [attachments.c[n].label(f"a_{n}") for n in (*names, "text_content")]
+
+
 _WINDOW = (
     select(messages)
     .where(
@@ -26,13 +35,7 @@ _WINDOW = (
 RECENT = (
     select(
         _WINDOW,
-        attachments.c.position.label("a_position"),
-        attachments.c.filename.label("a_filename"),
-        attachments.c.mime_type.label("a_mime_type"),
-        attachments.c.size_bytes.label("a_size_bytes"),
-        attachments.c.sha256.label("a_sha256"),
-        attachments.c.content.label("a_content"),
-        attachments.c.text_content.label("a_text_content"),
+        *attachment_columns(),
         tool_calls.c.id.label("t_id"),
         tool_calls.c.tool_name.label("t_tool_name"),
         tool_calls.c.arguments.label("t_arguments"),
