@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         backend_wrapper=str(Path(args.backend_wrapper).resolve()) if args.backend_wrapper else "",
         peers=tuple(p.strip() for p in args.peer.split(",") if p.strip()),
-        peers_dir=Path(args.peers_dir),
+        peers_dir=Path(args.peers_dir).resolve(),  # the peers start in the run's work dir
     )
     log(f"profile {profile.name}; work dir {run.workdir}")
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers-dir", default=str(PEERS_DIR))
     args = parser.parse_args(argv)
     try:
-        venv = INSTALL[args.peer](Path(args.peers_dir))
+        venv = INSTALL[args.peer](Path(args.peers_dir).resolve())
     except PeerUnavailable as exc:
         print(f"{args.peer}: not installed: {exc}", file=sys.stderr)
         return 1
