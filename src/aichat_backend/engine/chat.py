@@ -34,6 +34,7 @@ from aichat_backend.engine.requests import (
     TurnRequest,
 )
 from aichat_backend.engine.resolve import Resolver
+from aichat_backend.engine.round_open import RoundOpener
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
 from aichat_backend.engine.titles import TitleWriter
 from aichat_backend.engine.turn_setup import TurnSetup
@@ -85,6 +86,7 @@ class ChatEngine:
                 max_concurrent=config.title_max_concurrent,
             )
         setup = TurnSetup(catalogue, config, tools, planner)
+        round_opener = RoundOpener(planner, rounds, self._lifecycle)
         self._starter = TurnStarter(
             store,
             setup,
@@ -93,10 +95,12 @@ class ChatEngine:
             self._lifecycle,
             rounds,
             self._pdf,
-            planner,
+            round_opener,
             self.titles,
         )
-        self._resolver = Resolver(store, setup, config, tools, self._lifecycle, rounds)
+        self._resolver = Resolver(
+            store, setup, config, tools, self._lifecycle, rounds, round_opener
+        )
 
     @property
     def pdf_extractor(self) -> PdfExtractor:

@@ -26,6 +26,7 @@ from aichat_backend.engine.events import ToolCallUpdate, TurnEvent, TurnStarted
 from aichat_backend.engine.lifecycle import TurnLifecycle
 from aichat_backend.engine.replay import replay
 from aichat_backend.engine.requests import ChatConfig, ResolveRequest, resolve_fingerprint
+from aichat_backend.engine.round_open import RoundOpener
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.sessions import check_request_id
 from aichat_backend.engine.turn_run import TurnRun
@@ -47,7 +48,9 @@ class Resolver:
         tools: ToolProvider | None,
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
+        round_opener: RoundOpener,
     ) -> None:
+        self._round = round_opener
         self._store = store
         self._setup = setup
         self._config = config
@@ -131,14 +134,9 @@ class Resolver:
         )
         run.answers.append(run.message.name)
         self._rounds.observer.round_started(run.turn_id, run.message.id)
-        plan = self._setup.next_round(run, context, history)
-        planner = self._rounds.planner
-        if plan.pending:
-            async for compacted in planner.compact(run, plan):
-                yield compacted
-        elif plan.retain:
-            self._lifecycle.spawn(planner.carry_on(run, plan))
-        run.stream = self._rounds.open_stream(run)
+        self._setup.next_round(run, context, history)
+        async for compacted in self._round.open(run):
+            yield compacted
         async for event in self._rounds.run(run):
             yield event
 

@@ -69,10 +69,6 @@ class TurnRounds:
     def observer(self) -> TurnObserver:
         return self._observer
 
-    @property
-    def planner(self) -> ContextPlanner:
-        return self._planner
-
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
         return RoundStream(

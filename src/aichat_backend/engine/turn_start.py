@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator
 
 from aichat_backend.domain import Attachment
 from aichat_backend.engine import attachments as attachment_rules
-from aichat_backend.engine.context_plan import ContextPlanner
 from aichat_backend.engine.conversation import (
     Given,
     given_messages,
@@ -35,6 +34,7 @@ from aichat_backend.engine.requests import (
     check_turn_request,
     turn_fingerprint,
 )
+from aichat_backend.engine.round_open import RoundOpener
 from aichat_backend.engine.rounds import TurnRounds
 from aichat_backend.engine.titles import TitleWriter, starts_conversation
 from aichat_backend.engine.turn_branch import branch_point
@@ -62,10 +62,10 @@ class TurnStarter:
         lifecycle: TurnLifecycle,
         rounds: TurnRounds,
         pdf: PdfExtractor,
-        planner: ContextPlanner,
+        round_opener: RoundOpener,
         titles: TitleWriter | None = None,
     ) -> None:
-        self._planner = planner
+        self._round = round_opener
         self._store = store
         self._setup = setup
         self._catalogue = catalogue
@@ -110,13 +110,8 @@ class TurnStarter:
             yield TurnStarted(begun.user_message, begun.answer.name, run.model, context=fill)
             for call in begun.denied:
                 yield ToolCallUpdate(call)
-            if run.stream is None:  # the conversation outgrew the window: compact first
-                assert plan is not None
-                async for compacted in self._planner.compact(run, plan):
-                    yield compacted
-                run.stream = self._rounds.open_stream(run)
-            elif plan is not None and plan.retain:
-                self._lifecycle.spawn(self._planner.carry_on(run, plan))
+            async for compacted in self._round.open(run):
+                yield compacted
             titles = self._titles if run.unnamed and starts_conversation(req, begun) else None
             async for event in self._rounds.run(run):
                 if titles is not None and isinstance(event, TurnEnded):
@@ -167,13 +162,11 @@ class TurnStarter:
             claimed: asyncio.Future[BegunTurn] = asyncio.get_running_loop().create_future()
             claimed.set_result(begun)
             run.claimed = claimed
-            if run.context is None or not run.context.pending:
-                run.stream = self._rounds.open_stream(run)
+            self._round.send_early(run)
             return run
         # The upstream request leaves now; the user's message is stored meanwhile, and
         # nothing reaches the client before that store has committed. (Unless the
         # conversation must be compacted first: stream_turn does that after TurnStarted.)
-        if run.context is None or not run.context.pending:
-            run.stream = self._rounds.open_stream(run)
+        self._round.send_early(run)
         run.claimed = asyncio.create_task(self._store.begin_turn(req.user_id, new_turn))
         return run
