@@ -7,7 +7,9 @@ the last event says how it ended.
 
 ``ChatEngine`` is the front door; the rooms behind it:
 
-- ``turn_start``: checks, the context read, the first write, idempotent replays;
+- ``turn_start``: a turn from its request to its last event;
+- ``turn_open``: checks, the context read, the first write, idempotent replays;
+- ``round_open``: when a round's request leaves (after a compaction, maybe);
 - ``rounds``: a model call and the tool round after it;
 - ``final_write``: the turn's last write, kept through a database blip;
 - ``resolve``: decisions on waiting tool calls, expiry, resuming the turn;
@@ -37,6 +39,7 @@ from aichat_backend.engine.resolve import Resolver
 from aichat_backend.engine.round_open import RoundOpener
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
 from aichat_backend.engine.titles import TitleWriter
+from aichat_backend.engine.turn_open import TurnOpener
 from aichat_backend.engine.turn_setup import TurnSetup
 from aichat_backend.engine.turn_start import TurnStarter
 from aichat_backend.engine.turn_store import TurnStore
@@ -88,14 +91,10 @@ class ChatEngine:
         setup = TurnSetup(catalogue, config, tools, planner)
         round_opener = RoundOpener(planner, rounds, self._lifecycle)
         self._starter = TurnStarter(
-            store,
-            setup,
-            catalogue,
-            config,
+            TurnOpener(store, setup, catalogue, config, round_opener, self._pdf),
             self._lifecycle,
-            rounds,
-            self._pdf,
             round_opener,
+            rounds,
             self.titles,
         )
         self._resolver = Resolver(
