@@ -12,7 +12,9 @@ the last event says how it ended.
 - ``round_open``: when a round's request leaves (after a compaction, maybe);
 - ``rounds``: a model call and the tool round after it;
 - ``final_write``: the turn's last write, kept through a database blip;
-- ``resolve``: decisions on waiting tool calls, expiry, resuming the turn;
+- ``resolve``: decisions on waiting tool calls, then the turn resumes;
+- ``resolution_open``: expiry, the decisions checked and recorded once, replays;
+- ``resumed_round``: a resolution's next round, its history read again;
 - ``lifecycle``: running turns, their leases, cut-off turns, shutdown;
 - ``requests``: the request types and the engine's settings;
 - ``titles``: a session's title from a model, after its first answer, in the background.
@@ -35,7 +37,9 @@ from aichat_backend.engine.requests import (
     ResolveRequest,
     TurnRequest,
 )
+from aichat_backend.engine.resolution_open import ResolutionOpener
 from aichat_backend.engine.resolve import Resolver
+from aichat_backend.engine.resumed_round import ResumedRound
 from aichat_backend.engine.round_open import RoundOpener
 from aichat_backend.engine.rounds import NO_MORE_TOOLS, TurnRounds
 from aichat_backend.engine.titles import TitleWriter
@@ -98,7 +102,10 @@ class ChatEngine:
             self.titles,
         )
         self._resolver = Resolver(
-            store, setup, config, tools, self._lifecycle, rounds, round_opener
+            ResolutionOpener(store, setup, config, tools),
+            self._lifecycle,
+            rounds,
+            ResumedRound(store, setup, observer, round_opener),
         )
 
     @property

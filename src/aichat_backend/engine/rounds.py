@@ -65,10 +65,6 @@ class TurnRounds:
         self._lifecycle = lifecycle
         self._final = final
 
-    @property
-    def observer(self) -> TurnObserver:
-        return self._observer
-
     def open_stream(self, run: TurnRun) -> RoundStream:
         """Send the run's current request upstream (the round's model call starts now)."""
         return RoundStream(
