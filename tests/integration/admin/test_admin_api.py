@@ -449,7 +449,7 @@ async def test_runtime_view_of_turns_approvals_and_tool_servers(
         "broken": {"command": str(tmp_path / "no-such-server"), "args": []},
     }
     async with tool_stack(
-        "openai", sqlite_url, tmp_path, servers=servers, admin_users=ADMIN
+        "openai", sqlite_url, tmp_path, servers=servers, broken={"broken"}, admin_users=ADMIN
     ) as stack:
         admin = admin_stub(stack)
         # One turn waits for approval (stored: every replica sees it).

@@ -25,6 +25,7 @@ from aichat_backend.tools import python_sandbox
 from aichat_backend.tools.pool import MCPPool
 from tests.integration.tools import sandbox_hogs, unprivileged
 from tests.integration.tools.support import call, make_pool, tool
+from tests.support.tool_stack import servers_up
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -73,8 +74,7 @@ async def pool(request: pytest.FixtureRequest) -> AsyncIterator[MCPPool]:
     pool = make_pool(servers)
     await pool.start()
     try:
-        assert await pool.wait_ready(60), pool.servers()
-        assert all(s.tool_count for s in pool.servers()), pool.servers()
+        await servers_up(pool)
         yield pool
     finally:
         await pool.aclose()

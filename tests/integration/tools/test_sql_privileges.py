@@ -24,6 +24,7 @@ from aichat_backend.tools.pool import MCPPool
 from aichat_backend.tools.readonly_db import DatabaseRefused, QueryLimits, run_read_only
 from tests.integration.tools.readonly_pg import ReadOnlyDatabase, _execute, readonly_db
 from tests.integration.tools.support import call, make_pool
+from tests.support.tool_stack import servers_up
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 __all__ = ["readonly_db"]  # the fixture, imported for this module
@@ -124,7 +125,7 @@ def _tool_processes() -> set[int]:
 async def pool(readonly_db: ReadOnlyDatabase) -> AsyncIterator[MCPPool]:
     pool = make_pool({"sql": sql_entry(readonly_db.url)})
     await pool.start()
-    assert await pool.wait_ready(20), pool.servers()
+    await servers_up(pool)
     yield pool
     await pool.aclose()
 
@@ -164,7 +165,7 @@ async def test_a_huge_value_is_cut_by_the_database(readonly_db: ReadOnlyDatabase
     pool = make_pool({"sql_big": sql_entry(readonly_db.url)})
     await pool.start()
     try:
-        assert await pool.wait_ready(20), pool.servers()
+        await servers_up(pool)
         (pid,) = _tool_processes() - others
         before = _peak_rss_mib(pid)
         sql = "SELECT repeat('x', 100000000) AS big, 'small' AS other"

@@ -23,6 +23,7 @@ from aichat_backend.tools.readonly_db import (
 )
 from tests.integration.tools.readonly_pg import ReadOnlyDatabase, readonly_db
 from tests.integration.tools.support import call, make_pool, tool
+from tests.support.tool_stack import servers_up
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 __all__ = ["readonly_db"]  # the fixture, imported for this module
@@ -45,7 +46,7 @@ async def pool(readonly_db: ReadOnlyDatabase) -> AsyncIterator[MCPPool]:
         }
     )
     await pool.start()
-    assert await pool.wait_ready(20), pool.servers()
+    await servers_up(pool)
     yield pool
     await pool.aclose()
 
