@@ -37,6 +37,7 @@ CALL_TIMEOUT = 6.0
 # Longer than any wait in these tests: the session is freed by the database's return,
 # not by its lease running out.
 LEASE = 120.0
+REQUEST_ID = "blip-1"
 
 
 async def _turn_during_fault(
@@ -45,7 +46,7 @@ async def _turn_during_fault(
     """A turn whose database breaks (``fault``) once its first delta has arrived."""
     stack.fake.enqueue(Script(tokens=TOKENS, token_delay=0.02))
     call = stack.server.chat.StreamChat(
-        cpb.StreamChatRequest(session=session, text="count", request_id="blip-1"),
+        cpb.StreamChatRequest(session=session, text="count", request_id=REQUEST_ID),
         metadata=md(user),
         timeout=CALL_TIMEOUT,
     )
@@ -66,7 +67,7 @@ async def _replay_when_back(stack: ChatStack, user: str, session: str) -> cpb.Tu
     deadline = time.monotonic() + 20
     while True:
         try:
-            events = await stack.turn(user, session, "count", request_id="blip-1")
+            events = await stack.turn(user, session, "count", request_id=REQUEST_ID)
             return events[-1].turn_ended
         except grpc.aio.AioRpcError as err:
             settling = err.code() == grpc.StatusCode.UNAVAILABLE or (
@@ -92,6 +93,25 @@ async def _usage_rows(stack: ChatStack, user: str) -> list[tuple[int, int]]:
         return [(r[0], r[1]) for r in rows]
 
 
+async def _fault_after_start(
+    stack: ChatStack, proxy: FaultProxy, user: str, fault: Mode
+) -> tuple[str, str, int, list[cpb.StreamChatResponse], grpc.aio.AioRpcError | None]:
+    """``_turn_during_fault`` in a new session: (its user, the session, the model requests
+    made before it, the events, the error). A turn that failed before its first delta
+    failed with nothing broken yet (a loaded machine missing the short database bounds at
+    the turn's first write): not the case under test, so it is tried again, as another
+    user so that nothing of it is in what the test checks; at most three times."""
+    for attempt in range(3):
+        owner = f"{user}-{attempt}"
+        session = await stack.new_session(owner)
+        asked = stack.fake.request_count
+        events, err = await _turn_during_fault(stack, proxy, owner, session, fault)
+        if proxy.mode != "pass":
+            return owner, session, asked, events, err
+        stack.fake.drop_scripts()
+    raise AssertionError(f"three turns failed before their first delta: {err}")
+
+
 @pytest.mark.parametrize("fault", ["refuse", "freeze"])
 async def test_a_database_gone_at_the_end_of_a_turn(
     pg_fresh: tuple[str, str], proxy: FaultProxy, user: str, fault: Mode
@@ -99,8 +119,7 @@ async def test_a_database_gone_at_the_end_of_a_turn(
     """Refused connections, or a black-holed path whose delayed COMMIT lands later."""
     _, url = pg_fresh
     async with _stack(url, proxy) as stack:
-        session = await stack.new_session(user)
-        events, err = await _turn_during_fault(stack, proxy, user, session, fault)
+        user, session, asked, events, err = await _fault_after_start(stack, proxy, user, fault)
 
         # The client saw the whole answer, and the stream still ended with turn_ended.
         assert "".join(e.text_delta.text for e in events) == ANSWER
@@ -119,7 +138,7 @@ async def test_a_database_gone_at_the_end_of_a_turn(
         assert replay.message.text == ANSWER
         assert replay.message.name == ended.message.name
         assert replay.message.state == rpb.MESSAGE_STATE_COMPLETE
-        assert stack.fake.request_count == 1
+        assert stack.fake.request_count == asked + 1
         # The usage was counted once, whichever of the attempts landed.
         assert await _usage_rows(stack, user) == [(len(TOKENS), 1)]
         # The session is free long before its lease would have run out.

@@ -129,6 +129,10 @@ class FakeLLMServer:
     def pending_scripts(self) -> int:
         return len(self._scripts)
 
+    def drop_scripts(self) -> None:
+        """Forget the scripts no request has taken (a test trying its scenario again)."""
+        self._scripts.clear()
+
     async def wait_disconnect(self, within: float = 1.0, *, count: int = 1) -> None:
         """Return once ``count`` clients have hung up mid-response; TimeoutError if not."""
         await self._wait_for(lambda: self.stream_disconnects >= count, within)
