@@ -207,7 +207,8 @@ async def test_stop_while_reconnecting_is_sent_when_the_connection_is_back(
         await expect(answer.locator(".markdown")).to_contain_text("s3")
         await proxy.set_mode("drop")
         status = answer.locator(".answer-status")
-        await expect(status).to_contain_text("reconnecting (try 2 of 5)")
+        # A retry is under way (on a loaded machine a check may only see the third or fourth).
+        await expect(status).to_contain_text(re.compile(r"reconnecting \(try [2-4] of 5\)"))
         await page.locator("#stop-button").click()
         await expect(status).to_contain_text("Stop is sent when it is back")
         disconnects = stack.fake.stream_disconnects
