@@ -7,11 +7,11 @@ without a list to keep.
 
 from __future__ import annotations
 
-import ast
-from functools import cache
 from pathlib import Path
 
 import pytest
+
+from tests.support.imports import imported_modules
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ENGINE = SRC / "aichat_backend" / "engine"
@@ -29,19 +29,6 @@ def _source(module: str) -> Path | None:
     return None
 
 
-@cache
-def _imports(path: Path) -> frozenset[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            # `from package import module` imports the module.
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return frozenset(found)
-
-
 def _forbidden(module: str) -> bool:
     if module.split(".")[0].startswith("grpc"):  # grpc, grpc_status, grpc_health, ...
         return True
@@ -57,7 +44,7 @@ def _reached(start: Path) -> list[str]:
         if path in seen:
             continue
         seen.add(path)
-        for module in _imports(path):
+        for module in imported_modules(path):
             if _forbidden(module):
                 bad.append(f"{path.relative_to(SRC)} imports {module}")
             elif module.startswith("aichat_backend") and (found := _source(module)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import zipfile
@@ -10,27 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.imports import imported_modules
+
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "src" / "aichat_backend"
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def _imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
 def test_no_product_module_imports_the_dev_tools() -> None:
     offenders = sorted(
         str(path.relative_to(ROOT))
         for path in PRODUCT.rglob("*.py")
-        if any(m.split(".")[0] == "aichat_devtools" for m in _imported_modules(path))
+        if any(m.split(".")[0] == "aichat_devtools" for m in imported_modules(path))
     )
     assert offenders == []
 
