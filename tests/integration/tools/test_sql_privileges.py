@@ -123,7 +123,11 @@ def _tool_processes() -> set[int]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pool(readonly_db: ReadOnlyDatabase) -> AsyncIterator[MCPPool]:
-    pool = make_pool({"sql": sql_entry(readonly_db.url)})
+    # A query waits for a connection as long as it could run (connect + statement
+    # timeout); the burst below queues ten 1 s queries per connection, which is 10 s of
+    # waiting at the default 5 s statement timeout: at the edge of a loaded machine.
+    entry = sql_entry(readonly_db.url, AICHAT_SQL_TOOL_STATEMENT_TIMEOUT_MS="20000")
+    pool = make_pool({"sql": entry})
     await pool.start()
     await servers_up(pool)
     yield pool
