@@ -25,6 +25,10 @@ SDK_TIMEOUT = 0.5
 # in a CI run beside the whole suite.
 PATIENT_TIMEOUT = 10.0
 API_KEY = "sk-test-secret-0123456789"
+# How long a test waits for the fake to see a request arrive or a client hang up: far
+# below the scripted waits (5-30 s) a hang-up must cut short, and far above the 1 s in
+# which a first request to a fresh fake once failed to arrive beside the whole suite.
+HANG_UP_WITHIN = 3.0
 
 
 def openai_provider(

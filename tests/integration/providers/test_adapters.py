@@ -31,6 +31,7 @@ from aichat_backend.providers.base import (
 from aichat_backend.providers.errors import DEFAULT_RETRY_AFTER_SECONDS
 from aichat_devtools.fake_llm import Script
 from tests.integration.providers.support import (
+    HANG_UP_WITHIN,
     API_KEY,
     SDK_TIMEOUT,
     Upstream,
@@ -361,7 +362,7 @@ async def test_slow_first_token_is_deadline_exceeded(
     assert isinstance(error, DeadlineExceeded)
     assert error.reason == "PROVIDER_TIMEOUT"
     # The client gave up and hung up; the fake noticed.
-    await hasty_upstream.server.wait_disconnect(1.0)
+    await hasty_upstream.server.wait_disconnect(HANG_UP_WITHIN)
 
 
 async def test_an_upstream_silent_mid_answer_is_deadline_exceeded(hasty_upstream: Upstream) -> None:
@@ -377,7 +378,7 @@ async def test_an_upstream_silent_mid_answer_is_deadline_exceeded(hasty_upstream
     assert caught.value.reason == "PROVIDER_TIMEOUT"
     assert caught.value.metadata["provider"] == hasty_upstream.family
     assert received == ["one ", "two "]
-    await hasty_upstream.server.wait_disconnect(1.0)
+    await hasty_upstream.server.wait_disconnect(HANG_UP_WITHIN)
 
 
 async def test_a_slow_stream_that_never_goes_silent_for_a_period_is_not_cut(
@@ -445,17 +446,17 @@ async def test_cancelling_the_consumer_closes_the_upstream(upstream: Upstream) -
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await upstream.server.wait_disconnect(1.0)
+    await upstream.server.wait_disconnect(HANG_UP_WITHIN)
 
 
 async def test_cancelling_before_the_first_token_closes_the_upstream(upstream: Upstream) -> None:
     upstream.server.enqueue(Script(text="slow", ttft=30.0))
     task = asyncio.create_task(collect(upstream.provider, ask()))
-    await upstream.server.wait_requests(1, 1.0)
+    await upstream.server.wait_requests(1, HANG_UP_WITHIN)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await upstream.server.wait_disconnect(1.0)
+    await upstream.server.wait_disconnect(HANG_UP_WITHIN)
 
 
 async def test_leaving_the_block_early_closes_the_upstream(upstream: Upstream) -> None:
@@ -463,4 +464,4 @@ async def test_leaving_the_block_early_closes_the_upstream(upstream: Upstream) -
     async with upstream.provider.stream(ask()) as events:
         async for _event in events:
             break
-    await upstream.server.wait_disconnect(1.0)
+    await upstream.server.wait_disconnect(HANG_UP_WITHIN)

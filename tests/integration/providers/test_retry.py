@@ -22,6 +22,7 @@ from aichat_backend.providers.retry import (
 )
 from aichat_devtools.fake_llm import FakeLLMServer, Script
 from tests.integration.providers.support import (
+    HANG_UP_WITHIN,
     Upstream,
     anthropic_provider,
     ask,
@@ -198,11 +199,11 @@ async def test_each_target_gets_its_own_model_and_temperature(upstream: Upstream
 async def test_cancelling_during_a_retry_leaves_nothing_open(upstream: Upstream) -> None:
     upstream.server.enqueue(Script(error_status=503), Script(text="slow", ttft=30.0))
     task = asyncio.create_task(run([target(upstream.provider, "m")], Sleeps()))
-    await upstream.server.wait_requests(2, 1.0)
+    await upstream.server.wait_requests(2, HANG_UP_WITHIN)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await upstream.server.wait_disconnect(1.0)
+    await upstream.server.wait_disconnect(HANG_UP_WITHIN)
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
