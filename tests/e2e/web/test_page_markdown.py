@@ -184,16 +184,20 @@ async def test_a_long_answer_streams_without_long_tasks_and_keeps_a_selection(
         box = page.locator("#message-input")
         await box.fill("explain it all")
         await box.press("Enter")
-        first = last_answer(page).locator(".markdown p").first
+        # The first paragraph is final once the list after it shows (until then it is the
+        # block still being written, drawn again each render: a selection in it would go).
         await page.wait_for_function(
-            "() => /word0x59/.test(document.querySelector("
-            "'article.assistant:last-of-type .markdown p')?.textContent || '')",
+            "() => /item 0\\.0/.test(document.querySelector("
+            "'article.assistant:last-of-type .markdown')?.textContent || '')",
             polling=250,
         )
         answer = last_answer(page)
-        # Select part of the first paragraph while the rest streams in.
-        chosen = await first.evaluate(
-            "p => { const r = document.createRange(); const t = p.firstChild;"
+        # Select part of the first paragraph while the rest streams in (found and selected
+        # in one script: a handle taken first could be another render's by then).
+        chosen = await page.evaluate(
+            "() => { const p = document.querySelector("
+            "'article.assistant:last-of-type .markdown p');"
+            " const r = document.createRange(); const t = p.firstChild;"
             " r.setStart(t, 6); r.setEnd(t, 40); const s = getSelection();"
             " s.removeAllRanges(); s.addRange(r); return s.toString(); }"
         )
