@@ -64,7 +64,7 @@ export class Composer {
     this.chat.list.querySelector(".welcome")?.remove();
     retireApprovals(); // the server declines calls still waiting when a message comes
     const bubble = this.chat.userBubble(message.text, message.described);
-    this.chat.follower.follow(true);
+    this.chat.follower.followSoon(true);
     const control = new TurnControl();
     control.bubble = bubble;
     this.chat.setBusy(control); // from the moment the message shows: one turn at a time
@@ -136,6 +136,10 @@ export class Composer {
   }
 
   grow() {
+    if (!this.input.value) {
+      this.input.style.height = ""; // empty: its own height, no need to measure the text
+      return;
+    }
     this.input.style.height = "auto";
     this.input.style.height = `${Math.min(this.input.scrollHeight, window.innerHeight * 0.4)}px`;
   }

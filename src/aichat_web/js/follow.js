@@ -25,6 +25,19 @@ export class Follower {
     return this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight;
   }
 
+  // The same, in the next frame: for a caller in the middle of changing the page (sending
+  // a message adds a bubble and an answer), where reading the height now would lay the
+  // page out once for this and again for the frame.
+  followSoon(force = false) {
+    if (force) this.pinned = true;
+    if (this.soon) return;
+    this.soon = true;
+    requestAnimationFrame(() => {
+      this.soon = false;
+      this.follow();
+    });
+  }
+
   follow(force = false) {
     if (force) this.pinned = true;
     if (this.pinned) {
