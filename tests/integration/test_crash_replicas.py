@@ -29,7 +29,7 @@ from tests.support.replicas import (
     send_when_free,
     text_of,
 )
-from tests.support.resume import TOKENS_200, paced_200
+from tests.support.resume import TOKENS_200, paced_200, without_heartbeats
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,15 +45,6 @@ def turn_id_of(event: cpb.StreamChatResponse) -> str:
 def assert_interrupted(ended: cpb.TurnEnded) -> None:
     assert ended.outcome == cpb.TURN_OUTCOME_FAILED
     assert reason_of(ended.error) == "TURN_INTERRUPTED"
-
-
-def _without_heartbeats(events: list[cpb.StreamChatResponse]) -> list[cpb.StreamChatResponse]:
-    """A reader waiting while another replica recovers the turn gets heartbeats (sequence
-    0, as from a live turn; a loaded machine makes the wait longer than their interval);
-    the rest is what the recovery numbered."""
-    beats = [e for e in events if e.WhichOneof("event") == "heartbeat"]
-    assert all(e.sequence == 0 for e in beats), beats
-    return [e for e in events if e.WhichOneof("event") != "heartbeat"]
 
 
 async def test_a_message_after_a_crash_keeps_the_crashed_turns_own_answer(
@@ -128,7 +119,7 @@ async def test_the_recovered_end_is_numbered_after_every_event_sent(
         assert await c.stored_last_seq(turn_id_of(seen[0])) < last_seen
 
         resumed, _ = await b.resume(user, seen[0].turn, last_seen)
-        past = _without_heartbeats(resumed)
+        past = without_heartbeats(resumed)
         print(f"\nitem 2: the client saw 1..{last_seen}, the recovered end is {past[-1].sequence}")
         assert [e.WhichOneof("event") for e in past] == ["turn_ended"]
         assert past[0].sequence > last_seen  # a client's "sequences only grow" holds
@@ -157,7 +148,7 @@ async def test_a_crash_before_the_first_flush_still_ends_the_turn(
 
         for after in (seen[-1].sequence, 0):  # where the client stopped, and from the start
             resumed, error = await b.resume(user, seen[0].turn, after)
-            events = _without_heartbeats(resumed)
+            events = without_heartbeats(resumed)
             print(f"\nitem 4: resume after {after}: {[e.WhichOneof('event') for e in events]}")
             assert error is not None, error
             assert [e.WhichOneof("event") for e in events] == ["turn_ended"]

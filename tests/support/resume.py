@@ -53,6 +53,16 @@ def text_of(events: list[cpb.StreamChatResponse]) -> str:
     return "".join(e.text_delta.text for e in events if e.HasField("text_delta"))
 
 
+def without_heartbeats(events: list[cpb.StreamChatResponse]) -> list[cpb.StreamChatResponse]:
+    """The turn's events among what a resuming reader got. A reader waiting for events
+    (another replica recovering the turn, or holding it mid-answer) gets heartbeats, with
+    sequence 0 as from a live turn: a loaded machine makes the wait longer than their
+    interval. They are checked to be that and set aside."""
+    beats = [e for e in events if e.WhichOneof("event") == "heartbeat"]
+    assert all(e.sequence == 0 for e in beats), beats
+    return [e for e in events if e.WhichOneof("event") != "heartbeat"]
+
+
 def seqs(events: list[cpb.StreamChatResponse]) -> list[int]:
     return [e.sequence for e in events]
 

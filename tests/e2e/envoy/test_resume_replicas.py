@@ -22,7 +22,15 @@ from tests.support.envoy import envoy_in_front, render_for_test
 from tests.support.grpc_helpers import md
 from tests.support.http import TLS
 from tests.support.replicas import cluster
-from tests.support.resume import TOKENS_200, cut_after, paced_200, resume, seqs, text_of
+from tests.support.resume import (
+    TOKENS_200,
+    cut_after,
+    paced_200,
+    resume,
+    seqs,
+    text_of,
+    without_heartbeats,
+)
 from tests.support.serve_process import ServeProcess, child_env
 from tests.support.tool_stack import tasks_server_entry
 
@@ -107,14 +115,15 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
     call = b.chat.StreamTurnEvents(
         cpb.StreamTurnEventsRequest(name=turn, after_seq=50), metadata=md(user), timeout=60
     )
-    rest: list[cpb.StreamChatResponse] = []
+    got: list[cpb.StreamChatResponse] = []
     try:
         async for event in call:
-            rest.append(event)
-            if len(rest) == 1:
+            got.append(event)
+            if event.WhichOneof("event") != "heartbeat":
                 gate.set()  # A produces the rest now; B relays it live
     finally:
         gate.set()
+    rest = without_heartbeats(got)
     assert seqs(rest) == list(range(51, 51 + len(rest)))
     assert rest[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
     answer = text_of(seen) + text_of(rest)
@@ -148,9 +157,13 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
                 async for line in response.aiter_lines():
                     if line.startswith("data: "):
                         events.append(json.loads(line[6:]))
-                        gate2.set()
+                        if "heartbeat" not in events[-1]:
+                            gate2.set()
         finally:
             gate2.set()
+    # Heartbeats while the reader waited (as over gRPC above): no sequence number.
+    assert all(int(e.get("sequence", 0)) == 0 for e in events if "heartbeat" in e)
+    events = [e for e in events if "heartbeat" not in e]
     assert [int(e["sequence"]) for e in events] == list(range(51, 51 + len(events)))
     assert all(e["turn"] == turn2 for e in events)
     assert events[-1]["turnEnded"]["outcome"] == "TURN_OUTCOME_COMPLETED"

@@ -31,8 +31,8 @@ from aichat_backend.providers.base import (
 from aichat_backend.providers.errors import DEFAULT_RETRY_AFTER_SECONDS
 from aichat_devtools.fake_llm import Script
 from tests.integration.providers.support import (
-    HANG_UP_WITHIN,
     API_KEY,
+    HANG_UP_WITHIN,
     SDK_TIMEOUT,
     Upstream,
     anthropic_provider,
