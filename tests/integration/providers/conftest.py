@@ -7,11 +7,10 @@ API's real wire format.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from aichat_backend.providers.anthropic_adapter import AnthropicProvider
-from aichat_backend.providers.openai_adapter import OpenAIProvider
 from aichat_devtools.fake_llm import FakeLLMServer
 from tests.integration.providers.support import (
     PATIENT_TIMEOUT,
@@ -20,6 +19,10 @@ from tests.integration.providers.support import (
     anthropic_provider,
     openai_provider,
 )
+
+if TYPE_CHECKING:  # the SDK only where a test uses it (support.py says why)
+    from aichat_backend.providers.anthropic_adapter import AnthropicProvider
+    from aichat_backend.providers.openai_adapter import OpenAIProvider
 
 
 @pytest.fixture
