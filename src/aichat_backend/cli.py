@@ -12,15 +12,20 @@ import sys
 from typing import TYPE_CHECKING
 
 from aichat_backend import logs
-from aichat_backend.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     import grpc
+
+    from aichat_backend.config import Settings
 
 EXIT_CONFIG = 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    # Imported here, not at the top: `mcp-tasks`, started once per stdio connection,
+    # reads no settings, and pydantic-settings is a tenth of its start.
+    from aichat_backend.config import ConfigError, load_settings
+
     try:
         return load_settings(env_only=getattr(args, "env_only", False))
     except ConfigError as exc:
@@ -30,6 +35,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before the heavy imports: a bad setting fails at once
+    from aichat_backend.config import ConfigError
     from aichat_backend.process import serve
     from aichat_backend.server import CannotListen
     from aichat_backend.store.migrate_process import MigrationFailed
@@ -75,8 +81,13 @@ def _cmd_mcp_tasks(args: argparse.Namespace) -> int:
 
     # Deliberately not load_settings(): a stdio child starts with a clean environment and
     # must not read the backend's .env (its secrets); the default follows data_dir's.
-    db = args.db or Path(Settings.model_fields["data_dir"].default) / "mcp-tasks.db"
-    return run(args.transport, db=Path(db), host=args.host, port=args.port)
+    if args.db:
+        db = Path(args.db)
+    else:
+        from aichat_backend.config import Settings
+
+        db = Path(Settings.model_fields["data_dir"].default) / "mcp-tasks.db"
+    return run(args.transport, db=db, host=args.host, port=args.port)
 
 
 def _cmd_web_config(args: argparse.Namespace) -> int:
