@@ -15,7 +15,11 @@ import pytest
 
 from tests.support.serve_process import child_env
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+# A hang guard, not a speed check: the toy run took 48 s beside the suite on this machine
+# in a fast week and 110 s in a slow one (the VM's speed halved).
+RUN_WITHIN = 300
+
+pytestmark = [pytest.mark.timeout(RUN_WITHIN + 20), pytest.mark.slow]
 
 KEYS = (
     "added_ttft_ms_p50",
@@ -50,7 +54,7 @@ def test_toy_run_writes_every_headline_key(tmp_path: Path) -> None:
         env=child_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=RUN_WITHIN,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
