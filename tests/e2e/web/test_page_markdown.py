@@ -152,7 +152,7 @@ async def test_a_long_answer_streams_without_long_tasks_and_keeps_a_selection(
     cpu_slowdown.py), an 880-word answer streamed: the page's
     long tasks (PerformanceObserver 'longtask') are read together with a trace of the
     renderer's main thread, which says how much of each task was the page's own work
-    (CPU time, slowed 4x too) and how much was this shared machine running something
+    (CPU time, slowed as much) and how much was this shared machine running something
     else. No task may take over 50 ms of the page's own work."""
     text = long_answer()
     assert 860 <= len(text.split()) <= 920  # the issue's 880-word answer
