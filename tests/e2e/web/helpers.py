@@ -80,6 +80,19 @@ async def axe_violations(
     ]
 
 
+async def animations_at_their_faintest(page: Page) -> int:
+    """Pause every running animation half-way through: the page's pulses fade to their
+    faintest there (``@keyframes pulse { 50% {...} }``), so a contrast check sees the
+    worst frame every time rather than whichever frame it happened to land on.
+    Returns how many animations it paused (a check that paused none proves nothing)."""
+    return int(
+        await page.evaluate(
+            "document.getAnimations().map(a => { a.pause();"
+            " a.currentTime = a.effect.getComputedTiming().duration / 2; return 1; }).length"
+        )
+    )
+
+
 async def session_id(page: Page) -> str:
     """The open chat's id, once the page has put it in the address (its first message
     creates the session, so the address follows a moment after Send)."""

@@ -12,7 +12,15 @@ from playwright.async_api import BrowserContext, expect
 
 from aichat_devtools.fake_llm import Script, last_user_text
 from tests.e2e.web.conftest import MAX_ATTACHMENT_BYTES
-from tests.e2e.web.helpers import last_answer, rest, send, signed_in, wait_idle
+from tests.e2e.web.helpers import (
+    animations_at_their_faintest,
+    axe_violations,
+    last_answer,
+    rest,
+    send,
+    signed_in,
+    wait_idle,
+)
 from tests.support.chat import ChatStack
 from tests.support.envoy import Envoy
 
@@ -54,14 +62,23 @@ async def test_stop_cancels_the_turn_and_keeps_the_partial_answer_as_incomplete(
 
 
 async def test_heartbeats_show_thinking(
-    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str
+    desktop: BrowserContext, envoy: Envoy, stack: ChatStack, token: str, artifacts: Path
 ) -> None:
     page = await signed_in(desktop, envoy, token)
-    # Silent for 1.6 s while the server sends a heartbeat every 0.5 s (the stack's setting).
-    stack.fake.enqueue(Script(text="finally an answer", ttft=1.6))
-    await send(page, "think hard")
-    status = last_answer(page).locator(".answer-status")
-    await expect(status).to_have_text(re.compile(r"thinking… \(\d+ s\)"))
+    # Silent until the gate opens, while the server sends a heartbeat every 0.5 s (the
+    # stack's setting).
+    gate = asyncio.Event()
+    stack.fake.enqueue(Script(text="finally an answer", gate_after=0, gate=gate))
+    try:
+        await send(page, "think hard")
+        status = last_answer(page).locator(".answer-status")
+        await expect(status).to_have_text(re.compile(r"thinking… \(\d+ s\)"))
+        # The status pulses while it waits; its words stay readable at the faintest frame.
+        assert await animations_at_their_faintest(page) >= 1
+        await page.screenshot(path=str(artifacts / "desktop-heartbeat-thinking.png"))
+        assert await axe_violations(page) == []
+    finally:
+        gate.set()  # a failure never leaves the turn held
     await wait_idle(page)
     await expect(last_answer(page).locator(".markdown")).to_have_text("finally an answer")
     await expect(status).to_be_hidden()
