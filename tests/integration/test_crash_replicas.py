@@ -29,7 +29,7 @@ from tests.support.replicas import (
     send_when_free,
     text_of,
 )
-from tests.support.resume import TOKENS_200, paced_200, without_heartbeats
+from tests.support.resume import TOKENS_200, paced_200, without_keepalives
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -119,7 +119,7 @@ async def test_the_recovered_end_is_numbered_after_every_event_sent(
         assert await c.stored_last_seq(turn_id_of(seen[0])) < last_seen
 
         resumed, _ = await b.resume(user, seen[0].turn, last_seen)
-        past = without_heartbeats(resumed)
+        past = without_keepalives(resumed)
         print(f"\nitem 2: the client saw 1..{last_seen}, the recovered end is {past[-1].sequence}")
         assert [e.WhichOneof("event") for e in past] == ["turn_ended"]
         assert past[0].sequence > last_seen  # a client's "sequences only grow" holds
@@ -148,7 +148,7 @@ async def test_a_crash_before_the_first_flush_still_ends_the_turn(
 
         for after in (seen[-1].sequence, 0):  # where the client stopped, and from the start
             resumed, error = await b.resume(user, seen[0].turn, after)
-            events = without_heartbeats(resumed)
+            events = without_keepalives(resumed)
             print(f"\nitem 4: resume after {after}: {[e.WhichOneof('event') for e in events]}")
             assert error is not None, error
             assert [e.WhichOneof("event") for e in events] == ["turn_ended"]

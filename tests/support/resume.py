@@ -53,14 +53,17 @@ def text_of(events: list[cpb.StreamChatResponse]) -> str:
     return "".join(e.text_delta.text for e in events if e.HasField("text_delta"))
 
 
-def without_heartbeats(events: list[cpb.StreamChatResponse]) -> list[cpb.StreamChatResponse]:
-    """The turn's events among what a resuming reader got. A reader waiting for events
-    (another replica recovering the turn, or holding it mid-answer) gets heartbeats, with
-    sequence 0 as from a live turn: a loaded machine makes the wait longer than their
-    interval. They are checked to be that and set aside."""
-    beats = [e for e in events if e.WhichOneof("event") == "heartbeat"]
-    assert all(e.sequence == 0 for e in beats), beats
-    return [e for e in events if e.WhichOneof("event") != "heartbeat"]
+def without_keepalives(events: list[cpb.StreamChatResponse]) -> list[cpb.StreamChatResponse]:
+    """The turn's events among what a resuming reader got.
+
+    A reader waiting for events (another replica recovering the turn, or holding it
+    mid-answer) gets keep-alive heartbeats with sequence 0: no event of the turn. They are
+    checked to be heartbeats and set aside. A turn's own heartbeats (it was silent for
+    ``AICHAT_HEARTBEAT_SECONDS``: a turn held mid-answer on a loaded machine) are numbered
+    events of the turn, stored and replayed like any other, so they stay."""
+    keepalives = [e for e in events if e.sequence == 0]
+    assert all(e.WhichOneof("event") == "heartbeat" for e in keepalives), keepalives
+    return [e for e in events if e.sequence != 0]
 
 
 def seqs(events: list[cpb.StreamChatResponse]) -> list[int]:

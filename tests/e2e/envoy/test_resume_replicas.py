@@ -29,7 +29,7 @@ from tests.support.resume import (
     resume,
     seqs,
     text_of,
-    without_heartbeats,
+    without_keepalives,
 )
 from tests.support.serve_process import ServeProcess, child_env
 from tests.support.tool_stack import tasks_server_entry
@@ -56,6 +56,10 @@ async def replicas(
             "mcp_servers_file": str(servers_file),
             "rate_rps": "0",
             "log_format": "json",
+            # A turn held at the gate past this makes heartbeats of its own (numbered
+            # events), while a reader waiting on it sends keep-alives (sequence 0): both
+            # kinds happen in a run, as on a loaded machine, not only on one.
+            "heartbeat_seconds": "1",
         }
         spawned: list[ServeProcess] = []
         started: list[Replica] = []
@@ -119,11 +123,13 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
     try:
         async for event in call:
             got.append(event)
-            if event.WhichOneof("event") != "heartbeat":
-                gate.set()  # A produces the rest now; B relays it live
+            if event.WhichOneof("event") == "heartbeat":
+                # A, held, said it is alive (and B relayed it live), or B waited for A:
+                # A produces the rest now; B relays it live.
+                gate.set()
     finally:
         gate.set()
-    rest = without_heartbeats(got)
+    rest = without_keepalives(got)
     assert seqs(rest) == list(range(51, 51 + len(rest)))
     assert rest[-1].turn_ended.outcome == cpb.TURN_OUTCOME_COMPLETED
     answer = text_of(seen) + text_of(rest)
@@ -157,13 +163,14 @@ async def test_resume_on_the_other_replica_while_the_first_produces(
                 async for line in response.aiter_lines():
                     if line.startswith("data: "):
                         events.append(json.loads(line[6:]))
-                        if "heartbeat" not in events[-1]:
-                            gate2.set()
+                        if "heartbeat" in events[-1]:
+                            gate2.set()  # as over gRPC above
         finally:
             gate2.set()
-    # Heartbeats while the reader waited (as over gRPC above): no sequence number.
-    assert all(int(e.get("sequence", 0)) == 0 for e in events if "heartbeat" in e)
-    events = [e for e in events if "heartbeat" not in e]
+    # Keep-alives while the reader waited (as over gRPC above): heartbeats, no sequence
+    # number. The turn's own heartbeats (A held past its period) are numbered events.
+    assert all("heartbeat" in e for e in events if not int(e.get("sequence", 0)))
+    events = [e for e in events if int(e.get("sequence", 0))]
     assert [int(e["sequence"]) for e in events] == list(range(51, 51 + len(events)))
     assert all(e["turn"] == turn2 for e in events)
     assert events[-1]["turnEnded"]["outcome"] == "TURN_OUTCOME_COMPLETED"
