@@ -54,9 +54,11 @@ async def reasoning_stack(
         path.write_text(reasoning_models(fake))
         settings = make_settings(database_url, models_file=path, **overrides)
         async with running_server(settings) as server:
-            # Each model's SDK client is made now, not in a test's first turn: the first
-            # import of the anthropic SDK compiles its 3,300 modules in a fresh clone, about
-            # 10 s of CPU on a loaded 2-core machine, which fell inside a page test's bound.
+            # Each model's SDK client is made now, not in a test's first turn, as a default
+            # deployment's start-up model check makes them in the background (tests turn the
+            # check off: they count what their upstreams see). The first import of the
+            # anthropic SDK compiles its 3,300 modules in a fresh clone, about 10 s of CPU on
+            # a loaded 2-core machine, which fell inside a page test's bound.
             catalogue = server.app.catalogue
             for entry in catalogue.entries():
                 if catalogue.is_configured(entry.name):
